@@ -1,0 +1,146 @@
+package snapshot
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// ProxyType is the first part of an Istio node ID.
+type ProxyType string
+
+// Proxy types Istio uses.
+const (
+	SidecarProxy ProxyType = "sidecar"
+	RouterProxy  ProxyType = "router"
+)
+
+// Metadata is the Istio node metadata the control plane reads.
+type Metadata struct {
+	Namespace        string            // NAMESPACE
+	ServiceAccount   string            // SERVICE_ACCOUNT
+	Labels           map[string]string // LABELS
+	InstanceIPs      []string          // INSTANCE_IPS (comma separated)
+	WorkloadName     string            // WORKLOAD_NAME
+	InterceptionMode string            // INTERCEPTION_MODE (REDIRECT, TPROXY, NONE)
+	ClusterID        string            // CLUSTER_ID
+	IstioVersion     string            // ISTIO_VERSION
+	Generator        string            // GENERATOR ("grpc" for proxyless gRPC)
+}
+
+// Proxy is a connected node as described by its node ID and metadata.
+type Proxy struct {
+	ID        string    // the whole node ID
+	Type      ProxyType // sidecar or router
+	IPs       []string  // the node ID's IP, then INSTANCE_IPS not already listed
+	Name      string    // pod or workload name (first part of NAME.NAMESPACE)
+	Namespace string    // from the node ID, or NAMESPACE metadata
+	DNSDomain string    // e.g. default.svc.cluster.local
+	Metadata  Metadata
+}
+
+// IsProxylessGRPC reports whether the node is a grpc-go xDS client rather than Envoy.
+func (p *Proxy) IsProxylessGRPC() bool { return p.Metadata.Generator == "grpc" }
+
+// ParseProxy reads an Istio node: `TYPE~IP~NAME.NAMESPACE~DNS_DOMAIN` and its
+// metadata. The error names the part of the node ID that is wrong.
+func ParseProxy(node *corev3.Node) (*Proxy, error) {
+	if node == nil || node.GetId() == "" {
+		return nil, fmt.Errorf("node id is empty; want TYPE~IP~NAME.NAMESPACE~NAMESPACE.svc.cluster.local")
+	}
+	id := node.GetId()
+	parts := strings.Split(id, "~")
+	if len(parts) != 4 {
+		return nil, fmt.Errorf("node id %q has %d parts separated by '~', want 4 (TYPE~IP~NAME.NAMESPACE~DNS_DOMAIN)", id, len(parts))
+	}
+	p := &Proxy{ID: id, Type: ProxyType(parts[0]), DNSDomain: parts[3]}
+	switch p.Type {
+	case SidecarProxy, RouterProxy:
+	default:
+		return nil, fmt.Errorf("node id %q: type %q is not sidecar or router", id, parts[0])
+	}
+	ip, err := netip.ParseAddr(parts[1])
+	if err != nil {
+		return nil, fmt.Errorf("node id %q: IP %q is not an IP address", id, parts[1])
+	}
+	p.IPs = []string{ip.String()}
+	name, ns, ok := strings.Cut(parts[2], ".")
+	if !ok || name == "" || ns == "" {
+		return nil, fmt.Errorf("node id %q: %q is not NAME.NAMESPACE", id, parts[2])
+	}
+	p.Name, p.Namespace = name, ns
+	md, err := parseMetadata(node.GetMetadata())
+	if err != nil {
+		return nil, fmt.Errorf("node id %q: metadata: %w", id, err)
+	}
+	p.Metadata = md
+	if md.Namespace != "" && md.Namespace != ns {
+		return nil, fmt.Errorf("node id %q: namespace %q differs from metadata NAMESPACE %q", id, ns, md.Namespace)
+	}
+	for _, s := range md.InstanceIPs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("node id %q: metadata INSTANCE_IPS: %q is not an IP address", id, s)
+		}
+		if !slices.Contains(p.IPs, a.String()) {
+			p.IPs = append(p.IPs, a.String())
+		}
+	}
+	return p, nil
+}
+
+func parseMetadata(s *structpb.Struct) (Metadata, error) {
+	var md Metadata
+	if s == nil {
+		return md, nil
+	}
+	str := func(key string) (string, error) {
+		v, ok := s.GetFields()[key]
+		if !ok {
+			return "", nil
+		}
+		sv, ok := v.GetKind().(*structpb.Value_StringValue)
+		if !ok {
+			return "", fmt.Errorf("%s is not a string", key)
+		}
+		return sv.StringValue, nil
+	}
+	var err error
+	for key, dst := range map[string]*string{
+		"NAMESPACE": &md.Namespace, "SERVICE_ACCOUNT": &md.ServiceAccount,
+		"WORKLOAD_NAME": &md.WorkloadName, "INTERCEPTION_MODE": &md.InterceptionMode,
+		"CLUSTER_ID": &md.ClusterID, "ISTIO_VERSION": &md.IstioVersion, "GENERATOR": &md.Generator,
+	} {
+		if *dst, err = str(key); err != nil {
+			return md, err
+		}
+	}
+	ips, err := str("INSTANCE_IPS")
+	if err != nil {
+		return md, err
+	}
+	for _, ip := range strings.Split(ips, ",") {
+		if ip = strings.TrimSpace(ip); ip != "" {
+			md.InstanceIPs = append(md.InstanceIPs, ip)
+		}
+	}
+	if v, ok := s.GetFields()["LABELS"]; ok {
+		ls := v.GetStructValue()
+		if ls == nil {
+			return md, fmt.Errorf("LABELS is not a map")
+		}
+		md.Labels = make(map[string]string, len(ls.GetFields()))
+		for k, lv := range ls.GetFields() {
+			sv, ok := lv.GetKind().(*structpb.Value_StringValue)
+			if !ok {
+				return md, fmt.Errorf("LABELS[%s] is not a string", k)
+			}
+			md.Labels[k] = sv.StringValue
+		}
+	}
+	return md, nil
+}

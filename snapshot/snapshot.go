@@ -1,0 +1,24 @@
+// Package snapshot turns the registry model and a proxy into xDS resources.
+// It is pure: no I/O, no goroutines, no clocks. All Envoy knowledge lives here.
+package snapshot
+
+import (
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+)
+
+// Options are the mesh-wide settings the translation needs.
+type Options struct {
+	TrustDomain   string // "cluster.local"
+	RootNamespace string // "istio-system": a PeerAuthentication there is mesh-wide
+	AccessLogPath string // "/var/log/istio/istio.log" for VM inbound listeners
+}
+
+// Resources is what one proxy receives, each list sorted by resource name.
+// The protos are shared between proxies and must never be modified.
+type Resources struct {
+	Listeners []types.Resource // *listenerv3.Listener
+	Routes    []types.Resource // *routev3.RouteConfiguration
+	Clusters  []types.Resource // *clusterv3.Cluster
+	Endpoints []types.Resource // *endpointv3.ClusterLoadAssignment
+	Secrets   []types.Resource // *tlsv3.Secret
+}
