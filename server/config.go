@@ -1,0 +1,95 @@
+// Package server serves the snapshot of every connected proxy over xDS
+// (ADS state-of-the-world and delta, plus the per-type services), CSDS,
+// gRPC health and reflection, and the HTTP health, metrics and debug views.
+package server
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/librarymesh/controlplane/registry"
+	"github.com/librarymesh/controlplane/snapshot"
+)
+
+// Registry is what the server reads from the model.
+type Registry interface {
+	// View returns the current immutable view of the model.
+	View() registry.View
+	// Subscribe returns a one-slot channel signalled after each commit, and
+	// a function that ends the subscription.
+	Subscribe() (<-chan struct{}, func())
+	// Changes returns what changed after revision rev. A nil result means
+	// the registry cannot tell, and every proxy is rebuilt.
+	Changes(rev uint64) []Change
+	// Problems returns the input the registry could not use.
+	Problems() []registry.Problem
+}
+
+// Change is one committed change to the model, as the push path needs it.
+type Change struct {
+	Revision      uint64
+	Hostnames     []string // services whose definition or endpoints changed
+	EndpointsOnly bool     // only endpoints of Hostnames changed
+	Workloads     []string // workloads (pods, VMs) that changed
+	Policy        bool     // a PeerAuthentication or DestinationRule changed
+	All           bool     // anything may have changed
+}
+
+// Builder translates one model revision into proxy resources. A Builder is
+// made per revision and shares protos between the proxies it builds for.
+type Builder interface {
+	Build(p *snapshot.Proxy) (*snapshot.Resources, error)
+	// Kind names the proxy's kind (pod sidecar, VM sidecar, proxyless gRPC).
+	Kind(p *snapshot.Proxy) string
+}
+
+// NewBuilderFunc makes the Builder for a view.
+type NewBuilderFunc func(v registry.View, opts snapshot.Options) Builder
+
+// Config configures a Server.
+type Config struct {
+	GRPCAddr string // e.g. ":15010"; "127.0.0.1:0" in tests
+	HTTPAddr string // e.g. ":15014"; empty disables HTTP
+	Logger   *slog.Logger
+	Registry Registry
+	// NewBuilder makes a Builder per model revision.
+	NewBuilder      NewBuilderFunc
+	SnapshotOptions snapshot.Options
+	// Debounce is how long the push path waits for more changes after one
+	// (default 100ms); MaxDebounce caps the wait under a steady stream of
+	// changes (default 500ms).
+	Debounce    time.Duration
+	MaxDebounce time.Duration
+	// DebugOpen serves /debug/ to non-loopback clients too.
+	DebugOpen bool
+	// RegisterGRPC registers extra services (e.g. the CA) on every gRPC
+	// server the Server runs.
+	RegisterGRPC []func(grpc.ServiceRegistrar)
+	// ShutdownGrace bounds GracefulStop when ctx ends (default 5s).
+	ShutdownGrace time.Duration
+}
+
+func (c *Config) setDefaults() error {
+	if c.Registry == nil {
+		return errors.New("server: config has no Registry")
+	}
+	if c.NewBuilder == nil {
+		return errors.New("server: config has no NewBuilder")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Debounce <= 0 {
+		c.Debounce = 100 * time.Millisecond
+	}
+	if c.MaxDebounce < c.Debounce {
+		c.MaxDebounce = max(500*time.Millisecond, c.Debounce)
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = 5 * time.Second
+	}
+	return nil
+}

@@ -1,0 +1,52 @@
+package server
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the server's Prometheus metrics, on a registry of their own.
+type metrics struct {
+	reg          *prometheus.Registry
+	proxies      *prometheus.GaugeVec   // kind
+	pushes       *prometheus.CounterVec // type
+	resources    *prometheus.CounterVec // type
+	nacks        *prometheus.CounterVec // type
+	builds       prometheus.Counter     // snapshot builds
+	buildErrors  prometheus.Counter     // failed snapshot builds
+	buildSeconds prometheus.Histogram   // one Build
+	pushSeconds  prometheus.Histogram   // one whole rebuild of affected proxies
+	debounce     prometheus.Histogram   // first change -> rebuild start
+	convergence  prometheus.Histogram   // change observed -> proxy ACKed it
+	objects      *prometheus.GaugeVec   // kind
+	configErrors prometheus.Gauge       // registry problems
+	rejected     *prometheus.CounterVec // reason (malformed node)
+}
+
+const ns = "controlplane"
+
+func newMetrics() *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.proxies = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "xds_connected_proxies", Help: "Connected proxies by kind."}, []string{"kind"})
+	m.pushes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "xds_pushes_total", Help: "xDS responses sent, by type."}, []string{"type"})
+	m.resources = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "xds_resources_sent_total", Help: "Resources sent in xDS responses, by type."}, []string{"type"})
+	m.nacks = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "xds_nacks_total", Help: "NACKs received, by type."}, []string{"type"})
+	m.builds = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "snapshot_builds_total", Help: "Proxy snapshots built."})
+	m.buildErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "snapshot_build_errors_total", Help: "Proxy snapshot builds that failed."})
+	buckets := prometheus.ExponentialBuckets(0.0005, 2, 16)
+	m.buildSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "snapshot_build_seconds", Help: "Time to build one proxy's snapshot.", Buckets: buckets})
+	m.pushSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "push_seconds", Help: "Time to rebuild and set the snapshots of all affected proxies after a change.", Buckets: buckets})
+	m.debounce = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "debounce_wait_seconds", Help: "Time from the first change of a batch to the start of its rebuild.", Buckets: buckets})
+	m.convergence = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "convergence_seconds", Help: "Time from a registry change being observed to an affected proxy ACKing the version containing it.", Buckets: buckets})
+	m.objects = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "registry_objects", Help: "Objects in the registry model, by kind."}, []string{"kind"})
+	m.configErrors = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "config_errors", Help: "Input the registry could not use (see /debug/problems)."})
+	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "xds_streams_rejected_total", Help: "xDS streams ended by the server, by reason."}, []string{"reason"})
+	m.reg.MustRegister(m.proxies, m.pushes, m.resources, m.nacks, m.builds, m.buildErrors, m.buildSeconds,
+		m.pushSeconds, m.debounce, m.convergence, m.objects, m.configErrors, m.rejected,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry returns the registry for /metrics; other parts (the CA) may
+// register their collectors on it.
+func (m *metrics) Registry() *prometheus.Registry { return m.reg }

@@ -1,0 +1,210 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/librarymesh/controlplane/registry"
+	"github.com/librarymesh/controlplane/snapshot"
+)
+
+// pusher owns the proxies' snapshots: it builds one when a proxy connects
+// and rebuilds the affected ones after each (debounced) registry change.
+// All builds happen under mu, so a proxy that connects during a rebuild is
+// built from the view the rebuild uses or a newer one.
+type pusher struct {
+	log     *slog.Logger
+	reg     Registry
+	newB    NewBuilderFunc
+	opts    snapshot.Options
+	cache   cache.SnapshotCache
+	metrics *metrics
+	conv    *convergence
+	sent    func(nodeID string) map[string]bool // types the node was ever sent
+
+	mu      sync.Mutex
+	view    registry.View
+	builder Builder
+	hashes  *hasher
+	proxies map[string]*proxyEntry
+}
+
+// proxyEntry is a connected proxy and the snapshot it was last given.
+type proxyEntry struct {
+	proxy    *snapshot.Proxy
+	kind     string
+	snap     *nodeSnapshot
+	edsHosts map[string]bool // hosts of the clusters in its EDS
+	err      error           // last build error
+}
+
+func newPusher(cfg *Config, c cache.SnapshotCache, m *metrics, conv *convergence) *pusher {
+	p := &pusher{
+		log: cfg.Logger, reg: cfg.Registry, newB: cfg.NewBuilder, opts: cfg.SnapshotOptions,
+		cache: c, metrics: m, conv: conv, hashes: newHasher(), proxies: map[string]*proxyEntry{},
+	}
+	p.view = p.reg.View()
+	p.builder = p.newB(p.view, p.opts)
+	return p
+}
+
+// connect builds the snapshot of a newly connected proxy from the current
+// view and returns its kind.
+func (p *pusher) connect(ctx context.Context, px *snapshot.Proxy) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := &proxyEntry{proxy: px, kind: p.builder.Kind(px)}
+	p.proxies[px.ID] = e
+	p.metrics.proxies.WithLabelValues(e.kind).Inc()
+	p.buildLocked(ctx, e, time.Time{})
+	return e.kind
+}
+
+// disconnect forgets a proxy whose last stream closed.
+func (p *pusher) disconnect(nodeID string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.proxies[nodeID]
+	if !ok {
+		return
+	}
+	delete(p.proxies, nodeID)
+	p.metrics.proxies.WithLabelValues(e.kind).Dec()
+	p.cache.ClearSnapshot(nodeID)
+}
+
+// buildLocked builds e's snapshot and sets it in the cache if any type's
+// version changed. since is when the change being pushed was observed (zero
+// for a first build). It reports whether the snapshot changed.
+func (p *pusher) buildLocked(ctx context.Context, e *proxyEntry, since time.Time) bool {
+	start := time.Now()
+	res, err := p.builder.Build(e.proxy)
+	p.metrics.builds.Inc()
+	p.metrics.buildSeconds.Observe(time.Since(start).Seconds())
+	if err == nil {
+		var snap *nodeSnapshot
+		if snap, err = newNodeSnapshot(p.hashes, res); err == nil {
+			return p.setLocked(ctx, e, snap, since)
+		}
+	}
+	p.metrics.buildErrors.Inc()
+	if e.err == nil || e.err.Error() != err.Error() {
+		p.log.Error("building snapshot failed; the proxy keeps its last config", "node", e.proxy.ID, "error", err)
+	}
+	e.err = err
+	return false
+}
+
+func (p *pusher) setLocked(ctx context.Context, e *proxyEntry, snap *nodeSnapshot, since time.Time) bool {
+	e.err = nil
+	changed := map[string]string{}
+	for t, v := range snap.versions() {
+		if e.snap == nil || e.snap.GetVersion(t) != v {
+			changed[t] = v
+		}
+	}
+	if len(changed) == 0 {
+		return false
+	}
+	e.snap = snap
+	e.edsHosts = edsHosts(snap)
+	if err := p.cache.SetSnapshot(ctx, e.proxy.ID, snap); err != nil {
+		p.log.Error("setting snapshot failed", "node", e.proxy.ID, "error", err)
+		return false
+	}
+	if !since.IsZero() {
+		sent := p.sent(e.proxy.ID)
+		for t := range changed {
+			if !sent[t] {
+				delete(changed, t)
+			}
+		}
+		p.conv.pushed(e.proxy.ID, since, changed)
+	}
+	return true
+}
+
+// edsHosts returns the service hosts of the clusters in a snapshot's EDS,
+// taken from cluster names `outbound|PORT|SUBSET|HOST` and
+// `inbound|PORT|NAME|HOST`.
+func edsHosts(s *nodeSnapshot) map[string]bool {
+	out := map[string]bool{}
+	for name := range s.GetResourcesAndTTL(resourcev3.EndpointType) {
+		if i := strings.LastIndexByte(name, '|'); i >= 0 {
+			out[name[i+1:]] = true
+		}
+	}
+	return out
+}
+
+// rebuild moves to the registry's current view and rebuilds the proxies
+// the changes since the last view affect. It returns how many proxies were
+// rebuilt and how many got a new snapshot.
+func (p *pusher) rebuild(ctx context.Context, since time.Time) (built, changed int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	view := p.reg.View()
+	if view.Revision() == p.view.Revision() {
+		return 0, 0
+	}
+	affected := affectedBy(p.reg.Changes(p.view.Revision()))
+	affected.addIPs(p.view)
+	affected.addIPs(view)
+	p.view, p.builder = view, p.newB(view, p.opts)
+	p.hashes.rotate()
+	p.countObjects(view)
+	for _, e := range p.proxies {
+		if !affected.matches(e) {
+			continue
+		}
+		if kind := p.builder.Kind(e.proxy); kind != e.kind {
+			p.metrics.proxies.WithLabelValues(e.kind).Dec()
+			p.metrics.proxies.WithLabelValues(kind).Inc()
+			e.kind = kind
+		}
+		built++
+		if p.buildLocked(ctx, e, since) {
+			changed++
+		}
+	}
+	return built, changed
+}
+
+// countObjects updates the registry object gauges from a view.
+func (p *pusher) countObjects(v registry.View) {
+	svcs := v.Services()
+	eps := 0
+	for _, s := range svcs {
+		eps += len(v.Endpoints(s.Hostname))
+	}
+	p.metrics.objects.WithLabelValues("Service").Set(float64(len(svcs)))
+	p.metrics.objects.WithLabelValues("Endpoint").Set(float64(eps))
+	p.metrics.objects.WithLabelValues("PeerAuthentication").Set(float64(len(v.PeerAuthentications())))
+	p.metrics.objects.WithLabelValues("DestinationRule").Set(float64(len(v.DestinationRules())))
+	p.metrics.configErrors.Set(float64(len(p.reg.Problems())))
+}
+
+// proxySnapshot returns the snapshot last set for a node.
+func (p *pusher) proxySnapshot(nodeID string) (*nodeSnapshot, string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.proxies[nodeID]
+	if !ok {
+		return nil, "", fmt.Errorf("proxy %q is not connected", nodeID)
+	}
+	return e.snap, e.kind, e.err
+}
+
+// revision returns the model revision of the current view.
+func (p *pusher) revision() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.view.Revision()
+}

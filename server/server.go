@@ -1,0 +1,199 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
+	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
+	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
+	statusv3 "github.com/envoyproxy/go-control-plane/envoy/service/status/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+)
+
+// Server serves xDS, CSDS, health and reflection over gRPC, and health,
+// metrics and debug views over HTTP.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	tracker *tracker
+	conv    *convergence
+	pusher  *pusher
+	cache   cache.SnapshotCache
+	xds     serverv3.Server
+	health  *health.Server
+	stopXDS context.CancelFunc
+
+	grpcLis, httpLis net.Listener
+	grpcSrv          *grpc.Server
+	httpSrv          *http.Server
+
+	pushes    atomic.Int64  // rebuild rounds done
+	pushedRev atomic.Uint64 // model revision of the last rebuild
+	ready     atomic.Bool
+}
+
+// New makes a Server and binds its listeners.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), tracker: newTracker(cfg.Logger), health: health.NewServer()}
+	s.conv = newConvergence(s.metrics.convergence.Observe)
+	// ads=false: grpc-go asks for resources by name, one type at a time,
+	// which an ADS-mode snapshot cache never answers.
+	s.cache = &nackCache{SnapshotCache: cache.NewSnapshotCache(false, cache.IDHash{}, gcpLogger{cfg.Logger}), nacks: s.tracker}
+	s.pusher = newPusher(&s.cfg, s.cache, s.metrics, s.conv)
+	s.pusher.sent = s.tracker.sentTypes
+	cb := &callbacks{log: cfg.Logger, tracker: s.tracker, pusher: s.pusher, conv: s.conv, metrics: s.metrics}
+	xdsCtx, cancel := context.WithCancel(context.Background())
+	s.stopXDS = cancel
+	s.xds = serverv3.NewServer(xdsCtx, s.cache, cb)
+	s.grpcSrv = s.NewGRPCServer()
+	if err := s.listen(); err != nil {
+		cancel()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) listen() error {
+	var err error
+	if s.grpcLis, err = net.Listen("tcp", s.cfg.GRPCAddr); err != nil {
+		return fmt.Errorf("listen for gRPC on %s: %w", s.cfg.GRPCAddr, err)
+	}
+	if s.cfg.HTTPAddr == "" {
+		return nil
+	}
+	if s.httpLis, err = net.Listen("tcp", s.cfg.HTTPAddr); err != nil {
+		s.grpcLis.Close()
+		return fmt.Errorf("listen for HTTP on %s: %w", s.cfg.HTTPAddr, err)
+	}
+	return nil
+}
+
+// GRPCAddr is the bound gRPC address.
+func (s *Server) GRPCAddr() net.Addr { return s.grpcLis.Addr() }
+
+// HTTPAddr is the bound HTTP address, or nil when HTTP is off.
+func (s *Server) HTTPAddr() net.Addr {
+	if s.httpLis == nil {
+		return nil
+	}
+	return s.httpLis.Addr()
+}
+
+// NewGRPCServer makes a gRPC server carrying every service, for another
+// listener (e.g. TLS on 15012) to serve with the given options.
+func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
+	opts = append([]grpc.ServerOption{
+		grpc.MaxConcurrentStreams(1 << 20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
+	}, opts...)
+	g := grpc.NewServer(opts...)
+	s.Register(g)
+	return g
+}
+
+// Register registers xDS (ADS SotW and delta, LDS/RDS/CDS/EDS/SDS), CSDS,
+// health, reflection and the configured extra services on g.
+func (s *Server) Register(g *grpc.Server) {
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	listenerservice.RegisterListenerDiscoveryServiceServer(g, s.xds)
+	routeservice.RegisterRouteDiscoveryServiceServer(g, s.xds)
+	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
+	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.xds)
+	secretservice.RegisterSecretDiscoveryServiceServer(g, s.xds)
+	statusv3.RegisterClientStatusDiscoveryServiceServer(g, &csds{tracker: s.tracker, pusher: s.pusher})
+	healthpb.RegisterHealthServer(g, s.health)
+	for _, reg := range s.cfg.RegisterGRPC {
+		reg(g)
+	}
+	reflection.Register(g)
+}
+
+// Start serves until ctx ends, then stops gracefully within ShutdownGrace.
+func (s *Server) Start(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		s.log.Info("serving gRPC", "addr", s.grpcLis.Addr().String())
+		if err := s.grpcSrv.Serve(s.grpcLis); err != nil {
+			return fmt.Errorf("serve gRPC: %w", err)
+		}
+		return nil
+	})
+	if s.httpLis != nil {
+		s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		g.Go(func() error {
+			s.log.Info("serving HTTP", "addr", s.httpLis.Addr().String())
+			if err := s.httpSrv.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve HTTP: %w", err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		s.pushLoop(gctx)
+		return nil
+	})
+	s.health.Resume()
+	s.ready.Store(true)
+	g.Go(func() error {
+		<-gctx.Done()
+		s.shutdown()
+		return nil
+	})
+	return g.Wait()
+}
+
+// shutdown stops serving: health goes NOT_SERVING, xDS streams end, and
+// gRPC stops gracefully or, after ShutdownGrace, hard.
+func (s *Server) shutdown() {
+	s.ready.Store(false)
+	s.health.Shutdown()
+	s.stopXDS()
+	done := make(chan struct{})
+	go func() {
+		s.grpcSrv.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(s.cfg.ShutdownGrace):
+		s.log.Warn("gRPC graceful stop timed out; stopping")
+		s.grpcSrv.Stop()
+	}
+	if s.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
+		defer cancel()
+		if err := s.httpSrv.Shutdown(ctx); err != nil {
+			s.httpSrv.Close()
+		}
+	}
+}
+
+// Pushes returns how many rebuild rounds the push loop has done, and the
+// model revision of the last one. Tests wait on these instead of sleeping.
+func (s *Server) Pushes() (int64, uint64) { return s.pushes.Load(), s.pushedRev.Load() }
+
+// Metrics returns the Prometheus registry behind /metrics, so other parts
+// (the CA) can register their collectors.
+func (s *Server) Metrics() *prometheus.Registry { return s.metrics.reg }

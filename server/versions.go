@@ -1,0 +1,179 @@
+package server
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/librarymesh/controlplane/snapshot"
+)
+
+// xdsTypes are the types a proxy snapshot holds, in the order Envoy wants them.
+var xdsTypes = []string{
+	resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType,
+	resourcev3.RouteType, resourcev3.SecretType,
+}
+
+// shortType names a type URL for logs, metrics and debug views.
+func shortType(typeURL string) string {
+	switch typeURL {
+	case resourcev3.ClusterType:
+		return "cds"
+	case resourcev3.EndpointType:
+		return "eds"
+	case resourcev3.ListenerType:
+		return "lds"
+	case resourcev3.RouteType:
+		return "rds"
+	case resourcev3.SecretType:
+		return "sds"
+	}
+	return typeURL
+}
+
+// hasher versions resources by content. Protos shared between proxies are
+// hashed once: the hash is cached per proto pointer. Entries not used for
+// two generations are dropped, so the cache holds about one model revision.
+type hasher struct {
+	cur, prev map[types.Resource]string
+}
+
+func newHasher() *hasher {
+	return &hasher{cur: map[types.Resource]string{}, prev: map[types.Resource]string{}}
+}
+
+// rotate starts a new generation. Call it once per model revision.
+func (h *hasher) rotate() {
+	h.prev, h.cur = h.cur, make(map[types.Resource]string, len(h.cur))
+}
+
+// hash returns the content hash of r, a proto that is never modified.
+func (h *hasher) hash(r types.Resource) (string, error) {
+	if v, ok := h.cur[r]; ok {
+		return v, nil
+	}
+	if v, ok := h.prev[r]; ok {
+		h.cur[r] = v
+		return v, nil
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+	if err != nil {
+		return "", fmt.Errorf("marshal %s: %w", cache.GetResourceName(r), err)
+	}
+	sum := sha256.Sum256(b)
+	v := hex.EncodeToString(sum[:8])
+	h.cur[r] = v
+	return v, nil
+}
+
+// typeResources is one type of a proxy snapshot.
+type typeResources struct {
+	version  string
+	items    map[string]types.ResourceWithTTL
+	versions map[string]string // resource name -> content hash (delta)
+}
+
+// nodeSnapshot is a proxy's snapshot, versioned per type by content. It
+// implements go-control-plane's ResourceSnapshot with the hashes already
+// computed, so delta streams need no hashing per proxy.
+type nodeSnapshot struct {
+	types map[string]*typeResources
+}
+
+var _ cache.ResourceSnapshot = (*nodeSnapshot)(nil)
+
+// newNodeSnapshot versions res with h.
+func newNodeSnapshot(h *hasher, res *snapshot.Resources) (*nodeSnapshot, error) {
+	lists := map[string][]types.Resource{
+		resourcev3.ListenerType: res.Listeners, resourcev3.RouteType: res.Routes,
+		resourcev3.ClusterType: res.Clusters, resourcev3.EndpointType: res.Endpoints,
+		resourcev3.SecretType: res.Secrets,
+	}
+	s := &nodeSnapshot{types: make(map[string]*typeResources, len(lists))}
+	for typeURL, list := range lists {
+		tr, err := newTypeResources(h, list)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", shortType(typeURL), err)
+		}
+		s.types[typeURL] = tr
+	}
+	return s, nil
+}
+
+func newTypeResources(h *hasher, list []types.Resource) (*typeResources, error) {
+	tr := &typeResources{
+		items:    make(map[string]types.ResourceWithTTL, len(list)),
+		versions: make(map[string]string, len(list)),
+	}
+	sum := sha256.New()
+	for _, r := range list {
+		name := cache.GetResourceName(r)
+		if _, dup := tr.items[name]; dup {
+			return nil, fmt.Errorf("resource %q listed twice", name)
+		}
+		v, err := h.hash(r)
+		if err != nil {
+			return nil, err
+		}
+		tr.items[name] = types.ResourceWithTTL{Resource: r}
+		tr.versions[name] = v
+		// Lists are sorted by name, so the sum is stable.
+		fmt.Fprintf(sum, "%s\x00%s\x00", name, v)
+	}
+	tr.version = hex.EncodeToString(sum.Sum(nil)[:8])
+	return tr, nil
+}
+
+// GetVersion returns the content version of a type.
+func (s *nodeSnapshot) GetVersion(typeURL string) string {
+	if tr := s.types[typeURL]; tr != nil {
+		return tr.version
+	}
+	return ""
+}
+
+// GetResourcesAndTTL returns the resources of a type by name.
+func (s *nodeSnapshot) GetResourcesAndTTL(typeURL string) map[string]types.ResourceWithTTL {
+	if tr := s.types[typeURL]; tr != nil {
+		return tr.items
+	}
+	return nil
+}
+
+// GetResources returns the resources of a type by name.
+func (s *nodeSnapshot) GetResources(typeURL string) map[string]types.Resource {
+	tr := s.types[typeURL]
+	if tr == nil {
+		return nil
+	}
+	out := make(map[string]types.Resource, len(tr.items))
+	for k, v := range tr.items {
+		out[k] = v.Resource
+	}
+	return out
+}
+
+// ConstructVersionMap is a no-op: versions are computed on creation.
+func (s *nodeSnapshot) ConstructVersionMap() error { return nil }
+
+// GetVersionMap returns the content hash of each resource of a type.
+func (s *nodeSnapshot) GetVersionMap(typeURL string) map[string]string {
+	if tr := s.types[typeURL]; tr != nil {
+		return tr.versions
+	}
+	return nil
+}
+
+// versions returns the version of every type.
+func (s *nodeSnapshot) versions() map[string]string {
+	out := make(map[string]string, len(s.types))
+	for t, tr := range s.types {
+		out[t] = tr.version
+	}
+	return out
+}
