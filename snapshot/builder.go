@@ -1,0 +1,147 @@
+package snapshot
+
+import (
+	"fmt"
+	"sync"
+
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+
+	"github.com/librarymesh/controlplane/registry"
+)
+
+// Kind is what sort of xDS client a proxy is.
+type Kind int
+
+// Proxy kinds.
+const (
+	PodSidecar    Kind = iota // Envoy beside a pod, traffic captured by iptables
+	VMSidecar                 // Envoy on a VM (WorkloadEntry or ServiceEntry endpoint), no capture
+	ProxylessGRPC             // grpc-go's xDS client (node metadata GENERATOR=grpc)
+)
+
+func (k Kind) String() string {
+	switch k {
+	case VMSidecar:
+		return "vm-sidecar"
+	case ProxylessGRPC:
+		return "proxyless-grpc"
+	}
+	return "pod-sidecar"
+}
+
+// Builder translates one model revision for every proxy. The parts many
+// proxies share (outbound config per namespace, endpoints per cluster) are
+// built once, on first use, and the same protos are returned to every proxy.
+// It is safe for concurrent use. Nothing it returns may be modified.
+type Builder struct {
+	view registry.View
+	opts Options
+
+	mu         sync.Mutex
+	sidecarOut map[string]*memo // by proxy namespace
+	grpcOut    map[string]*memo // by proxy namespace
+	cla        map[string]*endpointv3.ClusterLoadAssignment
+}
+
+type memo struct {
+	res *Resources
+	err error
+}
+
+// NewBuilder makes a Builder for one model revision.
+func NewBuilder(view registry.View, opts Options) *Builder {
+	if opts.TrustDomain == "" {
+		opts.TrustDomain = DefaultTrustDomain
+	}
+	if opts.RootNamespace == "" {
+		opts.RootNamespace = DefaultRootNamespace
+	}
+	if opts.AccessLogPath == "" {
+		opts.AccessLogPath = DefaultAccessLogPath
+	}
+	return &Builder{
+		view:       view,
+		opts:       opts,
+		sidecarOut: map[string]*memo{},
+		grpcOut:    map[string]*memo{},
+		cla:        map[string]*endpointv3.ClusterLoadAssignment{},
+	}
+}
+
+// Revision is the model revision the Builder translates.
+func (b *Builder) Revision() uint64 { return b.view.Revision() }
+
+// Classify says what kind of proxy p is.
+func (b *Builder) Classify(p *Proxy) Kind {
+	if p.IsProxylessGRPC() {
+		return ProxylessGRPC
+	}
+	if w := b.workload(p); w != nil && isVM(w) {
+		return VMSidecar
+	}
+	return PodSidecar
+}
+
+func isVM(w *registry.Workload) bool { return w.Kind == "WorkloadEntry" || w.Kind == "ServiceEntry" }
+
+// workload is the registry's workload for one of the proxy's IPs, or nil.
+func (b *Builder) workload(p *Proxy) *registry.Workload {
+	for _, ip := range p.IPs {
+		if w := b.view.WorkloadByIP(ip); w != nil {
+			return w
+		}
+	}
+	return nil
+}
+
+// Build returns everything the proxy receives.
+func (b *Builder) Build(p *Proxy) (*Resources, error) {
+	var shared, own *Resources
+	var err error
+	w := b.workload(p)
+	switch b.Classify(p) {
+	case ProxylessGRPC:
+		if shared, err = b.sharedLocked(b.grpcOut, p.Namespace, b.buildGRPCOutbound); err == nil {
+			own, err = b.buildGRPCInbound(w)
+		}
+	case VMSidecar:
+		if shared, err = b.sharedLocked(b.sidecarOut, p.Namespace, b.buildSidecarOutbound); err == nil {
+			own, err = b.buildVMInbound(w)
+		}
+	default:
+		if shared, err = b.sharedLocked(b.sidecarOut, p.Namespace, b.buildSidecarOutbound); err == nil && w != nil && w.Kind == "Pod" {
+			own, err = b.buildPodInbound(w)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("proxy %s: %w", p.ID, err)
+	}
+	return merge(shared, own), nil
+}
+
+// sharedLocked returns the memoized part for key, building it under the lock
+// on first use (the lock also guards the endpoint memo build uses).
+func (b *Builder) sharedLocked(m map[string]*memo, key string, build func(ns string) (*Resources, error)) (*Resources, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e, ok := m[key]; ok {
+		return e.res, e.err
+	}
+	res, err := build(key)
+	if err == nil {
+		err = res.finish()
+	}
+	m[key] = &memo{res: res, err: err}
+	return res, err
+}
+
+// loadAssignmentLocked returns the shared ClusterLoadAssignment of a service port.
+func (b *Builder) loadAssignmentLocked(svc *registry.Service, port registry.Port) *endpointv3.ClusterLoadAssignment {
+	name := OutboundClusterName(port.Number, "", svc.Hostname)
+	if cla, ok := b.cla[name]; ok {
+		return cla
+	}
+	cla := ClusterLoadAssignment(name, port, b.view.Endpoints(svc.Hostname))
+	b.cla[name] = cla
+	return cla
+}

@@ -1,0 +1,206 @@
+package snapshot
+
+import (
+	"sync"
+	"testing"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/librarymesh/controlplane/registry"
+)
+
+const (
+	podNodeID  = "sidecar~10.8.0.5~inventory-abc.default~default.svc.cluster.local"
+	vmNodeID   = "sidecar~10.128.0.14~postgres-1-vm.default~default.svc.cluster.local"
+	grpcNodeID = "sidecar~10.8.0.5~inventory-abc.default~default.svc.cluster.local"
+)
+
+func mustProxy(t testing.TB, id string, md map[string]any) *Proxy {
+	t.Helper()
+	s, err := structpb.NewStruct(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ParseProxy(&corev3.Node{Id: id, Metadata: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func names(rs []types.Resource) []string {
+	out := make([]string, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, cachev3.GetResourceName(r))
+	}
+	return out
+}
+
+func find[T types.Resource](t testing.TB, rs []types.Resource, name string) T {
+	t.Helper()
+	for _, r := range rs {
+		if cachev3.GetResourceName(r) == name {
+			return r.(T)
+		}
+	}
+	t.Fatalf("no resource %q in %v", name, names(rs))
+	var zero T
+	return zero
+}
+
+func TestClassify(t *testing.T) {
+	b := NewBuilder(libraryView(nil, nil), Options{})
+	tests := []struct {
+		name string
+		id   string
+		md   map[string]any
+		want Kind
+	}{
+		{"known pod", podNodeID, nil, PodSidecar},
+		{"unknown pod", "sidecar~10.9.9.9~x.default~default.svc.cluster.local", nil, PodSidecar},
+		{"VM from ServiceEntry endpoint", vmNodeID, nil, VMSidecar},
+		{"VM by INSTANCE_IPS", "sidecar~192.168.1.1~vm.default~default.svc.cluster.local", map[string]any{"INSTANCE_IPS": "192.168.1.1,10.128.0.14"}, VMSidecar},
+		{"proxyless gRPC", grpcNodeID, map[string]any{"GENERATOR": "grpc"}, ProxylessGRPC},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := b.Classify(mustProxy(t, tt.id, tt.md)); got != tt.want {
+				t.Errorf("Classify = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestBuildSharesOutboundParts(t *testing.T) {
+	b := NewBuilder(libraryView(meshStrict(), localMutual()), Options{})
+	pod, err := b.Build(mustProxy(t, podNodeID, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := b.Build(mustProxy(t, "sidecar~10.8.0.99~other-xyz.default~default.svc.cluster.local", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := b.Build(mustProxy(t, vmNodeID, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := OutboundClusterName(5432, "", "postgres-1-vm.default.svc.cluster.local")
+	c1 := find[*clusterv3.Cluster](t, pod.Clusters, name)
+	if c2 := find[*clusterv3.Cluster](t, other.Clusters, name); c1 != c2 {
+		t.Error("two pod sidecars in one namespace got different cluster protos")
+	}
+	if c3 := find[*clusterv3.Cluster](t, vm.Clusters, name); c1 != c3 {
+		t.Error("pod and VM sidecar in one namespace got different cluster protos")
+	}
+	if len(other.Listeners) >= len(pod.Listeners) {
+		t.Errorf("unknown pod has %d listeners, known pod %d: want virtualInbound only for the known pod", len(other.Listeners), len(pod.Listeners))
+	}
+}
+
+func TestBuildConcurrent(t *testing.T) {
+	b := NewBuilder(libraryView(meshStrict(), localMutual()), Options{})
+	ids := []string{podNodeID, vmNodeID, "sidecar~10.8.0.7~a.other~other.svc.cluster.local"}
+	var wg sync.WaitGroup
+	results := make([]*Resources, 3*len(ids))
+	errs := make([]error, len(results))
+	for i := range results {
+		p := mustProxy(t, ids[i%len(ids)], nil)
+		wg.Go(func() { results[i], errs[i] = b.Build(p) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("build %d: %v", i, err)
+		}
+		name := OutboundClusterName(5432, "", "postgres-1-vm.default.svc.cluster.local")
+		want := find[*clusterv3.Cluster](t, results[i%len(ids)].Clusters, name)
+		if got := find[*clusterv3.Cluster](t, results[i].Clusters, name); got != want {
+			t.Errorf("build %d: cluster %s not shared", i, name)
+		}
+	}
+}
+
+func TestBuildListsSortedAndValid(t *testing.T) {
+	policies := map[string][]*registry.PeerAuthentication{
+		"none": nil, "strict": meshStrict(),
+		"permissive": {{Namespace: "istio-system", Name: "default", Mode: registry.MTLSPermissive}},
+		"disable":    {{Namespace: "default", Name: "default", Mode: registry.MTLSDisable}},
+	}
+	proxies := []struct {
+		id string
+		md map[string]any
+	}{{podNodeID, nil}, {vmNodeID, nil}, {grpcNodeID, map[string]any{"GENERATOR": "grpc"}}}
+	for pname, pas := range policies {
+		b := NewBuilder(libraryView(pas, localMutual()), Options{})
+		for _, p := range proxies {
+			id := p.id
+			res, err := b.Build(mustProxy(t, id, p.md))
+			if err != nil {
+				t.Fatalf("%s %s: %v", pname, id, err)
+			}
+			for _, l := range res.lists() {
+				ns := names(*l)
+				for i := 1; i < len(ns); i++ {
+					if ns[i-1] >= ns[i] {
+						t.Errorf("%s %s: not sorted or duplicate: %q then %q", pname, id, ns[i-1], ns[i])
+					}
+				}
+				for _, r := range *l {
+					if err := r.(validator).ValidateAll(); err != nil {
+						t.Errorf("%s %s: %v", pname, id, err)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestVMInboundListener(t *testing.T) {
+	tests := []struct {
+		name       string
+		pas        []*registry.PeerAuthentication
+		wantChains int
+		wantTLS    []bool
+	}{
+		{"strict", meshStrict(), 1, []bool{true}},
+		{"permissive", nil, 2, []bool{true, false}},
+		{"disable", []*registry.PeerAuthentication{{Namespace: "default", Name: "pg", Selector: map[string]string{"app": "postgres"}, Mode: registry.MTLSDisable}}, 1, []bool{false}},
+		{"port override", []*registry.PeerAuthentication{
+			{Namespace: "istio-system", Name: "default", Mode: registry.MTLSStrict},
+			{Namespace: "default", Name: "pg", Selector: map[string]string{"app": "postgres"}, PortModes: map[uint32]registry.MTLSMode{5432: registry.MTLSDisable}},
+		}, 1, []bool{false}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := NewBuilder(libraryView(tt.pas, nil), Options{AccessLogPath: "/tmp/x.log"})
+			res, err := b.Build(mustProxy(t, vmNodeID, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := InboundListenerName(5432, "tcp", "postgres-1-vm.default.svc.cluster.local")
+			l := find[*listenerv3.Listener](t, res.Listeners, name)
+			if got := l.GetAddress().GetSocketAddress(); got.GetAddress() != "10.128.0.14" || got.GetPortValue() != 5432 {
+				t.Errorf("address = %v, want 10.128.0.14:5432", got)
+			}
+			if len(l.GetFilterChains()) != tt.wantChains {
+				t.Fatalf("filter chains = %d, want %d", len(l.GetFilterChains()), tt.wantChains)
+			}
+			for i, fc := range l.GetFilterChains() {
+				if got := fc.GetTransportSocket() != nil; got != tt.wantTLS[i] {
+					t.Errorf("chain %d TLS = %v, want %v", i, got, tt.wantTLS[i])
+				}
+			}
+			c := find[*clusterv3.Cluster](t, res.Clusters, name)
+			ep := c.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
+			if ep.GetAddress() != "127.0.0.1" || ep.GetPortValue() != 5432 {
+				t.Errorf("inbound cluster endpoint = %v, want 127.0.0.1:5432", ep)
+			}
+		})
+	}
+}

@@ -1,0 +1,64 @@
+package snapshot
+
+import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+
+	"github.com/librarymesh/controlplane/registry"
+)
+
+// buildGRPCOutbound is what every proxyless gRPC client in namespace ns
+// shares: per service port a `HOST:PORT` api_listener, its route, an EDS
+// cluster and its endpoints. grpc-go has no STRICT_DNS or ORIGINAL_DST, so
+// only services with registry endpoints (STATIC) are offered. Called with b.mu held.
+func (b *Builder) buildGRPCOutbound(ns string) (*Resources, error) {
+	r := &Resources{}
+	for _, svc := range b.view.Services() {
+		if svc.Resolution != registry.ResolutionStatic {
+			continue
+		}
+		mtls, sans := outboundMTLS(b.view, b.opts.RootNamespace, ns, svc)
+		for _, port := range svc.Ports {
+			name := GRPCClientListenerName(svc.Hostname, port.Number)
+			cluster := OutboundClusterName(port.Number, "", svc.Hostname)
+			r.Listeners = append(r.Listeners, APIListener(name, HTTPConnectionManager(name, hcmOptions{RDS: name})))
+			r.Routes = append(r.Routes, RouteConfiguration(name,
+				VirtualHost(name, []string{name, svc.Hostname}, RouteToCluster("default", cluster))))
+			var o clusterOptions
+			if mtls {
+				o.TLS = TransportSocket(GRPCUpstreamTlsContext(sans))
+			}
+			r.Clusters = append(r.Clusters, EDSCluster(cluster, o))
+			r.Endpoints = append(r.Endpoints, b.loadAssignmentLocked(svc, port))
+		}
+	}
+	return r, nil
+}
+
+// buildGRPCInbound is a proxyless gRPC server's own part: the listener
+// grpc-go's xds.NewGRPCServer asks for on each port its workload serves.
+// grpc-go cannot tell TLS from plaintext on one port, so PERMISSIVE serves
+// plaintext; STRICT requires a client certificate.
+func (b *Builder) buildGRPCInbound(w *registry.Workload) (*Resources, error) {
+	if w == nil {
+		return nil, nil
+	}
+	r := &Resources{}
+	for _, ip := range b.inboundPorts(w) {
+		route := RouteConfiguration(ip.cluster(),
+			VirtualHost("inbound|http|"+portString(ip.target), []string{"*"}, NonForwardingRoute("default")))
+		var tls *corev3.TransportSocket
+		if ip.mode == registry.MTLSStrict {
+			tls = TransportSocket(GRPCDownstreamTlsContext())
+		}
+		chain := FilterChain(InboundFilterChainName(ip.target, tls != nil), nil, tls,
+			HCMFilter(HTTPConnectionManager(ip.cluster(), hcmOptions{Inline: route})))
+		r.Listeners = append(r.Listeners, &listenerv3.Listener{
+			Name:             GRPCServerListenerName(w.Address, ip.target),
+			Address:          SocketAddress(w.Address, ip.target),
+			TrafficDirection: corev3.TrafficDirection_INBOUND,
+			FilterChains:     []*listenerv3.FilterChain{chain},
+		})
+	}
+	return r, r.finish()
+}

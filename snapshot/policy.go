@@ -1,0 +1,140 @@
+package snapshot
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/librarymesh/controlplane/registry"
+)
+
+// InboundMTLSMode resolves the PeerAuthentication mode for a workload's port:
+// a policy selecting the workload, then the namespace's, then the mesh-wide
+// one in the root namespace; at each level a port-level mode wins over the
+// policy's mode, and UNSET defers to the next level. Nothing set is PERMISSIVE.
+func InboundMTLSMode(pas []*registry.PeerAuthentication, rootNS, ns string, labels map[string]string, port uint32) registry.MTLSMode {
+	for _, pa := range peerAuthChain(pas, rootNS, ns, labels) {
+		if m := pa.PortModes[port]; m != registry.MTLSUnset {
+			return m
+		}
+		if pa.Mode != registry.MTLSUnset {
+			return pa.Mode
+		}
+	}
+	return DefaultMTLSMode
+}
+
+// peerAuthChain returns the policies that apply to a workload, most specific first.
+func peerAuthChain(pas []*registry.PeerAuthentication, rootNS, ns string, labels map[string]string) []*registry.PeerAuthentication {
+	var workload, namespace, mesh *registry.PeerAuthentication
+	for _, pa := range pas { // sorted by namespace/name: the first match wins
+		switch {
+		case pa.Namespace == ns && pa.Selector != nil && selects(pa.Selector, labels):
+			workload = firstOf(workload, pa)
+		case pa.Namespace == ns && pa.Selector == nil:
+			namespace = firstOf(namespace, pa)
+		}
+		if pa.Namespace == rootNS && pa.Selector == nil {
+			mesh = firstOf(mesh, pa)
+		}
+	}
+	var out []*registry.PeerAuthentication
+	for _, pa := range []*registry.PeerAuthentication{workload, namespace, mesh} {
+		if pa != nil && !slices.Contains(out, pa) {
+			out = append(out, pa)
+		}
+	}
+	return out
+}
+
+func firstOf[T any](cur, next *T) *T {
+	if cur != nil {
+		return cur
+	}
+	return next
+}
+
+func selects(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// DestinationRuleFor picks the rule a proxy in namespace proxyNS applies to
+// host: rules visible to it, those in its own namespace first, then the
+// service's namespace, then the root namespace, then any other; within that,
+// the most specific host (exact, then the longest wildcard).
+func DestinationRuleFor(drs []*registry.DestinationRule, rootNS, proxyNS string, svc *registry.Service) *registry.DestinationRule {
+	var best *registry.DestinationRule
+	bestRank := [2]int{}
+	for _, dr := range drs {
+		if !exportedTo(dr, proxyNS) {
+			continue
+		}
+		spec, ok := hostMatch(dr.Host, svc.Hostname)
+		if !ok {
+			continue
+		}
+		rank := [2]int{nsRank(dr.Namespace, proxyNS, svc.Namespace, rootNS), -spec}
+		if best == nil || rank[0] < bestRank[0] || (rank[0] == bestRank[0] && rank[1] < bestRank[1]) {
+			best, bestRank = dr, rank
+		}
+	}
+	return best
+}
+
+func nsRank(ns, proxyNS, svcNS, rootNS string) int {
+	switch ns {
+	case proxyNS:
+		return 0
+	case svcNS:
+		return 1
+	case rootNS:
+		return 2
+	}
+	return 3
+}
+
+func exportedTo(dr *registry.DestinationRule, ns string) bool {
+	if len(dr.ExportTo) == 0 {
+		return true
+	}
+	for _, e := range dr.ExportTo {
+		if e == "*" || e == ns || (e == "." && dr.Namespace == ns) {
+			return true
+		}
+	}
+	return false
+}
+
+// hostMatch reports whether pattern (a host or `*.suffix` or `*`) matches
+// host, and how specific the match is (higher is more specific).
+func hostMatch(pattern, host string) (int, bool) {
+	switch {
+	case pattern == host:
+		return 1 << 20, true
+	case pattern == "*":
+		return 0, true
+	case strings.HasPrefix(pattern, "*."):
+		return len(pattern), strings.HasSuffix(host, pattern[1:])
+	}
+	return 0, false
+}
+
+// outboundMTLS reports whether a proxy in proxyNS uses Istio mutual TLS to
+// the service, and the SPIFFE IDs to accept. MESH_EXTERNAL services never do.
+func outboundMTLS(v registry.View, rootNS, proxyNS string, svc *registry.Service) (bool, []string) {
+	if svc.Location == registry.MeshExternal {
+		return false, nil
+	}
+	dr := DestinationRuleFor(v.DestinationRules(), rootNS, proxyNS, svc)
+	if dr == nil || dr.TLSMode != registry.ClientTLSIstioMutual {
+		return false, nil
+	}
+	if len(dr.SubjectAltNames) > 0 {
+		return true, dr.SubjectAltNames
+	}
+	return true, svc.ServiceAccounts
+}

@@ -1,0 +1,213 @@
+package snapshot
+
+import (
+	"slices"
+	"strings"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/librarymesh/controlplane/registry"
+)
+
+// buildSidecarOutbound is the outbound config every Envoy sidecar in
+// namespace ns shares. Called with b.mu held.
+func (b *Builder) buildSidecarOutbound(ns string) (*Resources, error) {
+	r := &Resources{}
+	vhostsByPort := map[uint32][]*routev3.VirtualHost{}
+	seenDomains := map[uint32]map[string]bool{}
+	for _, svc := range b.view.Services() {
+		for _, port := range svc.Ports {
+			cluster, cla := b.outboundClusterLocked(ns, svc, port)
+			r.Clusters = append(r.Clusters, cluster)
+			if cla != nil {
+				r.Endpoints = append(r.Endpoints, cla)
+			}
+			for _, l := range outboundListeners(svc, port) {
+				r.Listeners = append(r.Listeners, l)
+			}
+			if port.Protocol.IsHTTP() {
+				if seenDomains[port.Number] == nil {
+					seenDomains[port.Number] = map[string]bool{}
+				}
+				domains := uniqueDomains(serviceDomains(svc, port.Number, ns), seenDomains[port.Number])
+				if len(domains) == 0 {
+					continue
+				}
+				vhostsByPort[port.Number] = append(vhostsByPort[port.Number], VirtualHost(
+					GRPCClientListenerName(svc.Hostname, port.Number), domains,
+					RouteToCluster("default", cluster.GetName())))
+			}
+		}
+	}
+	for port, vhosts := range vhostsByPort {
+		r.Routes = append(r.Routes, RouteConfiguration(RouteConfigName(port), append(vhosts, AllowAnyVirtualHost())...))
+	}
+	r.Listeners = append(r.Listeners, VirtualOutboundListener())
+	r.Clusters = append(r.Clusters,
+		OriginalDstCluster(PassthroughClusterName, clusterOptions{}),
+		OriginalDstCluster(InboundPassthroughCluster, clusterOptions{}),
+		BlackHoleCluster())
+	return r, nil
+}
+
+// outboundClusterLocked is `outbound|PORT||HOST` with its endpoints when they come over EDS.
+func (b *Builder) outboundClusterLocked(ns string, svc *registry.Service, port registry.Port) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
+	name := OutboundClusterName(port.Number, "", svc.Hostname)
+	o := clusterOptions{HTTP2: port.Protocol.IsHTTP2()}
+	if mtls, sans := outboundMTLS(b.view, b.opts.RootNamespace, ns, svc); mtls {
+		o.TLS = TransportSocket(UpstreamTlsContext(SNI(port.Number, "", svc.Hostname), sans))
+	}
+	switch svc.Resolution {
+	case registry.ResolutionDNS:
+		return StrictDNSCluster(dnsLoadAssignment(name, svc, port, b.view.Endpoints(svc.Hostname)), o), nil
+	case registry.ResolutionNone:
+		return OriginalDstCluster(name, o), nil
+	}
+	return EDSCluster(name, o), b.loadAssignmentLocked(svc, port)
+}
+
+// dnsLoadAssignment resolves the endpoints' names, or the host itself when a
+// DNS ServiceEntry lists no endpoints (as Istio does).
+func dnsLoadAssignment(name string, svc *registry.Service, port registry.Port, eps []*registry.Endpoint) *endpointv3.ClusterLoadAssignment {
+	if len(eps) == 0 {
+		eps = []*registry.Endpoint{{Hostname: svc.Hostname, Address: svc.Hostname, Ready: true}}
+	}
+	return ClusterLoadAssignment(name, port, eps)
+}
+
+// outboundListeners are `VIP_PORT` per VIP, or `0.0.0.0_PORT`: TCP ports
+// proxy to the cluster, HTTP ports route through RDS `PORT`.
+func outboundListeners(svc *registry.Service, port registry.Port) []*listenerv3.Listener {
+	vips := svc.Addresses
+	if len(vips) == 0 {
+		vips = []string{wildcardAddress}
+	}
+	cluster := OutboundClusterName(port.Number, "", svc.Hostname)
+	out := make([]*listenerv3.Listener, 0, len(vips))
+	for _, vip := range vips {
+		name := OutboundListenerName(vip, port.Number)
+		var f *listenerv3.Filter
+		if port.Protocol.IsHTTP() {
+			f = HCMFilter(HTTPConnectionManager(name, hcmOptions{RDS: RouteConfigName(port.Number)}))
+		} else {
+			f = TCPProxyFilter(cluster, cluster)
+		}
+		out = append(out, OutboundListener(name, vip, port.Number, FilterChain(name, nil, nil, f)))
+	}
+	return out
+}
+
+// serviceDomains are the names a client in namespace ns may use for the
+// service: FQDN, short names, VIPs, each alone and with `:PORT`.
+func serviceDomains(svc *registry.Service, port uint32, ns string) []string {
+	names := []string{svc.Hostname}
+	if rest, ok := strings.CutPrefix(svc.Hostname, svc.Name+"."+svc.Namespace+".svc."); ok && svc.Name != "" && rest != "" {
+		names = append(names, svc.Name+"."+svc.Namespace+".svc", svc.Name+"."+svc.Namespace)
+		if svc.Namespace == ns {
+			names = append(names, svc.Name)
+		}
+	}
+	names = append(names, svc.Addresses...)
+	out := make([]string, 0, 2*len(names))
+	for _, n := range names {
+		out = append(out, n, GRPCClientListenerName(n, port))
+	}
+	return out
+}
+
+// uniqueDomains drops domains an earlier virtual host of the route config
+// already claimed (Envoy rejects duplicates).
+func uniqueDomains(domains []string, seen map[string]bool) []string {
+	return slices.DeleteFunc(domains, func(d string) bool {
+		if seen[d] {
+			return true
+		}
+		seen[d] = true
+		return false
+	})
+}
+
+// workloadPort is the port a workload serves a service port on.
+func workloadPort(w *registry.Workload, port registry.Port) uint32 {
+	if n, ok := w.Ports[port.Name]; ok && n != 0 {
+		return n
+	}
+	if port.TargetPort != 0 {
+		return port.TargetPort
+	}
+	return port.Number
+}
+
+// inboundPort is one port a workload serves, with the service that names it.
+type inboundPort struct {
+	svc    *registry.Service
+	port   registry.Port
+	target uint32
+	mode   registry.MTLSMode
+}
+
+// cluster is `inbound|PORT|PORTNAME|HOST`.
+func (ip inboundPort) cluster() string {
+	return InboundClusterName(ip.port.Number, ip.port.Name, ip.svc.Hostname)
+}
+
+// inboundPorts lists the ports a workload serves, one per target port (the
+// first service by hostname wins), with the mTLS mode policy gives each.
+func (b *Builder) inboundPorts(w *registry.Workload) []inboundPort {
+	var out []inboundPort
+	seen := map[uint32]bool{}
+	pas := b.view.PeerAuthentications()
+	for _, svc := range b.view.ServicesForWorkload(w) {
+		for _, port := range svc.Ports {
+			t := workloadPort(w, port)
+			if seen[t] {
+				continue
+			}
+			seen[t] = true
+			mode := InboundMTLSMode(pas, b.opts.RootNamespace, w.Namespace, w.Labels, t)
+			out = append(out, inboundPort{svc: svc, port: port, target: t, mode: mode})
+		}
+	}
+	return out
+}
+
+// inboundFilter is the network filter that hands an inbound connection to the local app.
+func inboundFilter(ip inboundPort, accessLogPath string) *listenerv3.Filter {
+	var hcm hcmOptions
+	var logs []*accesslogv3.AccessLog
+	if accessLogPath != "" {
+		logs = append(logs, FileAccessLog(accessLogPath))
+	}
+	if !ip.port.Protocol.IsHTTP() {
+		return TCPProxyFilter(ip.cluster(), ip.cluster(), logs...)
+	}
+	hcm.Logs = logs
+	hcm.Inline = RouteConfiguration(ip.cluster(), VirtualHost("inbound|http|"+portString(ip.target), []string{"*"},
+		RouteToCluster("default", ip.cluster())))
+	return HCMFilter(HTTPConnectionManager(ip.cluster(), hcm))
+}
+
+// inboundFilterChains applies the port's mTLS mode: STRICT one TLS chain,
+// PERMISSIVE a TLS and a plaintext chain told apart by tls_inspector, DISABLE plaintext.
+func inboundFilterChains(ip inboundPort, match func(transport string) *listenerv3.FilterChainMatch, f *listenerv3.Filter) []*listenerv3.FilterChain {
+	tls := TransportSocket(DownstreamTlsContext())
+	switch ip.mode {
+	case registry.MTLSStrict:
+		return []*listenerv3.FilterChain{FilterChain(InboundFilterChainName(ip.target, true), match(""), tls, f)}
+	case registry.MTLSDisable:
+		return []*listenerv3.FilterChain{FilterChain(InboundFilterChainName(ip.target, false), match(""), nil, f)}
+	}
+	return []*listenerv3.FilterChain{
+		FilterChain(InboundFilterChainName(ip.target, true), match(transportProtocolTLS), tls, f),
+		FilterChain(InboundFilterChainName(ip.target, false), match(transportProtocolRaw), nil, f),
+	}
+}
+
+// inboundCluster is the STATIC cluster to the app on 127.0.0.1.
+func inboundCluster(ip inboundPort) *clusterv3.Cluster {
+	return StaticCluster(LocalClusterLoadAssignment(ip.cluster(), ip.target), clusterOptions{HTTP2: ip.port.Protocol.IsHTTP2()})
+}
