@@ -1,0 +1,174 @@
+package registry
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	networkingv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
+	networkingv1beta1 "istio.io/client-go/pkg/apis/networking/v1beta1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	securityv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
+)
+
+// Kinds the store understands (the version does not matter).
+const (
+	KindService            = "Service"
+	KindEndpointSlice      = "EndpointSlice"
+	KindPod                = "Pod"
+	KindServiceEntry       = "ServiceEntry"
+	KindWorkloadEntry      = "WorkloadEntry"
+	KindDestinationRule    = "DestinationRule"
+	KindPeerAuthentication = "PeerAuthentication"
+)
+
+// Problem reasons that do not block the object.
+const (
+	ReasonUnknownKind = "UnknownKind"
+)
+
+// ObjectKey names an API object independent of its version.
+type ObjectKey struct {
+	Kind      string
+	Namespace string
+	Name      string
+}
+
+func (k ObjectKey) String() string { return k.Kind + " " + k.Namespace + "/" + k.Name }
+
+func objectID(origin string, k ObjectKey) string {
+	return origin + "\x1f" + k.Kind + "\x1f" + k.Namespace + "\x1f" + k.Name
+}
+
+// record is what one API object contributes to the model.
+type record struct {
+	Services  []*serviceRow
+	Endpoints []*endpointRow
+	Workloads []*workloadRow
+	Policies  []*policyRow
+}
+
+// converter turns API objects into records. It holds the store's settings.
+type converter struct {
+	domainSuffix string // "cluster.local"
+}
+
+// problems collects the problems of one object.
+type problems struct {
+	key  ObjectKey
+	list []Problem
+}
+
+func (p *problems) add(field, reason, format string, args ...any) {
+	p.list = append(p.list, Problem{
+		Object: p.key.String(), Field: field, Reason: reason, Message: fmt.Sprintf(format, args...),
+	})
+}
+
+// blocking reports whether any problem rejects the object.
+func blocking(ps []Problem) bool {
+	for _, p := range ps {
+		if p.Reason != ReasonUnknownKind {
+			return true
+		}
+	}
+	return false
+}
+
+// keyOf returns the object's key; an empty namespace means "default", as for kubectl.
+func keyOf(obj runtime.Object) (ObjectKey, error) {
+	if obj == nil {
+		return ObjectKey{}, fmt.Errorf("nil object")
+	}
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return ObjectKey{}, fmt.Errorf("object has no metadata: %w", err)
+	}
+	ns := m.GetNamespace()
+	if ns == "" {
+		ns = "default"
+	}
+	return ObjectKey{Kind: kindOf(obj), Namespace: ns, Name: m.GetName()}, nil
+}
+
+// kindOf returns the store kind of a known API type, or the type's own kind.
+func kindOf(obj runtime.Object) string {
+	switch obj.(type) {
+	case *corev1.Service:
+		return KindService
+	case *discoveryv1.EndpointSlice:
+		return KindEndpointSlice
+	case *corev1.Pod:
+		return KindPod
+	case *networkingv1.ServiceEntry, *networkingv1beta1.ServiceEntry, *networkingv1alpha3.ServiceEntry:
+		return KindServiceEntry
+	case *networkingv1.WorkloadEntry, *networkingv1beta1.WorkloadEntry, *networkingv1alpha3.WorkloadEntry:
+		return KindWorkloadEntry
+	case *networkingv1.DestinationRule, *networkingv1beta1.DestinationRule, *networkingv1alpha3.DestinationRule:
+		return KindDestinationRule
+	case *securityv1.PeerAuthentication, *securityv1beta1.PeerAuthentication:
+		return KindPeerAuthentication
+	}
+	if k := obj.GetObjectKind().GroupVersionKind().Kind; k != "" {
+		return k
+	}
+	return fmt.Sprintf("%T", obj)
+}
+
+// convert turns one API object into a record. A nil record means the object
+// is rejected; the problems say why.
+func (c *converter) convert(key ObjectKey, obj runtime.Object) (*record, []Problem) {
+	p := &problems{key: key}
+	if key.Name == "" {
+		p.add("metadata.name", "MissingName", "metadata.name is required")
+		return nil, p.list
+	}
+	var rec *record
+	switch o := obj.(type) {
+	case *corev1.Service:
+		rec = c.service(key, o, p)
+	case *discoveryv1.EndpointSlice:
+		rec = c.endpointSlice(key, o, p)
+	case *corev1.Pod:
+		rec = c.pod(key, o, p)
+	case *networkingv1.ServiceEntry:
+		rec = c.serviceEntry(key, &o.Spec, p)
+	case *networkingv1beta1.ServiceEntry:
+		rec = c.serviceEntry(key, &o.Spec, p)
+	case *networkingv1alpha3.ServiceEntry:
+		rec = c.serviceEntry(key, &o.Spec, p)
+	case *networkingv1.WorkloadEntry:
+		rec = c.workloadEntry(key, &o.Spec, p)
+	case *networkingv1beta1.WorkloadEntry:
+		rec = c.workloadEntry(key, &o.Spec, p)
+	case *networkingv1alpha3.WorkloadEntry:
+		rec = c.workloadEntry(key, &o.Spec, p)
+	default:
+		rec = c.convertPolicy(key, obj, p)
+	}
+	if len(p.list) > 0 && blocking(p.list) {
+		return nil, p.list
+	}
+	return rec, p.list
+}
+
+func (c *converter) convertPolicy(key ObjectKey, obj runtime.Object, p *problems) *record {
+	switch o := obj.(type) {
+	case *networkingv1.DestinationRule:
+		return c.destinationRule(key, &o.Spec, p)
+	case *networkingv1beta1.DestinationRule:
+		return c.destinationRule(key, &o.Spec, p)
+	case *networkingv1alpha3.DestinationRule:
+		return c.destinationRule(key, &o.Spec, p)
+	case *securityv1.PeerAuthentication:
+		return c.peerAuthentication(key, &o.Spec, p)
+	case *securityv1beta1.PeerAuthentication:
+		return c.peerAuthentication(key, &o.Spec, p)
+	}
+	p.add("kind", ReasonUnknownKind, "kind %s is not used by the control plane; ignored", key.Kind)
+	return nil
+}

@@ -1,0 +1,130 @@
+package registry
+
+import (
+	"fmt"
+
+	memdb "github.com/hashicorp/go-memdb"
+)
+
+// memdb table and index names.
+const (
+	tableObjects   = "objects"   // one row per source object (objectRow)
+	tableServices  = "services"  // one row per (object, host) (serviceRow)
+	tableEndpoints = "endpoints" // EndpointSlice and ServiceEntry endpoints (endpointRow)
+	tableWorkloads = "workloads" // Pods, WorkloadEntries, ServiceEntry endpoints (workloadRow)
+	tablePolicies  = "policies"  // PeerAuthentications and DestinationRules (policyRow)
+
+	indexID        = "id"
+	indexOrigin    = "origin"
+	indexObject    = "object"
+	indexHostname  = "hostname"
+	indexNamespace = "namespace"
+	indexAddress   = "address"
+)
+
+// objectRow is one API object as the store last accepted it.
+type objectRow struct {
+	ID     string // objectID(origin, key)
+	Origin string
+	Key    ObjectKey
+	Source string // where it was read, e.g. "file.yaml:12"
+	Rec    *record
+}
+
+// serviceRow is one host of a Kubernetes Service or a ServiceEntry.
+type serviceRow struct {
+	ID        string
+	Object    string // objectRow.ID
+	Origin    string
+	Kind      string // "Service" or "ServiceEntry"
+	Namespace string
+	Name      string
+	Hostname  string
+	// Addresses, Ports, Resolution and Location as in Service.
+	Addresses  []string
+	Ports      []Port
+	Resolution Resolution
+	Location   Location
+	// SubjectAltNames from a ServiceEntry.
+	SubjectAltNames []string
+	// Selector is a ServiceEntry workloadSelector (nil: none), or a
+	// Kubernetes Service selector (informational).
+	Selector    map[string]string
+	UseSelector bool // the selector picks WorkloadEntries and Pods
+}
+
+// endpointRow is an endpoint that a source lists explicitly.
+type endpointRow struct {
+	ID       string
+	Object   string
+	Origin   string
+	Hostname string
+	Address  string
+	PodRef   string // "ns/name" of an EndpointSlice targetRef Pod
+	Endpoint *Endpoint
+}
+
+// workloadRow is a workload that can be found by address.
+type workloadRow struct {
+	ID        string
+	Object    string
+	Origin    string
+	Namespace string
+	Addresses []string
+	Ready     bool
+	Weight    uint32
+	Workload  *Workload
+}
+
+// policyRow is a PeerAuthentication or a DestinationRule.
+type policyRow struct {
+	ID        string
+	Object    string
+	Origin    string
+	Namespace string
+	PeerAuth  *PeerAuthentication
+	DestRule  *DestinationRule
+}
+
+func idIndex() *memdb.IndexSchema {
+	return &memdb.IndexSchema{Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}}
+}
+
+func fieldIndex(name, field string) *memdb.IndexSchema {
+	return &memdb.IndexSchema{Name: name, AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: field}}
+}
+
+func table(name string, extra ...*memdb.IndexSchema) *memdb.TableSchema {
+	t := &memdb.TableSchema{Name: name, Indexes: map[string]*memdb.IndexSchema{indexID: idIndex()}}
+	for _, ix := range extra {
+		t.Indexes[ix.Name] = ix
+	}
+	return t
+}
+
+func schema() *memdb.DBSchema {
+	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
+		tableObjects: table(tableObjects, fieldIndex(indexOrigin, "Origin")),
+		tableServices: table(tableServices,
+			fieldIndex(indexObject, "Object"), fieldIndex(indexOrigin, "Origin"),
+			fieldIndex(indexHostname, "Hostname"), fieldIndex(indexNamespace, "Namespace")),
+		tableEndpoints: table(tableEndpoints,
+			fieldIndex(indexObject, "Object"), fieldIndex(indexOrigin, "Origin"),
+			fieldIndex(indexHostname, "Hostname"), fieldIndex(indexAddress, "Address")),
+		tableWorkloads: table(tableWorkloads,
+			fieldIndex(indexObject, "Object"), fieldIndex(indexOrigin, "Origin"),
+			fieldIndex(indexNamespace, "Namespace"),
+			&memdb.IndexSchema{Name: indexAddress, AllowMissing: true, Indexer: &memdb.StringSliceFieldIndex{Field: "Addresses"}}),
+		tablePolicies: table(tablePolicies,
+			fieldIndex(indexObject, "Object"), fieldIndex(indexOrigin, "Origin"),
+			fieldIndex(indexNamespace, "Namespace")),
+	}}
+}
+
+func newDB() *memdb.MemDB {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		panic(fmt.Sprintf("registry: invalid memdb schema: %v", err)) // a programming error
+	}
+	return db
+}

@@ -1,0 +1,38 @@
+package registry
+
+import (
+	memdb "github.com/hashicorp/go-memdb"
+)
+
+// view is one immutable revision of the model: a memdb read transaction and
+// the merged data computed from it when it was committed.
+type view struct {
+	txn        *memdb.Txn
+	revision   uint64
+	services   []*Service
+	byHost     map[string]*Service
+	endpoints  map[string][]*Endpoint
+	byIP       map[string]*Workload
+	svcsByAddr map[string][]*Service
+	peerAuths  []*PeerAuthentication
+	destRules  []*DestinationRule
+}
+
+var _ View = (*view)(nil)
+
+func (v *view) Revision() uint64                           { return v.revision }
+func (v *view) Services() []*Service                       { return v.services }
+func (v *view) Service(hostname string) *Service           { return v.byHost[hostname] }
+func (v *view) Endpoints(hostname string) []*Endpoint      { return v.endpoints[hostname] }
+func (v *view) WorkloadByIP(ip string) *Workload           { return v.byIP[ip] }
+func (v *view) PeerAuthentications() []*PeerAuthentication { return v.peerAuths }
+func (v *view) DestinationRules() []*DestinationRule       { return v.destRules }
+
+// ServicesForWorkload returns the services that list the workload's
+// address among their endpoints, sorted by hostname.
+func (v *view) ServicesForWorkload(w *Workload) []*Service {
+	if w == nil {
+		return nil
+	}
+	return v.svcsByAddr[w.Address]
+}

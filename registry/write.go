@@ -1,0 +1,270 @@
+package registry
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+
+	memdb "github.com/hashicorp/go-memdb"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// Item is one API object and where it was read (e.g. "dir/mesh.yaml:12").
+type Item struct {
+	Object runtime.Object
+	Source string
+	// Locate, when set, returns where a field of the object was read
+	// ("dir/mesh.yaml:17"), so a problem points at its line; "" if unknown.
+	Locate func(field string) string
+	// Context, when set, prefixes the message of each of the item's
+	// problems, e.g. "document 2".
+	Context string
+}
+
+// OriginUpdate replaces what one origin (a file) says.
+type OriginUpdate struct {
+	Origin string
+	Items  []Item
+	// Problems found before conversion (e.g. a document that does not
+	// parse); they are remembered with the origin.
+	Problems []Problem
+	// Partial means some documents could not be read: the origin's objects
+	// that Items does not mention stay in force instead of being deleted.
+	Partial bool
+}
+
+// Upsert converts and validates one API object (a pointer to a k8s.io/api
+// or istio.io/client-go type) from an origin ("kube", or a file path) and
+// writes it in one transaction. If it is invalid, the previous good version
+// stays and the problems are returned (and remembered, see Problems).
+func (s *Store) Upsert(origin string, obj runtime.Object) []Problem {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key, err := keyOf(obj)
+	if err != nil {
+		return []Problem{{Source: origin, Reason: "InvalidObject", Message: err.Error()}}
+	}
+	rec, ps := s.conv.convert(key, obj)
+	ps = withSource(ps, sourceOf(origin, key, ""))
+	s.setProblemsLocked(origin, key, ps)
+	if rec == nil {
+		return ps
+	}
+	txn := s.db.Txn(true)
+	if s.putLocked(txn, origin, key, "", rec) {
+		s.commitLocked(txn)
+	} else {
+		txn.Abort()
+	}
+	return ps
+}
+
+// Delete removes one object of an origin. Kind is a store kind such as
+// KindServiceEntry (any API version).
+func (s *Store) Delete(origin, kind, namespace, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if namespace == "" {
+		namespace = "default"
+	}
+	key := ObjectKey{Kind: kind, Namespace: namespace, Name: name}
+	s.setProblemsLocked(origin, key, nil)
+	txn := s.db.Txn(true)
+	if s.deleteLocked(txn, objectID(origin, key)) {
+		s.commitLocked(txn)
+	} else {
+		txn.Abort()
+	}
+}
+
+// ReplaceOrigin atomically replaces every object from origin by objs.
+func (s *Store) ReplaceOrigin(origin string, objs []runtime.Object) []Problem {
+	items := make([]Item, len(objs))
+	for i, o := range objs {
+		items[i] = Item{Object: o}
+	}
+	return s.Apply(OriginUpdate{Origin: origin, Items: items})
+}
+
+// Apply atomically replaces what an origin says, in one transaction. An
+// invalid object keeps its last good version; objects the origin no longer
+// lists are deleted (unless Partial). It returns all the origin's problems.
+func (s *Store) Apply(u OriginUpdate) []Problem {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	probs := map[ObjectKey][]Problem{}
+	if len(u.Problems) > 0 {
+		probs[ObjectKey{}] = append([]Problem(nil), u.Problems...)
+	}
+	keep := map[string]bool{}
+	txn := s.db.Txn(true)
+	changed := false
+	for _, it := range u.Items {
+		changed = s.applyItemLocked(txn, u.Origin, it, keep, probs) || changed
+	}
+	if !u.Partial {
+		changed = s.deleteOthersLocked(txn, u.Origin, keep) || changed
+	}
+	s.replaceProblemsLocked(u.Origin, probs)
+	if changed {
+		s.commitLocked(txn)
+	} else {
+		txn.Abort()
+	}
+	return s.originProblemsLocked(u.Origin)
+}
+
+func (s *Store) applyItemLocked(txn *memdb.Txn, origin string, it Item, keep map[string]bool, probs map[ObjectKey][]Problem) bool {
+	key, err := keyOf(it.Object)
+	if err != nil {
+		src := it.Source
+		if src == "" {
+			src = origin
+		}
+		probs[ObjectKey{}] = append(probs[ObjectKey{}], Problem{Source: src, Reason: "InvalidObject", Message: err.Error()})
+		return false
+	}
+	id := objectID(origin, key)
+	src := sourceOf(origin, key, it.Source)
+	if keep[id] {
+		probs[key] = append(probs[key], Problem{Source: src, Object: key.String(), Field: "metadata.name",
+			Reason: "Duplicate", Message: "the object is defined more than once; the first definition is used"})
+		return false
+	}
+	keep[id] = true
+	rec, ps := s.conv.convert(key, it.Object)
+	locateProblems(ps, it.Locate)
+	if it.Context != "" {
+		for i := range ps {
+			ps[i].Message = it.Context + ": " + ps[i].Message
+		}
+	}
+	probs[key] = append(probs[key], withSource(ps, src)...)
+	if rec == nil {
+		return false
+	}
+	return s.putLocked(txn, origin, key, it.Source, rec)
+}
+
+func (s *Store) deleteOthersLocked(txn *memdb.Txn, origin string, keep map[string]bool) bool {
+	it, err := txn.Get(tableObjects, indexOrigin, origin)
+	if err != nil {
+		s.logger.Error("registry: list origin", "origin", origin, "error", err)
+		return false
+	}
+	var stale []string
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		if row := obj.(*objectRow); !keep[row.ID] {
+			stale = append(stale, row.ID)
+		}
+	}
+	for _, id := range stale {
+		s.deleteLocked(txn, id)
+	}
+	return len(stale) > 0
+}
+
+// putLocked writes the record of one object, replacing its previous rows.
+// It reports whether the model changed (false for a no-op write).
+func (s *Store) putLocked(txn *memdb.Txn, origin string, key ObjectKey, source string, rec *record) bool {
+	id := objectID(origin, key)
+	stampRecord(rec, id, origin)
+	if old, _ := txn.First(tableObjects, indexID, id); old != nil {
+		if row := old.(*objectRow); reflect.DeepEqual(row.Rec, rec) {
+			if row.Source != source { // same content, moved within its file
+				must(txn.Insert(tableObjects, &objectRow{ID: id, Origin: origin, Key: key, Source: source, Rec: row.Rec}))
+				return true
+			}
+			return false
+		}
+		s.deleteDerivedLocked(txn, id)
+	}
+	must(txn.Insert(tableObjects, &objectRow{ID: id, Origin: origin, Key: key, Source: source, Rec: rec}))
+	for _, r := range rec.Services {
+		must(txn.Insert(tableServices, r))
+	}
+	for _, r := range rec.Endpoints {
+		must(txn.Insert(tableEndpoints, r))
+	}
+	for _, r := range rec.Workloads {
+		must(txn.Insert(tableWorkloads, r))
+	}
+	for _, r := range rec.Policies {
+		must(txn.Insert(tablePolicies, r))
+	}
+	return true
+}
+
+// stampRecord gives the rows of a record their IDs, deterministically, so
+// that an unchanged object yields an equal record.
+func stampRecord(rec *record, id, origin string) {
+	for i, r := range rec.Services {
+		r.ID, r.Object, r.Origin = fmt.Sprintf("%s\x1fs%d", id, i), id, origin
+	}
+	for i, r := range rec.Endpoints {
+		r.ID, r.Object, r.Origin = fmt.Sprintf("%s\x1fe%d", id, i), id, origin
+	}
+	for i, r := range rec.Workloads {
+		r.ID, r.Object, r.Origin = fmt.Sprintf("%s\x1fw%d", id, i), id, origin
+	}
+	for i, r := range rec.Policies {
+		r.ID, r.Object, r.Origin = fmt.Sprintf("%s\x1fp%d", id, i), id, origin
+	}
+}
+
+func (s *Store) deleteLocked(txn *memdb.Txn, id string) bool {
+	n, err := txn.DeleteAll(tableObjects, indexID, id)
+	must(err)
+	if n == 0 {
+		return false
+	}
+	s.deleteDerivedLocked(txn, id)
+	return true
+}
+
+func (s *Store) deleteDerivedLocked(txn *memdb.Txn, id string) {
+	for _, t := range []string{tableServices, tableEndpoints, tableWorkloads, tablePolicies} {
+		_, err := txn.DeleteAll(t, indexObject, id)
+		must(err)
+	}
+}
+
+// must panics on a memdb error: with a fixed schema and well-formed rows
+// these only happen on programming errors.
+func must(err error) {
+	if err != nil {
+		panic(fmt.Sprintf("registry: memdb: %v", err))
+	}
+}
+
+// sourceOf is where a problem is reported: the item's own source, the
+// file for a file origin, or ns/name for an API origin such as "kube".
+func sourceOf(origin string, key ObjectKey, itemSource string) string {
+	switch {
+	case itemSource != "":
+		return itemSource
+	case strings.ContainsAny(origin, "/.\\"):
+		return origin
+	}
+	return key.Namespace + "/" + key.Name
+}
+
+func withSource(ps []Problem, src string) []Problem {
+	for i := range ps {
+		if ps[i].Source == "" {
+			ps[i].Source = src
+		}
+	}
+	return ps
+}
+
+func locateProblems(ps []Problem, locate func(string) string) {
+	if locate == nil {
+		return
+	}
+	for i := range ps {
+		if ps[i].Field != "" && ps[i].Source == "" {
+			ps[i].Source = locate(ps[i].Field)
+		}
+	}
+}

@@ -1,0 +1,80 @@
+package yamldir
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer/json"
+	"sigs.k8s.io/yaml"
+
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	networkingv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
+	networkingv1beta1 "istio.io/client-go/pkg/apis/networking/v1beta1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	securityv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
+)
+
+// decoder turns YAML documents into the real API types.
+type decoder struct {
+	serializer *json.Serializer
+}
+
+func newDecoder() (*decoder, error) {
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{
+		corev1.AddToScheme, discoveryv1.AddToScheme,
+		networkingv1.AddToScheme, networkingv1beta1.AddToScheme, networkingv1alpha3.AddToScheme,
+		securityv1.AddToScheme, securityv1beta1.AddToScheme,
+	} {
+		if err := add(scheme); err != nil {
+			return nil, fmt.Errorf("build scheme: %w", err)
+		}
+	}
+	s := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme, scheme,
+		json.SerializerOptions{Yaml: true, Strict: true})
+	return &decoder{serializer: s}, nil
+}
+
+// decodeError is a document that could not be decoded.
+type decodeError struct {
+	line    int    // relative to the document, 0 if unknown
+	field   string // e.g. "kind"
+	reason  string
+	message string
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+)`)
+
+// decode returns the object, a non-fatal warning (unknown fields), or an error.
+func (d *decoder) decode(data []byte) (runtime.Object, *decodeError, *decodeError) {
+	var tm metav1.TypeMeta
+	if err := yaml.Unmarshal(data, &tm); err != nil {
+		de := &decodeError{reason: "InvalidYAML", message: err.Error()}
+		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+			de.line, _ = strconv.Atoi(m[1])
+		}
+		return nil, nil, de
+	}
+	switch {
+	case tm.APIVersion == "":
+		return nil, nil, &decodeError{field: "apiVersion", reason: "MissingAPIVersion", message: "apiVersion is required"}
+	case tm.Kind == "":
+		return nil, nil, &decodeError{field: "kind", reason: "MissingKind", message: "kind is required"}
+	}
+	obj, _, err := d.serializer.Decode(data, nil, nil)
+	switch {
+	case err == nil:
+		return obj, nil, nil
+	case runtime.IsNotRegisteredError(err):
+		return nil, nil, &decodeError{field: "kind", reason: "UnknownKind",
+			message: fmt.Sprintf("%s %s is not used by the control plane; ignored", tm.APIVersion, tm.Kind)}
+	case runtime.IsStrictDecodingError(err) && obj != nil:
+		return obj, &decodeError{reason: "UnknownField", message: err.Error()}, nil
+	}
+	return nil, nil, &decodeError{field: "spec", reason: "InvalidObject", message: err.Error()}
+}

@@ -1,0 +1,119 @@
+// Package yamldir is the YAML directory source: every *.yaml and *.yml file
+// under a directory (multi-document, the same objects as in Kubernetes)
+// becomes one origin in the registry, and changes are watched.
+package yamldir
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/librarymesh/controlplane/registry"
+)
+
+// Load reads every YAML file under dir into the store once (no watch) and
+// returns the store's problems. Files are origins named by their path.
+func Load(dir string, store *registry.Store) []registry.Problem {
+	dec, err := newDecoder()
+	if err != nil {
+		return []registry.Problem{{Source: dir, Reason: "Internal", Message: err.Error()}}
+	}
+	files, err := yamlFiles(dir)
+	if err != nil {
+		return []registry.Problem{{Source: dir, Reason: "ReadError", Message: err.Error()}}
+	}
+	for _, f := range files {
+		store.Apply(dec.readFile(f))
+	}
+	return store.Problems()
+}
+
+// isYAML reports whether a path names a YAML file the source reads.
+func isYAML(path string) bool {
+	base := filepath.Base(path)
+	if strings.HasPrefix(base, ".") { // editor temporaries, hidden files
+		return false
+	}
+	ext := strings.ToLower(filepath.Ext(base))
+	return ext == ".yaml" || ext == ".yml"
+}
+
+// yamlFiles lists the YAML files under dir, sorted.
+func yamlFiles(dir string) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != dir && strings.HasPrefix(d.Name(), ".") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && isYAML(path) {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir, err)
+	}
+	slices.Sort(files)
+	return files, nil
+}
+
+// readFile decodes one file into an update of its origin. A file that
+// cannot be read keeps all its objects (Partial); a document that does not
+// decode keeps the objects the file no longer lists.
+func (d *decoder) readFile(path string) registry.OriginUpdate {
+	u := registry.OriginUpdate{Origin: path}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return u // deleted: all its objects go
+		}
+		u.Partial = true
+		u.Problems = []registry.Problem{{Source: path, Reason: "ReadError", Message: err.Error()}}
+		return u
+	}
+	for _, doc := range splitDocuments(data) {
+		d.readDocument(path, doc, &u)
+	}
+	return u
+}
+
+func (d *decoder) readDocument(path string, doc document, u *registry.OriginUpdate) {
+	obj, warn, derr := d.decode(doc.data)
+	at := func(rel int) string {
+		if rel <= 0 {
+			return fmt.Sprintf("%s:%d", path, doc.startLine)
+		}
+		return fmt.Sprintf("%s:%d", path, doc.firstLine+rel-1)
+	}
+	docProblem := func(e *decodeError) registry.Problem {
+		line := e.line
+		if line == 0 && e.field != "" {
+			line = fieldLine(doc.data, e.field)
+		}
+		return registry.Problem{Source: at(line), Object: fmt.Sprintf("document %d", doc.index),
+			Field: e.field, Reason: e.reason, Message: e.message}
+	}
+	if derr != nil {
+		u.Problems = append(u.Problems, docProblem(derr))
+		if derr.reason != registry.ReasonUnknownKind {
+			u.Partial = true
+		}
+		return
+	}
+	if warn != nil {
+		u.Problems = append(u.Problems, docProblem(warn))
+	}
+	u.Items = append(u.Items, registry.Item{
+		Object:  obj,
+		Source:  at(0),
+		Locate:  func(field string) string { return at(fieldLine(doc.data, field)) },
+		Context: fmt.Sprintf("document %d", doc.index),
+	})
+}

@@ -1,0 +1,56 @@
+package yamldir_test
+
+import (
+	"testing"
+
+	"github.com/librarymesh/controlplane/registry"
+	"github.com/librarymesh/controlplane/registry/yamldir"
+)
+
+func TestLoadExampleLibrary(t *testing.T) {
+	s := registry.NewStore(nil)
+	if ps := yamldir.Load("../../examples/library", s); len(ps) != 0 {
+		t.Fatalf("problems: %v", ps)
+	}
+	v := s.View()
+	pg := v.Service("postgres-1-vm.default.svc.cluster.local")
+	if pg == nil {
+		t.Fatal("postgres-1-vm service missing")
+	}
+	if got := pg.Sources; len(got) != 2 {
+		t.Errorf("postgres sources = %v, want Service and ServiceEntry", got)
+	}
+	if len(pg.Addresses) != 1 || pg.Addresses[0] != "10.96.0.30" {
+		t.Errorf("postgres addresses = %v", pg.Addresses)
+	}
+	if p, ok := pg.Port(5432); !ok || p.Protocol != registry.ProtocolTCP || p.Name != "tcp" {
+		t.Errorf("postgres port 5432 = %+v, %v", p, ok)
+	}
+	eps := v.Endpoints(pg.Hostname)
+	if len(eps) != 1 || eps[0].Address != "10.128.0.14" || eps[0].ServiceAccount != "postgres" {
+		t.Errorf("postgres endpoints = %+v", eps)
+	}
+	vm := v.WorkloadByIP("10.128.0.14")
+	if vm == nil || vm.Kind != registry.KindServiceEntry || vm.Name != "postgres-1-vm" {
+		t.Errorf("VM workload = %+v", vm)
+	}
+	if got := v.ServicesForWorkload(vm); len(got) != 1 || got[0] != pg {
+		t.Errorf("services for VM = %v", got)
+	}
+	inv := v.Service("inventory.default.svc.cluster.local")
+	if inv == nil || len(v.Endpoints(inv.Hostname)) != 2 {
+		t.Fatalf("inventory = %+v, endpoints %v", inv, v.Endpoints("inventory.default.svc.cluster.local"))
+	}
+	if p, _ := inv.Port(8080); p.Protocol != registry.ProtocolHTTP {
+		t.Errorf("inventory port protocol = %s, want HTTP", p.Protocol)
+	}
+	if pod := v.WorkloadByIP("10.8.0.5"); pod == nil || pod.ServiceAccount != "inventory" {
+		t.Errorf("pod workload = %+v", pod)
+	}
+	if pas := v.PeerAuthentications(); len(pas) != 1 || pas[0].Mode != registry.MTLSStrict {
+		t.Errorf("peer authentications = %+v", pas)
+	}
+	if drs := v.DestinationRules(); len(drs) != 1 || drs[0].TLSMode != registry.ClientTLSIstioMutual || drs[0].Host != "*.local" {
+		t.Errorf("destination rules = %+v", drs)
+	}
+}
