@@ -1,0 +1,149 @@
+package certauthority
+
+import (
+	"context"
+	"crypto/x509"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+)
+
+// TokenReviewer checks a Kubernetes service account token (audience istio-ca).
+type TokenReviewer interface {
+	// Review returns the token's service account. Tokens the API server rejects yield a
+	// *Refusal (Unauthenticated); other errors mean the review could not be done.
+	Review(ctx context.Context, token string) (Identity, error)
+}
+
+// Ways a caller proves its identity (the "auth" metric label).
+const (
+	AuthClientCert     = "client_cert"
+	AuthKubernetes     = "kubernetes_token"
+	AuthBootstrapToken = "bootstrap_token"
+)
+
+// caller is a proven identity. A single-use bootstrap token is consumed only after the CSR
+// passed its checks, so a bad CSR does not burn the token.
+type caller struct {
+	id        Identity
+	method    string
+	singleUse *BootstrapClaims
+}
+
+// authenticate proves the caller: client certificate, then bearer token (a bootstrap token
+// this CA issued, otherwise Kubernetes TokenReview). The first that succeeds wins.
+func (ca *CA) authenticate(ctx context.Context) (caller, error) {
+	certErr := error(nil)
+	if certs := peerCertificates(ctx); len(certs) > 0 {
+		id, err := ca.verifyClientCert(certs)
+		if err == nil {
+			return caller{id: id, method: AuthClientCert}, nil
+		}
+		certErr = err
+	}
+	token, present := bearerToken(ctx)
+	switch {
+	case present && token == "":
+		return caller{}, unauthenticated(ReasonBadToken, "authorization header is not \"Bearer <token>\"")
+	case present:
+		return ca.authenticateToken(ctx, token)
+	case certErr != nil:
+		return caller{}, certErr
+	}
+	return caller{}, unauthenticated(ReasonNoCredential,
+		"no credential: present a client certificate from this CA or an \"authorization: Bearer\" token")
+}
+
+func (ca *CA) authenticateToken(ctx context.Context, token string) (caller, error) {
+	if looksLikeBootstrapToken(token) {
+		c, err := ca.verifyBootstrapToken(token)
+		if err != nil {
+			return caller{}, err
+		}
+		cl := caller{id: Identity{Namespace: c.Namespace, ServiceAccount: c.ServiceAccount}, method: AuthBootstrapToken}
+		if c.SingleUse {
+			cl.singleUse = &c
+		}
+		return cl, nil
+	}
+	if ca.cfg.TokenReviewer == nil {
+		return caller{}, unauthenticated(ReasonBadToken,
+			"bearer token is not a bootstrap token of this CA, and Kubernetes token review is not configured")
+	}
+	id, err := ca.cfg.TokenReviewer.Review(ctx, token)
+	if err != nil {
+		return caller{}, err
+	}
+	return caller{id: id, method: AuthKubernetes}, nil
+}
+
+// consume marks a single-use bootstrap token used; a second use is refused.
+func (ca *CA) consume(ctx context.Context, c caller) error {
+	if c.singleUse == nil {
+		return nil
+	}
+	if ca.cfg.UsedTokens == nil {
+		return unauthenticated(ReasonBadToken, "single-use bootstrap tokens are not accepted: no used-token store configured")
+	}
+	first, err := ca.cfg.UsedTokens.MarkUsed(ctx, c.singleUse.ID, time.Unix(c.singleUse.Expiry, 0))
+	if err != nil {
+		return err
+	}
+	if !first {
+		return unauthenticated(ReasonTokenReused, "single-use bootstrap token %s was already used", c.singleUse.ID)
+	}
+	return nil
+}
+
+func peerCertificates(ctx context.Context) []*x509.Certificate {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return nil
+	}
+	return info.State.PeerCertificates
+}
+
+// verifyClientCert checks the chain against our root (whatever the TLS config did) and
+// reads the SPIFFE ID of our trust domain from the leaf.
+func (ca *CA) verifyClientCert(certs []*x509.Certificate) (Identity, error) {
+	inters := ca.auth.inters.Clone()
+	for _, c := range certs[1:] {
+		inters.AddCert(c)
+	}
+	leaf := certs[0]
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: ca.auth.roots, Intermediates: inters,
+		CurrentTime: ca.cfg.Now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		return Identity{}, unauthenticated(ReasonBadClientCert, "client certificate is not valid for this CA: %v", err)
+	}
+	if len(leaf.URIs) != 1 {
+		return Identity{}, unauthenticated(ReasonBadClientCert, "client certificate must carry exactly one SPIFFE URI SAN, has %d", len(leaf.URIs))
+	}
+	id, err := identityFromSPIFFE(leaf.URIs[0], ca.cfg.TrustDomain)
+	if err != nil {
+		return Identity{}, unauthenticated(ReasonBadClientCert, "client certificate: %v", err)
+	}
+	return id, nil
+}
+
+// bearerToken returns the token of "authorization: Bearer TOKEN"; present reports whether
+// an authorization header was sent at all.
+func bearerToken(ctx context.Context) (token string, present bool) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	values := md.Get("authorization")
+	if len(values) == 0 {
+		return "", false
+	}
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(values[0]), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", true
+	}
+	return strings.TrimSpace(tok), true
+}
