@@ -88,7 +88,7 @@ func stringMatches(m *matcherv3.StringMatcher, s string) bool {
 // the type's last response.
 func (c *csds) clientConfig(p ProxyStatus, noContents bool) *statusv3.ClientConfig {
 	cc := &statusv3.ClientConfig{Node: p.node}
-	snap, _, _ := c.pusher.proxySnapshot(p.ID)
+	snap, _, _, _ := c.pusher.proxySnapshot(p.ID)
 	for _, typeURL := range xdsTypes {
 		ts := p.Types[typeURL]
 		if ts == nil {

@@ -1,10 +1,72 @@
 package server
 
-import "net/http"
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"net/netip"
 
-// httpHandler serves health, metrics and debug views.
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// httpHandler serves health, metrics and, for loopback clients unless
+// DebugOpen, the debug views.
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{Registry: s.metrics.reg}))
+	debug := http.NewServeMux()
+	debug.HandleFunc("GET /debug/syncz", s.syncz)
+	debug.HandleFunc("GET /debug/config_dump", s.configDump)
+	debug.HandleFunc("GET /debug/registryz", s.registryz)
+	debug.HandleFunc("GET /debug/connections", s.connections)
+	debug.HandleFunc("GET /debug/problems", s.problems)
+	debug.HandleFunc("/debug/pprof/", pprof.Index)
+	debug.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	debug.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	debug.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	debug.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/debug/", s.debugGuard(debug))
 	return mux
+}
+
+// readyz answers 200 once the server serves and has pushed the model.
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if n, _ := s.Pushes(); !s.ready.Load() || n == 0 {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ok\n"))
+}
+
+// debugGuard refuses clients that are not on loopback unless DebugOpen.
+func (s *Server) debugGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.cfg.DebugOpen && !isLoopback(r.RemoteAddr) {
+			http.Error(w, "debug endpoints are served to loopback clients only", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func isLoopback(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// writeJSON writes v as indented JSON.
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
 }

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -191,15 +190,16 @@ func (p *pusher) countObjects(v registry.View) {
 	p.metrics.configErrors.Set(float64(len(p.reg.Problems())))
 }
 
-// proxySnapshot returns the snapshot last set for a node.
-func (p *pusher) proxySnapshot(nodeID string) (*nodeSnapshot, string, error) {
+// proxySnapshot returns the snapshot last set for a node, its kind and
+// its last build error; ok is false if the node is not connected.
+func (p *pusher) proxySnapshot(nodeID string) (snap *nodeSnapshot, kind string, buildErr error, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e, ok := p.proxies[nodeID]
 	if !ok {
-		return nil, "", fmt.Errorf("proxy %q is not connected", nodeID)
+		return nil, "", nil, false
 	}
-	return e.snap, e.kind, e.err
+	return e.snap, e.kind, e.err, true
 }
 
 // revision returns the model revision of the current view.

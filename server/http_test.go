@@ -1,0 +1,156 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+
+	"github.com/librarymesh/controlplane/registry"
+)
+
+// get fetches a path from the server's HTTP address.
+func get(t *testing.T, s *Server, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + s.HTTPAddr().String() + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// metricValue finds a sample line in a /metrics page.
+func metricValue(t *testing.T, page, sample string) float64 {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(sample) + ` (\S+)$`)
+	m := re.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("metric %s not found", sample)
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatalf("metric %s: %v", sample, err)
+	}
+	return v
+}
+
+func TestHealthAndReady(t *testing.T) {
+	s := startServer(t, newFakeRegistry(defaultWorld()))
+	if code, _ := get(t, s, "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d, want 200", code)
+	}
+	waitFor(t, "/readyz 200", func() bool { code, _ := get(t, s, "/readyz"); return code == http.StatusOK })
+}
+
+func TestMetricsCountPushesAndConvergence(t *testing.T) {
+	reg := newFakeRegistry(defaultWorld())
+	s := startServer(t, reg)
+	st, rx := sotwStream(t, s)
+	subscribeAll(t, st, rx, podNodeID)
+
+	w := defaultWorld()
+	w.backend = "127.0.0.1:10"
+	reg.set(w, Change{Hostnames: []string{w.host}, EndpointsOnly: true})
+	resp, err := rx.next(5 * time.Second)
+	if err != nil {
+		t.Fatalf("no EDS after an endpoint change: %v", err)
+	}
+	ack := &discoveryv3.DiscoveryRequest{TypeUrl: resp.GetTypeUrl(), VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
+	if err := st.Send(ack); err != nil {
+		t.Fatal(err)
+	}
+	var page string
+	waitFor(t, "convergence observed", func() bool {
+		_, page = get(t, s, "/metrics")
+		return strings.Contains(page, "controlplane_convergence_seconds_count 1")
+	})
+	checks := []struct {
+		sample string
+		min    float64
+	}{
+		{`controlplane_xds_connected_proxies{kind="PodSidecar"}`, 1},
+		{`controlplane_xds_pushes_total{type="eds"}`, 2},
+		{`controlplane_xds_resources_sent_total{type="cds"}`, 1},
+		{`controlplane_snapshot_builds_total`, 2},
+		{`controlplane_debounce_wait_seconds_count`, 1},
+		{`controlplane_snapshot_build_seconds_count`, 2},
+		{`go_goroutines`, 1},
+	}
+	for _, c := range checks {
+		if v := metricValue(t, page, c.sample); v < c.min {
+			t.Errorf("%s = %v, want >= %v", c.sample, v, c.min)
+		}
+	}
+	if v := metricValue(t, page, `controlplane_xds_pushes_total{type="cds"}`); v != 1 {
+		t.Errorf("CDS pushes = %v, want 1 (an endpoint change must not resend CDS)", v)
+	}
+}
+
+func TestDebugViews(t *testing.T) {
+	reg := newFakeRegistry(defaultWorld())
+	reg.problems = []registry.Problem{{Source: "mesh/bad.yaml:3", Object: "ServiceEntry default/x", Field: "spec.ports[0].number", Reason: "InvalidPort", Message: "port 0"}}
+	s := startServer(t, reg)
+	st, rx := sotwStream(t, s)
+	subscribeAll(t, st, rx, podNodeID)
+	waitFor(t, "EDS ACK in syncz", func() bool {
+		_, body := get(t, s, "/debug/syncz")
+		var out []syncEntry
+		if err := json.Unmarshal([]byte(body), &out); err != nil {
+			t.Fatalf("syncz: %v: %s", err, body)
+		}
+		return len(out) == 1 && out[0].Types["eds"].Acked != "" && out[0].Types["eds"].Acked == out[0].Types["eds"].Sent
+	})
+	tests := []struct {
+		path, want string
+		code       int
+	}{
+		{"/debug/config_dump?proxyID=" + podNodeID, `"name": "outbound|8080||svc.test"`, 200},
+		{"/debug/config_dump?proxyID=nope", "not connected", 404},
+		{"/debug/connections", podNodeID, 200},
+		{"/debug/problems", `"Field": "spec.ports[0].number"`, 200},
+		{"/debug/registryz", `"revision": 1`, 200},
+		{"/debug/pprof/", "goroutine", 200},
+	}
+	for _, tt := range tests {
+		code, body := get(t, s, tt.path)
+		if code != tt.code || !strings.Contains(body, tt.want) {
+			t.Errorf("GET %s = %d, want %d with %q; body:\n%s", tt.path, code, tt.code, tt.want, body)
+		}
+	}
+}
+
+func TestDebugRefusesRemoteClients(t *testing.T) {
+	tests := []struct {
+		remote string
+		open   bool
+		want   int
+	}{
+		{"127.0.0.1:5000", false, http.StatusOK},
+		{"[::1]:5000", false, http.StatusOK},
+		{"192.0.2.7:5000", false, http.StatusForbidden},
+		{"192.0.2.7:5000", true, http.StatusOK},
+	}
+	for _, tt := range tests {
+		s := &Server{cfg: Config{DebugOpen: tt.open}}
+		h := s.debugGuard(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		r := httptest.NewRequest("GET", "/debug/syncz", nil)
+		r.RemoteAddr = tt.remote
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != tt.want {
+			t.Errorf("remote %s open=%v: %d, want %d", tt.remote, tt.open, rec.Code, tt.want)
+		}
+	}
+}
