@@ -82,6 +82,9 @@ func (b *Builder) Classify(p *Proxy) Kind {
 	return PodSidecar
 }
 
+// Kind names the proxy's kind, for logs, metrics and debug views.
+func (b *Builder) Kind(p *Proxy) string { return b.Classify(p).String() }
+
 func isVM(w *registry.Workload) bool { return w.Kind == "WorkloadEntry" || w.Kind == "ServiceEntry" }
 
 // workload is the registry's workload for one of the proxy's IPs, or nil.

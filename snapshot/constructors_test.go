@@ -1,0 +1,123 @@
+package snapshot
+
+import (
+	"testing"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/librarymesh/controlplane/registry"
+)
+
+func TestNames(t *testing.T) {
+	host := "postgres-1-vm.default.svc.cluster.local"
+	tests := []struct{ got, want string }{
+		{OutboundClusterName(5432, "", host), "outbound|5432||postgres-1-vm.default.svc.cluster.local"},
+		{OutboundClusterName(5432, "v1", host), "outbound|5432|v1|postgres-1-vm.default.svc.cluster.local"},
+		{InboundClusterName(5432, "tcp", host), "inbound|5432|tcp|postgres-1-vm.default.svc.cluster.local"},
+		{SNI(5432, "", host), "outbound_.5432_._.postgres-1-vm.default.svc.cluster.local"},
+		{SpiffeID("cluster.local", "default", "postgres"), "spiffe://cluster.local/ns/default/sa/postgres"},
+		{OutboundListenerName("10.96.0.30", 5432), "10.96.0.30_5432"},
+		{OutboundListenerName("", 8080), "0.0.0.0_8080"},
+		{RouteConfigName(8080), "8080"},
+		{GRPCClientListenerName(host, 5432), "postgres-1-vm.default.svc.cluster.local:5432"},
+		{GRPCServerListenerName("127.0.0.1", 9000), "grpc/server?xds.resource.listening_address=127.0.0.1:9000"},
+		{GRPCServerListenerName("::1", 9000), "grpc/server?xds.resource.listening_address=[::1]:9000"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("got %q, want %q", tt.got, tt.want)
+		}
+	}
+}
+
+func TestClusterLoadAssignment(t *testing.T) {
+	port := registry.Port{Name: "grpc", Number: 9090, TargetPort: 9000}
+	eps := []*registry.Endpoint{
+		{Address: "10.0.0.1", Locality: "r/z1", Ready: true},
+		{Address: "10.0.0.2", Locality: "r/z1", Ready: true, Weight: 3, Ports: map[string]uint32{"grpc": 9001}},
+		{Address: "10.0.0.3", Locality: "", Ready: true},
+		{Address: "10.0.0.4", Locality: "r/z2", Ready: false},
+	}
+	want := &endpointv3.ClusterLoadAssignment{
+		ClusterName: "c",
+		Endpoints: []*endpointv3.LocalityLbEndpoints{
+			{Locality: &corev3.Locality{}, LoadBalancingWeight: wrapperspb.UInt32(1),
+				LbEndpoints: []*endpointv3.LbEndpoint{LbEndpoint("10.0.0.3", 9000, 1)}},
+			{Locality: &corev3.Locality{Region: "r", Zone: "z1"}, LoadBalancingWeight: wrapperspb.UInt32(4),
+				LbEndpoints: []*endpointv3.LbEndpoint{LbEndpoint("10.0.0.1", 9000, 1), LbEndpoint("10.0.0.2", 9001, 3)}},
+		},
+	}
+	got := ClusterLoadAssignment("c", port, eps)
+	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+		t.Errorf("ClusterLoadAssignment (-want +got):\n%s", diff)
+	}
+	if err := got.ValidateAll(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestOutboundClusterTLS(t *testing.T) {
+	pgSAN := []string{"spiffe://cluster.local/ns/default/sa/postgres"}
+	tests := []struct {
+		name    string
+		proxy   map[string]any
+		cluster string
+		want    *tlsv3.UpstreamTlsContext // nil: plaintext
+	}{
+		{"sidecar ISTIO_MUTUAL", nil, "outbound|5432||postgres-1-vm.default.svc.cluster.local",
+			UpstreamTlsContext("outbound_.5432_._.postgres-1-vm.default.svc.cluster.local", pgSAN)},
+		{"MESH_EXTERNAL never", nil, "outbound|443||api.example.com", nil},
+		{"proxyless gRPC", map[string]any{"GENERATOR": "grpc"}, "outbound|5432||postgres-1-vm.default.svc.cluster.local",
+			GRPCUpstreamTlsContext(pgSAN)},
+	}
+	b := NewBuilder(libraryView(nil, []*registry.DestinationRule{
+		{Namespace: "istio-system", Name: "default", Host: "*.local", TLSMode: registry.ClientTLSIstioMutual},
+		{Namespace: "istio-system", Name: "ext", Host: "*", TLSMode: registry.ClientTLSIstioMutual},
+	}), Options{})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := b.Build(mustProxy(t, podNodeID, tt.proxy))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := find[*clusterv3.Cluster](t, res.Clusters, tt.cluster)
+			if tt.want == nil {
+				if c.GetTransportSocket() != nil {
+					t.Fatalf("cluster has TLS %v, want plaintext", c.GetTransportSocket())
+				}
+				return
+			}
+			got := &tlsv3.UpstreamTlsContext{}
+			if err := c.GetTransportSocket().GetTypedConfig().UnmarshalTo(got); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got, protocmp.Transform()); diff != "" {
+				t.Errorf("UpstreamTlsContext (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSDSConfigSource(t *testing.T) {
+	want := &corev3.ConfigSource{
+		ResourceApiVersion:  corev3.ApiVersion_V3,
+		InitialFetchTimeout: durationZero(),
+		ConfigSourceSpecifier: &corev3.ConfigSource_ApiConfigSource{ApiConfigSource: &corev3.ApiConfigSource{
+			ApiType: corev3.ApiConfigSource_GRPC, TransportApiVersion: corev3.ApiVersion_V3, SetNodeOnFirstMessageOnly: true,
+			GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: "sds-grpc"}}}},
+		}},
+	}
+	if diff := cmp.Diff(want, SdsSecretConfig("default").GetSdsConfig(), protocmp.Transform()); diff != "" {
+		t.Errorf("SDS config source (-want +got):\n%s", diff)
+	}
+}
+
+func durationZero() *durationpb.Duration { return durationpb.New(0) }
