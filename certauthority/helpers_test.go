@@ -96,7 +96,7 @@ func dialPlain(t testing.TB, addr string) securityv1alpha1.IstioCertificateServi
 // dialTLS trusts ca's root and presents clientCert when not nil.
 func dialTLS(t testing.TB, addr string, ca *CA, clientCert *tls.Certificate) securityv1alpha1.IstioCertificateServiceClient {
 	t.Helper()
-	cfg := &tls.Config{RootCAs: ca.Roots(), ServerName: "istiod.istio-system.svc", MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{RootCAs: ca.Roots(), ServerName: "istiod.istio-system.svc", MinVersion: tls.VersionTLS12, Time: ca.cfg.Now}
 	if clientCert != nil {
 		cfg.Certificates = []tls.Certificate{*clientCert}
 	}
@@ -144,6 +144,12 @@ func makeCSR(t testing.TB, key crypto.Signer) string {
 // verifyChain checks chain (leaf first, root last) against rootPEM and returns the leaf.
 func verifyChain(t testing.TB, chain []string, rootPEM []byte) *x509.Certificate {
 	t.Helper()
+	return verifyChainAt(t, chain, rootPEM, time.Now())
+}
+
+// verifyChainAt is verifyChain at a given (test clock) time.
+func verifyChainAt(t testing.TB, chain []string, rootPEM []byte, now time.Time) *x509.Certificate {
+	t.Helper()
 	var certs []*x509.Certificate
 	for i, p := range chain {
 		c, err := parseCerts([]byte(p))
@@ -164,7 +170,7 @@ func verifyChain(t testing.TB, chain []string, rootPEM []byte) *x509.Certificate
 	for _, c := range certs[1 : len(certs)-1] {
 		inters.AddCert(c)
 	}
-	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inters,
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inters, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Fatalf("leaf does not verify against the root: %v", err)
 	}

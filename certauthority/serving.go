@@ -56,6 +56,7 @@ func (ca *CA) ServingTLSConfig() *tls.Config {
 	}
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
+		Time:       ca.cfg.Now,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return ca.serving.get()
 		},
