@@ -6,16 +6,13 @@ import "github.com/librarymesh/controlplane/registry"
 type affected struct {
 	all       bool
 	endpoints map[string]bool // hosts whose endpoints alone changed
-	ips       map[string]bool // addresses of those hosts' endpoints, before and after
+	ips       map[string]bool // changed workloads, and endpoints of those hosts before and after
 }
 
 // addIPs records the endpoint addresses of the changed hosts in a view.
 func (a *affected) addIPs(v registry.View) {
 	if a.all {
 		return
-	}
-	if a.ips == nil {
-		a.ips = map[string]bool{}
 	}
 	for h := range a.endpoints {
 		for _, ep := range v.Endpoints(h) {
@@ -24,23 +21,27 @@ func (a *affected) addIPs(v registry.View) {
 	}
 }
 
-// affectedBy folds changes. Anything but an endpoints-only change of known
-// hosts rebuilds every proxy: every sidecar sees every service, and a
-// policy or workload change may alter any listener. Content versions keep
+// affectedBy folds changes. A change of a service's definition or of
+// policy rebuilds every proxy: every sidecar sees every service. An
+// endpoints-only change rebuilds the proxies using those hosts, and a
+// workload change the proxies at those addresses. Content versions keep
 // unchanged types from being resent either way.
-func affectedBy(changes []Change) affected {
-	a := affected{endpoints: map[string]bool{}}
+func affectedBy(changes []registry.Change) affected {
+	a := affected{endpoints: map[string]bool{}, ips: map[string]bool{}}
 	if len(changes) == 0 {
 		a.all = true
 		return a
 	}
 	for _, c := range changes {
-		if c.All || c.Policy || !c.EndpointsOnly || len(c.Workloads) > 0 || len(c.Hostnames) == 0 {
+		if c.All || c.Policy || (len(c.Hostnames) > 0 && !c.EndpointsOnly) {
 			a.all = true
 			return a
 		}
 		for _, h := range c.Hostnames {
 			a.endpoints[h] = true
+		}
+		for _, ip := range c.Workloads {
+			a.ips[ip] = true
 		}
 	}
 	return a

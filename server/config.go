@@ -14,28 +14,17 @@ import (
 	"github.com/librarymesh/controlplane/snapshot"
 )
 
-// Registry is what the server reads from the model.
+// Registry is what the server reads from the model; *registry.Store is one.
 type Registry interface {
 	// View returns the current immutable view of the model.
 	View() registry.View
 	// Subscribe returns a one-slot channel signalled after each commit, and
 	// a function that ends the subscription.
 	Subscribe() (<-chan struct{}, func())
-	// Changes returns what changed after revision rev. A nil result means
-	// the registry cannot tell, and every proxy is rebuilt.
-	Changes(rev uint64) []Change
+	// ChangesSince returns what changed after revision rev, oldest first.
+	ChangesSince(rev uint64) []registry.Change
 	// Problems returns the input the registry could not use.
 	Problems() []registry.Problem
-}
-
-// Change is one committed change to the model, as the push path needs it.
-type Change struct {
-	Revision      uint64
-	Hostnames     []string // services whose definition or endpoints changed
-	EndpointsOnly bool     // only endpoints of Hostnames changed
-	Workloads     []string // workloads (pods, VMs) that changed
-	Policy        bool     // a PeerAuthentication or DestinationRule changed
-	All           bool     // anything may have changed
 }
 
 // Builder translates one model revision into proxy resources. A Builder is
@@ -49,13 +38,23 @@ type Builder interface {
 // NewBuilderFunc makes the Builder for a view.
 type NewBuilderFunc func(v registry.View, opts snapshot.Options) Builder
 
+// SnapshotBuilder is the NewBuilderFunc of the snapshot package.
+func SnapshotBuilder(v registry.View, opts snapshot.Options) Builder {
+	return snapshotBuilder{snapshot.NewBuilder(v, opts)}
+}
+
+type snapshotBuilder struct{ *snapshot.Builder }
+
+func (b snapshotBuilder) Kind(p *snapshot.Proxy) string { return b.Classify(p).String() }
+
 // Config configures a Server.
 type Config struct {
 	GRPCAddr string // e.g. ":15010"; "127.0.0.1:0" in tests
 	HTTPAddr string // e.g. ":15014"; empty disables HTTP
 	Logger   *slog.Logger
 	Registry Registry
-	// NewBuilder makes a Builder per model revision.
+	// NewBuilder makes a Builder per model revision; default
+	// snapshot.NewBuilder.
 	NewBuilder      NewBuilderFunc
 	SnapshotOptions snapshot.Options
 	// Debounce is how long the push path waits for more changes after one
@@ -77,7 +76,7 @@ func (c *Config) setDefaults() error {
 		return errors.New("server: config has no Registry")
 	}
 	if c.NewBuilder == nil {
-		return errors.New("server: config has no NewBuilder")
+		c.NewBuilder = SnapshotBuilder
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

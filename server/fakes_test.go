@@ -49,7 +49,7 @@ func (v *fakeView) DestinationRules() []*registry.DestinationRule       { return
 type fakeRegistry struct {
 	mu       sync.Mutex
 	view     *fakeView
-	changes  []Change
+	changes  []registry.Change
 	subs     []chan struct{}
 	problems []registry.Problem
 }
@@ -72,10 +72,10 @@ func (r *fakeRegistry) Subscribe() (<-chan struct{}, func()) {
 	return ch, func() {}
 }
 
-func (r *fakeRegistry) Changes(rev uint64) []Change {
+func (r *fakeRegistry) ChangesSince(rev uint64) []registry.Change {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []Change
+	var out []registry.Change
 	for _, c := range r.changes {
 		if c.Revision > rev {
 			out = append(out, c)
@@ -91,7 +91,7 @@ func (r *fakeRegistry) Problems() []registry.Problem {
 }
 
 // set commits a new world with the change that describes it.
-func (r *fakeRegistry) set(w world, c Change) uint64 {
+func (r *fakeRegistry) set(w world, c registry.Change) uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rev := r.view.rev + 1

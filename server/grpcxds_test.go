@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"github.com/librarymesh/controlplane/registry"
 	"net"
 	"testing"
 	"time"
@@ -85,7 +86,7 @@ func TestGRPCXDSClientFollowsEndpointChange(t *testing.T) {
 	}
 
 	w.backend = second
-	reg.set(w, Change{Hostnames: []string{w.host}, EndpointsOnly: true})
+	reg.set(w, registry.Change{Hostnames: []string{w.host}, EndpointsOnly: true})
 	waitFor(t, "RPCs to move to the second backend", func() bool {
 		got, err := which(cc)
 		return err == nil && got == healthpb.HealthCheckResponse_NOT_SERVING

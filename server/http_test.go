@@ -62,7 +62,7 @@ func TestMetricsCountPushesAndConvergence(t *testing.T) {
 
 	w := defaultWorld()
 	w.backend = "127.0.0.1:10"
-	reg.set(w, Change{Hostnames: []string{w.host}, EndpointsOnly: true})
+	reg.set(w, registry.Change{Hostnames: []string{w.host}, EndpointsOnly: true})
 	resp, err := rx.next(5 * time.Second)
 	if err != nil {
 		t.Fatalf("no EDS after an endpoint change: %v", err)

@@ -153,7 +153,7 @@ func (p *pusher) rebuild(ctx context.Context, since time.Time) (built, changed i
 	if view.Revision() == p.view.Revision() {
 		return 0, 0
 	}
-	affected := affectedBy(p.reg.Changes(p.view.Revision()))
+	affected := affectedBy(p.reg.ChangesSince(p.view.Revision()))
 	affected.addIPs(p.view)
 	affected.addIPs(view)
 	p.view, p.builder = view, p.newB(view, p.opts)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"github.com/librarymesh/controlplane/registry"
 	"strings"
 	"testing"
 	"time"
@@ -99,7 +100,7 @@ func TestDeltaStreamReceivesAndAcks(t *testing.T) {
 
 	w := defaultWorld()
 	w.backend = "127.0.0.1:10"
-	reg.set(w, Change{Hostnames: []string{w.host}, EndpointsOnly: true})
+	reg.set(w, registry.Change{Hostnames: []string{w.host}, EndpointsOnly: true})
 	resp, err := rx.next(5 * time.Second)
 	if err != nil {
 		t.Fatalf("no delta response after an endpoint change: %v", err)
@@ -156,7 +157,7 @@ func TestNackedVersionIsNotResent(t *testing.T) {
 
 	w := defaultWorld()
 	w.connectTimeout = 2 * time.Second
-	reg.set(w, Change{All: true})
+	reg.set(w, registry.Change{All: true})
 	resp2, err := rx.next(5 * time.Second)
 	if err != nil {
 		t.Fatalf("changed CDS was not sent after a NACK: %v", err)
@@ -198,13 +199,13 @@ func TestChangeResendsOnlyChangedTypes(t *testing.T) {
 	builds := value(t, s.metrics.builds)
 
 	// An endpoint change of a host the proxy does not use: no rebuild, nothing sent.
-	reg.set(defaultWorld(), Change{Hostnames: []string{"other.test"}, EndpointsOnly: true})
+	reg.set(defaultWorld(), registry.Change{Hostnames: []string{"other.test"}, EndpointsOnly: true})
 	waitPushed(t, s, reg)
 	if got := value(t, s.metrics.builds); got != builds {
 		t.Errorf("unrelated endpoint change rebuilt %v snapshots, want 0", got-builds)
 	}
 	// A change that alters nothing this proxy gets: rebuilt, not resent.
-	reg.set(defaultWorld(), Change{All: true})
+	reg.set(defaultWorld(), registry.Change{All: true})
 	waitPushed(t, s, reg)
 	if n := rx.count(200 * time.Millisecond); n != 0 {
 		t.Errorf("a change with no effect sent %d responses, want 0", n)
@@ -212,7 +213,7 @@ func TestChangeResendsOnlyChangedTypes(t *testing.T) {
 	// An endpoint change: EDS only.
 	w := defaultWorld()
 	w.backend = "127.0.0.1:10"
-	reg.set(w, Change{Hostnames: []string{w.host}, EndpointsOnly: true})
+	reg.set(w, registry.Change{Hostnames: []string{w.host}, EndpointsOnly: true})
 	resp, err := rx.next(5 * time.Second)
 	if err != nil {
 		t.Fatalf("no response after an endpoint change: %v", err)
