@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -15,6 +16,9 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
+
+	"github.com/librarymesh/controlplane/registry"
+	"github.com/librarymesh/controlplane/registry/yamldir"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/*/out")
@@ -131,4 +135,49 @@ func lineAt(lines []string, i int) string {
 		return lines[i]
 	}
 	return "<EOF>"
+}
+
+// TestGolden builds every proxy in testdata/CASE/proxies.yaml from the mesh
+// in testdata/CASE/mesh.yaml (read by the YAML directory source) and compares
+// the result with testdata/CASE/out/NODE.{lds,rds,cds,eds,sds}.yaml.
+func TestGolden(t *testing.T) {
+	cases, err := filepath.Glob("testdata/*/mesh.yaml")
+	if err != nil || len(cases) == 0 {
+		t.Fatalf("no golden cases (%v)", err)
+	}
+	for _, meshFile := range cases {
+		dir := filepath.Dir(meshFile)
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			b := NewBuilder(loadMesh(t, meshFile), Options{})
+			files := map[string][]byte{}
+			for _, gp := range readProxies(t, filepath.Join(dir, "proxies.yaml")) {
+				res, err := b.Build(mustProxy(t, gp.ID, gp.Metadata))
+				if err != nil {
+					t.Fatalf("build %s: %v", gp.ID, err)
+				}
+				maps.Copy(files, renderGolden(t, gp.ID, res))
+			}
+			checkGolden(t, filepath.Join(dir, "out"), files)
+		})
+	}
+}
+
+// loadMesh reads one mesh file with the YAML directory source. The file is
+// copied to a directory of its own, since the source reads every YAML file
+// in a directory and the case directory also holds proxies and outputs.
+func loadMesh(t *testing.T, meshFile string) registry.View {
+	t.Helper()
+	data, err := os.ReadFile(meshFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "mesh.yaml"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store := registry.NewStore(slog.New(slog.DiscardHandler))
+	if problems := yamldir.Load(dir, store); len(problems) != 0 {
+		t.Fatalf("%s: %v", meshFile, problems)
+	}
+	return store.View()
 }
