@@ -1,0 +1,242 @@
+package snapshot
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	xdscreds "google.golang.org/grpc/credentials/xds"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/xds"
+
+	"github.com/librarymesh/controlplane/registry"
+)
+
+// TestProxylessGRPCAcceptsConfig feeds what the Builder makes for proxyless
+// gRPC nodes to real grpc-go xDS clients and servers (through
+// go-control-plane's server) and checks mTLS RPCs succeed, and fail when the
+// DestinationRule names another identity.
+func TestProxylessGRPCAcceptsConfig(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	certs := writeMeshCerts(t)
+	cache := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
+	xdsAddr := serveXDS(ctx, t, cache)
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint32(lis.Addr().(*net.TCPAddr).Port)
+	const serverID = "sidecar~127.0.0.1~echo-1.default~default.svc.cluster.local"
+	const clientID = "sidecar~127.0.0.2~client-1.default~default.svc.cluster.local"
+	view := echoView(port, nil)
+	setProxySnapshot(t, cache, view, "1", serverID)
+	setProxySnapshot(t, cache, view, "1", clientID)
+
+	srv := startXDSServer(t, lis, grpcBootstrap(t, xdsAddr, serverID, certs["echo"]))
+	defer srv.Stop()
+
+	target := "xds:///" + GRPCClientListenerName("echo.default.svc.cluster.local", port)
+	if err := checkHealth(ctx, t, target, grpcBootstrap(t, xdsAddr, clientID, certs["client"]), true); err != nil {
+		t.Fatalf("RPC over mesh mTLS: %v", err)
+	}
+
+	// A DestinationRule that expects another identity: the handshake must fail
+	// (the error is kept, so the message says why).
+	setProxySnapshot(t, cache, echoView(port, []string{SpiffeID("cluster.local", "default", "someone-else")}), "2", clientID)
+	err = checkHealth(ctx, t, target, grpcBootstrap(t, xdsAddr, clientID, certs["client"]), false)
+	t.Logf("with the wrong SAN: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "SAN") {
+		t.Fatalf("RPC error = %v, want a handshake failure on the server's SPIFFE ID (SAN)", err)
+	}
+}
+
+// echoView is one gRPC service on 127.0.0.1:port served by a pod with service
+// account echo, under mesh-wide STRICT and ISTIO_MUTUAL for *.local.
+func echoView(port uint32, sans []string) *testView {
+	host := "echo.default.svc.cluster.local"
+	return &testView{
+		services: []*registry.Service{{Hostname: host, Namespace: "default", Name: "echo",
+			Ports:           []registry.Port{{Name: "grpc", Number: port, Protocol: registry.ProtocolGRPC}},
+			ServiceAccounts: []string{SpiffeID("cluster.local", "default", "echo")}}},
+		endpoints: []*registry.Endpoint{{Hostname: host, Namespace: "default", Address: "127.0.0.1", Ready: true, ServiceAccount: "echo"}},
+		workloads: []*registry.Workload{{Kind: "Pod", Namespace: "default", Name: "echo-1", Address: "127.0.0.1", ServiceAccount: "echo"}},
+		pas:       meshStrict(),
+		drs: []*registry.DestinationRule{{Namespace: "istio-system", Name: "default", Host: "*.local",
+			TLSMode: registry.ClientTLSIstioMutual, SubjectAltNames: sans}},
+	}
+}
+
+func setProxySnapshot(t *testing.T, cache cachev3.SnapshotCache, view registry.View, version, id string) {
+	t.Helper()
+	res, err := NewBuilder(view, Options{}).Build(mustProxy(t, id, map[string]any{"GENERATOR": "grpc"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := cachev3.NewSnapshot(version, map[resource.Type][]types.Resource{
+		resource.ListenerType: res.Listeners, resource.RouteType: res.Routes,
+		resource.ClusterType: res.Clusters, resource.EndpointType: res.Endpoints,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cache.SetSnapshot(context.Background(), id, snap); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func serveXDS(ctx context.Context, t *testing.T, cache cachev3.SnapshotCache) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, serverv3.NewServer(ctx, cache, nil))
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	return lis.Addr().String()
+}
+
+func startXDSServer(t *testing.T, lis net.Listener, bootstrap []byte) *xds.GRPCServer {
+	t.Helper()
+	creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := xds.NewGRPCServer(grpc.Creds(creds), xds.BootstrapContentsForTesting(bootstrap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go func() { _ = srv.Serve(lis) }()
+	return srv
+}
+
+// checkHealth dials target through xDS and makes one RPC, waiting for it.
+// Without waitForReady it fails once the channel fails to connect.
+func checkHealth(ctx context.Context, t *testing.T, target string, bootstrap []byte, waitForReady bool) error {
+	t.Helper()
+	rb, err := xds.NewXDSResolverWithConfigForTesting(bootstrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := xdscreds.NewClientCredentials(xdscreds.ClientOptions{FallbackCreds: insecure.NewCredentials()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := grpc.NewClient(target, grpc.WithResolvers(rb), grpc.WithTransportCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(waitForReady))
+	return err
+}
+
+// grpcBootstrap is a grpc-go bootstrap for node id with a file_watcher
+// certificate provider instance named "default", as Istio's agent writes it.
+func grpcBootstrap(t *testing.T, xdsAddr, id string, files certFiles) []byte {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{
+		"xds_servers": []any{map[string]any{
+			"server_uri": xdsAddr, "channel_creds": []any{map[string]any{"type": "insecure"}},
+			"server_features": []string{"xds_v3"},
+		}},
+		"node": map[string]any{"id": id, "metadata": map[string]any{"GENERATOR": "grpc"}},
+		"certificate_providers": map[string]any{GRPCProviderInstance: map[string]any{
+			"plugin_name": "file_watcher",
+			"config": map[string]any{
+				"certificate_file": files.cert, "private_key_file": files.key,
+				"ca_certificate_file": files.ca, "refresh_interval": "600s",
+			},
+		}},
+		"server_listener_resource_name_template": "grpc/server?xds.resource.listening_address=%s",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+type certFiles struct{ cert, key, ca string }
+
+// writeMeshCerts makes a root and SPIFFE leaf certificates for service
+// accounts echo and client in namespace default.
+func writeMeshCerts(t *testing.T) map[string]certFiles {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{Organization: []string{"cluster.local"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	caPath := writePEM(t, dir, "root-cert.pem", "CERTIFICATE", caDER)
+	out := map[string]certFiles{}
+	for i, sa := range []string{"echo", "client"} {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := url.Parse(SpiffeID("cluster.local", "default", sa))
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(int64(i + 2)), NotBefore: caTmpl.NotBefore, NotAfter: caTmpl.NotAfter,
+			URIs: []*url.URL{id}, KeyUsage: x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[sa] = certFiles{
+			cert: writePEM(t, dir, sa+"-cert.pem", "CERTIFICATE", der),
+			key:  writePEM(t, dir, sa+"-key.pem", "PRIVATE KEY", keyDER),
+			ca:   caPath,
+		}
+	}
+	return out
+}
+
+func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
