@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -52,13 +51,9 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 // fileConfig is file mode in dataDir, as the server sets it up.
 func fileConfig(dataDir string, clk *clock) Config {
-	return Config{
-		Store:           DirStore{Dir: filepath.Join(dataDir, "ca")},
-		UsedTokens:      NewFileUsedTokens(dataDir),
-		PublishRootFile: filepath.Join(dataDir, RootCertFile),
-		Logger:          quietLogger(),
-		Now:             clk.Now,
-	}
+	cfg := FileModeConfig(dataDir, "")
+	cfg.Logger, cfg.Now = quietLogger(), clk.Now
+	return cfg
 }
 
 func newTestCA(t testing.TB, cfg Config) *CA {

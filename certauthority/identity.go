@@ -44,8 +44,8 @@ func identityFromSPIFFE(u *url.URL, trustDomain string) (Identity, error) {
 	return id, nil
 }
 
-// identityFromUsername parses Kubernetes' system:serviceaccount:NS:SA.
-func identityFromUsername(user string) (Identity, error) {
+// IdentityFromServiceAccountUser parses Kubernetes' system:serviceaccount:NS:SA.
+func IdentityFromServiceAccountUser(user string) (Identity, error) {
 	parts := strings.Split(user, ":")
 	if len(parts) != 4 || parts[0] != "system" || parts[1] != "serviceaccount" {
 		return Identity{}, fmt.Errorf("user %q is not a service account", user)

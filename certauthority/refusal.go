@@ -40,6 +40,11 @@ func (r *Refusal) Error() string { return r.Message }
 // GRPCStatus makes status.FromError see the refusal's code and message.
 func (r *Refusal) GRPCStatus() *status.Status { return status.New(r.Code, r.Message) }
 
+// NewRefusal builds a refusal; Kubernetes-facing helpers (TokenReviewer) use it.
+func NewRefusal(code codes.Code, reason Reason, format string, args ...any) *Refusal {
+	return refuse(code, reason, format, args...)
+}
+
 func refuse(code codes.Code, reason Reason, format string, args ...any) *Refusal {
 	return &Refusal{Reason: reason, Code: code, Message: fmt.Sprintf(format, args...)}
 }
