@@ -38,9 +38,10 @@ type Builder struct {
 	opts Options
 
 	mu         sync.Mutex
-	sidecarOut map[string]*memo // by proxy namespace
-	grpcOut    map[string]*memo // by proxy namespace
-	cla        map[string]*endpointv3.ClusterLoadAssignment
+	sidecarOut map[string]*memo                             // by proxy namespace
+	grpcOut    map[string]*memo                             // by proxy namespace
+	cla        map[string]*endpointv3.ClusterLoadAssignment // by cluster name
+	claSrc     map[string]claSource
 }
 
 type memo struct {
@@ -65,6 +66,7 @@ func NewBuilder(view registry.View, opts Options) *Builder {
 		sidecarOut: map[string]*memo{},
 		grpcOut:    map[string]*memo{},
 		cla:        map[string]*endpointv3.ClusterLoadAssignment{},
+		claSrc:     map[string]claSource{},
 	}
 }
 
@@ -145,6 +147,6 @@ func (b *Builder) loadAssignmentLocked(svc *registry.Service, port registry.Port
 		return cla
 	}
 	cla := ClusterLoadAssignment(name, port, b.view.Endpoints(svc.Hostname))
-	b.cla[name] = cla
+	b.cla[name], b.claSrc[name] = cla, claSource{host: svc.Hostname, port: port}
 	return cla
 }

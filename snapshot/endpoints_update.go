@@ -1,0 +1,83 @@
+package snapshot
+
+import (
+	"fmt"
+	"slices"
+
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+
+	"github.com/librarymesh/controlplane/registry"
+)
+
+// claSource is what a shared ClusterLoadAssignment was built from.
+type claSource struct {
+	host string
+	port registry.Port
+}
+
+// WithEndpointChanges returns a Builder for view, the next model revision,
+// in which only the endpoints of hosts changed. It keeps every listener,
+// route and cluster b already built (the same protos), and rebuilds only the
+// ClusterLoadAssignments of hosts, so proxies see a change in EDS alone.
+// When that is not possible (a host resolves by DNS, so its endpoints are
+// inside the cluster, or is gone) it returns a fresh Builder.
+func (b *Builder) WithEndpointChanges(view registry.View, hosts []string) *Builder {
+	next := NewBuilder(view, b.opts)
+	for _, h := range hosts {
+		if svc := view.Service(h); svc == nil || svc.Resolution != registry.ResolutionStatic {
+			return next
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for name, src := range b.claSrc {
+		if slices.Contains(hosts, src.host) {
+			continue
+		}
+		next.cla[name], next.claSrc[name] = b.cla[name], src
+	}
+	for _, pair := range [][2]map[string]*memo{{b.sidecarOut, next.sidecarOut}, {b.grpcOut, next.grpcOut}} {
+		for ns, m := range pair[0] {
+			if m.err != nil {
+				continue
+			}
+			res := *m.res
+			var err error
+			res.Endpoints, err = next.refreshEndpointsLocked(m.res.Endpoints, hosts)
+			pair[1][ns] = &memo{res: &res, err: err}
+		}
+	}
+	return next
+}
+
+// refreshEndpointsLocked rebuilds the assignments of hosts in a finished
+// list, keeping the rest; the order (by cluster name) does not change.
+func (b *Builder) refreshEndpointsLocked(list []types.Resource, hosts []string) ([]types.Resource, error) {
+	out := make([]types.Resource, len(list))
+	for i, r := range list {
+		cla := r.(*endpointv3.ClusterLoadAssignment)
+		if cur, ok := b.cla[cla.GetClusterName()]; ok {
+			out[i] = cur
+			continue
+		}
+		out[i] = b.rebuildLoadAssignmentLocked(cla, hosts)
+		if err := out[i].(validator).ValidateAll(); err != nil {
+			return nil, fmt.Errorf("ClusterLoadAssignment %q is invalid: %w", cla.GetClusterName(), err)
+		}
+	}
+	return out, nil
+}
+
+// rebuildLoadAssignmentLocked rebuilds one assignment of a changed host from the new view.
+func (b *Builder) rebuildLoadAssignmentLocked(old *endpointv3.ClusterLoadAssignment, hosts []string) *endpointv3.ClusterLoadAssignment {
+	for _, h := range hosts {
+		svc := b.view.Service(h)
+		for _, p := range svc.Ports {
+			if OutboundClusterName(p.Number, "", h) == old.GetClusterName() {
+				return b.loadAssignmentLocked(svc, p)
+			}
+		}
+	}
+	return old // not built from a changed host
+}
