@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"flag"
 	"log/slog"
 	"os"
 	"testing"
@@ -173,3 +174,5 @@ func value(t *testing.T, m prometheus.Metric) float64 {
 	}
 	return out.GetGauge().GetValue()
 }
+
+var scale = flag.Bool("scale", false, "run the push path scale test")

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -130,17 +129,12 @@ func (p *pusher) setLocked(ctx context.Context, e *proxyEntry, snap *nodeSnapsho
 	return true
 }
 
-// edsHosts returns the service hosts of the clusters in a snapshot's EDS,
-// taken from cluster names `outbound|PORT|SUBSET|HOST` and
-// `inbound|PORT|NAME|HOST`.
+// edsHosts returns the service hosts of the clusters in a snapshot's EDS.
 func edsHosts(s *nodeSnapshot) map[string]bool {
-	out := map[string]bool{}
-	for name := range s.GetResourcesAndTTL(resourcev3.EndpointType) {
-		if i := strings.LastIndexByte(name, '|'); i >= 0 {
-			out[name[i+1:]] = true
-		}
+	if tr := s.types[resourcev3.EndpointType]; tr != nil {
+		return tr.serviceHosts()
 	}
-	return out
+	return nil
 }
 
 // rebuild moves to the registry's current view and rebuilds the proxies

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strings"
+	"sync"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -37,19 +39,57 @@ func shortType(typeURL string) string {
 }
 
 // hasher versions resources by content. Protos shared between proxies are
-// hashed once: the hash is cached per proto pointer. Entries not used for
-// two generations are dropped, so the cache holds about one model revision.
+// hashed once: the hash is cached per proto pointer. A list shared between
+// proxies (the same backing array) is indexed and versioned once, and its
+// typeResources shared. Entries not used for two generations are dropped,
+// so the caches hold about one model revision.
 type hasher struct {
-	cur, prev map[types.Resource]string
+	cur, prev         map[types.Resource]string
+	curList, prevList map[listKey]*typeResources
+}
+
+// emptyType is every empty list.
+var emptyType, _ = newTypeResources(nil, nil)
+
+// listKey identifies a resource list by its backing array.
+type listKey struct {
+	first *types.Resource
+	n     int
 }
 
 func newHasher() *hasher {
-	return &hasher{cur: map[types.Resource]string{}, prev: map[types.Resource]string{}}
+	h := &hasher{}
+	h.rotate()
+	h.rotate()
+	return h
 }
 
 // rotate starts a new generation. Call it once per model revision.
 func (h *hasher) rotate() {
 	h.prev, h.cur = h.cur, make(map[types.Resource]string, len(h.cur))
+	h.prevList, h.curList = h.curList, make(map[listKey]*typeResources, len(h.curList))
+}
+
+// list returns the typeResources of a list, shared by every proxy given
+// the same list.
+func (h *hasher) list(list []types.Resource) (*typeResources, error) {
+	if len(list) == 0 {
+		return emptyType, nil
+	}
+	k := listKey{&list[0], len(list)}
+	if tr, ok := h.curList[k]; ok {
+		return tr, nil
+	}
+	if tr, ok := h.prevList[k]; ok {
+		h.curList[k] = tr
+		return tr, nil
+	}
+	tr, err := newTypeResources(h, list)
+	if err != nil {
+		return nil, err
+	}
+	h.curList[k] = tr
+	return tr, nil
 }
 
 // hash returns the content hash of r, a proto that is never modified.
@@ -71,11 +111,30 @@ func (h *hasher) hash(r types.Resource) (string, error) {
 	return v, nil
 }
 
-// typeResources is one type of a proxy snapshot.
+// typeResources is one type of a proxy snapshot. It is shared between
+// proxies and never modified.
 type typeResources struct {
 	version  string
 	items    map[string]types.ResourceWithTTL
 	versions map[string]string // resource name -> content hash (delta)
+
+	hostsOnce sync.Once
+	hosts     map[string]bool // see serviceHosts
+}
+
+// serviceHosts returns the service hosts named by the resources' names
+// (`outbound|PORT|SUBSET|HOST`, `inbound|PORT|NAME|HOST`), computed once
+// per shared list.
+func (tr *typeResources) serviceHosts() map[string]bool {
+	tr.hostsOnce.Do(func() {
+		tr.hosts = make(map[string]bool, len(tr.items))
+		for name := range tr.items {
+			if i := strings.LastIndexByte(name, '|'); i >= 0 {
+				tr.hosts[name[i+1:]] = true
+			}
+		}
+	})
+	return tr.hosts
 }
 
 // nodeSnapshot is a proxy's snapshot, versioned per type by content. It
@@ -96,7 +155,7 @@ func newNodeSnapshot(h *hasher, res *snapshot.Resources) (*nodeSnapshot, error) 
 	}
 	s := &nodeSnapshot{types: make(map[string]*typeResources, len(lists))}
 	for typeURL, list := range lists {
-		tr, err := newTypeResources(h, list)
+		tr, err := h.list(list)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", shortType(typeURL), err)
 		}
