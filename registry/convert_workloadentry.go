@@ -11,7 +11,7 @@ import (
 // workloadEntry converts a WorkloadEntry (a VM) into a workload. It serves a
 // service only when a ServiceEntry's workloadSelector picks it.
 func (c *converter) workloadEntry(key ObjectKey, we *networkingapi.WorkloadEntry, p *problems) *record {
-	addr, ok := checkWorkloadAddress("spec.address", we.GetAddress(), false, p)
+	addr, ok := checkWorkloadAddress("spec", we.GetAddress(), false, p)
 	if !ok {
 		return nil
 	}

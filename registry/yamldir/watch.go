@@ -1,0 +1,179 @@
+package yamldir
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/librarymesh/controlplane/registry"
+)
+
+// DefaultSettle is how long the source waits after the last file event
+// before it reads, so that an editor's write (truncate, write, rename) is
+// read once and whole.
+const DefaultSettle = 100 * time.Millisecond
+
+// Dir is a watched YAML directory.
+type Dir struct {
+	dir    string
+	store  *registry.Store
+	logger *slog.Logger
+	settle time.Duration
+	ready  chan struct{}
+	loaded map[string]bool // files whose objects are in the store; owned by Start
+}
+
+// Option configures a Dir.
+type Option func(*Dir)
+
+// WithSettle sets the delay between the last file event and the reload.
+func WithSettle(d time.Duration) Option { return func(s *Dir) { s.settle = d } }
+
+// New returns a source for dir that writes into store. Nothing happens
+// until Start.
+func New(dir string, store *registry.Store, logger *slog.Logger, opts ...Option) *Dir {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	d := &Dir{dir: filepath.Clean(dir), store: store, logger: logger, settle: DefaultSettle,
+		ready: make(chan struct{}), loaded: map[string]bool{}}
+	for _, o := range opts {
+		o(d)
+	}
+	return d
+}
+
+// Ready is closed once the initial load is in the store.
+func (d *Dir) Ready() <-chan struct{} { return d.ready }
+
+// Start loads the directory, then watches it (and new subdirectories) and
+// applies every change, until ctx ends. It returns an error only if the
+// directory cannot be watched.
+func (d *Dir) Start(ctx context.Context) error {
+	dec, err := newDecoder()
+	if err != nil {
+		return err
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", d.dir, err)
+	}
+	defer w.Close()
+	if err := d.watchTree(w, d.dir); err != nil {
+		return err
+	}
+	d.rescan(dec)
+	close(d.ready)
+	d.logger.Info("yaml directory loaded", "file", d.dir, "files", len(d.loaded))
+	return d.loop(ctx, w, dec)
+}
+
+func (d *Dir) loop(ctx context.Context, w *fsnotify.Watcher, dec *decoder) error {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	pending := map[string]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			pending[ev.Name] = true
+			timer.Reset(d.settle)
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			d.logger.Warn("yaml directory watch error; rescanning", "file", d.dir, "error", err)
+			pending[d.dir] = true // an overflow loses events: read everything again
+			timer.Reset(d.settle)
+		case <-timer.C:
+			d.applyEvents(w, dec, pending)
+			clear(pending)
+		}
+	}
+}
+
+// applyEvents reloads the YAML files that changed. Anything else (a new or
+// removed directory, a symlink swap as in a mounted ConfigMap) triggers a
+// rescan of the whole tree.
+func (d *Dir) applyEvents(w *fsnotify.Watcher, dec *decoder, pending map[string]bool) {
+	full := false
+	for path := range pending {
+		if !isYAML(path) || strings.Contains(path, string(filepath.Separator)+".") {
+			full = true
+		}
+	}
+	if full {
+		if err := d.watchTree(w, d.dir); err != nil {
+			d.logger.Warn("yaml directory watch", "file", d.dir, "error", err)
+		}
+		d.rescan(dec)
+		return
+	}
+	for path := range pending {
+		d.applyFile(dec, path)
+	}
+}
+
+// rescan reads every YAML file and drops the objects of files that are gone.
+func (d *Dir) rescan(dec *decoder) {
+	files, err := yamlFiles(d.dir)
+	if err != nil {
+		d.logger.Warn("yaml directory scan", "file", d.dir, "error", err)
+		return
+	}
+	found := map[string]bool{}
+	for _, f := range files {
+		found[f] = true
+		d.applyFile(dec, f)
+	}
+	for f := range d.loaded {
+		if !found[f] {
+			d.applyFile(dec, f)
+		}
+	}
+}
+
+func (d *Dir) applyFile(dec *decoder, path string) {
+	u := dec.readFile(path)
+	before := d.store.View().Revision()
+	ps := d.store.Apply(u)
+	if _, err := os.Stat(path); err == nil {
+		d.loaded[path] = true
+	} else {
+		delete(d.loaded, path)
+	}
+	if after := d.store.View().Revision(); after != before {
+		d.logger.Info("config changed", "file", path, "version", after, "objects", len(u.Items), "problems", len(ps))
+	}
+}
+
+// watchTree watches dir and every directory under it (fsnotify is not
+// recursive). Adding a watch twice is harmless.
+func (d *Dir) watchTree(w *fsnotify.Watcher, dir string) error {
+	return filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if path == dir {
+				return fmt.Errorf("watch %s: %w", dir, err)
+			}
+			return nil // vanished meanwhile
+		}
+		if !e.IsDir() {
+			return nil
+		}
+		if err := w.Add(path); err != nil {
+			return fmt.Errorf("watch %s: %w", path, err)
+		}
+		return nil
+	})
+}
