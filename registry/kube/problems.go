@@ -69,7 +69,7 @@ func (s *Source) report(k key, obj runtime.Object, ps []registry.Problem) {
 		if p.Field != "" {
 			msg = p.Field + ": " + p.Message
 		}
-		s.logger.Warn("kube source: object not usable", "object", k.String(), "field", p.Field,
+		s.logger.Warn("kube source: Warning Event for unusable object", "object", k.String(), "field", p.Field,
 			"reason", p.Reason, "error", p.Message)
 		s.metrics.problems.WithLabelValues(k.Kind, p.Reason).Inc()
 		s.events.Event(obj, corev1.EventTypeWarning, p.Reason, msg)

@@ -76,4 +76,3 @@ func hostnames(v registry.View) []string {
 	}
 	return out
 }
-
