@@ -30,6 +30,7 @@ type world struct {
 	port           uint32
 	backend        string // "127.0.0.1:PORT"
 	connectTimeout time.Duration
+	maglev         bool // an lb_policy grpc-go rejects
 }
 
 // fakeView is a registry.View of a world at a revision.
@@ -132,7 +133,7 @@ func (b *fakeBuilder) Build(*snapshot.Proxy) (*snapshot.Resources, error) {
 	return &snapshot.Resources{
 		Listeners: []types.Resource{l},
 		Routes:    []types.Resource{routeConfig(target, w.host, cluster)},
-		Clusters:  []types.Resource{edsCluster(cluster, w.connectTimeout)},
+		Clusters:  []types.Resource{edsCluster(cluster, w.connectTimeout, w.maglev)},
 		Endpoints: []types.Resource{loadAssignment(cluster, w.backend)},
 	}, nil
 }
@@ -175,8 +176,13 @@ func routeConfig(name, host, cluster string) *routev3.RouteConfiguration {
 	}
 }
 
-func edsCluster(name string, timeout time.Duration) *clusterv3.Cluster {
+func edsCluster(name string, timeout time.Duration, maglev bool) *clusterv3.Cluster {
+	lb := clusterv3.Cluster_ROUND_ROBIN
+	if maglev {
+		lb = clusterv3.Cluster_MAGLEV
+	}
 	return &clusterv3.Cluster{
+		LbPolicy:             lb,
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
 		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()},

@@ -3,8 +3,8 @@ package server
 import (
 	"context"
 	"fmt"
-	"github.com/librarymesh/controlplane/registry"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/xds"
+
+	"github.com/librarymesh/controlplane/registry"
 )
 
 // backend is a gRPC server on loopback whose health service reports
@@ -92,4 +94,35 @@ func TestGRPCXDSClientFollowsEndpointChange(t *testing.T) {
 		return err == nil && got == healthpb.HealthCheckResponse_NOT_SERVING
 	})
 	waitCSDS(t, s, grpcNodeID, resourcev3.EndpointType, adminv3.ClientResourceStatus_ACKED)
+}
+
+func TestGRPCXDSClientNackIsNotResent(t *testing.T) {
+	w := defaultWorld()
+	w.backend = backend(t, true)
+	reg := newFakeRegistry(w)
+	s := startServer(t, reg)
+	cc := xdsClient(t, s, grpcNodeID, "svc.test:8080")
+	if _, err := which(cc); err != nil {
+		t.Fatalf("RPC through xDS: %v", err)
+	}
+	waitCSDS(t, s, grpcNodeID, resourcev3.ClusterType, adminv3.ClientResourceStatus_ACKED)
+
+	bad := w
+	bad.maglev = true
+	reg.set(bad, registry.Change{All: true})
+	detail := waitCSDS(t, s, grpcNodeID, resourcev3.ClusterType, adminv3.ClientResourceStatus_NACKED)
+	if !strings.Contains(detail, "unexpected lbPolicy") {
+		t.Errorf("NACK detail %q does not carry grpc-go's error", detail)
+	}
+	pushes := value(t, s.metrics.pushes.WithLabelValues("cds"))
+	time.Sleep(time.Second) // a resend loop would send thousands here
+	if got := value(t, s.metrics.pushes.WithLabelValues("cds")) - pushes; got > 1 {
+		t.Errorf("rejected CDS resent %v times in 1s, want at most 1", got)
+	}
+	if got, err := which(cc); err != nil || got != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("RPC after a NACK: %v, %v; want the last good config to keep working", got, err)
+	}
+
+	reg.set(w, registry.Change{All: true})
+	waitCSDS(t, s, grpcNodeID, resourcev3.ClusterType, adminv3.ClientResourceStatus_ACKED)
 }

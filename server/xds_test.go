@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"github.com/librarymesh/controlplane/registry"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,8 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/librarymesh/controlplane/registry"
 )
 
 // csdsStatus returns what CSDS says of a node's type: the client status
