@@ -33,6 +33,19 @@ type caller struct {
 	singleUse *BootstrapClaims
 }
 
+// Authenticate proves the caller of any gRPC call on the server's ports (e.g. an xDS stream
+// on 15012) the way CreateCertificate does, and returns its identity and how it was proven
+// (AuthClientCert, AuthKubernetes or AuthBootstrapToken). It does not consume single-use
+// bootstrap tokens; those stay bounded by their expiry. Errors are *Refusal
+// (Unauthenticated), usable as gRPC errors.
+func (ca *CA) Authenticate(ctx context.Context) (Identity, string, error) {
+	c, err := ca.authenticate(ctx)
+	if err != nil {
+		return Identity{}, "", err
+	}
+	return c.id, c.method, nil
+}
+
 // authenticate proves the caller: client certificate, then bearer token (a bootstrap token
 // this CA issued, otherwise Kubernetes TokenReview). The first that succeeds wins.
 func (ca *CA) authenticate(ctx context.Context) (caller, error) {

@@ -1,8 +1,10 @@
 package certauthority
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -121,4 +123,57 @@ func handshake(t *testing.T, addr string, ca *CA) *x509.Certificate {
 	}
 	defer conn.Close()
 	return conn.ConnectionState().PeerCertificates[0]
+}
+
+func TestAuthenticateForOtherServices(t *testing.T) {
+	clk := newClock()
+	ca := newTestCA(t, fileConfig(t.TempDir(), clk))
+	tok, err := ca.IssueBootstrapToken("vm", "db", time.Hour, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		ctx    context.Context
+		id     Identity
+		method string
+		code   codes.Code
+	}{
+		{"single-use token is not consumed", incoming(withBearer(t.Context(), tok)), Identity{"vm", "db"}, AuthBootstrapToken, codes.OK},
+		{"and works again", incoming(withBearer(t.Context(), tok)), Identity{"vm", "db"}, AuthBootstrapToken, codes.OK},
+		{"no credential", t.Context(), Identity{}, "", codes.Unauthenticated},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, method, err := ca.Authenticate(tt.ctx)
+			if status.Code(err) != tt.code || id != tt.id || method != tt.method {
+				t.Fatalf("got %v %q %v, want %v %q %s", id, method, err, tt.id, tt.method, tt.code)
+			}
+		})
+	}
+}
+
+// With a plugged intermediate, a client that sends only its leaf is still verified.
+func TestPluggedClientCertLeafOnly(t *testing.T) {
+	clk := newClock()
+	_, inter := pluggedMaterial(t)
+	cacerts := filepath.Join(t.TempDir(), "cacerts")
+	if err := (DirStore{Dir: cacerts}).Create(t.Context(), inter); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fileConfig(t.TempDir(), clk)
+	cfg.Plugged = DirStore{Dir: cacerts}
+	ca := newTestCA(t, cfg)
+	key := newP256(t)
+	chain, err := ca.Sign(t.Context(), []byte(makeCSR(t, key)), Identity{"vm", "db"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafOnly := tlsCert(t, chain[:2], key) // drops the intermediate and the root
+	resp, err := dialTLS(t, serve(t, ca, true), ca, leafOnly).CreateCertificate(t.Context(),
+		&securityv1alpha1.IstioCertificateRequest{Csr: makeCSR(t, newP256(t))})
+	if err != nil {
+		t.Fatalf("renewal with a leaf-only client cert: %v", err)
+	}
+	assertIdentity(t, verifyChain(t, resp.CertChain, ca.RootPEM()), Identity{"vm", "db"})
 }
