@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"sync"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 
 	"github.com/librarymesh/controlplane/registry"
 )
@@ -37,6 +40,8 @@ type Builder struct {
 	view registry.View
 	opts Options
 
+	pieces pieces // immutable parts every proxy's own config reuses
+
 	mu         sync.Mutex
 	sidecarOut map[string]*memo                             // by proxy namespace
 	grpcOut    map[string]*memo                             // by proxy namespace
@@ -47,6 +52,27 @@ type Builder struct {
 type memo struct {
 	res *Resources
 	err error
+}
+
+// pieces are protos built once per Builder and shared by the per-proxy parts.
+type pieces struct {
+	downstreamTLS         *corev3.TransportSocket
+	grpcDownstreamTLS     *corev3.TransportSocket
+	accessLog             *accesslogv3.AccessLog
+	tlsInspector          []*listenerv3.ListenerFilter
+	virtualInboundFilters []*listenerv3.ListenerFilter
+	inboundPassthrough    *listenerv3.Filter
+}
+
+func newPieces(opts Options) pieces {
+	return pieces{
+		downstreamTLS:         TransportSocket(DownstreamTlsContext()),
+		grpcDownstreamTLS:     TransportSocket(GRPCDownstreamTlsContext()),
+		accessLog:             FileAccessLog(opts.AccessLogPath),
+		tlsInspector:          []*listenerv3.ListenerFilter{TLSInspector()},
+		virtualInboundFilters: []*listenerv3.ListenerFilter{OriginalDst(), TLSInspector()},
+		inboundPassthrough:    TCPProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster),
+	}
 }
 
 // NewBuilder makes a Builder for one model revision.
@@ -63,6 +89,7 @@ func NewBuilder(view registry.View, opts Options) *Builder {
 	return &Builder{
 		view:       view,
 		opts:       opts,
+		pieces:     newPieces(opts),
 		sidecarOut: map[string]*memo{},
 		grpcOut:    map[string]*memo{},
 		cla:        map[string]*endpointv3.ClusterLoadAssignment{},

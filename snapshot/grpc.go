@@ -49,7 +49,7 @@ func (b *Builder) buildGRPCInbound(w *registry.Workload) (*Resources, error) {
 			VirtualHost("inbound|http|"+portString(ip.target), []string{"*"}, NonForwardingRoute("default")))
 		var tls *corev3.TransportSocket
 		if ip.mode == registry.MTLSStrict {
-			tls = TransportSocket(GRPCDownstreamTlsContext())
+			tls = b.pieces.grpcDownstreamTLS
 		}
 		chain := FilterChain(InboundFilterChainName(ip.target, tls != nil), nil, tls,
 			HCMFilter(HTTPConnectionManager(ip.cluster(), hcmOptions{Inline: route})))

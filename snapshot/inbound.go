@@ -1,6 +1,8 @@
 package snapshot
 
 import (
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -14,25 +16,23 @@ func (b *Builder) buildPodInbound(w *registry.Workload) (*Resources, error) {
 	r := &Resources{}
 	var chains []*listenerv3.FilterChain
 	for _, ip := range b.inboundPorts(w) {
-		match := func(transport string) *listenerv3.FilterChainMatch {
-			return &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(ip.target), TransportProtocol: transport}
+		spec := chainSpec{
+			name: func(tls bool) string { return InboundFilterChainName(ip.target, tls) },
+			match: func(transport string) *listenerv3.FilterChainMatch {
+				return &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(ip.target), TransportProtocol: transport}
+			},
 		}
-		chains = append(chains, inboundFilterChains(ip, match, inboundFilter(ip, ""))...)
+		chains = append(chains, b.inboundFilterChains(ip.mode, spec, inboundFilter(ip))...)
 		r.Clusters = append(r.Clusters, inboundCluster(ip))
 	}
-	passthrough := inboundPort{
-		svc: &registry.Service{}, port: registry.Port{},
-		mode: InboundMTLSMode(b.view.PeerAuthentications(), b.opts.RootNamespace, w.Namespace, w.Labels, 0),
-	}
-	for _, fc := range inboundFilterChains(passthrough, transportMatch, TCPProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster)) {
-		fc.Name = "virtualInbound-catchall-" + fc.GetName()[len("inbound|0|"):]
-		chains = append(chains, fc)
-	}
+	mode := InboundMTLSMode(b.view.PeerAuthentications(), b.opts.RootNamespace, w.Namespace, w.Labels, 0)
+	catchAll := chainSpec{name: VirtualInboundCatchAllChainName, match: transportMatch}
+	chains = append(chains, b.inboundFilterChains(mode, catchAll, b.pieces.inboundPassthrough)...)
 	r.Listeners = append(r.Listeners, &listenerv3.Listener{
 		Name:             VirtualInboundListenerName,
 		Address:          SocketAddress(wildcardAddress, VirtualInboundPort),
 		TrafficDirection: corev3.TrafficDirection_INBOUND,
-		ListenerFilters:  []*listenerv3.ListenerFilter{OriginalDst(), TLSInspector()},
+		ListenerFilters:  b.pieces.virtualInboundFilters,
 		UseOriginalDst:   wrapperspb.Bool(true),
 		FilterChains:     chains,
 	})
@@ -45,14 +45,18 @@ func (b *Builder) buildPodInbound(w *registry.Workload) (*Resources, error) {
 func (b *Builder) buildVMInbound(w *registry.Workload) (*Resources, error) {
 	r := &Resources{}
 	for _, ip := range b.inboundPorts(w) {
+		spec := chainSpec{
+			name:  func(tls bool) string { return InboundFilterChainName(ip.target, tls) },
+			match: transportMatch,
+		}
 		l := &listenerv3.Listener{
 			Name:             InboundListenerName(ip.port.Number, ip.port.Name, ip.svc.Hostname),
 			Address:          SocketAddress(w.Address, ip.target),
 			TrafficDirection: corev3.TrafficDirection_INBOUND,
-			FilterChains:     inboundFilterChains(ip, transportMatch, inboundFilter(ip, b.opts.AccessLogPath)),
+			FilterChains:     b.inboundFilterChains(ip.mode, spec, inboundFilter(ip, b.pieces.accessLog)),
 		}
 		if ip.mode == registry.MTLSPermissive {
-			l.ListenerFilters = []*listenerv3.ListenerFilter{TLSInspector()}
+			l.ListenerFilters = b.pieces.tlsInspector
 		}
 		r.Listeners = append(r.Listeners, l)
 		r.Clusters = append(r.Clusters, inboundCluster(ip))
@@ -66,4 +70,88 @@ func transportMatch(transport string) *listenerv3.FilterChainMatch {
 		return nil
 	}
 	return &listenerv3.FilterChainMatch{TransportProtocol: transport}
+}
+
+// workloadPort is the port a workload serves a service port on.
+func workloadPort(w *registry.Workload, port registry.Port) uint32 {
+	if n, ok := w.Ports[port.Name]; ok && n != 0 {
+		return n
+	}
+	if port.TargetPort != 0 {
+		return port.TargetPort
+	}
+	return port.Number
+}
+
+// inboundPort is one port a workload serves, with the service that names it.
+type inboundPort struct {
+	svc    *registry.Service
+	port   registry.Port
+	target uint32
+	mode   registry.MTLSMode
+}
+
+// cluster is `inbound|PORT|PORTNAME|HOST`.
+func (ip inboundPort) cluster() string {
+	return InboundClusterName(ip.port.Number, ip.port.Name, ip.svc.Hostname)
+}
+
+// inboundPorts lists the ports a workload serves, one per target port (the
+// first service by hostname wins), with the mTLS mode policy gives each.
+func (b *Builder) inboundPorts(w *registry.Workload) []inboundPort {
+	var out []inboundPort
+	seen := map[uint32]bool{}
+	pas := b.view.PeerAuthentications()
+	for _, svc := range b.view.ServicesForWorkload(w) {
+		for _, port := range svc.Ports {
+			t := workloadPort(w, port)
+			if seen[t] {
+				continue
+			}
+			seen[t] = true
+			mode := InboundMTLSMode(pas, b.opts.RootNamespace, w.Namespace, w.Labels, t)
+			out = append(out, inboundPort{svc: svc, port: port, target: t, mode: mode})
+		}
+	}
+	return out
+}
+
+// inboundFilter is the network filter that hands an inbound connection to
+// the local app, logging to logs.
+func inboundFilter(ip inboundPort, logs ...*accesslogv3.AccessLog) *listenerv3.Filter {
+	var hcm hcmOptions
+	if !ip.port.Protocol.IsHTTP() {
+		return TCPProxyFilter(ip.cluster(), ip.cluster(), logs...)
+	}
+	hcm.Logs = logs
+	hcm.Inline = RouteConfiguration(ip.cluster(), VirtualHost("inbound|http|"+portString(ip.target), []string{"*"},
+		RouteToCluster("default", ip.cluster())))
+	return HCMFilter(HTTPConnectionManager(ip.cluster(), hcm))
+}
+
+// chainSpec says how to name and match an inbound filter chain.
+type chainSpec struct {
+	name  func(tls bool) string
+	match func(transport string) *listenerv3.FilterChainMatch
+}
+
+// inboundFilterChains applies an mTLS mode: STRICT one TLS chain, PERMISSIVE
+// a TLS and a plaintext chain told apart by tls_inspector, DISABLE plaintext.
+func (b *Builder) inboundFilterChains(mode registry.MTLSMode, spec chainSpec, f *listenerv3.Filter) []*listenerv3.FilterChain {
+	tls := b.pieces.downstreamTLS
+	switch mode {
+	case registry.MTLSStrict:
+		return []*listenerv3.FilterChain{FilterChain(spec.name(true), spec.match(""), tls, f)}
+	case registry.MTLSDisable:
+		return []*listenerv3.FilterChain{FilterChain(spec.name(false), spec.match(""), nil, f)}
+	}
+	return []*listenerv3.FilterChain{
+		FilterChain(spec.name(true), spec.match(transportProtocolTLS), tls, f),
+		FilterChain(spec.name(false), spec.match(transportProtocolRaw), nil, f),
+	}
+}
+
+// inboundCluster is the STATIC cluster to the app on 127.0.0.1.
+func inboundCluster(ip inboundPort) *clusterv3.Cluster {
+	return StaticCluster(LocalClusterLoadAssignment(ip.cluster(), ip.target), clusterOptions{HTTP2: ip.port.Protocol.IsHTTP2()})
 }

@@ -66,4 +66,12 @@ func InboundFilterChainName(port uint32, tls bool) string {
 	return fmt.Sprintf("inbound|%d|plaintext", port)
 }
 
+// VirtualInboundCatchAllChainName names virtualInbound's chains for ports no service names.
+func VirtualInboundCatchAllChainName(tls bool) string {
+	if tls {
+		return "virtualInbound-catchall-mtls"
+	}
+	return "virtualInbound-catchall-plaintext"
+}
+
 func portString(port uint32) string { return strconv.FormatUint(uint64(port), 10) }

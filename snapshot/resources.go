@@ -34,24 +34,33 @@ func (r *Resources) finish() error {
 	return nil
 }
 
-// merge joins a shared part and a proxy's own part (both finished). With no
-// own part the shared lists are returned as they are.
+// merge joins a shared part and a proxy's own part (both finished, so
+// sorted) in one pass. With no own part the shared lists are returned as they are.
 func merge(shared, own *Resources) *Resources {
 	if own == nil {
 		return shared
 	}
 	out := &Resources{}
-	src, dst := shared.lists(), out.lists()
-	ownLists := own.lists()
+	src, ownLists, dst := shared.lists(), own.lists(), out.lists()
 	for i := range dst {
-		if len(*ownLists[i]) == 0 {
-			*dst[i] = *src[i]
-			continue
-		}
-		*dst[i] = slices.Concat(*src[i], *ownLists[i])
-		slices.SortStableFunc(*dst[i], func(a, b types.Resource) int {
-			return cmp.Compare(cachev3.GetResourceName(a), cachev3.GetResourceName(b))
-		})
+		*dst[i] = mergeSorted(*src[i], *ownLists[i])
 	}
 	return out
+}
+
+// mergeSorted merges two lists sorted by resource name. b (a proxy's own
+// part) is short, so each of its items is placed by binary search in a.
+func mergeSorted(a, b []types.Resource) []types.Resource {
+	if len(b) == 0 {
+		return a
+	}
+	out := make([]types.Resource, 0, len(a)+len(b))
+	for _, r := range b {
+		name := cachev3.GetResourceName(r)
+		n, _ := slices.BinarySearchFunc(a, name, func(x types.Resource, name string) int {
+			return cmp.Compare(cachev3.GetResourceName(x), name)
+		})
+		out, a = append(append(out, a[:n]...), r), a[n:]
+	}
+	return append(out, a...)
 }

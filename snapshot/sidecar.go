@@ -4,7 +4,6 @@ import (
 	"slices"
 	"strings"
 
-	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -129,85 +128,4 @@ func uniqueDomains(domains []string, seen map[string]bool) []string {
 		seen[d] = true
 		return false
 	})
-}
-
-// workloadPort is the port a workload serves a service port on.
-func workloadPort(w *registry.Workload, port registry.Port) uint32 {
-	if n, ok := w.Ports[port.Name]; ok && n != 0 {
-		return n
-	}
-	if port.TargetPort != 0 {
-		return port.TargetPort
-	}
-	return port.Number
-}
-
-// inboundPort is one port a workload serves, with the service that names it.
-type inboundPort struct {
-	svc    *registry.Service
-	port   registry.Port
-	target uint32
-	mode   registry.MTLSMode
-}
-
-// cluster is `inbound|PORT|PORTNAME|HOST`.
-func (ip inboundPort) cluster() string {
-	return InboundClusterName(ip.port.Number, ip.port.Name, ip.svc.Hostname)
-}
-
-// inboundPorts lists the ports a workload serves, one per target port (the
-// first service by hostname wins), with the mTLS mode policy gives each.
-func (b *Builder) inboundPorts(w *registry.Workload) []inboundPort {
-	var out []inboundPort
-	seen := map[uint32]bool{}
-	pas := b.view.PeerAuthentications()
-	for _, svc := range b.view.ServicesForWorkload(w) {
-		for _, port := range svc.Ports {
-			t := workloadPort(w, port)
-			if seen[t] {
-				continue
-			}
-			seen[t] = true
-			mode := InboundMTLSMode(pas, b.opts.RootNamespace, w.Namespace, w.Labels, t)
-			out = append(out, inboundPort{svc: svc, port: port, target: t, mode: mode})
-		}
-	}
-	return out
-}
-
-// inboundFilter is the network filter that hands an inbound connection to the local app.
-func inboundFilter(ip inboundPort, accessLogPath string) *listenerv3.Filter {
-	var hcm hcmOptions
-	var logs []*accesslogv3.AccessLog
-	if accessLogPath != "" {
-		logs = append(logs, FileAccessLog(accessLogPath))
-	}
-	if !ip.port.Protocol.IsHTTP() {
-		return TCPProxyFilter(ip.cluster(), ip.cluster(), logs...)
-	}
-	hcm.Logs = logs
-	hcm.Inline = RouteConfiguration(ip.cluster(), VirtualHost("inbound|http|"+portString(ip.target), []string{"*"},
-		RouteToCluster("default", ip.cluster())))
-	return HCMFilter(HTTPConnectionManager(ip.cluster(), hcm))
-}
-
-// inboundFilterChains applies the port's mTLS mode: STRICT one TLS chain,
-// PERMISSIVE a TLS and a plaintext chain told apart by tls_inspector, DISABLE plaintext.
-func inboundFilterChains(ip inboundPort, match func(transport string) *listenerv3.FilterChainMatch, f *listenerv3.Filter) []*listenerv3.FilterChain {
-	tls := TransportSocket(DownstreamTlsContext())
-	switch ip.mode {
-	case registry.MTLSStrict:
-		return []*listenerv3.FilterChain{FilterChain(InboundFilterChainName(ip.target, true), match(""), tls, f)}
-	case registry.MTLSDisable:
-		return []*listenerv3.FilterChain{FilterChain(InboundFilterChainName(ip.target, false), match(""), nil, f)}
-	}
-	return []*listenerv3.FilterChain{
-		FilterChain(InboundFilterChainName(ip.target, true), match(transportProtocolTLS), tls, f),
-		FilterChain(InboundFilterChainName(ip.target, false), match(transportProtocolRaw), nil, f),
-	}
-}
-
-// inboundCluster is the STATIC cluster to the app on 127.0.0.1.
-func inboundCluster(ip inboundPort) *clusterv3.Cluster {
-	return StaticCluster(LocalClusterLoadAssignment(ip.cluster(), ip.target), clusterOptions{HTTP2: ip.port.Protocol.IsHTTP2()})
 }
