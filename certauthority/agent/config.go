@@ -1,0 +1,139 @@
+// Package agent is the node agent that runs on a VM: it makes the VM's
+// private key, gets a certificate from the control plane's CA (first with the
+// bundle's bootstrap token, then renewing with its current certificate), and
+// serves it to the local Envoy over SDS on a Unix socket.
+package agent
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	vm "github.com/librarymesh/controlplane/deploy/vm"
+	"github.com/librarymesh/controlplane/snapshot/bootstrap"
+)
+
+// Defaults.
+const (
+	DefaultRetryMin = time.Second
+	DefaultRetryMax = time.Minute
+	DefaultTimeout  = 10 * time.Second
+)
+
+// Config configures an agent. LoadConfig fills it from a bundle's cluster.env;
+// set fields override.
+type Config struct {
+	BundleDir  string // holds root-cert.pem, bootstrap-token, cluster.env
+	SDSSocket  string // Unix socket for Envoy's SDS (CONTROLPLANE_SDS_SOCKET)
+	OutputDir  string // optional: cert-chain.pem, key.pem, root-cert.pem for other software
+	StateDir   string // keeps key and cert across restarts (CONTROLPLANE_STATE_DIR); optional
+	CAAddress  string // HOST:PORT of the CA's TLS port (CA_ADDR)
+	ServerName string // expected server name (ISTIOD_SAN)
+	CertTTL    time.Duration
+	// TrustDomain, Namespace and ServiceAccount name the identity the VM expects.
+	TrustDomain    string
+	Namespace      string
+	ServiceAccount string
+	RetryMin       time.Duration // first retry delay after a failed request (1s)
+	RetryMax       time.Duration // longest retry delay (1m)
+	Timeout        time.Duration // one CreateCertificate call (10s)
+	Logger         *slog.Logger
+	Now            func() time.Time
+}
+
+// LoadConfig reads the bundle's cluster.env into a Config.
+func LoadConfig(bundleDir string) (Config, error) {
+	b, err := vm.ReadBundle(bundleDir)
+	if err != nil {
+		return Config{}, err
+	}
+	return Config{BundleDir: bundleDir}.fromEnv(b.Env)
+}
+
+// fromEnv fills the fields left empty from cluster.env.
+func (c Config) fromEnv(env map[string]string) (Config, error) {
+	for dst, key := range map[*string]string{
+		&c.SDSSocket: vm.EnvSDSSocket, &c.StateDir: vm.EnvStateDir, &c.CAAddress: vm.EnvCAAddr,
+		&c.ServerName: vm.EnvServerSAN, &c.TrustDomain: vm.EnvTrustDomain,
+		&c.Namespace: vm.EnvNamespace, &c.ServiceAccount: vm.EnvSA,
+	} {
+		if *dst == "" {
+			*dst = env[key]
+		}
+	}
+	if s := env[vm.EnvSecretTTL]; s != "" && c.CertTTL == 0 {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return c, fmt.Errorf("bundle %s: %s %s=%q: %w", c.BundleDir, vm.FileClusterEnv, vm.EnvSecretTTL, s, err)
+		}
+		c.CertTTL = d
+	}
+	return c, nil
+}
+
+func (c Config) withDefaults() Config {
+	def := func(v *string, d string) {
+		if *v == "" {
+			*v = d
+		}
+	}
+	def(&c.SDSSocket, bootstrap.DefaultSDSSocket)
+	def(&c.ServerName, bootstrap.DefaultServerSNI)
+	def(&c.TrustDomain, "cluster.local")
+	if c.RetryMin <= 0 {
+		c.RetryMin = DefaultRetryMin
+	}
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = max(DefaultRetryMax, c.RetryMin)
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// SPIFFEID is the identity the agent's certificate must carry.
+func (c Config) SPIFFEID() string {
+	return fmt.Sprintf("spiffe://%s/ns/%s/sa/%s", c.TrustDomain, c.Namespace, c.ServiceAccount)
+}
+
+// TokenClaims are the parts of a bootstrap token the agent reads (it cannot
+// check the signature; the CA does).
+type TokenClaims struct {
+	Namespace      string `json:"ns"`
+	ServiceAccount string `json:"sa"`
+	Expiry         int64  `json:"exp"`
+	SingleUse      bool   `json:"single_use"`
+}
+
+// ParseToken checks that a bootstrap token is a compact JWS and reads its claims.
+func ParseToken(token string) (TokenClaims, error) {
+	var c TokenClaims
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return c, fmt.Errorf("bootstrap token is malformed: want three base64url parts separated by '.', got %d", len(parts))
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return c, fmt.Errorf("bootstrap token is malformed: payload is not base64url: %w", err)
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return c, fmt.Errorf("bootstrap token is malformed: payload is not JSON claims: %w", err)
+	}
+	if c.Namespace == "" || c.ServiceAccount == "" || c.Expiry == 0 {
+		return c, fmt.Errorf("bootstrap token is malformed: it lacks ns, sa or exp")
+	}
+	return c, nil
+}
+
+// ExpiresAt is the token's expiry.
+func (c TokenClaims) ExpiresAt() time.Time { return time.Unix(c.Expiry, 0) }

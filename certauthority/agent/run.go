@@ -1,0 +1,44 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Options are the flags of `controlplane agent`.
+type Options struct {
+	Bundle    string        // --bundle DIR (required)
+	SDSSocket string        // --sds-socket; default CONTROLPLANE_SDS_SOCKET from cluster.env
+	OutputDir string        // --output-dir; empty: no extra files
+	StateDir  string        // --state-dir; default CONTROLPLANE_STATE_DIR from cluster.env
+	CAAddress string        // --ca-address; default CA_ADDR from cluster.env
+	CertTTL   time.Duration // --cert-ttl; default SECRET_TTL from cluster.env
+	Logger    *slog.Logger
+}
+
+// Run is `controlplane agent --bundle DIR`: it blocks until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	cfg, err := LoadConfig(o.Bundle)
+	if err != nil {
+		return err
+	}
+	override := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	override(&cfg.SDSSocket, o.SDSSocket)
+	override(&cfg.OutputDir, o.OutputDir)
+	override(&cfg.StateDir, o.StateDir)
+	override(&cfg.CAAddress, o.CAAddress)
+	if o.CertTTL > 0 {
+		cfg.CertTTL = o.CertTTL
+	}
+	cfg.Logger = o.Logger
+	a, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
