@@ -13,18 +13,17 @@ type Reason string
 
 // Refusal reasons.
 const (
-	ReasonNoCredential     Reason = "no_credential"
-	ReasonBadClientCert    Reason = "bad_client_cert"
-	ReasonBadToken         Reason = "bad_token"
-	ReasonExpiredToken     Reason = "expired_token"
-	ReasonWrongAudience    Reason = "wrong_audience"
-	ReasonTokenReused      Reason = "token_reused"
-	ReasonCSRUnparseable   Reason = "csr_unparseable"
-	ReasonCSRBadSignature  Reason = "csr_bad_signature"
-	ReasonWeakKey          Reason = "weak_key"
-	ReasonValidityInvalid  Reason = "validity_out_of_range"
-	ReasonInternal         Reason = "internal"
-	ReasonTokenUnsupported Reason = "token_unsupported"
+	ReasonNoCredential    Reason = "no_credential"
+	ReasonBadClientCert   Reason = "bad_client_cert"
+	ReasonBadToken        Reason = "bad_token"
+	ReasonExpiredToken    Reason = "expired_token"
+	ReasonWrongAudience   Reason = "wrong_audience"
+	ReasonTokenReused     Reason = "token_reused"
+	ReasonCSRUnparseable  Reason = "csr_unparseable"
+	ReasonCSRBadSignature Reason = "csr_bad_signature"
+	ReasonWeakKey         Reason = "weak_key"
+	ReasonValidityInvalid Reason = "validity_out_of_range"
+	ReasonInternal        Reason = "internal"
 )
 
 // Refusal is a request the CA turned down. It carries a gRPC code (GRPCStatus), so it can

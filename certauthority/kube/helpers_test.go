@@ -41,14 +41,10 @@ func namespace(t *testing.T, client kubernetes.Interface) string {
 
 // kubeConfig is Kubernetes mode in ns: root in istio-ca-secret, tokens via TokenReview.
 func kubeConfig(t *testing.T, client kubernetes.Interface, ns string) certauthority.Config {
-	return certauthority.Config{
-		Store:         SelfSignedSecret(client, ns),
-		Plugged:       PluggedSecret(client, ns),
-		TokenReviewer: TokenReviewer{Client: client},
-		UsedTokens:    &UsedTokens{Client: client, Namespace: ns},
-		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Registerer:    prometheus.NewRegistry(),
-	}
+	cfg := ModeConfig(client, ns)
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Registerer = prometheus.NewRegistry()
+	return cfg
 }
 
 func newCA(t *testing.T, cfg certauthority.Config) *certauthority.CA {
