@@ -1,0 +1,42 @@
+# controlplane: the two commands a newcomer needs are `make run` and `make test`.
+GO ?= go
+CONFIG_DIR ?= examples/library
+DATA_DIR ?= ./data
+TOOLS_ENV := .cache-tools.env
+
+.PHONY: run build test unit tools testdata bench image vet
+
+## run: serve the example mesh from the YAML directory, CA state in ./data
+run:
+	$(GO) run ./cmd/controlplane serve --config-dir $(CONFIG_DIR) --data-dir $(DATA_DIR)
+
+build:
+	$(GO) build -o bin/controlplane ./cmd/controlplane
+
+## tools: build kube-apiserver, etcd, grpcurl and pilot-agent once into ~/.cache/controlplane
+tools:
+	./hack/install-tools.sh > $(TOOLS_ENV)
+
+## test: everything, against the real components built by `make tools`
+test: tools vet
+	. ./$(TOOLS_ENV) && $(GO) test -timeout 30m ./...
+
+## unit: the tests that need no external binaries are the same tests; this just skips the tool build
+unit:
+	$(GO) test ./...
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+## testdata: rewrite the golden files after reviewing the change
+testdata:
+	$(GO) test ./snapshot/... -update
+
+## bench: the push-path benchmark (scenario S) and the CA benchmark
+bench:
+	$(GO) run ./cmd/loadtest -scenario full
+	$(GO) test -run '^$$' -bench . ./certauthority/
+
+image:
+	docker build -t controlplane:dev .

@@ -1,0 +1,6 @@
+//go:build tools
+
+// Package istiotools pins the commands the tests build.
+package istiotools
+
+import _ "istio.io/istio/pilot/cmd/pilot-agent"
