@@ -6,5 +6,14 @@
 // who they are with a client certificate from this CA, a Kubernetes service account
 // token (TokenReview, audience istio-ca) or a bootstrap token this CA issued.
 //
-// The package knows nothing of xDS; the server registers the gRPC service it offers.
+// The package knows nothing of xDS; the server wires it:
+//
+//	cfg := certauthority.FileModeConfig(dataDir, cacertsDir) // or kube.ModeConfig(client, ns)
+//	cfg.Logger, cfg.Registerer, cfg.ExtraServingSANs = log, reg, extraSANs
+//	ca, err := certauthority.New(ctx, cfg)
+//	ca.Register(plaintextServer)                                  // 15010
+//	tlsServer := grpc.NewServer(grpc.Creds(credentials.NewTLS(ca.ServingTLSConfig())))
+//	ca.Register(tlsServer)                                        // 15012
+//	id, how, err := ca.Authenticate(streamCtx)                    // e.g. xDS on 15012
+//	kube.PublishRoot(ctx, client, namespace, ca.RootPEM())        // each watched namespace
 package certauthority
