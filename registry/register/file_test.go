@@ -2,6 +2,7 @@ package register
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,7 +110,7 @@ func checkObjects(t *testing.T, objs []Object, ip string) {
 			}
 		case *netv1.ServiceEntry:
 			s := &o.Spec
-			if s.GetHosts()[0] != "postgres-1-vm.default.svc.cluster.local" || s.GetLocation().String() != "MESH_INTERNAL" ||
+			if s.GetHosts()[0] != "postgres-1-vm."+o.Namespace+".svc.cluster.local" || s.GetLocation().String() != "MESH_INTERNAL" ||
 				s.GetResolution().String() != "STATIC" || s.GetEndpoints()[0].GetAddress() != ip ||
 				s.GetEndpoints()[0].GetServiceAccount() != "postgres" || s.GetEndpoints()[0].GetLabels()["version"] != "v1" ||
 				s.GetPorts()[1].GetProtocol() != "HTTP" {
@@ -226,3 +227,5 @@ func TestMarshalYAMLShape(t *testing.T) {
 	}
 	_ = filepath.Join
 }
+
+func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -57,6 +59,9 @@ func NewKubeWriterFromKubeconfig(path, context string, log *slog.Logger) (*KubeW
 // Write creates or updates objs and deletes the VM's other objects that
 // register made earlier (e.g. after --as changed).
 func (w *KubeWriter) Write(ctx context.Context, namespace, name string, objs []Object) ([]Change, error) {
+	if err := checkForKube(objs); err != nil {
+		return nil, err
+	}
 	var changes []Change
 	want := map[string]bool{}
 	for _, o := range objs {
@@ -82,6 +87,24 @@ func (w *KubeWriter) Write(ctx context.Context, namespace, name string, objs []O
 		}
 	}
 	return changes, nil
+}
+
+// checkForKube refuses what the API server would refuse half way through.
+func checkForKube(objs []Object) error {
+	for _, o := range objs {
+		es, ok := o.(*discoveryv1.EndpointSlice)
+		if !ok {
+			continue
+		}
+		for _, ep := range es.Endpoints {
+			for _, a := range ep.Addresses {
+				if ip, err := netip.ParseAddr(a); err == nil && (ip.IsLoopback() || ip.IsUnspecified() || ip.IsLinkLocalUnicast()) {
+					return fmt.Errorf("Kubernetes refuses EndpointSlice address %s (loopback, link-local or unspecified): use the VM's routable IP, or --as serviceentry", a)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // Remove deletes every object register made for the VM.
