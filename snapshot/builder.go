@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -47,6 +48,7 @@ type Builder struct {
 	grpcOut    map[string]*memo                             // by proxy namespace
 	cla        map[string]*endpointv3.ClusterLoadAssignment // by cluster name
 	claSrc     map[string]claSource
+	results    map[string]*proxyResult // by proxyKey
 }
 
 type memo struct {
@@ -94,6 +96,7 @@ func NewBuilder(view registry.View, opts Options) *Builder {
 		grpcOut:    map[string]*memo{},
 		cla:        map[string]*endpointv3.ClusterLoadAssignment{},
 		claSrc:     map[string]claSource{},
+		results:    map[string]*proxyResult{},
 	}
 }
 
@@ -114,7 +117,9 @@ func (b *Builder) Classify(p *Proxy) Kind {
 // Kind names the proxy's kind, for logs, metrics and debug views.
 func (b *Builder) Kind(p *Proxy) string { return b.Classify(p).String() }
 
-func isVM(w *registry.Workload) bool { return w.Kind == "WorkloadEntry" || w.Kind == "ServiceEntry" }
+func isVM(w *registry.Workload) bool {
+	return w.Kind == registry.KindWorkloadEntry || w.Kind == registry.KindServiceEntry
+}
 
 // workload is the registry's workload for one of the proxy's IPs, or nil.
 func (b *Builder) workload(p *Proxy) *registry.Workload {
@@ -126,34 +131,72 @@ func (b *Builder) workload(p *Proxy) *registry.Workload {
 	return nil
 }
 
-// Build returns everything the proxy receives.
+// Build returns everything the proxy receives. A proxy built before from
+// this Builder (or carried over by WithEndpointChanges) gets the same result.
 func (b *Builder) Build(p *Proxy) (*Resources, error) {
+	key := proxyKey(p)
+	b.mu.Lock()
+	r, ok := b.results[key]
+	b.mu.Unlock()
+	if ok {
+		return r.res, nil
+	}
+	r, err := b.build(p)
+	if err != nil {
+		return nil, fmt.Errorf("proxy %s: %w", p.ID, err)
+	}
+	b.mu.Lock()
+	b.results[key] = r
+	b.mu.Unlock()
+	return r.res, nil
+}
+
+// proxyResult is a proxy's resources and what they were built from.
+type proxyResult struct {
+	res       *Resources
+	kind      Kind
+	namespace string
+	ips       []string
+	workloads []*registry.Workload // view.WorkloadByIP of each IP
+}
+
+// proxyKey names everything of a Proxy that Build reads.
+func proxyKey(p *Proxy) string {
+	return p.Metadata.Generator + "|" + p.Namespace + "|" + strings.Join(p.IPs, ",")
+}
+
+func (b *Builder) build(p *Proxy) (*proxyResult, error) {
+	r := &proxyResult{kind: b.Classify(p), namespace: p.Namespace, ips: p.IPs}
+	for _, ip := range p.IPs {
+		r.workloads = append(r.workloads, b.view.WorkloadByIP(ip))
+	}
 	var shared, own *Resources
 	var err error
 	w := b.workload(p)
-	switch b.Classify(p) {
+	switch r.kind {
 	case ProxylessGRPC:
-		if shared, err = b.sharedLocked(b.grpcOut, p.Namespace, b.buildGRPCOutbound); err == nil {
+		if shared, err = b.shared(b.grpcOut, p.Namespace, b.buildGRPCOutbound); err == nil {
 			own, err = b.buildGRPCInbound(w)
 		}
 	case VMSidecar:
-		if shared, err = b.sharedLocked(b.sidecarOut, p.Namespace, b.buildSidecarOutbound); err == nil {
+		if shared, err = b.shared(b.sidecarOut, p.Namespace, b.buildSidecarOutbound); err == nil {
 			own, err = b.buildVMInbound(w)
 		}
 	default:
-		if shared, err = b.sharedLocked(b.sidecarOut, p.Namespace, b.buildSidecarOutbound); err == nil && w != nil && w.Kind == "Pod" {
+		if shared, err = b.shared(b.sidecarOut, p.Namespace, b.buildSidecarOutbound); err == nil && w != nil && w.Kind == registry.KindPod {
 			own, err = b.buildPodInbound(w)
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("proxy %s: %w", p.ID, err)
+		return nil, err
 	}
-	return merge(shared, own), nil
+	r.res = merge(shared, own)
+	return r, nil
 }
 
-// sharedLocked returns the memoized part for key, building it under the lock
+// shared returns the memoized part for key, building it under the lock
 // on first use (the lock also guards the endpoint memo build uses).
-func (b *Builder) sharedLocked(m map[string]*memo, key string, build func(ns string) (*Resources, error)) (*Resources, error) {
+func (b *Builder) shared(m map[string]*memo, key string, build func(ns string) (*Resources, error)) (*Resources, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if e, ok := m[key]; ok {

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -48,7 +49,49 @@ func (b *Builder) WithEndpointChanges(view registry.View, hosts []string) *Build
 			pair[1][ns] = &memo{res: &res, err: err}
 		}
 	}
+	b.carryOverResultsLocked(next, hosts)
 	return next
+}
+
+// carryOverResultsLocked gives next the results of proxies the change does
+// not touch (no IP of theirs is an endpoint of a changed host, before or
+// after, and their workloads are the same), with the new endpoints.
+func (b *Builder) carryOverResultsLocked(next *Builder, hosts []string) {
+	affected := map[string]bool{}
+	for _, h := range hosts {
+		for _, v := range []registry.View{b.view, next.view} {
+			for _, ep := range v.Endpoints(h) {
+				affected[ep.Address] = true
+			}
+		}
+	}
+	for key, r := range b.results {
+		if !unaffected(r, affected, next.view) {
+			continue
+		}
+		memos := next.sidecarOut
+		if r.kind == ProxylessGRPC {
+			memos = next.grpcOut
+		}
+		m, ok := memos[r.namespace]
+		if !ok || m.err != nil {
+			continue
+		}
+		res := *r.res
+		res.Endpoints = m.res.Endpoints // a proxy's own part has no endpoints
+		carried := *r
+		carried.res = &res
+		next.results[key] = &carried
+	}
+}
+
+func unaffected(r *proxyResult, affected map[string]bool, v registry.View) bool {
+	for i, ip := range r.ips {
+		if affected[ip] || !reflect.DeepEqual(r.workloads[i], v.WorkloadByIP(ip)) {
+			return false
+		}
+	}
+	return true
 }
 
 // refreshEndpointsLocked rebuilds the assignments of hosts in a finished
