@@ -119,6 +119,10 @@ func newEnvironment(assets, crds, dir string) *envtest.Environment {
 	// existing client configs stay valid.
 	api.CertDir = filepath.Join(dir, "apiserver")
 	api.SecureServing.Address = "127.0.0.1"
+	// Without a grace period kube-apiserver waits for open watches to end
+	// on SIGTERM, which they never do while informers run: it would take
+	// the full stop timeout and a SIGKILL.
+	api.Configure().Set("shutdown-watch-termination-grace-period", "1s")
 	return env
 }
 

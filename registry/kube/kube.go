@@ -141,12 +141,12 @@ func (s *Source) Start(ctx context.Context) error {
 	if !s.waitForSync(ctx) {
 		return nil
 	}
-	s.initialSync()
+	n := s.initialSync()
 	s.synced.Store(true)
-	s.logger.Info("kube source: synced", "objects", s.queue.Len(), "duration", time.Since(begin).Round(time.Millisecond))
+	s.logger.Info("kube source: synced", "objects", n, "duration", time.Since(begin).Round(time.Millisecond))
 	var wg sync.WaitGroup
 	for range s.cfg.Workers {
-		wg.Go(func() { s.runWorker(ctx) })
+		wg.Go(s.runWorker)
 	}
 	<-ctx.Done()
 	s.queue.ShutDown()
@@ -166,16 +166,23 @@ func (s *Source) waitForSync(ctx context.Context) bool {
 
 // initialSync writes every cached object once, so that HasSynced means the
 // store holds the cluster's state. The queued keys of the same objects are
-// then identical writes, which the store ignores.
-func (s *Source) initialSync() {
+// then identical writes, which the store ignores. It returns the number of
+// objects.
+func (s *Source) initialSync() int {
+	n := 0
 	for _, k := range s.order {
 		for _, inf := range k.informers {
 			for _, k8sKey := range inf.GetStore().ListKeys() {
 				ns, name, err := cache.SplitMetaNamespaceKey(k8sKey)
-				if err == nil {
-					s.sync(key{Kind: k.name, Namespace: ns, Name: name})
+				if err != nil {
+					continue
+				}
+				n++
+				if err := s.sync(key{Kind: k.name, Namespace: ns, Name: name}); err != nil {
+					s.logger.Error("kube source: initial sync", "error", err) // the queued key retries
 				}
 			}
 		}
 	}
+	return n
 }

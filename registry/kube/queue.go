@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"context"
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -49,12 +48,12 @@ func (s *Source) enqueue(kind string, obj any) {
 	s.queue.Add(key{Kind: kind, Namespace: m.GetNamespace(), Name: m.GetName()})
 }
 
-func (s *Source) runWorker(ctx context.Context) {
-	for s.processNext(ctx) {
+func (s *Source) runWorker() {
+	for s.processNext() {
 	}
 }
 
-func (s *Source) processNext(ctx context.Context) bool {
+func (s *Source) processNext() bool {
 	k, shutdown := s.queue.Get()
 	if shutdown {
 		return false
@@ -63,7 +62,7 @@ func (s *Source) processNext(ctx context.Context) bool {
 	if err := s.sync(k); err != nil {
 		s.logger.Error("kube source: sync failed, retrying", "object", k.String(), "error", err)
 		s.queue.AddRateLimited(k)
-		return ctx.Err() == nil
+		return true
 	}
 	s.queue.Forget(k)
 	return true
