@@ -61,7 +61,7 @@ func TestAgentRenewsWithClientCertAndPushesOverSDS(t *testing.T) {
 // The CA stops for a while: the agent keeps serving its certificate, logs how
 // long it has left, and renews when the CA is back.
 func TestAgentSurvivesCAOutage(t *testing.T) {
-	const ttl = 8 * time.Second
+	const ttl = 12 * time.Second
 	ca := newTestCA(t, ttl)
 	bundle := writeBundle(t, ca, time.Minute)
 	logs := &syncBuffer{}
@@ -72,7 +72,7 @@ func TestAgentSurvivesCAOutage(t *testing.T) {
 	addr := ca.addr
 	ca.stop()
 
-	waitFor(t, 8*time.Second, "a failed renewal", func() bool {
+	waitFor(t, 12*time.Second, "a failed renewal", func() bool {
 		return strings.Contains(logs.String(), "still serving the current certificate")
 	})
 	if !strings.Contains(logs.String(), "expires_in=") {
