@@ -7,55 +7,35 @@ import (
 	memdb "github.com/hashicorp/go-memdb"
 )
 
-// buildView computes the merged model from a read transaction.
-func buildView(txn *memdb.Txn, revision uint64, trustDomain string) *view {
-	v := &view{
-		txn:        txn,
-		revision:   revision,
-		byHost:     map[string]*Service{},
-		endpoints:  map[string][]*Endpoint{},
-		svcsByAddr: map[string][]*Service{},
-	}
-	wl := collectWorkloads(txn)
-	v.byIP = wl.byIP
-	for host, rows := range groupServices(txn) {
-		svc, eps := mergeHost(txn, host, rows, wl, trustDomain)
-		v.byHost[host] = svc
-		if len(eps) > 0 {
-			v.endpoints[host] = eps
-		}
-		v.services = append(v.services, svc)
-	}
-	slices.SortFunc(v.services, func(a, b *Service) int { return cmp.Compare(a.Hostname, b.Hostname) })
-	for _, svc := range v.services {
-		seen := map[string]bool{}
-		for _, ep := range v.endpoints[svc.Hostname] {
-			if !seen[ep.Address] {
-				seen[ep.Address] = true
-				v.svcsByAddr[ep.Address] = append(v.svcsByAddr[ep.Address], svc)
-			}
-		}
-	}
-	v.peerAuths, v.destRules = collectPolicies(txn)
-	return v
+// workloadIndex answers the workload questions of merging from one read
+// transaction and the view's address map.
+type workloadIndex struct {
+	txn  *memdb.Txn
+	byIP map[string]*Workload
 }
 
-func groupServices(txn *memdb.Txn) map[string][]*serviceRow {
-	out := map[string][]*serviceRow{}
-	it, err := txn.Get(tableServices, indexID)
+// selectable returns the Pods and WorkloadEntries of a namespace, which a
+// ServiceEntry workloadSelector may pick.
+func (w *workloadIndex) selectable(namespace string) []*workloadRow {
+	var out []*workloadRow
+	it, err := w.txn.Get(tableWorkloads, indexNamespace, namespace)
 	must(err)
 	for obj := it.Next(); obj != nil; obj = it.Next() {
-		r := obj.(*serviceRow)
-		out[r.Hostname] = append(out[r.Hostname], r)
+		if r := obj.(*workloadRow); r.Workload.Kind == KindPod || r.Workload.Kind == KindWorkloadEntry {
+			out = append(out, r)
+		}
 	}
 	return out
 }
 
-// workloads indexes the workload rows of one revision.
-type workloads struct {
-	byIP       map[string]*Workload
-	pods       map[string]*Workload      // "ns/name"
-	selectable map[string][]*workloadRow // namespace -> Pods and WorkloadEntries
+// pod returns the Pod "ns/name", or nil.
+func (w *workloadIndex) pod(ref string) *Workload {
+	obj, err := w.txn.First(tableWorkloads, indexPod, ref)
+	must(err)
+	if obj == nil {
+		return nil
+	}
+	return obj.(*workloadRow).Workload
 }
 
 func kindRank(kind string) int {
@@ -68,34 +48,123 @@ func kindRank(kind string) int {
 	return 2
 }
 
-func collectWorkloads(txn *memdb.Txn) *workloads {
-	w := &workloads{byIP: map[string]*Workload{}, pods: map[string]*Workload{}, selectable: map[string][]*workloadRow{}}
+// workloadAt picks the workload for an address: Pods win over
+// WorkloadEntries over ServiceEntry endpoints, then by namespace, name, ID.
+func workloadAt(txn *memdb.Txn, addr string) *Workload {
+	it, err := txn.Get(tableWorkloads, indexAddress, addr)
+	must(err)
+	var best *workloadRow
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		r := obj.(*workloadRow)
+		if best == nil || compareWorkloadRows(r, best) < 0 {
+			best = r
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return best.Workload
+}
+
+func compareWorkloadRows(a, b *workloadRow) int {
+	return cmp.Or(cmp.Compare(kindRank(a.Workload.Kind), kindRank(b.Workload.Kind)),
+		cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Workload.Name, b.Workload.Name), cmp.Compare(a.ID, b.ID))
+}
+
+// fullView computes the merged model from scratch (the reference for the
+// incremental update, and the first view).
+func fullView(txn *memdb.Txn, revision uint64, trustDomain string) *view {
+	v := emptyView(txn, revision)
 	it, err := txn.Get(tableWorkloads, indexID)
 	must(err)
-	var rows []*workloadRow
 	for obj := it.Next(); obj != nil; obj = it.Next() {
-		rows = append(rows, obj.(*workloadRow))
-	}
-	// Pods win over WorkloadEntries over ServiceEntry endpoints; then by name.
-	slices.SortStableFunc(rows, func(a, b *workloadRow) int {
-		return cmp.Or(cmp.Compare(kindRank(a.Workload.Kind), kindRank(b.Workload.Kind)),
-			cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Workload.Name, b.Workload.Name))
-	})
-	for _, r := range rows {
-		for _, a := range r.Addresses {
-			if _, taken := w.byIP[a]; !taken {
-				w.byIP[a] = r.Workload
-			}
-		}
-		switch r.Workload.Kind {
-		case KindPod:
-			w.pods[r.Namespace+"/"+r.Workload.Name] = r.Workload
-			w.selectable[r.Namespace] = append(w.selectable[r.Namespace], r)
-		case KindWorkloadEntry:
-			w.selectable[r.Namespace] = append(w.selectable[r.Namespace], r)
+		for _, a := range obj.(*workloadRow).Addresses {
+			v.byIP[a] = workloadAt(txn, a)
 		}
 	}
-	return w
+	hosts := map[string]bool{}
+	it, err = txn.Get(tableServices, indexID)
+	must(err)
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		hosts[obj.(*serviceRow).Hostname] = true
+	}
+	wl := &workloadIndex{txn: txn, byIP: v.byIP}
+	for h := range hosts {
+		v.setHost(h, wl, trustDomain)
+	}
+	v.sortServices()
+	for _, svc := range v.services {
+		v.indexAddresses(svc.Hostname)
+	}
+	v.peerAuths, v.destRules = collectPolicies(txn)
+	return v
+}
+
+func emptyView(txn *memdb.Txn, revision uint64) *view {
+	return &view{txn: txn, revision: revision, byHost: map[string]*Service{}, endpoints: map[string][]*Endpoint{},
+		byIP: map[string]*Workload{}, svcsByAddr: map[string][]*Service{}}
+}
+
+// setHost (re)computes one host; a host without service rows is removed.
+func (v *view) setHost(host string, wl *workloadIndex, trustDomain string) {
+	var rows []*serviceRow
+	it, err := wl.txn.Get(tableServices, indexHostname, host)
+	must(err)
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		rows = append(rows, obj.(*serviceRow))
+	}
+	if len(rows) == 0 {
+		delete(v.byHost, host)
+		delete(v.endpoints, host)
+		return
+	}
+	svc, eps := mergeHost(wl.txn, host, rows, wl, trustDomain)
+	v.byHost[host] = svc
+	if len(eps) > 0 {
+		v.endpoints[host] = eps
+	} else {
+		delete(v.endpoints, host)
+	}
+}
+
+func (v *view) sortServices() {
+	v.services = v.services[:0:0]
+	for _, svc := range v.byHost {
+		v.services = append(v.services, svc)
+	}
+	slices.SortFunc(v.services, func(a, b *Service) int { return cmp.Compare(a.Hostname, b.Hostname) })
+}
+
+// indexAddresses adds a host's service under each of its endpoint addresses,
+// keeping each list sorted by hostname.
+func (v *view) indexAddresses(host string) {
+	svc := v.byHost[host]
+	seen := map[string]bool{}
+	for _, ep := range v.endpoints[host] {
+		if seen[ep.Address] {
+			continue
+		}
+		seen[ep.Address] = true
+		list := slices.Clone(v.svcsByAddr[ep.Address])
+		i, _ := slices.BinarySearchFunc(list, host, func(s *Service, h string) int { return cmp.Compare(s.Hostname, h) })
+		v.svcsByAddr[ep.Address] = slices.Insert(list, i, svc)
+	}
+}
+
+// unindexAddresses removes a host from the address lists.
+func (v *view) unindexAddresses(host string) {
+	for _, ep := range v.endpoints[host] {
+		list := v.svcsByAddr[ep.Address]
+		i := slices.IndexFunc(list, func(s *Service) bool { return s.Hostname == host })
+		if i < 0 {
+			continue
+		}
+		if len(list) == 1 {
+			delete(v.svcsByAddr, ep.Address)
+			continue
+		}
+		v.svcsByAddr[ep.Address] = slices.Delete(slices.Clone(list), i, i+1)
+	}
 }
 
 func collectPolicies(txn *memdb.Txn) ([]*PeerAuthentication, []*DestinationRule) {

@@ -45,13 +45,17 @@ func (s *Store) ChangesSince(rev uint64) []Change {
 	return slices.Clone(s.changes[i:])
 }
 
-// commitLocked commits a write, builds the new view and, when the merged
-// model differs, bumps the revision, logs the change and signals subscribers.
+// commitLocked commits a write (a transaction that tracks changes),
+// updates the view for what it touched and, when the merged model differs,
+// bumps the revision, logs the change and signals subscribers.
 func (s *Store) commitLocked(txn *memdb.Txn) {
+	changes := txn.Changes()
 	txn.Commit()
+	read := s.db.Txn(false)
 	old := s.view.Load()
-	next := buildView(s.db.Txn(false), s.revision, s.trustDomain)
-	ch := diffViews(old, next)
+	a := affectedBy(read, changes)
+	next := updateView(old, read, a, s.trustDomain)
+	ch := diffViews(old, next, a)
 	if ch.empty() {
 		s.view.Store(next)
 		return
@@ -69,10 +73,10 @@ func (s *Store) commitLocked(txn *memdb.Txn) {
 	s.notify()
 }
 
-// diffViews compares two merged models.
-func diffViews(old, next *view) Change {
+// diffViews compares two merged models where a write touched them.
+func diffViews(old, next *view, a affectedSet) Change {
 	ch := Change{EndpointsOnly: true}
-	for _, h := range unionKeys(old.byHost, next.byHost) {
+	for _, h := range slices.Sorted(maps.Keys(a.hosts)) {
 		switch {
 		case !reflect.DeepEqual(old.byHost[h], next.byHost[h]):
 			ch.Hostnames = append(ch.Hostnames, h)
@@ -81,25 +85,16 @@ func diffViews(old, next *view) Change {
 			ch.Hostnames = append(ch.Hostnames, h)
 		}
 	}
-	for _, a := range unionKeys(old.byIP, next.byIP) {
-		if !reflect.DeepEqual(old.byIP[a], next.byIP[a]) {
-			ch.Workloads = append(ch.Workloads, a)
+	for _, addr := range slices.Sorted(maps.Keys(a.addrs)) {
+		if !reflect.DeepEqual(old.byIP[addr], next.byIP[addr]) {
+			ch.Workloads = append(ch.Workloads, addr)
 		}
 	}
-	ch.Policy = !reflect.DeepEqual(old.peerAuths, next.peerAuths) || !reflect.DeepEqual(old.destRules, next.destRules)
+	if a.policy {
+		ch.Policy = !reflect.DeepEqual(old.peerAuths, next.peerAuths) || !reflect.DeepEqual(old.destRules, next.destRules)
+	}
 	if ch.Policy || len(ch.Hostnames) == 0 {
 		ch.EndpointsOnly = false
 	}
 	return ch
-}
-
-func unionKeys[V any](a, b map[string]V) []string {
-	keys := slices.Collect(maps.Keys(a))
-	for k := range b {
-		if _, ok := a[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -28,7 +28,8 @@ func (c *converter) pod(key ObjectKey, pod *corev1.Pod, _ *problems) *record {
 	if w.ServiceAccount == "" {
 		w.ServiceAccount = "default"
 	}
-	row := &workloadRow{Namespace: key.Namespace, Addresses: addrs, Ready: podReady(pod), Workload: w}
+	row := &workloadRow{Namespace: key.Namespace, Addresses: addrs, PodRef: key.Namespace + "/" + key.Name,
+		Ready: podReady(pod), Workload: w}
 	return &record{Workloads: []*workloadRow{row}}
 }
 

@@ -11,7 +11,7 @@ import (
 // host into a Service, and collects its endpoints: EndpointSlice and inline
 // ServiceEntry endpoints, then WorkloadEntries and Pods that a ServiceEntry's
 // workloadSelector picks. Endpoints are unique by address, sorted.
-func mergeHost(txn *memdb.Txn, host string, rows []*serviceRow, wl *workloads, trustDomain string) (*Service, []*Endpoint) {
+func mergeHost(txn *memdb.Txn, host string, rows []*serviceRow, wl *workloadIndex, trustDomain string) (*Service, []*Endpoint) {
 	slices.SortFunc(rows, compareServiceRows)
 	svc := mergeService(host, rows)
 	eps := hostEndpoints(txn, host, rows, wl)
@@ -59,7 +59,7 @@ func mergeService(host string, rows []*serviceRow) *Service {
 	return svc
 }
 
-func hostEndpoints(txn *memdb.Txn, host string, rows []*serviceRow, wl *workloads) []*Endpoint {
+func hostEndpoints(txn *memdb.Txn, host string, rows []*serviceRow, wl *workloadIndex) []*Endpoint {
 	var eps []*Endpoint
 	seen := map[string]bool{}
 	add := func(ep *Endpoint) {
@@ -77,7 +77,7 @@ func hostEndpoints(txn *memdb.Txn, host string, rows []*serviceRow, wl *workload
 		if !r.UseSelector {
 			continue
 		}
-		for _, w := range wl.selectable[r.Namespace] {
+		for _, w := range wl.selectable(r.Namespace) {
 			if labelsMatch(r.Selector, w.Workload.Labels) {
 				add(endpointFromWorkload(host, w.Workload, w.Weight, w.Ready))
 			}
@@ -91,10 +91,10 @@ func hostEndpoints(txn *memdb.Txn, host string, rows []*serviceRow, wl *workload
 
 // enrichEndpoint fills in an EndpointSlice endpoint's labels and service
 // account from its Pod. Stored rows are never modified: it copies.
-func enrichEndpoint(r *endpointRow, wl *workloads) *Endpoint {
+func enrichEndpoint(r *endpointRow, wl *workloadIndex) *Endpoint {
 	var pod *Workload
 	if r.PodRef != "" {
-		pod = wl.pods[r.PodRef]
+		pod = wl.pod(r.PodRef)
 	} else if w := wl.byIP[r.Address]; w != nil && w.Kind == KindPod && r.Endpoint.Workload == "" {
 		pod = w
 	}

@@ -20,6 +20,7 @@ const (
 	indexHostname  = "hostname"
 	indexNamespace = "namespace"
 	indexAddress   = "address"
+	indexPod       = "pod" // endpoints by targetRef Pod, pods by "ns/name"
 )
 
 // objectRow is one API object as the store last accepted it.
@@ -71,6 +72,7 @@ type workloadRow struct {
 	Origin    string
 	Namespace string
 	Addresses []string
+	PodRef    string // "ns/name" for a Pod
 	Ready     bool
 	Weight    uint32
 	Workload  *Workload
@@ -110,10 +112,11 @@ func schema() *memdb.DBSchema {
 			fieldIndex(indexHostname, "Hostname"), fieldIndex(indexNamespace, "Namespace")),
 		tableEndpoints: table(tableEndpoints,
 			fieldIndex(indexObject, "Object"), fieldIndex(indexOrigin, "Origin"),
-			fieldIndex(indexHostname, "Hostname"), fieldIndex(indexAddress, "Address")),
+			fieldIndex(indexHostname, "Hostname"), fieldIndex(indexAddress, "Address"),
+			fieldIndex(indexPod, "PodRef")),
 		tableWorkloads: table(tableWorkloads,
 			fieldIndex(indexObject, "Object"), fieldIndex(indexOrigin, "Origin"),
-			fieldIndex(indexNamespace, "Namespace"),
+			fieldIndex(indexNamespace, "Namespace"), fieldIndex(indexPod, "PodRef"),
 			&memdb.IndexSchema{Name: indexAddress, AllowMissing: true, Indexer: &memdb.StringSliceFieldIndex{Field: "Addresses"}}),
 		tablePolicies: table(tablePolicies,
 			fieldIndex(indexObject, "Object"), fieldIndex(indexOrigin, "Origin"),

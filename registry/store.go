@@ -69,7 +69,7 @@ func NewStore(logger *slog.Logger, opts ...Option) *Store {
 	for _, o := range opts {
 		o(s)
 	}
-	s.view.Store(buildView(s.db.Txn(false), 0, s.trustDomain))
+	s.view.Store(fullView(s.db.Txn(false), 0, s.trustDomain))
 	return s
 }
 
@@ -108,4 +108,12 @@ func (s *Store) notify() {
 		default: // already signalled
 		}
 	}
+}
+
+// writeTxn starts a write transaction that records its changes for
+// commitLocked.
+func (s *Store) writeTxn() *memdb.Txn {
+	txn := s.db.Txn(true)
+	txn.TrackChanges()
+	return txn
 }

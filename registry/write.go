@@ -50,7 +50,7 @@ func (s *Store) Upsert(origin string, obj runtime.Object) []Problem {
 	if rec == nil {
 		return ps
 	}
-	txn := s.db.Txn(true)
+	txn := s.writeTxn()
 	if s.putLocked(txn, origin, key, "", rec) {
 		s.commitLocked(txn)
 	} else {
@@ -69,7 +69,7 @@ func (s *Store) Delete(origin, kind, namespace, name string) {
 	}
 	key := ObjectKey{Kind: kind, Namespace: namespace, Name: name}
 	s.setProblemsLocked(origin, key, nil)
-	txn := s.db.Txn(true)
+	txn := s.writeTxn()
 	if s.deleteLocked(txn, objectID(origin, key)) {
 		s.commitLocked(txn)
 	} else {
@@ -97,7 +97,7 @@ func (s *Store) Apply(u OriginUpdate) []Problem {
 		probs[ObjectKey{}] = append([]Problem(nil), u.Problems...)
 	}
 	keep := map[string]bool{}
-	txn := s.db.Txn(true)
+	txn := s.writeTxn()
 	changed := false
 	for _, it := range u.Items {
 		changed = s.applyItemLocked(txn, u.Origin, it, keep, probs) || changed

@@ -1,0 +1,128 @@
+package registry
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+
+	memdb "github.com/hashicorp/go-memdb"
+)
+
+// affectedSet is what a write touched: hosts to re-merge, workload
+// addresses to re-resolve, and whether policies changed.
+type affectedSet struct {
+	hosts  map[string]bool
+	addrs  map[string]bool
+	policy bool
+}
+
+// affectedBy maps the rows a transaction changed to what they touch. A
+// workload change touches its addresses, the hosts whose endpoints are at
+// those addresses or name the Pod, and the hosts of ServiceEntries with a
+// workloadSelector in its namespace.
+func affectedBy(txn *memdb.Txn, changes memdb.Changes) affectedSet {
+	a := affectedSet{hosts: map[string]bool{}, addrs: map[string]bool{}}
+	for _, c := range changes {
+		for _, obj := range []any{c.Before, c.After} {
+			switch r := obj.(type) {
+			case *serviceRow:
+				a.hosts[r.Hostname] = true
+			case *endpointRow:
+				a.hosts[r.Hostname] = true
+			case *policyRow:
+				a.policy = true
+			case *workloadRow:
+				a.addWorkload(txn, r)
+			}
+		}
+	}
+	return a
+}
+
+func (a *affectedSet) addWorkload(txn *memdb.Txn, r *workloadRow) {
+	for _, addr := range r.Addresses {
+		a.addrs[addr] = true
+		a.hostsOf(txn, tableEndpoints, indexAddress, addr)
+	}
+	if r.PodRef != "" {
+		a.hostsOf(txn, tableEndpoints, indexPod, r.PodRef)
+	}
+	if r.Workload.Kind != KindPod && r.Workload.Kind != KindWorkloadEntry {
+		return
+	}
+	it, err := txn.Get(tableServices, indexNamespace, r.Namespace)
+	must(err)
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		if s := obj.(*serviceRow); s.UseSelector {
+			a.hosts[s.Hostname] = true
+		}
+	}
+}
+
+func (a *affectedSet) hostsOf(txn *memdb.Txn, table, index, value string) {
+	it, err := txn.Get(table, index, value)
+	must(err)
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		a.hosts[obj.(*endpointRow).Hostname] = true
+	}
+}
+
+// updateView derives the next view from old by recomputing only what the
+// transaction touched. txn reads the committed state.
+func updateView(old *view, txn *memdb.Txn, a affectedSet, trustDomain string) *view {
+	next := &view{
+		txn: txn, revision: old.revision,
+		services: old.services, byHost: maps.Clone(old.byHost), endpoints: maps.Clone(old.endpoints),
+		byIP: maps.Clone(old.byIP), svcsByAddr: maps.Clone(old.svcsByAddr),
+		peerAuths: old.peerAuths, destRules: old.destRules,
+	}
+	for addr := range a.addrs {
+		if w := workloadAt(txn, addr); w != nil {
+			next.byIP[addr] = w
+		} else {
+			delete(next.byIP, addr)
+		}
+	}
+	wl := &workloadIndex{txn: txn, byIP: next.byIP}
+	for h := range a.hosts {
+		next.unindexAddresses(h)
+	}
+	for h := range a.hosts {
+		next.setHost(h, wl, trustDomain)
+	}
+	for h := range a.hosts {
+		next.indexAddresses(h)
+	}
+	next.updateServiceList(old, a.hosts)
+	if a.policy {
+		next.peerAuths, next.destRules = collectPolicies(txn)
+	}
+	return next
+}
+
+// updateServiceList patches the sorted service list for the re-merged
+// hosts; it sorts again only when hosts came or went.
+func (v *view) updateServiceList(old *view, hosts map[string]bool) {
+	for h := range hosts {
+		if (old.byHost[h] == nil) != (v.byHost[h] == nil) {
+			v.sortServices()
+			return
+		}
+	}
+	cloned := false
+	for h := range hosts {
+		svc := v.byHost[h]
+		if svc == nil {
+			continue
+		}
+		i, found := slices.BinarySearchFunc(v.services, h, func(s *Service, h string) int { return cmp.Compare(s.Hostname, h) })
+		if !found {
+			v.sortServices() // cannot happen: the host was there before
+			return
+		}
+		if !cloned {
+			v.services, cloned = slices.Clone(v.services), true
+		}
+		v.services[i] = svc
+	}
+}
