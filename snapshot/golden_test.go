@@ -137,6 +137,36 @@ func lineAt(lines []string, i int) string {
 	return "<EOF>"
 }
 
+// TestLibraryMeshIsTheExample keeps testdata/library/mesh.yaml a copy of
+// examples/library (each file's documents, in file name order).
+func TestLibraryMeshIsTheExample(t *testing.T) {
+	files, err := filepath.Glob("../examples/library/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("examples/library: %v", err)
+	}
+	var want strings.Builder
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&want, "---\n# examples/library/%s\n%s", filepath.Base(f), data)
+	}
+	got, err := os.ReadFile("testdata/library/mesh.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want.String() {
+		if *update {
+			if err := os.WriteFile("testdata/library/mesh.yaml", []byte(want.String()), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		t.Errorf("testdata/library/mesh.yaml is not a copy of examples/library (run go test ./snapshot -update):\n%s", firstDiff(want.String(), string(got)))
+	}
+}
+
 // TestGolden builds every proxy in testdata/CASE/proxies.yaml from the mesh
 // in testdata/CASE/mesh.yaml (read by the YAML directory source) and compares
 // the result with testdata/CASE/out/NODE.{lds,rds,cds,eds,sds}.yaml.
