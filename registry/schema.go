@@ -6,6 +6,21 @@ import (
 	memdb "github.com/hashicorp/go-memdb"
 )
 
+// The memdb schema. Every API object a source writes is one objectRow
+// (keyed by origin, kind, namespace and name, so "kube" and a file may both
+// define an object); what it contributes to the model are derived rows in
+// the other tables, all carrying the objectRow's ID (index "object") and
+// origin (index "origin"), replaced together in one transaction:
+//
+//	services   one row per host of a Service or ServiceEntry; by hostname, namespace
+//	endpoints  EndpointSlice and ServiceEntry endpoints; by hostname, address, pod
+//	workloads  Pods, WorkloadEntries and ServiceEntry IP endpoints; by address, namespace, pod
+//	policies   PeerAuthentications and DestinationRules; by namespace
+//
+// Merging (a Service and ServiceEntries of one host, workloadSelector
+// picks, pod identities) happens when a view is built, for the hosts a
+// write touched (see update.go).
+
 // memdb table and index names.
 const (
 	tableObjects   = "objects"   // one row per source object (objectRow)
