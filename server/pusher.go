@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/librarymesh/controlplane/registry"
@@ -22,7 +21,7 @@ type pusher struct {
 	reg     Registry
 	newB    NewBuilderFunc
 	opts    snapshot.Options
-	cache   cache.SnapshotCache
+	cache   snapshotSetter
 	metrics *metrics
 	conv    *convergence
 	sent    func(nodeID string) map[string]bool // types the node was ever sent
@@ -34,6 +33,12 @@ type pusher struct {
 	proxies map[string]*proxyEntry
 }
 
+// snapshotSetter is where snapshots go (the xdsCache).
+type snapshotSetter interface {
+	SetSnapshot(ctx context.Context, nodeID string, s *nodeSnapshot) error
+	ClearSnapshot(nodeID string)
+}
+
 // proxyEntry is a connected proxy and the snapshot it was last given.
 type proxyEntry struct {
 	proxy    *snapshot.Proxy
@@ -43,7 +48,7 @@ type proxyEntry struct {
 	err      error           // last build error
 }
 
-func newPusher(cfg *Config, c cache.SnapshotCache, m *metrics, conv *convergence) *pusher {
+func newPusher(cfg *Config, c snapshotSetter, m *metrics, conv *convergence) *pusher {
 	p := &pusher{
 		log: cfg.Logger, reg: cfg.Registry, newB: cfg.NewBuilder, opts: cfg.SnapshotOptions,
 		cache: c, metrics: m, conv: conv, hashes: newHasher(), proxies: map[string]*proxyEntry{},
@@ -113,11 +118,8 @@ func (p *pusher) setLocked(ctx context.Context, e *proxyEntry, snap *nodeSnapsho
 	}
 	e.snap = snap
 	e.edsHosts = edsHosts(snap)
-	if err := p.cache.SetSnapshot(ctx, e.proxy.ID, snap); err != nil {
-		p.log.Error("setting snapshot failed", "node", e.proxy.ID, "error", err)
-		return false
-	}
 	if !since.IsZero() {
+		// Before SetSnapshot: the ACK may come back before it returns.
 		sent := p.sent(e.proxy.ID)
 		for t := range changed {
 			if !sent[t] {
@@ -125,6 +127,10 @@ func (p *pusher) setLocked(ctx context.Context, e *proxyEntry, snap *nodeSnapsho
 			}
 		}
 		p.conv.pushed(e.proxy.ID, since, changed)
+	}
+	if err := p.cache.SetSnapshot(ctx, e.proxy.ID, snap); err != nil {
+		p.log.Error("setting snapshot failed", "node", e.proxy.ID, "error", err)
+		return false
 	}
 	return true
 }

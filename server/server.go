@@ -37,7 +37,7 @@ type Server struct {
 	tracker *tracker
 	conv    *convergence
 	pusher  *pusher
-	cache   cache.SnapshotCache
+	cache   *xdsCache
 	xds     serverv3.Server
 	health  *health.Server
 	stopXDS context.CancelFunc
@@ -58,9 +58,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), tracker: newTracker(cfg.Logger), health: health.NewServer()}
 	s.conv = newConvergence(s.metrics.convergence.Observe)
-	// ads=false: grpc-go asks for resources by name, one type at a time,
-	// which an ADS-mode snapshot cache never answers.
-	s.cache = &nackCache{SnapshotCache: cache.NewSnapshotCache(false, cache.IDHash{}, gcpLogger{cfg.Logger}), nacks: s.tracker}
+	// ads=false for delta too: grpc-go asks for resources by name, one
+	// type at a time, which an ADS-mode snapshot cache never answers.
+	s.cache = newXDSCache(cache.NewSnapshotCache(false, cache.IDHash{}, gcpLogger{cfg.Logger}), s.tracker)
 	s.pusher = newPusher(&s.cfg, s.cache, s.metrics, s.conv)
 	s.pusher.sent = s.tracker.sentTypes
 	cb := &callbacks{log: cfg.Logger, tracker: s.tracker, pusher: s.pusher, conv: s.conv, metrics: s.metrics}

@@ -11,6 +11,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/librarymesh/controlplane/snapshot"
 )
@@ -44,7 +45,7 @@ func shortType(typeURL string) string {
 // typeResources shared. Entries not used for two generations are dropped,
 // so the caches hold about one model revision.
 type hasher struct {
-	cur, prev         map[types.Resource]string
+	cur, prev         map[types.Resource]hashed
 	curList, prevList map[listKey]*typeResources
 }
 
@@ -66,7 +67,7 @@ func newHasher() *hasher {
 
 // rotate starts a new generation. Call it once per model revision.
 func (h *hasher) rotate() {
-	h.prev, h.cur = h.cur, make(map[types.Resource]string, len(h.cur))
+	h.prev, h.cur = h.cur, make(map[types.Resource]hashed, len(h.cur))
 	h.prevList, h.curList = h.curList, make(map[listKey]*typeResources, len(h.curList))
 }
 
@@ -92,8 +93,15 @@ func (h *hasher) list(list []types.Resource) (*typeResources, error) {
 	return tr, nil
 }
 
-// hash returns the content hash of r, a proto that is never modified.
-func (h *hasher) hash(r types.Resource) (string, error) {
+// hashed is a resource marshaled once: its content hash and its bytes,
+// ready to send.
+type hashed struct {
+	version string
+	any     *anypb.Any
+}
+
+// hash marshals r, a proto that is never modified, once per generation.
+func (h *hasher) hash(r types.Resource) (hashed, error) {
 	if v, ok := h.cur[r]; ok {
 		return v, nil
 	}
@@ -103,10 +111,13 @@ func (h *hasher) hash(r types.Resource) (string, error) {
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
 	if err != nil {
-		return "", fmt.Errorf("marshal %s: %w", cache.GetResourceName(r), err)
+		return hashed{}, fmt.Errorf("marshal %s: %w", cache.GetResourceName(r), err)
 	}
 	sum := sha256.Sum256(b)
-	v := hex.EncodeToString(sum[:8])
+	v := hashed{
+		version: hex.EncodeToString(sum[:8]),
+		any:     &anypb.Any{TypeUrl: "type.googleapis.com/" + string(proto.MessageName(r)), Value: b},
+	}
 	h.cur[r] = v
 	return v, nil
 }
@@ -117,6 +128,8 @@ type typeResources struct {
 	version  string
 	items    map[string]types.ResourceWithTTL
 	versions map[string]string // resource name -> content hash (delta)
+	names    []string          // sorted
+	anys     []*anypb.Any      // marshaled resources, by names' index
 
 	hostsOnce sync.Once
 	hosts     map[string]bool // see serviceHosts
@@ -168,6 +181,8 @@ func newTypeResources(h *hasher, list []types.Resource) (*typeResources, error) 
 	tr := &typeResources{
 		items:    make(map[string]types.ResourceWithTTL, len(list)),
 		versions: make(map[string]string, len(list)),
+		names:    make([]string, 0, len(list)),
+		anys:     make([]*anypb.Any, 0, len(list)),
 	}
 	sum := sha256.New()
 	for _, r := range list {
@@ -180,9 +195,11 @@ func newTypeResources(h *hasher, list []types.Resource) (*typeResources, error) 
 			return nil, err
 		}
 		tr.items[name] = types.ResourceWithTTL{Resource: r}
-		tr.versions[name] = v
+		tr.versions[name] = v.version
+		tr.names = append(tr.names, name)
+		tr.anys = append(tr.anys, v.any)
 		// Lists are sorted by name, so the sum is stable.
-		fmt.Fprintf(sum, "%s\x00%s\x00", name, v)
+		fmt.Fprintf(sum, "%s\x00%s\x00", name, v.version)
 	}
 	tr.version = hex.EncodeToString(sum.Sum(nil)[:8])
 	return tr, nil

@@ -1,0 +1,90 @@
+package server
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/librarymesh/controlplane/snapshot"
+)
+
+// Identity is a proven caller: a namespace and a service account.
+type Identity struct {
+	Namespace      string
+	ServiceAccount string
+}
+
+// AuthenticateFunc proves who is calling (client certificate or token).
+type AuthenticateFunc func(ctx context.Context) (Identity, error)
+
+// RequireIdentity is a stream interceptor for the TLS port: every Envoy API
+// stream (xDS, CSDS) must prove an identity, and an xDS stream's node must
+// claim that same namespace and service account, or the stream is refused
+// with PermissionDenied. Health and reflection stay open.
+func RequireIdentity(authenticate AuthenticateFunc) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if !strings.HasPrefix(info.FullMethod, "/envoy.service.") {
+			return handler(srv, ss)
+		}
+		id, err := authenticate(ss.Context())
+		if err != nil {
+			if _, ok := status.FromError(err); ok {
+				return err
+			}
+			return status.Errorf(codes.Unauthenticated, "%s: %v", info.FullMethod, err)
+		}
+		return handler(srv, &identityStream{ServerStream: ss, id: id})
+	}
+}
+
+// identityStream checks the node of the first request that carries one.
+type identityStream struct {
+	grpc.ServerStream
+	id      Identity
+	once    sync.Once
+	checked error
+}
+
+func (s *identityStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	var node *corev3.Node
+	switch req := m.(type) {
+	case *discoveryv3.DiscoveryRequest:
+		node = req.GetNode()
+	case *discoveryv3.DeltaDiscoveryRequest:
+		node = req.GetNode()
+	default:
+		return nil
+	}
+	if node == nil {
+		return nil // later requests on a stream may omit the node
+	}
+	s.once.Do(func() { s.checked = checkNode(node, s.id) })
+	return s.checked
+}
+
+// checkNode compares the identity a node claims with the proven one.
+func checkNode(node *corev3.Node, id Identity) error {
+	p, err := snapshot.ParseProxy(node)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	ns, sa := p.Metadata.Namespace, p.Metadata.ServiceAccount
+	if ns == "" {
+		ns = p.Namespace
+	}
+	if ns != id.Namespace || sa != id.ServiceAccount {
+		return status.Errorf(codes.PermissionDenied,
+			"node %s claims namespace %q service account %q, but the caller proved %s/%s",
+			p.ID, ns, sa, id.Namespace, id.ServiceAccount)
+	}
+	return nil
+}

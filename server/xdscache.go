@@ -1,0 +1,219 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/proto"
+)
+
+// xdsCache holds each node's snapshot and answers xDS watches from it.
+//
+// State-of-the-world watches are answered here, from resources marshaled
+// once and shared by every proxy that gets them (go-control-plane's
+// snapshot cache marshals every resource again for every response), in
+// make-before-break order (CDS, EDS, LDS, RDS, SDS). A watch opens when the
+// proxy lacks the type's version or a subscribed resource. Names are
+// matched exactly, as grpc-go subscribes, one type at a time.
+//
+// A version a proxy rejected is not sent to it again until the snapshot of
+// that type changes: a request from a node that NACKed version X is
+// treated as if it held X. (go-control-plane answers a NACK, which carries
+// the last accepted version, by resending at once, in a tight loop.)
+//
+// Delta watches go to go-control-plane's snapshot cache, which tracks
+// per-resource versions (it does not resend after a NACK).
+type xdsCache struct {
+	delta cache.SnapshotCache
+	nacks *tracker
+
+	mu     sync.Mutex
+	nodes  map[string]*sotwNode
+	nextID int64
+}
+
+type sotwNode struct {
+	snap    *nodeSnapshot
+	watches map[int64]sotwWatch
+}
+
+type sotwWatch struct {
+	req *cache.Request
+	sub cache.Subscription
+	out chan cache.Response
+}
+
+var _ cache.Cache = (*xdsCache)(nil)
+
+func newXDSCache(delta cache.SnapshotCache, nacks *tracker) *xdsCache {
+	return &xdsCache{delta: delta, nacks: nacks, nodes: map[string]*sotwNode{}}
+}
+
+// nodeLocked returns a node's state, creating it.
+func (c *xdsCache) nodeLocked(id string) *sotwNode {
+	n := c.nodes[id]
+	if n == nil {
+		n = &sotwNode{watches: map[int64]sotwWatch{}}
+		c.nodes[id] = n
+	}
+	return n
+}
+
+// CreateWatch opens a state-of-the-world watch, or answers it at once.
+func (c *xdsCache) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {
+	nodeID := req.GetNode().GetId()
+	if v, ok := c.nacks.rejected(nodeID, req.GetTypeUrl()); ok && req.GetVersionInfo() != v {
+		held := proto.Clone(req).(*cache.Request)
+		held.VersionInfo = v
+		req = held
+	}
+	w := sotwWatch{req: req, sub: sub, out: out}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.nodeLocked(nodeID)
+	if n.snap != nil && needsResponse(n.snap, w) {
+		return func() {}, respond(context.Background(), n.snap, w)
+	}
+	c.nextID++
+	id := c.nextID
+	n.watches[id] = w
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if n := c.nodes[nodeID]; n != nil {
+			delete(n.watches, id)
+		}
+	}, nil
+}
+
+// needsResponse reports whether the proxy lacks the type's version, or a
+// resource it subscribes to.
+func needsResponse(s *nodeSnapshot, w sotwWatch) bool {
+	tr := s.types[w.req.GetTypeUrl()]
+	if tr == nil {
+		return false // a type we do not serve
+	}
+	if w.req.GetVersionInfo() != tr.version {
+		return true
+	}
+	known := w.sub.ReturnedResources()
+	if w.sub.IsWildcard() {
+		for _, name := range tr.names {
+			if _, ok := known[name]; !ok {
+				return true
+			}
+		}
+		return false
+	}
+	for name := range w.sub.SubscribedResources() {
+		if _, ok := known[name]; !ok {
+			if _, exists := tr.items[name]; exists {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// respond sends the watch the type's resources it subscribes to.
+func respond(ctx context.Context, s *nodeSnapshot, w sotwWatch) error {
+	tr := s.types[w.req.GetTypeUrl()]
+	resp := &discoveryv3.DiscoveryResponse{VersionInfo: tr.version, TypeUrl: w.req.GetTypeUrl()}
+	returned := make(map[string]string, len(tr.names))
+	subscribed := w.sub.SubscribedResources()
+	for i, name := range tr.names {
+		if !w.sub.IsWildcard() {
+			if _, ok := subscribed[name]; !ok {
+				continue
+			}
+		}
+		resp.Resources = append(resp.Resources, tr.anys[i])
+		returned[name] = tr.version
+	}
+	select {
+	case w.out <- &sotwResponse{req: w.req, resp: resp, returned: returned}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// SetSnapshot stores a node's snapshot and answers its open watches for
+// the types whose version changed.
+func (c *xdsCache) SetSnapshot(ctx context.Context, nodeID string, s *nodeSnapshot) error {
+	if err := c.delta.SetSnapshot(ctx, nodeID, s); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.nodeLocked(nodeID)
+	n.snap = s
+	ids := make([]int64, 0, len(n.watches))
+	for id := range n.watches {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b int64) int {
+		return typeOrder(n.watches[a].req.GetTypeUrl()) - typeOrder(n.watches[b].req.GetTypeUrl())
+	})
+	for _, id := range ids {
+		w := n.watches[id]
+		if !needsResponse(s, w) {
+			continue
+		}
+		delete(n.watches, id)
+		if err := respond(ctx, s, w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// typeOrder is a type's place in make-before-break order.
+func typeOrder(typeURL string) int {
+	if i := slices.Index(xdsTypes, typeURL); i >= 0 {
+		return i
+	}
+	return len(xdsTypes)
+}
+
+// ClearSnapshot forgets a node.
+func (c *xdsCache) ClearSnapshot(nodeID string) {
+	c.delta.ClearSnapshot(nodeID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.nodes, nodeID)
+}
+
+// CreateDeltaWatch opens a delta watch.
+func (c *xdsCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, out chan cache.DeltaResponse) (func(), error) {
+	return c.delta.CreateDeltaWatch(req, sub, out)
+}
+
+// Fetch (REST xDS) is not served.
+func (c *xdsCache) Fetch(context.Context, *cache.Request) (cache.Response, error) {
+	return nil, errors.New("REST xDS is not served; use ADS")
+}
+
+// sotwResponse is a state-of-the-world response of shared, marshaled
+// resources. The DiscoveryResponse is made per response (the server sets
+// its nonce); the Anys in it are shared.
+type sotwResponse struct {
+	req      *cache.Request
+	resp     *discoveryv3.DiscoveryResponse
+	returned map[string]string
+}
+
+var _ cache.Response = (*sotwResponse)(nil)
+
+func (r *sotwResponse) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, error) {
+	return r.resp, nil
+}
+func (r *sotwResponse) GetRequest() *discoveryv3.DiscoveryRequest { return r.req }
+func (r *sotwResponse) GetVersion() (string, error)               { return r.resp.GetVersionInfo(), nil }
+func (r *sotwResponse) GetResponseVersion() string                { return r.resp.GetVersionInfo() }
+func (r *sotwResponse) GetReturnedResources() map[string]string   { return r.returned }
+func (r *sotwResponse) GetContext() context.Context               { return context.Background() }
