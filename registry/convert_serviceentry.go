@@ -33,8 +33,12 @@ func (c *converter) serviceEntry(key ObjectKey, se *networkingapi.ServiceEntry, 
 		location = MeshInternal
 	}
 	rec := &record{}
+	selectorNS := ""
+	if hasSelector {
+		selectorNS = key.Namespace
+	}
 	for _, h := range hosts {
-		rec.Services = append(rec.Services, &serviceRow{
+		rec.Services = append(rec.Services, &serviceRow{SelectorNamespace: selectorNS,
 			Kind: KindServiceEntry, Namespace: key.Namespace, Name: key.Name, Hostname: h,
 			Addresses: addrs, Ports: ports, Resolution: res, Location: location,
 			SubjectAltNames: se.GetSubjectAltNames(), Selector: selector, UseSelector: hasSelector,

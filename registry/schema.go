@@ -12,7 +12,8 @@ import (
 // the other tables, all carrying the objectRow's ID (index "object") and
 // origin (index "origin"), replaced together in one transaction:
 //
-//	services   one row per host of a Service or ServiceEntry; by hostname, namespace
+//	services   one row per host of a Service or ServiceEntry; by hostname, namespace,
+//	           and namespace of a workloadSelector
 //	endpoints  EndpointSlice and ServiceEntry endpoints; by hostname, address, pod
 //	workloads  Pods, WorkloadEntries and ServiceEntry IP endpoints; by address, namespace, pod
 //	policies   PeerAuthentications and DestinationRules; by namespace
@@ -35,7 +36,8 @@ const (
 	indexHostname  = "hostname"
 	indexNamespace = "namespace"
 	indexAddress   = "address"
-	indexPod       = "pod" // endpoints by targetRef Pod, pods by "ns/name"
+	indexPod       = "pod"      // endpoints by targetRef Pod, pods by "ns/name"
+	indexSelector  = "selector" // ServiceEntry hosts with a workloadSelector, by namespace
 )
 
 // objectRow is one API object as the store last accepted it.
@@ -67,6 +69,8 @@ type serviceRow struct {
 	// Kubernetes Service selector (informational).
 	Selector    map[string]string
 	UseSelector bool // the selector picks WorkloadEntries and Pods
+	// SelectorNamespace is Namespace when UseSelector, else empty.
+	SelectorNamespace string
 }
 
 // endpointRow is an endpoint that a source lists explicitly.
@@ -124,7 +128,8 @@ func schema() *memdb.DBSchema {
 		tableObjects: table(tableObjects, fieldIndex(indexOrigin, "Origin")),
 		tableServices: table(tableServices,
 			fieldIndex(indexObject, "Object"), fieldIndex(indexOrigin, "Origin"),
-			fieldIndex(indexHostname, "Hostname"), fieldIndex(indexNamespace, "Namespace")),
+			fieldIndex(indexHostname, "Hostname"), fieldIndex(indexNamespace, "Namespace"),
+			fieldIndex(indexSelector, "SelectorNamespace")),
 		tableEndpoints: table(tableEndpoints,
 			fieldIndex(indexObject, "Object"), fieldIndex(indexOrigin, "Origin"),
 			fieldIndex(indexHostname, "Hostname"), fieldIndex(indexAddress, "Address"),

@@ -50,12 +50,10 @@ func (a *affectedSet) addWorkload(txn *memdb.Txn, r *workloadRow) {
 	if r.Workload.Kind != KindPod && r.Workload.Kind != KindWorkloadEntry {
 		return
 	}
-	it, err := txn.Get(tableServices, indexNamespace, r.Namespace)
+	it, err := txn.Get(tableServices, indexSelector, r.Namespace)
 	must(err)
 	for obj := it.Next(); obj != nil; obj = it.Next() {
-		if s := obj.(*serviceRow); s.UseSelector {
-			a.hosts[s.Hostname] = true
-		}
+		a.hosts[obj.(*serviceRow).Hostname] = true
 	}
 }
 
