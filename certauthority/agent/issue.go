@@ -105,7 +105,6 @@ func (a *Agent) request(ctx context.Context, csr []byte) ([]string, bool, error)
 // trust bundle and carries our SPIFFE ID.
 func (a *Agent) accept(chain []string, key *ecdsa.PrivateKey) (*issued, error) {
 	var chainPEM []byte
-	var certs []*x509.Certificate
 	for _, c := range chain {
 		chainPEM = append(chainPEM, []byte(c)...)
 		if !bytes.HasSuffix(chainPEM, []byte("\n")) {
@@ -171,12 +170,12 @@ func (a *Agent) install(got *issued, usedToken bool) {
 	if usedToken {
 		a.tokenUse++
 	}
-	n := a.renewals
+	n, renewAt := a.renewals, a.renewAt
 	a.mu.Unlock()
 	a.publish()
 	a.writeFiles()
 	a.log.Info("certificate issued", "serial", got.leaf.SerialNumber.Text(16), "expires", got.leaf.NotAfter.UTC(),
-		"renew_at", a.renewAt.UTC(), "with_token", usedToken, "count", n)
+		"renew_at", renewAt.UTC(), "with_token", usedToken, "count", n)
 }
 
 func parseCerts(data []byte) ([]*x509.Certificate, error) {
