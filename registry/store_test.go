@@ -122,3 +122,26 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 		t.Errorf("services = %d, want %d", n, 4*5+4)
 	}
 }
+
+func TestUpsertBatchIsOneRevision(t *testing.T) {
+	s := registry.NewStore(nil)
+	ch, cancel := s.Subscribe()
+	defer cancel()
+	bad := makeEntry("bad", "bad.example")
+	bad.Spec.Endpoints = nil
+	ps := s.UpsertBatch("kube", []runtime.Object{
+		makeService("inventory", "10.96.0.20", svcPort("http", 8080)),
+		makeSlice("inv-1", "inventory", 8080, "10.8.0.5"),
+		makeEntry("postgres-1-vm", pgHost, "10.128.0.14"),
+		bad,
+	})
+	if len(ps) != 1 || ps[0].Reason != "NoEndpoints" {
+		t.Errorf("problems = %v", ps)
+	}
+	if !signalled(ch) || signalled(ch) || s.View().Revision() != 1 {
+		t.Errorf("revision = %d, want one signal and revision 1", s.View().Revision())
+	}
+	if len(s.View().Services()) != 2 || len(s.View().Endpoints("inventory.default.svc.cluster.local")) != 1 {
+		t.Errorf("services = %v", s.View().Services())
+	}
+}

@@ -70,9 +70,16 @@ func (a *affectedSet) hostsOf(txn *memdb.Txn, table, index, value string) {
 func updateView(old *view, txn *memdb.Txn, a affectedSet, trustDomain string) *view {
 	next := &view{
 		txn: txn, revision: old.revision,
-		services: old.services, byHost: maps.Clone(old.byHost), endpoints: maps.Clone(old.endpoints),
-		byIP: maps.Clone(old.byIP), svcsByAddr: maps.Clone(old.svcsByAddr),
+		services: old.services, byHost: old.byHost, endpoints: old.endpoints,
+		byIP: old.byIP, svcsByAddr: old.svcsByAddr,
 		peerAuths: old.peerAuths, destRules: old.destRules,
+	}
+	// Maps are shared with the old view unless this write touches them.
+	if len(a.addrs) > 0 {
+		next.byIP = maps.Clone(old.byIP)
+	}
+	if len(a.hosts) > 0 {
+		next.byHost, next.endpoints, next.svcsByAddr = maps.Clone(old.byHost), maps.Clone(old.endpoints), maps.Clone(old.svcsByAddr)
 	}
 	for addr := range a.addrs {
 		if w := workloadAt(txn, addr); w != nil {

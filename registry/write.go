@@ -268,3 +268,36 @@ func locateProblems(ps []Problem, locate func(string) string) {
 		}
 	}
 }
+
+// UpsertBatch is Upsert for many objects of one origin in one transaction
+// (e.g. an informer's initial list): one revision and one signal for all.
+// Each invalid object keeps its last good version. It returns the batch's
+// problems.
+func (s *Store) UpsertBatch(origin string, objs []runtime.Object) []Problem {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var all []Problem
+	txn := s.writeTxn()
+	changed := false
+	for _, obj := range objs {
+		key, err := keyOf(obj)
+		if err != nil {
+			all = append(all, Problem{Source: origin, Reason: "InvalidObject", Message: err.Error()})
+			continue
+		}
+		rec, ps := s.conv.convert(key, obj)
+		ps = withSource(ps, sourceOf(origin, key, ""))
+		s.setProblemsLocked(origin, key, ps)
+		all = append(all, ps...)
+		if rec != nil {
+			changed = s.putLocked(txn, origin, key, "", rec) || changed
+		}
+	}
+	if changed {
+		s.commitLocked(txn)
+	} else {
+		txn.Abort()
+	}
+	sortProblems(all)
+	return all
+}
