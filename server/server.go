@@ -45,6 +45,7 @@ type Server struct {
 	grpcLis, httpLis net.Listener
 	grpcSrv          *grpc.Server
 	httpSrv          *http.Server
+	extra            []extraGRPC // more gRPC listeners (e.g. TLS on 15012)
 
 	pushes    atomic.Int64  // rebuild rounds done
 	pushedRev atomic.Uint64 // model revision of the last rebuild
@@ -130,16 +131,31 @@ func (s *Server) Register(g *grpc.Server) {
 	reflection.Register(g)
 }
 
+// extraGRPC is another listener serving every gRPC service.
+type extraGRPC struct {
+	lis net.Listener
+	srv *grpc.Server
+}
+
+// AddGRPCListener serves every gRPC service on lis too, with opts (e.g.
+// grpc.Creds for TLS on 15012). Call it before Start; Start serves it and
+// stops it with the main server.
+func (s *Server) AddGRPCListener(lis net.Listener, opts ...grpc.ServerOption) {
+	s.extra = append(s.extra, extraGRPC{lis: lis, srv: s.NewGRPCServer(opts...)})
+}
+
 // Start serves until ctx ends, then stops gracefully within ShutdownGrace.
 func (s *Server) Start(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		s.log.Info("serving gRPC", "addr", s.grpcLis.Addr().String())
-		if err := s.grpcSrv.Serve(s.grpcLis); err != nil {
-			return fmt.Errorf("serve gRPC: %w", err)
-		}
-		return nil
-	})
+	for _, e := range append([]extraGRPC{{s.grpcLis, s.grpcSrv}}, s.extra...) {
+		g.Go(func() error {
+			s.log.Info("serving gRPC", "addr", e.lis.Addr().String())
+			if err := e.srv.Serve(e.lis); err != nil {
+				return fmt.Errorf("serve gRPC on %s: %w", e.lis.Addr(), err)
+			}
+			return nil
+		})
+	}
 	if s.httpLis != nil {
 		s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 		g.Go(func() error {
@@ -170,16 +186,8 @@ func (s *Server) shutdown() {
 	s.ready.Store(false)
 	s.health.Shutdown()
 	s.stopXDS()
-	done := make(chan struct{})
-	go func() {
-		s.grpcSrv.GracefulStop()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(s.cfg.ShutdownGrace):
-		s.log.Warn("gRPC graceful stop timed out; stopping")
-		s.grpcSrv.Stop()
+	for _, e := range append([]extraGRPC{{s.grpcLis, s.grpcSrv}}, s.extra...) {
+		s.stopGRPC(e.srv)
 	}
 	if s.httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
@@ -187,6 +195,21 @@ func (s *Server) shutdown() {
 		if err := s.httpSrv.Shutdown(ctx); err != nil {
 			s.httpSrv.Close()
 		}
+	}
+}
+
+// stopGRPC stops g gracefully, or hard after ShutdownGrace.
+func (s *Server) stopGRPC(g *grpc.Server) {
+	done := make(chan struct{})
+	go func() {
+		g.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(s.cfg.ShutdownGrace):
+		s.log.Warn("gRPC graceful stop timed out; stopping")
+		g.Stop()
 	}
 }
 
