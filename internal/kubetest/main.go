@@ -13,6 +13,10 @@ import (
 // InCI reports whether CI=true, where missing binaries fail instead of skip.
 func InCI() bool { return os.Getenv("CI") == "true" }
 
+// skippable reports whether a Start error lets tests skip: missing
+// binaries, outside CI.
+func skippable(err error) bool { return errors.Is(err, ErrMissingBinaries) && !InCI() }
+
 // Main is for TestMain: it starts one Env for the package, stores it in
 // *env, runs the tests and stops the Env. Use it as
 //
@@ -28,7 +32,7 @@ func Main(m *testing.M, env **Env) int {
 		if stopErr := e.Stop(); stopErr != nil {
 			fmt.Fprintln(os.Stderr, "kubetest: stop:", stopErr)
 		}
-		if !errors.Is(err, ErrMissingBinaries) || InCI() {
+		if !skippable(err) {
 			fmt.Fprintln(os.Stderr, "kubetest:", err)
 			return 1
 		}
@@ -69,7 +73,7 @@ func New(t testing.TB) *Env {
 			t.Errorf("kubetest: stop: %v", err)
 		}
 	})
-	if errors.Is(err, ErrMissingBinaries) && !InCI() {
+	if skippable(err) {
 		t.Skip(err)
 	}
 	if err != nil {
