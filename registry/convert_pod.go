@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"maps"
 	"net/netip"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,7 +22,7 @@ func (c *converter) pod(key ObjectKey, pod *corev1.Pod, _ *problems) *record {
 		Namespace:      key.Namespace,
 		Name:           key.Name,
 		Address:        addrs[0],
-		Labels:         pod.Labels,
+		Labels:         maps.Clone(pod.Labels),
 		ServiceAccount: pod.Spec.ServiceAccountName,
 		Ports:          containerPorts(pod),
 	}

@@ -15,7 +15,7 @@ func (c *converter) peerAuthentication(key ObjectKey, pa *securityapi.PeerAuthen
 	out := &PeerAuthentication{
 		Namespace: key.Namespace,
 		Name:      key.Name,
-		Selector:  pa.GetSelector().GetMatchLabels(),
+		Selector:  maps.Clone(pa.GetSelector().GetMatchLabels()),
 		Mode:      mtlsMode(pa.GetMtls().GetMode()),
 	}
 	if len(pa.GetPortLevelMtls()) > 0 && len(out.Selector) == 0 {
@@ -63,8 +63,8 @@ func (c *converter) destinationRule(key ObjectKey, dr *networkingapi.Destination
 		Name:            key.Name,
 		Host:            host,
 		SNI:             tls.GetSni(),
-		SubjectAltNames: tls.GetSubjectAltNames(),
-		ExportTo:        dr.GetExportTo(),
+		SubjectAltNames: slices.Clone(tls.GetSubjectAltNames()),
+		ExportTo:        slices.Clone(dr.GetExportTo()),
 	}
 	if tls != nil {
 		out.TLSMode = clientTLSMode(tls.GetMode())
@@ -81,7 +81,7 @@ func (c *converter) destinationRule(key ObjectKey, dr *networkingapi.Destination
 			continue
 		}
 		names[s.GetName()] = i
-		out.Subsets = append(out.Subsets, Subset{Name: s.GetName(), Labels: s.GetLabels()})
+		out.Subsets = append(out.Subsets, Subset{Name: s.GetName(), Labels: maps.Clone(s.GetLabels())})
 	}
 	return &record{Policies: []*policyRow{{Namespace: key.Namespace, DestRule: out}}}
 }

@@ -3,6 +3,7 @@ package registry
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -23,7 +24,7 @@ func (c *converter) service(key ObjectKey, svc *corev1.Service, p *problems) *re
 		Hostname:   c.kubeHostname(key.Namespace, key.Name),
 		Resolution: ResolutionStatic,
 		Location:   MeshInternal,
-		Selector:   svc.Spec.Selector,
+		Selector:   maps.Clone(svc.Spec.Selector),
 	}
 	row.Ports = servicePorts(svc.Spec.Ports, p)
 	switch {

@@ -20,7 +20,7 @@ func (c *converter) serviceEntry(key ObjectKey, se *networkingapi.ServiceEntry, 
 	hosts := entryHosts(se.GetHosts(), p)
 	ports := entryPorts(se.GetPorts(), p)
 	addrs := entryAddresses(se.GetAddresses(), p)
-	selector := se.GetWorkloadSelector().GetLabels()
+	selector := maps.Clone(se.GetWorkloadSelector().GetLabels())
 	hasSelector := se.GetWorkloadSelector() != nil
 	if hasSelector && len(se.GetEndpoints()) > 0 {
 		p.add("spec.workloadSelector", "SelectorWithEndpoints", "only one of workloadSelector and endpoints may be set")
@@ -41,7 +41,7 @@ func (c *converter) serviceEntry(key ObjectKey, se *networkingapi.ServiceEntry, 
 		rec.Services = append(rec.Services, &serviceRow{SelectorNamespace: selectorNS,
 			Kind: KindServiceEntry, Namespace: key.Namespace, Name: key.Name, Hostname: h,
 			Addresses: addrs, Ports: ports, Resolution: res, Location: location,
-			SubjectAltNames: se.GetSubjectAltNames(), Selector: selector, UseSelector: hasSelector,
+			SubjectAltNames: slices.Clone(se.GetSubjectAltNames()), Selector: selector, UseSelector: hasSelector,
 		})
 	}
 	c.entryEndpoints(key, se, res, hosts, ports, rec, p)
@@ -196,8 +196,8 @@ func checkEndpointPorts(field string, eps map[string]uint32, ports []Port, p *pr
 func workloadFromEntry(kind string, key ObjectKey, addr string, we *networkingapi.WorkloadEntry) *Workload {
 	return &Workload{
 		Kind: kind, Namespace: key.Namespace, Name: key.Name, Address: addr,
-		Labels: we.GetLabels(), ServiceAccount: we.GetServiceAccount(),
-		Locality: we.GetLocality(), Network: we.GetNetwork(), Ports: we.GetPorts(),
+		Labels: maps.Clone(we.GetLabels()), ServiceAccount: we.GetServiceAccount(),
+		Locality: we.GetLocality(), Network: we.GetNetwork(), Ports: maps.Clone(we.GetPorts()),
 	}
 }
 
