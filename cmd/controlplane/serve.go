@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/librarymesh/controlplane/certauthority"
+	cakube "github.com/librarymesh/controlplane/certauthority/kube"
+	"github.com/librarymesh/controlplane/registry"
+	"github.com/librarymesh/controlplane/registry/kube"
+	"github.com/librarymesh/controlplane/registry/yamldir"
+	"github.com/librarymesh/controlplane/server"
+	"github.com/librarymesh/controlplane/snapshot"
+)
+
+type serveOptions struct {
+	configDir      string
+	dataDir        string
+	cacertsDir     string
+	kubeconfig     string
+	namespaces     []string
+	caNamespace    string
+	grpcAddr       string
+	secureGRPCAddr string
+	httpAddr       string
+	trustDomain    string
+	extraSANs      []string
+	debounce       time.Duration
+	debugOpen      bool
+	accessLogPath  string
+	logLevel       string
+}
+
+func newServeCommand() *cobra.Command {
+	o := serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve xDS and the certificate authority from a YAML folder and/or a Kubernetes cluster",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(o.logLevel)
+			if err != nil {
+				return err
+			}
+			return runServe(cmd.Context(), logger, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.configDir, "config-dir", "", "folder of Kubernetes/Istio YAML to serve, watched for changes")
+	f.StringVar(&o.dataDir, "data-dir", "./data", "folder for state (the CA root in file mode)")
+	f.StringVar(&o.cacertsDir, "cacerts", "", "Istio cacerts folder (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) whose intermediate signs")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to watch (in a pod the in-cluster config is used)")
+	f.StringSliceVar(&o.namespaces, "namespaces", nil, "namespaces to watch in Kubernetes (default all)")
+	f.StringVar(&o.caNamespace, "ca-namespace", envOr("POD_NAMESPACE", "istio-system"), "namespace of the CA Secrets in Kubernetes")
+	f.StringVar(&o.grpcAddr, "grpc-addr", ":15010", "plaintext gRPC address (xDS, CA, reflection, health, CSDS)")
+	f.StringVar(&o.secureGRPCAddr, "secure-grpc-addr", ":15012", "gRPC over TLS address (empty disables)")
+	f.StringVar(&o.httpAddr, "http-addr", ":15014", "HTTP address for /metrics, /healthz, /readyz, /debug")
+	f.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain")
+	f.StringSliceVar(&o.extraSANs, "extra-san", nil, "extra DNS names or IPs in the TLS serving certificate (e.g. the gateway address VMs dial)")
+	f.DurationVar(&o.debounce, "debounce", 100*time.Millisecond, "how long changes are gathered before a push")
+	f.BoolVar(&o.debugOpen, "debug-open", false, "serve /debug to non-loopback clients too")
+	f.StringVar(&o.accessLogPath, "access-log", "/var/log/istio/istio.log", "Envoy access log file on VM sidecars")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// kubeConfig returns the cluster to watch: --kubeconfig, or the in-cluster
+// config when running in a pod, or nil.
+func kubeConfig(path string) (*rest.Config, error) {
+	if path != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", path)
+		if err != nil {
+			return nil, fmt.Errorf("--kubeconfig %s: %w", path, err)
+		}
+		return cfg, nil
+	}
+	if os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
+		return nil, nil
+	}
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("in-cluster config: %w", err)
+	}
+	return cfg, nil
+}
+
+// part is anything with a blocking Start.
+type part interface {
+	Start(ctx context.Context) error
+}
+
+func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
+	restCfg, err := kubeConfig(o.kubeconfig)
+	if err != nil {
+		return err
+	}
+	if o.configDir == "" && restCfg == nil {
+		return errors.New("nothing to serve: give --config-dir, --kubeconfig, or run in a cluster")
+	}
+	reg := prometheus.NewRegistry()
+	store := registry.NewStore(logger, registry.WithTrustDomain(o.trustDomain))
+	var parts []part
+	if o.configDir != "" {
+		if st, err := os.Stat(o.configDir); err != nil || !st.IsDir() {
+			return fmt.Errorf("--config-dir %s: not a readable folder", o.configDir)
+		}
+		parts = append(parts, yamldir.New(o.configDir, store, logger))
+	}
+	var client kubernetes.Interface
+	if restCfg != nil {
+		src, err := kube.New(kube.Config{RestConfig: restCfg, Namespaces: o.namespaces, Store: store, Logger: logger, Registerer: reg})
+		if err != nil {
+			return err
+		}
+		parts = append(parts, src)
+		if client, err = kubernetes.NewForConfig(restCfg); err != nil {
+			return fmt.Errorf("kubernetes client: %w", err)
+		}
+	}
+	ca, err := newCA(ctx, logger, reg, client, o)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(server.Config{
+		GRPCAddr:        o.grpcAddr,
+		HTTPAddr:        o.httpAddr,
+		Logger:          logger,
+		Registry:        store,
+		SnapshotOptions: snapshot.Options{TrustDomain: o.trustDomain, RootNamespace: "istio-system", AccessLogPath: o.accessLogPath},
+		Debounce:        o.debounce,
+		DebugOpen:       o.debugOpen,
+		RegisterGRPC:    []func(grpc.ServiceRegistrar){ca.Register},
+	})
+	if err != nil {
+		return err
+	}
+	parts = append(parts, srv)
+	if o.secureGRPCAddr != "" {
+		sec, err := newSecureServer(o.secureGRPCAddr, srv, ca, logger)
+		if err != nil {
+			return err
+		}
+		parts = append(parts, sec)
+	}
+	if client != nil {
+		parts = append(parts, rootPublisher{client: client, namespaces: o.namespaces, ca: ca, logger: logger})
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	for _, p := range parts {
+		g.Go(func() error { return p.Start(ctx) })
+	}
+	return g.Wait()
+}
+
+func newCA(ctx context.Context, logger *slog.Logger, reg prometheus.Registerer, client kubernetes.Interface, o serveOptions) (*certauthority.CA, error) {
+	var cfg certauthority.Config
+	if client != nil {
+		cfg = cakube.ModeConfig(client, o.caNamespace)
+	} else {
+		cfg = certauthority.FileModeConfig(o.dataDir, o.cacertsDir)
+	}
+	cfg.TrustDomain = o.trustDomain
+	cfg.ExtraServingSANs = o.extraSANs
+	cfg.Registerer = reg
+	cfg.Logger = logger
+	ca, err := certauthority.New(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("certificate authority: %w", err)
+	}
+	return ca, nil
+}
+
+// secureServer is the TLS gRPC port: the same services, with a serving
+// certificate from our CA.
+type secureServer struct {
+	lis    net.Listener
+	g      *grpc.Server
+	logger *slog.Logger
+}
+
+func newSecureServer(addr string, srv *server.Server, ca *certauthority.CA, logger *slog.Logger) (*secureServer, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	authenticate := func(ctx context.Context) (server.Identity, error) {
+		id, _, err := ca.Authenticate(ctx)
+		return server.Identity{Namespace: id.Namespace, ServiceAccount: id.ServiceAccount}, err
+	}
+	g := srv.NewGRPCServer(
+		grpc.Creds(credentials.NewTLS(ca.ServingTLSConfig())),
+		grpc.ChainStreamInterceptor(server.RequireIdentity(authenticate)),
+	)
+	return &secureServer{lis: lis, g: g, logger: logger}, nil
+}
+
+func (s *secureServer) Start(ctx context.Context) error {
+	s.logger.Info("serving gRPC over TLS", "addr", s.lis.Addr().String())
+	go func() {
+		<-ctx.Done()
+		t := time.AfterFunc(5*time.Second, s.g.Stop)
+		defer t.Stop()
+		s.g.GracefulStop()
+	}()
+	if err := s.g.Serve(s.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("serve grpc-tls: %w", err)
+	}
+	return nil
+}
+
+// rootPublisher keeps ConfigMap istio-ca-root-cert current in the watched
+// namespaces (all namespaces when none are named).
+type rootPublisher struct {
+	client     kubernetes.Interface
+	namespaces []string
+	ca         *certauthority.CA
+	logger     *slog.Logger
+}
+
+func (p rootPublisher) Start(ctx context.Context) error {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		p.publish(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (p rootPublisher) publish(ctx context.Context) {
+	nss := p.namespaces
+	if len(nss) == 0 {
+		list, err := p.client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			p.logger.Warn("list namespaces to publish the root", "err", err)
+			return
+		}
+		for _, ns := range list.Items {
+			nss = append(nss, ns.Name)
+		}
+	}
+	for _, ns := range nss {
+		if err := cakube.PublishRoot(ctx, p.client, ns, p.ca.RootPEM()); err != nil {
+			p.logger.Warn("publish root", "namespace", ns, "err", err)
+		}
+	}
+}
