@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -48,7 +49,26 @@ type decodeError struct {
 	message string
 }
 
-var yamlLine = regexp.MustCompile(`line (\d+)`)
+var (
+	yamlLine    = regexp.MustCompile(`line (\d+)`)
+	structField = regexp.MustCompile(`Go struct field \w+\.([\w.]+) of type`)
+	enumField   = regexp.MustCompile(`for enum [\w.]*\.(\w+)$`)
+)
+
+// errorField guesses the field a decode error is about: encoding/json names
+// it; protobuf enum errors name the enum type, whose key is searched for.
+func errorField(data []byte, msg string) string {
+	if m := structField.FindStringSubmatch(msg); m != nil {
+		return m[1]
+	}
+	if m := enumField.FindStringSubmatch(msg); m != nil {
+		name := strings.ToLower(m[1][:1]) + m[1][1:]
+		if path := findKey(data, name); path != "" {
+			return path
+		}
+	}
+	return "spec"
+}
 
 // decode returns the object, a non-fatal warning (unknown fields), or an error.
 func (d *decoder) decode(data []byte) (runtime.Object, *decodeError, *decodeError) {
@@ -76,5 +96,5 @@ func (d *decoder) decode(data []byte) (runtime.Object, *decodeError, *decodeErro
 	case runtime.IsStrictDecodingError(err) && obj != nil:
 		return obj, &decodeError{reason: "UnknownField", message: err.Error()}, nil
 	}
-	return nil, nil, &decodeError{field: "spec", reason: "InvalidObject", message: err.Error()}
+	return nil, nil, &decodeError{field: errorField(data, err.Error()), reason: "InvalidObject", message: err.Error()}
 }

@@ -69,3 +69,39 @@ func child(n *yaml.Node, seg string) (*yaml.Node, int) {
 	}
 	return nil, 0
 }
+
+// findKey returns the path ("spec.ports[1].number") of the first mapping
+// key named key under spec, depth first, or "".
+func findKey(data []byte, key string) string {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil || len(root.Content) == 0 {
+		return ""
+	}
+	spec, _ := child(root.Content[0], "spec")
+	if spec == nil {
+		return ""
+	}
+	return searchKey(spec, "spec", key)
+}
+
+func searchKey(n *yaml.Node, path, key string) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i].Value
+			if k == key {
+				return path + "." + k
+			}
+			if p := searchKey(n.Content[i+1], path+"."+k, key); p != "" {
+				return p
+			}
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			if p := searchKey(item, path+"["+strconv.Itoa(i)+"]", key); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
+}

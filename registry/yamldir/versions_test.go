@@ -76,7 +76,11 @@ func TestLoadDecodeProblems(t *testing.T) {
 	}, {
 		name:       "bad enum value",
 		doc:        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a}\nspec:\n  hosts: [a.example]\n  resolution: STATICX\n",
-		wantSource: ":4", wantField: "spec", wantReason: "InvalidObject",
+		wantSource: ":6", wantField: "spec.resolution", wantReason: "InvalidObject",
+	}, {
+		name:       "wrong type",
+		doc:        "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  ports:\n  - port: abc\n",
+		wantSource: ":5", wantField: "spec.ports.port", wantReason: "InvalidObject",
 	}, {
 		name:       "missing kind",
 		doc:        "apiVersion: v1\nmetadata: {name: a}\n",
