@@ -104,15 +104,23 @@ func (a *Agent) Run(ctx context.Context) error {
 // loop renews at half-life and retries with backoff while the CA is unreachable.
 func (a *Agent) loop(ctx context.Context) {
 	var retry time.Duration
+	rootCheck := time.NewTicker(a.cfg.RootCheckInterval)
+	defer rootCheck.Stop()
 	for {
 		wait := a.untilRenewal()
 		if retry > 0 {
 			wait = retry
 		}
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return
-		case <-time.After(wait):
+		case <-rootCheck.C:
+			timer.Stop()
+			a.checkRootFile()
+			continue
+		case <-timer.C:
 		}
 		if err := a.renew(ctx); err != nil {
 			if ctx.Err() != nil {
@@ -123,6 +131,14 @@ func (a *Agent) loop(ctx context.Context) {
 			continue
 		}
 		retry = 0
+	}
+}
+
+// checkRootFile pushes a new ROOTCA version when root-cert.pem gained a root.
+func (a *Agent) checkRootFile() {
+	if a.refreshRoot() {
+		a.writeFiles()
+		a.publish()
 	}
 }
 

@@ -18,9 +18,10 @@ import (
 
 // Defaults.
 const (
-	DefaultRetryMin = time.Second
-	DefaultRetryMax = time.Minute
-	DefaultTimeout  = 10 * time.Second
+	DefaultRetryMin  = time.Second
+	DefaultRetryMax  = time.Minute
+	DefaultTimeout   = 10 * time.Second
+	DefaultRootCheck = time.Minute
 )
 
 // Config configures an agent. LoadConfig fills it from a bundle's cluster.env;
@@ -40,8 +41,10 @@ type Config struct {
 	RetryMin       time.Duration // first retry delay after a failed request (1s)
 	RetryMax       time.Duration // longest retry delay (1m)
 	Timeout        time.Duration // one CreateCertificate call (10s)
-	Logger         *slog.Logger
-	Now            func() time.Time
+	// RootCheckInterval is how often root-cert.pem is re-read (1m).
+	RootCheckInterval time.Duration
+	Logger            *slog.Logger
+	Now               func() time.Time
 }
 
 // LoadConfig reads the bundle's cluster.env into a Config.
@@ -88,6 +91,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetryMax < c.RetryMin {
 		c.RetryMax = max(DefaultRetryMax, c.RetryMin)
+	}
+	if c.RootCheckInterval <= 0 {
+		c.RootCheckInterval = DefaultRootCheck
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout

@@ -172,8 +172,8 @@ func (a *Agent) install(got *issued, usedToken bool) {
 	}
 	n, renewAt := a.renewals, a.renewAt
 	a.mu.Unlock()
-	a.publish()
 	a.writeFiles()
+	a.publish()
 	a.log.Info("certificate issued", "serial", got.leaf.SerialNumber.Text(16), "expires", got.leaf.NotAfter.UTC(),
 		"renew_at", renewAt.UTC(), "with_token", usedToken, "count", n)
 }
@@ -214,37 +214,41 @@ func parseRoots(data []byte) (*x509.CertPool, error) {
 }
 
 // refreshRoot re-reads the bundle's root-cert.pem so a rotated root file is
-// picked up (and served as ROOTCA) without a restart.
-func (a *Agent) refreshRoot() {
+// picked up (and served as ROOTCA) without a restart. It reports whether the
+// trust bundle grew.
+func (a *Agent) refreshRoot() bool {
 	data, err := os.ReadFile(filepath.Join(a.cfg.BundleDir, vm.FileRootCert))
 	if err != nil {
 		a.log.Warn("cannot re-read the root certificate; keeping the one loaded", "error", err)
-		return
+		return false
 	}
 	certs, err := parseCerts(data)
 	if err != nil || len(certs) == 0 {
 		a.log.Warn("the root certificate file does not parse; keeping the one loaded", "error", err)
-		return
+		return false
 	}
+	grew := false
 	for _, c := range certs {
-		a.addRoot(c)
+		grew = a.addRoot(c) || grew
 	}
+	return grew
 }
 
 // addRoot adds a self-signed CA certificate to the trust bundle (the CA's
 // chain ends with its root; the connection it came on was already verified).
-func (a *Agent) addRoot(c *x509.Certificate) {
+func (a *Agent) addRoot(c *x509.Certificate) bool {
 	if !c.IsCA || !bytes.Equal(c.RawIssuer, c.RawSubject) || c.CheckSignatureFrom(c) != nil {
-		return
+		return false
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	have, _ := parseCerts(a.rootPEM)
 	for _, h := range have {
 		if h.Equal(c) {
-			return
+			return false
 		}
 	}
 	a.rootPEM = append(append([]byte(nil), a.rootPEM...), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 	a.log.Info("trust bundle gained a root", "subject", c.Subject.String(), "expires", c.NotAfter.UTC())
+	return true
 }

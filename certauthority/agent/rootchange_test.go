@@ -17,13 +17,14 @@ import (
 )
 
 // A new root added to the bundle's root-cert.pem (root rotation) reaches
-// Envoy as a new ROOTCA version at the next renewal.
+// Envoy as a new ROOTCA version without waiting for a renewal.
 func TestAgentPushesNewRoot(t *testing.T) {
-	const ttl = 2 * time.Second
+	const ttl = time.Hour
 	ca := newTestCA(t, ttl)
 	bundle := writeBundle(t, ca, time.Minute)
 	cfg := agentConfig(t, bundle, ttl, quiet())
-	startAgent(t, cfg)
+	cfg.RootCheckInterval = 100 * time.Millisecond
+	a := startAgent(t, cfg)
 	sds := dialSDS(t, cfg.SDSSocket)
 	if n := rootCount(t, sds.next(t)); n != 1 {
 		t.Fatalf("first ROOTCA has %d roots, want 1", n)
@@ -39,6 +40,13 @@ func TestAgentPushesNewRoot(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if rootCount(t, sds.next(t)) == 2 {
+			if a.Renewals() != 1 {
+				t.Errorf("agent renewed %d times; the root should arrive without a renewal", a.Renewals()-1)
+			}
+			roots, err := os.ReadFile(filepath.Join(cfg.OutputDir, FileRoot))
+			if certs, _ := parseCerts(roots); err != nil || len(certs) != 2 {
+				t.Errorf("output root-cert.pem has %d roots (%v), want 2", len(certs), err)
+			}
 			return
 		}
 	}
