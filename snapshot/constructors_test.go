@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"slices"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -121,3 +122,16 @@ func TestSDSConfigSource(t *testing.T) {
 }
 
 func durationZero() *durationpb.Duration { return durationpb.New(0) }
+
+func TestOutboundSANsFromEndpoints(t *testing.T) {
+	v := libraryView(nil, localMutual())
+	for _, s := range v.services {
+		s.ServiceAccounts = nil
+	}
+	b := NewBuilder(v, Options{TrustDomain: "example.org"})
+	ok, sans := b.outboundMTLS("default", v.Service("inventory.default.svc.cluster.local"))
+	want := []string{"spiffe://example.org/ns/default/sa/inventory"}
+	if !ok || !slices.Equal(sans, want) {
+		t.Errorf("outboundMTLS = %v, %v; want true, %v", ok, sans, want)
+	}
+}

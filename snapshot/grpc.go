@@ -17,7 +17,7 @@ func (b *Builder) buildGRPCOutbound(ns string) (*Resources, error) {
 		if svc.Resolution != registry.ResolutionStatic {
 			continue
 		}
-		mtls, sans := outboundMTLS(b.view, b.opts.RootNamespace, ns, svc)
+		mtls, sans := b.outboundMTLS(ns, svc)
 		for _, port := range svc.Ports {
 			name := GRPCClientListenerName(svc.Hostname, port.Number)
 			cluster := OutboundClusterName(port.Number, "", svc.Hostname)

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 
@@ -124,17 +125,38 @@ func hostMatch(pattern, host string) (int, bool) {
 }
 
 // outboundMTLS reports whether a proxy in proxyNS uses Istio mutual TLS to
-// the service, and the SPIFFE IDs to accept. MESH_EXTERNAL services never do.
-func outboundMTLS(v registry.View, rootNS, proxyNS string, svc *registry.Service) (bool, []string) {
+// the service, and the SPIFFE IDs to accept: the rule's subjectAltNames, else
+// the service's accounts. MESH_EXTERNAL services never get mesh mTLS.
+func (b *Builder) outboundMTLS(proxyNS string, svc *registry.Service) (bool, []string) {
 	if svc.Location == registry.MeshExternal {
 		return false, nil
 	}
-	dr := DestinationRuleFor(v.DestinationRules(), rootNS, proxyNS, svc)
+	dr := DestinationRuleFor(b.view.DestinationRules(), b.opts.RootNamespace, proxyNS, svc)
 	if dr == nil || dr.TLSMode != registry.ClientTLSIstioMutual {
 		return false, nil
 	}
 	if len(dr.SubjectAltNames) > 0 {
 		return true, dr.SubjectAltNames
 	}
-	return true, svc.ServiceAccounts
+	if len(svc.ServiceAccounts) > 0 {
+		return true, svc.ServiceAccounts
+	}
+	return true, b.endpointIdentities(svc)
+}
+
+// endpointIdentities are the SPIFFE IDs of a service's endpoints, for a
+// service whose model lists none.
+func (b *Builder) endpointIdentities(svc *registry.Service) []string {
+	var ids []string
+	for _, ep := range b.view.Endpoints(svc.Hostname) {
+		if ep.ServiceAccount == "" {
+			continue
+		}
+		ns := cmp.Or(ep.Namespace, svc.Namespace)
+		if id := SpiffeID(b.opts.TrustDomain, ns, ep.ServiceAccount); !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }

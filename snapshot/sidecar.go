@@ -57,7 +57,7 @@ func (b *Builder) buildSidecarOutbound(ns string) (*Resources, error) {
 func (b *Builder) outboundClusterLocked(ns string, svc *registry.Service, port registry.Port) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
 	name := OutboundClusterName(port.Number, "", svc.Hostname)
 	o := clusterOptions{HTTP2: port.Protocol.IsHTTP2()}
-	if mtls, sans := outboundMTLS(b.view, b.opts.RootNamespace, ns, svc); mtls {
+	if mtls, sans := b.outboundMTLS(ns, svc); mtls {
 		o.TLS = TransportSocket(UpstreamTlsContext(SNI(port.Number, "", svc.Hostname), sans))
 	}
 	switch svc.Resolution {

@@ -94,6 +94,7 @@ func grpcCommonTLSContext(sans []string) *tlsv3.CommonTlsContext {
 		},
 	}
 	for _, id := range sans {
+		//lint:ignore SA1019 grpc-go v1.85 reads match_subject_alt_names, not the typed form.
 		vc.MatchSubjectAltNames = append(vc.MatchSubjectAltNames, exactMatcher(id))
 	}
 	return &tlsv3.CommonTlsContext{
