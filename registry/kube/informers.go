@@ -51,9 +51,10 @@ func (s *Source) newInformers() error {
 			kube:  informers.NewSharedInformerFactoryWithOptions(s.kube, s.cfg.Resync, informers.WithNamespace(ns)),
 			istio: istioinformers.NewSharedInformerFactoryWithOptions(s.istio, s.cfg.Resync, istioinformers.WithNamespace(ns)),
 		}
-		if err := s.addScope(sc); err != nil {
+		if err := s.addKubeInformers(sc); err != nil {
 			return err
 		}
+		s.scopes = append(s.scopes, sc)
 		if err := s.addNamespaceInformer(ns); err != nil {
 			return err
 		}
@@ -61,25 +62,50 @@ func (s *Source) newInformers() error {
 	return nil
 }
 
-func (s *Source) addScope(sc scope) error {
-	kv1, iv1 := sc.kube.Core().V1(), sc.istio.Networking().V1()
-	for _, w := range []struct {
-		name string
-		inf  cache.SharedIndexInformer
-	}{
+type namedInformer struct {
+	name string
+	inf  cache.SharedIndexInformer
+}
+
+func (s *Source) addKubeInformers(sc scope) error {
+	kv1 := sc.kube.Core().V1()
+	for _, w := range []namedInformer{
 		{registry.KindService, kv1.Services().Informer()},
 		{registry.KindPod, kv1.Pods().Informer()},
 		{registry.KindEndpointSlice, sc.kube.Discovery().V1().EndpointSlices().Informer()},
-		{registry.KindServiceEntry, iv1.ServiceEntries().Informer()},
-		{registry.KindWorkloadEntry, iv1.WorkloadEntries().Informer()},
-		{registry.KindDestinationRule, iv1.DestinationRules().Informer()},
-		{registry.KindPeerAuthentication, sc.istio.Security().V1().PeerAuthentications().Informer()},
 	} {
 		if err := s.addInformer(w.name, true, sc.ns, w.inf); err != nil {
 			return err
 		}
 	}
-	s.starts = append(s.starts, sc.kube.Start, sc.istio.Start)
+	s.starts = append(s.starts, sc.kube.Start)
+	return nil
+}
+
+// addIstioInformers adds informers for the Istio kinds the API server
+// serves (see servedIstioKinds).
+func (s *Source) addIstioInformers(served map[string]bool) error {
+	for _, sc := range s.scopes {
+		iv1 := sc.istio.Networking().V1()
+		all := []struct {
+			name string
+			inf  func() cache.SharedIndexInformer
+		}{
+			{registry.KindServiceEntry, iv1.ServiceEntries().Informer},
+			{registry.KindWorkloadEntry, iv1.WorkloadEntries().Informer},
+			{registry.KindDestinationRule, iv1.DestinationRules().Informer},
+			{registry.KindPeerAuthentication, sc.istio.Security().V1().PeerAuthentications().Informer},
+		}
+		for _, w := range all {
+			if !served[w.name] {
+				continue
+			}
+			if err := s.addInformer(w.name, true, sc.ns, w.inf()); err != nil {
+				return err
+			}
+		}
+		s.starts = append(s.starts, sc.istio.Start)
+	}
 	return nil
 }
 

@@ -61,6 +61,7 @@ type Source struct {
 	queue   workqueue.TypedRateLimitingInterface[key]
 	kinds   map[string]*kind // by store kind
 	order   []*kind          // in the order they are synced first
+	scopes  []scope
 	starts  []func(stop <-chan struct{})
 	events  record.EventRecorder
 	closeEv func()
@@ -134,6 +135,16 @@ func (s *Source) Start(ctx context.Context) error {
 	}
 	defer s.closeEv()
 	defer s.queue.ShutDown()
+	served, err := s.discoverIstio(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	if err := s.addIstioInformers(served); err != nil {
+		return err
+	}
 	for _, start := range s.starts {
 		start(ctx.Done())
 	}
