@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"reflect"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -81,7 +82,7 @@ func blocking(ps []Problem) bool {
 
 // keyOf returns the object's key; an empty namespace means "default", as for kubectl.
 func keyOf(obj runtime.Object) (ObjectKey, error) {
-	if obj == nil {
+	if v := reflect.ValueOf(obj); obj == nil || (v.Kind() == reflect.Pointer && v.IsNil()) {
 		return ObjectKey{}, fmt.Errorf("nil object")
 	}
 	m, err := meta.Accessor(obj)

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/librarymesh/controlplane/registry"
@@ -143,5 +144,13 @@ func TestUpsertBatchIsOneRevision(t *testing.T) {
 	}
 	if len(s.View().Services()) != 2 || len(s.View().Endpoints("inventory.default.svc.cluster.local")) != 1 {
 		t.Errorf("services = %v", s.View().Services())
+	}
+}
+
+func TestUpsertNilObject(t *testing.T) {
+	s := registry.NewStore(nil)
+	var svc *corev1.Service
+	if ps := s.Upsert("kube", svc); len(ps) != 1 || ps[0].Reason != "InvalidObject" {
+		t.Errorf("problems = %v", ps)
 	}
 }
