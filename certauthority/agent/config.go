@@ -29,7 +29,7 @@ const (
 type Config struct {
 	BundleDir  string // holds root-cert.pem, bootstrap-token, cluster.env
 	SDSSocket  string // Unix socket for Envoy's SDS (CONTROLPLANE_SDS_SOCKET)
-	OutputDir  string // optional: cert-chain.pem, key.pem, root-cert.pem for other software
+	OutputDir  string // optional: cert-chain.pem, key.pem, root-cert.pem for other software (OUTPUT_CERTS)
 	StateDir   string // keeps key and cert across restarts (CONTROLPLANE_STATE_DIR); optional
 	CAAddress  string // HOST:PORT of the CA's TLS port (CA_ADDR)
 	ServerName string // expected server name (ISTIOD_SAN)
@@ -60,6 +60,7 @@ func LoadConfig(bundleDir string) (Config, error) {
 func (c Config) fromEnv(env map[string]string) (Config, error) {
 	for dst, key := range map[*string]string{
 		&c.SDSSocket: vm.EnvSDSSocket, &c.StateDir: vm.EnvStateDir, &c.CAAddress: vm.EnvCAAddr,
+		&c.OutputDir:  vm.EnvOutputCerts,
 		&c.ServerName: vm.EnvServerSAN, &c.TrustDomain: vm.EnvTrustDomain,
 		&c.Namespace: vm.EnvNamespace, &c.ServiceAccount: vm.EnvSA,
 	} {

@@ -10,7 +10,7 @@ import (
 type Options struct {
 	Bundle    string        // --bundle DIR (required)
 	SDSSocket string        // --sds-socket; default CONTROLPLANE_SDS_SOCKET from cluster.env
-	OutputDir string        // --output-dir; empty: no extra files
+	OutputDir string        // --output-dir; default OUTPUT_CERTS from cluster.env
 	StateDir  string        // --state-dir; default CONTROLPLANE_STATE_DIR from cluster.env
 	CAAddress string        // --ca-address; default CA_ADDR from cluster.env
 	CertTTL   time.Duration // --cert-ttl; default SECRET_TTL from cluster.env
