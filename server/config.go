@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/librarymesh/controlplane/registry"
@@ -67,6 +68,9 @@ type Config struct {
 	// RegisterGRPC registers extra services (e.g. the CA) on every gRPC
 	// server the Server runs.
 	RegisterGRPC []func(grpc.ServiceRegistrar)
+	// Prometheus is the registry /metrics serves; the server adds its
+	// metrics to it. Nil means a registry of the server's own.
+	Prometheus *prometheus.Registry
 	// ShutdownGrace bounds GracefulStop when ctx ends (default 5s).
 	ShutdownGrace time.Duration
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/librarymesh/controlplane/registry"
 )
@@ -153,4 +155,27 @@ func TestDebugRefusesRemoteClients(t *testing.T) {
 			t.Errorf("remote %s open=%v: %d, want %d", tt.remote, tt.open, rec.Code, tt.want)
 		}
 	}
+}
+
+func TestMetricsOnSharedRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector())
+	other := prometheus.NewCounter(prometheus.CounterOpts{Name: "ca_certificates_issued_total", Help: "test"})
+	reg.MustRegister(other)
+	other.Add(3)
+	s, err := New(Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Registry: newFakeRegistry(defaultWorld()),
+		NewBuilder: newFakeBuilder, Prometheus: reg})
+	if err != nil {
+		t.Fatalf("New on a registry that has the Go collector: %v", err)
+	}
+	rec := httptest.NewRecorder()
+	s.httpHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	page := rec.Body.String()
+	if v := metricValue(t, page, "ca_certificates_issued_total"); v != 3 {
+		t.Errorf("shared registry metric = %v, want 3", v)
+	}
+	metricValue(t, page, "controlplane_snapshot_builds_total")
+	s.stopXDS()
+	s.grpcLis.Close()
+	s.httpLis.Close()
 }

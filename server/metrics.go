@@ -1,6 +1,9 @@
 package server
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -25,8 +28,13 @@ type metrics struct {
 
 const ns = "controlplane"
 
-func newMetrics() *metrics {
-	m := &metrics{reg: prometheus.NewRegistry()}
+// newMetrics registers the server's metrics, and Go runtime and process
+// metrics unless already there, on reg (a new registry when nil).
+func newMetrics(reg *prometheus.Registry) (*metrics, error) {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m := &metrics{reg: reg}
 	m.proxies = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "xds_connected_proxies", Help: "Connected proxies by kind."}, []string{"kind"})
 	m.pushes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "xds_pushes_total", Help: "xDS responses sent, by type."}, []string{"type"})
 	m.resources = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "xds_resources_sent_total", Help: "Resources sent in xDS responses, by type."}, []string{"type"})
@@ -41,10 +49,18 @@ func newMetrics() *metrics {
 	m.objects = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "registry_objects", Help: "Objects in the registry model, by kind."}, []string{"kind"})
 	m.configErrors = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "config_errors", Help: "Input the registry could not use (see /debug/problems)."})
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "xds_streams_rejected_total", Help: "xDS streams ended by the server, by reason."}, []string{"reason"})
-	m.reg.MustRegister(m.proxies, m.pushes, m.resources, m.nacks, m.builds, m.buildErrors, m.buildSeconds,
-		m.pushSeconds, m.debounce, m.convergence, m.objects, m.configErrors, m.rejected,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return m
+	for _, c := range []prometheus.Collector{m.proxies, m.pushes, m.resources, m.nacks, m.builds, m.buildErrors,
+		m.buildSeconds, m.pushSeconds, m.debounce, m.convergence, m.objects, m.configErrors, m.rejected} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register server metrics: %w", err)
+		}
+	}
+	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			return nil, fmt.Errorf("register runtime metrics: %w", err)
+		}
+	}
+	return m, nil
 }
 
 // Registry returns the registry for /metrics; other parts (the CA) may

@@ -57,7 +57,11 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), tracker: newTracker(cfg.Logger), health: health.NewServer()}
+	m, err := newMetrics(cfg.Prometheus)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: m, tracker: newTracker(cfg.Logger), health: health.NewServer()}
 	s.conv = newConvergence(s.metrics.convergence.Observe)
 	// ads=false for delta too: grpc-go asks for resources by name, one
 	// type at a time, which an ADS-mode snapshot cache never answers.

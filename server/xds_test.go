@@ -272,3 +272,48 @@ func checkInvalid(t *testing.T, err error, want string) {
 		t.Errorf("stream ended with %v, want InvalidArgument containing %q", err, want)
 	}
 }
+
+func TestDeltaNackIsNotResent(t *testing.T) {
+	reg := newFakeRegistry(defaultWorld())
+	s := startServer(t, reg)
+	st, rx := deltaStream(t, s)
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node(podNodeID), TypeUrl: resourcev3.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := rx.next(5 * time.Second)
+	if err != nil {
+		t.Fatalf("no delta CDS response: %v", err)
+	}
+	nack := func(r *discoveryv3.DeltaDiscoveryResponse) {
+		t.Helper()
+		err := st.Send(&discoveryv3.DeltaDiscoveryRequest{
+			TypeUrl: resourcev3.ClusterType, ResponseNonce: r.GetNonce(),
+			ErrorDetail: &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: "bad cluster"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	nack(resp)
+	resent := 0
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		r, err := rx.next(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		resent++
+		nack(r)
+	}
+	if resent > 1 {
+		t.Fatalf("the rejected delta resources were resent %d times within 1s, want at most 1", resent)
+	}
+	if detail := waitCSDS(t, s, podNodeID, resourcev3.ClusterType, adminv3.ClientResourceStatus_NACKED); detail != "bad cluster" {
+		t.Errorf("CSDS NACK detail %q, want %q", detail, "bad cluster")
+	}
+	w := defaultWorld()
+	w.connectTimeout = 3 * time.Second
+	reg.set(w, registry.Change{All: true})
+	if _, err := rx.next(5 * time.Second); err != nil {
+		t.Fatalf("changed CDS was not sent after a delta NACK: %v", err)
+	}
+}
