@@ -135,3 +135,21 @@ func TestOutboundSANsFromEndpoints(t *testing.T) {
 		t.Errorf("outboundMTLS = %v, %v; want true, %v", ok, sans, want)
 	}
 }
+
+func TestConsistentFindsMissingReferences(t *testing.T) {
+	b := NewBuilder(libraryView(nil, nil), Options{})
+	for _, md := range []map[string]any{nil, {"GENERATOR": "grpc"}} {
+		res, err := b.Build(mustProxy(t, podNodeID, md))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := res.Consistent(); err != nil {
+			t.Fatalf("%v: %v", md, err)
+		}
+		noRoutes, noEndpoints := *res, *res
+		noRoutes.Routes, noEndpoints.Endpoints = nil, nil
+		if noRoutes.Consistent() == nil || noEndpoints.Consistent() == nil {
+			t.Errorf("%v: missing routes or endpoints not reported", md)
+		}
+	}
+}

@@ -1,0 +1,72 @@
+package snapshot
+
+import (
+	"fmt"
+	"slices"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+)
+
+// Consistent reports a route configuration or endpoint set that a listener
+// or cluster names but r lacks. Unlike go-control-plane's Snapshot.Consistent
+// (v0.14.0), it follows api_listeners (proxyless gRPC) and allows resources
+// nobody references.
+func (r *Resources) Consistent() error {
+	routes, endpoints := map[string]bool{}, map[string]bool{}
+	for _, x := range r.Routes {
+		routes[cachev3.GetResourceName(x)] = true
+	}
+	for _, x := range r.Endpoints {
+		endpoints[cachev3.GetResourceName(x)] = true
+	}
+	for _, x := range r.Listeners {
+		l := x.(*listenerv3.Listener)
+		for _, name := range rdsNames(l) {
+			if !routes[name] {
+				return fmt.Errorf("listener %q names route configuration %q, which is missing", l.GetName(), name)
+			}
+		}
+	}
+	for _, x := range r.Clusters {
+		c := x.(*clusterv3.Cluster)
+		if c.GetType() == clusterv3.Cluster_EDS && !endpoints[edsName(c)] {
+			return fmt.Errorf("cluster %q has no ClusterLoadAssignment %q", c.GetName(), edsName(c))
+		}
+	}
+	return nil
+}
+
+func edsName(c *clusterv3.Cluster) string {
+	if n := c.GetEdsClusterConfig().GetServiceName(); n != "" {
+		return n
+	}
+	return c.GetName()
+}
+
+// rdsNames are the route configurations a listener's HCMs fetch over RDS.
+func rdsNames(l *listenerv3.Listener) []string {
+	var names []string
+	add := func(h *hcmv3.HttpConnectionManager) {
+		if n := h.GetRds().GetRouteConfigName(); n != "" && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	if api := l.GetApiListener().GetApiListener(); api != nil {
+		h := &hcmv3.HttpConnectionManager{}
+		if api.UnmarshalTo(h) == nil {
+			add(h)
+		}
+	}
+	for _, fc := range append(slices.Clone(l.GetFilterChains()), l.GetDefaultFilterChain()) {
+		for _, f := range fc.GetFilters() {
+			h := &hcmv3.HttpConnectionManager{}
+			if f.GetTypedConfig().MessageIs(h) && f.GetTypedConfig().UnmarshalTo(h) == nil {
+				add(h)
+			}
+		}
+	}
+	return names
+}
