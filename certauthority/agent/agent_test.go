@@ -153,7 +153,8 @@ func dialSDS(t *testing.T, socket string) *sdsClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// A bound on the stream, so a missing push fails the test instead of hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(func() { cancel(); conn.Close() })
 	stream, err := secretv3.NewSecretDiscoveryServiceClient(conn).StreamSecrets(ctx)
 	if err != nil {
