@@ -64,7 +64,6 @@ type Source struct {
 	scopes  []scope
 	starts  []func(stop <-chan struct{})
 	events  record.EventRecorder
-	closeEv func()
 	metrics *metrics
 	synced  atomic.Bool
 	started atomic.Bool
@@ -100,10 +99,6 @@ func New(cfg Config) (*Source, error) {
 	if err := s.newInformers(); err != nil {
 		return nil, err
 	}
-	s.events, s.closeEv = cfg.EventRecorder, func() {}
-	if s.events == nil {
-		s.events, s.closeEv = newRecorder(s.kube)
-	}
 	return s, nil
 }
 
@@ -133,7 +128,12 @@ func (s *Source) Start(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("kube source: Start called twice")
 	}
-	defer s.closeEv()
+	s.events = s.cfg.EventRecorder
+	if s.events == nil {
+		var stop func()
+		s.events, stop = newRecorder(s.kube)
+		defer stop()
+	}
 	defer s.queue.ShutDown()
 	served, err := s.discoverIstio(ctx)
 	if err != nil {
