@@ -92,4 +92,3 @@ func endpointIPs(rs []types.Resource, cluster string) []string {
 	}
 	return out
 }
-
