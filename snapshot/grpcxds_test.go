@@ -51,7 +51,7 @@ func TestProxylessGRPCAcceptsConfig(t *testing.T) {
 	port := uint32(lis.Addr().(*net.TCPAddr).Port)
 	const serverID = "sidecar~127.0.0.1~echo-1.default~default.svc.cluster.local"
 	const clientID = "sidecar~127.0.0.2~client-1.default~default.svc.cluster.local"
-	view := echoView(port, nil)
+	view := echoView(port, meshStrict(), echoMutual(nil))
 	setProxySnapshot(t, cache, view, "1", serverID)
 	setProxySnapshot(t, cache, view, "1", clientID)
 
@@ -65,7 +65,8 @@ func TestProxylessGRPCAcceptsConfig(t *testing.T) {
 
 	// A DestinationRule that expects another identity: the handshake must fail
 	// (the error is kept, so the message says why).
-	setProxySnapshot(t, cache, echoView(port, []string{SpiffeID("cluster.local", "default", "someone-else")}), "2", clientID)
+	other := []string{SpiffeID("cluster.local", "default", "someone-else")}
+	setProxySnapshot(t, cache, echoView(port, meshStrict(), echoMutual(other)), "2", clientID)
 	err = checkHealth(ctx, t, target, grpcBootstrap(t, xdsAddr, clientID, certs["client"]), false)
 	t.Logf("with the wrong SAN: %v", err)
 	if err == nil || !strings.Contains(err.Error(), "SAN") {
@@ -73,9 +74,63 @@ func TestProxylessGRPCAcceptsConfig(t *testing.T) {
 	}
 }
 
+// TestProxylessGRPCPlaintextAndStrict: without policies grpc-go serves and
+// calls in plaintext; a server turned STRICT refuses a client without mTLS
+// and serves one with ISTIO_MUTUAL.
+func TestProxylessGRPCPlaintextAndStrict(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	certs := writeMeshCerts(t)
+	cache := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
+	xdsAddr := serveXDS(ctx, t, cache)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint32(lis.Addr().(*net.TCPAddr).Port)
+	const serverID = "sidecar~127.0.0.1~echo-1.default~default.svc.cluster.local"
+	const clientID = "sidecar~127.0.0.2~client-1.default~default.svc.cluster.local"
+	plain := echoView(port, nil, nil)
+	setProxySnapshot(t, cache, plain, "1", serverID)
+	setProxySnapshot(t, cache, plain, "1", clientID)
+	srv := startXDSServer(t, lis, grpcBootstrap(t, xdsAddr, serverID, certs["echo"]))
+	defer srv.Stop()
+
+	target := "xds:///" + GRPCClientListenerName("echo.default.svc.cluster.local", port)
+	if err := checkHealth(ctx, t, target, grpcBootstrap(t, xdsAddr, clientID, certs["client"]), true); err != nil {
+		t.Fatalf("plaintext RPC: %v", err)
+	}
+	// The server turns STRICT; the client still has no DestinationRule.
+	setProxySnapshot(t, cache, echoView(port, meshStrict(), nil), "2", serverID)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		short, cancelShort := context.WithTimeout(ctx, time.Second)
+		err := checkHealth(short, t, target, grpcBootstrap(t, xdsAddr, clientID, certs["client"]), false)
+		cancelShort()
+		if err != nil {
+			t.Logf("plaintext client against STRICT server: %v", err)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a plaintext client still reaches the server 10s after it turned STRICT")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The server is serving, over mTLS: a client with ISTIO_MUTUAL gets through.
+	setProxySnapshot(t, cache, echoView(port, meshStrict(), echoMutual(nil)), "2", clientID)
+	if err := checkHealth(ctx, t, target, grpcBootstrap(t, xdsAddr, clientID, certs["client"]), true); err != nil {
+		t.Fatalf("mTLS RPC to the STRICT server: %v", err)
+	}
+}
+
+func echoMutual(sans []string) []*registry.DestinationRule {
+	return []*registry.DestinationRule{{Namespace: "istio-system", Name: "default", Host: "*.local",
+		TLSMode: registry.ClientTLSIstioMutual, SubjectAltNames: sans}}
+}
+
 // echoView is one gRPC service on 127.0.0.1:port served by a pod with service
-// account echo, under mesh-wide STRICT and ISTIO_MUTUAL for *.local.
-func echoView(port uint32, sans []string) *testView {
+// account echo, under the given policies.
+func echoView(port uint32, pas []*registry.PeerAuthentication, drs []*registry.DestinationRule) *testView {
 	host := "echo.default.svc.cluster.local"
 	return &testView{
 		services: []*registry.Service{{Hostname: host, Namespace: "default", Name: "echo",
@@ -83,9 +138,8 @@ func echoView(port uint32, sans []string) *testView {
 			ServiceAccounts: []string{SpiffeID("cluster.local", "default", "echo")}}},
 		endpoints: []*registry.Endpoint{{Hostname: host, Namespace: "default", Address: "127.0.0.1", Ready: true, ServiceAccount: "echo"}},
 		workloads: []*registry.Workload{{Kind: "Pod", Namespace: "default", Name: "echo-1", Address: "127.0.0.1", ServiceAccount: "echo"}},
-		pas:       meshStrict(),
-		drs: []*registry.DestinationRule{{Namespace: "istio-system", Name: "default", Host: "*.local",
-			TLSMode: registry.ClientTLSIstioMutual, SubjectAltNames: sans}},
+		pas:       pas,
+		drs:       drs,
 	}
 }
 
