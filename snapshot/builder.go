@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -49,6 +50,7 @@ type Builder struct {
 	cla        map[string]*endpointv3.ClusterLoadAssignment // by cluster name
 	claSrc     map[string]claSource
 	results    map[string]*proxyResult // by proxyKey
+	problems   []error
 }
 
 type memo struct {
@@ -204,10 +206,32 @@ func (b *Builder) shared(m map[string]*memo, key string, build func(ns string) (
 	}
 	res, err := build(key)
 	if err == nil {
-		err = res.finish()
+		b.problemLocked(res.finish())
 	}
 	m[key] = &memo{res: res, err: err}
 	return res, err
+}
+
+// problem records resources left out of a proxy's own part.
+func (b *Builder) problem(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.problemLocked(err)
+}
+
+// problemLocked records resources left out because they were invalid.
+func (b *Builder) problemLocked(err error) {
+	if err != nil && !slices.ContainsFunc(b.problems, func(e error) bool { return e.Error() == err.Error() }) {
+		b.problems = append(b.problems, err)
+	}
+}
+
+// Problems lists the resources this Builder left out so far because they
+// failed validation (each proxy got the rest of its config).
+func (b *Builder) Problems() []error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.problems)
 }
 
 // loadAssignmentLocked returns the shared ClusterLoadAssignment of a service port.

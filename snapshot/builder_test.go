@@ -1,6 +1,8 @@
 package snapshot
 
 import (
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -202,5 +204,25 @@ func TestVMInboundListener(t *testing.T) {
 				t.Errorf("inbound cluster endpoint = %v, want 127.0.0.1:5432", ep)
 			}
 		})
+	}
+}
+
+func TestInvalidResourceLeftOut(t *testing.T) {
+	v := libraryView(nil, nil)
+	v.endpoints = append(v.endpoints, &registry.Endpoint{Hostname: "postgres-1-vm.default.svc.cluster.local", Address: "", Ready: true})
+	b := NewBuilder(v, Options{})
+	for range 2 {
+		res, err := b.Build(mustProxy(t, podNodeID, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := OutboundClusterName(5432, "", "postgres-1-vm.default.svc.cluster.local")
+		if slices.Contains(names(res.Endpoints), bad) {
+			t.Errorf("invalid assignment %s was sent", bad)
+		}
+		find[*clusterv3.Cluster](t, res.Clusters, OutboundClusterName(8080, "", "inventory.default.svc.cluster.local"))
+	}
+	if ps := b.Problems(); len(ps) != 1 || !strings.Contains(ps[0].Error(), "postgres-1-vm") {
+		t.Errorf("Problems() = %v, want one naming postgres-1-vm", ps)
 	}
 }

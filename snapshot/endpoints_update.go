@@ -22,7 +22,8 @@ type claSource struct {
 // route and cluster b already built (the same protos), and rebuilds only the
 // ClusterLoadAssignments of hosts, so proxies see a change in EDS alone.
 // When that is not possible (a host resolves by DNS, so its endpoints are
-// inside the cluster, or is gone) it returns a fresh Builder.
+// inside the cluster, or is gone; or b left out an invalid resource) it
+// returns a fresh Builder.
 func (b *Builder) WithEndpointChanges(view registry.View, hosts []string) *Builder {
 	next := NewBuilder(view, b.opts)
 	for _, h := range hosts {
@@ -32,6 +33,9 @@ func (b *Builder) WithEndpointChanges(view registry.View, hosts []string) *Build
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if len(b.problems) > 0 { // something was left out: build it all again
+		return next
+	}
 	for name, src := range b.claSrc {
 		if slices.Contains(hosts, src.host) {
 			continue
@@ -44,9 +48,8 @@ func (b *Builder) WithEndpointChanges(view registry.View, hosts []string) *Build
 				continue
 			}
 			res := *m.res
-			var err error
-			res.Endpoints, err = next.refreshEndpointsLocked(m.res.Endpoints, hosts)
-			pair[1][ns] = &memo{res: &res, err: err}
+			res.Endpoints = next.refreshEndpointsLocked(m.res.Endpoints, hosts)
+			pair[1][ns] = &memo{res: &res}
 		}
 	}
 	b.carryOverResultsLocked(next, hosts)
@@ -95,21 +98,24 @@ func unaffected(r *proxyResult, affected map[string]bool, v registry.View) bool 
 }
 
 // refreshEndpointsLocked rebuilds the assignments of hosts in a finished
-// list, keeping the rest; the order (by cluster name) does not change.
-func (b *Builder) refreshEndpointsLocked(list []types.Resource, hosts []string) ([]types.Resource, error) {
-	out := make([]types.Resource, len(list))
-	for i, r := range list {
+// list, keeping the rest; the order (by cluster name) does not change. An
+// invalid new assignment is left out, as finish does.
+func (b *Builder) refreshEndpointsLocked(list []types.Resource, hosts []string) []types.Resource {
+	out := make([]types.Resource, 0, len(list))
+	for _, r := range list {
 		cla := r.(*endpointv3.ClusterLoadAssignment)
 		if cur, ok := b.cla[cla.GetClusterName()]; ok {
-			out[i] = cur
+			out = append(out, cur)
 			continue
 		}
-		out[i] = b.rebuildLoadAssignmentLocked(cla, hosts)
-		if err := out[i].(validator).ValidateAll(); err != nil {
-			return nil, fmt.Errorf("ClusterLoadAssignment %q is invalid: %w", cla.GetClusterName(), err)
+		cla = b.rebuildLoadAssignmentLocked(cla, hosts)
+		if err := cla.ValidateAll(); err != nil {
+			b.problemLocked(fmt.Errorf("%T %q is invalid and left out: %w", cla, cla.GetClusterName(), err))
+			continue
 		}
+		out = append(out, cla)
 	}
-	return out, nil
+	return out
 }
 
 // rebuildLoadAssignmentLocked rebuilds one assignment of a changed host from the new view.

@@ -60,5 +60,6 @@ func (b *Builder) buildGRPCInbound(w *registry.Workload) (*Resources, error) {
 			FilterChains:     []*listenerv3.FilterChain{chain},
 		})
 	}
-	return r, r.finish()
+	b.problem(r.finish())
+	return r, nil
 }

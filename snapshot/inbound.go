@@ -36,7 +36,8 @@ func (b *Builder) buildPodInbound(w *registry.Workload) (*Resources, error) {
 		UseOriginalDst:   wrapperspb.Bool(true),
 		FilterChains:     chains,
 	})
-	return r, r.finish()
+	b.problem(r.finish())
+	return r, nil
 }
 
 // buildVMInbound is a VM sidecar's own part: for each port it serves, a
@@ -61,7 +62,8 @@ func (b *Builder) buildVMInbound(w *registry.Workload) (*Resources, error) {
 		r.Listeners = append(r.Listeners, l)
 		r.Clusters = append(r.Clusters, inboundCluster(ip))
 	}
-	return r, r.finish()
+	b.problem(r.finish())
+	return r, nil
 }
 
 // transportMatch matches only on the transport protocol, if any.

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -16,8 +17,11 @@ func (r *Resources) lists() []*[]types.Resource {
 	return []*[]types.Resource{&r.Listeners, &r.Routes, &r.Clusters, &r.Endpoints, &r.Secrets}
 }
 
-// finish sorts every list by name, drops later duplicates, and validates each resource.
+// finish sorts every list by name, drops later duplicates, and validates
+// each resource. An invalid resource is left out, so one bad service does not
+// take the rest of the config with it; the error names every one left out.
 func (r *Resources) finish() error {
+	var errs []error
 	for _, l := range r.lists() {
 		slices.SortStableFunc(*l, func(a, b types.Resource) int {
 			return cmp.Compare(cachev3.GetResourceName(a), cachev3.GetResourceName(b))
@@ -25,13 +29,15 @@ func (r *Resources) finish() error {
 		*l = slices.CompactFunc(*l, func(a, b types.Resource) bool {
 			return cachev3.GetResourceName(a) == cachev3.GetResourceName(b)
 		})
-		for _, res := range *l {
-			if err := res.(validator).ValidateAll(); err != nil {
-				return fmt.Errorf("%T %q is invalid: %w", res, cachev3.GetResourceName(res), err)
+		*l = slices.DeleteFunc(*l, func(res types.Resource) bool {
+			err := res.(validator).ValidateAll()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%T %q is invalid and left out: %w", res, cachev3.GetResourceName(res), err))
 			}
-		}
+			return err != nil
+		})
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // merge joins a shared part and a proxy's own part (both finished, so
