@@ -97,8 +97,9 @@ func TestLibraryEndpointChangeRebuildsOnlyUsers(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s sidecar got nothing after an endpoint change: %v", name, err)
 		}
-		if resp.GetTypeUrl() != resourcev3.EndpointType {
-			t.Errorf("%s sidecar got %s after an endpoint change, want EDS", name, shortType(resp.GetTypeUrl()))
+		if resp.GetTypeUrl() != resourcev3.EndpointType || len(resp.GetResources()) != 1 {
+			t.Errorf("%s sidecar got %s with %d resources after an endpoint change, want EDS with only inventory's",
+				name, shortType(resp.GetTypeUrl()), len(resp.GetResources()))
 		}
 		if n := rx.count(200 * time.Millisecond); n != 0 {
 			t.Errorf("%s sidecar got %d more responses, want only EDS", name, n)

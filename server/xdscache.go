@@ -8,7 +8,6 @@ import (
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	"google.golang.org/protobuf/proto"
 )
 
 // xdsCache holds each node's snapshot and answers xDS watches from it.
@@ -21,9 +20,8 @@ import (
 // matched exactly, as grpc-go subscribes, one type at a time.
 //
 // A version a proxy rejected is not sent to it again until the snapshot of
-// that type changes: a request from a node that NACKed version X is
-// treated as if it held X. (go-control-plane answers a NACK, which carries
-// the last accepted version, by resending at once, in a tight loop.)
+// that type changes (go-control-plane answers a NACK, which carries the
+// last accepted version, by resending at once, in a tight loop).
 //
 // Delta watches go to go-control-plane's snapshot cache, which tracks
 // per-resource versions (it does not resend after a NACK).
@@ -42,9 +40,10 @@ type sotwNode struct {
 }
 
 type sotwWatch struct {
-	req *cache.Request
-	sub cache.Subscription
-	out chan cache.Response
+	req  *cache.Request
+	sub  cache.Subscription
+	out  chan cache.Response
+	full bool // respond with every subscribed resource (set by needsResponse)
 }
 
 var _ cache.Cache = (*xdsCache)(nil)
@@ -66,17 +65,12 @@ func (c *xdsCache) nodeLocked(id string) *sotwNode {
 // CreateWatch opens a state-of-the-world watch, or answers it at once.
 func (c *xdsCache) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {
 	nodeID := req.GetNode().GetId()
-	if v, ok := c.nacks.rejected(nodeID, req.GetTypeUrl()); ok && req.GetVersionInfo() != v {
-		held := proto.Clone(req).(*cache.Request)
-		held.VersionInfo = v
-		req = held
-	}
 	w := sotwWatch{req: req, sub: sub, out: out}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.nodeLocked(nodeID)
-	if n.snap != nil && needsResponse(n.snap, w) {
-		return func() {}, respond(context.Background(), n.snap, w)
+	if n.snap != nil && c.needsResponse(nodeID, n.snap, &w) {
+		return func() {}, c.respond(context.Background(), n.snap, w)
 	}
 	c.nextID++
 	id := c.nextID
@@ -90,49 +84,82 @@ func (c *xdsCache) CreateWatch(req *cache.Request, sub cache.Subscription, out c
 	}, nil
 }
 
-// needsResponse reports whether the proxy lacks the type's version, or a
-// resource it subscribes to.
-func needsResponse(s *nodeSnapshot, w sotwWatch) bool {
-	tr := s.types[w.req.GetTypeUrl()]
+// needsResponse reports whether the proxy lacks something of the type.
+//
+// For LDS and CDS (full state in SotW) that is the type's version or a
+// subscribed resource. For EDS, RDS and SDS a response may carry only
+// some resources, so only subscribed resources whose content the proxy
+// lacks are sent (incremental EDS over SotW, as Istio does): an endpoint
+// change costs one ClusterLoadAssignment per proxy, not all of them.
+//
+// After a NACK the proxy is treated as holding the version it rejected,
+// so that version is not resent, and the next version is sent in full.
+func (c *xdsCache) needsResponse(nodeID string, s *nodeSnapshot, w *sotwWatch) bool {
+	typeURL := w.req.GetTypeUrl()
+	tr := s.types[typeURL]
 	if tr == nil {
 		return false // a type we do not serve
 	}
-	if w.req.GetVersionInfo() != tr.version {
-		return true
+	rejected, nacked := c.nacks.rejected(nodeID, typeURL)
+	w.full = nacked || cache.ResourceRequiresFullStateInSotw(typeURL)
+	version := w.req.GetVersionInfo()
+	if nacked {
+		version = rejected
 	}
 	known := w.sub.ReturnedResources()
-	if w.sub.IsWildcard() {
-		for _, name := range tr.names {
-			if _, ok := known[name]; !ok {
+	if !w.full {
+		for _, name := range w.names(tr) {
+			if known[name] != tr.versions[name] {
 				return true
 			}
 		}
 		return false
 	}
-	for name := range w.sub.SubscribedResources() {
+	if version != tr.version {
+		return true
+	}
+	for _, name := range w.names(tr) {
 		if _, ok := known[name]; !ok {
-			if _, exists := tr.items[name]; exists {
-				return true
-			}
+			return true
 		}
 	}
 	return false
 }
 
-// respond sends the watch the type's resources it subscribes to.
-func respond(ctx context.Context, s *nodeSnapshot, w sotwWatch) error {
+// names returns the names of the type's resources the watch subscribes to.
+func (w *sotwWatch) names(tr *typeResources) []string {
+	if w.sub.IsWildcard() {
+		return tr.names
+	}
+	var out []string
+	for name := range w.sub.SubscribedResources() {
+		if _, ok := tr.items[name]; ok {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// respond sends the watch the type's resources it subscribes to: all of
+// them, or (see needsResponse) only those the proxy lacks.
+func (c *xdsCache) respond(ctx context.Context, s *nodeSnapshot, w sotwWatch) error {
 	tr := s.types[w.req.GetTypeUrl()]
 	resp := &discoveryv3.DiscoveryResponse{VersionInfo: tr.version, TypeUrl: w.req.GetTypeUrl()}
-	returned := make(map[string]string, len(tr.names))
+	known := w.sub.ReturnedResources()
 	subscribed := w.sub.SubscribedResources()
+	returned := make(map[string]string, len(tr.names))
 	for i, name := range tr.names {
 		if !w.sub.IsWildcard() {
 			if _, ok := subscribed[name]; !ok {
 				continue
 			}
 		}
+		v := tr.versions[name]
+		returned[name] = v
+		if !w.full && known[name] == v {
+			continue
+		}
 		resp.Resources = append(resp.Resources, tr.anys[i])
-		returned[name] = tr.version
 	}
 	select {
 	case w.out <- &sotwResponse{req: w.req, resp: resp, returned: returned}:
@@ -161,11 +188,11 @@ func (c *xdsCache) SetSnapshot(ctx context.Context, nodeID string, s *nodeSnapsh
 	})
 	for _, id := range ids {
 		w := n.watches[id]
-		if !needsResponse(s, w) {
+		if !c.needsResponse(nodeID, s, &w) {
 			continue
 		}
 		delete(n.watches, id)
-		if err := respond(ctx, s, w); err != nil {
+		if err := c.respond(ctx, s, w); err != nil {
 			return err
 		}
 	}
