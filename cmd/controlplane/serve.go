@@ -121,12 +121,13 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 	}
 	reg := prometheus.NewRegistry()
 	store := registry.NewStore(logger, registry.WithTrustDomain(o.trustDomain))
-	var parts []part
+	var sources []source
 	if o.configDir != "" {
 		if st, err := os.Stat(o.configDir); err != nil || !st.IsDir() {
 			return fmt.Errorf("--config-dir %s: not a readable folder", o.configDir)
 		}
-		parts = append(parts, yamldir.New(o.configDir, store, logger))
+		dir := yamldir.New(o.configDir, store, logger)
+		sources = append(sources, source{dir, func() bool { return isClosed(dir.Ready()) }})
 	}
 	var client kubernetes.Interface
 	if restCfg != nil {
@@ -134,7 +135,7 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 		if err != nil {
 			return err
 		}
-		parts = append(parts, src)
+		sources = append(sources, source{src, src.HasSynced})
 		if client, err = kubernetes.NewForConfig(restCfg); err != nil {
 			return fmt.Errorf("kubernetes client: %w", err)
 		}
@@ -143,6 +144,69 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	servers, err := newServers(logger, store, ca, o)
+	if err != nil {
+		return err
+	}
+	if client != nil {
+		servers = append(servers, rootPublisher{client: client, namespaces: o.namespaces, ca: ca, logger: logger})
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	for _, s := range sources {
+		g.Go(func() error { return s.Start(ctx) })
+	}
+	// Proxies are answered only once every source has loaded, so none is
+	// handed a half-loaded mesh.
+	g.Go(func() error {
+		if err := waitSynced(ctx, sources); err != nil {
+			return nil
+		}
+		logger.Info("sources synced; serving")
+		sg, sctx := errgroup.WithContext(ctx)
+		for _, p := range servers {
+			sg.Go(func() error { return p.Start(sctx) })
+		}
+		return sg.Wait()
+	})
+	return g.Wait()
+}
+
+// source is a registry source and how to tell it has loaded everything.
+type source struct {
+	part
+	synced func() bool
+}
+
+func waitSynced(ctx context.Context, sources []source) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		all := true
+		for _, s := range sources {
+			all = all && s.synced()
+		}
+		if all {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// newServers makes the xDS server and, when configured, its TLS port.
+func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA, o serveOptions) ([]part, error) {
 	srv, err := server.New(server.Config{
 		GRPCAddr:        o.grpcAddr,
 		HTTPAddr:        o.httpAddr,
@@ -154,24 +218,17 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 		RegisterGRPC:    []func(grpc.ServiceRegistrar){ca.Register},
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	parts = append(parts, srv)
+	parts := []part{srv}
 	if o.secureGRPCAddr != "" {
 		sec, err := newSecureServer(o.secureGRPCAddr, srv, ca, logger)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		parts = append(parts, sec)
 	}
-	if client != nil {
-		parts = append(parts, rootPublisher{client: client, namespaces: o.namespaces, ca: ca, logger: logger})
-	}
-	g, ctx := errgroup.WithContext(ctx)
-	for _, p := range parts {
-		g.Go(func() error { return p.Start(ctx) })
-	}
-	return g.Wait()
+	return parts, nil
 }
 
 func newCA(ctx context.Context, logger *slog.Logger, reg prometheus.Registerer, client kubernetes.Interface, o serveOptions) (*certauthority.CA, error) {
