@@ -6,9 +6,10 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 )
 
-// Options are the mesh-wide settings the translation needs.
+// Options are the mesh-wide settings the translation needs. NewBuilder
+// fills an empty field with its default (defaults.go).
 type Options struct {
-	TrustDomain   string // "cluster.local"
+	TrustDomain   string // "cluster.local": SPIFFE IDs the model does not spell out
 	RootNamespace string // "istio-system": a PeerAuthentication there is mesh-wide
 	AccessLogPath string // "/var/log/istio/istio.log" for VM inbound listeners
 }
