@@ -226,3 +226,18 @@ func TestInvalidResourceLeftOut(t *testing.T) {
 		t.Errorf("Problems() = %v, want one naming postgres-1-vm", ps)
 	}
 }
+
+func TestGRPCServerListenerAddresses(t *testing.T) {
+	b := NewBuilder(libraryView(nil, nil), Options{})
+	res, err := b.Build(mustProxy(t, grpcNodeID, map[string]any{"GENERATOR": "grpc"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// grpc-go accepts a server Listener only if its address is the listening address.
+	for _, addr := range []string{"10.8.0.5", "0.0.0.0", "::"} {
+		l := find[*listenerv3.Listener](t, res.Listeners, GRPCServerListenerName(addr, 8080))
+		if got := l.GetAddress().GetSocketAddress(); got.GetAddress() != addr || got.GetPortValue() != 8080 {
+			t.Errorf("%s: address %v", l.GetName(), got)
+		}
+	}
+}

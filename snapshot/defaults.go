@@ -36,8 +36,9 @@ const (
 	GRPCRootCertName     = "ROOTCA"
 
 	// Address loopback inbound clusters forward to.
-	localhostAddress = "127.0.0.1"
-	wildcardAddress  = "0.0.0.0"
+	localhostAddress  = "127.0.0.1"
+	wildcardAddress   = "0.0.0.0"
+	wildcardAddressV6 = "::"
 
 	// Envoy's transport protocol names (tls_inspector).
 	transportProtocolTLS = "tls"

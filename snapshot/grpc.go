@@ -36,7 +36,9 @@ func (b *Builder) buildGRPCOutbound(ns string) (*Resources, error) {
 }
 
 // buildGRPCInbound is a proxyless gRPC server's own part: the listener
-// grpc-go's xds.NewGRPCServer asks for on each port its workload serves.
+// grpc-go's xds.NewGRPCServer asks for on each port its workload serves, for
+// the workload's IP and for the wildcards a server on `:PORT` listens on
+// (grpc-go wants the Listener's address to be its listening address exactly).
 // grpc-go cannot tell TLS from plaintext on one port, so PERMISSIVE serves
 // plaintext; STRICT requires a client certificate.
 func (b *Builder) buildGRPCInbound(w *registry.Workload) (*Resources, error) {
@@ -53,12 +55,14 @@ func (b *Builder) buildGRPCInbound(w *registry.Workload) (*Resources, error) {
 		}
 		chain := FilterChain(InboundFilterChainName(ip.target, tls != nil), nil, tls,
 			HCMFilter(HTTPConnectionManager(ip.cluster(), hcmOptions{Inline: route})))
-		r.Listeners = append(r.Listeners, &listenerv3.Listener{
-			Name:             GRPCServerListenerName(w.Address, ip.target),
-			Address:          SocketAddress(w.Address, ip.target),
-			TrafficDirection: corev3.TrafficDirection_INBOUND,
-			FilterChains:     []*listenerv3.FilterChain{chain},
-		})
+		for _, addr := range []string{w.Address, wildcardAddress, wildcardAddressV6} {
+			r.Listeners = append(r.Listeners, &listenerv3.Listener{
+				Name:             GRPCServerListenerName(addr, ip.target),
+				Address:          SocketAddress(addr, ip.target),
+				TrafficDirection: corev3.TrafficDirection_INBOUND,
+				FilterChains:     []*listenerv3.FilterChain{chain},
+			})
+		}
 	}
 	b.problem(r.finish())
 	return r, nil
