@@ -89,6 +89,7 @@ func TestMetricsCountPushesAndConvergence(t *testing.T) {
 		{`controlplane_debounce_wait_seconds_count`, 1},
 		{`controlplane_snapshot_build_seconds_count`, 2},
 		{`go_goroutines`, 1},
+		{`controlplane_config_errors`, 0},
 	}
 	for _, c := range checks {
 		if v := metricValue(t, page, c.sample); v < c.min {

@@ -21,16 +21,15 @@ type metrics struct {
 	pushSeconds  prometheus.Histogram   // one whole rebuild of affected proxies
 	debounce     prometheus.Histogram   // first change -> rebuild start
 	convergence  prometheus.Histogram   // change observed -> proxy ACKed it
-	objects      *prometheus.GaugeVec   // kind
-	configErrors prometheus.Gauge       // registry problems
 	rejected     *prometheus.CounterVec // reason (malformed node)
 }
 
 const ns = "controlplane"
 
-// newMetrics registers the server's metrics, and Go runtime and process
-// metrics unless already there, on reg (a new registry when nil).
-func newMetrics(reg *prometheus.Registry) (*metrics, error) {
+// newMetrics registers the server's metrics, the registry's, and Go
+// runtime and process metrics unless already there, on reg (a new
+// registry when nil).
+func newMetrics(reg *prometheus.Registry, model Registry) (*metrics, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
@@ -46,11 +45,9 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	m.pushSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "push_seconds", Help: "Time to rebuild and set the snapshots of all affected proxies after a change.", Buckets: buckets})
 	m.debounce = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "debounce_wait_seconds", Help: "Time from the first change of a batch to the start of its rebuild.", Buckets: buckets})
 	m.convergence = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "convergence_seconds", Help: "Time from a registry change being observed to an affected proxy ACKing the version containing it.", Buckets: buckets})
-	m.objects = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "registry_objects", Help: "Objects in the registry model, by kind."}, []string{"kind"})
-	m.configErrors = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "config_errors", Help: "Input the registry could not use (see /debug/problems)."})
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "xds_streams_rejected_total", Help: "xDS streams ended by the server, by reason."}, []string{"reason"})
 	for _, c := range []prometheus.Collector{m.proxies, m.pushes, m.resources, m.nacks, m.builds, m.buildErrors,
-		m.buildSeconds, m.pushSeconds, m.debounce, m.convergence, m.objects, m.configErrors, m.rejected} {
+		m.buildSeconds, m.pushSeconds, m.debounce, m.convergence, m.rejected, newRegistryCollector(model)} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register server metrics: %w", err)
 		}
@@ -61,6 +58,45 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// registryCollector reports the registry's objects by kind and its
+// problems, read from the registry at scrape time.
+type registryCollector struct {
+	reg      Registry
+	objects  *prometheus.Desc
+	problems *prometheus.Desc
+}
+
+func newRegistryCollector(reg Registry) *registryCollector {
+	return &registryCollector{
+		reg:      reg,
+		objects:  prometheus.NewDesc(ns+"_registry_objects", "Objects in the registry model, by kind.", []string{"kind"}, nil),
+		problems: prometheus.NewDesc(ns+"_config_errors", "Input the registry could not use (see /debug/problems).", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *registryCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.objects
+	ch <- c.problems
+}
+
+// Collect implements prometheus.Collector.
+func (c *registryCollector) Collect(ch chan<- prometheus.Metric) {
+	v := c.reg.View()
+	svcs := v.Services()
+	eps := 0
+	for _, s := range svcs {
+		eps += len(v.Endpoints(s.Hostname))
+	}
+	for kind, n := range map[string]int{
+		"Service": len(svcs), "Endpoint": eps,
+		"PeerAuthentication": len(v.PeerAuthentications()), "DestinationRule": len(v.DestinationRules()),
+	} {
+		ch <- prometheus.MustNewConstMetric(c.objects, prometheus.GaugeValue, float64(n), kind)
+	}
+	ch <- prometheus.MustNewConstMetric(c.problems, prometheus.GaugeValue, float64(len(c.reg.Problems())))
 }
 
 // Registry returns the registry for /metrics; other parts (the CA) may

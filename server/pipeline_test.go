@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"log/slog"
+	"net/http/httptest"
 	"slices"
 	"testing"
 	"time"
@@ -113,3 +114,31 @@ func TestLibraryEndpointChangeRebuildsOnlyUsers(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestRegistryMetrics(t *testing.T) {
+	s, store := startLibrary(t)
+	scrape := func() string {
+		rec := httptest.NewRecorder()
+		s.httpHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		return rec.Body.String()
+	}
+	page := scrape()
+	for sample, want := range map[string]float64{
+		`controlplane_registry_objects{kind="Service"}`:            2,
+		`controlplane_registry_objects{kind="Endpoint"}`:           3,
+		`controlplane_registry_objects{kind="PeerAuthentication"}`: 1,
+		`controlplane_registry_objects{kind="DestinationRule"}`:    1,
+		`controlplane_config_errors`:                               0,
+	} {
+		if got := metricValue(t, page, sample); got != want {
+			t.Errorf("%s = %v, want %v", sample, got, want)
+		}
+	}
+	bad := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "bad", Namespace: "default"}, AddressType: "IPv9"}
+	if ps := store.Upsert("broken.yaml", bad); len(ps) == 0 {
+		t.Fatal("an EndpointSlice with addressType IPv9 was accepted")
+	}
+	if got := metricValue(t, scrape(), `controlplane_config_errors`); got < 1 {
+		t.Errorf("config_errors = %v after a bad object, want >= 1", got)
+	}
+}

@@ -158,7 +158,6 @@ func (p *pusher) rebuild(ctx context.Context, since time.Time) (built, changed i
 	affected.addIPs(view)
 	p.view, p.builder = view, p.newB(view, p.opts)
 	p.hashes.rotate()
-	p.countObjects(view)
 	for _, e := range p.proxies {
 		if !affected.matches(e) {
 			continue
@@ -174,20 +173,6 @@ func (p *pusher) rebuild(ctx context.Context, since time.Time) (built, changed i
 		}
 	}
 	return built, changed
-}
-
-// countObjects updates the registry object gauges from a view.
-func (p *pusher) countObjects(v registry.View) {
-	svcs := v.Services()
-	eps := 0
-	for _, s := range svcs {
-		eps += len(v.Endpoints(s.Hostname))
-	}
-	p.metrics.objects.WithLabelValues("Service").Set(float64(len(svcs)))
-	p.metrics.objects.WithLabelValues("Endpoint").Set(float64(eps))
-	p.metrics.objects.WithLabelValues("PeerAuthentication").Set(float64(len(v.PeerAuthentications())))
-	p.metrics.objects.WithLabelValues("DestinationRule").Set(float64(len(v.DestinationRules())))
-	p.metrics.configErrors.Set(float64(len(p.reg.Problems())))
 }
 
 // proxySnapshot returns the snapshot last set for a node, its kind and

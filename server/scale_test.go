@@ -67,7 +67,7 @@ func TestConvergenceScale(t *testing.T) {
 		go envoyLike(ctx, cc, fmt.Sprintf("sidecar~10.200.%d.%d~pod-%d.default~default.svc.cluster.local", i/250, i%250, i), func(int) {})
 	}
 	waitForN(t, 60*time.Second, func() bool { return value(t, s.metrics.pushes.WithLabelValues("lds")) >= proxies })
-	t.Logf("%d proxies x %d services configured in %v; heap %.0f KB/proxy", proxies, services, time.Since(start), float64(heapInUse()-heap0)/1024/proxies)
+	t.Logf("%d proxies x %d services configured in %v; heap (server and clients) %.0f KB/proxy", proxies, services, time.Since(start), float64(heapInUse()-heap0)/1024/proxies)
 
 	for round := 1; round <= 3; round++ {
 		before := histCount(t, s)

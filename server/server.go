@@ -57,7 +57,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(cfg.Prometheus)
+	m, err := newMetrics(cfg.Prometheus, cfg.Registry)
 	if err != nil {
 		return nil, err
 	}
