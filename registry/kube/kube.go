@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,12 +104,16 @@ func New(cfg Config) (*Source, error) {
 }
 
 func (s *Source) newClients() error {
-	kube, err := kubernetes.NewForConfig(s.cfg.RestConfig)
+	cfg := rest.CopyConfig(s.cfg.RestConfig)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return &patientTransport{next: rt, interval: 500 * time.Millisecond, logger: s.logger}
+	})
+	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("kube source: kubernetes client: %w", err)
 	}
 	// The Istio types have no protobuf encoding: always speak JSON.
-	icfg := rest.CopyConfig(s.cfg.RestConfig)
+	icfg := rest.CopyConfig(cfg)
 	icfg.ContentType, icfg.AcceptContentTypes = "", ""
 	istio, err := istioclient.NewForConfig(icfg)
 	if err != nil {
