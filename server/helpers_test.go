@@ -53,6 +53,8 @@ func startServer(t *testing.T, reg Registry) *Server {
 			t.Errorf("Start: %v", err)
 		}
 	})
+	// The first push (of the model as it was at Start) is done.
+	waitFor(t, "first push", func() bool { n, _ := s.Pushes(); return n > 0 })
 	return s
 }
 

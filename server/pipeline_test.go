@@ -39,6 +39,7 @@ func startLibrary(t *testing.T) (*Server, *registry.Store) {
 	done := make(chan error, 1)
 	go func() { done <- s.Start(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "first push", func() bool { n, _ := s.Pushes(); return n > 0 })
 	return s, store
 }
 
