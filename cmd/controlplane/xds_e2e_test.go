@@ -1,0 +1,292 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/xds"
+
+	"github.com/librarymesh/controlplane/internal/e2e"
+)
+
+const (
+	echoHost   = "echo.test.svc.cluster.local"
+	echoTarget = echoHost + ":7070"
+	grpcNode   = "sidecar~127.0.0.1~client-1.test~test.svc.cluster.local"
+)
+
+// testBackend is a gRPC server on loopback whose health service reports
+// status for the service "which", so a client can tell backends apart.
+func testBackend(t *testing.T, st healthpb.HealthCheckResponse_ServingStatus) int {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	h := health.NewServer()
+	h.SetServingStatus("which", st)
+	healthpb.RegisterHealthServer(g, h)
+	go g.Serve(lis)
+	t.Cleanup(g.Stop)
+	return lis.Addr().(*net.TCPAddr).Port
+}
+
+func echoServiceEntry(port int) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: echo
+  namespace: test
+spec:
+  hosts: [%s]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: 7070, name: grpc, protocol: GRPC}
+  endpoints:
+  - address: 127.0.0.1
+    ports: {grpc: %d}
+    labels: {app: echo}
+`, echoHost, port)
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// proxylessClient dials target through grpc-go's xDS resolver.
+func proxylessClient(t *testing.T, xdsAddr, target string) *grpc.ClientConn {
+	t.Helper()
+	bootstrap := fmt.Sprintf(`{
+		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+		"node": {"id": %q, "metadata": {"GENERATOR": "grpc", "NAMESPACE": "test"}}
+	}`, xdsAddr, grpcNode)
+	rb, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
+	if err != nil {
+		t.Fatalf("xDS resolver: %v", err)
+	}
+	cc, err := grpc.NewClient("xds:///"+target, grpc.WithResolvers(rb), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+func which(cc *grpc.ClientConn) (healthpb.HealthCheckResponse_ServingStatus, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: "which"}, grpc.WaitForReady(true))
+	return resp.GetStatus(), err
+}
+
+func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s", timeout, what)
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// metric returns the value of the first sample line that starts with name.
+func metric(t *testing.T, httpAddr, name string) float64 {
+	t.Helper()
+	sc := bufio.NewScanner(strings.NewReader(httpGet(t, "http://"+httpAddr+"/metrics")))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+// TestProxylessClientFollowsYAML is the foundation's end-to-end story: a
+// real grpc-go xDS client follows edits of the YAML folder without restarts,
+// survives broken files and a config it rejects.
+func TestProxylessClientFollowsYAML(t *testing.T) {
+	first := testBackend(t, healthpb.HealthCheckResponse_SERVING)
+	second := testBackend(t, healthpb.HealthCheckResponse_NOT_SERVING)
+	dir := t.TempDir()
+	echoFile := filepath.Join(dir, "echo.yaml")
+	writeFile(t, echoFile, echoServiceEntry(first))
+	srv := e2e.Serve(t, "--config-dir", dir, "--debounce", "20ms")
+	cc := proxylessClient(t, srv.GRPCAddr, echoTarget)
+
+	if got, err := which(cc); err != nil || got != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("first RPC: status %v, err %v; want the first backend", got, err)
+	}
+	onSecond := func() bool {
+		got, err := which(cc)
+		return err == nil && got == healthpb.HealthCheckResponse_NOT_SERVING
+	}
+
+	// Editing the YAML moves the RPCs, with no restart.
+	writeFile(t, echoFile, echoServiceEntry(second))
+	eventually(t, "RPCs to move to the second backend", 10*time.Second, onSecond)
+
+	// A broken file is reported with path and field; nothing else changes.
+	broken := filepath.Join(dir, "broken.yaml")
+	writeFile(t, broken, "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: bad, namespace: test}\nspec:\n  hosts: [bad.test.svc.cluster.local]\n  resolution: STATIC\n  ports:\n  - {number: 70000, name: tcp, protocol: TCP}\n")
+	srv.WaitLog(t, broken, 10*time.Second)
+	problems := httpGet(t, "http://"+srv.HTTPAddr+"/debug/problems")
+	if !strings.Contains(problems, broken) || !strings.Contains(problems, "ports[0].number") {
+		t.Errorf("/debug/problems does not name the file and field:\n%s", problems)
+	}
+	// Breaking the echo file itself keeps its last good version.
+	writeFile(t, echoFile, strings.Replace(echoServiceEntry(first), "resolution: STATIC", "resolution: [not, a, resolution]", 1))
+	srv.WaitLog(t, echoFile+":", 10*time.Second)
+	for i := 0; i < 5; i++ {
+		if !onSecond() {
+			t.Fatalf("RPC %d after broken files did not reach the second backend", i)
+		}
+	}
+
+	// A config the client rejects (mTLS with no certificate provider in its
+	// bootstrap) is NACKed, not resent, and the last good config keeps working.
+	writeFile(t, echoFile, echoServiceEntry(second))
+	writeFile(t, filepath.Join(dir, "mtls.yaml"), "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: echo-mtls, namespace: test}\nspec:\n  host: "+echoHost+"\n  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}\n")
+	eventually(t, "the client to NACK clusters", 10*time.Second, func() bool {
+		return metric(t, srv.HTTPAddr, `controlplane_xds_nacks_total{type="cds"}`) >= 1
+	})
+	pushes := metric(t, srv.HTTPAddr, `controlplane_xds_pushes_total{type="cds"}`)
+	nacks := metric(t, srv.HTTPAddr, `controlplane_xds_nacks_total{type="cds"}`)
+	time.Sleep(time.Second) // a resend loop sends thousands in a second
+	if got := metric(t, srv.HTTPAddr, `controlplane_xds_pushes_total{type="cds"}`) - pushes; got > 1 {
+		t.Errorf("rejected CDS resent %v times in 1s, want at most 1", got)
+	}
+	if got := metric(t, srv.HTTPAddr, `controlplane_xds_nacks_total{type="cds"}`) - nacks; got > 1 {
+		t.Errorf("client NACKed %v more times in 1s, want at most 1", got)
+	}
+	if !onSecond() {
+		t.Error("after the NACK the client lost its last good config")
+	}
+	// Removing the bad rule gives the client a config it accepts again.
+	if err := os.Remove(filepath.Join(dir, "mtls.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, echoFile, echoServiceEntry(first))
+	eventually(t, "RPCs to move back to the first backend", 10*time.Second, func() bool {
+		got, err := which(cc)
+		return err == nil && got == healthpb.HealthCheckResponse_SERVING
+	})
+}
+
+// TestDeltaStream checks the delta protocol end to end: the pod sidecar gets
+// its clusters, and after an edit only what changed.
+func TestDeltaStream(t *testing.T) {
+	dir := t.TempDir()
+	echoFile := filepath.Join(dir, "echo.yaml")
+	writeFile(t, echoFile, echoServiceEntry(7001))
+	lib, err := os.ReadFile(filepath.Join(e2e.ModuleRoot(), "examples", "library", "inventory.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "inventory.yaml"), string(lib))
+	srv := e2e.Serve(t, "--config-dir", dir, "--debounce", "20ms")
+
+	conn, err := grpc.NewClient(srv.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(r *discoveryv3.DeltaDiscoveryRequest) {
+		if err := stream.Send(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: podNode}, TypeUrl: resourcev3.ClusterType})
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]string{}
+	for _, r := range resp.GetResources() {
+		names[r.GetName()] = r.GetVersion()
+	}
+	for _, want := range []string{"outbound|7070||" + echoHost, "outbound|8080||inventory.default.svc.cluster.local", "PassthroughCluster"} {
+		if _, ok := names[want]; !ok {
+			t.Errorf("first delta response lacks %s; got %v", want, names)
+		}
+	}
+	send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: resp.GetNonce()})
+
+	// Changing the echo port changes only echo's cluster... and adding a
+	// service adds exactly one.
+	writeFile(t, filepath.Join(dir, "extra.yaml"), strings.ReplaceAll(echoServiceEntry(7002), "echo", "extra"))
+	resp, err = stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range resp.GetResources() {
+		got = append(got, r.GetName())
+	}
+	if len(got) != 1 || got[0] != "outbound|7070||extra.test.svc.cluster.local" {
+		t.Errorf("delta after adding a service sent %v, want only the new cluster", got)
+	}
+	send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: resp.GetNonce()})
+
+	if err := os.Remove(filepath.Join(dir, "extra.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetResources()) != 0 || len(resp.GetRemovedResources()) != 1 || resp.GetRemovedResources()[0] != "outbound|7070||extra.test.svc.cluster.local" {
+		t.Errorf("delta after removing a service: resources %d, removed %v; want only the removal", len(resp.GetResources()), resp.GetRemovedResources())
+	}
+}
