@@ -87,7 +87,7 @@ func stringMatches(m *matcherv3.StringMatcher, s string) bool {
 // clientConfig lists a proxy's resources, type by type, with the status of
 // the type's last response.
 func (c *csds) clientConfig(p ProxyStatus, noContents bool) *statusv3.ClientConfig {
-	cc := &statusv3.ClientConfig{Node: p.node}
+	cc := &statusv3.ClientConfig{Node: nodeWithKind(p.node, p.Kind)}
 	snap, _, _, _ := c.pusher.proxySnapshot(p.ID)
 	for _, typeURL := range xdsTypes {
 		ts := p.Types[typeURL]
