@@ -25,6 +25,7 @@ import (
 	"github.com/librarymesh/controlplane/registry/kube"
 	"github.com/librarymesh/controlplane/registry/yamldir"
 	"github.com/librarymesh/controlplane/server"
+	"github.com/librarymesh/controlplane/server/leader"
 	"github.com/librarymesh/controlplane/snapshot"
 )
 
@@ -44,6 +45,8 @@ type serveOptions struct {
 	debugOpen      bool
 	accessLogPath  string
 	logLevel       string
+	leaderElect    bool
+	leaseDuration  time.Duration
 }
 
 func newServeCommand() *cobra.Command {
@@ -76,6 +79,7 @@ func newServeCommand() *cobra.Command {
 	f.BoolVar(&o.debugOpen, "debug-open", false, "serve /debug to non-loopback clients too")
 	f.StringVar(&o.accessLogPath, "access-log", "/var/log/istio/istio.log", "Envoy access log file on VM sidecars")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	addLeaderFlags(f, &o)
 	return cmd
 }
 
@@ -130,28 +134,40 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 		sources = append(sources, source{dir, func() bool { return isClosed(dir.Ready()) }})
 	}
 	var client kubernetes.Interface
+	var elector *leader.Elector
 	if restCfg != nil {
-		src, err := kube.New(kube.Config{RestConfig: restCfg, Namespaces: o.namespaces, Store: store, Logger: logger, Registerer: reg})
+		if client, err = kubernetes.NewForConfig(restCfg); err != nil {
+			return fmt.Errorf("kubernetes client: %w", err)
+		}
+		if elector, err = newElector(client, logger, o); err != nil {
+			return err
+		}
+		kcfg := kube.Config{RestConfig: restCfg, Namespaces: o.namespaces, Store: store, Logger: logger, Registerer: reg}
+		defer withLeaderEvents(&kcfg, client, elector)()
+		src, err := kube.New(kcfg)
 		if err != nil {
 			return err
 		}
 		sources = append(sources, source{src, src.HasSynced})
-		if client, err = kubernetes.NewForConfig(restCfg); err != nil {
-			return fmt.Errorf("kubernetes client: %w", err)
-		}
 	}
-	ca, err := newCA(ctx, logger, reg, client, o)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, ctx := errgroup.WithContext(ctx)
+	if elector != nil {
+		// Before the CA: a follower's CA waits for the leader's root.
+		g.Go(func() error { return elector.Start(ctx) })
+	}
+	ca, err := newCA(ctx, logger, reg, client, elector, o)
 	if err != nil {
 		return err
 	}
-	servers, err := newServers(logger, store, ca, reg, o)
+	servers, err := newServers(logger, store, ca, o)
 	if err != nil {
 		return err
 	}
 	if client != nil {
-		servers = append(servers, rootPublisher{client: client, namespaces: o.namespaces, ca: ca, logger: logger})
+		servers = append(servers, leaderOnly(elector, rootPublisher{client: client, namespaces: o.namespaces, ca: ca, logger: logger}))
 	}
-	g, ctx := errgroup.WithContext(ctx)
 	for _, s := range sources {
 		g.Go(func() error { return s.Start(ctx) })
 	}
@@ -206,7 +222,7 @@ func isClosed(c <-chan struct{}) bool {
 }
 
 // newServers makes the xDS server and, when configured, its TLS port.
-func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA, reg *prometheus.Registry, o serveOptions) ([]part, error) {
+func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA, o serveOptions) ([]part, error) {
 	srv, err := server.New(server.Config{
 		GRPCAddr:        o.grpcAddr,
 		HTTPAddr:        o.httpAddr,
@@ -216,7 +232,6 @@ func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA
 		Debounce:        o.debounce,
 		DebugOpen:       o.debugOpen,
 		RegisterGRPC:    []func(grpc.ServiceRegistrar){ca.Register},
-		Prometheus:      reg,
 	})
 	if err != nil {
 		return nil, err
@@ -232,10 +247,11 @@ func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA
 	return parts, nil
 }
 
-func newCA(ctx context.Context, logger *slog.Logger, reg prometheus.Registerer, client kubernetes.Interface, o serveOptions) (*certauthority.CA, error) {
+func newCA(ctx context.Context, logger *slog.Logger, reg prometheus.Registerer, client kubernetes.Interface, elector *leader.Elector, o serveOptions) (*certauthority.CA, error) {
 	var cfg certauthority.Config
 	if client != nil {
 		cfg = cakube.ModeConfig(client, o.caNamespace)
+		withLeaderStore(&cfg, elector)
 	} else {
 		cfg = certauthority.FileModeConfig(o.dataDir, o.cacertsDir)
 	}

@@ -1,0 +1,113 @@
+package deploy_test
+
+import (
+	"maps"
+	"slices"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// TestRenderedSecurity checks what `kubectl kustomize deploy/` renders: the
+// security and availability settings of the Deployment, the Service ports
+// and the PodDisruptionBudget. It needs no API server.
+func TestRenderedSecurity(t *testing.T) {
+	objs := render(t, ".")
+	for _, o := range objs {
+		if o.GetKind() != "Namespace" && o.GetKind() != "ClusterRole" && o.GetKind() != "ClusterRoleBinding" && o.GetNamespace() != "istio-system" {
+			t.Errorf("%s %s is in namespace %q, want istio-system", o.GetKind(), o.GetName(), o.GetNamespace())
+		}
+	}
+	var d appsv1.Deployment
+	find(t, objs, "Deployment", "controlplane", &d)
+	pod := d.Spec.Template.Spec
+	if len(pod.Containers) != 1 {
+		t.Fatalf("containers: %d, want 1", len(pod.Containers))
+	}
+	c := pod.Containers[0]
+	sc := c.SecurityContext
+	checks := []struct {
+		name string
+		ok   bool
+	}{
+		{"2 replicas", d.Spec.Replicas != nil && *d.Spec.Replicas == 2},
+		{"service account controlplane", pod.ServiceAccountName == "controlplane"},
+		{"pod runAsNonRoot", pod.SecurityContext != nil && isTrue(pod.SecurityContext.RunAsNonRoot)},
+		{"pod seccomp RuntimeDefault", pod.SecurityContext != nil && pod.SecurityContext.SeccompProfile != nil &&
+			pod.SecurityContext.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault},
+		{"container runAsNonRoot", sc != nil && isTrue(sc.RunAsNonRoot)},
+		{"read-only root filesystem", sc != nil && isTrue(sc.ReadOnlyRootFilesystem)},
+		{"no privilege escalation", sc != nil && sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation},
+		{"drops ALL capabilities, adds none", sc != nil && sc.Capabilities != nil &&
+			slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) && len(sc.Capabilities.Add) == 0},
+		{"not privileged", sc != nil && (sc.Privileged == nil || !*sc.Privileged)},
+		{"cpu and memory requests", !c.Resources.Requests.Cpu().IsZero() && !c.Resources.Requests.Memory().IsZero()},
+		{"memory limit", !c.Resources.Limits.Memory().IsZero()},
+		{"readiness /readyz on 15014", probeOn(c.ReadinessProbe, "/readyz", 15014)},
+		{"liveness /healthz on 15014", probeOn(c.LivenessProbe, "/healthz", 15014)},
+		{"pod anti-affinity on app=controlplane", antiAffinity(pod.Affinity)},
+		{"args serve", slices.Equal(c.Args, []string{"serve"})},
+		{"POD_NAMESPACE and POD_NAME from the downward API",
+			fieldRef(c.Env, "POD_NAMESPACE", "metadata.namespace") && fieldRef(c.Env, "POD_NAME", "metadata.name")},
+		{"no host namespaces", !pod.HostNetwork && !pod.HostPID && !pod.HostIPC},
+	}
+	for _, ch := range checks {
+		if !ch.ok {
+			t.Errorf("Deployment controlplane: want %s", ch.name)
+		}
+	}
+	checkService(t, objs)
+	var pdb policyv1.PodDisruptionBudget
+	find(t, objs, "PodDisruptionBudget", "controlplane", &pdb)
+	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 1 {
+		t.Errorf("PodDisruptionBudget minAvailable = %v, want 1", pdb.Spec.MinAvailable)
+	}
+}
+
+func checkService(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	var svc corev1.Service
+	find(t, objs, "Service", "controlplane", &svc)
+	got := map[string]int32{}
+	for _, p := range svc.Spec.Ports {
+		got[p.Name] = p.Port
+	}
+	want := map[string]int32{"grpc-xds": 15010, "tls-xds": 15012, "http-monitoring": 15014}
+	if !maps.Equal(got, want) {
+		t.Errorf("Service ports %v, want %v (named by protocol)", got, want)
+	}
+}
+
+func isTrue(b *bool) bool { return b != nil && *b }
+
+func probeOn(p *corev1.Probe, path string, port int) bool {
+	return p != nil && p.HTTPGet != nil && p.HTTPGet.Path == path && p.HTTPGet.Port.IntValue() == port
+}
+
+func antiAffinity(a *corev1.Affinity) bool {
+	if a == nil || a.PodAntiAffinity == nil {
+		return false
+	}
+	terms := a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution
+	for _, w := range a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
+		terms = append(terms, w.PodAffinityTerm)
+	}
+	for _, term := range terms {
+		if term.TopologyKey != "" && term.LabelSelector != nil && term.LabelSelector.MatchLabels["app"] == "controlplane" {
+			return true
+		}
+	}
+	return false
+}
+
+func fieldRef(env []corev1.EnvVar, name, path string) bool {
+	for _, e := range env {
+		if e.Name == name {
+			return e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == path
+		}
+	}
+	return false
+}
