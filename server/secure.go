@@ -39,7 +39,14 @@ func RequireIdentity(authenticate AuthenticateFunc) grpc.StreamServerInterceptor
 			}
 			return status.Errorf(codes.Unauthenticated, "%s: %v", info.FullMethod, err)
 		}
-		return handler(srv, &identityStream{ServerStream: ss, id: id})
+		is := &identityStream{ServerStream: ss, id: id}
+		err = handler(srv, is)
+		// The xDS server sees the refusal only as a failed Recv and ends the
+		// stream with its own status; the caller must get the refusal.
+		if refused := is.refusal(); refused != nil {
+			return refused
+		}
+		return err
 	}
 }
 
@@ -47,7 +54,8 @@ func RequireIdentity(authenticate AuthenticateFunc) grpc.StreamServerInterceptor
 type identityStream struct {
 	grpc.ServerStream
 	id      Identity
-	once    sync.Once
+	mu      sync.Mutex
+	done    bool
 	checked error
 }
 
@@ -67,7 +75,18 @@ func (s *identityStream) RecvMsg(m any) error {
 	if node == nil {
 		return nil // later requests on a stream may omit the node
 	}
-	s.once.Do(func() { s.checked = checkNode(node, s.id) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.done {
+		s.done, s.checked = true, checkNode(node, s.id)
+	}
+	return s.checked
+}
+
+// refusal is the error the node check refused the stream with, if any.
+func (s *identityStream) refusal() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.checked
 }
 

@@ -32,6 +32,7 @@ func newRootCommand() *cobra.Command {
 	}
 	root.AddCommand(newServeCommand())
 	root.AddCommand(newProxyStatusCommand())
+	root.AddCommand(newTokenCommand())
 	return root
 }
 

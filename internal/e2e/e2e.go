@@ -21,15 +21,23 @@ import (
 	"time"
 )
 
+// BinaryEnv names an already built controlplane binary for Binary to use.
+const BinaryEnv = "CONTROLPLANE_E2E_BIN"
+
 var (
 	buildOnce sync.Once
 	binPath   string
 	buildErr  error
 )
 
-// Binary builds cmd/controlplane once and returns its path.
+// Binary builds cmd/controlplane once and returns its path. When BinaryEnv
+// names a file (a test re-run in a network namespace passes its parent's
+// build on), that binary is used instead.
 func Binary(t testing.TB) string {
 	t.Helper()
+	if p := os.Getenv(BinaryEnv); p != "" {
+		return p
+	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "controlplane-e2e-")
 		if err != nil {
