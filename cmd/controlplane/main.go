@@ -33,6 +33,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newServeCommand())
 	root.AddCommand(newProxyStatusCommand())
 	root.AddCommand(newTokenCommand())
+	root.AddCommand(newRegisterCommand(), newDeregisterCommand(), newVMCommand(), newAgentCommand())
 	return root
 }
 

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/librarymesh/controlplane/certauthority"
+	cakube "github.com/librarymesh/controlplane/certauthority/kube"
+	"github.com/librarymesh/controlplane/deploy/vm"
+	"github.com/librarymesh/controlplane/registry/register"
+)
+
+func newVMCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "vm",
+		Short: "Prepare VMs to join the mesh",
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(newVMBundleCommand())
+	return cmd
+}
+
+// vmCAOptions say where `vm bundle` finds the CA: a data dir (file mode) or
+// a Kubernetes cluster.
+type vmCAOptions struct {
+	dataDir, cacertsDir     string
+	kubeconfig, caNamespace string
+	labels, logLevel        string
+	ports                   []uint
+}
+
+func newVMBundleCommand() *cobra.Command {
+	o := vm.Options{}
+	var c vmCAOptions
+	cmd := &cobra.Command{
+		Use:   "bundle",
+		Short: "Write everything a VM needs: Envoy bootstrap, root cert, bootstrap token, cluster.env, systemd units",
+		Example: `  controlplane vm bundle --name postgres-1-vm --namespace default --service-account postgres \
+    --ip 10.128.0.14 --address 203.0.113.7:15012 --hosts -o postgres-1-vm-bundle`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(c.logLevel)
+			if err != nil {
+				return err
+			}
+			if o.Labels, err = register.ParseLabels(c.labels); err != nil {
+				return fmt.Errorf("--labels: %w", err)
+			}
+			ca, err := bundleCA(cmd.Context(), logger, c, o.TrustDomain)
+			if err != nil {
+				return err
+			}
+			for _, p := range c.ports {
+				o.Ports = append(o.Ports, uint32(p))
+			}
+			o.Out = cmd.OutOrStdout()
+			return vm.Run(cmd.Context(), o, ca)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Name, "name", "", "workload name of the VM, e.g. postgres-1-vm")
+	f.StringVarP(&o.Namespace, "namespace", "n", "default", "namespace of the VM")
+	f.StringVar(&o.ServiceAccount, "service-account", "default", "service account the VM runs as")
+	f.StringVar(&o.IP, "ip", "", "the VM's IP")
+	f.StringVar(&c.labels, "labels", "", "labels of the VM as k=v,k2=v2")
+	f.UintSliceVar(&c.ports, "ports", nil, "ports the VM serves (ISTIO_INBOUND_PORTS), e.g. 5432")
+	f.StringVar(&o.Address, "address", "", "HOST:PORT of the control plane's TLS port (15012) as the VM reaches it, usually the gateway")
+	f.StringVar(&o.ServerName, "server-name", "", "TLS server name of the control plane (default istiod.istio-system.svc)")
+	f.StringVarP(&o.OutDir, "output", "o", "", "folder to write the bundle into")
+	f.DurationVar(&o.TokenTTL, "token-ttl", vm.DefaultTokenTTL, "how long the bootstrap token can be used for the first certificate")
+	f.BoolVar(&o.SingleUse, "single-use", true, "the bootstrap token is refused after its first use")
+	f.DurationVar(&o.CertTTL, "cert-ttl", vm.DefaultCertTTL, "lifetime of the VM's certificates (SECRET_TTL)")
+	f.BoolVar(&o.Hosts, "hosts", false, "also write /etc/hosts lines sending the control plane's names to the gateway")
+	f.StringVar(&o.GatewayIP, "gateway-ip", "", "gateway IP for --hosts (default the host of --address)")
+	f.BoolVar(&o.SotW, "sotw", false, "state-of-the-world ADS instead of delta")
+	f.StringVar(&o.TrustDomain, "trust-domain", certauthority.DefaultTrustDomain, "SPIFFE trust domain")
+	f.StringVar(&o.ClusterID, "cluster-id", "", "ISTIO_META_CLUSTER_ID (default Kubernetes)")
+	f.StringVar(&o.StateDir, "vm-state-dir", "", "state folder on the VM (default "+vm.DefaultStateDir+")")
+	f.StringVar(&c.dataDir, "data-dir", "./data", "file mode: the data dir of `serve` (holds the CA)")
+	f.StringVar(&c.cacertsDir, "cacerts", "", "file mode: Istio cacerts folder whose intermediate signs")
+	f.StringVar(&c.kubeconfig, "kubeconfig", "", "Kubernetes mode: the CA lives in Secrets of this cluster")
+	f.StringVar(&c.caNamespace, "ca-namespace", envOr("POD_NAMESPACE", "istio-system"), "Kubernetes mode: namespace of the CA Secrets")
+	f.StringVar(&c.logLevel, "log-level", "warn", "debug, info, warn or error")
+	return cmd
+}
+
+// bundleCA opens the CA the bundle's token and root come from.
+func bundleCA(ctx context.Context, logger *slog.Logger, c vmCAOptions, trustDomain string) (*certauthority.CA, error) {
+	var cfg certauthority.Config
+	if c.kubeconfig != "" {
+		restCfg, err := kubeConfig(c.kubeconfig)
+		if err != nil {
+			return nil, err
+		}
+		client, err := kubernetes.NewForConfig(restCfg)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes client: %w", err)
+		}
+		cfg = cakube.ModeConfig(client, c.caNamespace)
+	} else {
+		cfg = certauthority.FileModeConfig(c.dataDir, c.cacertsDir)
+		cfg.PublishRootFile = "" // serve publishes it
+	}
+	cfg.TrustDomain, cfg.Logger = trustDomain, logger
+	ca, err := certauthority.New(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("certificate authority: %w", err)
+	}
+	return ca, nil
+}
