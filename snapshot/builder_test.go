@@ -235,9 +235,11 @@ func TestGRPCServerListenerAddresses(t *testing.T) {
 	}
 	// grpc-go accepts a server Listener only if its address is the listening address.
 	for _, addr := range []string{"10.8.0.5", "0.0.0.0", "::"} {
-		l := find[*listenerv3.Listener](t, res.Listeners, GRPCServerListenerName(addr, 8080))
-		if got := l.GetAddress().GetSocketAddress(); got.GetAddress() != addr || got.GetPortValue() != 8080 {
-			t.Errorf("%s: address %v", l.GetName(), got)
+		for _, name := range []string{GRPCServerListenerName(addr, 8080), IstioGRPCServerListenerName(addr, 8080)} {
+			l := find[*listenerv3.Listener](t, res.Listeners, name)
+			if got := l.GetAddress().GetSocketAddress(); got.GetAddress() != addr || got.GetPortValue() != 8080 {
+				t.Errorf("%s: address %v", l.GetName(), got)
+			}
 		}
 	}
 }

@@ -30,6 +30,7 @@ func TestNames(t *testing.T) {
 		{GRPCClientListenerName(host, 5432), "postgres-1-vm.default.svc.cluster.local:5432"},
 		{GRPCServerListenerName("127.0.0.1", 9000), "grpc/server?xds.resource.listening_address=127.0.0.1:9000"},
 		{GRPCServerListenerName("::1", 9000), "grpc/server?xds.resource.listening_address=[::1]:9000"},
+		{IstioGRPCServerListenerName("127.0.0.1", 9000), "xds.istio.io/grpc/lds/inbound/127.0.0.1:9000"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {

@@ -78,7 +78,7 @@ func rebuiltShared(a, b []types.Resource) string {
 	}
 	for _, r := range a {
 		name := cachev3.GetResourceName(r)
-		own := strings.HasPrefix(name, "inbound|") || strings.HasPrefix(name, "grpc/server") || name == VirtualInboundListenerName
+		own := strings.HasPrefix(name, "inbound|") || strings.HasPrefix(name, "grpc/server") || strings.HasPrefix(name, "xds.istio.io/grpc/lds/inbound/") || name == VirtualInboundListenerName
 		if !own && prev[name] != r {
 			return name
 		}

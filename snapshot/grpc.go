@@ -56,12 +56,15 @@ func (b *Builder) buildGRPCInbound(w *registry.Workload) (*Resources, error) {
 		chain := FilterChain(InboundFilterChainName(ip.target, tls != nil), nil, tls,
 			HCMFilter(HTTPConnectionManager(ip.cluster(), hcmOptions{Inline: route})))
 		for _, addr := range []string{w.Address, wildcardAddress, wildcardAddressV6} {
-			r.Listeners = append(r.Listeners, &listenerv3.Listener{
-				Name:             GRPCServerListenerName(addr, ip.target),
-				Address:          SocketAddress(addr, ip.target),
-				TrafficDirection: corev3.TrafficDirection_INBOUND,
-				FilterChains:     []*listenerv3.FilterChain{chain},
-			})
+			// grpc-go's own naming and the one in the bootstrap Istio's agent writes.
+			for _, name := range []string{GRPCServerListenerName(addr, ip.target), IstioGRPCServerListenerName(addr, ip.target)} {
+				r.Listeners = append(r.Listeners, &listenerv3.Listener{
+					Name:             name,
+					Address:          SocketAddress(addr, ip.target),
+					TrafficDirection: corev3.TrafficDirection_INBOUND,
+					FilterChains:     []*listenerv3.FilterChain{chain},
+				})
+			}
 		}
 	}
 	b.problem(r.finish())

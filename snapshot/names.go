@@ -58,6 +58,13 @@ func GRPCServerListenerName(ip string, port uint32) string {
 	return "grpc/server?xds.resource.listening_address=" + net.JoinHostPort(ip, strconv.FormatUint(uint64(port), 10))
 }
 
+// IstioGRPCServerListenerName is the same Listener under the name Istio's
+// agent asks for: pilot-agent writes the gRPC bootstrap with
+// server_listener_resource_name_template "xds.istio.io/grpc/lds/inbound/%s".
+func IstioGRPCServerListenerName(ip string, port uint32) string {
+	return "xds.istio.io/grpc/lds/inbound/" + net.JoinHostPort(ip, strconv.FormatUint(uint64(port), 10))
+}
+
 // InboundFilterChainName names a virtualInbound filter chain for a port.
 func InboundFilterChainName(port uint32, tls bool) string {
 	if tls {

@@ -270,9 +270,10 @@ func TestSecurePortAndTokens(t *testing.T) {
 	}
 }
 
-// runLogged starts cmd with its output in a file under dir and stops it
-// (SIGTERM, then SIGKILL) when the test ends; the log is shown on failure.
-func runLogged(t *testing.T, cmd *exec.Cmd, logPath string) {
+// runLogged starts cmd with its output in logPath and stops it (SIGINT, then
+// SIGKILL) when the test ends; the log is shown on failure. The channel is
+// closed when cmd has exited.
+func runLogged(t *testing.T, cmd *exec.Cmd, logPath string) <-chan struct{} {
 	t.Helper()
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -297,6 +298,7 @@ func runLogged(t *testing.T, cmd *exec.Cmd, logPath string) {
 			t.Logf("%s log:\n%s", filepath.Base(cmd.Path), tail(b, 6000))
 		}
 	})
+	return done
 }
 
 func tail(b []byte, n int) []byte {
