@@ -40,7 +40,7 @@ type Config struct {
 	Identity string
 	// LeaseDuration is how long a lease lasts without renewal: the longest a
 	// crashed leader keeps the others waiting (default 15 s). The renew
-	// deadline is two thirds of it and the retry period a quarter.
+	// deadline is two thirds of it and the retry period an eighth.
 	LeaseDuration time.Duration
 	// Logger defaults to discarding.
 	Logger *slog.Logger
@@ -148,7 +148,7 @@ func (e *Elector) electionConfig() leaderelection.LeaderElectionConfig {
 		Lock:            lock,
 		LeaseDuration:   d,
 		RenewDeadline:   d * 2 / 3,
-		RetryPeriod:     d / 4,
+		RetryPeriod:     d / 8,
 		ReleaseOnCancel: true,
 		Name:            e.cfg.LeaseName,
 		Callbacks: leaderelection.LeaderCallbacks{
