@@ -162,4 +162,3 @@ func oneEvent(t *testing.T, e *kubetest.Env, ns string, leader *e2e.Server) {
 		t.Errorf("Warning Events on the broken entry: %d (count %d), want one recorded once", len(evs), evs[0].Count)
 	}
 }
-
