@@ -190,6 +190,10 @@ func TestGolden(t *testing.T) {
 				checkConsistent(t, gp.ID, res, gp.Metadata["GENERATOR"] == "grpc")
 				maps.Copy(files, renderGolden(t, gp.ID, res))
 			}
+			// Every resource passed ValidateAll: none was left out as invalid.
+			if ps := b.Problems(); len(ps) != 0 {
+				t.Errorf("resources left out as invalid: %v", ps)
+			}
 			checkGolden(t, filepath.Join(dir, "out"), files)
 		})
 	}
