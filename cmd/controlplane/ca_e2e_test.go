@@ -1,15 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"io"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -222,13 +225,16 @@ func TestSecurePortAndTokens(t *testing.T) {
 			&securityv1alpha1.IstioCertificateRequest{Csr: csr})
 		wantCode(t, err, codes.Unauthenticated, "no credential")
 	})
-	t.Run("an expired token from the command is refused", func(t *testing.T) {
-		short := tokenCreate(t, srv.DataDir, "default", "inventory", "--ttl", "1s")
-		time.Sleep(1100 * time.Millisecond)
+	t.Run("an expired token is refused, renewal with its certificate works", func(t *testing.T) {
+		short := tokenCreate(t, srv.DataDir, "default", "inventory", "--ttl", "2s")
+		issued := createCertificate(withBearer(ctx, short), t, plain, rootPEM, spiffeID("default", "inventory"))
+		time.Sleep(2100 * time.Millisecond)
 		_, csr := newCSR(t)
 		_, err := securityv1alpha1.NewIstioCertificateServiceClient(plain).CreateCertificate(withBearer(ctx, short),
 			&securityv1alpha1.IstioCertificateRequest{Csr: csr})
 		wantCode(t, err, codes.Unauthenticated, "expired at")
+		renewer := dial(t, srv.SecureGRPCAddr, tlsCreds(t, rootPEM, issued))
+		createCertificate(ctx, t, renewer, rootPEM, spiffeID("default", "inventory"))
 	})
 	t.Run("a single-use token from the command works once", func(t *testing.T) {
 		once := tokenCreate(t, srv.DataDir, "default", "inventory", "--single-use")
@@ -306,4 +312,107 @@ func tail(b []byte, n int) []byte {
 		return b[len(b)-n:]
 	}
 	return b
+}
+
+// caCertificate makes a CA certificate for key, signed by parent (self-signed
+// when parent is nil), and returns it with its PEM.
+func caCertificate(t *testing.T, cn string, key *ecdsa.PrivateKey, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, []byte) {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn, Organization: []string{"cluster.local"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// writeCACerts writes an Istio cacerts folder: a root and an intermediate
+// that signs. It returns the folder, the root's PEM and the intermediate.
+func writeCACerts(t *testing.T) (string, []byte, *x509.Certificate) {
+	t.Helper()
+	rootKey, _ := newCSR(t)
+	interKey, _ := newCSR(t)
+	root, rootPEM := caCertificate(t, "plugged root", rootKey, nil, nil)
+	inter, interPEM := caCertificate(t, "plugged intermediate", interKey, root, rootKey)
+	keyDER, err := x509.MarshalECPrivateKey(interKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "cacerts")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string][]byte{
+		"ca-cert.pem":    interPEM,
+		"ca-key.pem":     pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+		"root-cert.pem":  rootPEM,
+		"cert-chain.pem": append(append([]byte{}, interPEM...), rootPEM...),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, rootPEM, inter
+}
+
+// TestRootAcrossRestartAndPluggedCACerts: a restarted server on the same data
+// dir keeps its root (certificates from before and after verify against it);
+// a server given a cacerts folder signs with the intermediate and returns the
+// full chain, which verifies to the plugged root.
+func TestRootAcrossRestartAndPluggedCACerts(t *testing.T) {
+	dataDir := t.TempDir()
+	issue := func(t *testing.T, extra ...string) (rootPEM []byte, chain string) {
+		t.Helper()
+		srv := e2e.Serve(t, append([]string{"--config-dir", filepath.Join(e2e.ModuleRoot(), "examples", "library"), "--data-dir", dataDir}, extra...)...)
+		defer srv.Stop(t)
+		rootPEM, err := os.ReadFile(filepath.Join(dataDir, "root-cert.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		token := tokenCreate(t, dataDir, "vm", "postgres", append([]string{"--ttl", "1h"}, extra...)...)
+		_, csr := newCSR(t)
+		resp, err := securityv1alpha1.NewIstioCertificateServiceClient(dial(t, srv.GRPCAddr, insecure.NewCredentials())).
+			CreateCertificate(withBearer(t.Context(), token), &securityv1alpha1.IstioCertificateRequest{Csr: csr})
+		if err != nil {
+			t.Fatalf("CreateCertificate: %v", err)
+		}
+		return rootPEM, strings.Join(resp.GetCertChain(), "")
+	}
+
+	t.Run("restart keeps the root", func(t *testing.T) {
+		root1, before := issue(t)
+		root2, after := issue(t)
+		if !bytes.Equal(root1, root2) {
+			t.Fatal("root-cert.pem changed across a restart")
+		}
+		checkChain(t, []byte(before), root2, spiffeID("vm", "postgres"))
+		checkChain(t, []byte(after), root2, spiffeID("vm", "postgres"))
+	})
+
+	t.Run("plugged cacerts intermediate", func(t *testing.T) {
+		cacerts, pluggedRoot, inter := writeCACerts(t)
+		dataDir = t.TempDir()
+		published, chain := issue(t, "--cacerts", cacerts)
+		if !bytes.Equal(published, pluggedRoot) {
+			t.Fatalf("published root-cert.pem is not the plugged root:\n%s", published)
+		}
+		leaf := checkChain(t, []byte(chain), pluggedRoot, spiffeID("vm", "postgres"))
+		if !bytes.Equal(leaf.RawIssuer, inter.RawSubject) || leaf.CheckSignatureFrom(inter) != nil {
+			t.Fatal("the leaf is not signed by the plugged intermediate")
+		}
+		if n := strings.Count(chain, "BEGIN CERTIFICATE"); n != 3 {
+			t.Fatalf("chain has %d certificates, want leaf, intermediate, root", n)
+		}
+	})
 }
