@@ -109,30 +109,51 @@ func TestRBACMissingRule(t *testing.T) {
 	tests := []struct {
 		name     string
 		resource string // whose verbs are removed
-		verb     string
+		verbs    []string
+		synced   bool // whether the server still syncs and serves
 		// check runs against the server and returns the log line to expect.
 		check func(t *testing.T, s *e2e.Server, ns string) string
 	}{
-		{"no TokenReview", "tokenreviews", "create", func(t *testing.T, s *e2e.Server, ns string) string {
+		{"no TokenReview", "tokenreviews", []string{"create"}, true, func(t *testing.T, s *e2e.Server, ns string) string {
 			_, err := createCertificate(t, s.GRPCAddr, token(t, e, ns, "workload", "istio-ca"))
 			if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "tokenreviews.authentication.k8s.io is forbidden") {
 				t.Errorf("CreateCertificate: %v, want Unavailable naming the forbidden TokenReview", err)
 			}
 			return `msg="certificate request refused" reason=internal code=Unavailable error="token review against the Kubernetes API server failed: tokenreviews.authentication.k8s.io is forbidden`
 		}},
-		{"no ConfigMap create", "configmaps", "create", func(t *testing.T, s *e2e.Server, ns string) string {
+		{"no ConfigMap create", "configmaps", []string{"create"}, true, func(t *testing.T, s *e2e.Server, ns string) string {
 			return `msg="publish root" namespace=` + ns + ` err="create configmap ` + ns + `/istio-ca-root-cert: configmaps is forbidden`
+		}},
+		// Without list and watch on ServiceEntries the informer cannot sync,
+		// so the server never serves (client-go's reflector logs why). With
+		// watch alone it would sync: client-go v0.37 lists through a watch
+		// (WatchList); list is the fallback for API servers without it.
+		{"no ServiceEntry list or watch", "serviceentries", []string{"list", "watch"}, false, func(t *testing.T, s *e2e.Server, ns string) string {
+			return `serviceentries.networking.istio.io is forbidden: User \"system:serviceaccount:istio-system:controlplane-no-serviceentry-list-or-watch\" cannot`
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ns := newNamespace(t, e)
 			kc := installRBAC(t, e, strings.ReplaceAll(strings.ToLower(tt.name), " ", "-"), func(cr *rbacv1.ClusterRole) {
-				removeVerb(t, cr, tt.resource, tt.verb)
+				for _, v := range tt.verbs {
+					removeVerb(t, cr, tt.resource, v)
+				}
 			})
-			s := serveAs(t, kc)
+			var s *e2e.Server
+			if tt.synced {
+				s = serveAs(t, kc)
+			} else {
+				s = e2e.Start(t, "--kubeconfig", kc, "--ca-namespace", systemNS, "--leader-elect-lease-duration", "4s")
+			}
 			line := tt.check(t, s, ns)
 			s.WaitLog(t, line, 15*time.Second)
+			if !tt.synced {
+				time.Sleep(time.Second) // the reflector retried by now; it must still not sync
+			}
+			if !tt.synced && (strings.Contains(s.Logs(), "sources synced") || s.Exited()) {
+				t.Errorf("server synced or exited without list on %s:\n%s", tt.resource, s.Logs())
+			}
 			for _, l := range strings.Split(s.Logs(), "\n") {
 				if strings.Contains(l, line) {
 					t.Logf("server log: %s", l)
