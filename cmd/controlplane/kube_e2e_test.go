@@ -1,0 +1,280 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	networkingapi "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/librarymesh/controlplane/internal/kubetest"
+)
+
+// These tests run `controlplane serve --kubeconfig` as its own process
+// against a real kube-apiserver (one per test, see kubeServe), with a
+// grpc-go xDS client and a hand-written pod sidecar ADS stream as proxies.
+
+const (
+	serving    = healthpb.HealthCheckResponse_SERVING
+	notServing = healthpb.HealthCheckResponse_NOT_SERVING
+)
+
+func loopback(port int) []string { return []string{fmt.Sprintf("127.0.0.1:%d", port)} }
+
+// hasEcho reports whether s has the echo cluster with exactly the endpoint
+// 127.0.0.1:port, and the inventory cluster with invAddrs.
+func hasEcho(port int, invAddrs ...string) func(adsState) bool {
+	return func(s adsState) bool {
+		return slices.Contains(s.clusters, invCluster) && slices.Contains(s.clusters, echoCluster) &&
+			slices.Equal(s.endpoints[invCluster], invAddrs) && slices.Equal(s.endpoints[echoCluster], loopback(port))
+	}
+}
+
+// Creating, updating and deleting a Service + EndpointSlice and a
+// ServiceEntry reaches a connected pod sidecar and a grpc-go client, whose
+// RPCs follow the entry's endpoint; an entry written through v1beta1 works
+// the same.
+func TestKubeServicesReachProxies(t *testing.T) {
+	first, second := testBackend(t, serving), testBackend(t, notServing)
+	e, srv := kubeServe(t)
+	side := watchADS(t, srv.GRPCAddr, sidecarNode)
+	cc := proxylessClient(t, srv.GRPCAddr, echoTarget)
+
+	createInventory(t, e, "10.8.0.5", "10.8.0.6")
+	createEcho(t, e, first)
+	side.waitState(t, "the sidecar to get inventory and echo", 20*time.Second, hasEcho(first, "10.8.0.5:8080", "10.8.0.6:8080"))
+	reaches(t, "RPCs to reach the first backend", cc, serving)
+
+	patchEcho(t, e, second, 0)
+	slice, err := e.Kube.DiscoveryV1().EndpointSlices(kubeNS).Get(t.Context(), "inventory-abcde", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slice.Endpoints = slice.Endpoints[:1]
+	if _, err := e.Kube.DiscoveryV1().EndpointSlices(kubeNS).Update(t.Context(), slice, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	side.waitState(t, "the sidecar to follow the updates", 20*time.Second, hasEcho(second, "10.8.0.5:8080"))
+	reaches(t, "RPCs to move to the second backend", cc, notServing)
+
+	deleteAll(t, e)
+	side.waitState(t, "the sidecar to lose both clusters", 20*time.Second, func(s adsState) bool {
+		return !slices.Contains(s.clusters, invCluster) && !slices.Contains(s.clusters, echoCluster)
+	})
+	eventually(t, "RPCs to fail after the entry is deleted", 20*time.Second, func() bool {
+		_, err := which(cc)
+		return err != nil
+	})
+
+	// The same entry created through networking.istio.io/v1beta1.
+	createEchoV1beta1(t, e, first)
+	side.waitState(t, "the sidecar to get the v1beta1 entry", 20*time.Second, func(s adsState) bool {
+		return slices.Contains(s.clusters, echoCluster) && slices.Equal(s.endpoints[echoCluster], loopback(first))
+	})
+	reaches(t, "RPCs to reach the backend of the v1beta1 entry", cc, serving)
+}
+
+func deleteAll(t *testing.T, e *kubetest.Env) {
+	t.Helper()
+	ctx := t.Context()
+	if err := e.Istio.NetworkingV1().ServiceEntries(kubeNS).Delete(ctx, "echo", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Kube.CoreV1().Services(kubeNS).Delete(ctx, "inventory", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Kube.DiscoveryV1().EndpointSlices(kubeNS).Delete(ctx, "inventory-abcde", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ServiceEntries the API server accepts but that cannot be used get a
+// Warning Event naming the problem, and no proxy's other config changes.
+func TestKubeInvalidServiceEntry(t *testing.T) {
+	backend := testBackend(t, serving)
+	e, srv := kubeServe(t)
+	createInventory(t, e, "10.8.0.5", "10.8.0.6")
+	createEcho(t, e, backend)
+	side := watchADS(t, srv.GRPCAddr, sidecarNode)
+	side.waitState(t, "the sidecar's config", 20*time.Second, hasEcho(backend, "10.8.0.5:8080", "10.8.0.6:8080"))
+	cc := proxylessClient(t, srv.GRPCAddr, echoTarget)
+	reaches(t, "RPCs to reach the backend", cc, serving)
+	before := side.state()
+
+	bad := []struct {
+		name, field string
+		mutate      func(*networkingapi.ServiceEntry)
+	}{
+		{"no-endpoints", "endpoints", func(s *networkingapi.ServiceEntry) { s.Endpoints = nil }},
+		{"bad-address", "address", func(s *networkingapi.ServiceEntry) { s.Endpoints[0].Address = "not-an-ip" }},
+	}
+	for _, b := range bad {
+		se := &networkingv1.ServiceEntry{ObjectMeta: metav1.ObjectMeta{Namespace: kubeNS, Name: b.name},
+			Spec: echoSpec(b.name+".test.svc.cluster.local", backend, 0)}
+		b.mutate(&se.Spec)
+		if _, err := e.Istio.NetworkingV1().ServiceEntries(kubeNS).Create(t.Context(), se, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("the API server refused ServiceEntry %s: %v", b.name, err)
+		}
+	}
+	for _, b := range bad {
+		msg := waitWarning(t, e, "ServiceEntry", b.name)
+		if !strings.Contains(msg, b.field) {
+			t.Errorf("Event on %s says %q; want it to name the field %s", b.name, msg, b.field)
+		}
+	}
+	time.Sleep(time.Second) // longer than the debounce's longest wait (500ms)
+	after := side.state()
+	for _, typ := range []string{resourcev3.ClusterType, resourcev3.EndpointType} {
+		if after.versions[typ] != before.versions[typ] || after.responses[typ] != before.responses[typ] {
+			t.Errorf("%s changed for the sidecar: version %s -> %s, responses %d -> %d", typ,
+				before.versions[typ], after.versions[typ], before.responses[typ], after.responses[typ])
+		}
+	}
+	if got, err := which(cc); err != nil || got != serving {
+		t.Errorf("RPC after the bad entries: %v, %v", got, err)
+	}
+	// The stream is live: a valid change still arrives.
+	patchEcho(t, e, backend, 7)
+	side.waitState(t, "a valid change after the bad entries", 20*time.Second, func(s adsState) bool {
+		return slices.Equal(s.weights[echoCluster], []uint32{7})
+	})
+}
+
+// waitWarning waits for a Warning Event on the object and returns its message.
+func waitWarning(t *testing.T, e *kubetest.Env, kind, name string) string {
+	t.Helper()
+	var msg string
+	eventually(t, "a Warning Event on "+kind+" "+name, 20*time.Second, func() bool {
+		list, err := e.Kube.CoreV1().Events(kubeNS).List(t.Context(), metav1.ListOptions{
+			FieldSelector: "involvedObject.kind=" + kind + ",involvedObject.name=" + name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range list.Items {
+			if ev.Type == "Warning" {
+				msg = ev.Reason + ": " + ev.Message
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("Event on %s %s: %s", kind, name, msg)
+	return msg
+}
+
+// While the API server is down for 30 s the last known config is served,
+// also to proxies that connect meanwhile; after it returns, a change reaches
+// every proxy.
+func TestKubeAPIServerOutage(t *testing.T) {
+	first, second := testBackend(t, serving), testBackend(t, notServing)
+	e, srv := kubeServe(t)
+	createInventory(t, e, "10.8.0.5", "10.8.0.6")
+	createEcho(t, e, first)
+	side := watchADS(t, srv.GRPCAddr, sidecarNode)
+	before := side.waitState(t, "the sidecar's config", 20*time.Second, hasEcho(first, "10.8.0.5:8080", "10.8.0.6:8080"))
+	cc := proxylessClient(t, srv.GRPCAddr, echoTarget)
+	reaches(t, "RPCs to reach the first backend", cc, serving)
+
+	if err := e.StopAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	time.Sleep(5 * time.Second) // the informers' watches have broken by then
+	late := watchADS(t, srv.GRPCAddr, sidecar2Node)
+	got := late.waitState(t, "a sidecar connecting during the outage to get the config", 20*time.Second, hasEcho(first, "10.8.0.5:8080", "10.8.0.6:8080"))
+	if !slices.Equal(got.clusters, before.clusters) {
+		t.Errorf("sidecar connecting during the outage got clusters %v, before the outage %v", got.clusters, before.clusters)
+	}
+	cc2 := proxylessClientAs(t, srv.GRPCAddr, grpcNodeOther, echoTarget)
+	reaches(t, "RPCs of a grpc-go client connecting during the outage", cc2, serving)
+	if code := readyz(t, srv.HTTPAddr); code != http.StatusOK {
+		t.Errorf("/readyz during the outage: %d", code)
+	}
+	time.Sleep(time.Until(down.Add(30 * time.Second)))
+	if s := side.state(); s.versions[resourcev3.ClusterType] != before.versions[resourcev3.ClusterType] {
+		t.Errorf("clusters changed during the outage: version %s -> %s", before.versions[resourcev3.ClusterType], s.versions[resourcev3.ClusterType])
+	}
+	if err := e.StartAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("API server was down for %s", time.Since(down).Round(time.Millisecond))
+	up := time.Now()
+	patchEcho(t, e, second, 0)
+	for _, w := range []*adsWatcher{side, late} {
+		w.waitState(t, "the change after the restart to reach the sidecars", 60*time.Second, hasEcho(second, "10.8.0.5:8080", "10.8.0.6:8080"))
+	}
+	sidecars := time.Since(up)
+	reaches(t, "the first client's RPCs to move to the second backend", cc, notServing)
+	reaches(t, "the second client's RPCs to move to the second backend", cc2, notServing)
+	t.Logf("recovery: a change made right after the restart reached the sidecars %s and both grpc-go clients %s after the API server was back",
+		sidecars.Round(time.Millisecond), time.Since(up).Round(time.Millisecond))
+}
+
+func readyz(t *testing.T, addr string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// 100 ServiceEntry updates in a burst give a handful of pushes per proxy,
+// and the proxies end with the last update.
+func TestKubeBurstIsDebounced(t *testing.T) {
+	backend := testBackend(t, serving)
+	e, srv := kubeServe(t)
+	createInventory(t, e, "10.8.0.5", "10.8.0.6")
+	createEcho(t, e, backend)
+	side := watchADS(t, srv.GRPCAddr, sidecarNode)
+	side.waitState(t, "the sidecar's config", 20*time.Second, hasEcho(backend, "10.8.0.5:8080", "10.8.0.6:8080"))
+	cc := proxylessClient(t, srv.GRPCAddr, echoTarget)
+	reaches(t, "RPCs to reach the backend", cc, serving)
+	time.Sleep(time.Second) // let every proxy settle
+	const proxies = 2
+	before := side.state()
+	pushes := func() (cds, eds float64) {
+		return metric(t, srv.HTTPAddr, `controlplane_xds_pushes_total{type="cds"}`), metric(t, srv.HTTPAddr, `controlplane_xds_pushes_total{type="eds"}`)
+	}
+	cds0, eds0 := pushes()
+	builds0 := metric(t, srv.HTTPAddr, "controlplane_snapshot_builds_total")
+
+	begin := time.Now()
+	for i := uint32(1); i <= 100; i++ {
+		patchEcho(t, e, backend, i)
+	}
+	burst := time.Since(begin)
+	side.waitState(t, "the last update to reach the sidecar", 20*time.Second, func(s adsState) bool {
+		return slices.Equal(s.weights[echoCluster], []uint32{100})
+	})
+	converged := time.Since(begin)
+	time.Sleep(2 * time.Second) // pushes still queued would show by now
+	after := side.state()
+	cds1, eds1 := pushes()
+	edsResp := after.responses[resourcev3.EndpointType] - before.responses[resourcev3.EndpointType]
+	cdsResp := after.responses[resourcev3.ClusterType] - before.responses[resourcev3.ClusterType]
+	t.Logf("100 updates took %s, the sidecar had the last %s after the first; sidecar got %d EDS and %d CDS responses; "+
+		"server pushed %v EDS and %v CDS to %d proxies, %v snapshot builds", burst.Round(time.Millisecond), converged.Round(time.Millisecond),
+		edsResp, cdsResp, eds1-eds0, cds1-cds0, proxies, metric(t, srv.HTTPAddr, "controlplane_snapshot_builds_total")-builds0)
+	const handful = 5
+	if edsResp < 1 || edsResp > handful || cdsResp > handful {
+		t.Errorf("the sidecar got %d EDS and %d CDS responses for the burst; want 1..%d EDS, at most %d CDS", edsResp, cdsResp, handful, handful)
+	}
+	if eds1-eds0 > handful*proxies || cds1-cds0 > handful*proxies {
+		t.Errorf("server pushed %v EDS and %v CDS for the burst to %d proxies; want at most %d per proxy", eds1-eds0, cds1-cds0, proxies, handful)
+	}
+	if !slices.Equal(after.weights[echoCluster], []uint32{100}) || !slices.Equal(after.endpoints[echoCluster], loopback(backend)) {
+		t.Errorf("final echo endpoints %v weights %v; want %v weight 100", after.endpoints[echoCluster], after.weights[echoCluster], loopback(backend))
+	}
+	if got, err := which(cc); err != nil || got != serving {
+		t.Errorf("RPC after the burst: %v, %v", got, err)
+	}
+}
