@@ -205,18 +205,23 @@ func startProcess(t *testing.T, args ...string) *process {
 	}
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
+		p.stop()
 		if t.Failed() {
 			t.Logf("controlplane %s log:\n%s", args[0], p.Logs())
 		}
 	})
 	return p
+}
+
+// stop ends the process with SIGINT (SIGKILL after 10 s) and waits for it.
+func (p *process) stop() {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
 }
 
 // waitLog waits until the process logged n lines containing substr.

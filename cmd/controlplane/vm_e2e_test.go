@@ -33,10 +33,10 @@ const (
 
 // TestJoinVMFileMode joins a VM from a clean temp dir with the real binary:
 // serve, register, vm bundle, agent; then renewals with client certificates
-// only, and a control plane outage.
+// only, a control plane outage, and an agent restart.
 func TestJoinVMFileMode(t *testing.T) {
 	if testing.Short() {
-		t.Skip("end-to-end: about 35 s")
+		t.Skip("end-to-end: about 50 s")
 	}
 	root := t.TempDir()
 	cfgDir, dataDir, bundleDir := filepath.Join(root, "config"), filepath.Join(root, "data"), filepath.Join(root, "bundle")
@@ -74,6 +74,33 @@ func TestJoinVMFileMode(t *testing.T) {
 	if n := strings.Count(agent.Logs(), tokenUsedLog); n != 1 {
 		t.Errorf("the agent used the bootstrap token %d times, want 1", n)
 	}
+	restartAgent(t, agent, root, bundleDir, cert)
+}
+
+// restartAgent: a new agent process on the same state dir serves the kept
+// certificate and renews with it; the (used, expired) token is not sent.
+func restartAgent(t *testing.T, old *process, root, bundleDir string, kept *x509.Certificate) {
+	t.Helper()
+	old.stop()
+	agent := startProcess(t, agentArgs(root, bundleDir)...)
+	agent.waitLog(t, "serving SDS", 1, 15*time.Second)
+	sds := openSDS(t, filepath.Join(root, "vm", "sds.sock"), vmSDSNode)
+	first, _ := nextCert(t, sds, "", 5*time.Second)
+	if first.SerialNumber.Cmp(kept.SerialNumber) != 0 && !strings.Contains(agent.Logs(), renewedLog) {
+		t.Errorf("restarted agent serves serial %s, neither the kept %s nor a renewal", first.SerialNumber, kept.SerialNumber)
+	}
+	agent.waitLog(t, renewedLog, 1, vmCertTTL)
+	renewed := waitRenewal(t, sds, kept)
+	t.Logf("restarted agent renewed with the kept certificate: serial %s", renewed.SerialNumber)
+	if strings.Contains(agent.Logs(), tokenUsedLog) {
+		t.Errorf("restarted agent used the bootstrap token:\n%s", agent.Logs())
+	}
+}
+
+func agentArgs(root, bundleDir string) []string {
+	vmDir := filepath.Join(root, "vm")
+	return []string{"agent", "--bundle", bundleDir, "--sds-socket", filepath.Join(vmDir, "sds.sock"),
+		"--state-dir", filepath.Join(vmDir, "state"), "--output-dir", filepath.Join(vmDir, "certs")}
 }
 
 // registerReachesPods runs `register` while a pod sidecar's ADS stream is
@@ -171,8 +198,7 @@ func startAgent(t *testing.T, root, bundleDir, rootFile string) (*process, *xdsS
 	t.Helper()
 	vmDir := filepath.Join(root, "vm")
 	socket := filepath.Join(vmDir, "sds.sock")
-	agent := startProcess(t, "agent", "--bundle", bundleDir, "--sds-socket", socket,
-		"--state-dir", filepath.Join(vmDir, "state"), "--output-dir", filepath.Join(vmDir, "certs"))
+	agent := startProcess(t, agentArgs(root, bundleDir)...)
 	agent.waitLog(t, "certificate issued", 1, 15*time.Second)
 	sds := openSDS(t, socket, vmSDSNode)
 	cert, _ := nextCert(t, sds, "", 10*time.Second)
@@ -216,6 +242,7 @@ func waitRenewal(t *testing.T, sds *xdsStream, prev *x509.Certificate) *x509.Cer
 // with the client certificate; the agent's and the CA's logs agree.
 func checkTokenUsedOnce(t *testing.T, agent *process, srv *e2e.Server) {
 	t.Helper()
+	agent.waitLog(t, renewedLog, 2, 5*time.Second) // SDS may see a renewal before the log line
 	for _, c := range []struct {
 		who, logs, substr string
 		min, max          int
