@@ -84,7 +84,7 @@ func newVMBundleCommand() *cobra.Command {
 	f.StringVar(&c.cacertsDir, "cacerts", "", "file mode: Istio cacerts folder whose intermediate signs")
 	f.StringVar(&c.kubeconfig, "kubeconfig", "", "Kubernetes mode: the CA lives in Secrets of this cluster")
 	f.StringVar(&c.caNamespace, "ca-namespace", envOr("POD_NAMESPACE", "istio-system"), "Kubernetes mode: namespace of the CA Secrets")
-	f.StringVar(&c.logLevel, "log-level", "warn", "debug, info, warn or error")
+	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
 
