@@ -9,7 +9,8 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/controlplane ./cmd
 
 FROM gcr.io/distroless/static:nonroot
 COPY --from=build /out/controlplane /controlplane
-USER nonroot:nonroot
+# nonroot, numerically, so that the kubelet can verify runAsNonRoot.
+USER 65532:65532
 EXPOSE 15010 15012 15014
 ENTRYPOINT ["/controlplane"]
 CMD ["serve"]

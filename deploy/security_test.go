@@ -1,8 +1,12 @@
 package deploy_test
 
 import (
+	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -110,4 +114,50 @@ func fieldRef(env []corev1.EnvVar, name, path string) bool {
 		}
 	}
 	return false
+}
+
+// TestDockerfile checks what `make image` builds, since no Docker engine
+// runs the build here: a static binary (CGO off) in a distroless or scratch
+// final stage, running as a numeric non-root user (which the kubelet can
+// check against runAsNonRoot), the same user the Deployment names.
+func TestDockerfile(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stages [][]string // instructions per stage
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.HasPrefix(line, "FROM ") {
+			stages = append(stages, nil)
+		}
+		if len(stages) > 0 {
+			stages[len(stages)-1] = append(stages[len(stages)-1], line)
+		}
+	}
+	if len(stages) < 2 {
+		t.Fatalf("want a multi-stage build, got %d stages", len(stages))
+	}
+	build, final := strings.Join(stages[0], "\n"), stages[len(stages)-1]
+	if !strings.Contains(build, "CGO_ENABLED=0") || !strings.Contains(build, "./cmd/controlplane") {
+		t.Errorf("build stage does not build ./cmd/controlplane with CGO_ENABLED=0:\n%s", build)
+	}
+	if !strings.Contains(final[0], "gcr.io/distroless/static") && final[0] != "FROM scratch" {
+		t.Errorf("final stage %q, want distroless static or scratch", final[0])
+	}
+	user := ""
+	for _, in := range final {
+		if u, ok := strings.CutPrefix(in, "USER "); ok {
+			user = u
+		}
+	}
+	var d appsv1.Deployment
+	find(t, render(t, "."), "Deployment", "controlplane", &d)
+	uid := d.Spec.Template.Spec.SecurityContext.RunAsUser
+	if uid == nil || user != fmt.Sprintf("%d:%d", *uid, *uid) || *uid == 0 {
+		t.Errorf("final stage USER %q, Deployment runAsUser %v: want the same numeric non-root user", user, uid)
+	}
 }
