@@ -46,11 +46,30 @@ func TestTwoReplicas(t *testing.T) {
 	leader, follower := leaderOf(t, e, ns, servers)
 	oneEvent(t, e, ns, leader)
 
-	// A graceful stop releases the lease: the follower takes it at once.
-	took := handOver(t, e, ns, leader, follower, leader.Stop)
+	// A graceful stop (what SIGTERM on pod deletion does) ends the xDS
+	// streams so proxies reconnect to the other replica, exits well within
+	// the Deployment's 30 s termination grace period, and releases the
+	// lease: the follower takes it at once.
+	stream := adsStream(t, leader.GRPCAddr, ns)
+	var exit time.Duration
+	took := handOver(t, e, ns, leader, follower, func(t testing.TB) {
+		begin := time.Now()
+		leader.Stop(t)
+		exit = time.Since(begin)
+	})
 	if took >= leaseDuration {
 		t.Errorf("after a graceful stop the lease moved in %s, want under %s", took, leaseDuration)
 	}
+	select {
+	case err := <-stream:
+		t.Logf("leader exited %s after SIGINT; its ADS stream ended: %v", exit.Round(time.Millisecond), err)
+	default:
+		t.Error("the leader's ADS stream did not end when it stopped")
+	}
+	if exit >= 10*time.Second { // e2e's Stop kills after 10 s
+		t.Errorf("leader took %s to exit after SIGINT", exit)
+	}
+	adsStream(t, follower.GRPCAddr, ns) // the proxy's reconnect lands on the new leader
 	waitRootConfigMap(t, e, ns, root, 5*time.Second)
 
 	// SIGKILL leaves the lease held until it expires.
