@@ -35,7 +35,7 @@ testdata:
 
 ## bench: the push-path benchmark (scenario S) and the CA benchmark
 bench:
-	$(GO) run ./cmd/loadtest -scenario full
+	$(GO) run ./cmd/loadtest -scenario full -out bench-results.json
 	$(GO) test -run '^$$' -bench . ./certauthority/
 
 image:

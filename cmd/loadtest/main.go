@@ -1,0 +1,112 @@
+// Command loadtest measures the push path at scale (`make bench`): it runs
+// `controlplane serve` on a generated mesh, connects many Envoy-like ADS
+// streams, makes changes and reports convergence, memory, CPU and bytes,
+// next to a baseline that rebuilds every proxy's snapshot from scratch.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/librarymesh/controlplane/internal/loadtest"
+)
+
+type options struct {
+	scenario        string
+	modes           string
+	out             string
+	serverBin       string
+	baseline        bool
+	baselineChanges int
+	keep            bool
+	timeout         time.Duration
+	// baseline server mode
+	baselineServer bool
+	configDir      string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.scenario, "scenario", "full", "full (1000 services x 1000 proxies) or small (50 x 50)")
+	flag.StringVar(&o.modes, "modes", "sotw,delta", "xDS modes to run, comma separated")
+	flag.StringVar(&o.out, "out", "bench-results.json", "JSON report path")
+	flag.StringVar(&o.serverBin, "server-bin", "", "controlplane binary (default: go build ./cmd/controlplane)")
+	flag.BoolVar(&o.baseline, "baseline", true, "also run the baseline server")
+	flag.IntVar(&o.baselineChanges, "baseline-changes", 3, "changes of each kind the baseline is driven through (0: all)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work folder (meshes, server logs)")
+	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "longest wait for the proxies to be configured or to ACK one change")
+	flag.BoolVar(&o.baselineServer, "baseline-server", false, "serve as the baseline (used by the load test itself)")
+	flag.StringVar(&o.configDir, "config-dir", "", "with -baseline-server: the YAML folder")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	if o.baselineServer {
+		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		err = loadtest.RunBaseline(ctx, loadtest.BaselineConfig{ConfigDir: o.configDir, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: logger})
+	} else {
+		err = run(ctx, o)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	sc := loadtest.ScenarioS()
+	if o.scenario == "small" {
+		sc = loadtest.ScenarioSmall()
+	}
+	work, err := os.MkdirTemp("", "loadtest-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		fmt.Fprintln(os.Stderr, "work folder:", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	cfg := loadtest.Config{Scenario: sc, WorkDir: work, ServerBin: o.serverBin, Modes: strings.Split(o.modes, ","),
+		BaselineChanges: o.baselineChanges, Progress: os.Stderr, Timeout: o.timeout}
+	if cfg.ServerBin == "" {
+		if cfg.ServerBin, err = buildServer(ctx, work); err != nil {
+			return err
+		}
+	}
+	if o.baseline {
+		if cfg.BaselineBin, err = os.Executable(); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	rep, err := loadtest.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if err := rep.WriteTable(os.Stdout); err != nil {
+		return err
+	}
+	fmt.Printf("\nreport: %s (run took %s)\n", o.out, time.Since(start).Round(time.Second))
+	return rep.WriteJSON(o.out)
+}
+
+// buildServer builds cmd/controlplane into dir.
+func buildServer(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "controlplane")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/controlplane")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build controlplane (run from the repository root): %w", err)
+	}
+	return bin, nil
+}

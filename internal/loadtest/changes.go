@@ -1,0 +1,59 @@
+package loadtest
+
+import (
+	"fmt"
+
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+)
+
+// marker is content that shows a proxy has a change: bytes that appear in a
+// resource of a type only once the change is in it.
+type marker struct {
+	typeURL string
+	text    []byte
+}
+
+// change is one edit of the folder and how to recognise it at a proxy.
+type change struct {
+	kind    string // "endpoint" or "new-service"
+	what    string
+	apply   func() error
+	markers []marker
+}
+
+const (
+	endpointChange   = "endpoint"
+	newServiceChange = "new-service"
+)
+
+// changes returns the scenario's edits: single-endpoint changes,
+// alternating between a Kubernetes Service's EndpointSlice and a
+// ServiceEntry's VM endpoint, then new Services with 4 pods each.
+func (m *mesh) changes() []change {
+	var out []change
+	for i := range m.sc.EndpointChanges {
+		ip := fmt.Sprintf("10.200.%d.%d", i/250, i%250+1)
+		c := change{kind: endpointChange, markers: []marker{{resourcev3.EndpointType, []byte(ip)}}}
+		if i%2 == 0 {
+			s := (i*7 + 3) % m.sc.kube()
+			c.what = fmt.Sprintf("svc-%d endpoint 3 -> %s", s, ip)
+			c.apply = func() error { m.pods[s][3] = ip; return m.writeService(s) }
+		} else {
+			s := (i*7 + 3) % m.sc.entries()
+			c.what = fmt.Sprintf("vm-%d endpoint 1 -> %s", s, ip)
+			c.apply = func() error { m.vms[s][1] = ip; return m.writeEntry(s) }
+		}
+		out = append(out, c)
+	}
+	for n := range m.sc.NewServiceChanges {
+		d := serviceData{Name: fmt.Sprintf("new-svc-%d", n), VIP: fmt.Sprintf("10.98.0.%d", n+1), Port: 8000 + n%50}
+		for j := range 4 {
+			d.IPs = append(d.IPs, fmt.Sprintf("10.199.%d.%d", n, j+1))
+		}
+		host := []byte(d.Name + ".default.svc.cluster.local")
+		out = append(out, change{kind: newServiceChange, what: "new Service " + d.Name,
+			apply:   func() error { return writeTemplate(m.dir, d.Name+".yaml", serviceTmpl, d) },
+			markers: []marker{{resourcev3.ClusterType, host}, {resourcev3.EndpointType, host}}})
+	}
+	return out
+}

@@ -1,0 +1,138 @@
+package loadtest
+
+import (
+	"context"
+	"slices"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// deltaState is what a delta stream tracks beyond proxyState: each
+// cluster's EDS name and each listener's RDS names.
+type deltaState struct {
+	*proxyState
+	clusters  map[string]string
+	listeners map[string][]string
+}
+
+// runDelta is one Envoy-like incremental ADS stream: wildcard CDS and LDS,
+// then EDS and RDS subscriptions for the names those carry.
+func (f *fleet) runDelta(ctx context.Context, cc *grpc.ClientConn, i int) error {
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx)
+	if err != nil {
+		return err
+	}
+	node := f.specs[i].Node
+	for _, t := range []string{cdsType, ldsType} {
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: t}); err != nil {
+			return err
+		}
+	}
+	s := &deltaState{proxyState: newProxyState(), clusters: map[string]string{}, listeners: map[string][]string{}}
+	for {
+		resp, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		t := resp.GetTypeUrl()
+		anys, err := f.deltaApply(s, t, resp)
+		if err != nil {
+			return err
+		}
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}); err != nil {
+			return err
+		}
+		if sub := s.resubscribe(t); sub != nil {
+			if err := st.Send(sub); err != nil {
+				return err
+			}
+		}
+		f.acked(i, s.proxyState, t, anys)
+	}
+}
+
+// deltaApply takes in a delta response and returns its resources.
+func (f *fleet) deltaApply(s *deltaState, t string, resp *discoveryv3.DeltaDiscoveryResponse) ([]*anypb.Any, error) {
+	anys := make([]*anypb.Any, 0, len(resp.GetResources()))
+	for _, r := range resp.GetResources() {
+		anys = append(anys, r.GetResource())
+		p, err := f.parse.parse(r.GetResource())
+		if err != nil {
+			return nil, err
+		}
+		switch t {
+		case cdsType:
+			s.clusters[r.GetName()] = p.eds
+		case ldsType:
+			s.listeners[r.GetName()] = p.rds
+		default:
+			s.haveLocked(t)[r.GetName()] = true
+		}
+	}
+	for _, n := range resp.GetRemovedResources() {
+		switch t {
+		case cdsType:
+			delete(s.clusters, n)
+		case ldsType:
+			delete(s.listeners, n)
+		default:
+			delete(s.haveLocked(t), n)
+		}
+	}
+	switch t {
+	case cdsType:
+		s.gotCDS = true
+	case ldsType:
+		s.gotLDS = true
+	}
+	return anys, nil
+}
+
+// resubscribe returns the EDS or RDS subscription change that a CDS or LDS
+// response calls for, or nil.
+func (s *deltaState) resubscribe(t string) *discoveryv3.DeltaDiscoveryRequest {
+	want, dep := map[string]bool{}, ""
+	switch t {
+	case cdsType:
+		dep = edsType
+		for _, n := range s.clusters {
+			if n != "" {
+				want[n] = true
+			}
+		}
+	case ldsType:
+		dep = rdsType
+		for _, ns := range s.listeners {
+			for _, n := range ns {
+				want[n] = true
+			}
+		}
+	default:
+		return nil
+	}
+	old := s.want(dep)
+	req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: dep}
+	for n := range want {
+		if !old[n] {
+			req.ResourceNamesSubscribe = append(req.ResourceNamesSubscribe, n)
+		}
+	}
+	for n := range old {
+		if !want[n] {
+			req.ResourceNamesUnsubscribe = append(req.ResourceNamesUnsubscribe, n)
+		}
+	}
+	if dep == edsType {
+		s.edsWant = want
+	} else {
+		s.rdsWant = want
+	}
+	if len(req.ResourceNamesSubscribe) == 0 && len(req.ResourceNamesUnsubscribe) == 0 {
+		return nil
+	}
+	slices.Sort(req.ResourceNamesSubscribe)
+	slices.Sort(req.ResourceNamesUnsubscribe)
+	return req
+}

@@ -1,0 +1,168 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// probe watches every proxy for one change: a proxy has it once it ACKed
+// responses carrying each of the change's markers.
+type probe struct {
+	start   time.Time
+	markers []marker
+	seen    []uint32    // per proxy, markers seen (bit per marker); written by the proxy's goroutine
+	at      []time.Time // per proxy, when it ACKed the last marker
+	left    atomic.Int64
+	done    chan struct{}
+}
+
+func newProbe(n int, markers []marker) *probe {
+	p := &probe{markers: markers, seen: make([]uint32, n), at: make([]time.Time, n), done: make(chan struct{})}
+	p.left.Store(int64(n))
+	return p
+}
+
+// fleet is the simulated proxies: one ADS stream each, many per gRPC
+// connection.
+type fleet struct {
+	specs []ProxySpec
+	delta bool
+	parse *parseCache
+	probe atomic.Pointer[probe]
+	bytes atomic.Int64 // proto bytes received
+
+	configured  []time.Time
+	configuredN atomic.Int64
+	allReady    chan struct{}
+
+	errOnce sync.Once
+	err     error
+}
+
+func newFleet(specs []ProxySpec, delta bool) *fleet {
+	return &fleet{specs: specs, delta: delta, parse: newParseCache(),
+		configured: make([]time.Time, len(specs)), allReady: make(chan struct{})}
+}
+
+// run connects every proxy to addr over conns connections and keeps the
+// streams until ctx ends.
+func (f *fleet) run(ctx context.Context, addr string, conns int) ([]*grpc.ClientConn, error) {
+	var ccs []*grpc.ClientConn
+	for range conns {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithStatsHandler(byteCounter{&f.bytes}),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)),
+			grpc.WithInitialWindowSize(4<<20), grpc.WithInitialConnWindowSize(16<<20))
+		if err != nil {
+			return ccs, fmt.Errorf("dial %s: %w", addr, err)
+		}
+		ccs = append(ccs, cc)
+	}
+	for i := range f.specs {
+		cc := ccs[i%len(ccs)]
+		go func() {
+			var err error
+			if f.delta {
+				err = f.runDelta(ctx, cc, i)
+			} else {
+				err = f.runSotW(ctx, cc, i)
+			}
+			if err != nil && ctx.Err() == nil {
+				f.fail(fmt.Errorf("proxy %s: %w", f.specs[i].ID, err))
+			}
+		}()
+	}
+	return ccs, nil
+}
+
+func (f *fleet) fail(err error) {
+	f.errOnce.Do(func() { f.err = err })
+}
+
+// proxyState is what one proxy holds: the EDS and RDS names its clusters
+// and listeners need, and which of them it has.
+type proxyState struct {
+	gotCDS, gotLDS bool
+	edsWant        map[string]bool
+	rdsWant        map[string]bool
+	have           map[string]map[string]bool // type -> names
+}
+
+func newProxyState() *proxyState {
+	return &proxyState{edsWant: map[string]bool{}, rdsWant: map[string]bool{}, have: map[string]map[string]bool{}}
+}
+
+func (s *proxyState) complete() bool {
+	if !s.gotCDS || !s.gotLDS {
+		return false
+	}
+	for _, want := range []struct {
+		names map[string]bool
+		have  map[string]bool
+	}{{s.edsWant, s.have[edsType]}, {s.rdsWant, s.have[rdsType]}} {
+		for n := range want.names {
+			if !want.have[n] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// acked is called after proxy i ACKed a response of typeURL: it records
+// when the proxy became fully configured and which probe markers it saw.
+func (f *fleet) acked(i int, s *proxyState, typeURL string, resources []*anypb.Any) {
+	now := time.Now()
+	if f.configured[i].IsZero() && s.complete() {
+		f.configured[i] = now
+		if f.configuredN.Add(1) == int64(len(f.specs)) {
+			close(f.allReady)
+		}
+	}
+	p := f.probe.Load()
+	if p == nil {
+		return
+	}
+	full := uint32(1)<<len(p.markers) - 1
+	if p.seen[i] == full {
+		return
+	}
+	for k, m := range p.markers {
+		if m.typeURL != typeURL || p.seen[i]&(1<<k) != 0 {
+			continue
+		}
+		for _, r := range resources {
+			if bytes.Contains(r.GetValue(), m.text) {
+				p.seen[i] |= 1 << k
+				break
+			}
+		}
+	}
+	if p.seen[i] == full {
+		p.at[i] = now
+		if p.left.Add(-1) == 0 {
+			close(p.done)
+		}
+	}
+}
+
+// byteCounter counts the proto bytes the client receives.
+type byteCounter struct{ n *atomic.Int64 }
+
+func (b byteCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (b byteCounter) HandleRPC(_ context.Context, s stats.RPCStats) {
+	if p, ok := s.(*stats.InPayload); ok {
+		b.n.Add(int64(p.Length))
+	}
+}
+func (b byteCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (b byteCounter) HandleConn(context.Context, stats.ConnStats)                       {}

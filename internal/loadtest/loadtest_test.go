@@ -1,0 +1,52 @@
+package loadtest
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/librarymesh/controlplane/internal/e2e"
+)
+
+// TestSmallScenario runs the benchmark harness end to end on the small
+// scenario (our server and the baseline, SotW and delta), so `make bench`
+// cannot rot.
+func TestSmallScenario(t *testing.T) {
+	baselineBin := filepath.Join(t.TempDir(), "loadtest")
+	build := exec.Command("go", "build", "-o", baselineBin, "./cmd/loadtest")
+	build.Dir = e2e.ModuleRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build loadtest: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var progress strings.Builder
+	rep, err := Run(ctx, Config{Scenario: ScenarioSmall(), WorkDir: t.TempDir(), ServerBin: e2e.Binary(t), BaselineBin: baselineBin,
+		Modes: []string{"sotw", "delta"}, BaselineChanges: 1, Timeout: time.Minute, Progress: &progress})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	if len(rep.Results) != 4 {
+		t.Fatalf("got %d results, want 4 (ours and baseline, SotW and delta)", len(rep.Results))
+	}
+	for _, r := range rep.Results {
+		if r.ConnectSeconds <= 0 || r.Endpoint.Changes == 0 || r.Endpoint.P99Ms <= 0 || r.NewService.P99Ms <= 0 ||
+			r.RSSAfterMB <= 0 || r.HeapAfterMB <= 0 || r.BytesPerProxyPerChange <= 0 {
+			t.Errorf("%s %s: incomplete result %+v", r.Server, r.Mode, r)
+		}
+	}
+	var table strings.Builder
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "endpoint change convergence p99") || !strings.Contains(table.String(), "x") {
+		t.Errorf("table lacks rows or ratios:\n%s", table.String())
+	}
+	if err := rep.WriteJSON(filepath.Join(t.TempDir(), "report.json")); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", table.String())
+}

@@ -1,0 +1,115 @@
+package loadtest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+// memory reads RSS and Go heap of the server.
+func memory(p *process) (rss, heap float64, err error) {
+	if rss, err = p.rssBytes(); err != nil {
+		return 0, 0, err
+	}
+	heap, err = p.metric("go_memstats_heap_inuse_bytes")
+	return rss, heap, err
+}
+
+// connect measures memory, connects the fleet, waits until every proxy is
+// fully configured and measures memory again.
+func (r *Result) connect(ctx context.Context, cfg Config, p *process, f *fleet) error {
+	time.Sleep(time.Second)
+	rss0, heap0, err := memory(p)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	ccs, err := f.run(ctx, p.grpcAddr, cfg.Conns)
+	go func() { <-ctx.Done(); closeAll(ccs) }()
+	if err != nil {
+		return err
+	}
+	select {
+	case <-f.allReady:
+	case <-time.After(cfg.Timeout):
+		return fmt.Errorf("only %d of %d proxies fully configured after %v", f.configuredN.Load(), len(f.specs), cfg.Timeout)
+	}
+	if f.err != nil {
+		return f.err
+	}
+	r.ConnectSeconds = slices.MaxFunc(f.configured, func(a, b time.Time) int { return a.Compare(b) }).Sub(start).Seconds()
+	fmt.Fprintf(cfg.Progress, "%s %s: %d proxies configured in %.2fs\n", r.Server, r.Mode, len(f.specs), r.ConnectSeconds)
+	time.Sleep(2 * time.Second)
+	rss1, heap1, err := memory(p)
+	if err != nil {
+		return err
+	}
+	n := float64(len(f.specs))
+	r.RSSBeforeMB, r.RSSAfterMB, r.HeapBeforeMB, r.HeapAfterMB = rss0/1e6, rss1/1e6, heap0/1e6, heap1/1e6
+	r.RSSPerProxyKB, r.HeapPerProxyKB = (rss1-rss0)/1e3/n, (heap1-heap0)/1e3/n
+	return nil
+}
+
+func closeAll(ccs []*grpc.ClientConn) {
+	for _, cc := range ccs {
+		cc.Close()
+	}
+}
+
+// quiet is the pause before and after each change, so one change's
+// pushes are not counted against the next.
+const quiet = 300 * time.Millisecond
+
+// change applies each change and records convergence, CPU and bytes.
+func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, changes []change) error {
+	lat := map[string][]float64{}
+	var cpu, bytes float64
+	for _, c := range changes {
+		time.Sleep(quiet)
+		cpu0, err := p.cpuSeconds()
+		if err != nil {
+			return err
+		}
+		b0 := f.bytes.Load()
+		pr := newProbe(len(f.specs), c.markers)
+		f.probe.Store(pr)
+		pr.start = time.Now()
+		if err := c.apply(); err != nil {
+			return err
+		}
+		select {
+		case <-pr.done:
+		case <-time.After(cfg.Timeout):
+			return fmt.Errorf("%s: %d of %d proxies did not ACK it within %v; server metrics:\n%s",
+				c.what, pr.left.Load(), len(f.specs), cfg.Timeout, p.metricsText("controlplane_"))
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		all := 0.0
+		for _, at := range pr.at {
+			d := at.Sub(pr.start).Seconds() * 1000
+			lat[c.kind] = append(lat[c.kind], d)
+			all = max(all, d)
+		}
+		time.Sleep(quiet)
+		cpu1, err := p.cpuSeconds()
+		if err != nil {
+			return err
+		}
+		cpu += cpu1 - cpu0
+		bytes += float64(f.bytes.Load() - b0)
+		fmt.Fprintf(cfg.Progress, "%s %s: %s: all %d proxies ACKed in %.0f ms\n", r.Server, r.Mode, c.what, len(f.specs), all)
+	}
+	if f.err != nil {
+		return f.err
+	}
+	n := float64(len(changes))
+	r.CPUPerChangeSeconds = cpu / n
+	r.BytesPerProxyPerChange = bytes / n / float64(len(f.specs))
+	r.Endpoint = summarize(lat[endpointChange], len(lat[endpointChange])/len(f.specs))
+	r.NewService = summarize(lat[newServiceChange], len(lat[newServiceChange])/len(f.specs))
+	return nil
+}

@@ -1,0 +1,203 @@
+package loadtest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// process is a server under test, running as its own process.
+type process struct {
+	cmd                *exec.Cmd
+	grpcAddr, httpAddr string
+	done               chan struct{}
+
+	mu   sync.Mutex
+	tail []string // last log lines, for errors
+}
+
+var servingLine = regexp.MustCompile(`msg="serving (gRPC|HTTP)" addr=(\S+)`)
+
+// startProcess runs bin with args, logging to logPath, and waits until it
+// serves gRPC and HTTP and /readyz answers 200.
+func startProcess(ctx context.Context, bin string, args []string, logPath string) (*process, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("server log: %w", err)
+	}
+	p := &process{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	// The server dies with the load test, even when it is killed.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	if err := p.cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	addrs := make(chan [2]string, 4)
+	go p.read(stderr, logFile, addrs)
+	if err := p.waitServing(ctx, addrs); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *process) read(r io.Reader, log *os.File, addrs chan<- [2]string) {
+	defer close(p.done)
+	defer log.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		fmt.Fprintln(log, line)
+		p.mu.Lock()
+		p.tail = append(p.tail, line)
+		if len(p.tail) > 20 {
+			p.tail = p.tail[1:]
+		}
+		p.mu.Unlock()
+		if m := servingLine.FindStringSubmatch(line); m != nil {
+			addrs <- [2]string{m[1], m[2]}
+		}
+	}
+	_ = p.cmd.Wait()
+}
+
+func (p *process) logTail() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.tail, "\n")
+}
+
+func (p *process) waitServing(ctx context.Context, addrs <-chan [2]string) error {
+	timeout := time.After(2 * time.Minute)
+	for p.grpcAddr == "" || p.httpAddr == "" {
+		select {
+		case a := <-addrs:
+			if a[0] == "gRPC" {
+				p.grpcAddr = a[1]
+			} else {
+				p.httpAddr = a[1]
+			}
+		case <-p.done:
+			return fmt.Errorf("server exited before serving:\n%s", p.logTail())
+		case <-timeout:
+			return fmt.Errorf("server did not serve within 2m:\n%s", p.logTail())
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for {
+		resp, err := http.Get("http://" + p.httpAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-timeout:
+			return fmt.Errorf("server not ready within 2m:\n%s", p.logTail())
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// stop interrupts the server and waits for it.
+func (p *process) stop() {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// rssBytes reads the server's resident set size from /proc.
+func (p *process) rssBytes() (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("read RSS: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseFloat(f[1], 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", p.cmd.Process.Pid)
+}
+
+// clockTicks is USER_HZ, 100 on Linux.
+const clockTicks = 100
+
+// cpuSeconds reads the server's user and system CPU time from /proc.
+func (p *process) cpuSeconds() (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("read CPU time: %w", err)
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", p.cmd.Process.Pid)
+	}
+	utime, err1 := strconv.ParseFloat(f[11], 64)
+	stime, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("parse /proc/%d/stat", p.cmd.Process.Pid)
+	}
+	return (utime + stime) / clockTicks, nil
+}
+
+// metric reads one unlabelled sample from /metrics.
+func (p *process) metric(name string) (float64, error) {
+	resp, err := http.Get("http://" + p.httpAddr + "/metrics")
+	if err != nil {
+		return 0, fmt.Errorf("get /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
+			return strconv.ParseFloat(f[1], 64)
+		}
+	}
+	return 0, fmt.Errorf("/metrics has no %s", name)
+}
+
+// metricsText returns the /metrics lines that start with prefix, for
+// error messages.
+func (p *process) metricsText(prefix string) string {
+	resp, err := http.Get("http://" + p.httpAddr + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var out []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), prefix) && !strings.Contains(sc.Text(), "_bucket") {
+			out = append(out, sc.Text())
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,125 @@
+package loadtest
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Config says what to run.
+type Config struct {
+	Scenario    Scenario
+	WorkDir     string   // scratch space (folders, server logs)
+	ServerBin   string   // the controlplane binary
+	BaselineBin string   // a binary whose BaselineArgs run the baseline server; empty skips the baseline
+	Modes       []string // "sotw", "delta"
+	// BaselineChanges caps the endpoint and new-service changes the
+	// baseline is driven through (it rebuilds every proxy from scratch on
+	// each, which takes long at scale); 0 means all.
+	BaselineChanges int
+	Conns           int           // gRPC connections the streams share (default 1 per 100 proxies)
+	Timeout         time.Duration // per wait (connect, each change); default 3m
+	Progress        io.Writer
+}
+
+// Servers under test.
+const (
+	Ours     = "controlplane"
+	Baseline = "baseline"
+)
+
+// BaselineArgs are the arguments that make BaselineBin serve dir.
+func BaselineArgs(dir string) []string { return []string{"-baseline-server", "-config-dir", dir} }
+
+// Run runs every mode against our server and, if configured, the baseline.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Conns <= 0 {
+		cfg.Conns = max(1, cfg.Scenario.Proxies/100)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 3 * time.Minute
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = io.Discard
+	}
+	rep := &Report{Scenario: cfg.Scenario, Started: time.Now().UTC()}
+	for _, mode := range cfg.Modes {
+		servers := []string{Ours}
+		if cfg.BaselineBin != "" {
+			servers = append(servers, Baseline)
+		}
+		for _, server := range servers {
+			r, err := runMode(ctx, cfg, server, mode)
+			if err != nil {
+				return rep, fmt.Errorf("%s %s: %w", server, mode, err)
+			}
+			rep.Results = append(rep.Results, *r)
+		}
+	}
+	rep.Seconds = time.Since(rep.Started).Seconds()
+	return rep, nil
+}
+
+func (cfg Config) serverArgs(server, dir, dataDir string) (string, []string) {
+	if server == Baseline {
+		return cfg.BaselineBin, BaselineArgs(dir)
+	}
+	return cfg.ServerBin, []string{"serve", "--config-dir", dir, "--data-dir", dataDir, "--grpc-addr", "127.0.0.1:0",
+		"--secure-grpc-addr", "", "--http-addr", "127.0.0.1:0", "--log-level", cmp.Or(os.Getenv("LOADTEST_SERVER_LOG_LEVEL"), "info")}
+}
+
+// runMode starts a server on a fresh folder, connects the fleet, makes the
+// changes and measures.
+func runMode(ctx context.Context, cfg Config, server, mode string) (*Result, error) {
+	base := filepath.Join(cfg.WorkDir, server+"-"+mode)
+	dir := filepath.Join(base, "mesh")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	m, err := writeMesh(dir, cfg.Scenario)
+	if err != nil {
+		return nil, err
+	}
+	bin, args := cfg.serverArgs(server, dir, filepath.Join(base, "data"))
+	fmt.Fprintf(cfg.Progress, "%s %s: starting server (log %s)\n", server, mode, filepath.Join(base, "server.log"))
+	p, err := startProcess(ctx, bin, args, filepath.Join(base, "server.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer p.stop()
+	r := &Result{Server: server, Mode: mode, Proxies: cfg.Scenario.Proxies, Services: cfg.Scenario.Services}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f := newFleet(m.proxies(), mode == "delta")
+	if err := r.connect(sctx, cfg, p, f); err != nil {
+		return r, err
+	}
+	changes := m.changes()
+	if server == Baseline {
+		changes = limitChanges(changes, cfg.BaselineChanges)
+	}
+	if err := r.change(ctx, cfg, p, f, changes); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// limitChanges keeps the first n changes of each kind (all when n is 0).
+func limitChanges(cs []change, n int) []change {
+	if n <= 0 {
+		return cs
+	}
+	count := map[string]int{}
+	var out []change
+	for _, c := range cs {
+		if count[c.kind] < n {
+			count[c.kind]++
+			out = append(out, c)
+		}
+	}
+	return out
+}

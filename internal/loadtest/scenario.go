@@ -1,0 +1,165 @@
+// Package loadtest measures the push path at scale: it writes a mesh into a
+// YAML folder, runs a control plane on it as its own process, connects many
+// Envoy-like ADS streams (state-of-the-world or delta) that ACK every
+// response, edits the folder, and records how long each proxy takes to ACK
+// the change, with the server's memory and CPU. A baseline server (a
+// go-control-plane SnapshotCache fed a full per-proxy snapshot on every
+// change) runs under the same client for comparison.
+package loadtest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"text/template"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Scenario is the size of the mesh and of the proxy fleet. Half of the
+// services are Kubernetes Services with 4 pod endpoints (EndpointSlices),
+// half ServiceEntries with 2 VM endpoints; 80% of the proxies are pod
+// sidecars, 20% VM sidecars.
+type Scenario struct {
+	Services           int
+	Proxies            int
+	EndpointChanges    int
+	NewServiceChanges  int
+	podsPerService     int
+	vmsPerServiceEntry int
+}
+
+// ScenarioS is issue 7's scenario: 1000 services, 1000 proxies, 20
+// endpoint changes and 5 new services.
+func ScenarioS() Scenario {
+	return Scenario{Services: 1000, Proxies: 1000, EndpointChanges: 20, NewServiceChanges: 5}
+}
+
+// ScenarioSmall is the version `make test` runs.
+func ScenarioSmall() Scenario {
+	return Scenario{Services: 50, Proxies: 50, EndpointChanges: 4, NewServiceChanges: 2}
+}
+
+func (s Scenario) kube() int    { return s.Services / 2 }
+func (s Scenario) entries() int { return s.Services - s.Services/2 }
+
+// mesh is the generated folder and what it holds, so changes can rewrite
+// one file.
+type mesh struct {
+	dir  string
+	sc   Scenario
+	pods [][]string // per Kubernetes service, its pod IPs
+	vms  [][]string // per ServiceEntry, its VM IPs
+}
+
+func podIP(svc, j int) string { return fmt.Sprintf("10.%d.%d.%d", 8+j, svc/250, svc%250+1) }
+func vmIP(se, j int) string   { return fmt.Sprintf("10.%d.%d.%d", 32+j, se/250, se%250+1) }
+
+// writeMesh generates the scenario's folder under dir.
+func writeMesh(dir string, sc Scenario) (*mesh, error) {
+	sc.podsPerService, sc.vmsPerServiceEntry = 4, 2
+	m := &mesh{dir: dir, sc: sc}
+	if err := os.WriteFile(filepath.Join(dir, "mesh-policy.yaml"), []byte(policyYAML), 0o644); err != nil {
+		return nil, fmt.Errorf("write policy: %w", err)
+	}
+	for i := range sc.kube() {
+		ips := make([]string, sc.podsPerService)
+		for j := range ips {
+			ips[j] = podIP(i, j)
+		}
+		m.pods = append(m.pods, ips)
+		if err := m.writeService(i); err != nil {
+			return nil, err
+		}
+	}
+	for i := range sc.entries() {
+		ips := make([]string, sc.vmsPerServiceEntry)
+		for j := range ips {
+			ips[j] = vmIP(i, j)
+		}
+		m.vms = append(m.vms, ips)
+		if err := m.writeEntry(i); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// serviceData fills the templates.
+type serviceData struct {
+	Name, VIP string
+	Port      int
+	IPs       []string
+}
+
+func (m *mesh) writeService(i int) error {
+	d := serviceData{Name: fmt.Sprintf("svc-%d", i), VIP: fmt.Sprintf("10.96.%d.%d", i/250, i%250+1), Port: 8000 + i%50, IPs: m.pods[i]}
+	return writeTemplate(m.dir, d.Name+".yaml", serviceTmpl, d)
+}
+
+func (m *mesh) writeEntry(i int) error {
+	d := serviceData{Name: fmt.Sprintf("vm-%d", i), VIP: fmt.Sprintf("10.97.%d.%d", i/250, i%250+1), Port: 9000 + i%50, IPs: m.vms[i]}
+	return writeTemplate(m.dir, d.Name+".yaml", entryTmpl, d)
+}
+
+// writeTemplate renders into a temporary file outside the watched folder
+// and renames it in, so the watcher never reads half a file.
+func writeTemplate(dir, name string, t *template.Template, data any) error {
+	var b bytes.Buffer
+	if err := t.Execute(&b, data); err != nil {
+		return fmt.Errorf("render %s: %w", name, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dir), ".loadtest-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if _, err := tmp.Write(b.Bytes()); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+// ProxySpec is one simulated proxy: an Istio node ID and metadata.
+type ProxySpec struct {
+	ID   string
+	Kind string // pod or vm
+	Node *corev3.Node
+}
+
+// proxies returns the fleet: pod sidecars on the first pods of each
+// service, VM sidecars on the first VM of each ServiceEntry.
+func (m *mesh) proxies() []ProxySpec {
+	pods := m.sc.Proxies * 8 / 10
+	var out []ProxySpec
+	for k := range pods {
+		svc, j := k%m.sc.kube(), k/m.sc.kube()
+		name := fmt.Sprintf("svc-%d-pod-%d", svc, j)
+		out = append(out, proxySpec("pod", m.pods[svc][j], name, fmt.Sprintf("svc-%d", svc), "Kubernetes"))
+	}
+	for k := range m.sc.Proxies - pods {
+		se, j := k%m.sc.entries(), k/m.sc.entries()
+		name := fmt.Sprintf("vm-%d-%d", se, j)
+		out = append(out, proxySpec("vm", m.vms[se][j], name, fmt.Sprintf("vm-%d", se), "vm-network"))
+	}
+	return out
+}
+
+func proxySpec(kind, ip, name, app, cluster string) ProxySpec {
+	id := fmt.Sprintf("sidecar~%s~%s.default~default.svc.cluster.local", ip, name)
+	md, _ := structpb.NewStruct(map[string]any{
+		"NAMESPACE": "default", "SERVICE_ACCOUNT": app, "LABELS": map[string]any{"app": app},
+		"INSTANCE_IPS": ip, "WORKLOAD_NAME": app, "INTERCEPTION_MODE": "REDIRECT",
+		"CLUSTER_ID": cluster, "ISTIO_VERSION": "1.28.0",
+	})
+	return ProxySpec{ID: id, Kind: kind, Node: &corev3.Node{Id: id, Cluster: app + ".default", Metadata: md,
+		UserAgentName: "envoy", Locality: &corev3.Locality{}}}
+}

@@ -1,0 +1,118 @@
+package loadtest
+
+import (
+	"context"
+	"maps"
+	"slices"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+const (
+	cdsType = resourcev3.ClusterType
+	ldsType = resourcev3.ListenerType
+	edsType = resourcev3.EndpointType
+	rdsType = resourcev3.RouteType
+)
+
+// runSotW is one Envoy-like state-of-the-world ADS stream: wildcard CDS and
+// LDS, then EDS and RDS for the names those carry, ACKing every response.
+func (f *fleet) runSotW(ctx context.Context, cc *grpc.ClientConn, i int) error {
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
+	if err != nil {
+		return err
+	}
+	node := f.specs[i].Node
+	for _, t := range []string{cdsType, ldsType} {
+		if err := st.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: t}); err != nil {
+			return err
+		}
+	}
+	s := newProxyState()
+	last := map[string]*discoveryv3.DiscoveryResponse{}
+	for {
+		resp, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		t := resp.GetTypeUrl()
+		last[t] = resp
+		dep, changed, err := f.sotwApply(s, t, resp.GetResources())
+		if err != nil {
+			return err
+		}
+		if changed {
+			req := &discoveryv3.DiscoveryRequest{TypeUrl: dep, ResourceNames: slices.Sorted(maps.Keys(s.want(dep)))}
+			if prev := last[dep]; prev != nil {
+				req.VersionInfo, req.ResponseNonce = prev.GetVersionInfo(), prev.GetNonce()
+			}
+			if err := st.Send(req); err != nil {
+				return err
+			}
+		}
+		ack := &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
+		if t == edsType || t == rdsType {
+			ack.ResourceNames = slices.Sorted(maps.Keys(s.want(t)))
+		}
+		if err := st.Send(ack); err != nil {
+			return err
+		}
+		f.acked(i, s, t, resp.GetResources())
+	}
+}
+
+func (s *proxyState) want(t string) map[string]bool {
+	if t == edsType {
+		return s.edsWant
+	}
+	return s.rdsWant
+}
+
+// sotwApply takes in a SotW response. For CDS and LDS (full state) it
+// returns the dependent type and whether its names changed.
+func (f *fleet) sotwApply(s *proxyState, t string, rs []*anypb.Any) (string, bool, error) {
+	names := map[string]bool{}
+	for _, r := range rs {
+		p, err := f.parse.parse(r)
+		if err != nil {
+			return "", false, err
+		}
+		switch t {
+		case cdsType:
+			if p.eds != "" {
+				names[p.eds] = true
+			}
+		case ldsType:
+			for _, n := range p.rds {
+				names[n] = true
+			}
+		default:
+			s.haveLocked(t)[p.name] = true
+		}
+	}
+	switch t {
+	case cdsType:
+		s.gotCDS = true
+		changed := !maps.Equal(names, s.edsWant)
+		s.edsWant = names
+		return edsType, changed, nil
+	case ldsType:
+		s.gotLDS = true
+		changed := !maps.Equal(names, s.rdsWant)
+		s.rdsWant = names
+		return rdsType, changed, nil
+	}
+	return "", false, nil
+}
+
+func (s *proxyState) haveLocked(t string) map[string]bool {
+	h := s.have[t]
+	if h == nil {
+		h = map[string]bool{}
+		s.have[t] = h
+	}
+	return h
+}
