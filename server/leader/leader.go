@@ -66,7 +66,6 @@ type Elector struct {
 	cfg     Config
 	logger  *slog.Logger
 	leading atomic.Bool
-	elected chan struct{} // closed once this replica first leads
 
 	mu    sync.Mutex
 	term  context.Context // the current term's context while leading, else nil
@@ -91,8 +90,7 @@ func New(cfg Config) (*Elector, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Elector{cfg: cfg, logger: cfg.Logger.With("lease", cfg.Namespace+"/"+cfg.LeaseName, "identity", cfg.Identity),
-		elected: make(chan struct{})}, nil
+	return &Elector{cfg: cfg, logger: cfg.Logger.With("lease", cfg.Namespace+"/"+cfg.LeaseName, "identity", cfg.Identity)}, nil
 }
 
 // Identity is the name this replica writes into the Lease.
@@ -100,9 +98,6 @@ func (e *Elector) Identity() string { return e.cfg.Identity }
 
 // IsLeader reports whether this replica holds the lease now.
 func (e *Elector) IsLeader() bool { return e.leading.Load() }
-
-// Elected is closed the first time this replica becomes the leader.
-func (e *Elector) Elected() <-chan struct{} { return e.elected }
 
 // WhileLeading runs task in its own goroutine during every term this replica
 // leads (also the current one), with a context that ends with the term.
@@ -173,11 +168,6 @@ func (e *Elector) startedLeading(ctx context.Context) {
 	}
 	e.term = ctx
 	e.leading.Store(true)
-	select {
-	case <-e.elected:
-	default:
-		close(e.elected)
-	}
 	e.logger.Info("leader election: became the leader")
 	for _, task := range e.tasks {
 		e.runLocked(ctx, task)
