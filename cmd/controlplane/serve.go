@@ -157,13 +157,15 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 		// Before the CA: a follower's CA waits for the leader's root.
 		g.Go(func() error { return elector.Start(ctx) })
 	}
+	// fail stops the elector (releasing the lease) before returning err.
+	fail := func(err error) error { cancel(); _ = g.Wait(); return err }
 	ca, err := newCA(ctx, logger, reg, client, elector, o)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	servers, err := newServers(logger, store, ca, o)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	if client != nil {
 		servers = append(servers, leaderOnly(elector, rootPublisher{client: client, namespaces: o.namespaces, ca: ca, logger: logger}))
