@@ -26,6 +26,7 @@ type options struct {
 	out             string
 	serverBin       string
 	baseline        bool
+	oursOff         bool
 	baselineChanges int
 	keep            bool
 	timeout         time.Duration
@@ -41,6 +42,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench-results.json", "JSON report path")
 	flag.StringVar(&o.serverBin, "server-bin", "", "controlplane binary (default: go build ./cmd/controlplane)")
 	flag.BoolVar(&o.baseline, "baseline", true, "also run the baseline server")
+	flag.BoolVar(&o.oursOff, "baseline-only", false, "run only the baseline server")
 	flag.IntVar(&o.baselineChanges, "baseline-changes", 3, "changes of each kind the baseline is driven through (0: all)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work folder (meshes, server logs)")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "longest wait for the proxies to be configured or to ACK one change")
@@ -77,7 +79,7 @@ func run(ctx context.Context, o options) error {
 		defer os.RemoveAll(work)
 	}
 	cfg := loadtest.Config{Scenario: sc, WorkDir: work, ServerBin: o.serverBin, Modes: strings.Split(o.modes, ","),
-		BaselineChanges: o.baselineChanges, Progress: os.Stderr, Timeout: o.timeout}
+		BaselineChanges: o.baselineChanges, OursOff: o.oursOff, Progress: os.Stderr, Timeout: o.timeout}
 	if cfg.ServerBin == "" {
 		if cfg.ServerBin, err = buildServer(ctx, work); err != nil {
 			return err

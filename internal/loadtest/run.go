@@ -17,6 +17,8 @@ type Config struct {
 	ServerBin   string   // the controlplane binary
 	BaselineBin string   // a binary whose BaselineArgs run the baseline server; empty skips the baseline
 	Modes       []string // "sotw", "delta"
+	// OursOff skips our server (to time the baseline alone).
+	OursOff bool
 	// BaselineChanges caps the endpoint and new-service changes the
 	// baseline is driven through (it rebuilds every proxy from scratch on
 	// each, which takes long at scale); 0 means all.
@@ -48,7 +50,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep := &Report{Scenario: cfg.Scenario, Started: time.Now().UTC()}
 	for _, mode := range cfg.Modes {
-		servers := []string{Ours}
+		var servers []string
+		if !cfg.OursOff {
+			servers = append(servers, Ours)
+		}
 		if cfg.BaselineBin != "" {
 			servers = append(servers, Baseline)
 		}
