@@ -45,16 +45,16 @@ func kubeServe(t *testing.T) (*kubetest.Env, *e2e.Server) {
 			t.Fatalf("create namespace %s: %v", ns, err)
 		}
 	}
-	createPod(t, e, "inventory-0", "10.8.0.5")
-	createPod(t, e, "inventory-1", "10.8.0.6")
+	createInventoryPod(t, e, "inventory-0", "10.8.0.5")
+	createInventoryPod(t, e, "inventory-1", "10.8.0.6")
 	begin := time.Now()
 	srv := e2e.Serve(t, "--kubeconfig", e.KubeconfigPath, "--leader-elect=false", "--debounce", "100ms")
 	t.Logf("kube-apiserver started in %s, controlplane ready in %s", e.StartDuration.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond))
 	return e, srv
 }
 
-// createPod creates a running, ready pod with an IP, as a kubelet would.
-func createPod(t *testing.T, e *kubetest.Env, name, ip string) {
+// createInventoryPod creates a running, ready pod with an IP, as a kubelet would.
+func createInventoryPod(t *testing.T, e *kubetest.Env, name, ip string) {
 	t.Helper()
 	ctx := t.Context()
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: kubeNS, Name: name, Labels: map[string]string{"app": "inventory"}},

@@ -22,18 +22,18 @@ import (
 // grpc-go xDS client and a hand-written pod sidecar ADS stream as proxies.
 
 const (
-	serving    = healthpb.HealthCheckResponse_SERVING
-	notServing = healthpb.HealthCheckResponse_NOT_SERVING
+	backendServing    = healthpb.HealthCheckResponse_SERVING
+	backendNotServing = healthpb.HealthCheckResponse_NOT_SERVING
 )
 
-func loopback(port int) []string { return []string{fmt.Sprintf("127.0.0.1:%d", port)} }
+func loopbackAddr(port int) []string { return []string{fmt.Sprintf("127.0.0.1:%d", port)} }
 
 // hasEcho reports whether s has the echo cluster with exactly the endpoint
 // 127.0.0.1:port, and the inventory cluster with invAddrs.
 func hasEcho(port int, invAddrs ...string) func(adsState) bool {
 	return func(s adsState) bool {
 		return slices.Contains(s.clusters, invCluster) && slices.Contains(s.clusters, echoCluster) &&
-			slices.Equal(s.endpoints[invCluster], invAddrs) && slices.Equal(s.endpoints[echoCluster], loopback(port))
+			slices.Equal(s.endpoints[invCluster], invAddrs) && slices.Equal(s.endpoints[echoCluster], loopbackAddr(port))
 	}
 }
 
@@ -42,15 +42,19 @@ func hasEcho(port int, invAddrs ...string) func(adsState) bool {
 // RPCs follow the entry's endpoint; an entry written through v1beta1 works
 // the same.
 func TestKubeServicesReachProxies(t *testing.T) {
-	first, second := testBackend(t, serving), testBackend(t, notServing)
+	first, second := testBackend(t, backendServing), testBackend(t, backendNotServing)
 	e, srv := kubeServe(t)
 	side := watchADS(t, srv.GRPCAddr, sidecarNode)
 	cc := proxylessClient(t, srv.GRPCAddr, echoTarget)
 
 	createInventory(t, e, "10.8.0.5", "10.8.0.6")
 	createEcho(t, e, first)
-	side.waitState(t, "the sidecar to get inventory and echo", 20*time.Second, hasEcho(first, "10.8.0.5:8080", "10.8.0.6:8080"))
-	reaches(t, "RPCs to reach the first backend", cc, serving)
+	got := side.waitState(t, "the sidecar to get inventory and echo", 20*time.Second, hasEcho(first, "10.8.0.5:8080", "10.8.0.6:8080"))
+	// The sidecar is known by its Pod (IP, labels): it serves inventory.
+	if !slices.ContainsFunc(got.clusters, func(c string) bool { return strings.HasPrefix(c, "inbound|8080|") }) {
+		t.Errorf("the pod sidecar has no inbound cluster for inventory's port 8080: %v", got.clusters)
+	}
+	reaches(t, "RPCs to reach the first backend", cc, backendServing)
 
 	patchEcho(t, e, second, 0)
 	slice, err := e.Kube.DiscoveryV1().EndpointSlices(kubeNS).Get(t.Context(), "inventory-abcde", metav1.GetOptions{})
@@ -62,7 +66,7 @@ func TestKubeServicesReachProxies(t *testing.T) {
 		t.Fatal(err)
 	}
 	side.waitState(t, "the sidecar to follow the updates", 20*time.Second, hasEcho(second, "10.8.0.5:8080"))
-	reaches(t, "RPCs to move to the second backend", cc, notServing)
+	reaches(t, "RPCs to move to the second backend", cc, backendNotServing)
 
 	deleteAll(t, e)
 	side.waitState(t, "the sidecar to lose both clusters", 20*time.Second, func(s adsState) bool {
@@ -76,9 +80,9 @@ func TestKubeServicesReachProxies(t *testing.T) {
 	// The same entry created through networking.istio.io/v1beta1.
 	createEchoV1beta1(t, e, first)
 	side.waitState(t, "the sidecar to get the v1beta1 entry", 20*time.Second, func(s adsState) bool {
-		return slices.Contains(s.clusters, echoCluster) && slices.Equal(s.endpoints[echoCluster], loopback(first))
+		return slices.Contains(s.clusters, echoCluster) && slices.Equal(s.endpoints[echoCluster], loopbackAddr(first))
 	})
-	reaches(t, "RPCs to reach the backend of the v1beta1 entry", cc, serving)
+	reaches(t, "RPCs to reach the backend of the v1beta1 entry", cc, backendServing)
 }
 
 func deleteAll(t *testing.T, e *kubetest.Env) {
@@ -98,14 +102,14 @@ func deleteAll(t *testing.T, e *kubetest.Env) {
 // ServiceEntries the API server accepts but that cannot be used get a
 // Warning Event naming the problem, and no proxy's other config changes.
 func TestKubeInvalidServiceEntry(t *testing.T) {
-	backend := testBackend(t, serving)
+	backend := testBackend(t, backendServing)
 	e, srv := kubeServe(t)
 	createInventory(t, e, "10.8.0.5", "10.8.0.6")
 	createEcho(t, e, backend)
 	side := watchADS(t, srv.GRPCAddr, sidecarNode)
 	side.waitState(t, "the sidecar's config", 20*time.Second, hasEcho(backend, "10.8.0.5:8080", "10.8.0.6:8080"))
 	cc := proxylessClient(t, srv.GRPCAddr, echoTarget)
-	reaches(t, "RPCs to reach the backend", cc, serving)
+	reaches(t, "RPCs to reach the backend", cc, backendServing)
 	before := side.state()
 
 	bad := []struct {
@@ -137,7 +141,7 @@ func TestKubeInvalidServiceEntry(t *testing.T) {
 				before.versions[typ], after.versions[typ], before.responses[typ], after.responses[typ])
 		}
 	}
-	if got, err := which(cc); err != nil || got != serving {
+	if got, err := which(cc); err != nil || got != backendServing {
 		t.Errorf("RPC after the bad entries: %v, %v", got, err)
 	}
 	// The stream is live: a valid change still arrives.
@@ -173,14 +177,14 @@ func waitWarning(t *testing.T, e *kubetest.Env, kind, name string) string {
 // also to proxies that connect meanwhile; after it returns, a change reaches
 // every proxy.
 func TestKubeAPIServerOutage(t *testing.T) {
-	first, second := testBackend(t, serving), testBackend(t, notServing)
+	first, second := testBackend(t, backendServing), testBackend(t, backendNotServing)
 	e, srv := kubeServe(t)
 	createInventory(t, e, "10.8.0.5", "10.8.0.6")
 	createEcho(t, e, first)
 	side := watchADS(t, srv.GRPCAddr, sidecarNode)
 	before := side.waitState(t, "the sidecar's config", 20*time.Second, hasEcho(first, "10.8.0.5:8080", "10.8.0.6:8080"))
 	cc := proxylessClient(t, srv.GRPCAddr, echoTarget)
-	reaches(t, "RPCs to reach the first backend", cc, serving)
+	reaches(t, "RPCs to reach the first backend", cc, backendServing)
 
 	if err := e.StopAPIServer(); err != nil {
 		t.Fatal(err)
@@ -193,8 +197,8 @@ func TestKubeAPIServerOutage(t *testing.T) {
 		t.Errorf("sidecar connecting during the outage got clusters %v, before the outage %v", got.clusters, before.clusters)
 	}
 	cc2 := proxylessClientAs(t, srv.GRPCAddr, grpcNodeOther, echoTarget)
-	reaches(t, "RPCs of a grpc-go client connecting during the outage", cc2, serving)
-	if code := readyz(t, srv.HTTPAddr); code != http.StatusOK {
+	reaches(t, "RPCs of a grpc-go client connecting during the outage", cc2, backendServing)
+	if code := readyzCode(t, srv.HTTPAddr); code != http.StatusOK {
 		t.Errorf("/readyz during the outage: %d", code)
 	}
 	time.Sleep(time.Until(down.Add(30 * time.Second)))
@@ -211,13 +215,13 @@ func TestKubeAPIServerOutage(t *testing.T) {
 		w.waitState(t, "the change after the restart to reach the sidecars", 60*time.Second, hasEcho(second, "10.8.0.5:8080", "10.8.0.6:8080"))
 	}
 	sidecars := time.Since(up)
-	reaches(t, "the first client's RPCs to move to the second backend", cc, notServing)
-	reaches(t, "the second client's RPCs to move to the second backend", cc2, notServing)
+	reaches(t, "the first client's RPCs to move to the second backend", cc, backendNotServing)
+	reaches(t, "the second client's RPCs to move to the second backend", cc2, backendNotServing)
 	t.Logf("recovery: a change made right after the restart reached the sidecars %s and both grpc-go clients %s after the API server was back",
 		sidecars.Round(time.Millisecond), time.Since(up).Round(time.Millisecond))
 }
 
-func readyz(t *testing.T, addr string) int {
+func readyzCode(t *testing.T, addr string) int {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/readyz")
 	if err != nil {
@@ -230,14 +234,14 @@ func readyz(t *testing.T, addr string) int {
 // 100 ServiceEntry updates in a burst give a handful of pushes per proxy,
 // and the proxies end with the last update.
 func TestKubeBurstIsDebounced(t *testing.T) {
-	backend := testBackend(t, serving)
+	backend := testBackend(t, backendServing)
 	e, srv := kubeServe(t)
 	createInventory(t, e, "10.8.0.5", "10.8.0.6")
 	createEcho(t, e, backend)
 	side := watchADS(t, srv.GRPCAddr, sidecarNode)
 	side.waitState(t, "the sidecar's config", 20*time.Second, hasEcho(backend, "10.8.0.5:8080", "10.8.0.6:8080"))
 	cc := proxylessClient(t, srv.GRPCAddr, echoTarget)
-	reaches(t, "RPCs to reach the backend", cc, serving)
+	reaches(t, "RPCs to reach the backend", cc, backendServing)
 	time.Sleep(time.Second) // let every proxy settle
 	const proxies = 2
 	before := side.state()
@@ -271,10 +275,10 @@ func TestKubeBurstIsDebounced(t *testing.T) {
 	if eds1-eds0 > handful*proxies || cds1-cds0 > handful*proxies {
 		t.Errorf("server pushed %v EDS and %v CDS for the burst to %d proxies; want at most %d per proxy", eds1-eds0, cds1-cds0, proxies, handful)
 	}
-	if !slices.Equal(after.weights[echoCluster], []uint32{100}) || !slices.Equal(after.endpoints[echoCluster], loopback(backend)) {
-		t.Errorf("final echo endpoints %v weights %v; want %v weight 100", after.endpoints[echoCluster], after.weights[echoCluster], loopback(backend))
+	if !slices.Equal(after.weights[echoCluster], []uint32{100}) || !slices.Equal(after.endpoints[echoCluster], loopbackAddr(backend)) {
+		t.Errorf("final echo endpoints %v weights %v; want %v weight 100", after.endpoints[echoCluster], after.weights[echoCluster], loopbackAddr(backend))
 	}
-	if got, err := which(cc); err != nil || got != serving {
+	if got, err := which(cc); err != nil || got != backendServing {
 		t.Errorf("RPC after the burst: %v, %v", got, err)
 	}
 }
