@@ -156,7 +156,7 @@ func (p *pusher) rebuild(ctx context.Context, since time.Time) (built, changed i
 	affected := affectedBy(p.reg.ChangesSince(p.view.Revision()))
 	affected.addIPs(p.view)
 	affected.addIPs(view)
-	p.view, p.builder = view, p.newB(view, p.opts)
+	p.view, p.builder = view, p.nextBuilder(view, affected)
 	p.hashes.rotate()
 	for _, e := range p.proxies {
 		if !affected.matches(e) {

@@ -27,6 +27,7 @@ type options struct {
 	serverBin       string
 	baseline        bool
 	oursOff         bool
+	unshared        bool
 	baselineChanges int
 	keep            bool
 	timeout         time.Duration
@@ -43,6 +44,7 @@ func main() {
 	flag.StringVar(&o.serverBin, "server-bin", "", "controlplane binary (default: go build ./cmd/controlplane)")
 	flag.BoolVar(&o.baseline, "baseline", true, "also run the baseline server")
 	flag.BoolVar(&o.oursOff, "baseline-only", false, "run only the baseline server")
+	flag.BoolVar(&o.unshared, "baseline-unshared", false, "baseline: a snapshot.Builder per proxy per change (nothing shared; slow at scale)")
 	flag.IntVar(&o.baselineChanges, "baseline-changes", 3, "changes of each kind the baseline is driven through (0: all)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work folder (meshes, server logs)")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "longest wait for the proxies to be configured or to ACK one change")
@@ -54,7 +56,7 @@ func main() {
 	var err error
 	if o.baselineServer {
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-		err = loadtest.RunBaseline(ctx, loadtest.BaselineConfig{ConfigDir: o.configDir, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: logger})
+		err = loadtest.RunBaseline(ctx, loadtest.BaselineConfig{ConfigDir: o.configDir, Unshared: o.unshared, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: logger})
 	} else {
 		err = run(ctx, o)
 	}
@@ -79,7 +81,7 @@ func run(ctx context.Context, o options) error {
 		defer os.RemoveAll(work)
 	}
 	cfg := loadtest.Config{Scenario: sc, WorkDir: work, ServerBin: o.serverBin, Modes: strings.Split(o.modes, ","),
-		BaselineChanges: o.baselineChanges, OursOff: o.oursOff, Progress: os.Stderr, Timeout: o.timeout}
+		BaselineChanges: o.baselineChanges, OursOff: o.oursOff, BaselineUnshared: o.unshared, Progress: os.Stderr, Timeout: o.timeout}
 	if cfg.ServerBin == "" {
 		if cfg.ServerBin, err = buildServer(ctx, work); err != nil {
 			return err

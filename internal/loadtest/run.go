@@ -23,9 +23,11 @@ type Config struct {
 	// baseline is driven through (it rebuilds every proxy from scratch on
 	// each, which takes long at scale); 0 means all.
 	BaselineChanges int
-	Conns           int           // gRPC connections the streams share (default 1 per 100 proxies)
-	Timeout         time.Duration // per wait (connect, each change); default 3m
-	Progress        io.Writer
+	// BaselineUnshared gives each proxy of the baseline its own Builder.
+	BaselineUnshared bool
+	Conns            int           // gRPC connections the streams share (default 1 per 100 proxies)
+	Timeout          time.Duration // per wait (connect, each change); default 3m
+	Progress         io.Writer
 }
 
 // Servers under test.
@@ -35,7 +37,9 @@ const (
 )
 
 // BaselineArgs are the arguments that make BaselineBin serve dir.
-func BaselineArgs(dir string) []string { return []string{"-baseline-server", "-config-dir", dir} }
+func BaselineArgs(dir string, unshared bool) []string {
+	return []string{"-baseline-server", "-config-dir", dir, fmt.Sprintf("-baseline-unshared=%t", unshared)}
+}
 
 // Run runs every mode against our server and, if configured, the baseline.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
@@ -71,7 +75,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 func (cfg Config) serverArgs(server, dir, dataDir string) (string, []string) {
 	if server == Baseline {
-		return cfg.BaselineBin, BaselineArgs(dir)
+		return cfg.BaselineBin, BaselineArgs(dir, cfg.BaselineUnshared)
 	}
 	return cfg.ServerBin, []string{"serve", "--config-dir", dir, "--data-dir", dataDir, "--grpc-addr", "127.0.0.1:0",
 		"--secure-grpc-addr", "", "--http-addr", "127.0.0.1:0", "--log-level", cmp.Or(os.Getenv("LOADTEST_SERVER_LOG_LEVEL"), "info")}
