@@ -163,7 +163,7 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 	if err != nil {
 		return fail(err)
 	}
-	servers, err := newServers(logger, store, ca, o)
+	servers, err := newServers(logger, store, ca, reg, o)
 	if err != nil {
 		return fail(err)
 	}
@@ -224,7 +224,7 @@ func isClosed(c <-chan struct{}) bool {
 }
 
 // newServers makes the xDS server and, when configured, its TLS port.
-func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA, o serveOptions) ([]part, error) {
+func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA, reg *prometheus.Registry, o serveOptions) ([]part, error) {
 	srv, err := server.New(server.Config{
 		GRPCAddr:        o.grpcAddr,
 		HTTPAddr:        o.httpAddr,
@@ -234,6 +234,7 @@ func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA
 		Debounce:        o.debounce,
 		DebugOpen:       o.debugOpen,
 		RegisterGRPC:    []func(grpc.ServiceRegistrar){ca.Register},
+		Prometheus:      reg,
 	})
 	if err != nil {
 		return nil, err
