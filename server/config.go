@@ -63,6 +63,10 @@ type Config struct {
 	// changes (default 500ms).
 	Debounce    time.Duration
 	MaxDebounce time.Duration
+	// DebounceQuiet is the wait for a change that comes after a quiet
+	// spell (no push within Debounce): such a change is pushed after this
+	// short wait (default 10ms), unless more changes follow.
+	DebounceQuiet time.Duration
 	// DebugOpen serves /debug/ to non-loopback clients too.
 	DebugOpen bool
 	// RegisterGRPC registers extra services (e.g. the CA) on every gRPC
@@ -87,6 +91,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Debounce <= 0 {
 		c.Debounce = 100 * time.Millisecond
+	}
+	if c.DebounceQuiet <= 0 {
+		c.DebounceQuiet = 10 * time.Millisecond
 	}
 	if c.MaxDebounce < c.Debounce {
 		c.MaxDebounce = max(500*time.Millisecond, c.Debounce)

@@ -6,13 +6,16 @@ import (
 )
 
 // pushLoop is the one goroutine that rebuilds snapshots after registry
-// changes. After a change it waits for the debounce window to pass without
-// another change, but never longer than MaxDebounce, so bursts coalesce and
-// a steady stream of changes never starves the proxies.
+// changes. The wait is adaptive: a change after a quiet spell (no push
+// within Debounce) waits only DebounceQuiet for more, so a lone change is
+// pushed at once. Changes in quick succession wait for the debounce window
+// to pass without another change, but never longer than MaxDebounce, so
+// bursts coalesce and a steady stream of changes never starves the proxies.
 func (s *Server) pushLoop(ctx context.Context) {
 	signal, cancel := s.cfg.Registry.Subscribe()
 	defer cancel()
 	s.push(ctx, time.Now()) // changes between New and Subscribe
+	lastPush := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -20,19 +23,24 @@ func (s *Server) pushLoop(ctx context.Context) {
 		case <-signal:
 		}
 		first := time.Now()
-		if !s.debounce(ctx, signal, first) {
+		if !s.debounce(ctx, signal, first, first.Sub(lastPush) > s.cfg.Debounce) {
 			return
 		}
 		s.metrics.debounce.Observe(time.Since(first).Seconds())
 		s.push(ctx, first)
+		lastPush = time.Now()
 	}
 }
 
-// debounce waits out a burst of signals that started at first. It returns
-// false if ctx ended.
-func (s *Server) debounce(ctx context.Context, signal <-chan struct{}, first time.Time) bool {
+// debounce waits out a burst of signals that started at first; after a
+// quiet spell the first wait is DebounceQuiet. It returns false if ctx ended.
+func (s *Server) debounce(ctx context.Context, signal <-chan struct{}, first time.Time, quiet bool) bool {
 	deadline := first.Add(s.cfg.MaxDebounce)
-	timer := time.NewTimer(s.cfg.Debounce)
+	wait := s.cfg.Debounce
+	if quiet {
+		wait = min(wait, s.cfg.DebounceQuiet)
+	}
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
 		select {
