@@ -137,7 +137,7 @@ func patchEcho(t *testing.T, e *kubetest.Env, port int, weight uint32) {
 	t.Helper()
 	patch := fmt.Sprintf(`{"spec":{"endpoints":[{"address":"127.0.0.1","ports":{"grpc":%d},"labels":{"app":"echo"},"weight":%d}]}}`, port, weight)
 	if _, err := e.Istio.NetworkingV1().ServiceEntries(kubeNS).Patch(t.Context(), "echo", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-		t.Fatalf("patch ServiceEntry echo: %v", err)
+		t.Fatalf("patch ServiceEntry echo (weight %d): %v", weight, err)
 	}
 }
 
