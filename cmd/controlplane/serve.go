@@ -42,6 +42,7 @@ type serveOptions struct {
 	trustDomain    string
 	extraSANs      []string
 	debounce       time.Duration
+	configSettle   time.Duration
 	debugOpen      bool
 	accessLogPath  string
 	logLevel       string
@@ -75,7 +76,8 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.httpAddr, "http-addr", ":15014", "HTTP address for /metrics, /healthz, /readyz, /debug")
 	f.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain")
 	f.StringSliceVar(&o.extraSANs, "extra-san", nil, "extra DNS names or IPs in the TLS serving certificate (e.g. the gateway address VMs dial)")
-	f.DurationVar(&o.debounce, "debounce", 100*time.Millisecond, "how long changes are gathered before a push")
+	f.DurationVar(&o.debounce, "debounce", 100*time.Millisecond, "how long changes in quick succession are gathered before a push (a lone change is pushed after 10ms)")
+	f.DurationVar(&o.configSettle, "config-settle", 20*time.Millisecond, "how long --config-dir must be quiet after a file event before the files are read")
 	f.BoolVar(&o.debugOpen, "debug-open", false, "serve /debug to non-loopback clients too")
 	f.StringVar(&o.accessLogPath, "access-log", "/var/log/istio/istio.log", "Envoy access log file on VM sidecars")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -130,7 +132,7 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 		if st, err := os.Stat(o.configDir); err != nil || !st.IsDir() {
 			return fmt.Errorf("--config-dir %s: not a readable folder", o.configDir)
 		}
-		dir := yamldir.New(o.configDir, store, logger)
+		dir := yamldir.New(o.configDir, store, logger, yamldir.WithSettle(o.configSettle))
 		sources = append(sources, source{dir, func() bool { return isClosed(dir.Ready()) }})
 	}
 	var client kubernetes.Interface
