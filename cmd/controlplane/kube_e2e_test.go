@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -193,10 +194,10 @@ func TestKubeAPIServerOutage(t *testing.T) {
 	down := time.Now()
 	time.Sleep(5 * time.Second) // the informers' watches have broken by then
 	late := watchADS(t, srv.GRPCAddr, sidecar2Node)
-	got := late.waitState(t, "a sidecar connecting during the outage to get the config", 20*time.Second, hasEcho(first, "10.8.0.5:8080", "10.8.0.6:8080"))
-	if !slices.Equal(got.clusters, before.clusters) {
-		t.Errorf("sidecar connecting during the outage got clusters %v, before the outage %v", got.clusters, before.clusters)
-	}
+	late.waitState(t, fmt.Sprintf("a sidecar connecting during the outage to get the clusters %v and endpoints %v known before", before.clusters, before.endpoints),
+		20*time.Second, func(s adsState) bool {
+			return slices.Equal(s.clusters, before.clusters) && maps.EqualFunc(s.endpoints, before.endpoints, slices.Equal)
+		})
 	cc2 := proxylessClientAs(t, srv.GRPCAddr, grpcNodeOther, echoTarget)
 	reaches(t, "RPCs of a grpc-go client connecting during the outage", cc2, backendServing)
 	if code := readyzCode(t, srv.HTTPAddr); code != http.StatusOK {
