@@ -2,8 +2,10 @@ package server
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -96,7 +98,9 @@ func (h *hasher) list(list []types.Resource) (*typeResources, error) {
 // hashed is a resource marshaled once: its content hash and its bytes,
 // ready to send.
 type hashed struct {
+	name    string
 	version string
+	sum     uint64 // version as a number, for type versions
 	any     *anypb.Any
 }
 
@@ -115,7 +119,9 @@ func (h *hasher) hash(r types.Resource) (hashed, error) {
 	}
 	sum := sha256.Sum256(b)
 	v := hashed{
+		name:    cache.GetResourceName(r),
 		version: hex.EncodeToString(sum[:8]),
+		sum:     binary.BigEndian.Uint64(sum[:8]),
 		any:     &anypb.Any{TypeUrl: "type.googleapis.com/" + string(proto.MessageName(r)), Value: b},
 	}
 	h.cur[r] = v
@@ -123,16 +129,53 @@ func (h *hasher) hash(r types.Resource) (hashed, error) {
 }
 
 // typeResources is one type of a proxy snapshot. It is shared between
-// proxies and never modified.
+// proxies and never modified. Making one costs a cached hash lookup per
+// resource (a sidecar's lists are its own, merged with its inbound part);
+// the maps by name are made on first use (delta streams, named
+// subscriptions, CSDS).
 type typeResources struct {
-	version  string
-	items    map[string]types.ResourceWithTTL
-	versions map[string]string // resource name -> content hash (delta)
-	names    []string          // sorted
-	anys     []*anypb.Any      // marshaled resources, by names' index
+	version string
+	list    []types.Resource // sorted by name
+	names   []string         // by list index
+	vers    []string         // content hash, by list index
+	anys    []*anypb.Any     // marshaled resources, by list index
+
+	indexOnce sync.Once
+	index     map[string]int // name -> list index
+	mapsOnce  sync.Once
+	items     map[string]types.ResourceWithTTL
+	versions  map[string]string // resource name -> content hash (delta)
 
 	hostsOnce sync.Once
 	hosts     map[string]bool // see serviceHosts
+}
+
+// versionOf returns the content hash of a named resource.
+func (tr *typeResources) versionOf(name string) (string, bool) {
+	tr.indexOnce.Do(func() {
+		tr.index = make(map[string]int, len(tr.names))
+		for i, n := range tr.names {
+			tr.index[n] = i
+		}
+	})
+	i, ok := tr.index[name]
+	if !ok {
+		return "", false
+	}
+	return tr.vers[i], true
+}
+
+// maps returns the resources and their versions by name.
+func (tr *typeResources) maps() (map[string]types.ResourceWithTTL, map[string]string) {
+	tr.mapsOnce.Do(func() {
+		tr.items = make(map[string]types.ResourceWithTTL, len(tr.names))
+		tr.versions = make(map[string]string, len(tr.names))
+		for i, n := range tr.names {
+			tr.items[n] = types.ResourceWithTTL{Resource: tr.list[i]}
+			tr.versions[n] = tr.vers[i]
+		}
+	})
+	return tr.items, tr.versions
 }
 
 // serviceHosts returns the service hosts named by the resources' names
@@ -140,8 +183,8 @@ type typeResources struct {
 // per shared list.
 func (tr *typeResources) serviceHosts() map[string]bool {
 	tr.hostsOnce.Do(func() {
-		tr.hosts = make(map[string]bool, len(tr.items))
-		for name := range tr.items {
+		tr.hosts = make(map[string]bool, len(tr.names))
+		for _, name := range tr.names {
 			if i := strings.LastIndexByte(name, '|'); i >= 0 {
 				tr.hosts[name[i+1:]] = true
 			}
@@ -179,30 +222,44 @@ func newNodeSnapshot(h *hasher, res *snapshot.Resources) (*nodeSnapshot, error) 
 
 func newTypeResources(h *hasher, list []types.Resource) (*typeResources, error) {
 	tr := &typeResources{
-		items:    make(map[string]types.ResourceWithTTL, len(list)),
-		versions: make(map[string]string, len(list)),
-		names:    make([]string, 0, len(list)),
-		anys:     make([]*anypb.Any, 0, len(list)),
+		list:  list,
+		names: make([]string, len(list)),
+		vers:  make([]string, len(list)),
+		anys:  make([]*anypb.Any, len(list)),
 	}
-	sum := sha256.New()
-	for _, r := range list {
-		name := cache.GetResourceName(r)
-		if _, dup := tr.items[name]; dup {
-			return nil, fmt.Errorf("resource %q listed twice", name)
-		}
+	var sum uint64 = 14695981039346656037 // FNV offset basis
+	sorted := true
+	for i, r := range list {
 		v, err := h.hash(r)
 		if err != nil {
 			return nil, err
 		}
-		tr.items[name] = types.ResourceWithTTL{Resource: r}
-		tr.versions[name] = v.version
-		tr.names = append(tr.names, name)
-		tr.anys = append(tr.anys, v.any)
+		tr.names[i], tr.vers[i], tr.anys[i] = v.name, v.version, v.any
+		if i > 0 && v.name <= tr.names[i-1] {
+			sorted = false
+		}
 		// Lists are sorted by name, so the sum is stable.
-		fmt.Fprintf(sum, "%s\x00%s\x00", name, v.version)
+		sum = (sum ^ v.sum) * 1099511628211
 	}
-	tr.version = hex.EncodeToString(sum.Sum(nil)[:8])
+	if !sorted {
+		if err := checkDuplicates(tr.names); err != nil {
+			return nil, err
+		}
+	}
+	tr.version = strconv.FormatUint(sum, 16)
 	return tr, nil
+}
+
+// checkDuplicates reports a name listed twice.
+func checkDuplicates(names []string) error {
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		if seen[n] {
+			return fmt.Errorf("resource %q listed twice", n)
+		}
+		seen[n] = true
+	}
+	return nil
 }
 
 // GetVersion returns the content version of a type.
@@ -216,7 +273,8 @@ func (s *nodeSnapshot) GetVersion(typeURL string) string {
 // GetResourcesAndTTL returns the resources of a type by name.
 func (s *nodeSnapshot) GetResourcesAndTTL(typeURL string) map[string]types.ResourceWithTTL {
 	if tr := s.types[typeURL]; tr != nil {
-		return tr.items
+		items, _ := tr.maps()
+		return items
 	}
 	return nil
 }
@@ -227,9 +285,9 @@ func (s *nodeSnapshot) GetResources(typeURL string) map[string]types.Resource {
 	if tr == nil {
 		return nil
 	}
-	out := make(map[string]types.Resource, len(tr.items))
-	for k, v := range tr.items {
-		out[k] = v.Resource
+	out := make(map[string]types.Resource, len(tr.names))
+	for i, n := range tr.names {
+		out[n] = tr.list[i]
 	}
 	return out
 }
@@ -240,7 +298,8 @@ func (s *nodeSnapshot) ConstructVersionMap() error { return nil }
 // GetVersionMap returns the content hash of each resource of a type.
 func (s *nodeSnapshot) GetVersionMap(typeURL string) map[string]string {
 	if tr := s.types[typeURL]; tr != nil {
-		return tr.versions
+		_, versions := tr.maps()
+		return versions
 	}
 	return nil
 }

@@ -108,36 +108,35 @@ func (c *xdsCache) needsResponse(nodeID string, s *nodeSnapshot, w *sotwWatch) b
 	}
 	known := w.sub.ReturnedResources()
 	if !w.full {
-		for _, name := range w.names(tr) {
-			if known[name] != tr.versions[name] {
+		return w.anySubscribed(tr, func(i int) bool { return known[tr.names[i]] != tr.vers[i] })
+	}
+	if version != tr.version {
+		return true
+	}
+	return w.anySubscribed(tr, func(i int) bool {
+		_, ok := known[tr.names[i]]
+		return !ok
+	})
+}
+
+// anySubscribed reports whether pred holds for a resource of the type the
+// watch subscribes to (pred gets its list index): the whole list for a
+// wildcard subscription, else the subscribed names; it allocates nothing.
+func (w *sotwWatch) anySubscribed(tr *typeResources, pred func(i int) bool) bool {
+	if w.sub.IsWildcard() {
+		for i := range tr.names {
+			if pred(i) {
 				return true
 			}
 		}
 		return false
 	}
-	if version != tr.version {
-		return true
-	}
-	for _, name := range w.names(tr) {
-		if _, ok := known[name]; !ok {
+	for name := range w.sub.SubscribedResources() {
+		if _, ok := tr.versionOf(name); ok && pred(tr.index[name]) {
 			return true
 		}
 	}
 	return false
-}
-
-// names returns the names of the type's resources the watch subscribes to.
-func (w *sotwWatch) names(tr *typeResources) []string {
-	if w.sub.IsWildcard() {
-		return tr.names
-	}
-	var out []string
-	for name := range w.sub.SubscribedResources() {
-		if _, ok := tr.items[name]; ok {
-			out = append(out, name)
-		}
-	}
-	return out
 }
 
 // respond sends the watch the type's resources it subscribes to: all of
@@ -154,7 +153,7 @@ func (c *xdsCache) respond(ctx context.Context, s *nodeSnapshot, w sotwWatch) er
 				continue
 			}
 		}
-		v := tr.versions[name]
+		v := tr.vers[i]
 		returned[name] = v
 		if !w.full && known[name] == v {
 			continue
