@@ -32,11 +32,13 @@ type xdsCache struct {
 	mu     sync.Mutex
 	nodes  map[string]*sotwNode
 	nextID int64
+	diffs  map[diffKey][]string
 }
 
 type sotwNode struct {
 	snap    *nodeSnapshot
 	watches map[int64]sotwWatch
+	synced  map[string]synced // type URL -> what the stream holds (see synced)
 }
 
 type sotwWatch struct {
@@ -49,14 +51,14 @@ type sotwWatch struct {
 var _ cache.Cache = (*xdsCache)(nil)
 
 func newXDSCache(delta cache.SnapshotCache, nacks *tracker) *xdsCache {
-	return &xdsCache{delta: delta, nacks: nacks, nodes: map[string]*sotwNode{}}
+	return &xdsCache{delta: delta, nacks: nacks, nodes: map[string]*sotwNode{}, diffs: map[diffKey][]string{}}
 }
 
 // nodeLocked returns a node's state, creating it.
 func (c *xdsCache) nodeLocked(id string) *sotwNode {
 	n := c.nodes[id]
 	if n == nil {
-		n = &sotwNode{watches: map[int64]sotwWatch{}}
+		n = &sotwNode{watches: map[int64]sotwWatch{}, synced: map[string]synced{}}
 		c.nodes[id] = n
 	}
 	return n
@@ -69,8 +71,8 @@ func (c *xdsCache) CreateWatch(req *cache.Request, sub cache.Subscription, out c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.nodeLocked(nodeID)
-	if n.snap != nil && c.needsResponse(nodeID, n.snap, &w) {
-		return func() {}, c.respond(context.Background(), n.snap, w)
+	if n.snap != nil && c.needsResponse(n, nodeID, n.snap, &w) {
+		return func() {}, c.respond(context.Background(), n, n.snap, w)
 	}
 	c.nextID++
 	id := c.nextID
@@ -94,7 +96,7 @@ func (c *xdsCache) CreateWatch(req *cache.Request, sub cache.Subscription, out c
 //
 // After a NACK the proxy is treated as holding the version it rejected,
 // so that version is not resent, and the next version is sent in full.
-func (c *xdsCache) needsResponse(nodeID string, s *nodeSnapshot, w *sotwWatch) bool {
+func (c *xdsCache) needsResponse(n *sotwNode, nodeID string, s *nodeSnapshot, w *sotwWatch) bool {
 	typeURL := w.req.GetTypeUrl()
 	tr := s.types[typeURL]
 	if tr == nil {
@@ -106,17 +108,28 @@ func (c *xdsCache) needsResponse(nodeID string, s *nodeSnapshot, w *sotwWatch) b
 	if nacked {
 		version = rejected
 	}
+	if !nacked {
+		if lacks, ok := c.lacksLocked(n, w, tr); ok {
+			return lacks
+		}
+	}
 	known := w.sub.ReturnedResources()
-	if !w.full {
-		return w.anySubscribed(tr, func(i int) bool { return known[tr.names[i]] != tr.vers[i] })
-	}
-	if version != tr.version {
+	var lacks bool
+	switch {
+	case !w.full:
+		lacks = w.anySubscribed(tr, func(i int) bool { return known[tr.names[i]] != tr.vers[i] })
+	case version != tr.version:
 		return true
+	default:
+		lacks = w.anySubscribed(tr, func(i int) bool {
+			_, ok := known[tr.names[i]]
+			return !ok
+		})
 	}
-	return w.anySubscribed(tr, func(i int) bool {
-		_, ok := known[tr.names[i]]
-		return !ok
-	})
+	if !lacks && !nacked {
+		n.markSyncedLocked(w, tr, nil)
+	}
+	return lacks
 }
 
 // anySubscribed reports whether pred holds for a resource of the type the
@@ -141,7 +154,7 @@ func (w *sotwWatch) anySubscribed(tr *typeResources, pred func(i int) bool) bool
 
 // respond sends the watch the type's resources it subscribes to: all of
 // them, or (see needsResponse) only those the proxy lacks.
-func (c *xdsCache) respond(ctx context.Context, s *nodeSnapshot, w sotwWatch) error {
+func (c *xdsCache) respond(ctx context.Context, n *sotwNode, s *nodeSnapshot, w sotwWatch) error {
 	tr := s.types[w.req.GetTypeUrl()]
 	resp := &discoveryv3.DiscoveryResponse{VersionInfo: tr.version, TypeUrl: w.req.GetTypeUrl()}
 	known := w.sub.ReturnedResources()
@@ -160,6 +173,7 @@ func (c *xdsCache) respond(ctx context.Context, s *nodeSnapshot, w sotwWatch) er
 		}
 		resp.Resources = append(resp.Resources, tr.anys[i])
 	}
+	n.markSyncedLocked(&w, tr, returned)
 	select {
 	case w.out <- &sotwResponse{req: w.req, resp: resp, returned: returned}:
 		return nil
@@ -187,11 +201,11 @@ func (c *xdsCache) SetSnapshot(ctx context.Context, nodeID string, s *nodeSnapsh
 	})
 	for _, id := range ids {
 		w := n.watches[id]
-		if !c.needsResponse(nodeID, s, &w) {
+		if !c.needsResponse(n, nodeID, s, &w) {
 			continue
 		}
 		delete(n.watches, id)
-		if err := c.respond(ctx, s, w); err != nil {
+		if err := c.respond(ctx, n, s, w); err != nil {
 			return err
 		}
 	}
