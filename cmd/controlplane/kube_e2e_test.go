@@ -194,9 +194,16 @@ func TestKubeAPIServerOutage(t *testing.T) {
 	down := time.Now()
 	time.Sleep(5 * time.Second) // the informers' watches have broken by then
 	late := watchADS(t, srv.GRPCAddr, sidecar2Node)
-	late.waitState(t, fmt.Sprintf("a sidecar connecting during the outage to get the clusters %v and endpoints %v known before", before.clusters, before.endpoints),
+	// The last known state: a stopping kube-apiserver removes its own
+	// endpoint from the kubernetes Service, the rest is as before.
+	known := side.state()
+	if !hasEcho(first, "10.8.0.5:8080", "10.8.0.6:8080")(known) || !slices.Equal(known.clusters, before.clusters) {
+		t.Errorf("the connected sidecar lost config in the outage: clusters %v, endpoints %v; before %v, %v",
+			known.clusters, known.endpoints, before.clusters, before.endpoints)
+	}
+	late.waitState(t, fmt.Sprintf("a sidecar connecting during the outage to get the clusters %v and endpoints %v last known", known.clusters, known.endpoints),
 		20*time.Second, func(s adsState) bool {
-			return slices.Equal(s.clusters, before.clusters) && maps.EqualFunc(s.endpoints, before.endpoints, slices.Equal)
+			return slices.Equal(s.clusters, known.clusters) && maps.EqualFunc(s.endpoints, known.endpoints, slices.Equal)
 		})
 	cc2 := proxylessClientAs(t, srv.GRPCAddr, grpcNodeOther, echoTarget)
 	reaches(t, "RPCs of a grpc-go client connecting during the outage", cc2, backendServing)
