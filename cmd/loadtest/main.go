@@ -45,7 +45,7 @@ func main() {
 	flag.BoolVar(&o.baseline, "baseline", true, "also run the baseline server")
 	flag.BoolVar(&o.oursOff, "baseline-only", false, "run only the baseline server")
 	flag.BoolVar(&o.unshared, "baseline-unshared", false, "baseline: a snapshot.Builder per proxy per change (nothing shared; slow at scale)")
-	flag.IntVar(&o.baselineChanges, "baseline-changes", 3, "changes of each kind the baseline is driven through (0: all)")
+	flag.IntVar(&o.baselineChanges, "baseline-changes", 2, "changes of each kind the baseline is driven through (0: all)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work folder (meshes, server logs)")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "longest wait for the proxies to be configured or to ACK one change")
 	flag.BoolVar(&o.baselineServer, "baseline-server", false, "serve as the baseline (used by the load test itself)")
