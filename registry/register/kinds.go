@@ -14,133 +14,101 @@ import (
 )
 
 func kinds(kube kubernetes.Interface, istio istioclient.Interface) []kind {
-	return []kind{serviceKind(kube), endpointSliceKind(kube), serviceEntryKind(istio), workloadEntryKind(istio)}
+	return []kind{
+		typedKind(KindService, func(ns string) typedClient[*corev1.Service] {
+			return kube.CoreV1().Services(ns)
+		}, mergeService),
+		typedKind(KindEndpointSlice, func(ns string) typedClient[*discoveryv1.EndpointSlice] {
+			return kube.DiscoveryV1().EndpointSlices(ns)
+		}, mergeEndpointSlice),
+		typedKind(KindServiceEntry, func(ns string) typedClient[*netv1.ServiceEntry] {
+			return istio.NetworkingV1().ServiceEntries(ns)
+		}, mergeServiceEntry),
+		typedKind(KindWorkloadEntry, func(ns string) typedClient[*netv1.WorkloadEntry] {
+			return istio.NetworkingV1().WorkloadEntries(ns)
+		}, mergeWorkloadEntry),
+	}
 }
 
-func serviceKind(kube kubernetes.Interface) kind {
+// typedClient is the part of a client-go or Istio client-go typed client
+// (e.g. ServiceInterface) that register uses.
+type typedClient[T Object] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	Create(ctx context.Context, obj T, opts metav1.CreateOptions) (T, error)
+	Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error)
+	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
+}
+
+// typedKind makes a kind from the typed client for one namespace and the
+// kind's merge, which returns nil when existing already holds desired.
+func typedKind[T Object](name string, client func(ns string) typedClient[T], merge func(existing, desired T) Object) kind {
 	return kind{
-		name: KindService,
+		name: name,
 		get: func(ctx context.Context, ns, name string) (Object, error) {
-			return kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+			o, err := client(ns).Get(ctx, name, metav1.GetOptions{})
+			return o, err
 		},
 		create: func(ctx context.Context, o Object) error {
-			_, err := kube.CoreV1().Services(o.GetNamespace()).Create(ctx, o.(*corev1.Service), metav1.CreateOptions{})
+			_, err := client(o.GetNamespace()).Create(ctx, o.(T), metav1.CreateOptions{})
 			return err
 		},
 		update: func(ctx context.Context, o Object) error {
-			_, err := kube.CoreV1().Services(o.GetNamespace()).Update(ctx, o.(*corev1.Service), metav1.UpdateOptions{})
+			_, err := client(o.GetNamespace()).Update(ctx, o.(T), metav1.UpdateOptions{})
 			return err
 		},
 		delete: func(ctx context.Context, ns, name string) error {
-			return kube.CoreV1().Services(ns).Delete(ctx, name, metav1.DeleteOptions{})
+			return client(ns).Delete(ctx, name, metav1.DeleteOptions{})
 		},
 		merge: func(existing, desired Object) Object {
-			e, d := existing.(*corev1.Service), desired.(*corev1.Service)
-			labels, changed := mergeLabels(e.Labels, d.Labels)
-			if !changed && len(e.Spec.Selector) == 0 && equality.Semantic.DeepEqual(e.Spec.Ports, d.Spec.Ports) {
-				return nil
-			}
-			out := e.DeepCopy()
-			out.Labels, out.Spec.Selector, out.Spec.Ports = labels, nil, d.Spec.Ports
-			return out
+			return merge(existing.(T), desired.(T))
 		},
 	}
 }
 
-func endpointSliceKind(kube kubernetes.Interface) kind {
-	return kind{
-		name: KindEndpointSlice,
-		get: func(ctx context.Context, ns, name string) (Object, error) {
-			return kube.DiscoveryV1().EndpointSlices(ns).Get(ctx, name, metav1.GetOptions{})
-		},
-		create: func(ctx context.Context, o Object) error {
-			_, err := kube.DiscoveryV1().EndpointSlices(o.GetNamespace()).Create(ctx, o.(*discoveryv1.EndpointSlice), metav1.CreateOptions{})
-			return err
-		},
-		update: func(ctx context.Context, o Object) error {
-			_, err := kube.DiscoveryV1().EndpointSlices(o.GetNamespace()).Update(ctx, o.(*discoveryv1.EndpointSlice), metav1.UpdateOptions{})
-			return err
-		},
-		delete: func(ctx context.Context, ns, name string) error {
-			return kube.DiscoveryV1().EndpointSlices(ns).Delete(ctx, name, metav1.DeleteOptions{})
-		},
-		merge: func(existing, desired Object) Object {
-			e, d := existing.(*discoveryv1.EndpointSlice), desired.(*discoveryv1.EndpointSlice)
-			labels, changed := mergeLabels(e.Labels, d.Labels)
-			if !changed && e.AddressType == d.AddressType && equality.Semantic.DeepEqual(e.Endpoints, d.Endpoints) &&
-				equality.Semantic.DeepEqual(e.Ports, d.Ports) {
-				return nil
-			}
-			if e.AddressType != d.AddressType {
-				// The address type is immutable: the caller's update fails
-				// and tells the user to deregister first.
-				return d
-			}
-			out := e.DeepCopy()
-			out.Labels, out.Endpoints, out.Ports = labels, d.Endpoints, d.Ports
-			return out
-		},
+func mergeService(e, d *corev1.Service) Object {
+	labels, changed := mergeLabels(e.Labels, d.Labels)
+	if !changed && len(e.Spec.Selector) == 0 && equality.Semantic.DeepEqual(e.Spec.Ports, d.Spec.Ports) {
+		return nil
 	}
+	out := e.DeepCopy()
+	out.Labels, out.Spec.Selector, out.Spec.Ports = labels, nil, d.Spec.Ports
+	return out
 }
 
-func serviceEntryKind(istio istioclient.Interface) kind {
-	return kind{
-		name: KindServiceEntry,
-		get: func(ctx context.Context, ns, name string) (Object, error) {
-			return istio.NetworkingV1().ServiceEntries(ns).Get(ctx, name, metav1.GetOptions{})
-		},
-		create: func(ctx context.Context, o Object) error {
-			_, err := istio.NetworkingV1().ServiceEntries(o.GetNamespace()).Create(ctx, o.(*netv1.ServiceEntry), metav1.CreateOptions{})
-			return err
-		},
-		update: func(ctx context.Context, o Object) error {
-			_, err := istio.NetworkingV1().ServiceEntries(o.GetNamespace()).Update(ctx, o.(*netv1.ServiceEntry), metav1.UpdateOptions{})
-			return err
-		},
-		delete: func(ctx context.Context, ns, name string) error {
-			return istio.NetworkingV1().ServiceEntries(ns).Delete(ctx, name, metav1.DeleteOptions{})
-		},
-		merge: func(existing, desired Object) Object {
-			e, d := existing.(*netv1.ServiceEntry), desired.(*netv1.ServiceEntry)
-			labels, changed := mergeLabels(e.Labels, d.Labels)
-			if !changed && proto.Equal(&e.Spec, &d.Spec) {
-				return nil
-			}
-			out := e.DeepCopy()
-			out.Labels = labels
-			d.Spec.DeepCopyInto(&out.Spec)
-			return out
-		},
+func mergeEndpointSlice(e, d *discoveryv1.EndpointSlice) Object {
+	labels, changed := mergeLabels(e.Labels, d.Labels)
+	if !changed && e.AddressType == d.AddressType && equality.Semantic.DeepEqual(e.Endpoints, d.Endpoints) &&
+		equality.Semantic.DeepEqual(e.Ports, d.Ports) {
+		return nil
 	}
+	if e.AddressType != d.AddressType {
+		// The address type is immutable: the caller's update fails
+		// and tells the user to deregister first.
+		return d
+	}
+	out := e.DeepCopy()
+	out.Labels, out.Endpoints, out.Ports = labels, d.Endpoints, d.Ports
+	return out
 }
 
-func workloadEntryKind(istio istioclient.Interface) kind {
-	return kind{
-		name: KindWorkloadEntry,
-		get: func(ctx context.Context, ns, name string) (Object, error) {
-			return istio.NetworkingV1().WorkloadEntries(ns).Get(ctx, name, metav1.GetOptions{})
-		},
-		create: func(ctx context.Context, o Object) error {
-			_, err := istio.NetworkingV1().WorkloadEntries(o.GetNamespace()).Create(ctx, o.(*netv1.WorkloadEntry), metav1.CreateOptions{})
-			return err
-		},
-		update: func(ctx context.Context, o Object) error {
-			_, err := istio.NetworkingV1().WorkloadEntries(o.GetNamespace()).Update(ctx, o.(*netv1.WorkloadEntry), metav1.UpdateOptions{})
-			return err
-		},
-		delete: func(ctx context.Context, ns, name string) error {
-			return istio.NetworkingV1().WorkloadEntries(ns).Delete(ctx, name, metav1.DeleteOptions{})
-		},
-		merge: func(existing, desired Object) Object {
-			e, d := existing.(*netv1.WorkloadEntry), desired.(*netv1.WorkloadEntry)
-			labels, changed := mergeLabels(e.Labels, d.Labels)
-			if !changed && proto.Equal(&e.Spec, &d.Spec) {
-				return nil
-			}
-			out := e.DeepCopy()
-			out.Labels = labels
-			d.Spec.DeepCopyInto(&out.Spec)
-			return out
-		},
+func mergeServiceEntry(e, d *netv1.ServiceEntry) Object {
+	labels, changed := mergeLabels(e.Labels, d.Labels)
+	if !changed && proto.Equal(&e.Spec, &d.Spec) {
+		return nil
 	}
+	out := e.DeepCopy()
+	out.Labels = labels
+	d.Spec.DeepCopyInto(&out.Spec)
+	return out
+}
+
+func mergeWorkloadEntry(e, d *netv1.WorkloadEntry) Object {
+	labels, changed := mergeLabels(e.Labels, d.Labels)
+	if !changed && proto.Equal(&e.Spec, &d.Spec) {
+		return nil
+	}
+	out := e.DeepCopy()
+	out.Labels = labels
+	d.Spec.DeepCopyInto(&out.Spec)
+	return out
 }
