@@ -81,20 +81,7 @@ var addrLine = regexp.MustCompile(`msg="serving (gRPC|HTTP|gRPC over TLS)" addr=
 // listeners are up. It is stopped when the test ends.
 func Serve(t testing.TB, args ...string) *Server {
 	t.Helper()
-	s := &Server{DataDir: t.TempDir(), done: make(chan struct{})}
-	all := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--secure-grpc-addr", "127.0.0.1:0",
-		"--http-addr", "127.0.0.1:0", "--data-dir", s.DataDir, "--log-level", "debug"}
-	s.cmd = exec.Command(Binary(t), append(all, args...)...)
-	stderr, err := s.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start controlplane: %v", err)
-	}
-	found := make(chan struct{})
-	go s.read(stderr, found)
-	t.Cleanup(func() { s.Stop(t) })
+	s, found := start(t, args)
 	select {
 	case <-found:
 	case <-s.done:
@@ -177,13 +164,7 @@ func (s *Server) Stop(t testing.TB) {
 	if s.cmd.Process == nil {
 		return
 	}
-	_ = s.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
+	Interrupt(s.cmd, s.done, 10*time.Second)
 	if t.Failed() {
 		t.Logf("controlplane log:\n%s", s.Logs())
 	}

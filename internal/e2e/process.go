@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"os/exec"
 	"testing"
 	"time"
@@ -12,7 +13,15 @@ import (
 // WaitReady to wait as Serve does. It is stopped when the test ends.
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
-	s := &Server{DataDir: t.TempDir(), done: make(chan struct{})}
+	s, _ := start(t, args)
+	return s
+}
+
+// start starts `controlplane serve` with loopback port-0 addresses, a fresh
+// data dir and args; found is closed once all its listeners are logged.
+func start(t testing.TB, args []string) (s *Server, found chan struct{}) {
+	t.Helper()
+	s = &Server{DataDir: t.TempDir(), done: make(chan struct{})}
 	all := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--secure-grpc-addr", "127.0.0.1:0",
 		"--http-addr", "127.0.0.1:0", "--data-dir", s.DataDir, "--log-level", "debug"}
 	s.cmd = exec.Command(Binary(t), append(all, args...)...)
@@ -23,9 +32,10 @@ func Start(t testing.TB, args ...string) *Server {
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start controlplane: %v", err)
 	}
-	go s.read(stderr, make(chan struct{}))
+	found = make(chan struct{})
+	go s.read(stderr, found)
 	t.Cleanup(func() { s.Stop(t) })
-	return s
+	return s, found
 }
 
 // WaitReady waits until a server from Start listens and answers /readyz.
@@ -68,5 +78,18 @@ func (s *Server) Exited() bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// Interrupt ends a started cmd with SIGINT, or with SIGKILL when it has not
+// exited within grace, and waits until done (closed by whoever waits for
+// cmd) is closed.
+func Interrupt(cmd *exec.Cmd, done <-chan struct{}, grace time.Duration) {
+	_ = cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-done:
+	case <-time.After(grace):
+		_ = cmd.Process.Kill()
+		<-done
 	}
 }
