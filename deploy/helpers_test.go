@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/librarymesh/controlplane/internal/e2e"
 	"github.com/librarymesh/controlplane/internal/kubetest"
 )
 
@@ -166,12 +167,8 @@ func waitRootConfigMap(t *testing.T, e *kubetest.Env, ns string, want []byte, ti
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool, detail func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; %s", what, timeout, detail())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !e2e.Poll(timeout, 50*time.Millisecond, cond) {
+		t.Fatalf("%s: not within %s; %s", what, timeout, detail())
 	}
 }
 

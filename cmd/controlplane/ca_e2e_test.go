@@ -59,16 +59,6 @@ func withBearer(ctx context.Context, token string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 }
 
-func dial(t *testing.T, addr string, creds credentials.TransportCredentials) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
-
 // tlsCreds trusts the server's root and presents cert when it is not nil.
 func tlsCreds(t *testing.T, rootPEM []byte, cert *tls.Certificate) credentials.TransportCredentials {
 	t.Helper()
@@ -206,12 +196,12 @@ func TestSecurePortAndTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	plain := dial(t, srv.GRPCAddr, insecure.NewCredentials())
-	anonymous := dial(t, srv.SecureGRPCAddr, tlsCreds(t, rootPEM, nil))
+	plain := e2e.Dial(t, srv.GRPCAddr, insecure.NewCredentials())
+	anonymous := e2e.Dial(t, srv.SecureGRPCAddr, tlsCreds(t, rootPEM, nil))
 
 	token := tokenCreate(t, srv.DataDir, "default", "inventory", "--ttl", "1h")
 	inventory := createCertificate(withBearer(ctx, token), t, plain, rootPEM, spiffeID("default", "inventory"))
-	withCert := dial(t, srv.SecureGRPCAddr, tlsCreds(t, rootPEM, inventory))
+	withCert := e2e.Dial(t, srv.SecureGRPCAddr, tlsCreds(t, rootPEM, inventory))
 
 	t.Run("CreateCertificate on the TLS port with a token", func(t *testing.T) {
 		createCertificate(withBearer(ctx, token), t, anonymous, rootPEM, spiffeID("default", "inventory"))
@@ -233,7 +223,7 @@ func TestSecurePortAndTokens(t *testing.T) {
 		_, err := securityv1alpha1.NewIstioCertificateServiceClient(plain).CreateCertificate(withBearer(ctx, short),
 			&securityv1alpha1.IstioCertificateRequest{Csr: csr})
 		wantCode(t, err, codes.Unauthenticated, "expired at")
-		renewer := dial(t, srv.SecureGRPCAddr, tlsCreds(t, rootPEM, issued))
+		renewer := e2e.Dial(t, srv.SecureGRPCAddr, tlsCreds(t, rootPEM, issued))
 		createCertificate(ctx, t, renewer, rootPEM, spiffeID("default", "inventory"))
 	})
 	t.Run("a single-use token from the command works once", func(t *testing.T) {
@@ -292,13 +282,7 @@ func runLogged(t *testing.T, cmd *exec.Cmd, logPath string) <-chan struct{} {
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		e2e.Interrupt(cmd, done, 5*time.Second)
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			t.Logf("%s log:\n%s", filepath.Base(cmd.Path), tail(b, 6000))
@@ -382,7 +366,7 @@ func TestRootAcrossRestartAndPluggedCACerts(t *testing.T) {
 		}
 		token := tokenCreate(t, dataDir, "vm", "postgres", append([]string{"--ttl", "1h"}, extra...)...)
 		_, csr := newCSR(t)
-		resp, err := securityv1alpha1.NewIstioCertificateServiceClient(dial(t, srv.GRPCAddr, insecure.NewCredentials())).
+		resp, err := securityv1alpha1.NewIstioCertificateServiceClient(e2e.Dial(t, srv.GRPCAddr, insecure.NewCredentials())).
 			CreateCertificate(withBearer(t.Context(), token), &securityv1alpha1.IstioCertificateRequest{Csr: csr})
 		if err != nil {
 			t.Fatalf("CreateCertificate: %v", err)

@@ -303,19 +303,6 @@ spec:
 	return dr
 }
 
-// writeAtomically replaces path's content in one rename, so a folder watcher
-// never reads half a file.
-func writeAtomically(t *testing.T, path, content string) {
-	t.Helper()
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestIstioPilotAgent: Istio's own node agent, unchanged, gets its workload
 // certificate from our CA (bootstrap token over the TLS port) and its xDS
 // through us (mTLS with that certificate); a grpc-go client and a grpc-go xDS
@@ -333,8 +320,8 @@ func TestIstioPilotAgent(t *testing.T) {
 	}
 	port := lis.Addr().(*net.TCPAddr).Port
 	cfgDir := t.TempDir()
-	writeAtomically(t, filepath.Join(cfgDir, "echo.yaml"), fmt.Sprintf(echoMeshYAML, port, echoIP))
-	writeAtomically(t, filepath.Join(cfgDir, "policy.yaml"), meshPolicyYAML())
+	e2e.WriteFileAtomic(t, filepath.Join(cfgDir, "echo.yaml"), fmt.Sprintf(echoMeshYAML, port, echoIP))
+	e2e.WriteFileAtomic(t, filepath.Join(cfgDir, "policy.yaml"), meshPolicyYAML())
 	srv := e2e.Serve(t, "--config-dir", cfgDir, "--extra-san", "127.0.0.1")
 	rootPEM, err := os.ReadFile(filepath.Join(srv.DataDir, "root-cert.pem"))
 	if err != nil {
@@ -362,19 +349,14 @@ func TestIstioPilotAgent(t *testing.T) {
 	}
 
 	other := spiffeID("default", "someone-else")
-	writeAtomically(t, filepath.Join(cfgDir, "policy.yaml"), meshPolicyYAML(other))
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	e2e.WriteFileAtomic(t, filepath.Join(cfgDir, "policy.yaml"), meshPolicyYAML(other))
+	if !e2e.Poll(20*time.Second, 100*time.Millisecond, func() bool {
 		short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
-		_, err := callEcho(short, t, target, client.bootstrap(t), false)
+		_, err = callEcho(short, t, target, client.bootstrap(t), false)
 		cancelShort()
-		if err != nil && strings.Contains(err.Error(), "SAN") {
-			t.Logf("with a DestinationRule expecting %s: %v", other, err)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("20s after the DestinationRule named %s the RPC still gives %v, want a SAN handshake failure", other, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return err != nil && strings.Contains(err.Error(), "SAN")
+	}) {
+		t.Fatalf("20s after the DestinationRule named %s the RPC still gives %v, want a SAN handshake failure", other, err)
 	}
+	t.Logf("with a DestinationRule expecting %s: %v", other, err)
 }

@@ -15,8 +15,6 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/librarymesh/controlplane/internal/e2e"
 )
@@ -48,31 +46,6 @@ func grpcurl(t *testing.T, stdin string, args ...string) string {
 		t.Fatalf("grpcurl %s: %v\n%s%s", strings.Join(args, " "), err, out.String(), errb.String())
 	}
 	return out.String()
-}
-
-// adsStream opens an ADS stream for node and asks for clusters.
-func adsStream(t *testing.T, addr, node string) (discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient, *discoveryv3.DiscoveryResponse) {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: node}, TypeUrl: resourcev3.ClusterType}
-	if err := stream.Send(req); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := stream.Recv()
-	if err != nil {
-		t.Fatalf("ADS for %s: %v", node, err)
-	}
-	return stream, resp
 }
 
 func TestGrpcurl(t *testing.T) {
@@ -117,27 +90,23 @@ func TestGrpcurl(t *testing.T) {
 	})
 
 	t.Run("CSDS shows ACK and NACK per proxy", func(t *testing.T) {
-		acker, resp := adsStream(t, addr, podNode)
+		acker, resp := e2e.ADSFirst(t, addr, &corev3.Node{Id: podNode}, resourcev3.ClusterType, 20*time.Second)
 		ack := &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
 		if err := acker.Send(ack); err != nil {
 			t.Fatal(err)
 		}
-		nacker, resp := adsStream(t, addr, vmNode)
+		nacker, resp := e2e.ADSFirst(t, addr, &corev3.Node{Id: vmNode}, resourcev3.ClusterType, 20*time.Second)
 		nack := &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: resp.GetNonce(),
 			ErrorDetail: &status.Status{Code: 3, Message: "test rejects clusters"}}
 		if err := nacker.Send(nack); err != nil {
 			t.Fatal(err)
 		}
 		var out string
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
+		e2e.Poll(10*time.Second, 100*time.Millisecond, func() bool {
 			out = grpcurl(t, "", "-plaintext", "-d", "{}", addr,
 				"envoy.service.status.v3.ClientStatusDiscoveryService/FetchClientStatus")
-			if clientStatus(t, out, podNode) == "ACKED" && clientStatus(t, out, vmNode) == "NACKED" {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return clientStatus(t, out, podNode) == "ACKED" && clientStatus(t, out, vmNode) == "NACKED"
+		})
 		if got := clientStatus(t, out, podNode); got != "ACKED" {
 			t.Errorf("pod sidecar clusters: %s, want ACKED\n%s", got, out)
 		}

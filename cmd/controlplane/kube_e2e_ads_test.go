@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"net"
@@ -16,8 +15,8 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/librarymesh/controlplane/internal/e2e"
 )
 
 // adsWatcher is a pod sidecar's SotW ADS stream written by hand: it asks for
@@ -25,7 +24,7 @@ import (
 // response as Envoy does. It records what it holds and how many responses of
 // each type it got.
 type adsWatcher struct {
-	stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	stream e2e.ADSClient
 
 	mu        sync.Mutex
 	clusters  map[string]*clusterv3.Cluster
@@ -41,17 +40,7 @@ type adsWatcher struct {
 // arrived.
 func watchADS(t *testing.T, addr, node string) *adsWatcher {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatalf("ADS for %s: %v", node, err)
-	}
+	stream := e2e.ADSStream(t, addr)
 	w := &adsWatcher{stream: stream, clusters: map[string]*clusterv3.Cluster{},
 		endpoints: map[string]*endpointv3.ClusterLoadAssignment{}, versions: map[string]string{},
 		nonces: map[string]string{}, responses: map[string]int{}}

@@ -6,9 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/xds"
 	networkingapi "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	networkingv1beta1 "istio.io/client-go/pkg/apis/networking/v1beta1"
@@ -141,32 +139,28 @@ func patchEcho(t *testing.T, e *kubetest.Env, port int, weight uint32) {
 	}
 }
 
-// proxylessClientAs is proxylessClient with a node ID of its own.
-func proxylessClientAs(t *testing.T, xdsAddr, node, target string) *grpc.ClientConn {
-	t.Helper()
-	bootstrap := fmt.Sprintf(`{
-		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-		"node": {"id": %q, "metadata": {"GENERATOR": "grpc", "NAMESPACE": "test"}}
-	}`, xdsAddr, node)
-	rb, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
-	if err != nil {
-		t.Fatalf("xDS resolver: %v", err)
-	}
-	cc, err := grpc.NewClient("xds:///"+target, grpc.WithResolvers(rb), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return cc
-}
-
 // reaches waits until cc's RPCs are answered by the backend reporting want.
 func reaches(t *testing.T, what string, cc *grpc.ClientConn, want healthpb.HealthCheckResponse_ServingStatus) time.Duration {
 	t.Helper()
 	begin := time.Now()
-	eventually(t, what, 20*time.Second, func() bool {
-		got, err := which(cc)
+	e2e.Eventually(t, what, 20*time.Second, func() bool {
+		got, err := e2e.Which(cc)
 		return err == nil && got == want
 	})
 	return time.Since(begin)
+}
+
+// echoReady creates the inventory Service (two endpoints) and the echo entry
+// on backend (a HealthBackend reporting SERVING), and waits until a pod
+// sidecar has both and a grpc-go client's RPCs reach backend (what names
+// that wait). It returns the sidecar, its state then and the client.
+func echoReady(t *testing.T, e *kubetest.Env, srv *e2e.Server, backend int, what string) (*adsWatcher, adsState, *grpc.ClientConn) {
+	t.Helper()
+	createInventory(t, e, "10.8.0.5", "10.8.0.6")
+	createEcho(t, e, backend)
+	side := watchADS(t, srv.GRPCAddr, sidecarNode)
+	state := side.waitState(t, "the sidecar's config", 20*time.Second, hasEcho(backend, "10.8.0.5:8080", "10.8.0.6:8080"))
+	cc := e2e.ProxylessClient(t, srv.GRPCAddr, grpcNode, kubeNS, echoTarget)
+	reaches(t, what, cc, backendServing)
+	return side, state, cc
 }

@@ -16,6 +16,7 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/librarymesh/controlplane/internal/e2e"
 	"github.com/librarymesh/controlplane/internal/kubetest"
 )
 
@@ -44,10 +45,10 @@ func hasEcho(port int, invAddrs ...string) func(adsState) bool {
 // RPCs follow the entry's endpoint; an entry written through v1beta1 works
 // the same.
 func TestKubeServicesReachProxies(t *testing.T) {
-	first, second := testBackend(t, backendServing), testBackend(t, backendNotServing)
+	first, second := e2e.HealthBackend(t, backendServing), e2e.HealthBackend(t, backendNotServing)
 	e, srv := kubeServe(t)
 	side := watchADS(t, srv.GRPCAddr, sidecarNode)
-	cc := proxylessClient(t, srv.GRPCAddr, echoTarget)
+	cc := e2e.ProxylessClient(t, srv.GRPCAddr, grpcNode, kubeNS, echoTarget)
 
 	createInventory(t, e, "10.8.0.5", "10.8.0.6")
 	createEcho(t, e, first)
@@ -74,8 +75,8 @@ func TestKubeServicesReachProxies(t *testing.T) {
 	side.waitState(t, "the sidecar to lose both clusters", 20*time.Second, func(s adsState) bool {
 		return !slices.Contains(s.clusters, invCluster) && !slices.Contains(s.clusters, echoCluster)
 	})
-	eventually(t, "RPCs to fail after the entry is deleted", 20*time.Second, func() bool {
-		_, err := which(cc)
+	e2e.Eventually(t, "RPCs to fail after the entry is deleted", 20*time.Second, func() bool {
+		_, err := e2e.Which(cc)
 		return err != nil
 	})
 
@@ -104,14 +105,9 @@ func deleteAll(t *testing.T, e *kubetest.Env) {
 // ServiceEntries the API server accepts but that cannot be used get a
 // Warning Event naming the problem, and no proxy's other config changes.
 func TestKubeInvalidServiceEntry(t *testing.T) {
-	backend := testBackend(t, backendServing)
+	backend := e2e.HealthBackend(t, backendServing)
 	e, srv := kubeServe(t)
-	createInventory(t, e, "10.8.0.5", "10.8.0.6")
-	createEcho(t, e, backend)
-	side := watchADS(t, srv.GRPCAddr, sidecarNode)
-	side.waitState(t, "the sidecar's config", 20*time.Second, hasEcho(backend, "10.8.0.5:8080", "10.8.0.6:8080"))
-	cc := proxylessClient(t, srv.GRPCAddr, echoTarget)
-	reaches(t, "RPCs to reach the backend", cc, backendServing)
+	side, _, cc := echoReady(t, e, srv, backend, "RPCs to reach the backend")
 	before := side.state()
 
 	bad := []struct {
@@ -143,7 +139,7 @@ func TestKubeInvalidServiceEntry(t *testing.T) {
 				before.versions[typ], after.versions[typ], before.responses[typ], after.responses[typ])
 		}
 	}
-	if got, err := which(cc); err != nil || got != backendServing {
+	if got, err := e2e.Which(cc); err != nil || got != backendServing {
 		t.Errorf("RPC after the bad entries: %v, %v", got, err)
 	}
 	// The stream is live: a valid change still arrives.
@@ -157,7 +153,7 @@ func TestKubeInvalidServiceEntry(t *testing.T) {
 func waitWarning(t *testing.T, e *kubetest.Env, kind, name string) string {
 	t.Helper()
 	var msg string
-	eventually(t, "a Warning Event on "+kind+" "+name, 20*time.Second, func() bool {
+	e2e.Eventually(t, "a Warning Event on "+kind+" "+name, 20*time.Second, func() bool {
 		list, err := e.Kube.CoreV1().Events(kubeNS).List(t.Context(), metav1.ListOptions{
 			FieldSelector: "involvedObject.kind=" + kind + ",involvedObject.name=" + name})
 		if err != nil {
@@ -179,14 +175,9 @@ func waitWarning(t *testing.T, e *kubetest.Env, kind, name string) string {
 // also to proxies that connect meanwhile; after it returns, a change reaches
 // every proxy.
 func TestKubeAPIServerOutage(t *testing.T) {
-	first, second := testBackend(t, backendServing), testBackend(t, backendNotServing)
+	first, second := e2e.HealthBackend(t, backendServing), e2e.HealthBackend(t, backendNotServing)
 	e, srv := kubeServe(t)
-	createInventory(t, e, "10.8.0.5", "10.8.0.6")
-	createEcho(t, e, first)
-	side := watchADS(t, srv.GRPCAddr, sidecarNode)
-	before := side.waitState(t, "the sidecar's config", 20*time.Second, hasEcho(first, "10.8.0.5:8080", "10.8.0.6:8080"))
-	cc := proxylessClient(t, srv.GRPCAddr, echoTarget)
-	reaches(t, "RPCs to reach the first backend", cc, backendServing)
+	side, before, cc := echoReady(t, e, srv, first, "RPCs to reach the first backend")
 
 	if err := e.StopAPIServer(); err != nil {
 		t.Fatal(err)
@@ -205,7 +196,7 @@ func TestKubeAPIServerOutage(t *testing.T) {
 		20*time.Second, func(s adsState) bool {
 			return slices.Equal(s.clusters, known.clusters) && maps.EqualFunc(s.endpoints, known.endpoints, slices.Equal)
 		})
-	cc2 := proxylessClientAs(t, srv.GRPCAddr, grpcNodeOther, echoTarget)
+	cc2 := e2e.ProxylessClient(t, srv.GRPCAddr, grpcNodeOther, kubeNS, echoTarget)
 	reaches(t, "RPCs of a grpc-go client connecting during the outage", cc2, backendServing)
 	if code := readyzCode(t, srv.HTTPAddr); code != http.StatusOK {
 		t.Errorf("/readyz during the outage: %d", code)
@@ -243,22 +234,17 @@ func readyzCode(t *testing.T, addr string) int {
 // 100 ServiceEntry updates in a burst give a handful of pushes per proxy,
 // and the proxies end with the last update.
 func TestKubeBurstIsDebounced(t *testing.T) {
-	backend := testBackend(t, backendServing)
+	backend := e2e.HealthBackend(t, backendServing)
 	e, srv := kubeServe(t)
-	createInventory(t, e, "10.8.0.5", "10.8.0.6")
-	createEcho(t, e, backend)
-	side := watchADS(t, srv.GRPCAddr, sidecarNode)
-	side.waitState(t, "the sidecar's config", 20*time.Second, hasEcho(backend, "10.8.0.5:8080", "10.8.0.6:8080"))
-	cc := proxylessClient(t, srv.GRPCAddr, echoTarget)
-	reaches(t, "RPCs to reach the backend", cc, backendServing)
+	side, _, cc := echoReady(t, e, srv, backend, "RPCs to reach the backend")
 	time.Sleep(time.Second) // let every proxy settle
 	const proxies = 2
 	before := side.state()
 	pushes := func() (cds, eds float64) {
-		return metric(t, srv.HTTPAddr, `controlplane_xds_pushes_total{type="cds"}`), metric(t, srv.HTTPAddr, `controlplane_xds_pushes_total{type="eds"}`)
+		return e2e.Metric(t, srv.HTTPAddr, `controlplane_xds_pushes_total{type="cds"}`), e2e.Metric(t, srv.HTTPAddr, `controlplane_xds_pushes_total{type="eds"}`)
 	}
 	cds0, eds0 := pushes()
-	builds0 := metric(t, srv.HTTPAddr, "controlplane_snapshot_builds_total")
+	builds0 := e2e.Metric(t, srv.HTTPAddr, "controlplane_snapshot_builds_total")
 
 	begin := time.Now()
 	for w := uint32(1); w <= 100; w++ {
@@ -276,7 +262,7 @@ func TestKubeBurstIsDebounced(t *testing.T) {
 	cdsResp := after.responses[resourcev3.ClusterType] - before.responses[resourcev3.ClusterType]
 	t.Logf("100 updates took %s, the sidecar had the last %s after the first; sidecar got %d EDS and %d CDS responses; "+
 		"server pushed %v EDS and %v CDS to %d proxies, %v snapshot builds", burst.Round(time.Millisecond), converged.Round(time.Millisecond),
-		edsResp, cdsResp, eds1-eds0, cds1-cds0, proxies, metric(t, srv.HTTPAddr, "controlplane_snapshot_builds_total")-builds0)
+		edsResp, cdsResp, eds1-eds0, cds1-cds0, proxies, e2e.Metric(t, srv.HTTPAddr, "controlplane_snapshot_builds_total")-builds0)
 	// The server waits for a quiet period but never longer than 500ms
 	// (server.Config.MaxDebounce) after the first change, so a burst the
 	// API server spreads over more than ~2s (a loaded machine) may take a
@@ -291,7 +277,7 @@ func TestKubeBurstIsDebounced(t *testing.T) {
 	if !slices.Equal(after.weights[echoCluster], []uint32{100}) || !slices.Equal(after.endpoints[echoCluster], loopbackAddr(backend)) {
 		t.Errorf("final echo endpoints %v weights %v; want %v weight 100", after.endpoints[echoCluster], after.weights[echoCluster], loopbackAddr(backend))
 	}
-	if got, err := which(cc); err != nil || got != backendServing {
+	if got, err := e2e.Which(cc); err != nil || got != backendServing {
 		t.Errorf("RPC after the burst: %v, %v", got, err)
 	}
 }

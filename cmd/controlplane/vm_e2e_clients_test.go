@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
-	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -18,7 +16,6 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	secretv3 "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/librarymesh/controlplane/internal/e2e"
@@ -96,30 +93,16 @@ func (x *xdsStream) waitFor(t *testing.T, what string, timeout time.Duration, ma
 // openADS opens a plaintext ADS stream to the control plane.
 func openADS(t *testing.T, addr string) *xdsStream {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return startXDS(t, stream)
+	return startXDS(t, e2e.ADSStream(t, addr))
 }
 
 // openSDS opens an SDS stream on the agent's socket with go-control-plane's
 // generated SecretDiscoveryService client and asks for default and ROOTCA.
 func openSDS(t *testing.T, socket, node string) *xdsStream {
 	t.Helper()
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := e2e.Dial(t, "unix://"+socket, insecure.NewCredentials())
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); conn.Close() })
+	t.Cleanup(cancel)
 	stream, err := secretv3.NewSecretDiscoveryServiceClient(conn).StreamSecrets(ctx)
 	if err != nil {
 		t.Fatalf("SDS stream on %s: %v", socket, err)
@@ -215,13 +198,7 @@ func startProcess(t *testing.T, args ...string) *process {
 
 // stop ends the process with SIGINT (SIGKILL after 10 s) and waits for it.
 func (p *process) stop() {
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	e2e.Interrupt(p.cmd, p.done, 10*time.Second)
 }
 
 // waitLog waits until the process logged n lines containing substr.
@@ -239,16 +216,4 @@ func (p *process) waitLog(t *testing.T, substr string, n int, timeout time.Durat
 		}
 	}
 	t.Fatalf("log did not show %q %d times within %s:\n%s", substr, n, timeout, p.Logs())
-}
-
-// freeLoopbackAddr returns a loopback address with a port free right now,
-// for a server that must come back on the same address.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	return lis.Addr().String()
 }

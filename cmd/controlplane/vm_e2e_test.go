@@ -43,7 +43,7 @@ func TestJoinVMFileMode(t *testing.T) {
 	if err := os.Mkdir(cfgDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	secureAddr := freeLoopbackAddr(t)
+	secureAddr := e2e.FreeLoopbackAddr(t)
 	serveArgs := []string{"--config-dir", cfgDir, "--data-dir", dataDir, "--secure-grpc-addr", secureAddr}
 	srv := e2e.Serve(t, serveArgs...)
 

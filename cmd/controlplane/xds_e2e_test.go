@@ -1,15 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,9 +14,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/xds"
 
 	"github.com/librarymesh/controlplane/internal/e2e"
 )
@@ -31,23 +24,6 @@ const (
 	echoTarget = echoHost + ":7070"
 	grpcNode   = "sidecar~127.0.0.1~client-1.test~test.svc.cluster.local"
 )
-
-// testBackend is a gRPC server on loopback whose health service reports
-// status for the service "which", so a client can tell backends apart.
-func testBackend(t *testing.T, st healthpb.HealthCheckResponse_ServingStatus) int {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	h := health.NewServer()
-	h.SetServingStatus("which", st)
-	healthpb.RegisterHealthServer(g, h)
-	go g.Serve(lis)
-	t.Cleanup(g.Stop)
-	return lis.Addr().(*net.TCPAddr).Port
-}
 
 func echoServiceEntry(port int) string {
 	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
@@ -68,119 +44,40 @@ spec:
 `, echoHost, port)
 }
 
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// proxylessClient dials target through grpc-go's xDS resolver.
-func proxylessClient(t *testing.T, xdsAddr, target string) *grpc.ClientConn {
-	t.Helper()
-	bootstrap := fmt.Sprintf(`{
-		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-		"node": {"id": %q, "metadata": {"GENERATOR": "grpc", "NAMESPACE": "test"}}
-	}`, xdsAddr, grpcNode)
-	rb, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
-	if err != nil {
-		t.Fatalf("xDS resolver: %v", err)
-	}
-	cc, err := grpc.NewClient("xds:///"+target, grpc.WithResolvers(rb), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return cc
-}
-
-func which(cc *grpc.ClientConn) (healthpb.HealthCheckResponse_ServingStatus, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: "which"}, grpc.WaitForReady(true))
-	return resp.GetStatus(), err
-}
-
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s", timeout, what)
-}
-
-func httpGet(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-// metric returns the value of the first sample line that starts with name.
-func metric(t *testing.T, httpAddr, name string) float64 {
-	t.Helper()
-	sc := bufio.NewScanner(strings.NewReader(httpGet(t, "http://"+httpAddr+"/metrics")))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return f
-		}
-	}
-	return 0
-}
-
 // TestProxylessClientFollowsYAML is the foundation's end-to-end story: a
 // real grpc-go xDS client follows edits of the YAML folder without restarts,
 // survives broken files and a config it rejects.
 func TestProxylessClientFollowsYAML(t *testing.T) {
-	first := testBackend(t, healthpb.HealthCheckResponse_SERVING)
-	second := testBackend(t, healthpb.HealthCheckResponse_NOT_SERVING)
+	first := e2e.HealthBackend(t, healthpb.HealthCheckResponse_SERVING)
+	second := e2e.HealthBackend(t, healthpb.HealthCheckResponse_NOT_SERVING)
 	dir := t.TempDir()
 	echoFile := filepath.Join(dir, "echo.yaml")
-	writeFile(t, echoFile, echoServiceEntry(first))
+	e2e.WriteFileAtomic(t, echoFile, echoServiceEntry(first))
 	srv := e2e.Serve(t, "--config-dir", dir, "--debounce", "20ms")
-	cc := proxylessClient(t, srv.GRPCAddr, echoTarget)
+	cc := e2e.ProxylessClient(t, srv.GRPCAddr, grpcNode, "test", echoTarget)
 
-	if got, err := which(cc); err != nil || got != healthpb.HealthCheckResponse_SERVING {
+	if got, err := e2e.Which(cc); err != nil || got != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("first RPC: status %v, err %v; want the first backend", got, err)
 	}
 	onSecond := func() bool {
-		got, err := which(cc)
+		got, err := e2e.Which(cc)
 		return err == nil && got == healthpb.HealthCheckResponse_NOT_SERVING
 	}
 
 	// Editing the YAML moves the RPCs, with no restart.
-	writeFile(t, echoFile, echoServiceEntry(second))
-	eventually(t, "RPCs to move to the second backend", 10*time.Second, onSecond)
+	e2e.WriteFileAtomic(t, echoFile, echoServiceEntry(second))
+	e2e.Eventually(t, "RPCs to move to the second backend", 10*time.Second, onSecond)
 
 	// A broken file is reported with path and field; nothing else changes.
 	broken := filepath.Join(dir, "broken.yaml")
-	writeFile(t, broken, "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: bad, namespace: test}\nspec:\n  hosts: [bad.test.svc.cluster.local]\n  resolution: STATIC\n  ports:\n  - {number: 70000, name: tcp, protocol: TCP}\n")
+	e2e.WriteFileAtomic(t, broken, "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: bad, namespace: test}\nspec:\n  hosts: [bad.test.svc.cluster.local]\n  resolution: STATIC\n  ports:\n  - {number: 70000, name: tcp, protocol: TCP}\n")
 	srv.WaitLog(t, broken, 10*time.Second)
-	problems := httpGet(t, "http://"+srv.HTTPAddr+"/debug/problems")
+	problems := e2e.HTTPGet(t, "http://"+srv.HTTPAddr+"/debug/problems")
 	if !strings.Contains(problems, broken) || !strings.Contains(problems, "ports[0].number") {
 		t.Errorf("/debug/problems does not name the file and field:\n%s", problems)
 	}
 	// Breaking the echo file itself keeps its last good version.
-	writeFile(t, echoFile, strings.Replace(echoServiceEntry(first), "resolution: STATIC", "resolution: [not, a, resolution]", 1))
+	e2e.WriteFileAtomic(t, echoFile, strings.Replace(echoServiceEntry(first), "resolution: STATIC", "resolution: [not, a, resolution]", 1))
 	srv.WaitLog(t, echoFile+":", 10*time.Second)
 	for i := 0; i < 5; i++ {
 		if !onSecond() {
@@ -190,18 +87,18 @@ func TestProxylessClientFollowsYAML(t *testing.T) {
 
 	// A config the client rejects (mTLS with no certificate provider in its
 	// bootstrap) is NACKed, not resent, and the last good config keeps working.
-	writeFile(t, echoFile, echoServiceEntry(second))
-	writeFile(t, filepath.Join(dir, "mtls.yaml"), "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: echo-mtls, namespace: test}\nspec:\n  host: "+echoHost+"\n  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}\n")
-	eventually(t, "the client to NACK clusters", 10*time.Second, func() bool {
-		return metric(t, srv.HTTPAddr, `controlplane_xds_nacks_total{type="cds"}`) >= 1
+	e2e.WriteFileAtomic(t, echoFile, echoServiceEntry(second))
+	e2e.WriteFileAtomic(t, filepath.Join(dir, "mtls.yaml"), "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: echo-mtls, namespace: test}\nspec:\n  host: "+echoHost+"\n  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}\n")
+	e2e.Eventually(t, "the client to NACK clusters", 10*time.Second, func() bool {
+		return e2e.Metric(t, srv.HTTPAddr, `controlplane_xds_nacks_total{type="cds"}`) >= 1
 	})
-	pushes := metric(t, srv.HTTPAddr, `controlplane_xds_pushes_total{type="cds"}`)
-	nacks := metric(t, srv.HTTPAddr, `controlplane_xds_nacks_total{type="cds"}`)
+	pushes := e2e.Metric(t, srv.HTTPAddr, `controlplane_xds_pushes_total{type="cds"}`)
+	nacks := e2e.Metric(t, srv.HTTPAddr, `controlplane_xds_nacks_total{type="cds"}`)
 	time.Sleep(time.Second) // a resend loop sends thousands in a second
-	if got := metric(t, srv.HTTPAddr, `controlplane_xds_pushes_total{type="cds"}`) - pushes; got > 1 {
+	if got := e2e.Metric(t, srv.HTTPAddr, `controlplane_xds_pushes_total{type="cds"}`) - pushes; got > 1 {
 		t.Errorf("rejected CDS resent %v times in 1s, want at most 1", got)
 	}
-	if got := metric(t, srv.HTTPAddr, `controlplane_xds_nacks_total{type="cds"}`) - nacks; got > 1 {
+	if got := e2e.Metric(t, srv.HTTPAddr, `controlplane_xds_nacks_total{type="cds"}`) - nacks; got > 1 {
 		t.Errorf("client NACKed %v more times in 1s, want at most 1", got)
 	}
 	if !onSecond() {
@@ -211,9 +108,9 @@ func TestProxylessClientFollowsYAML(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "mtls.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, echoFile, echoServiceEntry(first))
-	eventually(t, "RPCs to move back to the first backend", 10*time.Second, func() bool {
-		got, err := which(cc)
+	e2e.WriteFileAtomic(t, echoFile, echoServiceEntry(first))
+	e2e.Eventually(t, "RPCs to move back to the first backend", 10*time.Second, func() bool {
+		got, err := e2e.Which(cc)
 		return err == nil && got == healthpb.HealthCheckResponse_SERVING
 	})
 }
@@ -223,12 +120,12 @@ func TestProxylessClientFollowsYAML(t *testing.T) {
 func TestDeltaStream(t *testing.T) {
 	dir := t.TempDir()
 	echoFile := filepath.Join(dir, "echo.yaml")
-	writeFile(t, echoFile, echoServiceEntry(7001))
+	e2e.WriteFileAtomic(t, echoFile, echoServiceEntry(7001))
 	lib, err := os.ReadFile(filepath.Join(e2e.ModuleRoot(), "examples", "library", "inventory.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, "inventory.yaml"), string(lib))
+	e2e.WriteFileAtomic(t, filepath.Join(dir, "inventory.yaml"), string(lib))
 	srv := e2e.Serve(t, "--config-dir", dir, "--debounce", "20ms")
 
 	conn, err := grpc.NewClient(srv.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -265,7 +162,7 @@ func TestDeltaStream(t *testing.T) {
 
 	// Changing the echo port changes only echo's cluster... and adding a
 	// service adds exactly one.
-	writeFile(t, filepath.Join(dir, "extra.yaml"), strings.ReplaceAll(echoServiceEntry(7002), "echo", "extra"))
+	e2e.WriteFileAtomic(t, filepath.Join(dir, "extra.yaml"), strings.ReplaceAll(echoServiceEntry(7002), "echo", "extra"))
 	resp, err = stream.Recv()
 	if err != nil {
 		t.Fatal(err)
