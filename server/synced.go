@@ -75,11 +75,13 @@ func (c *xdsCache) lacksLocked(n *sotwNode, w *sotwWatch, tr *typeResources) (la
 	}
 	kn := w.sub.ReturnedResources()
 	sub := w.sub.SubscribedResources()
-	for _, name := range c.changedLocked(m.tr, tr) {
+	changed := c.changedLocked(m.tr, tr)
+	for _, name := range changed {
 		if _, in := sub[name]; !w.sub.IsWildcard() && !in {
 			continue
 		}
 		if v, _ := tr.versionOf(name); kn[name] != v {
+			w.changed = changed
 			return true, true
 		}
 	}

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 
@@ -46,6 +47,9 @@ type sotwWatch struct {
 	sub  cache.Subscription
 	out  chan cache.Response
 	full bool // respond with every subscribed resource (set by needsResponse)
+	// changed, when set by needsResponse, holds every name the stream may
+	// lack (see synced): respond then looks at those alone.
+	changed []string
 }
 
 var _ cache.Cache = (*xdsCache)(nil)
@@ -159,6 +163,9 @@ func (c *xdsCache) respond(ctx context.Context, n *sotwNode, s *nodeSnapshot, w 
 	resp := &discoveryv3.DiscoveryResponse{VersionInfo: tr.version, TypeUrl: w.req.GetTypeUrl()}
 	known := w.sub.ReturnedResources()
 	subscribed := w.sub.SubscribedResources()
+	if w.changed != nil && !w.full {
+		return c.respondChanged(ctx, n, tr, w, resp)
+	}
 	returned := make(map[string]string, len(tr.names))
 	for i, name := range tr.names {
 		if !w.sub.IsWildcard() {
@@ -172,6 +179,32 @@ func (c *xdsCache) respond(ctx context.Context, n *sotwNode, s *nodeSnapshot, w 
 			continue
 		}
 		resp.Resources = append(resp.Resources, tr.anys[i])
+	}
+	n.markSyncedLocked(&w, tr, returned)
+	select {
+	case w.out <- &sotwResponse{req: w.req, resp: resp, returned: returned}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// respondChanged is respond for a stream that held everything of an
+// earlier typeResources: only the changed names are looked at, and the
+// stream's known versions are copied and updated.
+func (c *xdsCache) respondChanged(ctx context.Context, n *sotwNode, tr *typeResources, w sotwWatch, resp *discoveryv3.DiscoveryResponse) error {
+	known := w.sub.ReturnedResources()
+	subscribed := w.sub.SubscribedResources()
+	returned := maps.Clone(known)
+	for _, name := range w.changed {
+		if _, ok := subscribed[name]; !w.sub.IsWildcard() && !ok {
+			continue
+		}
+		v, _ := tr.versionOf(name)
+		returned[name] = v
+		if known[name] != v {
+			resp.Resources = append(resp.Resources, tr.anys[tr.index[name]])
+		}
 	}
 	n.markSyncedLocked(&w, tr, returned)
 	select {
