@@ -3,6 +3,8 @@ package server
 import (
 	"hash/maphash"
 	"reflect"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 )
 
 // synced remembers, per node and type, that a stream holds every resource
@@ -21,12 +23,12 @@ type synced struct {
 var seed = maphash.MakeSeed()
 
 // syncKey identifies a watch's stream and subscription.
-func syncKey(w *sotwWatch) (known uintptr, subs uint64) {
-	known = uintptr(reflect.ValueOf(w.sub.ReturnedResources()).UnsafePointer())
-	if w.sub.IsWildcard() {
+func syncKey(sub cache.Subscription) (known uintptr, subs uint64) {
+	known = uintptr(reflect.ValueOf(sub.ReturnedResources()).UnsafePointer())
+	if sub.IsWildcard() {
 		return known, 1
 	}
-	for name := range w.sub.SubscribedResources() {
+	for name := range sub.SubscribedResources() {
 		subs ^= maphash.String(seed, name)
 	}
 	return known, subs &^ 1 // never 1 (wildcard)
@@ -63,8 +65,7 @@ func (c *xdsCache) lacksLocked(n *sotwNode, w *sotwWatch, tr *typeResources) (la
 	if !found {
 		return false, false
 	}
-	known, subs := syncKey(w)
-	if known != m.known || subs != m.subs {
+	if w.known != m.known || w.subs != m.subs {
 		return false, false
 	}
 	if w.full {
@@ -92,7 +93,7 @@ func (c *xdsCache) lacksLocked(n *sotwNode, w *sotwWatch, tr *typeResources) (la
 // tr; returned, when not nil, is the map the stream's known resources
 // become once the response carrying them is sent.
 func (n *sotwNode) markSyncedLocked(w *sotwWatch, tr *typeResources, returned map[string]string) {
-	known, subs := syncKey(w)
+	known, subs := w.known, w.subs
 	if returned != nil {
 		known = uintptr(reflect.ValueOf(returned).UnsafePointer())
 	}

@@ -50,6 +50,12 @@ type sotwWatch struct {
 	// changed, when set by needsResponse, holds every name the stream may
 	// lack (see synced): respond then looks at those alone.
 	changed []string
+	// known and subs identify the stream's returned resources and its
+	// subscription (see syncKey). go-control-plane changes neither while
+	// the watch is open (it cancels the watch first), so they are computed
+	// once per watch, not on every check of a push.
+	known uintptr
+	subs  uint64
 }
 
 var _ cache.Cache = (*xdsCache)(nil)
@@ -72,6 +78,7 @@ func (c *xdsCache) nodeLocked(id string) *sotwNode {
 func (c *xdsCache) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {
 	nodeID := req.GetNode().GetId()
 	w := sotwWatch{req: req, sub: sub, out: out}
+	w.known, w.subs = syncKey(sub)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.nodeLocked(nodeID)
