@@ -143,8 +143,10 @@ type typeResources struct {
 	indexOnce sync.Once
 	index     map[string]int // name -> list index
 	mapsOnce  sync.Once
-	items     map[string]types.ResourceWithTTL
-	versions  map[string]string // resource name -> content hash (delta)
+	resources map[string]types.Resource // delta: read on every push to every delta watch
+	versions  map[string]string         // resource name -> content hash (delta)
+	itemsOnce sync.Once
+	items     map[string]types.ResourceWithTTL // CSDS and debug views
 
 	hostsOnce sync.Once
 	hosts     map[string]bool // see serviceHosts
@@ -165,17 +167,29 @@ func (tr *typeResources) versionOf(name string) (string, bool) {
 	return tr.vers[i], true
 }
 
-// maps returns the resources and their versions by name.
-func (tr *typeResources) maps() (map[string]types.ResourceWithTTL, map[string]string) {
+// maps returns the resources and their versions by name, made once and
+// shared by every delta watch given tr (callers must not modify them).
+func (tr *typeResources) maps() (map[string]types.Resource, map[string]string) {
 	tr.mapsOnce.Do(func() {
-		tr.items = make(map[string]types.ResourceWithTTL, len(tr.names))
+		tr.resources = make(map[string]types.Resource, len(tr.names))
 		tr.versions = make(map[string]string, len(tr.names))
 		for i, n := range tr.names {
-			tr.items[n] = types.ResourceWithTTL{Resource: tr.list[i]}
+			tr.resources[n] = tr.list[i]
 			tr.versions[n] = tr.vers[i]
 		}
 	})
-	return tr.items, tr.versions
+	return tr.resources, tr.versions
+}
+
+// itemsByName returns the resources by name with no TTL, made once.
+func (tr *typeResources) itemsByName() map[string]types.ResourceWithTTL {
+	tr.itemsOnce.Do(func() {
+		tr.items = make(map[string]types.ResourceWithTTL, len(tr.names))
+		for i, n := range tr.names {
+			tr.items[n] = types.ResourceWithTTL{Resource: tr.list[i]}
+		}
+	})
+	return tr.items
 }
 
 // serviceHosts returns the service hosts named by the resources' names
@@ -273,23 +287,20 @@ func (s *nodeSnapshot) GetVersion(typeURL string) string {
 // GetResourcesAndTTL returns the resources of a type by name.
 func (s *nodeSnapshot) GetResourcesAndTTL(typeURL string) map[string]types.ResourceWithTTL {
 	if tr := s.types[typeURL]; tr != nil {
-		items, _ := tr.maps()
-		return items
+		return tr.itemsByName()
 	}
 	return nil
 }
 
-// GetResources returns the resources of a type by name.
+// GetResources returns the resources of a type by name. The map is shared
+// (go-control-plane's delta cache reads it for every watch on every push)
+// and must not be modified.
 func (s *nodeSnapshot) GetResources(typeURL string) map[string]types.Resource {
-	tr := s.types[typeURL]
-	if tr == nil {
-		return nil
+	if tr := s.types[typeURL]; tr != nil {
+		resources, _ := tr.maps()
+		return resources
 	}
-	out := make(map[string]types.Resource, len(tr.names))
-	for i, n := range tr.names {
-		out[n] = tr.list[i]
-	}
-	return out
+	return nil
 }
 
 // ConstructVersionMap is a no-op: versions are computed on creation.
