@@ -19,7 +19,7 @@ tools:
 
 ## test: everything, against the real components built by `make tools`
 test: tools vet
-	. ./$(TOOLS_ENV) && $(GO) test -timeout 30m ./...
+	. ./$(TOOLS_ENV) && $(GO) test -count=1 -timeout 30m ./...
 
 ## unit: the tests that need no external binaries are the same tests; this just skips the tool build
 unit:
