@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -170,7 +169,7 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 		return fail(err)
 	}
 	if client != nil {
-		servers = append(servers, leaderOnly(elector, rootPublisher{client: client, namespaces: o.namespaces, ca: ca, logger: logger}))
+		servers = append(servers, leaderOnly(elector, cakube.RootPublisher{Client: client, Namespaces: o.namespaces, Root: ca.RootPEM, Logger: logger}))
 	}
 	for _, s := range sources {
 		g.Go(func() error { return s.Start(ctx) })
@@ -307,45 +306,4 @@ func (s *secureServer) Start(ctx context.Context) error {
 		return fmt.Errorf("serve grpc-tls: %w", err)
 	}
 	return nil
-}
-
-// rootPublisher keeps ConfigMap istio-ca-root-cert current in the watched
-// namespaces (all namespaces when none are named).
-type rootPublisher struct {
-	client     kubernetes.Interface
-	namespaces []string
-	ca         *certauthority.CA
-	logger     *slog.Logger
-}
-
-func (p rootPublisher) Start(ctx context.Context) error {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		p.publish(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
-func (p rootPublisher) publish(ctx context.Context) {
-	nss := p.namespaces
-	if len(nss) == 0 {
-		list, err := p.client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
-		if err != nil {
-			p.logger.Warn("list namespaces to publish the root", "err", err)
-			return
-		}
-		for _, ns := range list.Items {
-			nss = append(nss, ns.Name)
-		}
-	}
-	for _, ns := range nss {
-		if err := cakube.PublishRoot(ctx, p.client, ns, p.ca.RootPEM()); err != nil {
-			p.logger.Warn("publish root", "namespace", ns, "err", err)
-		}
-	}
 }
