@@ -127,7 +127,9 @@ func TestPatientTransportWaitsForAStartingServer(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+				// Long enough for a refused dial on a loaded machine; the transport
+				// retries until the context ends, so this is also how long it takes.
+				ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 				defer cancel()
 				if _, err := p.RoundTrip(get.WithContext(ctx)); !dialFailed(err) {
 					t.Fatalf("GET to a closed port: err = %v", err)
