@@ -59,7 +59,7 @@ func TestGRPCServicesOnEveryListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.AddGRPCListener(lis)
+	s.AddGRPCListener("gRPC over TLS", lis)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Start(ctx) }()

@@ -137,23 +137,24 @@ func (s *Server) Register(g *grpc.Server) {
 
 // extraGRPC is another listener serving every gRPC service.
 type extraGRPC struct {
-	lis net.Listener
-	srv *grpc.Server
+	name string // for the log line, e.g. "gRPC over TLS"
+	lis  net.Listener
+	srv  *grpc.Server
 }
 
 // AddGRPCListener serves every gRPC service on lis too, with opts (e.g.
-// grpc.Creds for TLS on 15012). Call it before Start; Start serves it and
-// stops it with the main server.
-func (s *Server) AddGRPCListener(lis net.Listener, opts ...grpc.ServerOption) {
-	s.extra = append(s.extra, extraGRPC{lis: lis, srv: s.NewGRPCServer(opts...)})
+// grpc.Creds for TLS on 15012); name appears in the log line "serving NAME".
+// Call it before Start; Start serves it and stops it with the main server.
+func (s *Server) AddGRPCListener(name string, lis net.Listener, opts ...grpc.ServerOption) {
+	s.extra = append(s.extra, extraGRPC{name: name, lis: lis, srv: s.NewGRPCServer(opts...)})
 }
 
 // Start serves until ctx ends, then stops gracefully within ShutdownGrace.
 func (s *Server) Start(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	for _, e := range append([]extraGRPC{{s.grpcLis, s.grpcSrv}}, s.extra...) {
+	for _, e := range append([]extraGRPC{{"gRPC", s.grpcLis, s.grpcSrv}}, s.extra...) {
 		g.Go(func() error {
-			s.log.Info("serving gRPC", "addr", e.lis.Addr().String())
+			s.log.Info("serving "+e.name, "addr", e.lis.Addr().String())
 			if err := e.srv.Serve(e.lis); err != nil {
 				return fmt.Errorf("serve gRPC on %s: %w", e.lis.Addr(), err)
 			}
@@ -190,7 +191,7 @@ func (s *Server) shutdown() {
 	s.ready.Store(false)
 	s.health.Shutdown()
 	s.stopXDS()
-	for _, e := range append([]extraGRPC{{s.grpcLis, s.grpcSrv}}, s.extra...) {
+	for _, e := range append([]extraGRPC{{"gRPC", s.grpcLis, s.grpcSrv}}, s.extra...) {
 		s.stopGRPC(e.srv)
 	}
 	if s.httpSrv != nil {

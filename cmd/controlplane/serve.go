@@ -240,15 +240,12 @@ func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA
 	if err != nil {
 		return nil, err
 	}
-	parts := []part{srv}
 	if o.secureGRPCAddr != "" {
-		sec, err := newSecureServer(o.secureGRPCAddr, srv, ca, logger)
-		if err != nil {
+		if err := addSecureListener(o.secureGRPCAddr, srv, ca); err != nil {
 			return nil, err
 		}
-		parts = append(parts, sec)
 	}
-	return parts, nil
+	return []part{srv}, nil
 }
 
 func newCA(ctx context.Context, logger *slog.Logger, reg prometheus.Registerer, client kubernetes.Interface, elector *leader.Elector, o serveOptions) (*certauthority.CA, error) {
@@ -270,40 +267,20 @@ func newCA(ctx context.Context, logger *slog.Logger, reg prometheus.Registerer, 
 	return ca, nil
 }
 
-// secureServer is the TLS gRPC port: the same services, with a serving
-// certificate from our CA.
-type secureServer struct {
-	lis    net.Listener
-	g      *grpc.Server
-	logger *slog.Logger
-}
-
-func newSecureServer(addr string, srv *server.Server, ca *certauthority.CA, logger *slog.Logger) (*secureServer, error) {
+// addSecureListener serves the same services on addr over TLS with a
+// certificate from our CA; xDS there needs a proven identity.
+func addSecureListener(addr string, srv *server.Server, ca *certauthority.CA) error {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", addr, err)
+		return fmt.Errorf("listen %s: %w", addr, err)
 	}
 	authenticate := func(ctx context.Context) (server.Identity, error) {
 		id, _, err := ca.Authenticate(ctx)
 		return server.Identity{Namespace: id.Namespace, ServiceAccount: id.ServiceAccount}, err
 	}
-	g := srv.NewGRPCServer(
+	srv.AddGRPCListener("gRPC over TLS", lis,
 		grpc.Creds(credentials.NewTLS(ca.ServingTLSConfig())),
 		grpc.ChainStreamInterceptor(server.RequireIdentity(authenticate)),
 	)
-	return &secureServer{lis: lis, g: g, logger: logger}, nil
-}
-
-func (s *secureServer) Start(ctx context.Context) error {
-	s.logger.Info("serving gRPC over TLS", "addr", s.lis.Addr().String())
-	go func() {
-		<-ctx.Done()
-		t := time.AfterFunc(5*time.Second, s.g.Stop)
-		defer t.Stop()
-		s.g.GracefulStop()
-	}()
-	if err := s.g.Serve(s.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-		return fmt.Errorf("serve grpc-tls: %w", err)
-	}
 	return nil
 }
