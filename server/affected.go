@@ -1,6 +1,10 @@
 package server
 
-import "github.com/librarymesh/controlplane/registry"
+import (
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/librarymesh/controlplane/registry"
+)
 
 // affected says which proxies a batch of changes needs rebuilt.
 type affected struct {
@@ -55,8 +59,9 @@ func (a affected) matches(e *proxyEntry) bool {
 	if a.all || e.snap == nil || e.err != nil {
 		return true
 	}
+	eds := e.snap.get(resourcev3.EndpointType)
 	for h := range a.endpoints {
-		if e.edsHosts[h] {
+		if eds.hasHost(h) {
 			return true
 		}
 	}

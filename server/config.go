@@ -36,6 +36,14 @@ type Builder interface {
 	Kind(p *snapshot.Proxy) string
 }
 
+// PartsBuilder is a Builder that can return a proxy's resources as two
+// parts: the one it shares with other proxies (the same protos, in the
+// same slices) and its own. The server then keeps per proxy only its own
+// part. The snapshot package's Builder is one.
+type PartsBuilder interface {
+	BuildParts(p *snapshot.Proxy) (shared, own *snapshot.Resources, err error)
+}
+
 // NewBuilderFunc makes the Builder for a view.
 type NewBuilderFunc func(v registry.View, opts snapshot.Options) Builder
 

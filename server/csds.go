@@ -10,6 +10,7 @@ import (
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	statusv3 "github.com/envoyproxy/go-control-plane/envoy/service/status/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -96,8 +97,10 @@ func (c *csds) clientConfig(p ProxyStatus, noContents bool) *statusv3.ClientConf
 		}
 		base := genericConfig(typeURL, ts)
 		var names []string
+		var resources map[string]types.Resource
 		if snap != nil && ts.Sent == snap.GetVersion(typeURL) {
-			for n := range snap.GetResourcesAndTTL(typeURL) {
+			resources = snap.resources(typeURL)
+			for n := range resources {
 				names = append(names, n)
 			}
 		}
@@ -110,7 +113,7 @@ func (c *csds) clientConfig(p ProxyStatus, noContents bool) *statusv3.ClientConf
 			g := genericConfigCopy(base)
 			g.Name = n
 			if !noContents {
-				g.XdsConfig, _ = anypb.New(snap.GetResourcesAndTTL(typeURL)[n].Resource)
+				g.XdsConfig, _ = anypb.New(resources[n])
 			}
 			cc.GenericXdsConfigs = append(cc.GenericXdsConfigs, g)
 		}

@@ -91,7 +91,7 @@ func (s *Server) configDump(w http.ResponseWriter, r *http.Request) {
 }
 
 func resourcesJSON(snap *nodeSnapshot, typeURL string) ([]json.RawMessage, error) {
-	items := snap.GetResourcesAndTTL(typeURL)
+	items := snap.resources(typeURL)
 	names := make([]string, 0, len(items))
 	for n := range items {
 		names = append(names, n)
@@ -99,7 +99,7 @@ func resourcesJSON(snap *nodeSnapshot, typeURL string) ([]json.RawMessage, error
 	slices.Sort(names)
 	out := make([]json.RawMessage, 0, len(names))
 	for _, n := range names {
-		b, err := protojson.Marshal(items[n].Resource)
+		b, err := protojson.Marshal(items[n])
 		if err != nil {
 			return nil, err
 		}

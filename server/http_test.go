@@ -176,7 +176,7 @@ func TestMetricsOnSharedRegistry(t *testing.T) {
 		t.Errorf("shared registry metric = %v, want 3", v)
 	}
 	metricValue(t, page, "controlplane_snapshot_builds_total")
-	s.stopXDS()
+	s.ads.stop()
 	s.grpcLis.Close()
 	s.httpLis.Close()
 }

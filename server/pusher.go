@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-
 	"github.com/librarymesh/controlplane/registry"
 	"github.com/librarymesh/controlplane/snapshot"
 )
@@ -43,9 +41,8 @@ type snapshotSetter interface {
 type proxyEntry struct {
 	proxy    *snapshot.Proxy
 	kind     string
-	snap     *nodeSnapshot
-	edsHosts map[string]bool // hosts of the clusters in its EDS
-	err      error           // last build error
+	snap  *nodeSnapshot
+	err   error // last build error
 }
 
 func newPusher(cfg *Config, c snapshotSetter, m *metrics, conv *convergence) *pusher {
@@ -88,12 +85,12 @@ func (p *pusher) disconnect(nodeID string) {
 // for a first build). It reports whether the snapshot changed.
 func (p *pusher) buildLocked(ctx context.Context, e *proxyEntry, since time.Time) bool {
 	start := time.Now()
-	res, err := p.builder.Build(e.proxy)
+	shared, own, err := buildParts(p.builder, e.proxy)
 	p.metrics.builds.Inc()
 	p.metrics.buildSeconds.Observe(time.Since(start).Seconds())
 	if err == nil {
 		var snap *nodeSnapshot
-		if snap, err = newNodeSnapshot(p.hashes, res); err == nil {
+		if snap, err = newNodeSnapshot(p.hashes, shared, own); err == nil {
 			return p.setLocked(ctx, e, snap, since)
 		}
 	}
@@ -108,8 +105,8 @@ func (p *pusher) buildLocked(ctx context.Context, e *proxyEntry, since time.Time
 func (p *pusher) setLocked(ctx context.Context, e *proxyEntry, snap *nodeSnapshot, since time.Time) bool {
 	e.err = nil
 	changed := map[string]string{}
-	for t, v := range snap.versions() {
-		if e.snap == nil || e.snap.GetVersion(t) != v {
+	for _, t := range xdsTypes {
+		if v := snap.GetVersion(t); e.snap == nil || e.snap.GetVersion(t) != v {
 			changed[t] = v
 		}
 	}
@@ -117,7 +114,6 @@ func (p *pusher) setLocked(ctx context.Context, e *proxyEntry, snap *nodeSnapsho
 		return false
 	}
 	e.snap = snap
-	e.edsHosts = edsHosts(snap)
 	if !since.IsZero() {
 		// Before SetSnapshot: the ACK may come back before it returns.
 		sent := p.sent(e.proxy.ID)
@@ -135,12 +131,14 @@ func (p *pusher) setLocked(ctx context.Context, e *proxyEntry, snap *nodeSnapsho
 	return true
 }
 
-// edsHosts returns the service hosts of the clusters in a snapshot's EDS.
-func edsHosts(s *nodeSnapshot) map[string]bool {
-	if tr := s.types[resourcev3.EndpointType]; tr != nil {
-		return tr.serviceHosts()
+// buildParts builds a proxy's resources as the part shared with other
+// proxies and its own part (nil when the Builder does not split them).
+func buildParts(b Builder, px *snapshot.Proxy) (shared, own *snapshot.Resources, err error) {
+	if pb, ok := b.(PartsBuilder); ok {
+		return pb.BuildParts(px)
 	}
-	return nil
+	shared, err = b.Build(px)
+	return shared, nil, err
 }
 
 // rebuild moves to the registry's current view and rebuilds the proxies

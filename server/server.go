@@ -10,15 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
-	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
-	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
-	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	statusv3 "github.com/envoyproxy/go-control-plane/envoy/service/status/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -37,10 +29,8 @@ type Server struct {
 	tracker *tracker
 	conv    *convergence
 	pusher  *pusher
-	cache   *xdsCache
-	xds     serverv3.Server
+	ads     *ads
 	health  *health.Server
-	stopXDS context.CancelFunc
 
 	grpcLis, httpLis net.Listener
 	grpcSrv          *grpc.Server
@@ -63,18 +53,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, metrics: m, tracker: newTracker(cfg.Logger), health: health.NewServer()}
 	s.conv = newConvergence(s.metrics.convergence.Observe)
-	// ads=false for delta too: grpc-go asks for resources by name, one
-	// type at a time, which an ADS-mode snapshot cache never answers.
-	s.cache = newXDSCache(cache.NewSnapshotCache(false, cache.IDHash{}, gcpLogger{cfg.Logger}), s.tracker)
-	s.pusher = newPusher(&s.cfg, s.cache, s.metrics, s.conv)
+	s.ads = newADS(cfg.Logger, s.tracker, s.metrics, s.conv)
+	s.pusher = newPusher(&s.cfg, s.ads, s.metrics, s.conv)
 	s.pusher.sent = s.tracker.sentTypes
-	cb := &callbacks{log: cfg.Logger, tracker: s.tracker, pusher: s.pusher, conv: s.conv, metrics: s.metrics}
-	xdsCtx, cancel := context.WithCancel(context.Background())
-	s.stopXDS = cancel
-	s.xds = serverv3.NewServer(xdsCtx, s.cache, cb)
+	s.ads.pusher = s.pusher
 	s.grpcSrv = s.NewGRPCServer()
 	if err := s.listen(); err != nil {
-		cancel()
 		return nil, err
 	}
 	return s, nil
@@ -121,12 +105,7 @@ func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 // Register registers xDS (ADS SotW and delta, LDS/RDS/CDS/EDS/SDS), CSDS,
 // health, reflection and the configured extra services on g.
 func (s *Server) Register(g *grpc.Server) {
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
-	listenerservice.RegisterListenerDiscoveryServiceServer(g, s.xds)
-	routeservice.RegisterRouteDiscoveryServiceServer(g, s.xds)
-	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
-	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.xds)
-	secretservice.RegisterSecretDiscoveryServiceServer(g, s.xds)
+	s.ads.register(g)
 	statusv3.RegisterClientStatusDiscoveryServiceServer(g, &csds{tracker: s.tracker, pusher: s.pusher})
 	healthpb.RegisterHealthServer(g, s.health)
 	for _, reg := range s.cfg.RegisterGRPC {
@@ -190,7 +169,7 @@ func (s *Server) Start(ctx context.Context) error {
 func (s *Server) shutdown() {
 	s.ready.Store(false)
 	s.health.Shutdown()
-	s.stopXDS()
+	s.ads.stop()
 	for _, e := range append([]extraGRPC{{"gRPC", s.grpcLis, s.grpcSrv}}, s.extra...) {
 		s.stopGRPC(e.srv)
 	}

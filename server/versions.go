@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -18,25 +19,34 @@ import (
 	"github.com/librarymesh/controlplane/snapshot"
 )
 
-// xdsTypes are the types a proxy snapshot holds, in the order Envoy wants them.
+// xdsTypes are the types a proxy snapshot holds, in the order Envoy wants
+// them (make before break).
 var xdsTypes = []string{
 	resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType,
 	resourcev3.RouteType, resourcev3.SecretType,
 }
 
-// shortType names a type URL for logs, metrics and debug views.
-func shortType(typeURL string) string {
+// typeIndex is a type's place in xdsTypes, or -1.
+func typeIndex(typeURL string) int {
 	switch typeURL {
 	case resourcev3.ClusterType:
-		return "cds"
+		return 0
 	case resourcev3.EndpointType:
-		return "eds"
+		return 1
 	case resourcev3.ListenerType:
-		return "lds"
+		return 2
 	case resourcev3.RouteType:
-		return "rds"
+		return 3
 	case resourcev3.SecretType:
-		return "sds"
+		return 4
+	}
+	return -1
+}
+
+// shortType names a type URL for logs, metrics and debug views.
+func shortType(typeURL string) string {
+	if i := typeIndex(typeURL); i >= 0 {
+		return [...]string{"cds", "eds", "lds", "rds", "sds"}[i]
 	}
 	return typeURL
 }
@@ -44,11 +54,13 @@ func shortType(typeURL string) string {
 // hasher versions resources by content. Protos shared between proxies are
 // hashed once: the hash is cached per proto pointer. A list shared between
 // proxies (the same backing array) is indexed and versioned once, and its
-// typeResources shared. Entries not used for two generations are dropped,
-// so the caches hold about one model revision.
+// typeResources shared; so is the typeSnapshot of a (shared, own) pair.
+// Entries not used for two generations are dropped, so the caches hold
+// about one model revision.
 type hasher struct {
 	cur, prev         map[types.Resource]hashed
 	curList, prevList map[listKey]*typeResources
+	curPair, prevPair map[[2]*typeResources]*typeSnapshot
 }
 
 // emptyType is every empty list.
@@ -71,6 +83,7 @@ func newHasher() *hasher {
 func (h *hasher) rotate() {
 	h.prev, h.cur = h.cur, make(map[types.Resource]hashed, len(h.cur))
 	h.prevList, h.curList = h.curList, make(map[listKey]*typeResources, len(h.curList))
+	h.prevPair, h.curPair = h.curPair, make(map[[2]*typeResources]*typeSnapshot, len(h.curPair))
 }
 
 // list returns the typeResources of a list, shared by every proxy given
@@ -93,6 +106,25 @@ func (h *hasher) list(list []types.Resource) (*typeResources, error) {
 	}
 	h.curList[k] = tr
 	return tr, nil
+}
+
+// pair returns the typeSnapshot of a shared and an own list, shared by
+// every proxy given the same two.
+func (h *hasher) pair(shared, own *typeResources) (*typeSnapshot, error) {
+	k := [2]*typeResources{shared, own}
+	if ts, ok := h.curPair[k]; ok {
+		return ts, nil
+	}
+	if ts, ok := h.prevPair[k]; ok {
+		h.curPair[k] = ts
+		return ts, nil
+	}
+	ts, err := newTypeSnapshot(shared, own)
+	if err != nil {
+		return nil, err
+	}
+	h.curPair[k] = ts
+	return ts, nil
 }
 
 // hashed is a resource marshaled once: its content hash and its bytes,
@@ -128,110 +160,24 @@ func (h *hasher) hash(r types.Resource) (hashed, error) {
 	return v, nil
 }
 
-// typeResources is one type of a proxy snapshot. It is shared between
-// proxies and never modified. Making one costs a cached hash lookup per
-// resource (a sidecar's lists are its own, merged with its inbound part);
-// the maps by name are made on first use (delta streams, named
-// subscriptions, CSDS).
+// typeResources is one list of resources of a type, versioned and
+// marshaled. It is shared between proxies and never modified; the index
+// by name and the delta Resources are made on first use.
 type typeResources struct {
-	version string
-	list    []types.Resource // sorted by name
-	names   []string         // by list index
-	vers    []string         // content hash, by list index
-	anys    []*anypb.Any     // marshaled resources, by list index
+	sum   uint64
+	list  []types.Resource // as built (sorted by name)
+	names []string         // by list index
+	vers  []string         // content hash, by list index
+	anys  []*anypb.Any     // marshaled resources, by list index
 
 	indexOnce sync.Once
 	index     map[string]int // name -> list index
-	mapsOnce  sync.Once
-	resources map[string]types.Resource // delta: read on every push to every delta watch
-	versions  map[string]string         // resource name -> content hash (delta)
-	itemsOnce sync.Once
-	items     map[string]types.ResourceWithTTL // CSDS and debug views
+
+	deltaOnce sync.Once
+	delta     []*discoveryv3.Resource // by list index
 
 	hostsOnce sync.Once
 	hosts     map[string]bool // see serviceHosts
-}
-
-// versionOf returns the content hash of a named resource.
-func (tr *typeResources) versionOf(name string) (string, bool) {
-	tr.indexOnce.Do(func() {
-		tr.index = make(map[string]int, len(tr.names))
-		for i, n := range tr.names {
-			tr.index[n] = i
-		}
-	})
-	i, ok := tr.index[name]
-	if !ok {
-		return "", false
-	}
-	return tr.vers[i], true
-}
-
-// maps returns the resources and their versions by name, made once and
-// shared by every delta watch given tr (callers must not modify them).
-func (tr *typeResources) maps() (map[string]types.Resource, map[string]string) {
-	tr.mapsOnce.Do(func() {
-		tr.resources = make(map[string]types.Resource, len(tr.names))
-		tr.versions = make(map[string]string, len(tr.names))
-		for i, n := range tr.names {
-			tr.resources[n] = tr.list[i]
-			tr.versions[n] = tr.vers[i]
-		}
-	})
-	return tr.resources, tr.versions
-}
-
-// itemsByName returns the resources by name with no TTL, made once.
-func (tr *typeResources) itemsByName() map[string]types.ResourceWithTTL {
-	tr.itemsOnce.Do(func() {
-		tr.items = make(map[string]types.ResourceWithTTL, len(tr.names))
-		for i, n := range tr.names {
-			tr.items[n] = types.ResourceWithTTL{Resource: tr.list[i]}
-		}
-	})
-	return tr.items
-}
-
-// serviceHosts returns the service hosts named by the resources' names
-// (`outbound|PORT|SUBSET|HOST`, `inbound|PORT|NAME|HOST`), computed once
-// per shared list.
-func (tr *typeResources) serviceHosts() map[string]bool {
-	tr.hostsOnce.Do(func() {
-		tr.hosts = make(map[string]bool, len(tr.names))
-		for _, name := range tr.names {
-			if i := strings.LastIndexByte(name, '|'); i >= 0 {
-				tr.hosts[name[i+1:]] = true
-			}
-		}
-	})
-	return tr.hosts
-}
-
-// nodeSnapshot is a proxy's snapshot, versioned per type by content. It
-// implements go-control-plane's ResourceSnapshot with the hashes already
-// computed, so delta streams need no hashing per proxy.
-type nodeSnapshot struct {
-	types map[string]*typeResources
-}
-
-var _ cache.ResourceSnapshot = (*nodeSnapshot)(nil)
-
-// newNodeSnapshot versions res with h.
-func newNodeSnapshot(h *hasher, res *snapshot.Resources) (*nodeSnapshot, error) {
-	lists := map[string][]types.Resource{
-		resourcev3.ListenerType: res.Listeners, resourcev3.RouteType: res.Routes,
-		resourcev3.ClusterType: res.Clusters, resourcev3.EndpointType: res.Endpoints,
-		resourcev3.SecretType: res.Secrets,
-	}
-	s := &nodeSnapshot{types: make(map[string]*typeResources, len(lists))}
-	for typeURL, list := range lists {
-		tr, err := h.list(list)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", shortType(typeURL), err)
-		}
-		s.types[typeURL] = tr
-	}
-	return s, nil
 }
 
 func newTypeResources(h *hasher, list []types.Resource) (*typeResources, error) {
@@ -260,7 +206,7 @@ func newTypeResources(h *hasher, list []types.Resource) (*typeResources, error) 
 			return nil, err
 		}
 	}
-	tr.version = strconv.FormatUint(sum, 16)
+	tr.sum = sum
 	return tr, nil
 }
 
@@ -276,50 +222,162 @@ func checkDuplicates(names []string) error {
 	return nil
 }
 
+// lookup returns the list index of a named resource.
+func (tr *typeResources) lookup(name string) (int, bool) {
+	tr.indexOnce.Do(func() {
+		tr.index = make(map[string]int, len(tr.names))
+		for i, n := range tr.names {
+			tr.index[n] = i
+		}
+	})
+	i, ok := tr.index[name]
+	return i, ok
+}
+
+// deltaResource returns the delta Resource of list index i, made once.
+func (tr *typeResources) deltaResource(i int) *discoveryv3.Resource {
+	tr.deltaOnce.Do(func() {
+		tr.delta = make([]*discoveryv3.Resource, len(tr.names))
+		for j := range tr.names {
+			tr.delta[j] = &discoveryv3.Resource{Name: tr.names[j], Version: tr.vers[j], Resource: tr.anys[j]}
+		}
+	})
+	return tr.delta[i]
+}
+
+// serviceHosts returns the service hosts named by the resources' names
+// (`outbound|PORT|SUBSET|HOST`, `inbound|PORT|NAME|HOST`), computed once
+// per shared list.
+func (tr *typeResources) serviceHosts() map[string]bool {
+	tr.hostsOnce.Do(func() {
+		tr.hosts = make(map[string]bool, len(tr.names))
+		for _, name := range tr.names {
+			if i := strings.LastIndexByte(name, '|'); i >= 0 {
+				tr.hosts[name[i+1:]] = true
+			}
+		}
+	})
+	return tr.hosts
+}
+
+// typeSnapshot is one type of a proxy's snapshot: the part it shares with
+// other proxies (outbound config) and its own part (inbound config, often
+// empty). The two hold different names. A proxy's typeSnapshot costs a few
+// words, however long the shared list is.
+type typeSnapshot struct {
+	version     string
+	shared, own *typeResources
+}
+
+func newTypeSnapshot(shared, own *typeResources) (*typeSnapshot, error) {
+	ts := &typeSnapshot{shared: shared, own: own}
+	if len(own.names) == 0 {
+		ts.version = strconv.FormatUint(shared.sum, 16)
+		return ts, nil
+	}
+	for _, n := range own.names {
+		if _, dup := shared.lookup(n); dup {
+			return nil, fmt.Errorf("resource %q listed twice", n)
+		}
+	}
+	ts.version = strconv.FormatUint((shared.sum^own.sum)*1099511628211+uint64(len(own.names)), 16)
+	return ts, nil
+}
+
+// parts returns the two lists.
+func (ts *typeSnapshot) parts() [2]*typeResources { return [2]*typeResources{ts.shared, ts.own} }
+
+// len is the number of resources.
+func (ts *typeSnapshot) len() int { return len(ts.shared.names) + len(ts.own.names) }
+
+// find returns the list and index holding a named resource.
+func (ts *typeSnapshot) find(name string) (*typeResources, int, bool) {
+	for _, tr := range ts.parts() {
+		if i, ok := tr.lookup(name); ok {
+			return tr, i, true
+		}
+	}
+	return nil, 0, false
+}
+
+// versionOf returns the content hash of a named resource.
+func (ts *typeSnapshot) versionOf(name string) (string, bool) {
+	tr, i, ok := ts.find(name)
+	if !ok {
+		return "", false
+	}
+	return tr.vers[i], true
+}
+
+// hasHost reports whether a resource names the service host (see
+// typeResources.serviceHosts).
+func (ts *typeSnapshot) hasHost(host string) bool {
+	return ts.shared.serviceHosts()[host] || ts.own.serviceHosts()[host]
+}
+
+// resources returns the resources by name (debug views and CSDS; made on
+// every call).
+func (ts *typeSnapshot) resources() map[string]types.Resource {
+	out := make(map[string]types.Resource, ts.len())
+	for _, tr := range ts.parts() {
+		for i, n := range tr.names {
+			out[n] = tr.list[i]
+		}
+	}
+	return out
+}
+
+// nodeSnapshot is a proxy's snapshot: each type versioned by content.
+type nodeSnapshot struct {
+	types [5]*typeSnapshot // by typeIndex
+}
+
+// newNodeSnapshot versions a proxy's shared and own resources with h (own
+// may be nil).
+func newNodeSnapshot(h *hasher, shared, own *snapshot.Resources) (*nodeSnapshot, error) {
+	if own == nil {
+		own = &snapshot.Resources{}
+	}
+	listsOf := func(r *snapshot.Resources) [5][]types.Resource {
+		return [5][]types.Resource{r.Clusters, r.Endpoints, r.Listeners, r.Routes, r.Secrets}
+	}
+	sl, ol := listsOf(shared), listsOf(own)
+	s := &nodeSnapshot{}
+	for i, typeURL := range xdsTypes {
+		str, err := h.list(sl[i])
+		if err == nil {
+			var otr *typeResources
+			if otr, err = h.list(ol[i]); err == nil {
+				s.types[i], err = h.pair(str, otr)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", shortType(typeURL), err)
+		}
+	}
+	return s, nil
+}
+
+// get returns a type, or nil for a type not served.
+func (s *nodeSnapshot) get(typeURL string) *typeSnapshot {
+	if i := typeIndex(typeURL); i >= 0 {
+		return s.types[i]
+	}
+	return nil
+}
+
 // GetVersion returns the content version of a type.
 func (s *nodeSnapshot) GetVersion(typeURL string) string {
-	if tr := s.types[typeURL]; tr != nil {
-		return tr.version
+	if ts := s.get(typeURL); ts != nil {
+		return ts.version
 	}
 	return ""
 }
 
-// GetResourcesAndTTL returns the resources of a type by name.
-func (s *nodeSnapshot) GetResourcesAndTTL(typeURL string) map[string]types.ResourceWithTTL {
-	if tr := s.types[typeURL]; tr != nil {
-		return tr.itemsByName()
+// resources returns the resources of a type by name.
+func (s *nodeSnapshot) resources(typeURL string) map[string]types.Resource {
+	if ts := s.get(typeURL); ts != nil {
+		return ts.resources()
 	}
 	return nil
-}
-
-// GetResources returns the resources of a type by name. The map is shared
-// (go-control-plane's delta cache reads it for every watch on every push)
-// and must not be modified.
-func (s *nodeSnapshot) GetResources(typeURL string) map[string]types.Resource {
-	if tr := s.types[typeURL]; tr != nil {
-		resources, _ := tr.maps()
-		return resources
-	}
-	return nil
-}
-
-// ConstructVersionMap is a no-op: versions are computed on creation.
-func (s *nodeSnapshot) ConstructVersionMap() error { return nil }
-
-// GetVersionMap returns the content hash of each resource of a type.
-func (s *nodeSnapshot) GetVersionMap(typeURL string) map[string]string {
-	if tr := s.types[typeURL]; tr != nil {
-		_, versions := tr.maps()
-		return versions
-	}
-	return nil
-}
-
-// versions returns the version of every type.
-func (s *nodeSnapshot) versions() map[string]string {
-	out := make(map[string]string, len(s.types))
-	for t, tr := range s.types {
-		out[t] = tr.version
-	}
-	return out
 }

@@ -133,29 +133,40 @@ func (b *Builder) workload(p *Proxy) *registry.Workload {
 	return nil
 }
 
-// Build returns everything the proxy receives. A proxy built before from
-// this Builder (or carried over by WithEndpointChanges) gets the same result.
+// Build returns everything the proxy receives: BuildParts merged.
 func (b *Builder) Build(p *Proxy) (*Resources, error) {
+	shared, own, err := b.BuildParts(p)
+	if err != nil {
+		return nil, err
+	}
+	return merge(shared, own), nil
+}
+
+// BuildParts returns what the proxy receives in two parts: shared, which
+// is the same *Resources (the same protos in the same slices) for every
+// proxy of its kind and namespace, and own, the proxy's inbound side (nil
+// when it has none). The names in the two differ. A proxy built before from
+// this Builder (or carried over by WithEndpointChanges) gets the same parts.
+func (b *Builder) BuildParts(p *Proxy) (shared, own *Resources, err error) {
 	key := proxyKey(p)
 	b.mu.Lock()
 	r, ok := b.results[key]
 	b.mu.Unlock()
-	if ok {
-		return r.res, nil
+	if !ok {
+		if r, err = b.build(p); err != nil {
+			return nil, nil, fmt.Errorf("proxy %s: %w", p.ID, err)
+		}
+		b.mu.Lock()
+		b.results[key] = r
+		b.mu.Unlock()
 	}
-	r, err := b.build(p)
-	if err != nil {
-		return nil, fmt.Errorf("proxy %s: %w", p.ID, err)
-	}
-	b.mu.Lock()
-	b.results[key] = r
-	b.mu.Unlock()
-	return r.res, nil
+	return r.shared, r.own, nil
 }
 
 // proxyResult is a proxy's resources and what they were built from.
 type proxyResult struct {
-	res       *Resources
+	shared    *Resources // of its kind and namespace
+	own       *Resources // nil for none
 	kind      Kind
 	namespace string
 	ips       []string
@@ -192,7 +203,7 @@ func (b *Builder) build(p *Proxy) (*proxyResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.res = merge(shared, own)
+	r.shared, r.own = shared, own
 	return r, nil
 }
 

@@ -80,10 +80,8 @@ func (b *Builder) carryOverResultsLocked(next *Builder, hosts []string) {
 		if !ok || m.err != nil {
 			continue
 		}
-		res := *r.res
-		res.Endpoints = m.res.Endpoints // a proxy's own part has no endpoints
 		carried := *r
-		carried.res = &res
+		carried.shared = m.res // a proxy's own part has no endpoints
 		next.results[key] = &carried
 	}
 }

@@ -1,0 +1,624 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/librarymesh/controlplane/snapshot"
+)
+
+// ads serves xDS streams, state of the world and delta, for ADS and the
+// per-type services.
+//
+// A stream keeps, per type, what the proxy holds as a reference to the
+// typeSnapshot it last ACKed and the (interned) subscription it had then;
+// both are shared with other proxies. A push compares that with the
+// current typeSnapshot through a diff made once per pair of shared lists,
+// so an endpoint change costs each proxy one map lookup per changed name
+// and one response carrying the changed ClusterLoadAssignments.
+//
+// Responses of a type wait for the proxy to answer the previous one (ACK
+// or NACK). A version a proxy rejected is not sent to it again until the
+// type's snapshot changes. Responses go out in make-before-break order
+// (CDS, EDS, LDS, RDS, SDS).
+type ads struct {
+	log     *slog.Logger
+	tracker *tracker
+	pusher  *pusher
+	conv    *convergence
+	metrics *metrics
+	done    chan struct{} // closed when the server stops
+
+	diffs *diffCache
+	subs  *interner
+	ids   atomic.Int64
+
+	mu    sync.Mutex
+	nodes map[string]*adsNode
+}
+
+// adsNode is a connected node: its snapshot and its open streams.
+type adsNode struct {
+	snap    *nodeSnapshot
+	streams map[*xdsStream]struct{}
+}
+
+func newADS(log *slog.Logger, t *tracker, m *metrics, conv *convergence) *ads {
+	return &ads{
+		log: log, tracker: t, metrics: m, conv: conv, done: make(chan struct{}),
+		diffs: newDiffCache(), subs: newInterner(), nodes: map[string]*adsNode{},
+	}
+}
+
+// stop ends every stream.
+func (a *ads) stop() { close(a.done) }
+
+// SetSnapshot stores a node's snapshot and wakes its streams.
+func (a *ads) SetSnapshot(_ context.Context, nodeID string, snap *nodeSnapshot) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := a.nodes[nodeID]
+	if n == nil {
+		return nil // every stream of the node closed meanwhile
+	}
+	n.snap = snap
+	for s := range n.streams {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// ClearSnapshot forgets a node whose last stream closed.
+func (a *ads) ClearSnapshot(nodeID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if n := a.nodes[nodeID]; n != nil && len(n.streams) == 0 {
+		delete(a.nodes, nodeID)
+	}
+}
+
+// request is a SotW or delta request.
+type request struct {
+	node                   *corev3.Node
+	typeURL, nonce         string
+	isErr                  bool
+	errMsg                 string
+	names                  []string          // SotW
+	subscribe, unsubscribe []string          // delta
+	initial                map[string]string // delta: versions held on the first request
+}
+
+// xdsStream is one stream of a proxy.
+type xdsStream struct {
+	a           *ads
+	ctx         context.Context
+	key         streamKey
+	delta       bool
+	defaultType string // of a per-type service; "" for ADS
+	nodeID      string
+	node        *adsNode // set by the first request
+	wake        chan struct{}
+	types       [5]*typeState // by typeIndex
+	nonce       uint64
+
+	sendSotW  func(*discoveryv3.DiscoveryResponse) error
+	sendDelta func(*discoveryv3.DeltaDiscoveryResponse) error
+}
+
+// typeState is what a stream knows of one type.
+type typeState struct {
+	typeURL   string
+	requested bool
+	sub       subscription // what the proxy asks for now
+	legacy    bool         // SotW: wildcard because the first request named nothing
+
+	// The proxy holds what heldSub selects of held (nothing when held is nil).
+	held    *typeSnapshot
+	heldSub subscription
+
+	pending   *sentResponseState // the last response, not answered yet
+	lastNonce string
+	nacked    *typeSnapshot // rejected: not sent again
+
+	// delta only
+	initial map[string]string // versions named by the first request, until the first response
+	force   []string          // names subscribed since the last response: sent whatever is held
+	answer  bool              // no response yet: a wildcard subscription is answered even if empty
+}
+
+type sentResponseState struct {
+	nonce string
+	ts    *typeSnapshot
+	sub   subscription
+}
+
+// sotwServer and deltaServer are the streams of every xDS service.
+type sotwServer interface {
+	Context() context.Context
+	Send(*discoveryv3.DiscoveryResponse) error
+	Recv() (*discoveryv3.DiscoveryRequest, error)
+}
+
+type deltaServer interface {
+	Context() context.Context
+	Send(*discoveryv3.DeltaDiscoveryResponse) error
+	Recv() (*discoveryv3.DeltaDiscoveryRequest, error)
+}
+
+// streamSotW serves a state-of-the-world stream; typeURL is the type of a
+// per-type service, "" for ADS.
+func (a *ads) streamSotW(st sotwServer, typeURL string) error {
+	s := a.newStream(st.Context(), false, typeURL)
+	s.sendSotW = st.Send
+	return a.serve(s, func() (*request, error) {
+		r, err := st.Recv()
+		if err != nil {
+			return nil, err
+		}
+		return &request{
+			node: r.GetNode(), typeURL: r.GetTypeUrl(), nonce: r.GetResponseNonce(),
+			isErr: r.GetErrorDetail() != nil, errMsg: r.GetErrorDetail().GetMessage(), names: r.GetResourceNames(),
+		}, nil
+	})
+}
+
+// streamDelta serves a delta stream; typeURL as for streamSotW.
+func (a *ads) streamDelta(st deltaServer, typeURL string) error {
+	s := a.newStream(st.Context(), true, typeURL)
+	s.sendDelta = st.Send
+	return a.serve(s, func() (*request, error) {
+		r, err := st.Recv()
+		if err != nil {
+			return nil, err
+		}
+		return &request{
+			node: r.GetNode(), typeURL: r.GetTypeUrl(), nonce: r.GetResponseNonce(),
+			isErr: r.GetErrorDetail() != nil, errMsg: r.GetErrorDetail().GetMessage(),
+			subscribe: r.GetResourceNamesSubscribe(), unsubscribe: r.GetResourceNamesUnsubscribe(),
+			initial: r.GetInitialResourceVersions(),
+		}, nil
+	})
+}
+
+func (a *ads) newStream(ctx context.Context, delta bool, typeURL string) *xdsStream {
+	return &xdsStream{
+		a: a, ctx: ctx, key: streamKey{id: a.ids.Add(1), delta: delta}, delta: delta,
+		defaultType: typeURL, wake: make(chan struct{}, 1),
+	}
+}
+
+// serve runs a stream: requests are read on their own goroutine, and
+// requests and pushes are handled here, one at a time.
+func (a *ads) serve(s *xdsStream, recv func() (*request, error)) error {
+	reqs := make(chan *request)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			r, err := recv()
+			if err != nil {
+				errc <- err
+				return
+			}
+			select {
+			case reqs <- r:
+			case <-s.ctx.Done():
+				return
+			}
+		}
+	}()
+	defer a.close(s)
+	for {
+		var err error
+		select {
+		case <-s.ctx.Done():
+			return s.ctx.Err()
+		case <-a.done:
+			return status.Error(codes.Unavailable, "control plane is shutting down")
+		case err = <-errc:
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		case r := <-reqs:
+			if err = s.handle(r); err == nil {
+				err = s.flush()
+			}
+		case <-s.wake:
+			err = s.flush()
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// open checks the node of a stream's first request and connects the proxy.
+func (a *ads) open(s *xdsStream, node *corev3.Node) error {
+	px, err := snapshot.ParseProxy(node)
+	if err != nil {
+		a.metrics.rejected.WithLabelValues("MalformedNodeID").Inc()
+		a.log.Warn("rejecting xDS stream", "node", node.GetId(), "error", err)
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	s.nodeID = px.ID
+	a.mu.Lock()
+	n := a.nodes[px.ID]
+	if n == nil {
+		n = &adsNode{streams: map[*xdsStream]struct{}{}}
+		a.nodes[px.ID] = n
+	}
+	n.streams[s] = struct{}{}
+	s.node = n
+	a.mu.Unlock()
+	if a.tracker.openStream(s.key, node) {
+		// Built before the request is handled, so it is answered at once.
+		kind := a.pusher.connect(s.ctx, px)
+		a.tracker.setKind(px.ID, kind)
+		a.log.Info("proxy connected", "node", px.ID, "kind", kind, "delta", s.delta)
+	}
+	return nil
+}
+
+// close forgets a stream, and its proxy with its last stream.
+func (a *ads) close(s *xdsStream) {
+	if s.node == nil {
+		return
+	}
+	a.mu.Lock()
+	delete(s.node.streams, s)
+	a.mu.Unlock()
+	nodeID, last := a.tracker.closeStream(s.key)
+	if !last {
+		return
+	}
+	a.pusher.disconnect(nodeID)
+	a.conv.forget(nodeID)
+	a.log.Info("proxy disconnected", "node", nodeID)
+}
+
+// handle takes in one request.
+func (s *xdsStream) handle(r *request) error {
+	if s.node == nil {
+		if err := s.a.open(s, r.node); err != nil {
+			return err
+		}
+	}
+	typeURL := r.typeURL
+	switch {
+	case typeURL == "":
+		typeURL = s.defaultType
+	case s.defaultType != "" && typeURL != s.defaultType:
+		return status.Errorf(codes.InvalidArgument, "type %s requested on the %s service", typeURL, shortType(s.defaultType))
+	}
+	i := typeIndex(typeURL)
+	if i < 0 {
+		s.a.log.Debug("ignoring a request for a type not served", "node", s.nodeID, "type", typeURL)
+		return nil
+	}
+	t := s.types[i]
+	if t == nil {
+		t = &typeState{typeURL: typeURL}
+		s.types[i] = t
+	}
+	if s.delta {
+		s.handleDelta(t, r)
+	} else {
+		s.handleSotW(t, r)
+	}
+	return nil
+}
+
+// handleSotW takes in a SotW request: the answer to the last response and
+// the subscription. A request answering an older response is stale and
+// ignored, as the protocol says.
+func (s *xdsStream) handleSotW(t *typeState, r *request) {
+	if r.nonce != "" {
+		switch {
+		case t.pending != nil && r.nonce == t.pending.nonce:
+			s.answered(t, r)
+		case r.nonce != t.lastNonce:
+			return
+		}
+	}
+	first := !t.requested
+	t.requested = true
+	sub := subscription{}
+	names := r.names
+	if i := slices.Index(names, "*"); i >= 0 {
+		sub.wildcard = true
+		names = slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == "*" })
+	}
+	if len(names) == 0 && (first || t.legacy) {
+		sub.wildcard, t.legacy = true, true
+	} else if !sub.wildcard {
+		t.legacy = false
+	}
+	if !sub.wildcard {
+		sub.set = s.a.subs.of(names)
+	}
+	t.sub = sub
+}
+
+// handleDelta takes in a delta request: the answer to the last response
+// and the changes to the subscription.
+func (s *xdsStream) handleDelta(t *typeState, r *request) {
+	if r.nonce != "" && t.pending != nil && r.nonce == t.pending.nonce {
+		s.answered(t, r)
+	}
+	sub := t.sub
+	if !t.requested {
+		t.requested, t.answer = true, true
+		t.initial = r.initial
+		sub.wildcard = len(r.subscribe) == 0 // legacy wildcard
+	}
+	var adds, removes []string
+	for _, n := range r.subscribe {
+		if n == "*" {
+			sub.wildcard = true
+			continue
+		}
+		adds = append(adds, n)
+	}
+	for _, n := range r.unsubscribe {
+		if n == "*" {
+			sub.wildcard = false
+			continue
+		}
+		removes = append(removes, n)
+	}
+	t.force = append(t.force, adds...)
+	sub.set = s.a.subs.update(sub.set, adds, removes)
+	t.sub = sub
+}
+
+// answered records the ACK or NACK of the pending response.
+func (s *xdsStream) answered(t *typeState, r *request) {
+	p := t.pending
+	t.pending = nil
+	a := s.a.tracker.answered(s.key, t.typeURL, r.nonce, r.errMsg, r.isErr)
+	if r.isErr {
+		t.nacked = p.ts
+		s.a.metrics.nacks.WithLabelValues(shortType(t.typeURL)).Inc()
+		if a.newNack {
+			s.a.log.Warn("proxy rejected config; not resending it until it changes",
+				"node", s.nodeID, "type", shortType(t.typeURL), "version", p.ts.version, "error", r.errMsg)
+		}
+		return
+	}
+	t.held, t.heldSub, t.nacked = p.ts, p.sub, nil
+	s.a.conv.acked(s.nodeID, t.typeURL, p.ts.version)
+}
+
+// flush sends each type's response the proxy lacks.
+func (s *xdsStream) flush() error {
+	if s.node == nil {
+		return nil
+	}
+	s.a.mu.Lock()
+	snap := s.node.snap
+	s.a.mu.Unlock()
+	if snap == nil {
+		return nil
+	}
+	for i, t := range s.types {
+		if t == nil || !t.requested || t.pending != nil {
+			continue
+		}
+		var err error
+		if s.delta {
+			err = s.flushDelta(t, snap.types[i])
+		} else {
+			err = s.flushSotW(t, snap.types[i])
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// synced records that the proxy holds all it subscribes to of ts.
+func (t *typeState) synced(ts *typeSnapshot) { t.held, t.heldSub = ts, t.sub }
+
+// lacks reports whether the proxy lacks a resource's current content.
+func (t *typeState) lacks(name, version string) bool {
+	if t.held == nil || !t.heldSub.has(name) {
+		return true
+	}
+	v, ok := t.held.versionOf(name)
+	return !ok || v != version
+}
+
+// eachSubscribed calls fn for each resource of ts the subscription covers.
+func (t *typeState) eachSubscribed(ts *typeSnapshot, fn func(tr *typeResources, i int)) {
+	if t.sub.wildcard || t.sub.set == nil || len(t.sub.set.names) > ts.len() {
+		for _, tr := range ts.parts() {
+			for i, n := range tr.names {
+				if t.sub.has(n) {
+					fn(tr, i)
+				}
+			}
+		}
+		return
+	}
+	for n := range t.sub.set.names {
+		if tr, i, ok := ts.find(n); ok {
+			fn(tr, i)
+		}
+	}
+}
+
+// flushSotW sends a SotW response if the proxy lacks something of ts. CDS
+// and LDS responses carry every subscribed resource; EDS, RDS and SDS
+// responses only those the proxy lacks (as Istio does).
+func (s *xdsStream) flushSotW(t *typeState, ts *typeSnapshot) error {
+	if t.nacked != nil && ts.version == t.nacked.version {
+		return nil
+	}
+	if cache.ResourceRequiresFullStateInSotw(t.typeURL) {
+		if t.nacked == nil && t.held != nil && ts.version == t.held.version && t.sub.same(t.heldSub) {
+			return nil
+		}
+		var anys []*anypb.Any
+		if t.sub.wildcard && len(ts.own.names) == 0 {
+			anys = ts.shared.anys // shared, not copied
+		} else {
+			t.eachSubscribed(ts, func(tr *typeResources, i int) { anys = append(anys, tr.anys[i]) })
+		}
+		return s.sendSotWResponse(t, ts, anys)
+	}
+	var anys []*anypb.Any
+	switch {
+	case t.nacked != nil:
+		// After a NACK the next version goes in full, so the proxy's
+		// answer says where it stands.
+		t.eachSubscribed(ts, func(tr *typeResources, i int) { anys = append(anys, tr.anys[i]) })
+	case t.held != nil && t.sub.same(t.heldSub):
+		changed, _ := s.a.diffs.snapshots(t.held, ts)
+		for _, n := range changed {
+			if tr, i, ok := ts.find(n); ok && t.sub.has(n) {
+				anys = append(anys, tr.anys[i])
+			}
+		}
+	default:
+		t.eachSubscribed(ts, func(tr *typeResources, i int) {
+			if t.lacks(tr.names[i], tr.vers[i]) {
+				anys = append(anys, tr.anys[i])
+			}
+		})
+	}
+	if len(anys) == 0 {
+		t.synced(ts)
+		return nil
+	}
+	return s.sendSotWResponse(t, ts, anys)
+}
+
+func (s *xdsStream) sendSotWResponse(t *typeState, ts *typeSnapshot, anys []*anypb.Any) error {
+	nonce := s.nextNonce(t, ts)
+	s.sent(t, nonce, ts.version, len(anys))
+	return s.sendSotW(&discoveryv3.DiscoveryResponse{VersionInfo: ts.version, Resources: anys, TypeUrl: t.typeURL, Nonce: nonce})
+}
+
+// flushDelta sends a delta response with what changed of the subscribed
+// resources since the proxy's last ACK, and what was removed.
+func (s *xdsStream) flushDelta(t *typeState, ts *typeSnapshot) error {
+	if t.nacked != nil && ts.version == t.nacked.version && len(t.force) == 0 {
+		return nil
+	}
+	var res []*discoveryv3.Resource
+	var removed []string
+	add := func(tr *typeResources, i int) { res = append(res, tr.deltaResource(i)) }
+	switch {
+	case t.nacked != nil:
+		// After a NACK the next version goes in full (see flushSotW).
+		t.eachSubscribed(ts, add)
+		removed = t.gone(ts)
+	case t.held == nil && t.initial != nil:
+		t.eachSubscribed(ts, func(tr *typeResources, i int) {
+			if t.initial[tr.names[i]] != tr.vers[i] {
+				add(tr, i)
+			}
+		})
+		for n := range t.initial {
+			if _, _, ok := ts.find(n); !ok && t.sub.has(n) {
+				removed = append(removed, n)
+			}
+		}
+	case t.held == nil:
+		t.eachSubscribed(ts, add)
+	case t.sub.same(t.heldSub):
+		changed, gone := s.a.diffs.snapshots(t.held, ts)
+		for _, n := range changed {
+			if tr, i, ok := ts.find(n); ok && t.sub.has(n) {
+				add(tr, i)
+			}
+		}
+		for _, n := range gone {
+			if t.sub.has(n) {
+				removed = append(removed, n)
+			}
+		}
+	default:
+		t.eachSubscribed(ts, func(tr *typeResources, i int) {
+			if t.lacks(tr.names[i], tr.vers[i]) {
+				add(tr, i)
+			}
+		})
+		removed = t.gone(ts)
+	}
+	if len(t.force) > 0 {
+		seen := make(map[string]bool, len(res))
+		for _, r := range res {
+			seen[r.GetName()] = true
+		}
+		for _, n := range t.force {
+			if tr, i, ok := ts.find(n); ok && !seen[n] && t.sub.has(n) {
+				seen[n] = true
+				add(tr, i)
+			}
+		}
+	}
+	t.force, t.initial = nil, nil
+	if len(res) == 0 && len(removed) == 0 && !(t.answer && t.sub.wildcard) {
+		t.answer = false
+		t.synced(ts)
+		return nil
+	}
+	t.answer = false
+	nonce := s.nextNonce(t, ts)
+	s.sent(t, nonce, ts.version, len(res))
+	return s.sendDelta(&discoveryv3.DeltaDiscoveryResponse{
+		SystemVersionInfo: ts.version, Resources: res, TypeUrl: t.typeURL, RemovedResources: removed, Nonce: nonce,
+	})
+}
+
+// gone returns the names the proxy holds and still subscribes to that ts
+// no longer has.
+func (t *typeState) gone(ts *typeSnapshot) []string {
+	if t.held == nil {
+		return nil
+	}
+	var out []string
+	for _, tr := range t.held.parts() {
+		for _, n := range tr.names {
+			if _, _, ok := ts.find(n); !ok && t.heldSub.has(n) && t.sub.has(n) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// nextNonce numbers a response and marks it pending.
+func (s *xdsStream) nextNonce(t *typeState, ts *typeSnapshot) string {
+	s.nonce++
+	nonce := strconv.FormatUint(s.nonce, 10)
+	t.pending = &sentResponseState{nonce: nonce, ts: ts, sub: t.sub}
+	t.lastNonce = nonce
+	return nonce
+}
+
+// sent records a response for CSDS, the debug views and the metrics.
+func (s *xdsStream) sent(t *typeState, nonce, version string, n int) {
+	s.a.tracker.sent(s.key, t.typeURL, nonce, version, n)
+	short := shortType(t.typeURL)
+	s.a.metrics.pushes.WithLabelValues(short).Inc()
+	s.a.metrics.resources.WithLabelValues(short).Add(float64(n))
+}
