@@ -39,8 +39,8 @@ type snapshotSetter interface {
 
 // proxyEntry is a connected proxy and the snapshot it was last given.
 type proxyEntry struct {
-	proxy    *snapshot.Proxy
-	kind     string
+	proxy *snapshot.Proxy
+	kind  string
 	snap  *nodeSnapshot
 	err   error // last build error
 }
