@@ -15,6 +15,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/librarymesh/controlplane/snapshot"
@@ -117,8 +118,7 @@ type xdsStream struct {
 	types       [5]*typeState // by typeIndex
 	nonce       uint64
 
-	sendSotW  func(*discoveryv3.DiscoveryResponse) error
-	sendDelta func(*discoveryv3.DeltaDiscoveryResponse) error
+	send func(m any) error // the stream's SendMsg
 }
 
 // typeState is what a stream knows of one type.
@@ -151,13 +151,13 @@ type sentResponseState struct {
 // sotwServer and deltaServer are the streams of every xDS service.
 type sotwServer interface {
 	Context() context.Context
-	Send(*discoveryv3.DiscoveryResponse) error
+	SendMsg(m any) error
 	Recv() (*discoveryv3.DiscoveryRequest, error)
 }
 
 type deltaServer interface {
 	Context() context.Context
-	Send(*discoveryv3.DeltaDiscoveryResponse) error
+	SendMsg(m any) error
 	Recv() (*discoveryv3.DeltaDiscoveryRequest, error)
 }
 
@@ -165,7 +165,7 @@ type deltaServer interface {
 // per-type service, "" for ADS.
 func (a *ads) streamSotW(st sotwServer, typeURL string) error {
 	s := a.newStream(st.Context(), false, typeURL)
-	s.sendSotW = st.Send
+	s.send = st.SendMsg
 	return a.serve(s, func() (*request, error) {
 		r, err := st.Recv()
 		if err != nil {
@@ -181,7 +181,7 @@ func (a *ads) streamSotW(st sotwServer, typeURL string) error {
 // streamDelta serves a delta stream; typeURL as for streamSotW.
 func (a *ads) streamDelta(st deltaServer, typeURL string) error {
 	s := a.newStream(st.Context(), true, typeURL)
-	s.sendDelta = st.Send
+	s.send = st.SendMsg
 	return a.serve(s, func() (*request, error) {
 		r, err := st.Recv()
 		if err != nil {
@@ -475,13 +475,13 @@ func (s *xdsStream) flushSotW(t *typeState, ts *typeSnapshot) error {
 		if t.nacked == nil && t.held != nil && ts.version == t.held.version && t.sub.same(t.heldSub) {
 			return nil
 		}
-		var anys []*anypb.Any
-		if t.sub.wildcard && len(ts.own.names) == 0 {
-			anys = ts.shared.anys // shared, not copied
-		} else {
-			t.eachSubscribed(ts, func(tr *typeResources, i int) { anys = append(anys, tr.anys[i]) })
+		if t.sub.wildcard {
+			// Encoded once per shared list, sent without copying.
+			return s.sendSotWResponse(t, ts, nil, ts.len(), ts.shared.sotwEncoded(), ts.own.sotwEncoded())
 		}
-		return s.sendSotWResponse(t, ts, anys)
+		var anys []*anypb.Any
+		t.eachSubscribed(ts, func(tr *typeResources, i int) { anys = append(anys, tr.anys[i]) })
+		return s.sendSotWResponse(t, ts, anys, len(anys))
 	}
 	var anys []*anypb.Any
 	switch {
@@ -507,13 +507,18 @@ func (s *xdsStream) flushSotW(t *typeState, ts *typeSnapshot) error {
 		t.synced(ts)
 		return nil
 	}
-	return s.sendSotWResponse(t, ts, anys)
+	return s.sendSotWResponse(t, ts, anys, len(anys))
 }
 
-func (s *xdsStream) sendSotWResponse(t *typeState, ts *typeSnapshot, anys []*anypb.Any) error {
+// sendSotWResponse sends anys and the encoded resources after them (n in all).
+func (s *xdsStream) sendSotWResponse(t *typeState, ts *typeSnapshot, anys []*anypb.Any, n int, encoded ...[]byte) error {
 	nonce := s.nextNonce(t, ts)
-	s.sent(t, nonce, ts.version, len(anys))
-	return s.sendSotW(&discoveryv3.DiscoveryResponse{VersionInfo: ts.version, Resources: anys, TypeUrl: t.typeURL, Nonce: nonce})
+	s.sent(t, nonce, ts.version, n)
+	head, err := proto.Marshal(&discoveryv3.DiscoveryResponse{VersionInfo: ts.version, Resources: anys, TypeUrl: t.typeURL, Nonce: nonce})
+	if err != nil {
+		return status.Errorf(codes.Internal, "encode %s response: %v", shortType(t.typeURL), err)
+	}
+	return s.send(&encodedMsg{parts: append([][]byte{head}, encoded...)})
 }
 
 // flushDelta sends a delta response with what changed of the subscribed
@@ -541,6 +546,10 @@ func (s *xdsStream) flushDelta(t *typeState, ts *typeSnapshot) error {
 				removed = append(removed, n)
 			}
 		}
+	case t.held == nil && t.sub.wildcard && len(t.force) == 0:
+		t.force, t.initial, t.answer = nil, nil, false
+		// Encoded once per shared list, sent without copying.
+		return s.sendDeltaResponse(t, ts, nil, nil, ts.len(), ts.shared.deltaEncoded(), ts.own.deltaEncoded())
 	case t.held == nil:
 		t.eachSubscribed(ts, add)
 	case t.sub.same(t.heldSub):
@@ -582,11 +591,21 @@ func (s *xdsStream) flushDelta(t *typeState, ts *typeSnapshot) error {
 		return nil
 	}
 	t.answer = false
+	return s.sendDeltaResponse(t, ts, res, removed, len(res))
+}
+
+// sendDeltaResponse sends res, removed and the encoded resources after
+// them (n resources in all).
+func (s *xdsStream) sendDeltaResponse(t *typeState, ts *typeSnapshot, res []*discoveryv3.Resource, removed []string, n int, encoded ...[]byte) error {
 	nonce := s.nextNonce(t, ts)
-	s.sent(t, nonce, ts.version, len(res))
-	return s.sendDelta(&discoveryv3.DeltaDiscoveryResponse{
+	s.sent(t, nonce, ts.version, n)
+	head, err := proto.Marshal(&discoveryv3.DeltaDiscoveryResponse{
 		SystemVersionInfo: ts.version, Resources: res, TypeUrl: t.typeURL, RemovedResources: removed, Nonce: nonce,
 	})
+	if err != nil {
+		return status.Errorf(codes.Internal, "encode %s response: %v", shortType(t.typeURL), err)
+	}
+	return s.send(&encodedMsg{parts: append([][]byte{head}, encoded...)})
 }
 
 // gone returns the names the proxy holds and still subscribes to that ts

@@ -178,6 +178,31 @@ type typeResources struct {
 
 	hostsOnce sync.Once
 	hosts     map[string]bool // see serviceHosts
+
+	sotwOnce, deltaOnce2 sync.Once
+	sotwEnc, deltaEnc    []byte // every resource, encoded as response fields
+}
+
+// sotwEncoded returns every resource as the resources field of a SotW
+// response, encoded once.
+func (tr *typeResources) sotwEncoded() []byte {
+	tr.sotwOnce.Do(func() {
+		tr.sotwEnc, _ = proto.Marshal(&discoveryv3.DiscoveryResponse{Resources: tr.anys})
+	})
+	return tr.sotwEnc
+}
+
+// deltaEncoded returns every resource as the resources field of a delta
+// response, encoded once.
+func (tr *typeResources) deltaEncoded() []byte {
+	tr.deltaOnce2.Do(func() {
+		res := make([]*discoveryv3.Resource, len(tr.names))
+		for i := range res {
+			res[i] = tr.deltaResource(i)
+		}
+		tr.deltaEnc, _ = proto.Marshal(&discoveryv3.DeltaDiscoveryResponse{Resources: res})
+	})
+	return tr.deltaEnc
 }
 
 func newTypeResources(h *hasher, list []types.Resource) (*typeResources, error) {

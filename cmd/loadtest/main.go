@@ -30,6 +30,7 @@ type options struct {
 	unshared        bool
 	baselineChanges int
 	keep            bool
+	profileDir      string
 	timeout         time.Duration
 	// baseline server mode
 	baselineServer bool
@@ -50,6 +51,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "longest wait for the proxies to be configured or to ACK one change")
 	flag.BoolVar(&o.baselineServer, "baseline-server", false, "serve as the baseline (used by the load test itself)")
 	flag.StringVar(&o.configDir, "config-dir", "", "with -baseline-server: the YAML folder")
+	flag.StringVar(&o.profileDir, "profile-dir", "", "save our server's heap profile (after connecting) and CPU profile (of the changes) here")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -81,7 +83,7 @@ func run(ctx context.Context, o options) error {
 		defer os.RemoveAll(work)
 	}
 	cfg := loadtest.Config{Scenario: sc, WorkDir: work, ServerBin: o.serverBin, Modes: strings.Split(o.modes, ","),
-		BaselineChanges: o.baselineChanges, OursOff: o.oursOff, BaselineUnshared: o.unshared, Progress: os.Stderr, Timeout: o.timeout}
+		BaselineChanges: o.baselineChanges, OursOff: o.oursOff, BaselineUnshared: o.unshared, Progress: os.Stderr, Timeout: o.timeout, ProfileDir: o.profileDir}
 	if cfg.ServerBin == "" {
 		if cfg.ServerBin, err = buildServer(ctx, work); err != nil {
 			return err

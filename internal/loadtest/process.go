@@ -201,3 +201,21 @@ func (p *process) metricsText(prefix string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// saveProfile saves /debug/pprof/WHAT to path.
+func (p *process) saveProfile(what, path string) error {
+	resp, err := http.Get("http://" + p.httpAddr + "/debug/pprof/" + what)
+	if err != nil {
+		return fmt.Errorf("get profile: %w", err)
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("save profile: %w", err)
+	}
+	return f.Close()
+}

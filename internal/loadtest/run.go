@@ -28,6 +28,9 @@ type Config struct {
 	Conns            int           // gRPC connections the streams share (default 1 per 100 proxies)
 	Timeout          time.Duration // per wait (connect, each change); default 3m
 	Progress         io.Writer
+	// ProfileDir, when set, receives our server's heap profile after the
+	// proxies connect and a CPU profile of the changes (SERVER-MODE-*.pb.gz).
+	ProfileDir string
 }
 
 // Servers under test.
@@ -106,6 +109,13 @@ func runMode(ctx context.Context, cfg Config, server, mode string) (*Result, err
 	f := newFleet(m.proxies(), mode == "delta")
 	if err := r.connect(sctx, cfg, p, f); err != nil {
 		return r, err
+	}
+	if cfg.ProfileDir != "" {
+		prefix := filepath.Join(cfg.ProfileDir, server+"-"+mode)
+		if err := p.saveProfile("heap?gc=1", prefix+"-heap.pb.gz"); err != nil {
+			return r, err
+		}
+		go p.saveProfile("profile?seconds=20", prefix+"-cpu.pb.gz")
 	}
 	changes := m.changes()
 	if server == Baseline {
