@@ -100,7 +100,8 @@ type request struct {
 	typeURL, nonce         string
 	isErr                  bool
 	errMsg                 string
-	names                  []string          // SotW
+	names                  []string          // SotW, when set is nil
+	set                    *nameSet          // SotW: the names, interned
 	subscribe, unsubscribe []string          // delta
 	initial                map[string]string // delta: versions held on the first request
 }
@@ -152,7 +153,7 @@ type sentResponseState struct {
 type sotwServer interface {
 	Context() context.Context
 	SendMsg(m any) error
-	Recv() (*discoveryv3.DiscoveryRequest, error)
+	RecvMsg(m any) error
 }
 
 type deltaServer interface {
@@ -166,15 +167,27 @@ type deltaServer interface {
 func (a *ads) streamSotW(st sotwServer, typeURL string) error {
 	s := a.newStream(st.Context(), false, typeURL)
 	s.send = st.SendMsg
+	// Owned by the receiving goroutine: the name set last resolved per type.
+	known := map[string]*nameSet{}
+	lookup := func(typeURL string) *nameSet { return known[typeURL] }
 	return a.serve(s, func() (*request, error) {
-		r, err := st.Recv()
-		if err != nil {
+		m := &sotwRequest{seed: a.subs.seed, known: lookup}
+		if err := st.RecvMsg(m); err != nil {
 			return nil, err
 		}
-		return &request{
+		r := &m.req
+		out := &request{
 			node: r.GetNode(), typeURL: r.GetTypeUrl(), nonce: r.GetResponseNonce(),
-			isErr: r.GetErrorDetail() != nil, errMsg: r.GetErrorDetail().GetMessage(), names: r.GetResourceNames(),
-		}, nil
+			isErr: r.GetErrorDetail() != nil, errMsg: r.GetErrorDetail().GetMessage(),
+			set: m.set, names: m.names,
+		}
+		if out.set == nil && len(out.names) > 0 && !slices.Contains(out.names, "*") {
+			out.set, out.names = a.subs.of(out.names), nil
+		}
+		if out.set != nil {
+			known[out.typeURL] = out.set
+		}
+		return out, nil
 	})
 }
 
@@ -338,19 +351,19 @@ func (s *xdsStream) handleSotW(t *typeState, r *request) {
 	}
 	first := !t.requested
 	t.requested = true
-	sub := subscription{}
-	names := r.names
-	if i := slices.Index(names, "*"); i >= 0 {
-		sub.wildcard = true
-		names = slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == "*" })
+	explicit, star := r.set, false
+	if explicit == nil && len(r.names) > 0 {
+		names := slices.DeleteFunc(slices.Clone(r.names), func(n string) bool { return n == "*" })
+		star = len(names) < len(r.names)
+		explicit = s.a.subs.of(names)
 	}
-	if len(names) == 0 && (first || t.legacy) {
+	sub := subscription{wildcard: star}
+	switch {
+	case star:
+	case explicit == nil && (first || t.legacy):
 		sub.wildcard, t.legacy = true, true
-	} else if !sub.wildcard {
-		t.legacy = false
-	}
-	if !sub.wildcard {
-		sub.set = s.a.subs.of(names)
+	default:
+		sub.set, t.legacy = explicit, false
 	}
 	t.sub = sub
 }

@@ -1,9 +1,17 @@
 package server
 
 import (
+	"fmt"
+	"hash/maphash"
+	"unicode/utf8"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/encoding/proto"
+	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/protoadapt"
 )
 
 // encodedMsg is a message already encoded, in pieces that concatenate to
@@ -13,10 +21,20 @@ import (
 // while their responses wait for flow control.
 type encodedMsg struct{ parts [][]byte }
 
-// codec is gRPC's proto codec that also sends encodedMsgs as they are.
-type codec struct{ encoding.CodecV2 }
+// codec is gRPC's proto codec with three changes for xDS:
+//   - encodedMsgs are sent as they are;
+//   - incoming messages are read into buffers from the server's pool
+//     (gRPC's default pool hands a 60 KB message a 1 MB buffer and clears it);
+//   - a SotW request naming the same resources as the stream's last one is
+//     not turned into strings (see sotwRequest).
+type codec struct {
+	encoding.CodecV2
+	pool mem.BufferPool
+}
 
-func newCodec() codec { return codec{encoding.GetCodecV2(proto.Name)} }
+func newCodec(pool mem.BufferPool) codec {
+	return codec{CodecV2: encoding.GetCodecV2(grpcproto.Name), pool: pool}
+}
 
 // Marshal encodes v; an encodedMsg's pieces are handed over unchanged.
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
@@ -30,4 +48,83 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 		return out, nil
 	}
 	return c.CodecV2.Marshal(v)
+}
+
+// Unmarshal decodes data into v.
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	buf := data.MaterializeToBuffer(c.pool)
+	defer buf.Free()
+	b := buf.ReadOnlyData()
+	switch m := v.(type) {
+	case *sotwRequest:
+		return m.unmarshal(b)
+	case protoadapt.MessageV2:
+		return proto.Unmarshal(b, m)
+	case protoadapt.MessageV1:
+		return proto.Unmarshal(b, protoadapt.MessageV2Of(m))
+	}
+	return fmt.Errorf("cannot decode into %T, want a proto message", v)
+}
+
+// resourceNamesField is DiscoveryRequest.resource_names.
+var resourceNamesField = (&discoveryv3.DiscoveryRequest{}).ProtoReflect().Descriptor().Fields().ByName("resource_names").Number()
+
+// sotwRequest is a DiscoveryRequest whose resource names are decoded
+// lazily. An Envoy SotW request repeats every name it subscribes to (an ACK
+// of EDS names all 1000 clusters); when they hash to the set the stream
+// already has for the type, that set is used and no string is made.
+type sotwRequest struct {
+	req   discoveryv3.DiscoveryRequest // without resource_names
+	seed  maphash.Seed                 // the interner's
+	known func(typeURL string) *nameSet
+
+	set   *nameSet // the known set, when the names are the same
+	names []string // otherwise, the names
+}
+
+func (r *sotwRequest) unmarshal(b []byte) error {
+	var key setKey
+	var rest []byte
+	for in := b; len(in) > 0; {
+		num, typ, n := protowire.ConsumeTag(in)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, in[n:])
+		if m < 0 {
+			return protowire.ParseError(m)
+		}
+		if num == resourceNamesField && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(in[n:])
+			key.sum += maphash.Bytes(r.seed, v)
+			key.n++
+		} else {
+			rest = append(rest, in[:n+m]...)
+		}
+		in = in[n+m:]
+	}
+	if err := proto.Unmarshal(rest, &r.req); err != nil {
+		return err
+	}
+	if key.n == 0 {
+		return nil
+	}
+	if set := r.known(r.req.GetTypeUrl()); set != nil && set.key == key {
+		r.set = set
+		return nil
+	}
+	r.names = make([]string, 0, key.n)
+	for in := b; len(in) > 0; {
+		num, typ, n := protowire.ConsumeTag(in)
+		m := protowire.ConsumeFieldValue(num, typ, in[n:])
+		if num == resourceNamesField && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(in[n:])
+			if !utf8.Valid(v) {
+				return fmt.Errorf("resource_names: %q is not valid UTF-8", v)
+			}
+			r.names = append(r.names, string(v))
+		}
+		in = in[n+m:]
+	}
+	return nil
 }

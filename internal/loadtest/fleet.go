@@ -95,10 +95,11 @@ type proxyState struct {
 	edsWant        map[string]bool
 	rdsWant        map[string]bool
 	have           map[string]map[string]bool // type -> names
+	wantList       map[string][]string        // type -> wanted names, sorted (SotW requests)
 }
 
 func newProxyState() *proxyState {
-	return &proxyState{edsWant: map[string]bool{}, rdsWant: map[string]bool{}, have: map[string]map[string]bool{}}
+	return &proxyState{edsWant: map[string]bool{}, rdsWant: map[string]bool{}, have: map[string]map[string]bool{}, wantList: map[string][]string{}}
 }
 
 func (s *proxyState) complete() bool {

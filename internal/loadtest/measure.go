@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -47,6 +48,7 @@ func (r *Result) connect(ctx context.Context, cfg Config, p *process, f *fleet) 
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(cfg.Progress, "%s %s: after connect: %s\n", r.Server, r.Mode, memoryDetail(p))
 	n := float64(len(f.specs))
 	r.RSSBeforeMB, r.RSSAfterMB, r.HeapBeforeMB, r.HeapAfterMB = rss0/1e6, rss1/1e6, heap0/1e6, heap1/1e6
 	r.RSSPerProxyKB, r.HeapPerProxyKB = (rss1-rss0)/1e3/n, (heap1-heap0)/1e3/n
@@ -112,4 +114,21 @@ func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, c
 	r.Endpoint = summarize(lat[endpointChange], len(lat[endpointChange])/len(f.specs))
 	r.NewService = summarize(lat[newServiceChange], len(lat[newServiceChange])/len(f.specs))
 	return nil
+}
+
+// memoryDetail lists where the server's memory is, for the progress log.
+func memoryDetail(p *process) string {
+	var out []string
+	for _, m := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_heap_idle_bytes", "go_memstats_heap_released_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines"} {
+		v, err := p.metric(m)
+		if err != nil {
+			return err.Error()
+		}
+		if strings.HasSuffix(m, "_bytes") {
+			out = append(out, fmt.Sprintf("%s %.1f MB", strings.TrimSuffix(strings.TrimPrefix(m, "go_memstats_"), "_bytes"), v/1e6))
+		} else {
+			out = append(out, fmt.Sprintf("%s %.0f", strings.TrimPrefix(m, "go_"), v))
+		}
+	}
+	return strings.Join(out, ", ")
 }

@@ -45,7 +45,8 @@ func (f *fleet) runSotW(ctx context.Context, cc *grpc.ClientConn, i int) error {
 			return err
 		}
 		if changed {
-			req := &discoveryv3.DiscoveryRequest{TypeUrl: dep, ResourceNames: slices.Sorted(maps.Keys(s.want(dep)))}
+			s.wantList[dep] = slices.Sorted(maps.Keys(s.want(dep)))
+			req := &discoveryv3.DiscoveryRequest{TypeUrl: dep, ResourceNames: s.wantList[dep]}
 			if prev := last[dep]; prev != nil {
 				req.VersionInfo, req.ResponseNonce = prev.GetVersionInfo(), prev.GetNonce()
 			}
@@ -55,7 +56,7 @@ func (f *fleet) runSotW(ctx context.Context, cc *grpc.ClientConn, i int) error {
 		}
 		ack := &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
 		if t == edsType || t == rdsType {
-			ack.ResourceNames = slices.Sorted(maps.Keys(s.want(t)))
+			ack.ResourceNames = s.wantList[t] // as Envoy does, every ACK names them all
 		}
 		if err := st.Send(ack); err != nil {
 			return err
