@@ -477,6 +477,66 @@ func (t *typeState) eachSubscribed(ts *typeSnapshot, fn func(tr *typeResources, 
 	}
 }
 
+// picked is the resources chosen for one response, by list index. When
+// they are the whole shared list, that list's encoding (made once) is sent
+// instead of encoding them again for this proxy.
+type picked struct {
+	ts          *typeSnapshot
+	shared, own []int
+	seen        map[string]bool // when names may be picked twice
+}
+
+func (p *picked) add(tr *typeResources, i int) {
+	if p.seen != nil {
+		if p.seen[tr.names[i]] {
+			return
+		}
+		p.seen[tr.names[i]] = true
+	}
+	if tr == p.ts.shared {
+		p.shared = append(p.shared, i)
+	} else {
+		p.own = append(p.own, i)
+	}
+}
+
+func (p *picked) len() int { return len(p.shared) + len(p.own) }
+
+func (p *picked) allShared() bool {
+	return len(p.shared) > 0 && len(p.shared) == len(p.ts.shared.names)
+}
+
+// sotw returns the picked resources as Anys to encode, and pieces encoded
+// already.
+func (p *picked) sotw() (anys []*anypb.Any, encoded [][]byte) {
+	if p.allShared() {
+		encoded = [][]byte{p.ts.shared.sotwEncoded()}
+	} else {
+		for _, i := range p.shared {
+			anys = append(anys, p.ts.shared.anys[i])
+		}
+	}
+	for _, i := range p.own {
+		anys = append(anys, p.ts.own.anys[i])
+	}
+	return anys, encoded
+}
+
+// delta is sotw for delta responses.
+func (p *picked) delta() (res []*discoveryv3.Resource, encoded [][]byte) {
+	if p.allShared() {
+		encoded = [][]byte{p.ts.shared.deltaEncoded()}
+	} else {
+		for _, i := range p.shared {
+			res = append(res, p.ts.shared.deltaResource(i))
+		}
+	}
+	for _, i := range p.own {
+		res = append(res, p.ts.own.deltaResource(i))
+	}
+	return res, encoded
+}
+
 // flushSotW sends a SotW response if the proxy lacks something of ts. CDS
 // and LDS responses carry every subscribed resource; EDS, RDS and SDS
 // responses only those the proxy lacks (as Istio does).
@@ -484,50 +544,45 @@ func (s *xdsStream) flushSotW(t *typeState, ts *typeSnapshot) error {
 	if t.nacked != nil && ts.version == t.nacked.version {
 		return nil
 	}
-	if cache.ResourceRequiresFullStateInSotw(t.typeURL) {
+	p := &picked{ts: ts}
+	switch {
+	case cache.ResourceRequiresFullStateInSotw(t.typeURL):
 		if t.nacked == nil && t.held != nil && ts.version == t.held.version && t.sub.same(t.heldSub) {
 			return nil
 		}
-		if t.sub.wildcard {
-			// Encoded once per shared list, sent without copying.
-			return s.sendSotWResponse(t, ts, nil, ts.len(), ts.shared.sotwEncoded(), ts.own.sotwEncoded())
-		}
-		var anys []*anypb.Any
-		t.eachSubscribed(ts, func(tr *typeResources, i int) { anys = append(anys, tr.anys[i]) })
-		return s.sendSotWResponse(t, ts, anys, len(anys))
-	}
-	var anys []*anypb.Any
-	switch {
+		t.eachSubscribed(ts, p.add)
+		return s.sendSotWResponse(t, p)
 	case t.nacked != nil:
 		// After a NACK the next version goes in full, so the proxy's
 		// answer says where it stands.
-		t.eachSubscribed(ts, func(tr *typeResources, i int) { anys = append(anys, tr.anys[i]) })
+		t.eachSubscribed(ts, p.add)
 	case t.held != nil && t.sub.same(t.heldSub):
 		changed, _ := s.a.diffs.snapshots(t.held, ts)
 		for _, n := range changed {
 			if tr, i, ok := ts.find(n); ok && t.sub.has(n) {
-				anys = append(anys, tr.anys[i])
+				p.add(tr, i)
 			}
 		}
 	default:
 		t.eachSubscribed(ts, func(tr *typeResources, i int) {
 			if t.lacks(tr.names[i], tr.vers[i]) {
-				anys = append(anys, tr.anys[i])
+				p.add(tr, i)
 			}
 		})
 	}
-	if len(anys) == 0 {
+	if p.len() == 0 {
 		t.synced(ts)
 		return nil
 	}
-	return s.sendSotWResponse(t, ts, anys, len(anys))
+	return s.sendSotWResponse(t, p)
 }
 
-// sendSotWResponse sends anys and the encoded resources after them (n in all).
-func (s *xdsStream) sendSotWResponse(t *typeState, ts *typeSnapshot, anys []*anypb.Any, n int, encoded ...[]byte) error {
-	nonce := s.nextNonce(t, ts)
-	s.sent(t, nonce, ts.version, n)
-	head, err := proto.Marshal(&discoveryv3.DiscoveryResponse{VersionInfo: ts.version, Resources: anys, TypeUrl: t.typeURL, Nonce: nonce})
+// sendSotWResponse sends the picked resources.
+func (s *xdsStream) sendSotWResponse(t *typeState, p *picked) error {
+	nonce := s.nextNonce(t, p.ts)
+	s.sent(t, nonce, p.ts.version, p.len())
+	anys, encoded := p.sotw()
+	head, err := proto.Marshal(&discoveryv3.DiscoveryResponse{VersionInfo: p.ts.version, Resources: anys, TypeUrl: t.typeURL, Nonce: nonce})
 	if err != nil {
 		return status.Errorf(codes.Internal, "encode %s response: %v", shortType(t.typeURL), err)
 	}
@@ -540,18 +595,20 @@ func (s *xdsStream) flushDelta(t *typeState, ts *typeSnapshot) error {
 	if t.nacked != nil && ts.version == t.nacked.version && len(t.force) == 0 {
 		return nil
 	}
-	var res []*discoveryv3.Resource
+	p := &picked{ts: ts}
+	if len(t.force) > 0 {
+		p.seen = map[string]bool{}
+	}
 	var removed []string
-	add := func(tr *typeResources, i int) { res = append(res, tr.deltaResource(i)) }
 	switch {
 	case t.nacked != nil:
 		// After a NACK the next version goes in full (see flushSotW).
-		t.eachSubscribed(ts, add)
+		t.eachSubscribed(ts, p.add)
 		removed = t.gone(ts)
 	case t.held == nil && t.initial != nil:
 		t.eachSubscribed(ts, func(tr *typeResources, i int) {
 			if t.initial[tr.names[i]] != tr.vers[i] {
-				add(tr, i)
+				p.add(tr, i)
 			}
 		})
 		for n := range t.initial {
@@ -559,17 +616,13 @@ func (s *xdsStream) flushDelta(t *typeState, ts *typeSnapshot) error {
 				removed = append(removed, n)
 			}
 		}
-	case t.held == nil && t.sub.wildcard && len(t.force) == 0:
-		t.force, t.initial, t.answer = nil, nil, false
-		// Encoded once per shared list, sent without copying.
-		return s.sendDeltaResponse(t, ts, nil, nil, ts.len(), ts.shared.deltaEncoded(), ts.own.deltaEncoded())
 	case t.held == nil:
-		t.eachSubscribed(ts, add)
+		t.eachSubscribed(ts, p.add)
 	case t.sub.same(t.heldSub):
 		changed, gone := s.a.diffs.snapshots(t.held, ts)
 		for _, n := range changed {
 			if tr, i, ok := ts.find(n); ok && t.sub.has(n) {
-				add(tr, i)
+				p.add(tr, i)
 			}
 		}
 		for _, n := range gone {
@@ -580,38 +633,26 @@ func (s *xdsStream) flushDelta(t *typeState, ts *typeSnapshot) error {
 	default:
 		t.eachSubscribed(ts, func(tr *typeResources, i int) {
 			if t.lacks(tr.names[i], tr.vers[i]) {
-				add(tr, i)
+				p.add(tr, i)
 			}
 		})
 		removed = t.gone(ts)
 	}
-	if len(t.force) > 0 {
-		seen := make(map[string]bool, len(res))
-		for _, r := range res {
-			seen[r.GetName()] = true
-		}
-		for _, n := range t.force {
-			if tr, i, ok := ts.find(n); ok && !seen[n] && t.sub.has(n) {
-				seen[n] = true
-				add(tr, i)
-			}
+	for _, n := range t.force {
+		if tr, i, ok := ts.find(n); ok && t.sub.has(n) {
+			p.add(tr, i)
 		}
 	}
 	t.force, t.initial = nil, nil
-	if len(res) == 0 && len(removed) == 0 && !(t.answer && t.sub.wildcard) {
-		t.answer = false
+	answer := t.answer && t.sub.wildcard
+	t.answer = false
+	if p.len() == 0 && len(removed) == 0 && !answer {
 		t.synced(ts)
 		return nil
 	}
-	t.answer = false
-	return s.sendDeltaResponse(t, ts, res, removed, len(res))
-}
-
-// sendDeltaResponse sends res, removed and the encoded resources after
-// them (n resources in all).
-func (s *xdsStream) sendDeltaResponse(t *typeState, ts *typeSnapshot, res []*discoveryv3.Resource, removed []string, n int, encoded ...[]byte) error {
 	nonce := s.nextNonce(t, ts)
-	s.sent(t, nonce, ts.version, n)
+	s.sent(t, nonce, ts.version, p.len())
+	res, encoded := p.delta()
 	head, err := proto.Marshal(&discoveryv3.DeltaDiscoveryResponse{
 		SystemVersionInfo: ts.version, Resources: res, TypeUrl: t.typeURL, RemovedResources: removed, Nonce: nonce,
 	})
