@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -56,11 +57,25 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
+	if o.profileDir != "" && !o.baselineServer {
+		// The load client's own CPU profile: it shares the cores with the server.
+		f, perr := os.Create(filepath.Join(o.profileDir, "client-cpu.pb.gz"))
+		if perr == nil {
+			perr = pprof.StartCPUProfile(f)
+		}
+		if perr != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", perr)
+			os.Exit(1)
+		}
+	}
 	if o.baselineServer {
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		err = loadtest.RunBaseline(ctx, loadtest.BaselineConfig{ConfigDir: o.configDir, Unshared: o.unshared, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: logger})
 	} else {
 		err = run(ctx, o)
+	}
+	if o.profileDir != "" {
+		pprof.StopCPUProfile()
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)

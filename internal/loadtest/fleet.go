@@ -57,10 +57,11 @@ func newFleet(specs []ProxySpec, delta bool) *fleet {
 // streams until ctx ends.
 func (f *fleet) run(ctx context.Context, addr string, conns int) ([]*grpc.ClientConn, error) {
 	var ccs []*grpc.ClientConn
+	codec := newClientCodec()
 	for range conns {
 		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithStatsHandler(byteCounter{&f.bytes}),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.ForceCodecV2(codec)),
 			grpc.WithInitialWindowSize(4<<20), grpc.WithInitialConnWindowSize(16<<20))
 		if err != nil {
 			return ccs, fmt.Errorf("dial %s: %w", addr, err)
