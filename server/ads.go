@@ -167,9 +167,17 @@ type deltaServer interface {
 func (a *ads) streamSotW(st sotwServer, typeURL string) error {
 	s := a.newStream(st.Context(), false, typeURL)
 	s.send = st.SendMsg
-	// Owned by the receiving goroutine: the name set last resolved per type.
-	known := map[string]*nameSet{}
-	lookup := func(typeURL string) *nameSet { return known[typeURL] }
+	// Owned by the receiving goroutine: per type, the name set last
+	// resolved and the hash of the encoded names it came from.
+	type lastNames struct {
+		raw uint64
+		set *nameSet
+	}
+	known := map[string]lastNames{}
+	lookup := func(typeURL string) (uint64, *nameSet) {
+		l := known[typeURL]
+		return l.raw, l.set
+	}
 	return a.serve(s, func() (*request, error) {
 		m := &sotwRequest{seed: a.subs.seed, known: lookup}
 		if err := st.RecvMsg(m); err != nil {
@@ -185,7 +193,7 @@ func (a *ads) streamSotW(st sotwServer, typeURL string) error {
 			out.set, out.names = a.subs.of(out.names), nil
 		}
 		if out.set != nil {
-			known[out.typeURL] = out.set
+			known[out.typeURL] = lastNames{raw: m.raw, set: out.set}
 		}
 		return out, nil
 	})
@@ -482,6 +490,7 @@ func (t *typeState) eachSubscribed(ts *typeSnapshot, fn func(tr *typeResources, 
 // instead of encoding them again for this proxy.
 type picked struct {
 	ts          *typeSnapshot
+	whole       bool // every resource of ts; shared and own are unused
 	shared, own []int
 	seen        map[string]bool // when names may be picked twice
 }
@@ -500,10 +509,15 @@ func (p *picked) add(tr *typeResources, i int) {
 	}
 }
 
-func (p *picked) len() int { return len(p.shared) + len(p.own) }
+func (p *picked) len() int {
+	if p.whole {
+		return p.ts.len()
+	}
+	return len(p.shared) + len(p.own)
+}
 
 func (p *picked) allShared() bool {
-	return len(p.shared) > 0 && len(p.shared) == len(p.ts.shared.names)
+	return p.whole || len(p.shared) > 0 && len(p.shared) == len(p.ts.shared.names)
 }
 
 // sotw returns the picked resources as Anys to encode, and pieces encoded
@@ -515,6 +529,9 @@ func (p *picked) sotw() (anys []*anypb.Any, encoded [][]byte) {
 		for _, i := range p.shared {
 			anys = append(anys, p.ts.shared.anys[i])
 		}
+	}
+	if p.whole {
+		return anys, append(encoded, p.ts.own.sotwEncoded())
 	}
 	for _, i := range p.own {
 		anys = append(anys, p.ts.own.anys[i])
@@ -530,6 +547,9 @@ func (p *picked) delta() (res []*discoveryv3.Resource, encoded [][]byte) {
 		for _, i := range p.shared {
 			res = append(res, p.ts.shared.deltaResource(i))
 		}
+	}
+	if p.whole {
+		return res, append(encoded, p.ts.own.deltaEncoded())
 	}
 	for _, i := range p.own {
 		res = append(res, p.ts.own.deltaResource(i))
@@ -550,7 +570,11 @@ func (s *xdsStream) flushSotW(t *typeState, ts *typeSnapshot) error {
 		if t.nacked == nil && t.held != nil && ts.version == t.held.version && t.sub.same(t.heldSub) {
 			return nil
 		}
-		t.eachSubscribed(ts, p.add)
+		if t.sub.wildcard {
+			p.whole = true
+		} else {
+			t.eachSubscribed(ts, p.add)
+		}
 		return s.sendSotWResponse(t, p)
 	case t.nacked != nil:
 		// After a NACK the next version goes in full, so the proxy's
@@ -616,6 +640,8 @@ func (s *xdsStream) flushDelta(t *typeState, ts *typeSnapshot) error {
 				removed = append(removed, n)
 			}
 		}
+	case t.held == nil && t.sub.wildcard && len(t.force) == 0:
+		p.whole = true
 	case t.held == nil:
 		t.eachSubscribed(ts, p.add)
 	case t.sub.same(t.heldSub):

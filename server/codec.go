@@ -71,60 +71,83 @@ var resourceNamesField = (&discoveryv3.DiscoveryRequest{}).ProtoReflect().Descri
 
 // sotwRequest is a DiscoveryRequest whose resource names are decoded
 // lazily. An Envoy SotW request repeats every name it subscribes to (an ACK
-// of EDS names all 1000 clusters); when they hash to the set the stream
-// already has for the type, that set is used and no string is made.
+// of EDS names all 1000 clusters). When their encoded bytes hash to what the
+// stream's last request of the type carried, or the names hash to the set
+// the stream has, that set is used and no string is made.
 type sotwRequest struct {
 	req   discoveryv3.DiscoveryRequest // without resource_names
 	seed  maphash.Seed                 // the interner's
-	known func(typeURL string) *nameSet
+	known func(typeURL string) (raw uint64, set *nameSet)
 
+	raw   uint64   // hash of the encoded resource_names fields, in order
 	set   *nameSet // the known set, when the names are the same
 	names []string // otherwise, the names
 }
 
 func (r *sotwRequest) unmarshal(b []byte) error {
-	var key setKey
 	var rest []byte
+	var raw maphash.Hash
+	raw.SetSeed(r.seed)
+	n := 0
 	for in := b; len(in) > 0; {
-		num, typ, n := protowire.ConsumeTag(in)
-		if n < 0 {
-			return protowire.ParseError(n)
+		num, typ, tn := protowire.ConsumeTag(in)
+		if tn < 0 {
+			return protowire.ParseError(tn)
 		}
-		m := protowire.ConsumeFieldValue(num, typ, in[n:])
+		m := protowire.ConsumeFieldValue(num, typ, in[tn:])
 		if m < 0 {
 			return protowire.ParseError(m)
 		}
 		if num == resourceNamesField && typ == protowire.BytesType {
-			v, _ := protowire.ConsumeBytes(in[n:])
-			key.sum += maphash.Bytes(r.seed, v)
-			key.n++
+			raw.Write(in[:tn+m])
+			n++
 		} else {
-			rest = append(rest, in[:n+m]...)
+			rest = append(rest, in[:tn+m]...)
 		}
-		in = in[n+m:]
+		in = in[tn+m:]
 	}
 	if err := proto.Unmarshal(rest, &r.req); err != nil {
 		return err
 	}
-	if key.n == 0 {
+	if n == 0 {
 		return nil
 	}
-	if set := r.known(r.req.GetTypeUrl()); set != nil && set.key == key {
+	r.raw = raw.Sum64()
+	lastRaw, set := r.known(r.req.GetTypeUrl())
+	if set != nil && lastRaw == r.raw {
 		r.set = set
 		return nil
 	}
-	r.names = make([]string, 0, key.n)
-	for in := b; len(in) > 0; {
-		num, typ, n := protowire.ConsumeTag(in)
-		m := protowire.ConsumeFieldValue(num, typ, in[n:])
-		if num == resourceNamesField && typ == protowire.BytesType {
-			v, _ := protowire.ConsumeBytes(in[n:])
-			if !utf8.Valid(v) {
-				return fmt.Errorf("resource_names: %q is not valid UTF-8", v)
-			}
-			r.names = append(r.names, string(v))
+	key := setKey{n: n}
+	r.eachName(b, func(v []byte) { key.sum += maphash.Bytes(r.seed, v) })
+	if set != nil && set.key == key {
+		r.set = set
+		return nil
+	}
+	r.names = make([]string, 0, n)
+	var bad []byte
+	r.eachName(b, func(v []byte) {
+		if !utf8.Valid(v) && bad == nil {
+			bad = v
 		}
-		in = in[n+m:]
+		r.names = append(r.names, string(v))
+	})
+	if bad != nil {
+		return fmt.Errorf("resource_names: %q is not valid UTF-8", bad)
 	}
 	return nil
+}
+
+// eachName calls fn with each resource name in b, a request checked by
+// unmarshal.
+func (r *sotwRequest) eachName(b []byte, fn func([]byte)) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if num == resourceNamesField && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(b[n:])
+			fn(v)
+		}
+		b = b[n+m:]
+	}
 }
