@@ -3,6 +3,7 @@ package loadtest
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -90,11 +91,11 @@ func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, c
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		all := 0.0
+		all, first := 0.0, math.Inf(1)
 		for _, at := range pr.at {
 			d := at.Sub(pr.start).Seconds() * 1000
 			lat[c.kind] = append(lat[c.kind], d)
-			all = max(all, d)
+			all, first = max(all, d), min(first, d)
 		}
 		time.Sleep(quiet)
 		cpu1, err := p.cpuSeconds()
@@ -103,7 +104,7 @@ func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, c
 		}
 		cpu += cpu1 - cpu0
 		bytes += float64(f.bytes.Load() - b0)
-		fmt.Fprintf(cfg.Progress, "%s %s: %s: all %d proxies ACKed in %.0f ms\n", r.Server, r.Mode, c.what, len(f.specs), all)
+		fmt.Fprintf(cfg.Progress, "%s %s: %s: all %d proxies ACKed in %.0f ms (the first in %.0f ms)\n", r.Server, r.Mode, c.what, len(f.specs), all, first)
 	}
 	if f.err != nil {
 		return f.err

@@ -75,10 +75,15 @@ func (d *Dir) Start(ctx context.Context) error {
 	return d.loop(ctx, w, dec)
 }
 
+// quickRead is the wait after events that only created YAML files: a file
+// renamed into place (how tools write atomically) is already whole.
+const quickRead = time.Millisecond
+
 func (d *Dir) loop(ctx context.Context, w *fsnotify.Watcher, dec *decoder) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	pending := map[string]bool{}
+	quick := true // every pending event created a YAML file
 	for {
 		select {
 		case <-ctx.Done():
@@ -88,19 +93,67 @@ func (d *Dir) loop(ctx context.Context, w *fsnotify.Watcher, dec *decoder) error
 				return nil
 			}
 			pending[ev.Name] = true
-			timer.Reset(d.settle)
+			quick = quick && quickEvent(ev)
+			if quick {
+				timer.Reset(quickRead)
+			} else {
+				timer.Reset(d.settle)
+			}
 		case err, ok := <-w.Errors:
 			if !ok {
 				return nil
 			}
 			d.logger.Warn("yaml directory watch error; rescanning", "file", d.dir, "error", err)
 			pending[d.dir] = true // an overflow loses events: read everything again
+			quick = false
 			timer.Reset(d.settle)
 		case <-timer.C:
-			d.applyEvents(w, dec, pending)
+			switch {
+			case !quick:
+				d.applyEvents(w, dec, pending)
+			case !d.applyWhole(dec, pending):
+				// A created file that does not read cleanly may still be
+				// being written: read it again once the folder settles.
+				quick = false
+				timer.Reset(d.settle)
+				continue
+			}
 			clear(pending)
+			quick = true
 		}
 	}
+}
+
+// quickEvent reports whether an event leaves files whole: a YAML file
+// created (or renamed into place), or anything done to a temporary file
+// beside it (".name", as editors and atomic writers use; a ConfigMap's
+// "..data" swap is not one).
+func quickEvent(ev fsnotify.Event) bool {
+	base := filepath.Base(ev.Name)
+	if strings.HasPrefix(base, ".") && !strings.HasPrefix(base, "..") {
+		return true
+	}
+	return ev.Op == fsnotify.Create && isYAML(ev.Name)
+}
+
+// applyWhole applies the created files if every one reads without a
+// problem; otherwise it applies nothing and returns false.
+func (d *Dir) applyWhole(dec *decoder, created map[string]bool) bool {
+	updates := make([]registry.OriginUpdate, 0, len(created))
+	for path := range created {
+		if !isYAML(path) {
+			continue // a temporary
+		}
+		u := dec.readFile(path)
+		if len(u.Problems) > 0 || u.Partial {
+			return false
+		}
+		updates = append(updates, u)
+	}
+	for _, u := range updates {
+		d.apply(u)
+	}
+	return true
 }
 
 // applyEvents reloads the YAML files that changed. Anything else (a new or
@@ -144,8 +197,11 @@ func (d *Dir) rescan(dec *decoder) {
 	}
 }
 
-func (d *Dir) applyFile(dec *decoder, path string) {
-	u := dec.readFile(path)
+func (d *Dir) applyFile(dec *decoder, path string) { d.apply(dec.readFile(path)) }
+
+// apply puts a file's objects in the store.
+func (d *Dir) apply(u registry.OriginUpdate) {
+	path := u.Origin
 	before := d.store.View().Revision()
 	ps := d.store.Apply(u)
 	if _, err := os.Stat(path); err == nil {

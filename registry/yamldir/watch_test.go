@@ -187,3 +187,37 @@ metadata: {name: inventory}
 		t.Error("the known document next to an unknown kind was not applied")
 	}
 }
+
+// TestWatchReadsRenamedFileAtOnce: a file renamed into place is whole, so
+// it is read without waiting for the folder to settle; a created file that
+// does not parse waits for the settle time before its error is reported.
+func TestWatchReadsRenamedFileAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pg.yaml")
+	writeFile(t, file, entryYAML("10.128.0.14", 5432))
+	s := registry.NewStore(nil)
+	const settle = 3 * time.Second
+	d := yamldir.New(dir, s, nil, yamldir.WithSettle(settle))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Start(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	<-d.Ready()
+
+	start := time.Now()
+	writeFile(t, file, entryYAML("10.128.0.15", 5432)) // temp file beside it, then rename
+	eventually(t, s, "renamed file read", func() bool { return endpointAddr(s) == "10.128.0.15" })
+	if took := time.Since(start); took >= settle {
+		t.Errorf("renamed file read after %v, want well under the settle time %v", took, settle)
+	}
+
+	start = time.Now()
+	writeFile(t, filepath.Join(dir, "broken.yaml"), "kind: [unclosed\n")
+	eventually(t, s, "broken file reported", func() bool { return len(s.Problems()) > 0 })
+	if took := time.Since(start); took < settle {
+		t.Errorf("broken new file reported after %v, want after the settle time %v (it may still be being written)", took, settle)
+	}
+}
