@@ -383,7 +383,8 @@ func (s *xdsStream) handleDelta(t *typeState, r *request) {
 		s.answered(t, r)
 	}
 	sub := t.sub
-	if !t.requested {
+	first := !t.requested
+	if first {
 		t.requested, t.answer = true, true
 		t.initial = r.initial
 		sub.wildcard = len(r.subscribe) == 0 // legacy wildcard
@@ -403,7 +404,11 @@ func (s *xdsStream) handleDelta(t *typeState, r *request) {
 		}
 		removes = append(removes, n)
 	}
-	t.force = append(t.force, adds...)
+	if !first {
+		// Sent whatever the stream holds: the proxy dropped them when it
+		// unsubscribed. (A first request says what it holds instead.)
+		t.force = append(t.force, adds...)
+	}
 	sub.set = s.a.subs.update(sub.set, adds, removes)
 	t.sub = sub
 }

@@ -84,7 +84,8 @@ func (in *interner) of(names []string) *nameSet {
 }
 
 // update returns set with adds added and removes taken out ("*" must be
-// in neither).
+// in neither). The result's key is worked out from set's before any map
+// is made, so a stream subscribing to what others already share makes none.
 func (in *interner) update(set *nameSet, adds, removes []string) *nameSet {
 	if len(adds) == 0 && len(removes) == 0 {
 		return set
@@ -94,54 +95,59 @@ func (in *interner) update(set *nameSet, adds, removes []string) *nameSet {
 	if set != nil {
 		k, cur = set.key, set.names
 	}
-	next := make(map[string]struct{}, len(cur)+len(adds))
-	for n := range cur {
-		next[n] = struct{}{}
-	}
 	for _, n := range adds {
-		if _, ok := next[n]; !ok {
-			next[n] = struct{}{}
+		if _, ok := cur[n]; !ok {
 			k.sum += in.hash(n)
 			k.n++
 		}
 	}
 	for _, n := range removes {
-		if _, ok := next[n]; ok {
-			delete(next, n)
+		if _, ok := cur[n]; ok {
 			k.sum -= in.hash(n)
 			k.n--
 		}
 	}
-	if k.n == 0 {
-		return nil
-	}
-	return in.get(k, func() map[string]struct{} { return next })
+	return in.get(k, func() map[string]struct{} {
+		next := make(map[string]struct{}, len(cur)+len(adds))
+		for n := range cur {
+			next[n] = struct{}{}
+		}
+		for _, n := range adds {
+			next[n] = struct{}{}
+		}
+		for _, n := range removes {
+			delete(next, n)
+		}
+		return next
+	})
 }
 
+// get returns the set keyed k, making it on a miss. A made set is keyed by
+// what it holds: a guessed key that is off (a list naming one twice, a name
+// added and removed at once) never names the wrong set. It returns nil for
+// no names.
 func (in *interner) get(k setKey, make func() map[string]struct{}) *nameSet {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if s, ok := in.sets[k]; ok {
 		return s
 	}
+	names := make()
+	if len(names) == 0 {
+		return nil
+	}
+	key := setKey{n: len(names)}
+	for n := range names {
+		key.sum += in.hash(n)
+	}
+	if s, ok := in.sets[key]; ok {
+		return s
+	}
 	if len(in.sets) >= maxInterned {
 		clear(in.sets)
 	}
-	names := make()
-	s := &nameSet{names: names, key: k}
-	if len(names) != k.n {
-		// A request listed a name twice: the set is keyed by what it
-		// holds, and found by the request's key too.
-		s.key = setKey{n: len(names)}
-		for n := range names {
-			s.key.sum += in.hash(n)
-		}
-		if shared, ok := in.sets[s.key]; ok {
-			s = shared
-		}
-		in.sets[s.key] = s
-	}
-	in.sets[k] = s
+	s := &nameSet{names: names, key: key}
+	in.sets[key] = s
 	return s
 }
 

@@ -1,0 +1,108 @@
+package server
+
+import (
+	"testing"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// decodeSotW decodes req as the server does, with last as the stream's
+// known names of the type.
+func decodeSotW(t *testing.T, in *interner, req *discoveryv3.DiscoveryRequest, lastRaw uint64, last *nameSet) *sotwRequest {
+	t.Helper()
+	b, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &sotwRequest{seed: in.seed, known: func(typeURL string) (uint64, *nameSet) {
+		if typeURL != req.GetTypeUrl() {
+			t.Errorf("known asked for %s, want %s", typeURL, req.GetTypeUrl())
+		}
+		return lastRaw, last
+	}}
+	if err := m.unmarshal(b); err != nil {
+		t.Fatalf("unmarshal: %v", err)
+	}
+	return m
+}
+
+func TestSotWRequestReusesKnownNames(t *testing.T) {
+	in := newInterner()
+	names := []string{"outbound|5432||pg.default.svc.cluster.local", "outbound|8080||inventory.default.svc.cluster.local"}
+	req := &discoveryv3.DiscoveryRequest{
+		TypeUrl: resourcev3.EndpointType, VersionInfo: "v1", ResponseNonce: "7", ResourceNames: names,
+		ErrorDetail: &rpcstatus.Status{Code: 3, Message: "bad"},
+	}
+
+	first := decodeSotW(t, in, req, 0, nil)
+	if first.set != nil || len(first.names) != 2 || first.names[0] != names[0] {
+		t.Fatalf("first request: set %v, names %q; want the names decoded", first.set, first.names)
+	}
+	if first.req.GetResponseNonce() != "7" || first.req.GetVersionInfo() != "v1" || first.req.GetErrorDetail().GetMessage() != "bad" || len(first.req.GetResourceNames()) != 0 {
+		t.Errorf("other fields decoded as %v", &first.req)
+	}
+	set := in.of(first.names)
+
+	tests := []struct {
+		name     string
+		names    []string
+		raw      uint64
+		wantSame bool
+	}{
+		{"same bytes", names, first.raw, true},
+		{"same names, other order", []string{names[1], names[0]}, 0, true},
+		{"one name more", append([]string{"outbound|1||x"}, names...), 0, false},
+		{"one name less", names[:1], 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := proto.Clone(req).(*discoveryv3.DiscoveryRequest)
+			r.ResourceNames = tc.names
+			got := decodeSotW(t, in, r, tc.raw, set)
+			if tc.wantSame {
+				if got.set != set || got.names != nil {
+					t.Errorf("set %p names %q; want the known set %p and no strings", got.set, got.names, set)
+				}
+				return
+			}
+			if got.set != nil || len(got.names) != len(tc.names) {
+				t.Errorf("set %v names %q; want the %d names decoded", got.set, got.names, len(tc.names))
+			}
+		})
+	}
+
+	bad := &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType}
+	b, _ := proto.Marshal(bad)
+	b = append(b, 0x1a, 2, 0xff, 0xfe) // resource_names: "\xff\xfe"
+	m := &sotwRequest{seed: in.seed, known: func(string) (uint64, *nameSet) { return 0, nil }}
+	if err := m.unmarshal(b); err == nil {
+		t.Error("a resource name that is not UTF-8 was accepted")
+	}
+}
+
+func TestInternerSharesSets(t *testing.T) {
+	in := newInterner()
+	a := in.of([]string{"a", "b", "c"})
+	if b := in.of([]string{"c", "a", "b"}); b != a {
+		t.Error("the same names in another order gave another set")
+	}
+	if d := in.of([]string{"a", "b", "c", "a"}); d != a || len(d.names) != 3 {
+		t.Errorf("a list naming one twice gave %v, want the set of three", d)
+	}
+	if u := in.update(in.of([]string{"a", "b"}), []string{"c", "d"}, []string{"d"}); u != a {
+		t.Error("update to {a b c} gave another set than of({a b c})")
+	}
+	if u := in.update(a, nil, []string{"a", "b", "c"}); u != nil {
+		t.Errorf("removing every name gave %v, want nil", u)
+	}
+	if in.of(nil) != nil {
+		t.Error("no names gave a set")
+	}
+	s := subscription{set: a}
+	if !s.has("b") || s.has("z") || !(subscription{wildcard: true}).has("z") {
+		t.Error("subscription.has is wrong")
+	}
+}
