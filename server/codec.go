@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"unicode/utf8"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc/encoding"
 	grpcproto "google.golang.org/grpc/encoding/proto"
@@ -83,6 +84,9 @@ type sotwRequest struct {
 	set   *nameSet // the known set, when the names are the same
 	names []string // otherwise, the names
 }
+
+// GetNode returns the request's node (RequireIdentity checks it).
+func (r *sotwRequest) GetNode() *corev3.Node { return r.req.GetNode() }
 
 func (r *sotwRequest) unmarshal(b []byte) error {
 	var rest []byte

@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -63,15 +62,13 @@ func (s *identityStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	var node *corev3.Node
-	switch req := m.(type) {
-	case *discoveryv3.DiscoveryRequest:
-		node = req.GetNode()
-	case *discoveryv3.DeltaDiscoveryRequest:
-		node = req.GetNode()
-	default:
+	// Every xDS request (SotW, delta, and the server's lazily decoded SotW
+	// request) carries its node this way.
+	req, ok := m.(interface{ GetNode() *corev3.Node })
+	if !ok {
 		return nil
 	}
+	node := req.GetNode()
 	if node == nil {
 		return nil // later requests on a stream may omit the node
 	}

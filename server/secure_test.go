@@ -3,13 +3,17 @@ package server
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -75,5 +79,66 @@ func TestRequireIdentity(t *testing.T) {
 				t.Fatalf("got %v %q, want %v containing %q", st.Code(), st.Message(), tt.code, tt.msg)
 			}
 		})
+	}
+}
+
+// TestRequireIdentityOnServedStreams puts RequireIdentity in front of the
+// real ADS streams, SotW and delta: a node claiming another service account
+// than the caller proved is refused, one claiming its own is served.
+func TestRequireIdentityOnServedStreams(t *testing.T) {
+	s, err := New(Config{GRPCAddr: "127.0.0.1:0", Registry: newFakeRegistry(defaultWorld()), NewBuilder: newFakeBuilder, ShutdownGrace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proven := func(context.Context) (Identity, error) {
+		return Identity{Namespace: "default", ServiceAccount: "inventory"}, nil
+	}
+	s.AddGRPCListener("guarded", lis, grpc.StreamInterceptor(RequireIdentity(proven)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(cc)
+	claiming := func(sa string) *corev3.Node {
+		md, _ := structpb.NewStruct(map[string]any{"NAMESPACE": "default", "SERVICE_ACCOUNT": sa})
+		return &corev3.Node{Id: podNodeID, Metadata: md}
+	}
+	for _, tc := range []struct {
+		sa   string
+		want codes.Code
+	}{{"postgres", codes.PermissionDenied}, {"inventory", codes.OK}} {
+		sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+		sotw, err := ads.StreamAggregatedResources(sctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sotw.Send(&discoveryv3.DiscoveryRequest{Node: claiming(tc.sa), TypeUrl: resourcev3.ClusterType, ResourceNames: []string{"outbound|8080||svc.test"}}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = sotw.Recv()
+		if got := status.Code(err); got != tc.want {
+			t.Errorf("SotW stream claiming %s: %v, want %v", tc.sa, err, tc.want)
+		}
+		delta, err := ads.DeltaAggregatedResources(sctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := delta.Send(&discoveryv3.DeltaDiscoveryRequest{Node: claiming(tc.sa), TypeUrl: resourcev3.ClusterType}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = delta.Recv()
+		if got := status.Code(err); got != tc.want {
+			t.Errorf("delta stream claiming %s: %v, want %v", tc.sa, err, tc.want)
+		}
+		scancel()
 	}
 }
