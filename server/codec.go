@@ -67,8 +67,12 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	return fmt.Errorf("cannot decode into %T, want a proto message", v)
 }
 
-// resourceNamesField is DiscoveryRequest.resource_names.
-var resourceNamesField = (&discoveryv3.DiscoveryRequest{}).ProtoReflect().Descriptor().Fields().ByName("resource_names").Number()
+// resourceNamesField is DiscoveryRequest.resource_names, and namesTag its
+// tag byte.
+var (
+	resourceNamesField = (&discoveryv3.DiscoveryRequest{}).ProtoReflect().Descriptor().Fields().ByName("resource_names").Number()
+	namesTag           = byte(protowire.EncodeTag(resourceNamesField, protowire.BytesType))
+)
 
 // sotwRequest is a DiscoveryRequest whose resource names are decoded
 // lazily. An Envoy SotW request repeats every name it subscribes to (an ACK
@@ -93,22 +97,42 @@ func (r *sotwRequest) unmarshal(b []byte) error {
 	var raw maphash.Hash
 	raw.SetSeed(r.seed)
 	n := 0
-	for in := b; len(in) > 0; {
-		num, typ, tn := protowire.ConsumeTag(in)
+	span := -1 // start of the run of resource_names fields being read
+	for i := 0; i < len(b); {
+		// Fast path: a name shorter than 128 bytes is its tag byte, a
+		// one-byte length and the name.
+		if b[i] == namesTag && i+1 < len(b) && b[i+1] < 0x80 && i+2+int(b[i+1]) <= len(b) {
+			if span < 0 {
+				span = i
+			}
+			i += 2 + int(b[i+1])
+			n++
+			continue
+		}
+		num, typ, tn := protowire.ConsumeTag(b[i:])
 		if tn < 0 {
 			return protowire.ParseError(tn)
 		}
-		m := protowire.ConsumeFieldValue(num, typ, in[tn:])
+		m := protowire.ConsumeFieldValue(num, typ, b[i+tn:])
 		if m < 0 {
 			return protowire.ParseError(m)
 		}
 		if num == resourceNamesField && typ == protowire.BytesType {
-			raw.Write(in[:tn+m])
+			if span < 0 {
+				span = i
+			}
 			n++
 		} else {
-			rest = append(rest, in[:tn+m]...)
+			if span >= 0 {
+				raw.Write(b[span:i])
+				span = -1
+			}
+			rest = append(rest, b[i:i+tn+m]...)
 		}
-		in = in[tn+m:]
+		i += tn + m
+	}
+	if span >= 0 {
+		raw.Write(b[span:])
 	}
 	if err := proto.Unmarshal(rest, &r.req); err != nil {
 		return err

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"slices"
+	"strings"
 	"testing"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -74,10 +76,30 @@ func TestSotWRequestReusesKnownNames(t *testing.T) {
 		})
 	}
 
+	// Names of 128 bytes or more take the general path; names split by
+	// another field are hashed as two runs.
+	long := strings.Repeat("x", 200)
+	lr := &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{"a", long}}
+	got := decodeSotW(t, in, lr, 0, nil)
+	if !slices.Equal(got.names, []string{"a", long}) {
+		t.Fatalf("long name decoded as %q", got.names)
+	}
+	lb, _ := proto.Marshal(lr)
+	split := append(append([]byte{}, lb...), 0x2a, 1, 'n') // response_nonce "n" after the names
+	split = append(split, 0x1a, 1, 'b')                    // and one more name after it
+	m := &sotwRequest{seed: in.seed, known: func(string) (uint64, *nameSet) { return 0, nil }}
+	if err := m.unmarshal(split); err != nil || !slices.Equal(m.names, []string{"a", long, "b"}) || m.req.GetResponseNonce() != "n" {
+		t.Fatalf("split names decoded as %q, nonce %q, err %v", m.names, m.req.GetResponseNonce(), err)
+	}
+	again := &sotwRequest{seed: in.seed, known: func(string) (uint64, *nameSet) { return m.raw, in.of(m.names) }}
+	if err := again.unmarshal(split); err != nil || again.set == nil || again.names != nil {
+		t.Errorf("the same split request was not matched by its raw hash: set %v names %q err %v", again.set, again.names, err)
+	}
+
 	bad := &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType}
 	b, _ := proto.Marshal(bad)
 	b = append(b, 0x1a, 2, 0xff, 0xfe) // resource_names: "\xff\xfe"
-	m := &sotwRequest{seed: in.seed, known: func(string) (uint64, *nameSet) { return 0, nil }}
+	m = &sotwRequest{seed: in.seed, known: func(string) (uint64, *nameSet) { return 0, nil }}
 	if err := m.unmarshal(b); err == nil {
 		t.Error("a resource name that is not UTF-8 was accepted")
 	}
