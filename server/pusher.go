@@ -22,7 +22,7 @@ type pusher struct {
 	cache   snapshotSetter
 	metrics *metrics
 	conv    *convergence
-	sent    func(nodeID string) map[string]bool // types the node was ever sent
+	sent    func(nodeID string) uint8 // types the node was ever sent, a bit per typeIndex
 
 	mu      sync.Mutex
 	view    registry.View
@@ -118,7 +118,7 @@ func (p *pusher) setLocked(ctx context.Context, e *proxyEntry, snap *nodeSnapsho
 		// Before SetSnapshot: the ACK may come back before it returns.
 		sent := p.sent(e.proxy.ID)
 		for t := range changed {
-			if !sent[t] {
+			if sent&(1<<typeIndex(t)) == 0 {
 				delete(changed, t)
 			}
 		}

@@ -30,6 +30,7 @@ type ProxyStatus struct {
 	ConnectedAt time.Time              `json:"connectedAt"`
 	Types       map[string]*TypeStatus `json:"types"`
 	node        *corev3.Node
+	sentMask    uint8 // a bit per typeIndex: types sent at least once
 }
 
 // streamState is one xDS stream: its node and, per type, the nonce and
@@ -90,19 +91,15 @@ func (t *tracker) setKind(nodeID, kind string) {
 	}
 }
 
-// sentTypes returns the types a node was sent at least once.
-func (t *tracker) sentTypes(nodeID string) map[string]bool {
+// sentTypes returns the types a node was sent at least once, a bit per
+// typeIndex.
+func (t *tracker) sentTypes(nodeID string) uint8 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := map[string]bool{}
 	if p := t.proxies[nodeID]; p != nil {
-		for typeURL, ts := range p.Types {
-			if ts.Responses > 0 {
-				out[typeURL] = true
-			}
-		}
+		return p.sentMask
 	}
-	return out
+	return 0
 }
 
 // knows reports whether the stream has sent its first request.
@@ -161,6 +158,9 @@ func (t *tracker) sent(key streamKey, typeURL, nonce, version string, resources 
 	ts := p.typeLocked(typeURL)
 	ts.Sent, ts.SentAt, ts.resourcesOut = version, time.Now(), resources
 	ts.Responses++
+	if i := typeIndex(typeURL); i >= 0 {
+		p.sentMask |= 1 << i
+	}
 	if ts.Nacked != "" && ts.Nacked != version {
 		// A new version replaces the rejected one.
 		ts.Nacked, ts.NackError = "", ""
