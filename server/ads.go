@@ -101,7 +101,7 @@ type request struct {
 	isErr                  bool
 	errMsg                 string
 	names                  []string          // SotW, when set is nil
-	set                    *nameSet          // SotW: the names, interned
+	set                    *nameSet          // SotW: the names; delta: the subscribed names; interned
 	subscribe, unsubscribe []string          // delta
 	initial                map[string]string // delta: versions held on the first request
 }
@@ -159,7 +159,7 @@ type sotwServer interface {
 type deltaServer interface {
 	Context() context.Context
 	SendMsg(m any) error
-	Recv() (*discoveryv3.DeltaDiscoveryRequest, error)
+	RecvMsg(m any) error
 }
 
 // streamSotW serves a state-of-the-world stream; typeURL is the type of a
@@ -179,7 +179,7 @@ func (a *ads) streamSotW(st sotwServer, typeURL string) error {
 		return l.raw, l.set
 	}
 	return a.serve(s, func() (*request, error) {
-		m := &sotwRequest{seed: a.subs.seed, known: lookup}
+		m := &sotwRequest{seed: a.subs.seed, known: lookup, interned: a.subs.lookup}
 		if err := st.RecvMsg(m); err != nil {
 			return nil, err
 		}
@@ -204,14 +204,15 @@ func (a *ads) streamDelta(st deltaServer, typeURL string) error {
 	s := a.newStream(st.Context(), true, typeURL)
 	s.send = st.SendMsg
 	return a.serve(s, func() (*request, error) {
-		r, err := st.Recv()
-		if err != nil {
+		m := &deltaRequest{seed: a.subs.seed, interned: a.subs.lookup}
+		if err := st.RecvMsg(m); err != nil {
 			return nil, err
 		}
+		r := &m.req
 		return &request{
 			node: r.GetNode(), typeURL: r.GetTypeUrl(), nonce: r.GetResponseNonce(),
 			isErr: r.GetErrorDetail() != nil, errMsg: r.GetErrorDetail().GetMessage(),
-			subscribe: r.GetResourceNamesSubscribe(), unsubscribe: r.GetResourceNamesUnsubscribe(),
+			subscribe: r.GetResourceNamesSubscribe(), set: m.set, unsubscribe: r.GetResourceNamesUnsubscribe(),
 			initial: r.GetInitialResourceVersions(),
 		}, nil
 	})
@@ -387,16 +388,31 @@ func (s *xdsStream) handleDelta(t *typeState, r *request) {
 	if first {
 		t.requested, t.answer = true, true
 		t.initial = r.initial
-		sub.wildcard = len(r.subscribe) == 0 // legacy wildcard
+		sub.wildcard = len(r.subscribe) == 0 && r.set == nil // legacy wildcard
 	}
-	var adds, removes []string
-	for _, n := range r.subscribe {
-		if n == "*" {
-			sub.wildcard = true
-			continue
+	if r.set != nil && sub.set == nil && len(r.unsubscribe) == 0 {
+		// Names another stream subscribed to already: the set is shared.
+		sub.set = r.set
+		if !first {
+			for n := range r.set.names {
+				t.force = append(t.force, n)
+			}
 		}
-		adds = append(adds, n)
+		t.sub = sub
+		return
 	}
+	adds := r.subscribe
+	if r.set != nil {
+		adds = make([]string, 0, len(r.set.names))
+		for n := range r.set.names {
+			adds = append(adds, n)
+		}
+	}
+	if slices.Contains(adds, "*") {
+		sub.wildcard = true
+		adds = slices.DeleteFunc(slices.Clone(adds), func(n string) bool { return n == "*" })
+	}
+	var removes []string
 	for _, n := range r.unsubscribe {
 		if n == "*" {
 			sub.wildcard = false
@@ -496,6 +512,7 @@ func (t *typeState) eachSubscribed(ts *typeSnapshot, fn func(tr *typeResources, 
 type picked struct {
 	ts          *typeSnapshot
 	whole       bool // every resource of ts; shared and own are unused
+	sharedAll   bool // every resource of ts.shared; shared is unused
 	shared, own []int
 	seen        map[string]bool // when names may be picked twice
 }
@@ -508,21 +525,59 @@ func (p *picked) add(tr *typeResources, i int) {
 		p.seen[tr.names[i]] = true
 	}
 	if tr == p.ts.shared {
-		p.shared = append(p.shared, i)
+		if !p.sharedAll {
+			p.shared = append(p.shared, i)
+		}
 	} else {
 		p.own = append(p.own, i)
 	}
 }
 
 func (p *picked) len() int {
-	if p.whole {
+	switch {
+	case p.whole:
 		return p.ts.len()
+	case p.sharedAll:
+		return len(p.ts.shared.names) + len(p.own)
 	}
 	return len(p.shared) + len(p.own)
 }
 
 func (p *picked) allShared() bool {
-	return p.whole || len(p.shared) > 0 && len(p.shared) == len(p.ts.shared.names)
+	return p.whole || p.sharedAll || len(p.shared) > 0 && len(p.shared) == len(p.ts.shared.names)
+}
+
+// subscribed picks every resource of ts the stream subscribes to. When
+// that is the whole shared list (a sidecar subscribing to every cluster's
+// endpoints), no index is collected for it.
+func (p *picked) subscribed(t *typeState) {
+	if !t.coversShared(p.ts) {
+		t.eachSubscribed(p.ts, p.add)
+		return
+	}
+	p.sharedAll = len(p.ts.shared.names) > 0
+	for i, n := range p.ts.own.names {
+		if t.sub.has(n) {
+			p.add(p.ts.own, i)
+		}
+	}
+}
+
+// coversShared reports whether the subscription covers every resource of
+// ts's shared list.
+func (t *typeState) coversShared(ts *typeSnapshot) bool {
+	if t.sub.wildcard {
+		return true
+	}
+	if t.sub.set == nil || len(t.sub.set.names) < len(ts.shared.names) {
+		return false
+	}
+	for _, n := range ts.shared.names {
+		if _, ok := t.sub.set.names[n]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // sotw returns the picked resources as Anys to encode, and pieces encoded
@@ -578,14 +633,16 @@ func (s *xdsStream) flushSotW(t *typeState, ts *typeSnapshot) error {
 		if t.sub.wildcard {
 			p.whole = true
 		} else {
-			t.eachSubscribed(ts, p.add)
+			p.subscribed(t)
 		}
 		return s.sendSotWResponse(t, p)
 	case t.nacked != nil:
 		// After a NACK the next version goes in full, so the proxy's
 		// answer says where it stands.
-		t.eachSubscribed(ts, p.add)
-	case t.held != nil && t.sub.same(t.heldSub):
+		p.subscribed(t)
+	case t.held == nil:
+		p.subscribed(t)
+	case t.sub.same(t.heldSub):
 		changed, _ := s.a.diffs.snapshots(t.held, ts)
 		for _, n := range changed {
 			if tr, i, ok := ts.find(n); ok && t.sub.has(n) {
@@ -632,7 +689,7 @@ func (s *xdsStream) flushDelta(t *typeState, ts *typeSnapshot) error {
 	switch {
 	case t.nacked != nil:
 		// After a NACK the next version goes in full (see flushSotW).
-		t.eachSubscribed(ts, p.add)
+		p.subscribed(t)
 		removed = t.gone(ts)
 	case t.held == nil && t.initial != nil:
 		t.eachSubscribed(ts, func(tr *typeResources, i int) {
@@ -648,7 +705,7 @@ func (s *xdsStream) flushDelta(t *typeState, ts *typeSnapshot) error {
 	case t.held == nil && t.sub.wildcard && len(t.force) == 0:
 		p.whole = true
 	case t.held == nil:
-		t.eachSubscribed(ts, p.add)
+		p.subscribed(t)
 	case t.sub.same(t.heldSub):
 		changed, gone := s.a.diffs.snapshots(t.held, ts)
 		for _, n := range changed {

@@ -59,6 +59,8 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	switch m := v.(type) {
 	case *sotwRequest:
 		return m.unmarshal(b)
+	case *deltaRequest:
+		return m.unmarshal(b)
 	case protoadapt.MessageV2:
 		return proto.Unmarshal(b, m)
 	case protoadapt.MessageV1:
@@ -80,9 +82,10 @@ var (
 // stream's last request of the type carried, or the names hash to the set
 // the stream has, that set is used and no string is made.
 type sotwRequest struct {
-	req   discoveryv3.DiscoveryRequest // without resource_names
-	seed  maphash.Seed                 // the interner's
-	known func(typeURL string) (raw uint64, set *nameSet)
+	req      discoveryv3.DiscoveryRequest // without resource_names
+	seed     maphash.Seed                 // the interner's
+	known    func(typeURL string) (raw uint64, set *nameSet)
+	interned func(setKey) *nameSet // the interner's lookup
 
 	raw   uint64   // hash of the encoded resource_names fields, in order
 	set   *nameSet // the known set, when the names are the same
@@ -152,6 +155,10 @@ func (r *sotwRequest) unmarshal(b []byte) error {
 		r.set = set
 		return nil
 	}
+	if set := r.interned(key); set != nil {
+		r.set = set // another stream subscribes to the same names
+		return nil
+	}
 	r.names = make([]string, 0, n)
 	var bad []byte
 	r.eachName(b, func(v []byte) {
@@ -178,4 +185,50 @@ func (r *sotwRequest) eachName(b []byte, fn func([]byte)) {
 		}
 		b = b[n+m:]
 	}
+}
+
+// subscribeField is DeltaDiscoveryRequest.resource_names_subscribe.
+var subscribeField = (&discoveryv3.DeltaDiscoveryRequest{}).ProtoReflect().Descriptor().Fields().ByName("resource_names_subscribe").Number()
+
+// deltaRequest is a DeltaDiscoveryRequest whose subscribed names are
+// looked up among the interned sets before any string is made: a sidecar's
+// first EDS request names every cluster, as a thousand others did before.
+type deltaRequest struct {
+	req      discoveryv3.DeltaDiscoveryRequest // subscribe names only when set is nil
+	seed     maphash.Seed
+	interned func(setKey) *nameSet
+
+	set *nameSet // the subscribed names, when interned already
+}
+
+// GetNode returns the request's node (RequireIdentity checks it).
+func (r *deltaRequest) GetNode() *corev3.Node { return r.req.GetNode() }
+
+func (r *deltaRequest) unmarshal(b []byte) error {
+	var rest []byte
+	var key setKey
+	for in := b; len(in) > 0; {
+		num, typ, n := protowire.ConsumeTag(in)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, in[n:])
+		if m < 0 {
+			return protowire.ParseError(m)
+		}
+		if num == subscribeField && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(in[n:])
+			key.sum += maphash.Bytes(r.seed, v)
+			key.n++
+		} else {
+			rest = append(rest, in[:n+m]...)
+		}
+		in = in[n+m:]
+	}
+	if key.n > 0 {
+		if r.set = r.interned(key); r.set != nil {
+			return proto.Unmarshal(rest, &r.req)
+		}
+	}
+	return proto.Unmarshal(b, &r.req)
 }

@@ -19,7 +19,7 @@ func decodeSotW(t *testing.T, in *interner, req *discoveryv3.DiscoveryRequest, l
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &sotwRequest{seed: in.seed, known: func(typeURL string) (uint64, *nameSet) {
+	m := &sotwRequest{seed: in.seed, interned: in.lookup, known: func(typeURL string) (uint64, *nameSet) {
 		if typeURL != req.GetTypeUrl() {
 			t.Errorf("known asked for %s, want %s", typeURL, req.GetTypeUrl())
 		}
@@ -87,11 +87,11 @@ func TestSotWRequestReusesKnownNames(t *testing.T) {
 	lb, _ := proto.Marshal(lr)
 	split := append(append([]byte{}, lb...), 0x2a, 1, 'n') // response_nonce "n" after the names
 	split = append(split, 0x1a, 1, 'b')                    // and one more name after it
-	m := &sotwRequest{seed: in.seed, known: func(string) (uint64, *nameSet) { return 0, nil }}
+	m := &sotwRequest{seed: in.seed, interned: in.lookup, known: func(string) (uint64, *nameSet) { return 0, nil }}
 	if err := m.unmarshal(split); err != nil || !slices.Equal(m.names, []string{"a", long, "b"}) || m.req.GetResponseNonce() != "n" {
 		t.Fatalf("split names decoded as %q, nonce %q, err %v", m.names, m.req.GetResponseNonce(), err)
 	}
-	again := &sotwRequest{seed: in.seed, known: func(string) (uint64, *nameSet) { return m.raw, in.of(m.names) }}
+	again := &sotwRequest{seed: in.seed, interned: in.lookup, known: func(string) (uint64, *nameSet) { return m.raw, in.of(m.names) }}
 	if err := again.unmarshal(split); err != nil || again.set == nil || again.names != nil {
 		t.Errorf("the same split request was not matched by its raw hash: set %v names %q err %v", again.set, again.names, err)
 	}
@@ -99,9 +99,46 @@ func TestSotWRequestReusesKnownNames(t *testing.T) {
 	bad := &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType}
 	b, _ := proto.Marshal(bad)
 	b = append(b, 0x1a, 2, 0xff, 0xfe) // resource_names: "\xff\xfe"
-	m = &sotwRequest{seed: in.seed, known: func(string) (uint64, *nameSet) { return 0, nil }}
+	m = &sotwRequest{seed: in.seed, interned: in.lookup, known: func(string) (uint64, *nameSet) { return 0, nil }}
 	if err := m.unmarshal(b); err == nil {
 		t.Error("a resource name that is not UTF-8 was accepted")
+	}
+
+	// A stream's first request naming a set another stream interned gets
+	// that set, with no strings made.
+	other := decodeSotW(t, in, &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{names[1], names[0]}}, 0, nil)
+	if other.set != set || other.names != nil {
+		t.Errorf("first request naming an interned set: set %p names %q, want %p", other.set, other.names, set)
+	}
+}
+
+func TestDeltaRequestUsesInternedSubscription(t *testing.T) {
+	in := newInterner()
+	names := []string{"outbound|1||a", "outbound|2||b"}
+	decode := func(req *discoveryv3.DeltaDiscoveryRequest) *deltaRequest {
+		t.Helper()
+		b, err := proto.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &deltaRequest{seed: in.seed, interned: in.lookup}
+		if err := m.unmarshal(b); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResponseNonce: "3", ResourceNamesSubscribe: names, ResourceNamesUnsubscribe: []string{"x"}}
+	first := decode(req)
+	if first.set != nil || !slices.Equal(first.req.GetResourceNamesSubscribe(), names) {
+		t.Fatalf("nothing interned: set %v, names %q; want the names", first.set, first.req.GetResourceNamesSubscribe())
+	}
+	set := in.of(names)
+	second := decode(req)
+	if second.set != set || second.req.GetResourceNamesSubscribe() != nil {
+		t.Errorf("interned: set %p, names %q; want %p and no names", second.set, second.req.GetResourceNamesSubscribe(), set)
+	}
+	if second.req.GetResponseNonce() != "3" || !slices.Equal(second.req.GetResourceNamesUnsubscribe(), []string{"x"}) || second.GetNode() != nil {
+		t.Errorf("other fields: %v", &second.req)
 	}
 }
 

@@ -83,6 +83,13 @@ func (in *interner) of(names []string) *nameSet {
 	})
 }
 
+// lookup returns the interned set with key k, or nil.
+func (in *interner) lookup(k setKey) *nameSet {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.sets[k]
+}
+
 // update returns set with adds added and removes taken out ("*" must be
 // in neither). The result's key is worked out from set's before any map
 // is made, so a stream subscribing to what others already share makes none.
