@@ -102,6 +102,13 @@ func (s *Server) HTTPAddr() net.Addr {
 func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 	opts = append([]grpc.ServerOption{
 		grpc.MaxConcurrentStreams(1 << 20),
+		// Flow-control windows as istiod sets them, and wider for a
+		// connection: a SotW ACK repeats every subscribed name (~60 KB for
+		// 1000 clusters), and many streams share a connection through a
+		// proxy or a load client. gRPC's 64 KB defaults make them queue for
+		// window updates.
+		grpc.InitialWindowSize(1 << 20),
+		grpc.InitialConnWindowSize(16 << 20),
 		grpc.ForceServerCodecV2(newCodec(s.bufPool)),
 		// Buffers in every power of two: SotW ACKs carry every subscribed
 		// name (~60 KB for 1000 clusters), and gRPC's default tiers would
