@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -57,6 +58,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
+	if os.Getenv("GOGC") == "" && !o.baselineServer {
+		// The load client holds every proxy's state (a large heap) and
+		// shares the cores with the server: collect it less often, so its
+		// GC pauses weigh less on what is measured.
+		debug.SetGCPercent(400)
+	}
 	if o.profileDir != "" && !o.baselineServer {
 		// The load client's own CPU profile: it shares the cores with the server.
 		f, perr := os.Create(filepath.Join(o.profileDir, "client-cpu.pb.gz"))
