@@ -96,48 +96,60 @@ type sotwRequest struct {
 func (r *sotwRequest) GetNode() *corev3.Node { return r.req.GetNode() }
 
 func (r *sotwRequest) unmarshal(b []byte) error {
-	var rest []byte
 	var raw maphash.Hash
 	raw.SetSeed(r.seed)
 	n := 0
-	span := -1 // start of the run of resource_names fields being read
+	span, other := -1, -1 // starts of the runs of names and of other fields
+	// The other fields are decoded run by run, in place.
+	merge := func(end int) error {
+		if other < 0 {
+			return nil
+		}
+		err := proto.UnmarshalOptions{Merge: true}.Unmarshal(b[other:end], &r.req)
+		other = -1
+		return err
+	}
 	for i := 0; i < len(b); {
 		// Fast path: a name shorter than 128 bytes is its tag byte, a
 		// one-byte length and the name.
-		if b[i] == namesTag && i+1 < len(b) && b[i+1] < 0x80 && i+2+int(b[i+1]) <= len(b) {
-			if span < 0 {
-				span = i
-			}
-			i += 2 + int(b[i+1])
-			n++
-			continue
-		}
-		num, typ, tn := protowire.ConsumeTag(b[i:])
-		if tn < 0 {
-			return protowire.ParseError(tn)
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b[i+tn:])
-		if m < 0 {
-			return protowire.ParseError(m)
-		}
-		if num == resourceNamesField && typ == protowire.BytesType {
-			if span < 0 {
-				span = i
-			}
-			n++
+		names := b[i] == namesTag && i+1 < len(b) && b[i+1] < 0x80 && i+2+int(b[i+1]) <= len(b)
+		next := i + 2
+		if names {
+			next += int(b[i+1])
 		} else {
+			num, typ, tn := protowire.ConsumeTag(b[i:])
+			if tn < 0 {
+				return protowire.ParseError(tn)
+			}
+			m := protowire.ConsumeFieldValue(num, typ, b[i+tn:])
+			if m < 0 {
+				return protowire.ParseError(m)
+			}
+			names = num == resourceNamesField && typ == protowire.BytesType
+			next = i + tn + m
+		}
+		switch {
+		case names && span < 0:
+			if err := merge(i); err != nil {
+				return err
+			}
+			span = i
+		case !names && other < 0:
 			if span >= 0 {
 				raw.Write(b[span:i])
 				span = -1
 			}
-			rest = append(rest, b[i:i+tn+m]...)
+			other = i
 		}
-		i += tn + m
+		if names {
+			n++
+		}
+		i = next
 	}
 	if span >= 0 {
 		raw.Write(b[span:])
 	}
-	if err := proto.Unmarshal(rest, &r.req); err != nil {
+	if err := merge(len(b)); err != nil {
 		return err
 	}
 	if n == 0 {

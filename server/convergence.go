@@ -11,53 +11,65 @@ type convergence struct {
 	observe func(seconds float64)
 
 	mu      sync.Mutex
-	pending map[string]*pendingPush // node ID
+	pending map[string]pendingPush // node ID
 }
 
+// pendingPush is what a proxy has yet to ACK. It is a value with no maps,
+// so a push to a thousand proxies allocates nothing here.
 type pendingPush struct {
-	since    time.Time         // earliest change not yet ACKed
-	versions map[string]string // type URL -> version to ACK
+	since    time.Time  // earliest change not yet ACKed
+	versions typeValues // version to ACK, by typeIndex; "" for none
 }
+
+// typeValues holds one string per xDS type, by typeIndex.
+type typeValues [5]string
+
+func (v *typeValues) empty() bool { return *v == typeValues{} }
 
 func newConvergence(observe func(float64)) *convergence {
-	return &convergence{observe: observe, pending: map[string]*pendingPush{}}
+	return &convergence{observe: observe, pending: map[string]pendingPush{}}
 }
 
 // pushed records that node was given new versions of some types for a
 // change observed at since.
-func (c *convergence) pushed(nodeID string, since time.Time, versions map[string]string) {
-	if len(versions) == 0 {
+func (c *convergence) pushed(nodeID string, since time.Time, versions typeValues) {
+	if versions.empty() {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	p := c.pending[nodeID]
-	if p == nil {
-		p = &pendingPush{since: since, versions: map[string]string{}}
-		c.pending[nodeID] = p
-	}
-	if since.Before(p.since) {
+	p, ok := c.pending[nodeID]
+	if !ok || since.Before(p.since) {
 		p.since = since
 	}
-	for t, v := range versions {
-		p.versions[t] = v
+	for i, v := range versions {
+		if v != "" {
+			p.versions[i] = v
+		}
 	}
+	c.pending[nodeID] = p
 }
 
 // acked records an ACK; when the node has ACKed every pending type, its
 // convergence time is observed.
 func (c *convergence) acked(nodeID, typeURL, version string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	p := c.pending[nodeID]
-	if p == nil || p.versions[typeURL] != version {
+	i := typeIndex(typeURL)
+	if i < 0 {
 		return
 	}
-	delete(p.versions, typeURL)
-	if len(p.versions) == 0 {
-		delete(c.pending, nodeID)
-		c.observe(time.Since(p.since).Seconds())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.pending[nodeID]
+	if !ok || p.versions[i] != version {
+		return
 	}
+	p.versions[i] = ""
+	if !p.versions.empty() {
+		c.pending[nodeID] = p
+		return
+	}
+	delete(c.pending, nodeID)
+	c.observe(time.Since(p.since).Seconds())
 }
 
 // forget drops a disconnected node.

@@ -104,22 +104,23 @@ func (p *pusher) buildLocked(ctx context.Context, e *proxyEntry, since time.Time
 
 func (p *pusher) setLocked(ctx context.Context, e *proxyEntry, snap *nodeSnapshot, since time.Time) bool {
 	e.err = nil
-	changed := map[string]string{}
-	for _, t := range xdsTypes {
-		if v := snap.GetVersion(t); e.snap == nil || e.snap.GetVersion(t) != v {
-			changed[t] = v
+	var changed typeValues // new versions by typeIndex
+	for i, ts := range snap.types {
+		if e.snap == nil || e.snap.types[i].version != ts.version {
+			changed[i] = ts.version
 		}
 	}
-	if len(changed) == 0 {
+	if changed.empty() {
 		return false
 	}
 	e.snap = snap
 	if !since.IsZero() {
 		// Before SetSnapshot: the ACK may come back before it returns.
+		// A type the proxy was never sent is not waited for.
 		sent := p.sent(e.proxy.ID)
-		for t := range changed {
-			if sent&(1<<typeIndex(t)) == 0 {
-				delete(changed, t)
+		for i := range changed {
+			if sent&(1<<i) == 0 {
+				changed[i] = ""
 			}
 		}
 		p.conv.pushed(e.proxy.ID, since, changed)
