@@ -73,7 +73,7 @@ type Config struct {
 	MaxDebounce time.Duration
 	// DebounceQuiet is the wait for a change that comes after a quiet
 	// spell (no push within Debounce): such a change is pushed after this
-	// short wait (default 10ms), unless more changes follow.
+	// short wait (default 3ms), unless more changes follow.
 	DebounceQuiet time.Duration
 	// DebugOpen serves /debug/ to non-loopback clients too.
 	DebugOpen bool
@@ -101,7 +101,7 @@ func (c *Config) setDefaults() error {
 		c.Debounce = 100 * time.Millisecond
 	}
 	if c.DebounceQuiet <= 0 {
-		c.DebounceQuiet = 10 * time.Millisecond
+		c.DebounceQuiet = 3 * time.Millisecond
 	}
 	if c.MaxDebounce < c.Debounce {
 		c.MaxDebounce = max(500*time.Millisecond, c.Debounce)
