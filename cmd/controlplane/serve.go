@@ -75,7 +75,7 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.httpAddr, "http-addr", ":15014", "HTTP address for /metrics, /healthz, /readyz, /debug")
 	f.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain")
 	f.StringSliceVar(&o.extraSANs, "extra-san", nil, "extra DNS names or IPs in the TLS serving certificate (e.g. the gateway address VMs dial)")
-	f.DurationVar(&o.debounce, "debounce", 100*time.Millisecond, "how long changes in quick succession are gathered before a push (a lone change is pushed after 10ms)")
+	f.DurationVar(&o.debounce, "debounce", 100*time.Millisecond, "how long changes in quick succession are gathered before a push (a lone change after a quiet spell is pushed after 3ms)")
 	f.DurationVar(&o.configSettle, "config-settle", 20*time.Millisecond, "how long --config-dir must be quiet after a file event before the files are read")
 	f.BoolVar(&o.debugOpen, "debug-open", false, "serve /debug to non-loopback clients too")
 	f.StringVar(&o.accessLogPath, "access-log", "/var/log/istio/istio.log", "Envoy access log file on VM sidecars")
