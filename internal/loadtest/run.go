@@ -124,6 +124,12 @@ func runMode(ctx context.Context, cfg Config, server, mode string) (*Result, err
 	if err := r.change(ctx, cfg, p, f, changes); err != nil {
 		return r, err
 	}
+	if cfg.ProfileDir != "" {
+		// With the one taken after connecting as -base: what the changes allocated.
+		if err := p.saveProfile("heap", filepath.Join(cfg.ProfileDir, server+"-"+mode+"-heap-after.pb.gz")); err != nil {
+			return r, err
+		}
+	}
 	return r, nil
 }
 
