@@ -16,12 +16,19 @@ func (s *Server) pushLoop(ctx context.Context) {
 	defer cancel()
 	s.push(ctx, time.Now()) // changes between New and Subscribe
 	lastPush := time.Now()
+	gc := newIdleGC()
+	idle := time.NewTimer(idleGCAfter)
+	defer idle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-idle.C:
+			gc.maybe()
+			continue
 		case <-signal:
 		}
+		idle.Stop()
 		first := time.Now()
 		if !s.debounce(ctx, signal, first, first.Sub(lastPush) > s.cfg.Debounce) {
 			return
@@ -29,6 +36,7 @@ func (s *Server) pushLoop(ctx context.Context) {
 		s.metrics.debounce.Observe(time.Since(first).Seconds())
 		s.push(ctx, first)
 		lastPush = time.Now()
+		idle.Reset(idleGCAfter)
 	}
 }
 
