@@ -85,6 +85,9 @@ func (a *ads) SetSnapshot(_ context.Context, nodeID string, snap *nodeSnapshot) 
 	return nil
 }
 
+// Rotate starts a new generation of the diff cache (once per rebuild).
+func (a *ads) Rotate() { a.diffs.rotate() }
+
 // ClearSnapshot forgets a node whose last stream closed.
 func (a *ads) ClearSnapshot(nodeID string) {
 	a.mu.Lock()

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -163,5 +165,50 @@ func TestInternerSharesSets(t *testing.T) {
 	s := subscription{set: a}
 	if !s.has("b") || s.has("z") || !(subscription{wildcard: true}).has("z") {
 		t.Error("subscription.has is wrong")
+	}
+}
+
+// TestInternerDropsUnusedSets: a set no stream holds is collected and its
+// entry removed, so old subscriptions do not pile up.
+func TestInternerDropsUnusedSets(t *testing.T) {
+	in := newInterner()
+	kept := in.of([]string{"kept"})
+	in.of([]string{"dropped-1", "dropped-2"})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		runtime.GC()
+		in.mu.Lock()
+		n := len(in.sets)
+		in.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sets interned after GC, want 1 (the one still held)", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if in.of([]string{"kept"}) != kept {
+		t.Error("a set still held is no longer handed out")
+	}
+}
+
+func TestDiffCacheKeepsTwoGenerations(t *testing.T) {
+	h := newHasher()
+	a, _ := h.list(nil)
+	b := &typeResources{names: []string{"x"}, vers: []string{"1"}}
+	c := newDiffCache()
+	d := c.lists(a, b)
+	if !slices.Equal(d.changed, []string{"x"}) || len(d.removed) != 0 {
+		t.Fatalf("diff %+v, want x changed", d)
+	}
+	c.rotate()
+	if c.lists(a, b) != d {
+		t.Error("the last push's diff was computed again")
+	}
+	c.rotate()
+	c.rotate()
+	if len(c.cur)+len(c.prev) != 0 {
+		t.Errorf("%d diffs kept after two pushes without use, want 0", len(c.cur)+len(c.prev))
 	}
 }

@@ -35,6 +35,8 @@ type pusher struct {
 type snapshotSetter interface {
 	SetSnapshot(ctx context.Context, nodeID string, s *nodeSnapshot) error
 	ClearSnapshot(nodeID string)
+	// Rotate is called once per rebuild, before its snapshots are set.
+	Rotate()
 }
 
 // proxyEntry is a connected proxy and the snapshot it was last given.
@@ -157,6 +159,7 @@ func (p *pusher) rebuild(ctx context.Context, since time.Time) (built, changed i
 	affected.addIPs(view)
 	p.view, p.builder = view, p.nextBuilder(view, affected)
 	p.hashes.rotate()
+	p.cache.Rotate()
 	for _, e := range p.proxies {
 		if !affected.matches(e) {
 			continue

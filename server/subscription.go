@@ -2,7 +2,9 @@ package server
 
 import (
 	"hash/maphash"
+	"runtime"
 	"sync"
+	"weak"
 )
 
 // subscription is what a stream asks for of one type: every resource
@@ -47,20 +49,35 @@ type setKey struct {
 	n   int
 }
 
-// interner hands out shared nameSets.
+// interner hands out shared nameSets. It holds them weakly: a set no
+// stream uses any more is collected, and its entry removed, so sets of old
+// subscriptions (before a service was added) do not pile up.
 type interner struct {
 	seed maphash.Seed
 
 	mu   sync.Mutex
-	sets map[setKey]*nameSet
+	sets map[setKey]weak.Pointer[nameSet]
 }
 
-// maxInterned bounds the interner; past it the table starts over (the sets
-// streams hold stay valid, they are just no longer handed out).
-const maxInterned = 1 << 14
-
 func newInterner() *interner {
-	return &interner{seed: maphash.MakeSeed(), sets: map[setKey]*nameSet{}}
+	return &interner{seed: maphash.MakeSeed(), sets: map[setKey]weak.Pointer[nameSet]{}}
+}
+
+// liveLocked returns the set keyed k if it is still in use.
+func (in *interner) liveLocked(k setKey) *nameSet {
+	if p, ok := in.sets[k]; ok {
+		return p.Value()
+	}
+	return nil
+}
+
+// forget drops the entry of a collected set.
+func (in *interner) forget(k setKey) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if p, ok := in.sets[k]; ok && p.Value() == nil {
+		delete(in.sets, k)
+	}
 }
 
 func (in *interner) hash(name string) uint64 { return maphash.String(in.seed, name) }
@@ -87,7 +104,7 @@ func (in *interner) of(names []string) *nameSet {
 func (in *interner) lookup(k setKey) *nameSet {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return in.sets[k]
+	return in.liveLocked(k)
 }
 
 // update returns set with adds added and removes taken out ("*" must be
@@ -136,7 +153,7 @@ func (in *interner) update(set *nameSet, adds, removes []string) *nameSet {
 func (in *interner) get(k setKey, make func() map[string]struct{}) *nameSet {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if s, ok := in.sets[k]; ok {
+	if s := in.liveLocked(k); s != nil {
 		return s
 	}
 	names := make()
@@ -147,47 +164,52 @@ func (in *interner) get(k setKey, make func() map[string]struct{}) *nameSet {
 	for n := range names {
 		key.sum += in.hash(n)
 	}
-	if s, ok := in.sets[key]; ok {
+	if s := in.liveLocked(key); s != nil {
 		return s
 	}
-	if len(in.sets) >= maxInterned {
-		clear(in.sets)
-	}
 	s := &nameSet{names: names, key: key}
-	in.sets[key] = s
+	in.sets[key] = weak.Make(s)
+	runtime.AddCleanup(s, in.forget, key)
 	return s
 }
 
 // diffCache computes, once per pair of shared lists, which names changed
 // between them: every proxy moving from one to the other needs the same
-// answer.
+// answer. It keeps the pairs of the last two pushes (rotate), so it holds
+// no old lists beyond that.
 type diffCache struct {
-	mu sync.Mutex
-	m  map[[2]*typeResources]*listDiff
+	mu        sync.Mutex
+	cur, prev map[[2]*typeResources]*listDiff
 }
 
 // listDiff is what changed from one list to another: names new or with
 // other content, and names gone.
 type listDiff struct{ changed, removed []string }
 
-// maxDiffs bounds the cache; it holds about the pairs of the last push.
-const maxDiffs = 256
+func newDiffCache() *diffCache {
+	return &diffCache{cur: map[[2]*typeResources]*listDiff{}, prev: map[[2]*typeResources]*listDiff{}}
+}
 
-func newDiffCache() *diffCache { return &diffCache{m: map[[2]*typeResources]*listDiff{}} }
+// rotate starts a new generation; call it once per push.
+func (c *diffCache) rotate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.prev, c.cur = c.cur, map[[2]*typeResources]*listDiff{}
+}
 
 // lists returns the diff of two shared lists.
 func (c *diffCache) lists(from, to *typeResources) *listDiff {
 	k := [2]*typeResources{from, to}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if d, ok := c.m[k]; ok {
+	if d, ok := c.cur[k]; ok {
 		return d
 	}
-	if len(c.m) >= maxDiffs {
-		clear(c.m)
+	d, ok := c.prev[k]
+	if !ok {
+		d = diffLists(from, to)
 	}
-	d := diffLists(from, to)
-	c.m[k] = d
+	c.cur[k] = d
 	return d
 }
 
