@@ -436,11 +436,11 @@ func (s *xdsStream) handleDelta(t *typeState, r *request) {
 func (s *xdsStream) answered(t *typeState, r *request) {
 	p := t.pending
 	t.pending = nil
-	a := s.a.tracker.answered(s.key, t.typeURL, r.nonce, r.errMsg, r.isErr)
+	newNack := s.a.tracker.answered(s.nodeID, t.typeURL, p.ts.version, r.errMsg, r.isErr)
 	if r.isErr {
 		t.nacked = p.ts
 		s.a.metrics.nacks.WithLabelValues(shortType(t.typeURL)).Inc()
-		if a.newNack {
+		if newNack {
 			s.a.log.Warn("proxy rejected config; not resending it until it changes",
 				"node", s.nodeID, "type", shortType(t.typeURL), "version", p.ts.version, "error", r.errMsg)
 		}
@@ -668,14 +668,10 @@ func (s *xdsStream) flushSotW(t *typeState, ts *typeSnapshot) error {
 
 // sendSotWResponse sends the picked resources.
 func (s *xdsStream) sendSotWResponse(t *typeState, p *picked) error {
-	nonce := s.nextNonce(t, p.ts)
-	s.sent(t, nonce, p.ts.version, p.len())
 	anys, encoded := p.sotw()
-	head, err := proto.Marshal(&discoveryv3.DiscoveryResponse{VersionInfo: p.ts.version, Resources: anys, TypeUrl: t.typeURL, Nonce: nonce})
-	if err != nil {
-		return status.Errorf(codes.Internal, "encode %s response: %v", shortType(t.typeURL), err)
-	}
-	return s.send(&encodedMsg{parts: append([][]byte{head}, encoded...)})
+	return s.respond(t, p.ts, p.len(), encoded, func(nonce string) proto.Message {
+		return &discoveryv3.DiscoveryResponse{VersionInfo: p.ts.version, Resources: anys, TypeUrl: t.typeURL, Nonce: nonce}
+	})
 }
 
 // flushDelta sends a delta response with what changed of the subscribed
@@ -741,16 +737,12 @@ func (s *xdsStream) flushDelta(t *typeState, ts *typeSnapshot) error {
 		t.synced(ts)
 		return nil
 	}
-	nonce := s.nextNonce(t, ts)
-	s.sent(t, nonce, ts.version, p.len())
 	res, encoded := p.delta()
-	head, err := proto.Marshal(&discoveryv3.DeltaDiscoveryResponse{
-		SystemVersionInfo: ts.version, Resources: res, TypeUrl: t.typeURL, RemovedResources: removed, Nonce: nonce,
+	return s.respond(t, ts, p.len(), encoded, func(nonce string) proto.Message {
+		return &discoveryv3.DeltaDiscoveryResponse{
+			SystemVersionInfo: ts.version, Resources: res, TypeUrl: t.typeURL, RemovedResources: removed, Nonce: nonce,
+		}
 	})
-	if err != nil {
-		return status.Errorf(codes.Internal, "encode %s response: %v", shortType(t.typeURL), err)
-	}
-	return s.send(&encodedMsg{parts: append([][]byte{head}, encoded...)})
 }
 
 // gone returns the names the proxy holds and still subscribes to that ts
@@ -770,19 +762,21 @@ func (t *typeState) gone(ts *typeSnapshot) []string {
 	return out
 }
 
-// nextNonce numbers a response and marks it pending.
-func (s *xdsStream) nextNonce(t *typeState, ts *typeSnapshot) string {
+// respond numbers a response of n resources of ts, marks it pending,
+// records it and sends it: head (made with the nonce) encoded here, then
+// the pieces encoded already.
+func (s *xdsStream) respond(t *typeState, ts *typeSnapshot, n int, encoded [][]byte, head func(nonce string) proto.Message) error {
 	s.nonce++
 	nonce := strconv.FormatUint(s.nonce, 10)
 	t.pending = &sentResponseState{nonce: nonce, ts: ts, sub: t.sub}
 	t.lastNonce = nonce
-	return nonce
-}
-
-// sent records a response for CSDS, the debug views and the metrics.
-func (s *xdsStream) sent(t *typeState, nonce, version string, n int) {
-	s.a.tracker.sent(s.key, t.typeURL, nonce, version, n)
+	s.a.tracker.sent(s.nodeID, t.typeURL, ts.version, n)
 	short := shortType(t.typeURL)
 	s.a.metrics.pushes.WithLabelValues(short).Inc()
 	s.a.metrics.resources.WithLabelValues(short).Add(float64(n))
+	b, err := proto.Marshal(head(nonce))
+	if err != nil {
+		return status.Errorf(codes.Internal, "encode %s response: %v", short, err)
+	}
+	return s.send(&encodedMsg{parts: append([][]byte{b}, encoded...)})
 }

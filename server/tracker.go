@@ -33,18 +33,14 @@ type ProxyStatus struct {
 	sentMask    uint8 // a bit per typeIndex: types sent at least once
 }
 
-// streamState is one xDS stream: its node and, per type, the nonce and
-// version of the last response.
+// streamState is one xDS stream: its node. (The stream itself matches
+// answers to the responses they answer.)
 type streamState struct {
 	nodeID string
 	delta  bool
-	sent   map[string]sentResponse
 }
 
-type sentResponse struct{ nonce, version string }
-
-// streamKey names a stream: go-control-plane numbers SotW and delta
-// streams separately.
+// streamKey names a stream.
 type streamKey struct {
 	id    int64
 	delta bool
@@ -71,7 +67,7 @@ func newTracker(log *slog.Logger) *tracker {
 func (t *tracker) openStream(key streamKey, node *corev3.Node) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.streams[key] = &streamState{nodeID: node.GetId(), delta: key.delta, sent: map[string]sentResponse{}}
+	t.streams[key] = &streamState{nodeID: node.GetId(), delta: key.delta}
 	p, ok := t.proxies[node.GetId()]
 	if !ok {
 		p = &ProxyStatus{ID: node.GetId(), ConnectedAt: time.Now(), Types: map[string]*TypeStatus{}, node: node}
@@ -100,14 +96,6 @@ func (t *tracker) sentTypes(nodeID string) uint8 {
 		return p.sentMask
 	}
 	return 0
-}
-
-// knows reports whether the stream has sent its first request.
-func (t *tracker) knows(key streamKey) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	_, ok := t.streams[key]
-	return ok
 }
 
 // closeStream forgets a stream. It returns the node ID and whether that
@@ -142,16 +130,11 @@ func (p *ProxyStatus) typeLocked(typeURL string) *TypeStatus {
 	return ts
 }
 
-// sent records a response on a stream.
-func (t *tracker) sent(key streamKey, typeURL, nonce, version string, resources int) {
+// sent records a response to a node.
+func (t *tracker) sent(nodeID, typeURL, version string, resources int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := t.streams[key]
-	if s == nil {
-		return
-	}
-	s.sent[typeURL] = sentResponse{nonce: nonce, version: version}
-	p := t.proxies[s.nodeID]
+	p := t.proxies[nodeID]
 	if p == nil {
 		return
 	}
@@ -167,59 +150,26 @@ func (t *tracker) sent(key streamKey, typeURL, nonce, version string, resources 
 	}
 }
 
-// answer is what a request says about the last response of its type.
-type answer struct {
-	nodeID, typeURL, version string
-	ack, nack                bool
-	errText                  string
-	newNack                  bool // a NACK not seen before (log it)
-}
-
-// answered records the ACK or NACK a request carries, matching it to the
-// response by nonce. A request for a stale nonce or a first request is
-// neither.
-func (t *tracker) answered(key streamKey, typeURL, nonce, errText string, isErr bool) answer {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s := t.streams[key]
-	if s == nil || nonce == "" {
-		return answer{}
-	}
-	last, ok := s.sent[typeURL]
-	if !ok || last.nonce != nonce {
-		return answer{}
-	}
-	a := answer{nodeID: s.nodeID, typeURL: typeURL, version: last.version, ack: !isErr, nack: isErr, errText: errText}
-	p := t.proxies[s.nodeID]
-	if p == nil {
-		return a
-	}
-	ts := p.typeLocked(typeURL)
-	ts.AnsweredAt = time.Now()
-	if isErr {
-		a.newNack = ts.Nacked != last.version || ts.NackError != errText
-		ts.Nacked, ts.NackError = last.version, errText
-		return a
-	}
-	ts.Acked = last.version
-	ts.Nacked, ts.NackError = "", ""
-	return a
-}
-
-// rejected returns the version of a type the node NACKed, if the node has
-// not been sent another version since.
-func (t *tracker) rejected(nodeID, typeURL string) (string, bool) {
+// answered records a node's ACK or NACK (isErr, with errText) of the
+// version of a type it was sent. It reports whether a NACK is new: not the
+// same version rejected with the same error before (worth a log line).
+func (t *tracker) answered(nodeID, typeURL, version, errText string, isErr bool) (newNack bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.proxies[nodeID]
 	if p == nil {
-		return "", false
+		return false
 	}
-	ts := p.Types[typeURL]
-	if ts == nil || ts.Nacked == "" {
-		return "", false
+	ts := p.typeLocked(typeURL)
+	ts.AnsweredAt = time.Now()
+	if isErr {
+		newNack = ts.Nacked != version || ts.NackError != errText
+		ts.Nacked, ts.NackError = version, errText
+		return newNack
 	}
-	return ts.Nacked, true
+	ts.Acked = version
+	ts.Nacked, ts.NackError = "", ""
+	return false
 }
 
 // proxies returns a copy of every connected proxy's status.
