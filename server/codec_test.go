@@ -208,7 +208,7 @@ func TestDiffCacheKeepsTwoGenerations(t *testing.T) {
 	}
 	c.rotate()
 	c.rotate()
-	if len(c.cur)+len(c.prev) != 0 {
-		t.Errorf("%d diffs kept after two pushes without use, want 0", len(c.cur)+len(c.prev))
+	if n := len(c.pairs.cur) + len(c.pairs.prev); n != 0 {
+		t.Errorf("%d diffs kept after two pushes without use, want 0", n)
 	}
 }

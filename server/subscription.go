@@ -178,8 +178,8 @@ func (in *interner) get(k setKey, make func() map[string]struct{}) *nameSet {
 // answer. It keeps the pairs of the last two pushes (rotate), so it holds
 // no old lists beyond that.
 type diffCache struct {
-	mu        sync.Mutex
-	cur, prev map[[2]*typeResources]*listDiff
+	mu    sync.Mutex
+	pairs *generations[[2]*typeResources, *listDiff]
 }
 
 // listDiff is what changed from one list to another: names new or with
@@ -187,14 +187,14 @@ type diffCache struct {
 type listDiff struct{ changed, removed []string }
 
 func newDiffCache() *diffCache {
-	return &diffCache{cur: map[[2]*typeResources]*listDiff{}, prev: map[[2]*typeResources]*listDiff{}}
+	return &diffCache{pairs: newGenerations[[2]*typeResources, *listDiff]()}
 }
 
 // rotate starts a new generation; call it once per push.
 func (c *diffCache) rotate() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.prev, c.cur = c.cur, map[[2]*typeResources]*listDiff{}
+	c.pairs.rotate()
 }
 
 // lists returns the diff of two shared lists.
@@ -202,14 +202,11 @@ func (c *diffCache) lists(from, to *typeResources) *listDiff {
 	k := [2]*typeResources{from, to}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if d, ok := c.cur[k]; ok {
-		return d
-	}
-	d, ok := c.prev[k]
+	d, ok := c.pairs.get(k)
 	if !ok {
 		d = diffLists(from, to)
+		c.pairs.put(k, d)
 	}
-	c.cur[k] = d
 	return d
 }
 

@@ -58,9 +58,9 @@ func shortType(typeURL string) string {
 // Entries not used for two generations are dropped, so the caches hold
 // about one model revision.
 type hasher struct {
-	cur, prev         map[types.Resource]hashed
-	curList, prevList map[listKey]*typeResources
-	curPair, prevPair map[[2]*typeResources]*typeSnapshot
+	hashes *generations[types.Resource, hashed]
+	lists  *generations[listKey, *typeResources]
+	pairs  *generations[[2]*typeResources, *typeSnapshot]
 }
 
 // emptyType is every empty list.
@@ -73,17 +73,18 @@ type listKey struct {
 }
 
 func newHasher() *hasher {
-	h := &hasher{}
-	h.rotate()
-	h.rotate()
-	return h
+	return &hasher{
+		hashes: newGenerations[types.Resource, hashed](),
+		lists:  newGenerations[listKey, *typeResources](),
+		pairs:  newGenerations[[2]*typeResources, *typeSnapshot](),
+	}
 }
 
 // rotate starts a new generation. Call it once per model revision.
 func (h *hasher) rotate() {
-	h.prev, h.cur = h.cur, make(map[types.Resource]hashed, len(h.cur))
-	h.prevList, h.curList = h.curList, make(map[listKey]*typeResources, len(h.curList))
-	h.prevPair, h.curPair = h.curPair, make(map[[2]*typeResources]*typeSnapshot, len(h.curPair))
+	h.hashes.rotate()
+	h.lists.rotate()
+	h.pairs.rotate()
 }
 
 // list returns the typeResources of a list, shared by every proxy given
@@ -93,18 +94,14 @@ func (h *hasher) list(list []types.Resource) (*typeResources, error) {
 		return emptyType, nil
 	}
 	k := listKey{&list[0], len(list)}
-	if tr, ok := h.curList[k]; ok {
-		return tr, nil
-	}
-	if tr, ok := h.prevList[k]; ok {
-		h.curList[k] = tr
+	if tr, ok := h.lists.get(k); ok {
 		return tr, nil
 	}
 	tr, err := newTypeResources(h, list)
 	if err != nil {
 		return nil, err
 	}
-	h.curList[k] = tr
+	h.lists.put(k, tr)
 	return tr, nil
 }
 
@@ -112,18 +109,14 @@ func (h *hasher) list(list []types.Resource) (*typeResources, error) {
 // every proxy given the same two.
 func (h *hasher) pair(shared, own *typeResources) (*typeSnapshot, error) {
 	k := [2]*typeResources{shared, own}
-	if ts, ok := h.curPair[k]; ok {
-		return ts, nil
-	}
-	if ts, ok := h.prevPair[k]; ok {
-		h.curPair[k] = ts
+	if ts, ok := h.pairs.get(k); ok {
 		return ts, nil
 	}
 	ts, err := newTypeSnapshot(shared, own)
 	if err != nil {
 		return nil, err
 	}
-	h.curPair[k] = ts
+	h.pairs.put(k, ts)
 	return ts, nil
 }
 
@@ -138,11 +131,7 @@ type hashed struct {
 
 // hash marshals r, a proto that is never modified, once per generation.
 func (h *hasher) hash(r types.Resource) (hashed, error) {
-	if v, ok := h.cur[r]; ok {
-		return v, nil
-	}
-	if v, ok := h.prev[r]; ok {
-		h.cur[r] = v
+	if v, ok := h.hashes.get(r); ok {
 		return v, nil
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
@@ -156,7 +145,7 @@ func (h *hasher) hash(r types.Resource) (hashed, error) {
 		sum:     binary.BigEndian.Uint64(sum[:8]),
 		any:     &anypb.Any{TypeUrl: "type.googleapis.com/" + string(proto.MessageName(r)), Value: b},
 	}
-	h.cur[r] = v
+	h.hashes.put(r, v)
 	return v, nil
 }
 
@@ -179,14 +168,14 @@ type typeResources struct {
 	hostsOnce sync.Once
 	hosts     map[string]bool // see serviceHosts
 
-	sotwOnce, deltaOnce2 sync.Once
-	sotwEnc, deltaEnc    []byte // every resource, encoded as response fields
+	sotwEncOnce, deltaEncOnce sync.Once
+	sotwEnc, deltaEnc         []byte // every resource, encoded as response fields
 }
 
 // sotwEncoded returns every resource as the resources field of a SotW
 // response, encoded once.
 func (tr *typeResources) sotwEncoded() []byte {
-	tr.sotwOnce.Do(func() {
+	tr.sotwEncOnce.Do(func() {
 		tr.sotwEnc, _ = proto.Marshal(&discoveryv3.DiscoveryResponse{Resources: tr.anys})
 	})
 	return tr.sotwEnc
@@ -195,7 +184,7 @@ func (tr *typeResources) sotwEncoded() []byte {
 // deltaEncoded returns every resource as the resources field of a delta
 // response, encoded once.
 func (tr *typeResources) deltaEncoded() []byte {
-	tr.deltaOnce2.Do(func() {
+	tr.deltaEncOnce.Do(func() {
 		res := make([]*discoveryv3.Resource, len(tr.names))
 		for i := range res {
 			res[i] = tr.deltaResource(i)
