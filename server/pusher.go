@@ -31,7 +31,7 @@ type pusher struct {
 	proxies map[string]*proxyEntry
 }
 
-// snapshotSetter is where snapshots go (the xdsCache).
+// snapshotSetter is where snapshots go (the ADS streams).
 type snapshotSetter interface {
 	SetSnapshot(ctx context.Context, nodeID string, s *nodeSnapshot) error
 	ClearSnapshot(nodeID string)
