@@ -55,17 +55,20 @@ func affectedBy(changes []registry.Change) affected {
 // change that is a proxy with EDS for a changed host, or one that is itself
 // an endpoint of a changed host (its inbound side and kind may change), or
 // one whose last build failed.
-func (a affected) matches(e *proxyEntry) bool {
-	if a.all || e.snap == nil || e.err != nil {
+func (a affected) matches(c *conn) bool {
+	c.mu.Lock()
+	snap, failed := c.snap, c.buildErr != nil
+	c.mu.Unlock()
+	if a.all || snap == nil || failed {
 		return true
 	}
-	eds := e.snap.get(resourcev3.EndpointType)
+	eds := snap.get(resourcev3.EndpointType)
 	for h := range a.endpoints {
 		if eds.hasHost(h) {
 			return true
 		}
 	}
-	for _, ip := range e.proxy.IPs {
+	for _, ip := range c.proxy.IPs {
 		if a.ips[ip] {
 			return true
 		}

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -69,17 +68,18 @@ func TestPushPathScale(t *testing.T) {
 	heap0 := heapInUse()
 	start := time.Now()
 	for i := range proxies {
-		px, err := snapshot.ParseProxy(node(fmt.Sprintf("sidecar~10.200.%d.%d~pod-%d.default~default.svc.cluster.local", i/250, i%250, i)))
+		n := node(fmt.Sprintf("sidecar~10.200.%d.%d~pod-%d.default~default.svc.cluster.local", i/250, i%250, i))
+		px, err := snapshot.ParseProxy(n)
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.pusher.connect(context.Background(), px)
+		s.pusher.connect(s.ads.newConn(px, n, false, nil))
 	}
 	t.Logf("connect %d proxies (%d services): %v, heap %.0f KB/proxy", proxies, services, time.Since(start), float64(heapInUse()-heap0)/1024/proxies)
 
 	store.Upsert("bench", endpointSlice("svc-7", 7, 1))
 	start = time.Now()
-	built, changed := s.pusher.rebuild(context.Background(), time.Now())
+	built, changed := s.pusher.rebuild(time.Now())
 	t.Logf("endpoint change: %v, %d rebuilt, %d changed", time.Since(start), built, changed)
 
 	store.Upsert("bench", &corev1.Service{
@@ -87,7 +87,7 @@ func TestPushPathScale(t *testing.T) {
 		Spec:       corev1.ServiceSpec{ClusterIP: "10.97.0.1", Ports: []corev1.ServicePort{{Name: "tcp", Port: 5000}}},
 	})
 	start = time.Now()
-	built, changed = s.pusher.rebuild(context.Background(), time.Now())
+	built, changed = s.pusher.rebuild(time.Now())
 	t.Logf("new service: %v, %d rebuilt, %d changed", time.Since(start), built, changed)
 }
 

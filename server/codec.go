@@ -79,61 +79,55 @@ var (
 // sotwRequest is a DiscoveryRequest whose resource names are decoded
 // lazily. An Envoy SotW request repeats every name it subscribes to (an ACK
 // of EDS names all 1000 clusters). When their encoded bytes hash to what the
-// stream's last request of the type carried, or the names hash to the set
-// the stream has, that set is used and no string is made.
+// stream's last request of the type carried, or the names hash to a set
+// interned already, that set is used once its names are confirmed, and no
+// string is made.
 type sotwRequest struct {
 	req      discoveryv3.DiscoveryRequest // without resource_names
 	seed     maphash.Seed                 // the interner's
-	known    func(typeURL string) (raw uint64, set *nameSet)
-	interned func(setKey) *nameSet // the interner's lookup
+	known    map[string]lastNames         // the stream's last names, by type
+	interned func(setKey) *nameSet        // the interner's lookup
 
 	raw   uint64   // hash of the encoded resource_names fields, in order
 	set   *nameSet // the known set, when the names are the same
 	names []string // otherwise, the names
 }
 
+// lastNames is the name set a stream last resolved for a type and the
+// hash of the encoded names it came from.
+type lastNames struct {
+	raw uint64
+	set *nameSet
+}
+
 // GetNode returns the request's node (RequireIdentity checks it).
 func (r *sotwRequest) GetNode() *corev3.Node { return r.req.GetNode() }
 
 func (r *sotwRequest) unmarshal(b []byte) error {
-	var raw maphash.Hash
-	raw.SetSeed(r.seed)
-	n := 0
-	span, other := -1, -1 // starts of the runs of names and of other fields
-	// The other fields are decoded run by run, in place.
-	merge := func(end int) error {
-		if other < 0 {
-			return nil
-		}
-		err := proto.UnmarshalOptions{Merge: true}.Unmarshal(b[other:end], &r.req)
-		other = -1
+	n, err := r.scan(b)
+	if err != nil || n == 0 {
 		return err
 	}
+	return r.resolve(b, n)
+}
+
+// scan decodes every field but resource_names into req, run by run in
+// place, hashes the runs of names, and returns how many names there are.
+func (r *sotwRequest) scan(b []byte) (n int, err error) {
+	var raw maphash.Hash
+	raw.SetSeed(r.seed)
+	span, other := -1, -1 // starts of the current run of names or of other fields
 	for i := 0; i < len(b); {
-		// Fast path: a name shorter than 128 bytes is its tag byte, a
-		// one-byte length and the name.
-		names := b[i] == namesTag && i+1 < len(b) && b[i+1] < 0x80 && i+2+int(b[i+1]) <= len(b)
-		next := i + 2
-		if names {
-			next += int(b[i+1])
-		} else {
-			num, typ, tn := protowire.ConsumeTag(b[i:])
-			if tn < 0 {
-				return protowire.ParseError(tn)
-			}
-			m := protowire.ConsumeFieldValue(num, typ, b[i+tn:])
-			if m < 0 {
-				return protowire.ParseError(m)
-			}
-			names = num == resourceNamesField && typ == protowire.BytesType
-			next = i + tn + m
+		names, next, err := nextField(b, i)
+		if err != nil {
+			return 0, err
 		}
 		switch {
 		case names && span < 0:
-			if err := merge(i); err != nil {
-				return err
+			if err := r.merge(b, other, i); err != nil {
+				return 0, err
 			}
-			span = i
+			span, other = i, -1
 		case !names && other < 0:
 			if span >= 0 {
 				raw.Write(b[span:i])
@@ -149,62 +143,104 @@ func (r *sotwRequest) unmarshal(b []byte) error {
 	if span >= 0 {
 		raw.Write(b[span:])
 	}
-	if err := merge(len(b)); err != nil {
-		return err
+	r.raw = raw.Sum64()
+	return n, r.merge(b, other, len(b))
+}
+
+// nextField reports whether the field at b[i] is a resource name, and
+// where the next field starts.
+func nextField(b []byte, i int) (names bool, next int, err error) {
+	// Fast path: a name shorter than 128 bytes is its tag byte, a one-byte
+	// length and the name.
+	if b[i] == namesTag && i+1 < len(b) && b[i+1] < 0x80 && i+2+int(b[i+1]) <= len(b) {
+		return true, i + 2 + int(b[i+1]), nil
 	}
-	if n == 0 {
+	num, typ, tn := protowire.ConsumeTag(b[i:])
+	if tn < 0 {
+		return false, 0, protowire.ParseError(tn)
+	}
+	m := protowire.ConsumeFieldValue(num, typ, b[i+tn:])
+	if m < 0 {
+		return false, 0, protowire.ParseError(m)
+	}
+	return num == resourceNamesField && typ == protowire.BytesType, i + tn + m, nil
+}
+
+// merge decodes the run of other fields b[from:to] into req (none when
+// from is negative).
+func (r *sotwRequest) merge(b []byte, from, to int) error {
+	if from < 0 {
 		return nil
 	}
-	r.raw = raw.Sum64()
-	lastRaw, set := r.known(r.req.GetTypeUrl())
-	if set != nil && lastRaw == r.raw {
-		r.set = set
+	return proto.UnmarshalOptions{Merge: true}.Unmarshal(b[from:to], &r.req)
+}
+
+// resolve finds the set the request's n names make: the stream's last
+// one, or one interned already, confirmed name by name; otherwise it
+// makes the names.
+func (r *sotwRequest) resolve(b []byte, n int) error {
+	last := r.known[r.req.GetTypeUrl()]
+	if last.set != nil && last.raw == r.raw && namesAre(b, resourceNamesField, last.set) {
+		r.set = last.set
 		return nil
 	}
 	key := setKey{n: n}
-	r.eachName(b, func(v []byte) { key.sum += maphash.Bytes(r.seed, v) })
-	if set != nil && set.key == key {
-		r.set = set
+	eachBytes(b, resourceNamesField, func(v []byte) bool { key.sum += maphash.Bytes(r.seed, v); return true })
+	if last.set != nil && last.set.key == key && namesAre(b, resourceNamesField, last.set) {
+		r.set = last.set
 		return nil
 	}
-	if set := r.interned(key); set != nil {
+	if set := r.interned(key); set != nil && namesAre(b, resourceNamesField, set) {
 		r.set = set // another stream subscribes to the same names
 		return nil
 	}
 	r.names = make([]string, 0, n)
 	var bad []byte
-	r.eachName(b, func(v []byte) {
+	eachBytes(b, resourceNamesField, func(v []byte) bool {
 		if !utf8.Valid(v) && bad == nil {
 			bad = v
 		}
 		r.names = append(r.names, string(v))
+		return true
 	})
 	if bad != nil {
 		return fmt.Errorf("resource_names: %q is not valid UTF-8", bad)
 	}
 	return nil
 }
-
-// eachName calls fn with each resource name in b, a request checked by
-// unmarshal.
-func (r *sotwRequest) eachName(b []byte, fn func([]byte)) {
+// eachBytes calls fn with the value of each bytes field numbered field in
+// b, a message checked already, until fn returns false. It reports whether
+// fn never did.
+func eachBytes(b []byte, field protowire.Number, fn func([]byte) bool) bool {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if num == resourceNamesField && typ == protowire.BytesType {
+		if num == field && typ == protowire.BytesType {
 			v, _ := protowire.ConsumeBytes(b[n:])
-			fn(v)
+			if !fn(v) {
+				return false
+			}
 		}
 		b = b[n+m:]
 	}
+	return true
+}
+
+// namesAre reports whether the bytes fields numbered field in b name
+// exactly the set's names (a name may repeat): a set found by its key is
+// confirmed this way before it is used.
+func namesAre(b []byte, field protowire.Number, set *nameSet) bool {
+	m := set.marks()
+	return eachBytes(b, field, m.markBytes) && m.all()
 }
 
 // subscribeField is DeltaDiscoveryRequest.resource_names_subscribe.
 var subscribeField = (&discoveryv3.DeltaDiscoveryRequest{}).ProtoReflect().Descriptor().Fields().ByName("resource_names_subscribe").Number()
 
 // deltaRequest is a DeltaDiscoveryRequest whose subscribed names are
-// looked up among the interned sets before any string is made: a sidecar's
-// first EDS request names every cluster, as a thousand others did before.
+// looked up among the interned sets before any string is made (a set found
+// is confirmed name by name): a sidecar's first EDS request names every
+// cluster, as a thousand others did before.
 type deltaRequest struct {
 	req      discoveryv3.DeltaDiscoveryRequest // subscribe names only when set is nil
 	seed     maphash.Seed
@@ -238,7 +274,8 @@ func (r *deltaRequest) unmarshal(b []byte) error {
 		in = in[n+m:]
 	}
 	if key.n > 0 {
-		if r.set = r.interned(key); r.set != nil {
+		if set := r.interned(key); set != nil && namesAre(b, subscribeField, set) {
+			r.set = set
 			return proto.Unmarshal(rest, &r.req)
 		}
 	}

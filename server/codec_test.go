@@ -21,12 +21,7 @@ func decodeSotW(t *testing.T, in *interner, req *discoveryv3.DiscoveryRequest, l
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &sotwRequest{seed: in.seed, interned: in.lookup, known: func(typeURL string) (uint64, *nameSet) {
-		if typeURL != req.GetTypeUrl() {
-			t.Errorf("known asked for %s, want %s", typeURL, req.GetTypeUrl())
-		}
-		return lastRaw, last
-	}}
+	m := &sotwRequest{seed: in.seed, interned: in.lookup, known: map[string]lastNames{req.GetTypeUrl(): {raw: lastRaw, set: last}}}
 	if err := m.unmarshal(b); err != nil {
 		t.Fatalf("unmarshal: %v", err)
 	}
@@ -89,11 +84,11 @@ func TestSotWRequestReusesKnownNames(t *testing.T) {
 	lb, _ := proto.Marshal(lr)
 	split := append(append([]byte{}, lb...), 0x2a, 1, 'n') // response_nonce "n" after the names
 	split = append(split, 0x1a, 1, 'b')                    // and one more name after it
-	m := &sotwRequest{seed: in.seed, interned: in.lookup, known: func(string) (uint64, *nameSet) { return 0, nil }}
+	m := &sotwRequest{seed: in.seed, interned: in.lookup, known: map[string]lastNames{}}
 	if err := m.unmarshal(split); err != nil || !slices.Equal(m.names, []string{"a", long, "b"}) || m.req.GetResponseNonce() != "n" {
 		t.Fatalf("split names decoded as %q, nonce %q, err %v", m.names, m.req.GetResponseNonce(), err)
 	}
-	again := &sotwRequest{seed: in.seed, interned: in.lookup, known: func(string) (uint64, *nameSet) { return m.raw, in.of(m.names) }}
+	again := &sotwRequest{seed: in.seed, interned: in.lookup, known: map[string]lastNames{m.req.GetTypeUrl(): {raw: m.raw, set: in.of(m.names)}}}
 	if err := again.unmarshal(split); err != nil || again.set == nil || again.names != nil {
 		t.Errorf("the same split request was not matched by its raw hash: set %v names %q err %v", again.set, again.names, err)
 	}
@@ -101,7 +96,7 @@ func TestSotWRequestReusesKnownNames(t *testing.T) {
 	bad := &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType}
 	b, _ := proto.Marshal(bad)
 	b = append(b, 0x1a, 2, 0xff, 0xfe) // resource_names: "\xff\xfe"
-	m = &sotwRequest{seed: in.seed, interned: in.lookup, known: func(string) (uint64, *nameSet) { return 0, nil }}
+	m = &sotwRequest{seed: in.seed, interned: in.lookup, known: map[string]lastNames{}}
 	if err := m.unmarshal(b); err == nil {
 		t.Error("a resource name that is not UTF-8 was accepted")
 	}

@@ -16,17 +16,18 @@ import (
 )
 
 // csds serves envoy.service.status.v3.ClientStatusDiscoveryService: for
-// each connected proxy, each resource it holds with the type's version and
-// whether the proxy ACKed or NACKed it (with the NACK's error).
+// each connection, each resource its proxy holds with the type's version
+// and whether the proxy ACKed or NACKed it (with the NACK's error). On the
+// TLS port a caller proved an identity (see RequireIdentity) and sees only
+// the connections of proxies with that namespace and service account.
 type csds struct {
 	statusv3.UnimplementedClientStatusDiscoveryServiceServer
-	tracker *tracker
-	pusher  *pusher
+	pusher *pusher
 }
 
 // FetchClientStatus answers one request.
-func (c *csds) FetchClientStatus(_ context.Context, req *statusv3.ClientStatusRequest) (*statusv3.ClientStatusResponse, error) {
-	return c.status(req), nil
+func (c *csds) FetchClientStatus(ctx context.Context, req *statusv3.ClientStatusRequest) (*statusv3.ClientStatusResponse, error) {
+	return c.status(ctx, req), nil
 }
 
 // StreamClientStatus answers each request on the stream.
@@ -39,21 +40,21 @@ func (c *csds) StreamClientStatus(stream statusv3.ClientStatusDiscoveryService_S
 		if err != nil {
 			return err
 		}
-		if err := stream.Send(c.status(req)); err != nil {
+		if err := stream.Send(c.status(stream.Context(), req)); err != nil {
 			return err
 		}
 	}
 }
 
-func (c *csds) status(req *statusv3.ClientStatusRequest) *statusv3.ClientStatusResponse {
-	proxies := c.tracker.list()
-	slices.SortFunc(proxies, func(a, b ProxyStatus) int { return strings.Compare(a.ID, b.ID) })
+func (c *csds) status(ctx context.Context, req *statusv3.ClientStatusRequest) *statusv3.ClientStatusResponse {
+	caller := callerIdentity(ctx)
 	resp := &statusv3.ClientStatusResponse{}
-	for _, p := range proxies {
-		if !nodeMatches(req.GetNodeMatchers(), p.ID) {
+	for _, conn := range c.pusher.connections() {
+		st := conn.status()
+		if !caller.owns(st.proxy) || !nodeMatches(req.GetNodeMatchers(), st.proxy.ID) {
 			continue
 		}
-		resp.Config = append(resp.Config, c.clientConfig(p, req.GetExcludeResourceContents()))
+		resp.Config = append(resp.Config, clientConfig(st, req.GetExcludeResourceContents()))
 	}
 	return resp
 }
@@ -85,21 +86,20 @@ func stringMatches(m *matcherv3.StringMatcher, s string) bool {
 	return false
 }
 
-// clientConfig lists a proxy's resources, type by type, with the status of
-// the type's last response.
-func (c *csds) clientConfig(p ProxyStatus, noContents bool) *statusv3.ClientConfig {
-	cc := &statusv3.ClientConfig{Node: nodeWithKind(p.node, p.Kind)}
-	snap, _, _, _ := c.pusher.proxySnapshot(p.ID)
-	for _, typeURL := range xdsTypes {
-		ts := p.Types[typeURL]
-		if ts == nil {
+// clientConfig lists a connection's resources, type by type, with the
+// status of the type's last response.
+func clientConfig(st connStatus, noContents bool) *statusv3.ClientConfig {
+	cc := &statusv3.ClientConfig{Node: annotatedNode(st)}
+	for i, typeURL := range xdsTypes {
+		ts := &st.types[i]
+		if ts.Responses == 0 {
 			continue
 		}
 		base := genericConfig(typeURL, ts)
 		var names []string
 		var resources map[string]types.Resource
-		if snap != nil && ts.Sent == snap.GetVersion(typeURL) {
-			resources = snap.resources(typeURL)
+		if st.snap != nil && ts.Sent == st.snap.GetVersion(typeURL) {
+			resources = st.snap.resources(typeURL)
 			for n := range resources {
 				names = append(names, n)
 			}

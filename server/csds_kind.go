@@ -6,24 +6,27 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// KindMetadataKey is the node metadata key under which CSDS reports the
-// kind the server classified a proxy as (PodSidecar, VMSidecar,
-// ProxylessGRPC). It is added to a copy of the node; the proxy's own node
-// is never changed.
-const KindMetadataKey = "CONTROLPLANE_PROXY_KIND"
+// Node metadata keys under which CSDS reports what the server knows of a
+// connection: the kind it classified the proxy as (pod-sidecar, vm-sidecar,
+// proxyless-grpc) and the connection's ID (two streams may claim one node
+// ID). They are added to a copy of the node; the proxy's own node is never
+// changed.
+const (
+	KindMetadataKey       = "CONTROLPLANE_PROXY_KIND"
+	ConnectionMetadataKey = "CONTROLPLANE_CONNECTION_ID"
+)
 
-// nodeWithKind returns a copy of node whose metadata names the kind.
-func nodeWithKind(node *corev3.Node, kind string) *corev3.Node {
-	if node == nil || kind == "" {
-		return node
-	}
-	c := proto.Clone(node).(*corev3.Node)
+// annotatedNode returns a copy of a connection's node whose metadata names
+// its kind and connection ID.
+func annotatedNode(st connStatus) *corev3.Node {
+	c := proto.Clone(st.node).(*corev3.Node)
 	if c.Metadata == nil {
 		c.Metadata = &structpb.Struct{}
 	}
 	if c.Metadata.Fields == nil {
 		c.Metadata.Fields = map[string]*structpb.Value{}
 	}
-	c.Metadata.Fields[KindMetadataKey] = structpb.NewStringValue(kind)
+	c.Metadata.Fields[KindMetadataKey] = structpb.NewStringValue(st.kind)
+	c.Metadata.Fields[ConnectionMetadataKey] = structpb.NewStringValue(st.id)
 	return c
 }

@@ -14,7 +14,7 @@ import (
 func (s *Server) pushLoop(ctx context.Context) {
 	signal, cancel := s.cfg.Registry.Subscribe()
 	defer cancel()
-	s.push(ctx, time.Now()) // changes between New and Subscribe
+	s.push(time.Now()) // changes between New and Subscribe
 	lastPush := time.Now()
 	gc := newIdleGC()
 	idle := time.NewTimer(idleGCAfter)
@@ -34,7 +34,7 @@ func (s *Server) pushLoop(ctx context.Context) {
 			return
 		}
 		s.metrics.debounce.Observe(time.Since(first).Seconds())
-		s.push(ctx, first)
+		s.push(first)
 		lastPush = time.Now()
 		idle.Reset(idleGCAfter)
 	}
@@ -67,9 +67,9 @@ func (s *Server) debounce(ctx context.Context, signal <-chan struct{}, first tim
 }
 
 // push rebuilds the proxies affected since the last push.
-func (s *Server) push(ctx context.Context, observed time.Time) {
+func (s *Server) push(observed time.Time) {
 	start := time.Now()
-	built, changed := s.pusher.rebuild(ctx, observed)
+	built, changed := s.pusher.rebuild(observed)
 	rev := s.pusher.revision()
 	s.metrics.pushSeconds.Observe(time.Since(start).Seconds())
 	if built > 0 || changed > 0 {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -12,51 +11,65 @@ import (
 	"github.com/librarymesh/controlplane/registry"
 )
 
-// syncEntry is one proxy in /debug/syncz.
+// syncEntry is one connection in /debug/syncz.
 type syncEntry struct {
-	ID    string                `json:"proxy"`
+	Conn  string                `json:"connection"`
+	ID    string                `json:"proxy"` // node ID
 	Kind  string                `json:"kind"`
 	Types map[string]TypeStatus `json:"types"` // by short type: cds, eds, ...
 }
 
-func sortedProxies(ps []ProxyStatus) []ProxyStatus {
-	slices.SortFunc(ps, func(a, b ProxyStatus) int { return strings.Compare(a.ID, b.ID) })
-	return ps
+// statuses copies the state of every connection, ordered by ID.
+func (s *Server) statuses() []connStatus {
+	conns := s.pusher.connections()
+	out := make([]connStatus, len(conns))
+	for i, c := range conns {
+		out[i] = c.status()
+	}
+	return out
 }
 
-// syncz shows, per proxy and type, the version sent, ACKed and NACKed.
+// syncz shows, per connection and type, the version sent, ACKed and NACKed.
 func (s *Server) syncz(w http.ResponseWriter, _ *http.Request) {
 	out := []syncEntry{}
-	for _, p := range sortedProxies(s.tracker.list()) {
-		e := syncEntry{ID: p.ID, Kind: p.Kind, Types: map[string]TypeStatus{}}
-		for t, ts := range p.Types {
-			e.Types[shortType(t)] = *ts
+	for _, st := range s.statuses() {
+		e := syncEntry{Conn: st.id, ID: st.proxy.ID, Kind: st.kind, Types: map[string]TypeStatus{}}
+		for i, ts := range st.types {
+			if ts.Responses > 0 {
+				e.Types[shortTypes[i]] = ts
+			}
 		}
 		out = append(out, e)
 	}
 	writeJSON(w, out)
 }
 
-// connection is one proxy in /debug/connections.
+// connection is one stream in /debug/connections.
 type connection struct {
-	ID          string    `json:"proxy"`
+	Conn        string    `json:"connection"`
+	ID          string    `json:"proxy"` // node ID
 	Kind        string    `json:"kind"`
-	Streams     int       `json:"streams"`
 	Delta       bool      `json:"delta"`
 	ConnectedAt time.Time `json:"connectedAt"`
+	Identity    string    `json:"identity,omitempty"` // proven on the TLS port: NAMESPACE/SERVICE_ACCOUNT
 }
 
-// connections lists the connected proxies.
+// connections lists the open connections.
 func (s *Server) connections(w http.ResponseWriter, _ *http.Request) {
 	out := []connection{}
-	for _, p := range sortedProxies(s.tracker.list()) {
-		out = append(out, connection{ID: p.ID, Kind: p.Kind, Streams: p.Streams, Delta: p.Delta, ConnectedAt: p.ConnectedAt})
+	for _, st := range s.statuses() {
+		c := connection{Conn: st.id, ID: st.proxy.ID, Kind: st.kind, Delta: st.delta, ConnectedAt: st.connectedAt}
+		if st.caller != nil {
+			c.Identity = st.caller.Namespace + "/" + st.caller.ServiceAccount
+		}
+		out = append(out, c)
 	}
 	writeJSON(w, out)
 }
 
-// configDump is the xDS a proxy gets.
+// configDump is the xDS a connection gets.
 type configDump struct {
+	Conn      string                       `json:"connection"`
 	ID        string                       `json:"proxy"`
 	Kind      string                       `json:"kind"`
 	Error     string                       `json:"buildError,omitempty"`
@@ -64,27 +77,44 @@ type configDump struct {
 	Resources map[string][]json.RawMessage `json:"resources"`
 }
 
-// configDump shows the resources of ?proxyID= as JSON.
+// find returns the connection with ID id or, failing that, the newest
+// connection of the node with ID id.
+func (s *Server) find(id string) (connStatus, bool) {
+	var found connStatus
+	ok := false
+	for _, st := range s.statuses() {
+		if st.id == id {
+			return st, true
+		}
+		if st.proxy.ID == id && (!ok || st.connectedAt.After(found.connectedAt)) {
+			found, ok = st, true
+		}
+	}
+	return found, ok
+}
+
+// configDump shows the resources of ?proxyID= (a connection ID or a node
+// ID) as JSON.
 func (s *Server) configDump(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get("proxyID")
-	snap, kind, buildErr, ok := s.pusher.proxySnapshot(id)
+	st, ok := s.find(id)
 	if !ok {
 		http.Error(w, "proxy "+id+" is not connected (see /debug/connections)", http.StatusNotFound)
 		return
 	}
-	out := configDump{ID: id, Kind: kind, Versions: map[string]string{}, Resources: map[string][]json.RawMessage{}}
-	if buildErr != nil {
-		out.Error = buildErr.Error()
+	out := configDump{Conn: st.id, ID: st.proxy.ID, Kind: st.kind, Versions: map[string]string{}, Resources: map[string][]json.RawMessage{}}
+	if st.buildErr != nil {
+		out.Error = st.buildErr.Error()
 	}
-	if snap != nil {
-		for _, t := range xdsTypes {
-			out.Versions[shortType(t)] = snap.GetVersion(t)
-			list, err := resourcesJSON(snap, t)
+	if st.snap != nil {
+		for i, t := range xdsTypes {
+			out.Versions[shortTypes[i]] = st.snap.GetVersion(t)
+			list, err := resourcesJSON(st.snap, t)
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return
 			}
-			out.Resources[shortType(t)] = list
+			out.Resources[shortTypes[i]] = list
 		}
 	}
 	writeJSON(w, out)

@@ -1,8 +1,10 @@
 package server
 
 import (
-	"context"
+	"cmp"
+	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -10,128 +12,140 @@ import (
 	"github.com/librarymesh/controlplane/snapshot"
 )
 
-// pusher owns the proxies' snapshots: it builds one when a proxy connects
-// and rebuilds the affected ones after each (debounced) registry change.
-// All builds happen under mu, so a proxy that connects during a rebuild is
-// built from the view the rebuild uses or a newer one.
+// pusher builds the connections' snapshots: one when a proxy connects, and
+// the affected ones after each (debounced) registry change. Builds happen
+// one at a time under mu, so a proxy that connects during a rebuild is
+// built from the view the rebuild uses or a newer one. It also holds the
+// set of open connections.
 type pusher struct {
 	log     *slog.Logger
 	reg     Registry
 	newB    NewBuilderFunc
 	opts    snapshot.Options
-	cache   snapshotSetter
 	metrics *metrics
-	conv    *convergence
-	sent    func(nodeID string) uint8 // types the node was ever sent, a bit per typeIndex
+	diffs   *diffCache // rotated with each rebuild
 
 	mu      sync.Mutex
 	view    registry.View
 	builder Builder
 	hashes  *hasher
-	proxies map[string]*proxyEntry
+	checked *generations[*snapshot.Resources, error] // Consistent() of shared parts
+
+	connsMu sync.Mutex
+	conns   map[*conn]struct{}
 }
 
-// snapshotSetter is where snapshots go (the ADS streams).
-type snapshotSetter interface {
-	SetSnapshot(ctx context.Context, nodeID string, s *nodeSnapshot) error
-	ClearSnapshot(nodeID string)
-	// Rotate is called once per rebuild, before its snapshots are set.
-	Rotate()
-}
-
-// proxyEntry is a connected proxy and the snapshot it was last given.
-type proxyEntry struct {
-	proxy *snapshot.Proxy
-	kind  string
-	snap  *nodeSnapshot
-	err   error // last build error
-}
-
-func newPusher(cfg *Config, c snapshotSetter, m *metrics, conv *convergence) *pusher {
+func newPusher(cfg *Config, m *metrics, diffs *diffCache) *pusher {
 	p := &pusher{
 		log: cfg.Logger, reg: cfg.Registry, newB: cfg.NewBuilder, opts: cfg.SnapshotOptions,
-		cache: c, metrics: m, conv: conv, hashes: newHasher(), proxies: map[string]*proxyEntry{},
+		metrics: m, diffs: diffs, hashes: newHasher(), conns: map[*conn]struct{}{},
+		checked: newGenerations[*snapshot.Resources, error](),
 	}
 	p.view = p.reg.View()
 	p.builder = p.newB(p.view, p.opts)
 	return p
 }
 
-// connect builds the snapshot of a newly connected proxy from the current
-// view and returns its kind.
-func (p *pusher) connect(ctx context.Context, px *snapshot.Proxy) string {
+// connect classifies a new connection, builds its first snapshot from the
+// current view and adds it to the set the rebuilds walk.
+func (p *pusher) connect(c *conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	e := &proxyEntry{proxy: px, kind: p.builder.Kind(px)}
-	p.proxies[px.ID] = e
-	p.metrics.proxies.WithLabelValues(e.kind).Inc()
-	p.buildLocked(ctx, e, time.Time{})
-	return e.kind
+	c.kind = p.builder.Kind(c.proxy)
+	p.metrics.proxies.WithLabelValues(c.kind).Inc()
+	p.buildLocked(c, time.Time{})
+	p.connsMu.Lock()
+	p.conns[c] = struct{}{}
+	p.connsMu.Unlock()
 }
 
-// disconnect forgets a proxy whose last stream closed.
-func (p *pusher) disconnect(nodeID string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	e, ok := p.proxies[nodeID]
-	if !ok {
-		return
+// disconnect drops a connection whose stream ended.
+func (p *pusher) disconnect(c *conn) {
+	p.connsMu.Lock()
+	delete(p.conns, c)
+	p.connsMu.Unlock()
+	c.mu.Lock()
+	c.closed = true
+	kind := c.kind
+	c.mu.Unlock()
+	p.metrics.proxies.WithLabelValues(kind).Dec()
+}
+
+// connections returns the open connections, ordered by ID.
+func (p *pusher) connections() []*conn {
+	p.connsMu.Lock()
+	out := make([]*conn, 0, len(p.conns))
+	for c := range p.conns {
+		out = append(out, c)
 	}
-	delete(p.proxies, nodeID)
-	p.metrics.proxies.WithLabelValues(e.kind).Dec()
-	p.cache.ClearSnapshot(nodeID)
+	p.connsMu.Unlock()
+	slices.SortFunc(out, func(a, b *conn) int { return cmp.Compare(a.id, b.id) })
+	return out
 }
 
-// buildLocked builds e's snapshot and sets it in the cache if any type's
-// version changed. since is when the change being pushed was observed (zero
-// for a first build). It reports whether the snapshot changed.
-func (p *pusher) buildLocked(ctx context.Context, e *proxyEntry, since time.Time) bool {
+// buildLocked builds c's snapshot and sets it if any type's version
+// changed. since is when the change being pushed was observed (zero for a
+// first build). It reports whether the snapshot changed.
+func (p *pusher) buildLocked(c *conn, since time.Time) bool {
 	start := time.Now()
-	shared, own, err := buildParts(p.builder, e.proxy)
+	shared, own, err := buildParts(p.builder, c.proxy)
+	if err == nil {
+		err = p.consistentLocked(shared, own)
+	}
 	p.metrics.builds.Inc()
 	p.metrics.buildSeconds.Observe(time.Since(start).Seconds())
 	if err == nil {
 		var snap *nodeSnapshot
 		if snap, err = newNodeSnapshot(p.hashes, shared, own); err == nil {
-			return p.setLocked(ctx, e, snap, since)
+			return p.setLocked(c, snap, since)
 		}
 	}
 	p.metrics.buildErrors.Inc()
-	if e.err == nil || e.err.Error() != err.Error() {
-		p.log.Error("building snapshot failed; the proxy keeps its last config", "node", e.proxy.ID, "error", err)
+	c.mu.Lock()
+	repeated := c.buildErr != nil && c.buildErr.Error() == err.Error()
+	c.buildErr = err
+	c.mu.Unlock()
+	if !repeated {
+		p.log.Error("building snapshot failed; the proxy keeps its last config", "conn", c.id, "error", err)
 	}
-	e.err = err
 	return false
 }
 
-func (p *pusher) setLocked(ctx context.Context, e *proxyEntry, snap *nodeSnapshot, since time.Time) bool {
-	e.err = nil
+// setLocked hands snap to the connection if it differs from the last.
+func (p *pusher) setLocked(c *conn, snap *nodeSnapshot, since time.Time) bool {
+	old := c.snapshot()
 	var changed typeValues // new versions by typeIndex
 	for i, ts := range snap.types {
-		if e.snap == nil || e.snap.types[i].version != ts.version {
+		if old == nil || old.types[i].version != ts.version {
 			changed[i] = ts.version
 		}
 	}
 	if changed.empty() {
+		c.mu.Lock()
+		c.buildErr = nil
+		c.mu.Unlock()
 		return false
 	}
-	e.snap = snap
-	if !since.IsZero() {
-		// Before SetSnapshot: the ACK may come back before it returns.
-		// A type the proxy was never sent is not waited for.
-		sent := p.sent(e.proxy.ID)
-		for i := range changed {
-			if sent&(1<<i) == 0 {
-				changed[i] = ""
-			}
-		}
-		p.conv.pushed(e.proxy.ID, since, changed)
-	}
-	if err := p.cache.SetSnapshot(ctx, e.proxy.ID, snap); err != nil {
-		p.log.Error("setting snapshot failed", "node", e.proxy.ID, "error", err)
-		return false
-	}
+	c.setSnapshot(snap, changed, since)
 	return true
+}
+
+// consistentLocked reports a listener or cluster of a proxy's parts that
+// names a route configuration or endpoint set they lack. A shared part is
+// checked once per rebuild, however many proxies it is shared by.
+func (p *pusher) consistentLocked(shared, own *snapshot.Resources) error {
+	err, ok := p.checked.get(shared)
+	if !ok {
+		err = shared.Consistent()
+		p.checked.put(shared, err)
+	}
+	if err == nil && own != nil {
+		err = own.ConsistentWith(shared)
+	}
+	if err != nil {
+		return fmt.Errorf("inconsistent snapshot: %w", err)
+	}
+	return nil
 }
 
 // buildParts builds a proxy's resources as the part shared with other
@@ -144,10 +158,10 @@ func buildParts(b Builder, px *snapshot.Proxy) (shared, own *snapshot.Resources,
 	return shared, nil, err
 }
 
-// rebuild moves to the registry's current view and rebuilds the proxies
-// the changes since the last view affect. It returns how many proxies were
-// rebuilt and how many got a new snapshot.
-func (p *pusher) rebuild(ctx context.Context, since time.Time) (built, changed int) {
+// rebuild moves to the registry's current view and rebuilds the
+// connections the changes since the last view affect. It returns how many
+// were rebuilt and how many got a new snapshot.
+func (p *pusher) rebuild(since time.Time) (built, changed int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	view := p.reg.View()
@@ -159,34 +173,34 @@ func (p *pusher) rebuild(ctx context.Context, since time.Time) (built, changed i
 	affected.addIPs(view)
 	p.view, p.builder = view, p.nextBuilder(view, affected)
 	p.hashes.rotate()
-	p.cache.Rotate()
-	for _, e := range p.proxies {
-		if !affected.matches(e) {
+	p.checked.rotate()
+	p.diffs.rotate()
+	for _, c := range p.connections() {
+		if !affected.matches(c) {
 			continue
 		}
-		if kind := p.builder.Kind(e.proxy); kind != e.kind {
-			p.metrics.proxies.WithLabelValues(e.kind).Dec()
-			p.metrics.proxies.WithLabelValues(kind).Inc()
-			e.kind = kind
-		}
+		p.reclassifyLocked(c)
 		built++
-		if p.buildLocked(ctx, e, since) {
+		if p.buildLocked(c, since) {
 			changed++
 		}
 	}
 	return built, changed
 }
 
-// proxySnapshot returns the snapshot last set for a node, its kind and
-// its last build error; ok is false if the node is not connected.
-func (p *pusher) proxySnapshot(nodeID string) (snap *nodeSnapshot, kind string, buildErr error, ok bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	e, ok := p.proxies[nodeID]
-	if !ok {
-		return nil, "", nil, false
+// reclassifyLocked updates a connection's kind after a model change.
+func (p *pusher) reclassifyLocked(c *conn) {
+	kind := p.builder.Kind(c.proxy)
+	c.mu.Lock()
+	old := c.kind
+	c.kind = kind
+	closed := c.closed
+	c.mu.Unlock()
+	if kind == old || closed {
+		return
 	}
-	return e.snap, e.kind, e.err, true
+	p.metrics.proxies.WithLabelValues(old).Dec()
+	p.metrics.proxies.WithLabelValues(kind).Inc()
 }
 
 // revision returns the model revision of the current view.

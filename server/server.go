@@ -28,8 +28,6 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
-	tracker *tracker
-	conv    *convergence
 	pusher  *pusher
 	ads     *ads
 	health  *health.Server
@@ -55,11 +53,9 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, metrics: m, tracker: newTracker(cfg.Logger), health: health.NewServer()}
-	s.conv = newConvergence(s.metrics.convergence.Observe)
-	s.ads = newADS(cfg.Logger, s.tracker, s.metrics, s.conv)
-	s.pusher = newPusher(&s.cfg, s.ads, s.metrics, s.conv)
-	s.pusher.sent = s.tracker.sentTypes
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: m, health: health.NewServer()}
+	s.ads = newADS(cfg.Logger, s.metrics, s.metrics.convergence.Observe)
+	s.pusher = newPusher(&s.cfg, s.metrics, s.ads.diffs)
 	s.ads.pusher = s.pusher
 	if s.bufPool, err = mem.NewBinaryTieredBufferPool(8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22); err != nil {
 		return nil, fmt.Errorf("buffer pool: %w", err)
@@ -125,7 +121,7 @@ func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 // health, reflection and the configured extra services on g.
 func (s *Server) Register(g *grpc.Server) {
 	s.ads.register(g)
-	statusv3.RegisterClientStatusDiscoveryServiceServer(g, &csds{tracker: s.tracker, pusher: s.pusher})
+	statusv3.RegisterClientStatusDiscoveryServiceServer(g, &csds{pusher: s.pusher})
 	healthpb.RegisterHealthServer(g, s.health)
 	for _, reg := range s.cfg.RegisterGRPC {
 		reg(g)

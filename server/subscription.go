@@ -3,6 +3,7 @@ package server
 import (
 	"hash/maphash"
 	"runtime"
+	"slices"
 	"sync"
 	"weak"
 )
@@ -16,14 +17,7 @@ type subscription struct {
 
 // has reports whether the subscription covers a resource.
 func (s subscription) has(name string) bool {
-	if s.wildcard {
-		return true
-	}
-	if s.set == nil {
-		return false
-	}
-	_, ok := s.set.names[name]
-	return ok
+	return s.wildcard || s.set.has(name)
 }
 
 // same reports whether two subscriptions are the same. Name sets are
@@ -36,14 +30,83 @@ func (s subscription) same(o subscription) bool {
 // thousand sidecars that subscribe to the same thousand clusters' endpoints
 // share one set instead of holding a thousand copies.
 type nameSet struct {
-	names map[string]struct{}
+	names map[string]int32 // name -> its place, for the marks of matches
 	key   setKey
 }
 
+func newNameSet(names map[string]struct{}) *nameSet {
+	s := &nameSet{names: make(map[string]int32, len(names))}
+	for n := range names {
+		s.names[n] = int32(len(s.names))
+	}
+	return s
+}
+
+// has reports whether the set holds name (a nil set holds nothing).
+func (s *nameSet) has(name string) bool {
+	if s == nil {
+		return false
+	}
+	_, ok := s.names[name]
+	return ok
+}
+
+func (s *nameSet) len() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.names)
+}
+
+// appendNames appends the set's names to dst.
+func (s *nameSet) appendNames(dst []string) []string {
+	for n := range s.names {
+		dst = append(dst, n)
+	}
+	return dst
+}
+
+// marks records which of a set's names a list named, to tell whether the
+// list names exactly the set (repeats allowed).
+type marks struct {
+	set      *nameSet
+	seen     []uint64
+	distinct int
+}
+
+func (s *nameSet) marks() *marks {
+	return &marks{set: s, seen: make([]uint64, (len(s.names)+63)/64)}
+}
+
+// mark records a name of the list: false if the set lacks it.
+func (m *marks) mark(i int32, ok bool) bool {
+	if !ok {
+		return false
+	}
+	if bit := uint64(1) << (i % 64); m.seen[i/64]&bit == 0 {
+		m.seen[i/64] |= bit
+		m.distinct++
+	}
+	return true
+}
+
+// markBytes is mark for a name in a request's bytes (no string is made).
+func (m *marks) markBytes(name []byte) bool {
+	i, ok := m.set.names[string(name)]
+	return m.mark(i, ok)
+}
+
+func (m *marks) markString(name string) bool {
+	i, ok := m.set.names[name]
+	return m.mark(i, ok)
+}
+
+// all reports whether every name of the set was marked.
+func (m *marks) all() bool { return m.distinct == len(m.set.names) }
+
 // setKey identifies a set of names: the sum of their hashes under a
-// per-process random seed, and their count. Two different sets share a key
-// with a chance of about 2^-64, and no client can aim for it without the
-// seed.
+// per-process random seed, and their count. A set found by its key is
+// still checked name by name before it is used (see interner).
 type setKey struct {
 	sum uint64
 	n   int
@@ -51,7 +114,9 @@ type setKey struct {
 
 // interner hands out shared nameSets. It holds them weakly: a set no
 // stream uses any more is collected, and its entry removed, so sets of old
-// subscriptions (before a service was added) do not pile up.
+// subscriptions (before a service was added) do not pile up. Sets are
+// found by key, and a set found is confirmed name by name before it is
+// trusted: a key is only a guess.
 type interner struct {
 	seed maphash.Seed
 
@@ -91,7 +156,16 @@ func (in *interner) of(names []string) *nameSet {
 	for _, n := range names {
 		k.sum += in.hash(n)
 	}
-	return in.get(k, func() map[string]struct{} {
+	same := func(s *nameSet) bool {
+		m := s.marks()
+		for _, n := range names {
+			if !m.markString(n) {
+				return false
+			}
+		}
+		return m.all()
+	}
+	return in.get(k, same, func() map[string]struct{} {
 		m := make(map[string]struct{}, len(names))
 		for _, n := range names {
 			m[n] = struct{}{}
@@ -100,7 +174,8 @@ func (in *interner) of(names []string) *nameSet {
 	})
 }
 
-// lookup returns the interned set with key k, or nil.
+// lookup returns the interned set with key k, or nil. The caller confirms
+// that it holds the names it wants.
 func (in *interner) lookup(k setKey) *nameSet {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -108,52 +183,76 @@ func (in *interner) lookup(k setKey) *nameSet {
 }
 
 // update returns set with adds added and removes taken out ("*" must be
-// in neither). The result's key is worked out from set's before any map
-// is made, so a stream subscribing to what others already share makes none.
+// in neither); a name in both ends up out. The result's key is worked out
+// from set's before any map is made, so a stream subscribing to what others
+// already share makes none.
 func (in *interner) update(set *nameSet, adds, removes []string) *nameSet {
 	if len(adds) == 0 && len(removes) == 0 {
 		return set
 	}
 	var k setKey
-	var cur map[string]struct{}
 	if set != nil {
-		k, cur = set.key, set.names
+		k = set.key
 	}
 	for _, n := range adds {
-		if _, ok := cur[n]; !ok {
+		if !set.has(n) {
 			k.sum += in.hash(n)
 			k.n++
 		}
 	}
 	for _, n := range removes {
-		if _, ok := cur[n]; ok {
+		if set.has(n) {
 			k.sum -= in.hash(n)
 			k.n--
 		}
 	}
-	return in.get(k, func() map[string]struct{} {
-		next := make(map[string]struct{}, len(cur)+len(adds))
-		for n := range cur {
-			next[n] = struct{}{}
+	removed := nameLookup(removes)
+	each := func(fn func(string) bool) bool {
+		if set != nil {
+			for n := range set.names {
+				if !removed(n) && !fn(n) {
+					return false
+				}
+			}
 		}
 		for _, n := range adds {
-			next[n] = struct{}{}
+			if !removed(n) && !fn(n) {
+				return false
+			}
 		}
-		for _, n := range removes {
-			delete(next, n)
-		}
+		return true
+	}
+	same := func(s *nameSet) bool {
+		m := s.marks()
+		return each(m.markString) && m.all()
+	}
+	return in.get(k, same, func() map[string]struct{} {
+		next := make(map[string]struct{}, set.len()+len(adds))
+		each(func(n string) bool { next[n] = struct{}{}; return true })
 		return next
 	})
 }
 
-// get returns the set keyed k, making it on a miss. A made set is keyed by
-// what it holds: a guessed key that is off (a list naming one twice, a name
-// added and removed at once) never names the wrong set. It returns nil for
-// no names.
-func (in *interner) get(k setKey, make func() map[string]struct{}) *nameSet {
+// nameLookup returns a membership test for a list of names: a scan for a
+// short list, a map for a long one.
+func nameLookup(list []string) func(string) bool {
+	if len(list) <= 8 {
+		return func(n string) bool { return slices.Contains(list, n) }
+	}
+	m := make(map[string]bool, len(list))
+	for _, n := range list {
+		m[n] = true
+	}
+	return func(n string) bool { return m[n] }
+}
+
+// get returns the set keyed k if same confirms it, else makes the set and
+// returns the live set holding exactly those names, or the new one. It
+// returns nil for no names.
+func (in *interner) get(k setKey, same func(*nameSet) bool, make func() map[string]struct{}) *nameSet {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if s := in.liveLocked(k); s != nil {
+	if s := in.liveLocked(k); s != nil && same(s) {
 		return s
 	}
 	names := make()
@@ -164,13 +263,27 @@ func (in *interner) get(k setKey, make func() map[string]struct{}) *nameSet {
 	for n := range names {
 		key.sum += in.hash(n)
 	}
-	if s := in.liveLocked(key); s != nil {
+	if s := in.liveLocked(key); s != nil && s.holdsExactly(names) {
 		return s
 	}
-	s := &nameSet{names: names, key: key}
+	s := newNameSet(names)
+	s.key = key
 	in.sets[key] = weak.Make(s)
 	runtime.AddCleanup(s, in.forget, key)
 	return s
+}
+
+// holdsExactly reports whether the set is names.
+func (s *nameSet) holdsExactly(names map[string]struct{}) bool {
+	if len(names) != len(s.names) {
+		return false
+	}
+	for n := range names {
+		if _, ok := s.names[n]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // diffCache computes, once per pair of shared lists, which names changed

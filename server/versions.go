@@ -12,44 +12,11 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/librarymesh/controlplane/snapshot"
 )
-
-// xdsTypes are the types a proxy snapshot holds, in the order Envoy wants
-// them (make before break).
-var xdsTypes = []string{
-	resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType,
-	resourcev3.RouteType, resourcev3.SecretType,
-}
-
-// typeIndex is a type's place in xdsTypes, or -1.
-func typeIndex(typeURL string) int {
-	switch typeURL {
-	case resourcev3.ClusterType:
-		return 0
-	case resourcev3.EndpointType:
-		return 1
-	case resourcev3.ListenerType:
-		return 2
-	case resourcev3.RouteType:
-		return 3
-	case resourcev3.SecretType:
-		return 4
-	}
-	return -1
-}
-
-// shortType names a type URL for logs, metrics and debug views.
-func shortType(typeURL string) string {
-	if i := typeIndex(typeURL); i >= 0 {
-		return [...]string{"cds", "eds", "lds", "rds", "sds"}[i]
-	}
-	return typeURL
-}
 
 // hasher versions resources by content. Protos shared between proxies are
 // hashed once: the hash is cached per proto pointer. A list shared between
@@ -201,7 +168,7 @@ func newTypeResources(h *hasher, list []types.Resource) (*typeResources, error) 
 		vers:  make([]string, len(list)),
 		anys:  make([]*anypb.Any, len(list)),
 	}
-	var sum uint64 = 14695981039346656037 // FNV offset basis
+	sum := fnvOffset
 	sorted := true
 	for i, r := range list {
 		v, err := h.hash(r)
@@ -213,7 +180,7 @@ func newTypeResources(h *hasher, list []types.Resource) (*typeResources, error) 
 			sorted = false
 		}
 		// Lists are sorted by name, so the sum is stable.
-		sum = (sum ^ v.sum) * 1099511628211
+		sum = (sum ^ v.sum) * fnvPrime
 	}
 	if !sorted {
 		if err := checkDuplicates(tr.names); err != nil {
@@ -294,7 +261,7 @@ func newTypeSnapshot(shared, own *typeResources) (*typeSnapshot, error) {
 			return nil, fmt.Errorf("resource %q listed twice", n)
 		}
 	}
-	ts.version = strconv.FormatUint((shared.sum^own.sum)*1099511628211+uint64(len(own.names)), 16)
+	ts.version = strconv.FormatUint((shared.sum^own.sum)*fnvPrime+uint64(len(own.names)), 16)
 	return ts, nil
 }
 
@@ -343,7 +310,7 @@ func (ts *typeSnapshot) resources() map[string]types.Resource {
 
 // nodeSnapshot is a proxy's snapshot: each type versioned by content.
 type nodeSnapshot struct {
-	types [5]*typeSnapshot // by typeIndex
+	types [numTypes]*typeSnapshot // by typeIndex
 }
 
 // newNodeSnapshot versions a proxy's shared and own resources with h (own
@@ -352,8 +319,8 @@ func newNodeSnapshot(h *hasher, shared, own *snapshot.Resources) (*nodeSnapshot,
 	if own == nil {
 		own = &snapshot.Resources{}
 	}
-	listsOf := func(r *snapshot.Resources) [5][]types.Resource {
-		return [5][]types.Resource{r.Clusters, r.Endpoints, r.Listeners, r.Routes, r.Secrets}
+	listsOf := func(r *snapshot.Resources) [numTypes][]types.Resource {
+		return [numTypes][]types.Resource{r.Clusters, r.Endpoints, r.Listeners, r.Routes, r.Secrets}
 	}
 	sl, ol := listsOf(shared), listsOf(own)
 	s := &nodeSnapshot{}

@@ -1,12 +1,14 @@
 package snapshot
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 )
 
@@ -14,29 +16,39 @@ import (
 // or cluster names but r lacks. Unlike go-control-plane's Snapshot.Consistent
 // (v0.14.0), it follows api_listeners (proxyless gRPC) and allows resources
 // nobody references.
-func (r *Resources) Consistent() error {
-	routes, endpoints := map[string]bool{}, map[string]bool{}
-	for _, x := range r.Routes {
-		routes[cachev3.GetResourceName(x)] = true
-	}
-	for _, x := range r.Endpoints {
-		endpoints[cachev3.GetResourceName(x)] = true
+func (r *Resources) Consistent() error { return r.ConsistentWith(nil) }
+
+// ConsistentWith is Consistent for a proxy's own part, whose listeners and
+// clusters may also name what its shared part (base, itself consistent)
+// holds. Both are finished, so sorted by name: names are found by binary
+// search, and the shared part is not walked.
+func (r *Resources) ConsistentWith(base *Resources) error {
+	if base == nil {
+		base = &Resources{}
 	}
 	for _, x := range r.Listeners {
 		l := x.(*listenerv3.Listener)
 		for _, name := range rdsNames(l) {
-			if !routes[name] {
+			if !holds(r.Routes, name) && !holds(base.Routes, name) {
 				return fmt.Errorf("listener %q names route configuration %q, which is missing", l.GetName(), name)
 			}
 		}
 	}
 	for _, x := range r.Clusters {
 		c := x.(*clusterv3.Cluster)
-		if c.GetType() == clusterv3.Cluster_EDS && !endpoints[edsName(c)] {
+		if c.GetType() == clusterv3.Cluster_EDS && !holds(r.Endpoints, edsName(c)) && !holds(base.Endpoints, edsName(c)) {
 			return fmt.Errorf("cluster %q has no ClusterLoadAssignment %q", c.GetName(), edsName(c))
 		}
 	}
 	return nil
+}
+
+// holds reports whether a list sorted by name has a resource named name.
+func holds(list []types.Resource, name string) bool {
+	_, ok := slices.BinarySearchFunc(list, name, func(x types.Resource, name string) int {
+		return cmp.Compare(cachev3.GetResourceName(x), name)
+	})
+	return ok
 }
 
 func edsName(c *clusterv3.Cluster) string {

@@ -268,7 +268,7 @@ func newCA(ctx context.Context, logger *slog.Logger, reg prometheus.Registerer, 
 }
 
 // addSecureListener serves the same services on addr over TLS with a
-// certificate from our CA; xDS there needs a proven identity.
+// certificate from our CA; xDS and CSDS there need a proven identity.
 func addSecureListener(addr string, srv *server.Server, ca *certauthority.CA) error {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -281,6 +281,7 @@ func addSecureListener(addr string, srv *server.Server, ca *certauthority.CA) er
 	srv.AddGRPCListener("gRPC over TLS", lis,
 		grpc.Creds(credentials.NewTLS(ca.ServingTLSConfig())),
 		grpc.ChainStreamInterceptor(server.RequireIdentity(authenticate)),
+		grpc.ChainUnaryInterceptor(server.RequireIdentityUnary(authenticate)),
 	)
 	return nil
 }

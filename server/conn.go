@@ -1,0 +1,164 @@
+package server
+
+import (
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
+	"github.com/librarymesh/controlplane/snapshot"
+)
+
+// conn is one xDS stream and the proxy on it: everything the server keeps
+// of a connected proxy. It is made when the stream's first request names
+// the node and dropped when the stream ends. Two streams that claim the
+// same node ID are two conns and share nothing: each is built from its own
+// node and metadata, and answers go to the stream that asked (Istio keys
+// its connections the same way, by node ID and a counter).
+//
+// The stream goroutine owns the per-type protocol state (xdsStream); conn
+// holds what the push loop, CSDS and the debug views also read, under mu.
+type conn struct {
+	id          string // node ID "-" counter, unique per server
+	proxy       *snapshot.Proxy
+	node        *corev3.Node
+	delta       bool
+	connectedAt time.Time
+	caller      *Identity             // proven on the TLS port; nil on plaintext
+	wake        chan struct{}         // one slot: a new snapshot was set
+	observe     func(seconds float64) // convergence histogram
+
+	mu       sync.Mutex
+	closed   bool
+	kind     string
+	snap     *nodeSnapshot
+	buildErr error
+	types    [numTypes]TypeStatus
+	sentMask typeMask    // types sent at least once
+	pending  pendingPush // versions pushed for a change and not ACKed yet
+}
+
+// TypeStatus is what one connection was sent of one type and what it said.
+type TypeStatus struct {
+	TypeURL    string    `json:"typeURL"`
+	Sent       string    `json:"sent,omitempty"`  // version last sent
+	Acked      string    `json:"acked,omitempty"` // version last ACKed
+	Nacked     string    `json:"nacked,omitempty"`
+	NackError  string    `json:"nackError,omitempty"`
+	SentAt     time.Time `json:"sentAt,omitzero"`
+	AnsweredAt time.Time `json:"answeredAt,omitzero"`
+	Responses  int       `json:"responses"`
+}
+
+// pendingPush is what a connection has yet to ACK of the changes pushed
+// to it, for the convergence histogram. A value with no maps, so a push to
+// a thousand proxies allocates nothing here.
+type pendingPush struct {
+	since    time.Time  // earliest change not yet ACKed
+	versions typeValues // version to ACK, by typeIndex; "" for none
+}
+
+// connStatus is a copy of a connection's state for CSDS and debug views.
+type connStatus struct {
+	id          string
+	node        *corev3.Node
+	proxy       *snapshot.Proxy
+	caller      *Identity
+	delta       bool
+	connectedAt time.Time
+	kind        string
+	snap        *nodeSnapshot
+	buildErr    error
+	types       [numTypes]TypeStatus
+}
+
+// status copies the connection's state.
+func (c *conn) status() connStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return connStatus{
+		id: c.id, node: c.node, proxy: c.proxy, caller: c.caller, delta: c.delta, connectedAt: c.connectedAt,
+		kind: c.kind, snap: c.snap, buildErr: c.buildErr, types: c.types,
+	}
+}
+
+// snapshot returns the snapshot last set.
+func (c *conn) snapshot() *nodeSnapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.snap
+}
+
+// setSnapshot stores a new snapshot and wakes the stream. changed holds
+// the versions that differ from the last snapshot; when since is set (a
+// registry change, not the first build) the proxy is expected to ACK those
+// of the types it was ever sent, and convergence is measured until it has.
+func (c *conn) setSnapshot(snap *nodeSnapshot, changed typeValues, since time.Time) {
+	c.mu.Lock()
+	c.snap, c.buildErr = snap, nil
+	if !since.IsZero() {
+		for i := range changed {
+			if c.sentMask&(1<<i) == 0 {
+				changed[i] = ""
+			}
+		}
+		c.pushedLocked(since, changed)
+	}
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pushedLocked records versions to be ACKed for a change observed at since.
+func (c *conn) pushedLocked(since time.Time, versions typeValues) {
+	if versions.empty() {
+		return
+	}
+	if c.pending.versions.empty() || since.Before(c.pending.since) {
+		c.pending.since = since
+	}
+	for i, v := range versions {
+		if v != "" {
+			c.pending.versions[i] = v
+		}
+	}
+}
+
+// sent records a response of type i.
+func (c *conn) sent(i int, version string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ts := &c.types[i]
+	ts.TypeURL = xdsTypes[i]
+	ts.Sent, ts.SentAt = version, time.Now()
+	ts.Responses++
+	c.sentMask |= 1 << i
+	if ts.Nacked != "" && ts.Nacked != version {
+		ts.Nacked, ts.NackError = "", "" // a new version replaces the rejected one
+	}
+}
+
+// answered records the ACK or NACK (isErr, with errText) of a version of
+// type i. It reports whether a NACK is new: not the same version rejected
+// with the same error before (worth a log line).
+func (c *conn) answered(i int, version, errText string, isErr bool) (newNack bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ts := &c.types[i]
+	ts.AnsweredAt = time.Now()
+	if isErr {
+		newNack = ts.Nacked != version || ts.NackError != errText
+		ts.Nacked, ts.NackError = version, errText
+		return newNack
+	}
+	ts.Acked, ts.Nacked, ts.NackError = version, "", ""
+	if c.pending.versions[i] == version {
+		c.pending.versions[i] = ""
+		if c.pending.versions.empty() {
+			c.observe(time.Since(c.pending.since).Seconds())
+		}
+	}
+	return false
+}

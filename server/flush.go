@@ -1,0 +1,346 @@
+package server
+
+import (
+	"strconv"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// flush sends each type's response the proxy lacks.
+func (s *xdsStream) flush() error {
+	snap := s.c.snapshot()
+	if snap == nil {
+		return nil
+	}
+	for i, t := range s.types {
+		if t == nil || !t.requested || t.pending != nil {
+			continue
+		}
+		var err error
+		if s.delta {
+			err = s.flushDelta(t, snap.types[i])
+		} else {
+			err = s.flushSotW(t, snap.types[i])
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// synced records that the proxy holds all it subscribes to of ts.
+func (t *typeState) synced(ts *typeSnapshot) { t.held, t.heldSub = ts, t.sub }
+
+// lacks reports whether the proxy lacks a resource's current content.
+func (t *typeState) lacks(name, version string) bool {
+	if t.held == nil || !t.heldSub.has(name) {
+		return true
+	}
+	v, ok := t.held.versionOf(name)
+	return !ok || v != version
+}
+
+// eachSubscribed calls fn for each resource of ts the subscription covers.
+func (t *typeState) eachSubscribed(ts *typeSnapshot, fn func(tr *typeResources, i int)) {
+	if t.sub.wildcard || t.sub.set == nil || t.sub.set.len() > ts.len() {
+		for _, tr := range ts.parts() {
+			for i, n := range tr.names {
+				if t.sub.has(n) {
+					fn(tr, i)
+				}
+			}
+		}
+		return
+	}
+	for n := range t.sub.set.names {
+		if tr, i, ok := ts.find(n); ok {
+			fn(tr, i)
+		}
+	}
+}
+
+// coversShared reports whether the subscription covers every resource of
+// ts's shared list.
+func (t *typeState) coversShared(ts *typeSnapshot) bool {
+	if t.sub.wildcard {
+		return true
+	}
+	if t.sub.set == nil || t.sub.set.len() < len(ts.shared.names) {
+		return false
+	}
+	for _, n := range ts.shared.names {
+		if !t.sub.set.has(n) {
+			return false
+		}
+	}
+	return true
+}
+
+// gone returns the names the proxy holds and still subscribes to that ts
+// no longer has.
+func (t *typeState) gone(ts *typeSnapshot) []string {
+	if t.held == nil {
+		return nil
+	}
+	var out []string
+	for _, tr := range t.held.parts() {
+		for _, n := range tr.names {
+			if _, _, ok := ts.find(n); !ok && t.heldSub.has(n) && t.sub.has(n) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// pickChanges picks what the proxy lacks of ts since what it holds and,
+// for delta, the names it holds that ts no longer has (SotW responses do
+// not name those). It is the part SotW and delta share.
+func (t *typeState) pickChanges(s *xdsStream, p *picked) (removed []string) {
+	ts := p.ts
+	switch {
+	case t.nacked != nil:
+		// After a NACK the next version goes in full, so the proxy's
+		// answer says where it stands.
+		p.subscribed(t)
+		if s.delta {
+			removed = t.gone(ts)
+		}
+		return removed
+	case t.held == nil:
+		p.subscribed(t)
+		return nil
+	case t.sub.same(t.heldSub):
+		changed, gone := s.a.diffs.snapshots(t.held, ts)
+		for _, n := range changed {
+			if tr, i, ok := ts.find(n); ok && t.sub.has(n) {
+				p.add(tr, i)
+			}
+		}
+		for _, n := range gone {
+			if s.delta && t.sub.has(n) {
+				removed = append(removed, n)
+			}
+		}
+		return removed
+	}
+	t.eachSubscribed(ts, func(tr *typeResources, i int) {
+		if t.lacks(tr.names[i], tr.vers[i]) {
+			p.add(tr, i)
+		}
+	})
+	if s.delta {
+		removed = t.gone(ts)
+	}
+	return removed
+}
+
+// flushSotW sends a SotW response if the proxy lacks something of ts. CDS
+// and LDS responses carry every subscribed resource; EDS, RDS and SDS
+// responses only those the proxy lacks (as Istio does).
+func (s *xdsStream) flushSotW(t *typeState, ts *typeSnapshot) error {
+	if t.nacked != nil && ts.version == t.nacked.version {
+		return nil
+	}
+	p := &picked{ts: ts}
+	if cache.ResourceRequiresFullStateInSotw(t.typeURL()) {
+		if t.nacked == nil && t.held != nil && ts.version == t.held.version && t.sub.same(t.heldSub) {
+			return nil
+		}
+		if t.sub.wildcard {
+			p.whole = true
+		} else {
+			p.subscribed(t)
+		}
+		return s.sendSotW(t, p)
+	}
+	t.pickChanges(s, p)
+	if p.len() == 0 {
+		t.synced(ts)
+		return nil
+	}
+	return s.sendSotW(t, p)
+}
+
+// sendSotW sends the picked resources.
+func (s *xdsStream) sendSotW(t *typeState, p *picked) error {
+	anys, encoded := p.sotw()
+	return s.respond(t, p.ts, p.len(), encoded, func(nonce string) proto.Message {
+		return &discoveryv3.DiscoveryResponse{VersionInfo: p.ts.version, Resources: anys, TypeUrl: t.typeURL(), Nonce: nonce}
+	})
+}
+
+// flushDelta sends a delta response with what changed of the subscribed
+// resources since the proxy's last ACK, and what was removed.
+func (s *xdsStream) flushDelta(t *typeState, ts *typeSnapshot) error {
+	if t.nacked != nil && ts.version == t.nacked.version && len(t.force) == 0 {
+		return nil
+	}
+	p := &picked{ts: ts}
+	if len(t.force) > 0 {
+		p.seen = map[string]bool{}
+	}
+	var removed []string
+	switch {
+	case t.nacked == nil && t.held == nil && t.initial != nil:
+		removed = t.pickInitial(p)
+	case t.nacked == nil && t.held == nil && t.sub.wildcard && len(t.force) == 0:
+		p.whole = true
+	default:
+		removed = t.pickChanges(s, p)
+	}
+	for _, n := range t.force {
+		if tr, i, ok := ts.find(n); ok && t.sub.has(n) {
+			p.add(tr, i)
+		}
+	}
+	t.force, t.initial = nil, nil
+	answer := t.answer && t.sub.wildcard
+	t.answer = false
+	if p.len() == 0 && len(removed) == 0 && !answer {
+		t.synced(ts)
+		return nil
+	}
+	res, encoded := p.delta()
+	return s.respond(t, ts, p.len(), encoded, func(nonce string) proto.Message {
+		return &discoveryv3.DeltaDiscoveryResponse{
+			SystemVersionInfo: ts.version, Resources: res, TypeUrl: t.typeURL(), RemovedResources: removed, Nonce: nonce,
+		}
+	})
+}
+
+// pickInitial picks, for a delta stream's first response, what differs
+// from the versions its first request said it holds, and returns the held
+// names that are gone.
+func (t *typeState) pickInitial(p *picked) (removed []string) {
+	t.eachSubscribed(p.ts, func(tr *typeResources, i int) {
+		if t.initial[tr.names[i]] != tr.vers[i] {
+			p.add(tr, i)
+		}
+	})
+	for n := range t.initial {
+		if _, _, ok := p.ts.find(n); !ok && t.sub.has(n) {
+			removed = append(removed, n)
+		}
+	}
+	return removed
+}
+
+// respond numbers a response of n resources of ts, marks it pending,
+// records it and sends it: head (made with the nonce) encoded here, then
+// the pieces encoded already.
+func (s *xdsStream) respond(t *typeState, ts *typeSnapshot, n int, encoded [][]byte, head func(nonce string) proto.Message) error {
+	s.nonce++
+	nonce := strconv.FormatUint(s.nonce, 10)
+	t.pending = &sentResponse{nonce: nonce, ts: ts, sub: t.sub}
+	t.lastNonce = nonce
+	s.c.sent(t.index, ts.version)
+	short := shortTypes[t.index]
+	s.a.metrics.pushes.WithLabelValues(short).Inc()
+	s.a.metrics.resources.WithLabelValues(short).Add(float64(n))
+	b, err := proto.Marshal(head(nonce))
+	if err != nil {
+		return status.Errorf(codes.Internal, "encode %s response: %v", short, err)
+	}
+	return s.send(&encodedMsg{parts: append([][]byte{b}, encoded...)})
+}
+
+// picked is the resources chosen for one response, by list index. When
+// they are the whole shared list, that list's encoding (made once) is sent
+// instead of encoding them again for this proxy.
+type picked struct {
+	ts          *typeSnapshot
+	whole       bool // every resource of ts; shared and own are unused
+	sharedAll   bool // every resource of ts.shared; shared is unused
+	shared, own []int
+	seen        map[string]bool // when names may be picked twice
+}
+
+func (p *picked) add(tr *typeResources, i int) {
+	if p.seen != nil {
+		if p.seen[tr.names[i]] {
+			return
+		}
+		p.seen[tr.names[i]] = true
+	}
+	if tr == p.ts.shared {
+		if !p.sharedAll {
+			p.shared = append(p.shared, i)
+		}
+	} else {
+		p.own = append(p.own, i)
+	}
+}
+
+func (p *picked) len() int {
+	switch {
+	case p.whole:
+		return p.ts.len()
+	case p.sharedAll:
+		return len(p.ts.shared.names) + len(p.own)
+	}
+	return len(p.shared) + len(p.own)
+}
+
+func (p *picked) allShared() bool {
+	return p.whole || p.sharedAll || len(p.shared) > 0 && len(p.shared) == len(p.ts.shared.names)
+}
+
+// subscribed picks every resource of ts the stream subscribes to. When
+// that is the whole shared list (a sidecar subscribing to every cluster's
+// endpoints), no index is collected for it.
+func (p *picked) subscribed(t *typeState) {
+	if !t.coversShared(p.ts) {
+		t.eachSubscribed(p.ts, p.add)
+		return
+	}
+	p.sharedAll = len(p.ts.shared.names) > 0
+	for i, n := range p.ts.own.names {
+		if t.sub.has(n) {
+			p.add(p.ts.own, i)
+		}
+	}
+}
+
+// sotw returns the picked resources as Anys to encode, and pieces encoded
+// already.
+func (p *picked) sotw() (anys []*anypb.Any, encoded [][]byte) {
+	if p.allShared() {
+		encoded = [][]byte{p.ts.shared.sotwEncoded()}
+	} else {
+		for _, i := range p.shared {
+			anys = append(anys, p.ts.shared.anys[i])
+		}
+	}
+	if p.whole {
+		return anys, append(encoded, p.ts.own.sotwEncoded())
+	}
+	for _, i := range p.own {
+		anys = append(anys, p.ts.own.anys[i])
+	}
+	return anys, encoded
+}
+
+// delta is sotw for delta responses.
+func (p *picked) delta() (res []*discoveryv3.Resource, encoded [][]byte) {
+	if p.allShared() {
+		encoded = [][]byte{p.ts.shared.deltaEncoded()}
+	} else {
+		for _, i := range p.shared {
+			res = append(res, p.ts.shared.deltaResource(i))
+		}
+	}
+	if p.whole {
+		return res, append(encoded, p.ts.own.deltaEncoded())
+	}
+	for _, i := range p.own {
+		res = append(res, p.ts.own.deltaResource(i))
+	}
+	return res, encoded
+}

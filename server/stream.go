@@ -1,0 +1,362 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/librarymesh/controlplane/snapshot"
+)
+
+// ads serves xDS streams, state of the world and delta, for ADS and the
+// per-type services. Each stream is one conn (see conn.go).
+type ads struct {
+	log     *slog.Logger
+	pusher  *pusher
+	metrics *metrics
+	observe func(seconds float64) // convergence histogram
+	done    chan struct{}         // closed when the server stops
+
+	diffs *diffCache
+	subs  *interner
+	ids   atomic.Uint64 // connection counter
+}
+
+func newADS(log *slog.Logger, m *metrics, observe func(float64)) *ads {
+	return &ads{log: log, metrics: m, observe: observe, done: make(chan struct{}), diffs: newDiffCache(), subs: newInterner()}
+}
+
+// stop ends every stream.
+func (a *ads) stop() { close(a.done) }
+
+// request is a SotW or delta request.
+type request struct {
+	node                   *corev3.Node
+	typeURL, nonce         string
+	isErr                  bool
+	errMsg                 string
+	names                  []string          // SotW, when set is nil
+	set                    *nameSet          // SotW: the names; delta: the subscribed names; interned
+	subscribe, unsubscribe []string          // delta
+	initial                map[string]string // delta: versions held on the first request
+}
+
+// xdsStream is one stream: its connection and, per type, where the
+// protocol stands. Only the stream's goroutine uses it.
+type xdsStream struct {
+	a           *ads
+	ctx         context.Context
+	delta       bool
+	defaultType string // of a per-type service; "" for ADS
+	c           *conn  // set by the first request
+	types       [numTypes]*typeState
+	nonce       uint64
+
+	send func(m any) error // the stream's SendMsg
+}
+
+// grpcStream is what every xDS service's stream offers (SotW and delta).
+type grpcStream interface {
+	Context() context.Context
+	SendMsg(m any) error
+	RecvMsg(m any) error
+}
+
+// typeState is what a stream knows of one type.
+type typeState struct {
+	index     int
+	requested bool
+	sub       subscription // what the proxy asks for now
+	legacy    bool         // SotW: wildcard because the first request named nothing
+
+	// The proxy holds what heldSub selects of held (nothing when held is nil).
+	held    *typeSnapshot
+	heldSub subscription
+
+	pending   *sentResponse // the last response, not answered yet
+	lastNonce string
+	nacked    *typeSnapshot // rejected: not sent again
+
+	// delta only
+	initial map[string]string // versions named by the first request, until the first response
+	force   []string          // names subscribed since the last response: sent whatever is held
+	answer  bool              // no response yet: a wildcard subscription is answered even if empty
+}
+
+func (t *typeState) typeURL() string { return xdsTypes[t.index] }
+
+type sentResponse struct {
+	nonce string
+	ts    *typeSnapshot
+	sub   subscription
+}
+
+// streamSotW serves a state-of-the-world stream; typeURL is the type of a
+// per-type service, "" for ADS.
+func (a *ads) streamSotW(st grpcStream, typeURL string) error {
+	s := a.newStream(st, false, typeURL)
+	known := map[string]lastNames{} // owned by the receiving goroutine
+	return a.serve(s, func() (*request, error) {
+		m := &sotwRequest{seed: a.subs.seed, known: known, interned: a.subs.lookup}
+		if err := st.RecvMsg(m); err != nil {
+			return nil, err
+		}
+		r := &m.req
+		out := &request{
+			node: r.GetNode(), typeURL: r.GetTypeUrl(), nonce: r.GetResponseNonce(),
+			isErr: r.GetErrorDetail() != nil, errMsg: r.GetErrorDetail().GetMessage(),
+			set: m.set, names: m.names,
+		}
+		if out.set == nil && len(out.names) > 0 && !slices.Contains(out.names, "*") {
+			out.set, out.names = a.subs.of(out.names), nil
+		}
+		if out.set != nil {
+			known[out.typeURL] = lastNames{raw: m.raw, set: out.set}
+		}
+		return out, nil
+	})
+}
+
+// streamDelta serves a delta stream; typeURL as for streamSotW.
+func (a *ads) streamDelta(st grpcStream, typeURL string) error {
+	s := a.newStream(st, true, typeURL)
+	return a.serve(s, func() (*request, error) {
+		m := &deltaRequest{seed: a.subs.seed, interned: a.subs.lookup}
+		if err := st.RecvMsg(m); err != nil {
+			return nil, err
+		}
+		r := &m.req
+		return &request{
+			node: r.GetNode(), typeURL: r.GetTypeUrl(), nonce: r.GetResponseNonce(),
+			isErr: r.GetErrorDetail() != nil, errMsg: r.GetErrorDetail().GetMessage(),
+			subscribe: r.GetResourceNamesSubscribe(), set: m.set, unsubscribe: r.GetResourceNamesUnsubscribe(),
+			initial: r.GetInitialResourceVersions(),
+		}, nil
+	})
+}
+
+func (a *ads) newStream(st grpcStream, delta bool, typeURL string) *xdsStream {
+	return &xdsStream{a: a, ctx: st.Context(), delta: delta, defaultType: typeURL, send: st.SendMsg}
+}
+
+// serve runs a stream: requests are read on their own goroutine, and
+// requests and pushes are handled here, one at a time.
+func (a *ads) serve(s *xdsStream, recv func() (*request, error)) error {
+	reqs := make(chan *request)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			r, err := recv()
+			if err != nil {
+				errc <- err
+				return
+			}
+			select {
+			case reqs <- r:
+			case <-s.ctx.Done():
+				return
+			}
+		}
+	}()
+	defer a.close(s)
+	var wake chan struct{} // the conn's, once the first request made it
+	for {
+		var err error
+		select {
+		case <-s.ctx.Done():
+			return s.ctx.Err()
+		case <-a.done:
+			return status.Error(codes.Unavailable, "control plane is shutting down")
+		case err = <-errc:
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		case r := <-reqs:
+			if err = s.handle(r); err == nil {
+				wake = s.c.wake
+				err = s.flush()
+			}
+		case <-wake:
+			err = s.flush()
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// open makes the connection of a stream's first request: it checks the
+// node (and, on the TLS port, that the caller owns it) and builds the
+// proxy's first snapshot, so the request is answered at once.
+func (a *ads) open(s *xdsStream, node *corev3.Node) error {
+	px, err := snapshot.ParseProxy(node)
+	if err != nil {
+		a.metrics.rejected.WithLabelValues("MalformedNodeID").Inc()
+		a.log.Warn("rejecting xDS stream", "node", node.GetId(), "error", err)
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	caller := callerIdentity(s.ctx)
+	if caller != nil {
+		if err := checkOwnsAddresses(a.pusher.reg.View(), px, *caller); err != nil {
+			a.metrics.rejected.WithLabelValues("AddressNotOwned").Inc()
+			a.log.Warn("rejecting xDS stream", "node", px.ID, "error", err)
+			return err
+		}
+	}
+	c := a.newConn(px, node, s.delta, caller)
+	a.pusher.connect(c)
+	s.c = c
+	a.log.Info("proxy connected", "conn", c.id, "kind", c.kind, "delta", s.delta)
+	return nil
+}
+
+// newConn makes the connection of a proxy; caller is nil on the plaintext port.
+func (a *ads) newConn(px *snapshot.Proxy, node *corev3.Node, delta bool, caller *Identity) *conn {
+	return &conn{
+		id: px.ID + "-" + strconv.FormatUint(a.ids.Add(1), 10), proxy: px, node: node, delta: delta,
+		connectedAt: time.Now(), caller: caller, wake: make(chan struct{}, 1), observe: a.observe,
+	}
+}
+
+// close drops a stream's connection.
+func (a *ads) close(s *xdsStream) {
+	if s.c == nil {
+		return
+	}
+	a.pusher.disconnect(s.c)
+	a.log.Info("proxy disconnected", "conn", s.c.id)
+}
+
+// handle takes in one request.
+func (s *xdsStream) handle(r *request) error {
+	if s.c == nil {
+		if err := s.a.open(s, r.node); err != nil {
+			return err
+		}
+	}
+	typeURL := r.typeURL
+	switch {
+	case typeURL == "":
+		typeURL = s.defaultType
+	case s.defaultType != "" && typeURL != s.defaultType:
+		return status.Errorf(codes.InvalidArgument, "type %s requested on the %s service", typeURL, shortType(s.defaultType))
+	}
+	i := typeIndex(typeURL)
+	if i < 0 {
+		s.a.log.Debug("ignoring a request for a type not served", "conn", s.c.id, "type", typeURL)
+		return nil
+	}
+	t := s.types[i]
+	if t == nil {
+		t = &typeState{index: i}
+		s.types[i] = t
+	}
+	if s.delta {
+		s.handleDelta(t, r)
+	} else {
+		s.handleSotW(t, r)
+	}
+	return nil
+}
+
+// handleSotW takes in a SotW request: the answer to the last response and
+// the subscription. A request answering an older response is stale and
+// ignored, as the protocol says.
+func (s *xdsStream) handleSotW(t *typeState, r *request) {
+	if r.nonce != "" {
+		switch {
+		case t.pending != nil && r.nonce == t.pending.nonce:
+			s.answered(t, r)
+		case r.nonce != t.lastNonce:
+			return
+		}
+	}
+	first := !t.requested
+	t.requested = true
+	explicit, star := r.set, false
+	if explicit == nil && len(r.names) > 0 {
+		names := slices.DeleteFunc(slices.Clone(r.names), func(n string) bool { return n == "*" })
+		star = len(names) < len(r.names)
+		explicit = s.a.subs.of(names)
+	}
+	sub := subscription{wildcard: star}
+	switch {
+	case star:
+	case explicit == nil && (first || t.legacy):
+		sub.wildcard, t.legacy = true, true
+	default:
+		sub.set, t.legacy = explicit, false
+	}
+	t.sub = sub
+}
+
+// handleDelta takes in a delta request: the answer to the last response
+// and the changes to the subscription.
+func (s *xdsStream) handleDelta(t *typeState, r *request) {
+	if r.nonce != "" && t.pending != nil && r.nonce == t.pending.nonce {
+		s.answered(t, r)
+	}
+	first := !t.requested
+	if first {
+		t.requested, t.answer = true, true
+		t.initial = r.initial
+		t.sub.wildcard = len(r.subscribe) == 0 && r.set == nil // legacy wildcard
+	}
+	adds := r.subscribe
+	if r.set != nil {
+		if t.sub.set == nil && len(r.unsubscribe) == 0 {
+			// Names another stream subscribed to already: the set is shared.
+			t.sub.set = r.set
+			if !first {
+				t.force = r.set.appendNames(t.force)
+			}
+			return
+		}
+		adds = r.set.appendNames(make([]string, 0, r.set.len()))
+	}
+	if slices.Contains(adds, "*") {
+		t.sub.wildcard = true
+		adds = slices.DeleteFunc(slices.Clone(adds), func(n string) bool { return n == "*" })
+	}
+	var removes []string
+	for _, n := range r.unsubscribe {
+		if n == "*" {
+			t.sub.wildcard = false
+			continue
+		}
+		removes = append(removes, n)
+	}
+	if !first {
+		// Sent whatever the stream holds: the proxy dropped them when it
+		// unsubscribed. (A first request says what it holds instead.)
+		t.force = append(t.force, adds...)
+	}
+	t.sub.set = s.a.subs.update(t.sub.set, adds, removes)
+}
+
+// answered records the ACK or NACK of the pending response.
+func (s *xdsStream) answered(t *typeState, r *request) {
+	p := t.pending
+	t.pending = nil
+	newNack := s.c.answered(t.index, p.ts.version, r.errMsg, r.isErr)
+	if !r.isErr {
+		t.held, t.heldSub, t.nacked = p.ts, p.sub, nil
+		return
+	}
+	t.nacked = p.ts
+	s.a.metrics.nacks.WithLabelValues(shortTypes[t.index]).Inc()
+	if newNack {
+		s.a.log.Warn("proxy rejected config; not resending it until it changes",
+			"conn", s.c.id, "type", shortTypes[t.index], "version", p.ts.version, "error", r.errMsg)
+	}
+}
