@@ -208,6 +208,7 @@ func (r *sotwRequest) resolve(b []byte, n int) error {
 	}
 	return nil
 }
+
 // eachBytes calls fn with the value of each bytes field numbered field in
 // b, a message checked already, until fn returns false. It reports whether
 // fn never did.
