@@ -47,7 +47,9 @@ func (ca *CA) Authenticate(ctx context.Context) (Identity, string, error) {
 }
 
 // authenticate proves the caller: client certificate, then bearer token (a bootstrap token
-// this CA issued, otherwise Kubernetes TokenReview). The first that succeeds wins.
+// this CA issued, otherwise Kubernetes TokenReview). The first that succeeds wins. A bearer
+// token on a connection without TLS is refused unless Config.PlaintextTokens is set: it
+// travelled in clear, and whoever saw it could use it.
 func (ca *CA) authenticate(ctx context.Context) (caller, error) {
 	certErr := error(nil)
 	if certs := peerCertificates(ctx); len(certs) > 0 {
@@ -59,6 +61,10 @@ func (ca *CA) authenticate(ctx context.Context) (caller, error) {
 	}
 	token, present := bearerToken(ctx)
 	switch {
+	case present && !ca.cfg.PlaintextTokens && !overTLS(ctx):
+		return caller{}, unauthenticated(ReasonPlaintextToken,
+			"bearer tokens are accepted only over TLS: use the control plane's TLS port (15012); "+
+				"without TLS the certificate authority serves only callers with a client certificate")
 	case present && token == "":
 		return caller{}, unauthenticated(ReasonBadToken, "authorization header is not \"Bearer <token>\"")
 	case present:
@@ -109,6 +115,16 @@ func (ca *CA) consume(ctx context.Context, c caller) error {
 		return unauthenticated(ReasonTokenReused, "single-use bootstrap token %s was already used", c.singleUse.ID)
 	}
 	return nil
+}
+
+// overTLS reports whether the call came over a TLS connection.
+func overTLS(ctx context.Context) bool {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return false
+	}
+	_, ok = p.AuthInfo.(credentials.TLSInfo)
+	return ok
 }
 
 func peerCertificates(ctx context.Context) []*x509.Certificate {

@@ -15,6 +15,9 @@ type CA struct {
 	auth    *authority
 	metrics *metrics
 	serving *servingCert
+	limits  *limiter
+	// refusalLog samples the refusal log lines (see logSampler).
+	refusalLog *logSampler
 }
 
 // New loads the CA material (plugged-in first, then the self-signed root), generating and
@@ -32,7 +35,8 @@ func New(ctx context.Context, cfg Config) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	ca := &CA{cfg: cfg, log: cfg.Logger, auth: auth, metrics: m}
+	ca := &CA{cfg: cfg, log: cfg.Logger, auth: auth, metrics: m, limits: newLimiter(cfg.Limits),
+		refusalLog: newLogSampler(cfg.Logger, refusalLogBurst, refusalLogWindow)}
 	ca.serving = newServingCert(ca)
 	if cfg.PublishRootFile != "" {
 		if err := writeFileAtomic(cfg.PublishRootFile, auth.rootPEM, 0o644); err != nil {
@@ -41,6 +45,9 @@ func New(ctx context.Context, cfg Config) (*CA, error) {
 	}
 	ca.log.Info("certificate authority ready", "trust_domain", cfg.TrustDomain, "plugged", auth.plugged,
 		"root_subject", auth.root.Subject.String(), "root_expiry", auth.root.NotAfter)
+	if cfg.PlaintextTokens {
+		ca.log.Warn("bearer tokens are accepted without TLS: they travel in clear on the plaintext port; use this for tests and local trials only")
+	}
 	return ca, nil
 }
 

@@ -75,7 +75,7 @@ func TestRSARoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := dialPlain(t, serve(t, ca, false)).CreateCertificate(withBearer(t.Context(), tok),
+	resp, err := tlsClient(t, ca).CreateCertificate(withBearer(t.Context(), tok),
 		&securityv1alpha1.IstioCertificateRequest{Csr: makeCSR(t, newP256(t))})
 	if err != nil {
 		t.Fatalf("CreateCertificate with an RS256 bootstrap token: %v", err)

@@ -60,6 +60,13 @@ type Config struct {
 	TokenReviewer TokenReviewer
 	// UsedTokens remembers single-use bootstrap tokens; nil refuses single-use tokens.
 	UsedTokens UsedTokenStore
+	// PlaintextTokens accepts bearer tokens (bootstrap and Kubernetes) on connections
+	// without TLS, such as the plaintext port 15010, where they travel in clear. Off, a
+	// bearer token there is refused (Unauthenticated) and only the TLS port takes tokens.
+	// For tests and local trials only.
+	PlaintextTokens bool
+	// Limits bound the rate of CreateCertificate calls; nil means DefaultLimits().
+	Limits *Limits
 	// Registerer receives the CA's metrics; nil keeps them in a private registry.
 	Registerer prometheus.Registerer
 	// Logger defaults to slog.Default().
@@ -87,6 +94,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Registerer == nil {
 		c.Registerer = prometheus.NewRegistry()
+	}
+	if c.Limits == nil {
+		c.Limits = DefaultLimits()
+	}
+	if err := c.Limits.validate(); err != nil {
+		return c, err
 	}
 	switch {
 	case c.KeyAlgorithm != ECDSAP256 && c.KeyAlgorithm != RSA:

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	securityv1alpha1 "istio.io/api/security/v1alpha1"
 )
 
@@ -81,6 +82,12 @@ func serve(t testing.TB, ca *CA, withTLS bool) string {
 	go srv.Serve(lis) //nolint:errcheck // ends with Stop
 	t.Cleanup(srv.Stop)
 	return lis.Addr().String()
+}
+
+// tlsClient serves ca over TLS and dials it without a client certificate.
+func tlsClient(t testing.TB, ca *CA) securityv1alpha1.IstioCertificateServiceClient {
+	t.Helper()
+	return dialTLS(t, serve(t, ca, true), ca, nil)
 }
 
 func dialPlain(t testing.TB, addr string) securityv1alpha1.IstioCertificateServiceClient {
@@ -195,9 +202,11 @@ func tlsCert(t testing.TB, chain []string, key crypto.Signer) *tls.Certificate {
 	return cert
 }
 
-// incoming turns outgoing metadata into incoming, to call the service without a network.
+// incoming turns outgoing metadata into incoming, to call the service without a network,
+// as if over a TLS connection without a client certificate.
 func incoming(ctx context.Context) context.Context {
 	md, _ := metadata.FromOutgoingContext(ctx)
+	ctx = peer.NewContext(ctx, &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, AuthInfo: credentials.TLSInfo{}})
 	return metadata.NewIncomingContext(ctx, md)
 }
 

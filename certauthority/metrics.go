@@ -9,6 +9,8 @@ import (
 type metrics struct {
 	issued   *prometheus.CounterVec
 	refusals *prometheus.CounterVec
+	// throttled counts calls refused by a rate limit, by scope (identity or global).
+	throttled *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -21,8 +23,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "controlplane_ca_refusals_total",
 			Help: "Certificate requests refused, by reason.",
 		}, []string{"reason"}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "controlplane_ca_requests_throttled_total",
+			Help: "Certificate requests refused by a rate limit (ResourceExhausted), by the limit's scope: identity or global.",
+		}, []string{"scope"}),
 	}
-	for _, c := range []prometheus.Collector{m.issued, m.refusals} {
+	for _, scope := range []string{scopeIdentity, scopeGlobal} {
+		m.throttled.WithLabelValues(scope) // export both series from the start
+	}
+	for _, c := range []prometheus.Collector{m.issued, m.refusals, m.throttled} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register CA metrics: %w", err)
 		}

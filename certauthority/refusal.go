@@ -19,6 +19,8 @@ const (
 	ReasonExpiredToken    Reason = "expired_token"
 	ReasonWrongAudience   Reason = "wrong_audience"
 	ReasonTokenReused     Reason = "token_reused"
+	ReasonPlaintextToken  Reason = "token_over_plaintext"
+	ReasonRateLimited     Reason = "rate_limited"
 	ReasonCSRUnparseable  Reason = "csr_unparseable"
 	ReasonCSRBadSignature Reason = "csr_bad_signature"
 	ReasonWeakKey         Reason = "weak_key"

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	securityv1alpha1 "istio.io/api/security/v1alpha1"
 )
@@ -26,14 +27,17 @@ func (ca *CA) Register(s grpc.ServiceRegistrar) {
 }
 
 // CreateCertificate signs the CSR for the caller's proven identity. validity_duration is in
-// seconds (0: the default). Errors are gRPC statuses: Unauthenticated or InvalidArgument.
+// seconds (0: the default). Errors are gRPC statuses: Unauthenticated, InvalidArgument or
+// ResourceExhausted (a rate limit, see Limits).
 func (s *Service) CreateCertificate(ctx context.Context, req *securityv1alpha1.IstioCertificateRequest) (*securityv1alpha1.IstioCertificateResponse, error) {
 	chain, c, err := s.create(ctx, req)
 	if err != nil {
 		r := asRefusal(err)
 		s.ca.metrics.refusals.WithLabelValues(string(r.Reason)).Inc()
-		s.ca.log.Info("certificate request refused", "reason", string(r.Reason), "code", r.Code.String(),
-			"error", r.Message, "peer", peerAddr(ctx), "identity", c.id.String())
+		if s.ca.refusalLog.allow() {
+			s.ca.log.Info("certificate request refused", "reason", string(r.Reason), "code", r.Code.String(),
+				"error", r.Message, "peer", peerAddr(ctx), "identity", c.id.String())
+		}
 		return nil, r
 	}
 	s.ca.metrics.issued.WithLabelValues(c.method).Inc()
@@ -42,9 +46,17 @@ func (s *Service) CreateCertificate(ctx context.Context, req *securityv1alpha1.I
 }
 
 func (s *Service) create(ctx context.Context, req *securityv1alpha1.IstioCertificateRequest) ([]string, caller, error) {
+	if !s.ca.limits.allowGlobal(s.ca.cfg.Now()) {
+		return nil, caller{}, s.ca.throttled(scopeGlobal, "the certificate authority is at its global rate limit (%g/s); retry later",
+			s.ca.cfg.Limits.GlobalRate)
+	}
 	c, err := s.ca.authenticate(ctx)
 	if err != nil {
 		return nil, c, err
+	}
+	if !s.ca.limits.allowIdentity(c.id, s.ca.cfg.Now()) {
+		return nil, c, s.ca.throttled(scopeIdentity, "%s is at its rate limit of %g certificate requests per second; retry later",
+			c.id, s.ca.cfg.Limits.IdentityRate)
 	}
 	ttl, err := s.ca.requestedTTL(req.GetValidityDuration())
 	if err != nil {
@@ -59,6 +71,12 @@ func (s *Service) create(ctx context.Context, req *securityv1alpha1.IstioCertifi
 	}
 	chain, err := s.ca.signCSR(ctx, csr, c.id, ttl)
 	return chain, c, err
+}
+
+// throttled counts a rate-limited call and returns its ResourceExhausted refusal.
+func (ca *CA) throttled(scope, format string, args ...any) *Refusal {
+	ca.metrics.throttled.WithLabelValues(scope).Inc()
+	return refuse(codes.ResourceExhausted, ReasonRateLimited, format, args...)
 }
 
 func peerAddr(ctx context.Context) string {

@@ -21,7 +21,7 @@ import (
 func TestCreateCertificateWithBootstrapToken(t *testing.T) {
 	clk := newClock()
 	ca := newTestCA(t, fileConfig(t.TempDir(), clk))
-	client := dialPlain(t, serve(t, ca, false))
+	client := tlsClient(t, ca)
 	tok, err := ca.IssueBootstrapToken("vm", "postgres", time.Hour, false)
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ func TestRefusals(t *testing.T) {
 func runRefusal(t *testing.T, tt refusalCase) {
 	clk := newClock()
 	ca := newTestCA(t, fileConfig(t.TempDir(), clk))
-	client := dialPlain(t, serve(t, ca, false))
+	client := tlsClient(t, ca)
 	_, err := client.CreateCertificate(tt.ctx(t, ca, clk), &securityv1alpha1.IstioCertificateRequest{
 		Csr: tt.csr(t), ValidityDuration: tt.valid})
 	st := status.Convert(err)

@@ -80,11 +80,11 @@ func TestSingleUseTokenStaysUsedAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := &securityv1alpha1.IstioCertificateRequest{Csr: makeCSR(t, newP256(t))}
-	if _, err := dialPlain(t, serve(t, ca1, false)).CreateCertificate(withBearer(t.Context(), tok), req); err != nil {
+	if _, err := tlsClient(t, ca1).CreateCertificate(withBearer(t.Context(), tok), req); err != nil {
 		t.Fatalf("first use: %v", err)
 	}
 	ca2 := newTestCA(t, fileConfig(dir, clk))
-	_, err = dialPlain(t, serve(t, ca2, false)).CreateCertificate(withBearer(t.Context(), tok), req)
+	_, err = tlsClient(t, ca2).CreateCertificate(withBearer(t.Context(), tok), req)
 	if st := status.Convert(err); st.Code() != codes.Unauthenticated || !strings.Contains(st.Message(), "already used") {
 		t.Fatalf("reuse after restart: got %v, want Unauthenticated: already used", err)
 	}

@@ -31,7 +31,10 @@ type TokenCreateOptions struct {
 	Namespace      string        // --namespace
 	ServiceAccount string        // --service-account
 	TTL            time.Duration // --ttl
-	SingleUse      bool          // --single-use
+	// Reusable lets the token be used until it expires; by default it is single-use:
+	// refused after its first successful use (a VM needs it once, then renews with its
+	// certificate).
+	Reusable bool // --reusable
 	// Config, when its Store or Plugged is set, replaces the file-mode layout (e.g. the
 	// Kubernetes Secrets); DataDir and CACertsDir are then ignored.
 	Config Config
@@ -53,7 +56,7 @@ func RunTokenCreate(ctx context.Context, opts TokenCreateOptions, out io.Writer)
 	if err != nil {
 		return fmt.Errorf("token create: %w", err)
 	}
-	tok, err := ca.IssueBootstrapToken(opts.Namespace, opts.ServiceAccount, opts.TTL, opts.SingleUse)
+	tok, err := ca.IssueBootstrapToken(opts.Namespace, opts.ServiceAccount, opts.TTL, !opts.Reusable)
 	if err != nil {
 		return fmt.Errorf("token create: %w", err)
 	}

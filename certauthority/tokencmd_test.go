@@ -6,19 +6,21 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	securityv1alpha1 "istio.io/api/security/v1alpha1"
 )
 
 func TestRunTokenCreateWorksWithTheServersCA(t *testing.T) {
 	dir, clk := t.TempDir(), newClock()
 	var out bytes.Buffer
-	opts := TokenCreateOptions{DataDir: dir, Namespace: "vm", ServiceAccount: "postgres", TTL: time.Hour, SingleUse: true,
+	opts := TokenCreateOptions{DataDir: dir, Namespace: "vm", ServiceAccount: "postgres", TTL: time.Hour,
 		Config: Config{Logger: quietLogger()}}
 	if err := RunTokenCreate(t.Context(), opts, &out); err != nil {
 		t.Fatalf("RunTokenCreate: %v", err)
 	}
 	ca := newTestCA(t, fileConfig(dir, clk)) // the server starting later on the same data dir
-	resp, err := dialPlain(t, serve(t, ca, false)).CreateCertificate(withBearer(t.Context(), strings.TrimSpace(out.String())),
+	resp, err := tlsClient(t, ca).CreateCertificate(withBearer(t.Context(), strings.TrimSpace(out.String())),
 		&securityv1alpha1.IstioCertificateRequest{Csr: makeCSR(t, newP256(t))})
 	if err != nil {
 		t.Fatalf("CreateCertificate with the CLI's token: %v", err)
@@ -44,5 +46,27 @@ func TestRunTokenCreateRejectsBadInput(t *testing.T) {
 				t.Fatalf("got %v, want error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// `token create` makes single-use tokens unless --reusable: a reused one is refused.
+func TestRunTokenCreateSingleUseByDefault(t *testing.T) {
+	for _, reusable := range []bool{false, true} {
+		dir, clk := t.TempDir(), newClock()
+		var out bytes.Buffer
+		opts := TokenCreateOptions{DataDir: dir, Namespace: "vm", ServiceAccount: "postgres", TTL: time.Hour,
+			Reusable: reusable, Config: Config{Logger: quietLogger()}}
+		if err := RunTokenCreate(t.Context(), opts, &out); err != nil {
+			t.Fatalf("RunTokenCreate: %v", err)
+		}
+		client := tlsClient(t, newTestCA(t, fileConfig(dir, clk)))
+		ctx := withBearer(t.Context(), strings.TrimSpace(out.String()))
+		for use := 1; use <= 2; use++ {
+			_, err := client.CreateCertificate(ctx, &securityv1alpha1.IstioCertificateRequest{Csr: makeCSR(t, newP256(t))})
+			wantOK := reusable || use == 1
+			if st := status.Convert(err); wantOK != (err == nil) || (!wantOK && (st.Code() != codes.Unauthenticated || !strings.Contains(st.Message(), "already used"))) {
+				t.Fatalf("reusable=%v, use %d: got %v", reusable, use, err)
+			}
+		}
 	}
 }

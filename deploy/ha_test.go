@@ -36,7 +36,7 @@ func TestTwoReplicas(t *testing.T) {
 	root := oneRoot(t, e, ns, servers)
 	tok := token(t, e, ns, "workload", "istio-ca")
 	for i, s := range servers {
-		chain, err := createCertificate(t, s.GRPCAddr, tok)
+		chain, err := createCertificate(t, s, root, tok)
 		if err != nil {
 			t.Fatalf("replica %d: CreateCertificate: %v", i, err)
 		}
@@ -85,7 +85,7 @@ func TestTwoReplicas(t *testing.T) {
 		t.Errorf("after SIGKILL the lease moved in %s, want at most %s", took, limit)
 	}
 	waitRootConfigMap(t, e, ns, root, 5*time.Second)
-	chain, err := createCertificate(t, third.GRPCAddr, tok)
+	chain, err := createCertificate(t, third, root, tok)
 	if err != nil {
 		t.Fatalf("new leader: CreateCertificate: %v", err)
 	}

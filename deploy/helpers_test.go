@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"path/filepath"
@@ -12,7 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	networkingapi "istio.io/api/networking/v1alpha3"
 	securityv1alpha1 "istio.io/api/security/v1alpha1"
@@ -85,11 +86,16 @@ func tokenKubeconfig(t *testing.T, e *kubetest.Env, tok string) string {
 	return path
 }
 
-// createCertificate asks the CA at addr (plaintext gRPC) for a certificate,
-// authenticating with the Kubernetes token tok.
-func createCertificate(t *testing.T, addr, tok string) ([]string, error) {
+// createCertificate asks the CA on s's TLS port (whose certificate chains to
+// rootPEM) for a certificate, authenticating with the Kubernetes token tok.
+func createCertificate(t *testing.T, s *e2e.Server, rootPEM []byte, tok string) ([]string, error) {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(rootPEM) {
+		t.Fatalf("bad root PEM %q", rootPEM)
+	}
+	creds := credentials.NewTLS(&tls.Config{RootCAs: roots, ServerName: "istiod.istio-system.svc", MinVersion: tls.VersionTLS12})
+	conn, err := grpc.NewClient(s.SecureGRPCAddr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,7 @@ func TestRBACSuffices(t *testing.T) {
 	s.WaitLog(t, "leader election: became the leader", 10*time.Second)
 	root := caRoot(t, e, systemNS)
 
-	chain, err := createCertificate(t, s.GRPCAddr, token(t, e, ns, "workload", "istio-ca"))
+	chain, err := createCertificate(t, s, root, token(t, e, ns, "workload", "istio-ca"))
 	if err != nil {
 		t.Fatalf("CreateCertificate with a workload token: %v\n%s", err, s.Logs())
 	}
@@ -115,7 +115,7 @@ func TestRBACMissingRule(t *testing.T) {
 		check func(t *testing.T, s *e2e.Server, ns string) string
 	}{
 		{"no TokenReview", "tokenreviews", []string{"create"}, true, func(t *testing.T, s *e2e.Server, ns string) string {
-			_, err := createCertificate(t, s.GRPCAddr, token(t, e, ns, "workload", "istio-ca"))
+			_, err := createCertificate(t, s, caRoot(t, e, systemNS), token(t, e, ns, "workload", "istio-ca"))
 			if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "tokenreviews.authentication.k8s.io is forbidden") {
 				t.Errorf("CreateCertificate: %v, want Unavailable naming the forbidden TokenReview", err)
 			}

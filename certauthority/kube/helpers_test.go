@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"io"
@@ -16,7 +17,7 @@ import (
 	"github.com/librarymesh/controlplane/certauthority"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	securityv1alpha1 "istio.io/api/security/v1alpha1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -72,9 +73,11 @@ func serviceAccountToken(t *testing.T, client kubernetes.Interface, ns, name, au
 	return tok.Status.Token
 }
 
+// serve runs ca's service over TLS on loopback and returns a client that trusts ca's
+// root and presents no client certificate (bearer tokens are accepted only over TLS).
 func serve(t *testing.T, ca *certauthority.CA) securityv1alpha1.IstioCertificateServiceClient {
 	t.Helper()
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(ca.ServingTLSConfig())))
 	ca.Register(srv)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -82,7 +85,8 @@ func serve(t *testing.T, ca *certauthority.CA) securityv1alpha1.IstioCertificate
 	}
 	go srv.Serve(lis) //nolint:errcheck // ends with Stop
 	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := credentials.NewTLS(&tls.Config{RootCAs: ca.Roots(), ServerName: certauthority.DefaultServingSANs[0], MinVersion: tls.VersionTLS12})
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}

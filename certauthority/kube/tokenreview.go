@@ -44,9 +44,12 @@ func (r TokenReviewer) Review(ctx context.Context, token string) (certauthority.
 		return certauthority.Identity{}, certauthority.NewRefusal(codes.Unauthenticated, reason,
 			"Kubernetes token rejected (audience %s): %s", aud, st.Error)
 	}
-	if len(st.Audiences) > 0 && !slices.Contains(st.Audiences, aud) {
+	// The API server names the audiences it checked the token against; an answer without
+	// ours (also an empty one, from an authenticator that ignores audiences) does not
+	// prove the token was meant for this CA.
+	if !slices.Contains(st.Audiences, aud) {
 		return certauthority.Identity{}, certauthority.NewRefusal(codes.Unauthenticated, certauthority.ReasonWrongAudience,
-			"Kubernetes token is for audiences %v, not %s", st.Audiences, aud)
+			"Kubernetes token review did not confirm audience %s (the API server returned audiences %v)", aud, st.Audiences)
 	}
 	id, err := certauthority.IdentityFromServiceAccountUser(st.User.Username)
 	if err != nil {

@@ -186,9 +186,9 @@ func wantCode(t *testing.T, err error, code codes.Code, msg string) {
 }
 
 // TestSecurePortAndTokens: the TLS port demands a proven identity that
-// matches the node, CreateCertificate works on both ports, and tokens from
-// `controlplane token create` are accepted by a running server on the same
-// data dir (and refused once expired).
+// matches the node; CreateCertificate takes tokens from `controlplane token
+// create` (run on the same data dir) on the TLS port only, refuses them once
+// expired, and refuses a single-use token (the default) the second time.
 func TestSecurePortAndTokens(t *testing.T) {
 	srv := e2e.Serve(t, "--config-dir", filepath.Join(e2e.ModuleRoot(), "examples", "library"))
 	rootPEM, err := os.ReadFile(filepath.Join(srv.DataDir, "root-cert.pem"))
@@ -199,8 +199,8 @@ func TestSecurePortAndTokens(t *testing.T) {
 	plain := e2e.Dial(t, srv.GRPCAddr, insecure.NewCredentials())
 	anonymous := e2e.Dial(t, srv.SecureGRPCAddr, tlsCreds(t, rootPEM, nil))
 
-	token := tokenCreate(t, srv.DataDir, "default", "inventory", "--ttl", "1h")
-	inventory := createCertificate(withBearer(ctx, token), t, plain, rootPEM, spiffeID("default", "inventory"))
+	token := tokenCreate(t, srv.DataDir, "default", "inventory", "--ttl", "1h", "--reusable")
+	inventory := createCertificate(withBearer(ctx, token), t, anonymous, rootPEM, spiffeID("default", "inventory"))
 	withCert := e2e.Dial(t, srv.SecureGRPCAddr, tlsCreds(t, rootPEM, inventory))
 
 	t.Run("CreateCertificate on the TLS port with a token", func(t *testing.T) {
@@ -208,6 +208,16 @@ func TestSecurePortAndTokens(t *testing.T) {
 	})
 	t.Run("CreateCertificate on the TLS port renews with the client certificate", func(t *testing.T) {
 		createCertificate(ctx, t, withCert, rootPEM, spiffeID("default", "inventory"))
+	})
+	t.Run("a bearer token on the plaintext port is Unauthenticated", func(t *testing.T) {
+		before := e2e.Metric(t, srv.HTTPAddr, `controlplane_ca_refusals_total{reason="token_over_plaintext"}`)
+		_, csr := newCSR(t)
+		_, err := securityv1alpha1.NewIstioCertificateServiceClient(plain).CreateCertificate(withBearer(ctx, token),
+			&securityv1alpha1.IstioCertificateRequest{Csr: csr})
+		wantCode(t, err, codes.Unauthenticated, "use the control plane's TLS port (15012)")
+		if got := e2e.Metric(t, srv.HTTPAddr, `controlplane_ca_refusals_total{reason="token_over_plaintext"}`); got != before+1 {
+			t.Errorf("refusals{token_over_plaintext} = %v, want %v", got, before+1)
+		}
 	})
 	t.Run("CreateCertificate without a credential", func(t *testing.T) {
 		_, csr := newCSR(t)
@@ -217,20 +227,20 @@ func TestSecurePortAndTokens(t *testing.T) {
 	})
 	t.Run("an expired token is refused, renewal with its certificate works", func(t *testing.T) {
 		short := tokenCreate(t, srv.DataDir, "default", "inventory", "--ttl", "2s")
-		issued := createCertificate(withBearer(ctx, short), t, plain, rootPEM, spiffeID("default", "inventory"))
+		issued := createCertificate(withBearer(ctx, short), t, anonymous, rootPEM, spiffeID("default", "inventory"))
 		time.Sleep(2100 * time.Millisecond)
 		_, csr := newCSR(t)
-		_, err := securityv1alpha1.NewIstioCertificateServiceClient(plain).CreateCertificate(withBearer(ctx, short),
+		_, err := securityv1alpha1.NewIstioCertificateServiceClient(anonymous).CreateCertificate(withBearer(ctx, short),
 			&securityv1alpha1.IstioCertificateRequest{Csr: csr})
 		wantCode(t, err, codes.Unauthenticated, "expired at")
 		renewer := e2e.Dial(t, srv.SecureGRPCAddr, tlsCreds(t, rootPEM, issued))
 		createCertificate(ctx, t, renewer, rootPEM, spiffeID("default", "inventory"))
 	})
-	t.Run("a single-use token from the command works once", func(t *testing.T) {
-		once := tokenCreate(t, srv.DataDir, "default", "inventory", "--single-use")
-		createCertificate(withBearer(ctx, once), t, plain, rootPEM, spiffeID("default", "inventory"))
+	t.Run("a token from the command is single-use by default", func(t *testing.T) {
+		once := tokenCreate(t, srv.DataDir, "default", "inventory")
+		createCertificate(withBearer(ctx, once), t, anonymous, rootPEM, spiffeID("default", "inventory"))
 		_, csr := newCSR(t)
-		_, err := securityv1alpha1.NewIstioCertificateServiceClient(plain).CreateCertificate(withBearer(ctx, once),
+		_, err := securityv1alpha1.NewIstioCertificateServiceClient(anonymous).CreateCertificate(withBearer(ctx, once),
 			&securityv1alpha1.IstioCertificateRequest{Csr: csr})
 		wantCode(t, err, codes.Unauthenticated, "was already used")
 	})
@@ -366,7 +376,7 @@ func TestRootAcrossRestartAndPluggedCACerts(t *testing.T) {
 		}
 		token := tokenCreate(t, dataDir, "vm", "postgres", append([]string{"--ttl", "1h"}, extra...)...)
 		_, csr := newCSR(t)
-		resp, err := securityv1alpha1.NewIstioCertificateServiceClient(e2e.Dial(t, srv.GRPCAddr, insecure.NewCredentials())).
+		resp, err := securityv1alpha1.NewIstioCertificateServiceClient(e2e.Dial(t, srv.SecureGRPCAddr, tlsCreds(t, rootPEM, nil))).
 			CreateCertificate(withBearer(t.Context(), token), &securityv1alpha1.IstioCertificateRequest{Csr: csr})
 		if err != nil {
 			t.Fatalf("CreateCertificate: %v", err)

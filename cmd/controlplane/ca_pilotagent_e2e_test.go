@@ -97,7 +97,10 @@ func startIstioAgent(t *testing.T, srv *e2e.Server, rootPEM []byte, pod, sa, ip 
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	a := istioAgent{dir: dir}
-	token := tokenCreate(t, srv.DataDir, "default", sa, "--ttl", "10m")
+	// Reusable: the token stands in for a pod's service account token, which
+	// pilot-agent sends with every CreateCertificate (it does not renew with
+	// its certificate as our VM agent does).
+	token := tokenCreate(t, srv.DataDir, "default", sa, "--ttl", "10m", "--reusable")
 	for path, content := range map[string][]byte{
 		"var/run/secrets/tokens/istio-token":  []byte(token),
 		"var/run/secrets/istio/root-cert.pem": rootPEM,

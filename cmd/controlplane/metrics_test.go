@@ -104,9 +104,9 @@ func ackingSidecar(t *testing.T, addr, node string) {
 	}()
 }
 
-// requestCertificate asks the CA for a workload certificate, with token as
-// the bearer token when not empty.
-func requestCertificate(ctx context.Context, t *testing.T, addr, token string) error {
+// requestCertificate asks the CA on the TLS port of s for a workload
+// certificate, with token as the bearer token when not empty.
+func requestCertificate(ctx context.Context, t *testing.T, s *e2e.Server, token string) error {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -116,7 +116,11 @@ func requestCertificate(ctx context.Context, t *testing.T, addr, token string) e
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	rootPEM, err := os.ReadFile(filepath.Join(s.DataDir, "root-cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(s.SecureGRPCAddr, grpc.WithTransportCredentials(tlsCreds(t, rootPEM, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,10 +177,10 @@ func TestMetricsWithProxiesAndChanges(t *testing.T) {
 		ServiceAccount: "inventory", TTL: time.Hour}, &tok); err != nil {
 		t.Fatal(err)
 	}
-	if err := requestCertificate(ctx, t, s.GRPCAddr, strings.TrimSpace(tok.String())); err != nil {
+	if err := requestCertificate(ctx, t, s, strings.TrimSpace(tok.String())); err != nil {
 		t.Fatalf("CreateCertificate with a bootstrap token: %v", err)
 	}
-	if err := requestCertificate(ctx, t, s.GRPCAddr, ""); err == nil {
+	if err := requestCertificate(ctx, t, s, ""); err == nil {
 		t.Fatal("CreateCertificate without credentials succeeded")
 	}
 	m = scrape(t, s.HTTPAddr)

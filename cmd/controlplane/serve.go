@@ -47,6 +47,7 @@ type serveOptions struct {
 	logLevel       string
 	leaderElect    bool
 	leaseDuration  time.Duration
+	ca             caFlags
 }
 
 func newServeCommand() *cobra.Command {
@@ -70,7 +71,7 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to watch (in a pod the in-cluster config is used)")
 	f.StringSliceVar(&o.namespaces, "namespaces", nil, "namespaces to watch in Kubernetes (default all)")
 	f.StringVar(&o.caNamespace, "ca-namespace", envOr("POD_NAMESPACE", "istio-system"), "namespace of the CA Secrets in Kubernetes")
-	f.StringVar(&o.grpcAddr, "grpc-addr", ":15010", "plaintext gRPC address (xDS, CA, reflection, health, CSDS)")
+	f.StringVar(&o.grpcAddr, "grpc-addr", ":15010", "plaintext gRPC address (xDS, reflection, health, CSDS; the CA only with --ca-plaintext-tokens)")
 	f.StringVar(&o.secureGRPCAddr, "secure-grpc-addr", ":15012", "gRPC over TLS address (empty disables)")
 	f.StringVar(&o.httpAddr, "http-addr", ":15014", "HTTP address for /metrics, /healthz, /readyz, /debug")
 	f.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain")
@@ -81,6 +82,7 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.accessLogPath, "access-log", "/var/log/istio/istio.log", "Envoy access log file on VM sidecars")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	addLeaderFlags(f, &o)
+	addCAFlags(f, &o.ca)
 	return cmd
 }
 
@@ -260,6 +262,7 @@ func newCA(ctx context.Context, logger *slog.Logger, reg prometheus.Registerer, 
 	cfg.ExtraServingSANs = o.extraSANs
 	cfg.Registerer = reg
 	cfg.Logger = logger
+	o.ca.apply(&cfg)
 	ca, err := certauthority.New(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)

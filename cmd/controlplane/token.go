@@ -35,6 +35,7 @@ func newTokenCreateCommand() *cobra.Command {
 		Long: "Prints a bootstrap token on stdout. A VM presents it (authorization: Bearer) to\n" +
 			"IstioCertificateService/CreateCertificate to get its first certificate for\n" +
 			"spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT; later renewals use that certificate.\n" +
+			"The token is single-use unless --reusable, and is accepted only on the TLS port (15012).\n" +
 			"Use the same --data-dir and --cacerts as `controlplane serve` (or --kubeconfig in Kubernetes mode).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -63,7 +64,7 @@ func newTokenCreateCommand() *cobra.Command {
 	f.StringVar(&o.Namespace, "namespace", "", "namespace of the identity the token proves")
 	f.StringVar(&o.ServiceAccount, "service-account", "", "service account of the identity the token proves")
 	f.DurationVar(&o.TTL, "ttl", 24*time.Hour, "how long the token is valid")
-	f.BoolVar(&o.SingleUse, "single-use", false, "refuse the token after its first successful use")
+	f.BoolVar(&o.Reusable, "reusable", false, "let the token be used until it expires (default: single-use, refused after its first successful use)")
 	f.StringVar(&o.DataDir, "data-dir", "./data", "the server's data folder (file mode)")
 	f.StringVar(&o.CACertsDir, "cacerts", "", "the server's Istio cacerts folder, if it uses one")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "sign with the CA kept in the cluster (Kubernetes mode) instead of --data-dir")

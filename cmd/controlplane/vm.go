@@ -30,6 +30,7 @@ type vmCAOptions struct {
 	dataDir, cacertsDir     string
 	kubeconfig, caNamespace string
 	labels, logLevel        string
+	reusable                bool
 	ports                   []uint
 }
 
@@ -57,7 +58,7 @@ func newVMBundleCommand() *cobra.Command {
 			for _, p := range c.ports {
 				o.Ports = append(o.Ports, uint32(p))
 			}
-			o.Out = cmd.OutOrStdout()
+			o.Out, o.SingleUse = cmd.OutOrStdout(), !c.reusable
 			return vm.Run(cmd.Context(), o, ca)
 		},
 	}
@@ -72,7 +73,7 @@ func newVMBundleCommand() *cobra.Command {
 	f.StringVar(&o.ServerName, "server-name", "", "TLS server name of the control plane (default istiod.istio-system.svc)")
 	f.StringVarP(&o.OutDir, "output", "o", "", "folder to write the bundle into")
 	f.DurationVar(&o.TokenTTL, "token-ttl", vm.DefaultTokenTTL, "how long the bootstrap token can be used for the first certificate")
-	f.BoolVar(&o.SingleUse, "single-use", true, "the bootstrap token is refused after its first use")
+	f.BoolVar(&c.reusable, "reusable", false, "let the bootstrap token be used until it expires (default: single-use; the agent needs it once, then renews with its certificate)")
 	f.DurationVar(&o.CertTTL, "cert-ttl", vm.DefaultCertTTL, "lifetime of the VM's certificates (SECRET_TTL)")
 	f.BoolVar(&o.Hosts, "hosts", false, "also write /etc/hosts lines sending the control plane's names to the gateway")
 	f.StringVar(&o.GatewayIP, "gateway-ip", "", "gateway IP for --hosts (default the host of --address)")

@@ -169,7 +169,7 @@ func writeBundle(t *testing.T, secureAddr, dataDir, bundleDir string) {
 	t.Helper()
 	runCP(t, "vm", "bundle", "--name", vmName, "--namespace", "default", "--service-account", "postgres",
 		"--ip", "127.0.0.1", "--ports", "5432", "--address", secureAddr, "-o", bundleDir, "--data-dir", dataDir,
-		"--token-ttl", vmTokenTTL.String(), "--single-use", "--cert-ttl", vmCertTTL.String())
+		"--token-ttl", vmTokenTTL.String(), "--cert-ttl", vmCertTTL.String())
 	for _, f := range []string{vm.FileBootstrap, vm.FileRootCert, vm.FileToken, vm.FileClusterEnv,
 		vm.FileAgentUnit, vm.FileEnvoyUnit, vm.FileReadme} {
 		if _, err := os.Stat(filepath.Join(bundleDir, f)); err != nil {

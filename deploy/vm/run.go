@@ -24,7 +24,7 @@ type Options struct {
 	BundleOptions
 	OutDir    string        // -o DIR
 	TokenTTL  time.Duration // --token-ttl, default 24h
-	SingleUse bool          // --single-use (default true in the CLI)
+	SingleUse bool          // true unless --reusable
 	Out       io.Writer     // where the file list is printed; default os.Stdout
 }
 
