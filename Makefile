@@ -4,7 +4,7 @@ CONFIG_DIR ?= examples/library
 DATA_DIR ?= ./data
 TOOLS_ENV := .cache-tools.env
 
-.PHONY: run build test unit tools testdata bench image vet
+.PHONY: run build test unit tools testdata bench fuzz image vet
 
 ## run: serve the example mesh from the YAML directory, CA state in ./data
 run:
@@ -37,6 +37,11 @@ testdata:
 bench:
 	$(GO) run ./cmd/loadtest -scenario full -out bench-results.json
 	$(GO) test -run '^$$' -bench . ./certauthority/
+
+## fuzz: every Go fuzz target (found by itself) for FUZZTIME each, one after another; their seeds already run in `make test`
+FUZZTIME ?= 1m
+fuzz:
+	FUZZTIME=$(FUZZTIME) GO=$(GO) ./hack/fuzz.sh
 
 image:
 	docker build -t controlplane:dev .

@@ -27,6 +27,9 @@ func skippable(err error) bool { return errors.Is(err, ErrMissingBinaries) && !I
 // tests skip outside CI and the package fails in CI.
 func Main(m *testing.M, env **Env) int {
 	flag.Parse()
+	if l := flag.Lookup("test.list"); l != nil && l.Value.String() != "" {
+		return m.Run() // only lists names (e.g. hack/fuzz.sh): no server needed
+	}
 	e, err := Start()
 	if err != nil {
 		if stopErr := e.Stop(); stopErr != nil {
