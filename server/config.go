@@ -1,6 +1,3 @@
-// Package server serves the snapshot of every connected proxy over xDS
-// (ADS state-of-the-world and delta, plus the per-type services), CSDS,
-// gRPC health and reflection, and the HTTP health, metrics and debug views.
 package server
 
 import (

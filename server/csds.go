@@ -98,7 +98,7 @@ func clientConfig(st connStatus, noContents bool) *statusv3.ClientConfig {
 		base := genericConfig(typeURL, ts)
 		var names []string
 		var resources map[string]types.Resource
-		if st.snap != nil && ts.Sent == st.snap.GetVersion(typeURL) {
+		if st.snap != nil && ts.Sent == st.snap.version(typeURL) {
 			resources = st.snap.resources(typeURL)
 			for n := range resources {
 				names = append(names, n)

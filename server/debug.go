@@ -108,7 +108,7 @@ func (s *Server) configDump(w http.ResponseWriter, r *http.Request) {
 	}
 	if st.snap != nil {
 		for i, t := range xdsTypes {
-			out.Versions[shortTypes[i]] = st.snap.GetVersion(t)
+			out.Versions[shortTypes[i]] = st.snap.version(t)
 			list, err := resourcesJSON(st.snap, t)
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)

@@ -347,8 +347,8 @@ func (s *nodeSnapshot) get(typeURL string) *typeSnapshot {
 	return nil
 }
 
-// GetVersion returns the content version of a type.
-func (s *nodeSnapshot) GetVersion(typeURL string) string {
+// version returns the content version of a type.
+func (s *nodeSnapshot) version(typeURL string) string {
 	if ts := s.get(typeURL); ts != nil {
 		return ts.version
 	}

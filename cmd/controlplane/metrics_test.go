@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/librarymesh/controlplane/certauthority"
 	"github.com/librarymesh/controlplane/internal/e2e"
+	"github.com/librarymesh/controlplane/server/status"
 )
 
 // inventoryYAML is a Kubernetes Service with one endpoint at ip.
@@ -160,7 +162,7 @@ func TestMetricsWithProxiesAndChanges(t *testing.T) {
 			m[`controlplane_xds_connected_proxies{kind="proxyless-grpc"}`] == 1 &&
 			m[`controlplane_xds_nacks_total{type="eds"}`] >= 1
 	})
-	time.Sleep(500 * time.Millisecond) // let every first ACK land
+	waitProxiesSynced(t, s.GRPCAddr, sidecars) // every first ACK landed
 	before := scrape(t, s.HTTPAddr)["controlplane_convergence_seconds_count"]
 
 	if err := os.WriteFile(filepath.Join(dir, "inventory.yaml"), []byte(inventoryYAML("10.8.0.6")), 0o644); err != nil {
@@ -169,7 +171,7 @@ func TestMetricsWithProxiesAndChanges(t *testing.T) {
 	waitMetrics(t, s.HTTPAddr, "convergence observed for the 3 sidecars", func(m map[string]float64) bool {
 		return m["controlplane_convergence_seconds_count"]-before >= 3
 	})
-	time.Sleep(500 * time.Millisecond)
+	waitProxiesSynced(t, s.GRPCAddr, sidecars) // nothing is left to ACK
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var tok strings.Builder
@@ -188,6 +190,32 @@ func TestMetricsWithProxiesAndChanges(t *testing.T) {
 		t.Errorf("convergence histogram count grew by %v after an endpoint change, want 3 (the affected sidecars)", got)
 	}
 	checkMetrics(t, m)
+}
+
+// waitProxiesSynced waits until CSDS shows each sidecar SYNCED for every type it
+// was sent: it ACKed every version the server holds for it.
+func waitProxiesSynced(t *testing.T, addr string, sidecars []string) {
+	t.Helper()
+	cc := e2e.Dial(t, addr, insecure.NewCredentials())
+	e2e.Eventually(t, "every sidecar SYNCED", 30*time.Second, func() bool {
+		proxies, err := status.Fetch(t.Context(), cc)
+		if err != nil {
+			return false
+		}
+		synced := 0
+		for _, p := range proxies {
+			if !slices.Contains(sidecars, p.ID) {
+				continue
+			}
+			for _, ts := range p.Types {
+				if ts.State != status.Synced && ts.State != status.NotSent {
+					return false
+				}
+			}
+			synced++
+		}
+		return synced == len(sidecars)
+	})
 }
 
 // waitMetrics polls /metrics until cond holds.

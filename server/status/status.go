@@ -5,6 +5,7 @@
 package status
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -42,9 +43,11 @@ type TypeStatus struct {
 	Error   string // the proxy's error_detail for the rejected version
 }
 
-// Proxy is one connected proxy.
+// Proxy is one connected proxy: one connection (two streams claiming one
+// node ID are two Proxies with the same ID).
 type Proxy struct {
 	ID    string
+	Conn  string                // the server's connection ID
 	Kind  string                // as the server classified it
 	Types map[string]TypeStatus // by short type: CDS, LDS, EDS, RDS, SDS
 }
@@ -68,12 +71,14 @@ func Fetch(ctx context.Context, cc grpc.ClientConnInterface) ([]Proxy, error) {
 	return FromResponse(resp), nil
 }
 
-// FromResponse reads a CSDS response, sorted by proxy ID.
+// FromResponse reads a CSDS response, sorted by proxy ID, then connection.
 func FromResponse(resp *statusv3.ClientStatusResponse) []Proxy {
 	out := make([]Proxy, 0, len(resp.GetConfig()))
 	for _, cc := range resp.GetConfig() {
 		p := Proxy{ID: cc.GetNode().GetId(), Types: map[string]TypeStatus{}}
-		p.Kind = cc.GetNode().GetMetadata().GetFields()[server.KindMetadataKey].GetStringValue()
+		md := cc.GetNode().GetMetadata().GetFields()
+		p.Kind = md[server.KindMetadataKey].GetStringValue()
+		p.Conn = md[server.ConnectionMetadataKey].GetStringValue()
 		for _, g := range cc.GetGenericXdsConfigs() {
 			short := shortType(g.GetTypeUrl())
 			ts := typeStatus(g)
@@ -83,7 +88,7 @@ func FromResponse(resp *statusv3.ClientStatusResponse) []Proxy {
 		}
 		out = append(out, p)
 	}
-	slices.SortFunc(out, func(a, b Proxy) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b Proxy) int { return cmp.Or(strings.Compare(a.ID, b.ID), strings.Compare(a.Conn, b.Conn)) })
 	return out
 }
 

@@ -1,0 +1,17 @@
+// Package server serves the snapshot of every connected proxy over xDS
+// (ADS state-of-the-world and delta, plus the per-type services), CSDS,
+// gRPC health and reflection, and the HTTP health, metrics and debug views.
+//
+// The push path, one step per file:
+//
+//	debounce.go  pushLoop waits out a burst of registry changes, then calls
+//	pusher.go    rebuild: affected.go picks the conns a change touches, each is
+//	             built (snapshot.Builder), versioned (versions.go) and, if a
+//	             version changed, handed to its conn, which wakes its stream.
+//	conn.go      conn: one stream's proxy and all the server keeps of it
+//	             (snapshot, kind, sent/ACKed/NACKed per type, convergence).
+//	stream.go    the stream's goroutine reads requests (codec.go decodes them,
+//	             subscription.go interns their names) and, on a request or a
+//	             wake, flush.go picks what the proxy lacks and responds.
+//	             The proxy's ACK or NACK comes back to stream.go's answered.
+package server

@@ -1,0 +1,128 @@
+package server
+
+import (
+	"maps"
+	"runtime"
+	"slices"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+)
+
+// fuzzNames are interned before each run, so hash hits happen.
+var fuzzNames = [][]string{
+	{"outbound|8080||inventory.default.svc.cluster.local", "outbound|5432||postgres-1-vm.default.svc.cluster.local"},
+	{"outbound|8080||inventory.default.svc.cluster.local"},
+}
+
+func fuzzSeeds(f *testing.F, msgs ...proto.Message) {
+	for _, m := range msgs {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte{})
+	f.Add([]byte{0x1a, 0x05, 'a'}) // a name whose length runs past the end
+	f.Add([]byte{0x1a, 0x02, 0xff, 0xfe})
+}
+
+// FuzzSotWRequest checks the server's lazy SotW decoder against a plain
+// proto decode of the same bytes: same fields, same set of names, whether
+// the names came from an interned set or not.
+func FuzzSotWRequest(f *testing.F) {
+	node := &corev3.Node{Id: "sidecar~10.8.0.5~inventory-abc.default~default.svc.cluster.local"}
+	fuzzSeeds(f,
+		&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNames: fuzzNames[0]},
+		&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResponseNonce: "3", ResourceNames: append(slices.Clone(fuzzNames[1]), fuzzNames[1]...)},
+		&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResourceNames: []string{"*"}, VersionInfo: "v"},
+	)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		in := newInterner()
+		var keep []*nameSet
+		for _, names := range fuzzNames {
+			keep = append(keep, in.of(names))
+		}
+		known := map[string]lastNames{resourcev3.EndpointType: {raw: 0, set: keep[1]}}
+		m := &sotwRequest{seed: in.seed, known: known, interned: in.lookup}
+		got := m.unmarshal(b)
+		want := &discoveryv3.DiscoveryRequest{}
+		wantErr := proto.Unmarshal(b, want)
+		if got != nil {
+			if wantErr == nil {
+				t.Fatalf("lazy decode failed (%v), proto decoded %v", got, want)
+			}
+			return
+		}
+		if wantErr != nil {
+			t.Fatalf("lazy decode succeeded, proto failed: %v", wantErr)
+		}
+		names := m.names
+		if m.set != nil {
+			names = m.set.appendNames(nil)
+		}
+		if !sameNames(names, want.GetResourceNames()) {
+			t.Fatalf("names %q (set %v), want %q", names, m.set != nil, want.GetResourceNames())
+		}
+		want.ResourceNames = nil
+		if !proto.Equal(&m.req, want) {
+			t.Fatalf("fields %v, want %v", &m.req, want)
+		}
+		runtime.KeepAlive(keep)
+	})
+}
+
+// FuzzDeltaRequest is FuzzSotWRequest for the delta decoder.
+func FuzzDeltaRequest(f *testing.F) {
+	fuzzSeeds(f,
+		&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: fuzzNames[0]},
+		&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: fuzzNames[0][:1], ResourceNamesUnsubscribe: fuzzNames[0][1:]},
+		&discoveryv3.DeltaDiscoveryRequest{InitialResourceVersions: map[string]string{"a": "1"}, ResourceNamesSubscribe: []string{"a", "a"}},
+	)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		in := newInterner()
+		var keep []*nameSet
+		for _, names := range fuzzNames {
+			keep = append(keep, in.of(names))
+		}
+		m := &deltaRequest{seed: in.seed, interned: in.lookup}
+		got := m.unmarshal(b)
+		want := &discoveryv3.DeltaDiscoveryRequest{}
+		if wantErr := proto.Unmarshal(b, want); (got == nil) != (wantErr == nil) {
+			t.Fatalf("lazy decode error %v, proto decode error %v", got, wantErr)
+		}
+		if got != nil {
+			return
+		}
+		subscribed := m.req.GetResourceNamesSubscribe()
+		if m.set != nil {
+			subscribed = m.set.appendNames(nil)
+		}
+		if !sameNames(subscribed, want.GetResourceNamesSubscribe()) {
+			t.Fatalf("subscribed %q (set %v), want %q", subscribed, m.set != nil, want.GetResourceNamesSubscribe())
+		}
+		if m.set != nil {
+			want.ResourceNamesSubscribe = nil
+		}
+		if !proto.Equal(&m.req, want) {
+			t.Fatalf("fields %v, want %v", &m.req, want)
+		}
+		runtime.KeepAlive(keep)
+	})
+}
+
+// sameNames reports whether two lists name the same set.
+func sameNames(a, b []string) bool {
+	set := func(l []string) map[string]bool {
+		m := map[string]bool{}
+		for _, n := range l {
+			m[n] = true
+		}
+		return m
+	}
+	return maps.Equal(set(a), set(b))
+}
