@@ -44,6 +44,14 @@ func startServer(t *testing.T, reg Registry) *Server {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	run(t, s)
+	return s
+}
+
+// run starts s until the test ends and waits for its first push (of the
+// model as it was at Start).
+func run(t *testing.T, s *Server) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Start(ctx) }()
@@ -53,9 +61,7 @@ func startServer(t *testing.T, reg Registry) *Server {
 			t.Errorf("Start: %v", err)
 		}
 	})
-	// The first push (of the model as it was at Start) is done.
 	waitFor(t, "first push", func() bool { n, _ := s.Pushes(); return n > 0 })
-	return s
 }
 
 // dial connects a plain gRPC client to the server.

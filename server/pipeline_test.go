@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"log/slog"
 	"net/http/httptest"
 	"slices"
@@ -35,11 +34,7 @@ func startLibrary(t *testing.T) (*Server, *registry.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	waitFor(t, "first push", func() bool { n, _ := s.Pushes(); return n > 0 })
+	run(t, s)
 	return s, store
 }
 

@@ -51,10 +51,7 @@ func TestConvergenceScale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Start(ctx) }()
-	defer func() { cancel(); <-done }()
+	run(t, s)
 	cc, err := grpc.NewClient(s.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
@@ -64,7 +61,7 @@ func TestConvergenceScale(t *testing.T) {
 	heap0 := heapInUse()
 	start := time.Now()
 	for i := range proxies {
-		go envoyLike(ctx, cc, fmt.Sprintf("sidecar~10.200.%d.%d~pod-%d.default~default.svc.cluster.local", i/250, i%250, i), func(int) {})
+		go envoyLike(t.Context(), cc, fmt.Sprintf("sidecar~10.200.%d.%d~pod-%d.default~default.svc.cluster.local", i/250, i%250, i), func(int) {})
 	}
 	waitForN(t, 60*time.Second, func() bool { return value(t, s.metrics.pushes.WithLabelValues("lds")) >= proxies })
 	t.Logf("%d proxies x %d services configured in %v; heap (server and clients) %.0f KB/proxy", proxies, services, time.Since(start), float64(heapInUse()-heap0)/1024/proxies)

@@ -98,10 +98,7 @@ func TestRequireIdentityOnServedStreams(t *testing.T) {
 		return Identity{Namespace: "default", ServiceAccount: "inventory"}, nil
 	}
 	s.AddGRPCListener("guarded", lis, grpc.StreamInterceptor(RequireIdentity(proven)))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	run(t, s)
 	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +113,7 @@ func TestRequireIdentityOnServedStreams(t *testing.T) {
 		sa   string
 		want codes.Code
 	}{{"postgres", codes.PermissionDenied}, {"inventory", codes.OK}} {
-		sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+		sctx, scancel := context.WithTimeout(t.Context(), 5*time.Second)
 		sotw, err := ads.StreamAggregatedResources(sctx)
 		if err != nil {
 			t.Fatal(err)

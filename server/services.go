@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc"
 )
 
-// registerXDS registers ADS and the per-type xDS services (their REST
+// register registers ADS and the per-type xDS services (their REST
 // Fetch methods answer Unimplemented).
 func (a *ads) register(g grpc.ServiceRegistrar) {
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, adsService{a: a})
