@@ -31,6 +31,7 @@ type world struct {
 	backend        string // "127.0.0.1:PORT"
 	connectTimeout time.Duration
 	maglev         bool // an lb_policy grpc-go rejects
+	noRoute        bool // leave out the route configuration the listener names
 }
 
 // fakeView is a registry.View of a world at a revision.
@@ -131,12 +132,16 @@ func (b *fakeBuilder) Build(*snapshot.Proxy) (*snapshot.Resources, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &snapshot.Resources{
+	res := &snapshot.Resources{
 		Listeners: []types.Resource{l},
 		Routes:    []types.Resource{routeConfig(target, w.host, cluster)},
 		Clusters:  []types.Resource{edsCluster(cluster, w.connectTimeout, w.maglev)},
 		Endpoints: []types.Resource{loadAssignment(cluster, w.backend)},
-	}, nil
+	}
+	if w.noRoute {
+		res.Routes = nil
+	}
+	return res, nil
 }
 
 func adsSource() *corev3.ConfigSource {
