@@ -102,7 +102,7 @@ func fullView(txn *memdb.Txn, revision uint64, trustDomain string) *view {
 
 func emptyView(txn *memdb.Txn, revision uint64) *view {
 	return &view{txn: txn, revision: revision, byHost: map[string]*Service{}, endpoints: map[string][]*Endpoint{},
-		byIP: map[string]*Workload{}, svcsByAddr: map[string][]*Service{}}
+		byIP: map[string]*Workload{}, svcsByAddr: map[string][]*Service{}, conflicts: map[string][]Problem{}}
 }
 
 // setHost (re)computes one host; a host without service rows is removed.
@@ -113,12 +113,16 @@ func (v *view) setHost(host string, wl *workloadIndex, trustDomain string) {
 	for obj := it.Next(); obj != nil; obj = it.Next() {
 		rows = append(rows, obj.(*serviceRow))
 	}
+	delete(v.conflicts, host)
 	if len(rows) == 0 {
 		delete(v.byHost, host)
 		delete(v.endpoints, host)
 		return
 	}
-	svc, eps := mergeHost(wl.txn, host, rows, wl, trustDomain)
+	svc, eps, ps := mergeHost(wl.txn, host, rows, wl, trustDomain)
+	if len(ps) > 0 {
+		v.conflicts[host] = ps
+	}
 	v.byHost[host] = svc
 	if len(eps) > 0 {
 		v.endpoints[host] = eps

@@ -55,6 +55,7 @@ func (s *Store) commitLocked(txn *memdb.Txn) {
 	old := s.view.Load()
 	a := affectedBy(read, changes)
 	next := updateView(old, read, a, s.trustDomain)
+	s.logConflicts(old, next, a)
 	ch := diffViews(old, next, a)
 	if ch.empty() {
 		s.view.Store(next)
@@ -97,4 +98,13 @@ func diffViews(old, next *view, a affectedSet) Change {
 		ch.EndpointsOnly = false
 	}
 	return ch
+}
+
+// logConflicts logs the merge problems of the touched hosts that are new.
+func (s *Store) logConflicts(old, next *view, a affectedSet) {
+	for _, h := range slices.Sorted(maps.Keys(a.hosts)) {
+		if ps := next.conflicts[h]; len(ps) > 0 && !reflect.DeepEqual(old.conflicts[h], ps) {
+			s.logProblems(ps)
+		}
+	}
 }

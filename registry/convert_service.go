@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -25,6 +26,7 @@ func (c *converter) service(key ObjectKey, svc *corev1.Service, p *problems) *re
 		Resolution: ResolutionStatic,
 		Location:   MeshInternal,
 		Selector:   maps.Clone(svc.Spec.Selector),
+		ExportTo:   serviceExportTo(svc, key.Namespace, p),
 	}
 	row.Ports = servicePorts(svc.Spec.Ports, p)
 	switch {
@@ -43,6 +45,18 @@ func (c *converter) service(key ObjectKey, svc *corev1.Service, p *problems) *re
 		}}
 	}
 	return rec
+}
+
+// ExportToAnnotation is Istio's exportTo for a Kubernetes Service: a
+// comma-separated list as in ServiceEntry's spec.exportTo.
+const ExportToAnnotation = "networking.istio.io/exportTo"
+
+func serviceExportTo(svc *corev1.Service, ns string, p *problems) []string {
+	v, ok := svc.Annotations[ExportToAnnotation]
+	if !ok {
+		return nil
+	}
+	return parseExportTo("metadata.annotations["+ExportToAnnotation+"]", strings.Split(v, ","), ns, p)
 }
 
 func clusterIPs(svc *corev1.Service, p *problems) []string {

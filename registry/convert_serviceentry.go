@@ -17,7 +17,9 @@ func (c *converter) serviceEntry(key ObjectKey, se *networkingapi.ServiceEntry, 
 	if !ok {
 		p.add("spec.resolution", "UnknownResolution", "resolution %d is not known", se.GetResolution())
 	}
-	hosts := entryHosts(se.GetHosts(), p)
+	hosts, fields := entryHosts(se.GetHosts(), p)
+	c.checkHostOwners(key, hosts, fields, p)
+	exportTo := parseExportTo("spec.exportTo", se.GetExportTo(), key.Namespace, p)
 	ports := entryPorts(se.GetPorts(), p)
 	addrs := entryAddresses(se.GetAddresses(), p)
 	selector := maps.Clone(se.GetWorkloadSelector().GetLabels())
@@ -37,8 +39,8 @@ func (c *converter) serviceEntry(key ObjectKey, se *networkingapi.ServiceEntry, 
 	if hasSelector {
 		selectorNS = key.Namespace
 	}
-	for _, h := range hosts {
-		rec.Services = append(rec.Services, &serviceRow{SelectorNamespace: selectorNS,
+	for i, h := range hosts {
+		rec.Services = append(rec.Services, &serviceRow{SelectorNamespace: selectorNS, HostField: fields[i], ExportTo: exportTo,
 			Kind: KindServiceEntry, Namespace: key.Namespace, Name: key.Name, Hostname: h,
 			Addresses: addrs, Ports: ports, Resolution: res, Location: location,
 			SubjectAltNames: slices.Clone(se.GetSubjectAltNames()), Selector: selector, UseSelector: hasSelector,
@@ -60,22 +62,96 @@ func entryResolution(r networkingapi.ServiceEntry_Resolution) (Resolution, bool)
 	return ResolutionNone, false
 }
 
-func entryHosts(in []string, p *problems) []string {
+// entryHosts returns the unique hosts, lower case, and the field each was
+// first named in.
+func entryHosts(in []string, p *problems) (hosts, fields []string) {
 	if len(in) == 0 {
 		p.add("spec.hosts", "MissingHosts", "at least one host is required")
 	}
-	var out []string
 	for i, h := range in {
 		h = strings.ToLower(strings.TrimSpace(h))
+		field := fmt.Sprintf("spec.hosts[%d]", i)
 		if h == "" || strings.ContainsAny(h, " /:") {
-			p.add(fmt.Sprintf("spec.hosts[%d]", i), "InvalidHost", "%q is not a host name", in[i])
+			p.add(field, "InvalidHost", "%q is not a host name", in[i])
 			continue
 		}
-		if !slices.Contains(out, h) {
-			out = append(out, h)
+		if !slices.Contains(hosts, h) {
+			hosts, fields = append(hosts, h), append(fields, field)
 		}
 	}
+	return hosts, fields
+}
+
+// checkHostOwners refuses hosts of Kubernetes Services of another
+// namespace: NAME.NS.svc.DOMAIN (and any name under NS.svc.DOMAIN)
+// belongs to namespace NS, as in Istio, so a ServiceEntry elsewhere cannot
+// add endpoints or subjectAltNames to it.
+func (c *converter) checkHostOwners(key ObjectKey, hosts, fields []string, p *problems) {
+	for i, h := range hosts {
+		ns, name, ok := c.kubeHostOwner(h)
+		if !ok || ns == key.Namespace {
+			continue
+		}
+		p.add(fields[i], ReasonHostNotOwned,
+			"host %q belongs to namespace %s (the host of Service %s/%s); %s in namespace %s may not add endpoints or subjectAltNames to it: refused",
+			h, ns, ns, name, key, key.Namespace)
+	}
+}
+
+// kubeHostOwner returns the namespace (and the Service name, or "*") that
+// owns a host under NS.svc.DOMAIN.
+func (c *converter) kubeHostOwner(host string) (namespace, name string, ok bool) {
+	rest, ok := strings.CutSuffix(host, ".svc."+c.domainSuffix)
+	if !ok {
+		return "", "", false
+	}
+	i := strings.LastIndexByte(rest, '.')
+	if i <= 0 || i == len(rest)-1 {
+		return "", "", false
+	}
+	name = rest[:i]
+	if j := strings.LastIndexByte(name, '.'); j >= 0 {
+		name = name[j+1:]
+	}
+	return rest[i+1:], name, true
+}
+
+// parseExportTo resolves an exportTo list as Istio reads it: "." is the
+// object's own namespace, "*" every namespace, "~" none, else namespace
+// names. Empty means every namespace. The result is sorted and unique.
+func parseExportTo(field string, in []string, ns string, p *problems) []string {
+	var out []string
+	for i, e := range in {
+		e = strings.TrimSpace(e)
+		switch {
+		case e == ".":
+			e = ns
+		case e == "*" || e == "~":
+		case !isDNSLabel(e):
+			p.add(fmt.Sprintf("%s[%d]", field, i), "InvalidExportTo", "%q is not \".\", \"*\", \"~\" or a namespace name", in[i])
+			continue
+		}
+		out = append(out, e)
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if slices.Contains(out, "~") && len(out) > 1 {
+		p.add(field, "InvalidExportTo", "\"~\" (exported nowhere) cannot be combined with other values")
+	}
 	return out
+}
+
+// isDNSLabel reports whether s is a Kubernetes namespace name (RFC 1123 label).
+func isDNSLabel(s string) bool {
+	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 func entryPorts(in []*networkingapi.ServicePort, p *problems) []Port {

@@ -2,21 +2,110 @@ package registry
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 
 	memdb "github.com/hashicorp/go-memdb"
 )
 
-// mergeHost merges the Kubernetes Service and ServiceEntries that name one
-// host into a Service, and collects its endpoints: EndpointSlice and inline
-// ServiceEntry endpoints, then WorkloadEntries and Pods that a ServiceEntry's
-// workloadSelector picks. Endpoints are unique by address, sorted.
-func mergeHost(txn *memdb.Txn, host string, rows []*serviceRow, wl *workloadIndex, trustDomain string) (*Service, []*Endpoint) {
+// mergeHost merges the Kubernetes Service and the ServiceEntry that name
+// one host into a Service, and collects its endpoints: EndpointSlice and
+// inline ServiceEntry endpoints, then WorkloadEntries and Pods that a
+// ServiceEntry's workloadSelector picks. Endpoints are unique by address,
+// sorted. Of several ServiceEntries naming the host one wins (see
+// pickEntry); the others add nothing to it and each gets a problem.
+func mergeHost(txn *memdb.Txn, host string, rows []*serviceRow, wl *workloadIndex, trustDomain string) (*Service, []*Endpoint, []Problem) {
+	rows, losers := pickEntry(rows)
 	slices.SortFunc(rows, compareServiceRows)
 	svc := mergeService(host, rows)
-	eps := hostEndpoints(txn, host, rows, wl)
+	eps := hostEndpoints(txn, host, rows, losers, wl)
 	svc.ServiceAccounts = serviceAccounts(rows, eps, trustDomain)
-	return svc, eps
+	return svc, eps, conflictProblems(txn, host, rows, losers)
+}
+
+// pickEntry keeps the Kubernetes Service rows and one ServiceEntry: the
+// oldest by creation time (a known time before an unknown one, as objects
+// read from files have none), then the first by namespace, name and
+// origin. It returns the rows kept and the objects (IDs) of the others.
+func pickEntry(rows []*serviceRow) (kept []*serviceRow, losers map[string]*serviceRow) {
+	var winner *serviceRow
+	for _, r := range rows {
+		if r.Kind != KindServiceEntry {
+			kept = append(kept, r)
+			continue
+		}
+		if winner == nil || compareEntries(r, winner) < 0 {
+			winner = r
+		}
+	}
+	if winner == nil {
+		return kept, nil
+	}
+	for _, r := range rows {
+		if r.Kind == KindServiceEntry && r != winner {
+			if losers == nil {
+				losers = map[string]*serviceRow{}
+			}
+			losers[r.Object] = r
+		}
+	}
+	return append(kept, winner), losers
+}
+
+// compareEntries orders ServiceEntries naming one host: the winner first.
+func compareEntries(a, b *serviceRow) int {
+	if a.Created.IsZero() != b.Created.IsZero() {
+		if a.Created.IsZero() {
+			return 1
+		}
+		return -1
+	}
+	return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.Namespace, b.Namespace),
+		cmp.Compare(a.Name, b.Name), cmp.Compare(a.Origin, b.Origin))
+}
+
+// conflictProblems names, for each ServiceEntry that lost the host, the
+// one that won.
+func conflictProblems(txn *memdb.Txn, host string, kept []*serviceRow, losers map[string]*serviceRow) []Problem {
+	if len(losers) == 0 {
+		return nil
+	}
+	winner := kept[len(kept)-1]
+	for _, r := range kept {
+		if r.Kind == KindServiceEntry {
+			winner = r
+		}
+	}
+	out := make([]Problem, 0, len(losers))
+	for _, r := range losers {
+		key := ObjectKey{Kind: KindServiceEntry, Namespace: r.Namespace, Name: r.Name}
+		out = append(out, Problem{
+			Source: objectSource(txn, r), Object: key.String(), Field: r.HostField, Reason: ReasonHostConflict,
+			Message: fmt.Sprintf("host %q is also named by ServiceEntry %s/%s (%s), which serves it (%s); this ServiceEntry is ignored for the host",
+				host, winner.Namespace, winner.Name, objectSource(txn, winner), winReason(winner, r)),
+		})
+	}
+	sortProblems(out)
+	return out
+}
+
+func winReason(winner, loser *serviceRow) string {
+	if !winner.Created.IsZero() && !winner.Created.Equal(loser.Created) {
+		return "it is older"
+	}
+	return "it comes first by namespace/name"
+}
+
+// objectSource is where a row's object was read: "file.yaml:12", the
+// file, or "ns/name".
+func objectSource(txn *memdb.Txn, r *serviceRow) string {
+	obj, err := txn.First(tableObjects, indexID, r.Object)
+	must(err)
+	if obj == nil {
+		return r.Origin
+	}
+	row := obj.(*objectRow)
+	return sourceOf(row.Origin, row.Key, row.Source)
 }
 
 // compareServiceRows puts Kubernetes Services before ServiceEntries.
@@ -56,10 +145,34 @@ func mergeService(host string, rows []*serviceRow) *Service {
 	}
 	slices.SortFunc(svc.Ports, comparePorts)
 	slices.Sort(svc.Sources)
+	svc.ExportTo = mergeExportTo(rows)
 	return svc
 }
 
-func hostEndpoints(txn *memdb.Txn, host string, rows []*serviceRow, wl *workloadIndex) []*Endpoint {
+// mergeExportTo is where every row is exported: the intersection of their
+// lists (empty and "*" mean everywhere); "~" when it is nowhere.
+func mergeExportTo(rows []*serviceRow) []string {
+	var out []string
+	all := true
+	for _, r := range rows {
+		if len(r.ExportTo) == 0 || slices.Contains(r.ExportTo, "*") {
+			continue
+		}
+		if all {
+			out, all = slices.Clone(r.ExportTo), false
+			continue
+		}
+		out = slices.DeleteFunc(out, func(ns string) bool { return !slices.Contains(r.ExportTo, ns) })
+	}
+	if !all && len(out) == 0 {
+		return []string{"~"}
+	}
+	return out
+}
+
+// hostEndpoints collects the endpoints of a host; those of ServiceEntries
+// that lost it (losers, by object ID) are left out.
+func hostEndpoints(txn *memdb.Txn, host string, rows []*serviceRow, losers map[string]*serviceRow, wl *workloadIndex) []*Endpoint {
 	var eps []*Endpoint
 	seen := map[string]bool{}
 	add := func(ep *Endpoint) {
@@ -71,7 +184,9 @@ func hostEndpoints(txn *memdb.Txn, host string, rows []*serviceRow, wl *workload
 	it, err := txn.Get(tableEndpoints, indexHostname, host)
 	must(err)
 	for obj := it.Next(); obj != nil; obj = it.Next() {
-		add(enrichEndpoint(obj.(*endpointRow), wl))
+		if r := obj.(*endpointRow); losers[r.Object] == nil {
+			add(enrichEndpoint(r, wl))
+		}
 	}
 	for _, r := range rows {
 		if !r.UseSelector {

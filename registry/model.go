@@ -6,6 +6,7 @@ package registry
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -110,6 +111,16 @@ type Service struct {
 	// Sources names the objects the service was built from, e.g.
 	// "ServiceEntry default/postgres-1-vm".
 	Sources []string
+	// ExportTo lists the namespaces whose proxies see the service, sorted;
+	// "*" is every namespace and empty means every namespace (the default).
+	// A service merged from several objects is seen where all of them are
+	// exported. "~" alone: no namespace.
+	ExportTo []string
+}
+
+// ExportedTo reports whether proxies in namespace ns see the service.
+func (s *Service) ExportedTo(ns string) bool {
+	return len(s.ExportTo) == 0 || slices.Contains(s.ExportTo, "*") || slices.Contains(s.ExportTo, ns)
 }
 
 // Port returns the service port with the given number.

@@ -32,6 +32,16 @@ const (
 	ReasonUnknownKind = "UnknownKind"
 )
 
+// Problem reasons of host ownership.
+const (
+	// ReasonHostNotOwned: a ServiceEntry names the host of a Kubernetes
+	// Service of another namespace (the whole object is refused).
+	ReasonHostNotOwned = "HostNotOwned"
+	// ReasonHostConflict: two ServiceEntries name one host; the older (or
+	// the first by namespace/name) serves it, the other is ignored for it.
+	ReasonHostConflict = "HostConflict"
+)
+
 // ObjectKey names an API object independent of its version.
 type ObjectKey struct {
 	Kind      string
@@ -154,7 +164,23 @@ func (c *converter) convert(key ObjectKey, obj runtime.Object) (*record, []Probl
 	if len(p.list) > 0 && blocking(p.list) {
 		return nil, p.list
 	}
+	stampCreated(rec, obj)
 	return rec, p.list
+}
+
+// stampCreated gives the service rows the object's creation time.
+func stampCreated(rec *record, obj runtime.Object) {
+	if rec == nil || len(rec.Services) == 0 {
+		return
+	}
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return
+	}
+	created := m.GetCreationTimestamp().Time
+	for _, r := range rec.Services {
+		r.Created = created
+	}
 }
 
 func (c *converter) convertPolicy(key ObjectKey, obj runtime.Object, p *problems) *record {

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
 )
@@ -65,6 +66,14 @@ type serviceRow struct {
 	Location   Location
 	// SubjectAltNames from a ServiceEntry.
 	SubjectAltNames []string
+	// HostField is where the host was named, e.g. "spec.hosts[1]".
+	HostField string
+	// Created is the object's creationTimestamp (zero when unknown, as in
+	// a file): of two ServiceEntries naming a host, the older wins.
+	Created time.Time
+	// ExportTo is the object's exportTo with "." resolved, sorted; empty
+	// means every namespace.
+	ExportTo []string
 	// Selector is a ServiceEntry workloadSelector (nil: none), or a
 	// Kubernetes Service selector (informational).
 	Selector    map[string]string

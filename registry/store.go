@@ -32,6 +32,7 @@ type Store struct {
 	problems map[string]map[ObjectKey][]Problem // origin -> object -> problems
 	changes  []Change                           // the newest changes, oldest first
 	dropped  uint64                             // the newest revision no longer in changes
+	logLimit logLimiter                         // problem log lines
 
 	subMu   sync.Mutex
 	subs    map[int]chan struct{}

@@ -72,7 +72,7 @@ func updateView(old *view, txn *memdb.Txn, a affectedSet, trustDomain string) *v
 		txn: txn, revision: old.revision,
 		services: old.services, byHost: old.byHost, endpoints: old.endpoints,
 		byIP: old.byIP, svcsByAddr: old.svcsByAddr,
-		peerAuths: old.peerAuths, destRules: old.destRules,
+		peerAuths: old.peerAuths, destRules: old.destRules, conflicts: old.conflicts,
 	}
 	// Maps are shared with the old view unless this write touches them.
 	if len(a.addrs) > 0 {
@@ -80,6 +80,7 @@ func updateView(old *view, txn *memdb.Txn, a affectedSet, trustDomain string) *v
 	}
 	if len(a.hosts) > 0 {
 		next.byHost, next.endpoints, next.svcsByAddr = maps.Clone(old.byHost), maps.Clone(old.endpoints), maps.Clone(old.svcsByAddr)
+		next.conflicts = maps.Clone(old.conflicts)
 	}
 	for addr := range a.addrs {
 		if w := workloadAt(txn, addr); w != nil {

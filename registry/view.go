@@ -16,6 +16,9 @@ type view struct {
 	svcsByAddr map[string][]*Service
 	peerAuths  []*PeerAuthentication
 	destRules  []*DestinationRule
+	// conflicts are the problems of merging, by host (ServiceEntries that
+	// lost a host to another).
+	conflicts map[string][]Problem
 }
 
 var _ View = (*view)(nil)
@@ -35,4 +38,13 @@ func (v *view) ServicesForWorkload(w *Workload) []*Service {
 		return nil
 	}
 	return v.svcsByAddr[w.Address]
+}
+
+// mergeProblems returns the problems of merging, unsorted.
+func (v *view) mergeProblems() []Problem {
+	var out []Problem
+	for _, ps := range v.conflicts {
+		out = append(out, ps...)
+	}
+	return out
 }

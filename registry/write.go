@@ -28,6 +28,9 @@ type OriginUpdate struct {
 	// Problems found before conversion (e.g. a document that does not
 	// parse); they are remembered with the origin.
 	Problems []Problem
+	// DroppedProblems is how many more problems the source found and left
+	// out of Problems; they are counted in the origin's summary problem.
+	DroppedProblems int
 	// Partial means some documents could not be read: the origin's objects
 	// that Items does not mention stay in force instead of being deleted.
 	Partial bool
@@ -105,7 +108,7 @@ func (s *Store) Apply(u OriginUpdate) []Problem {
 	if !u.Partial {
 		changed = s.deleteOthersLocked(txn, u.Origin, keep) || changed
 	}
-	s.replaceProblemsLocked(u.Origin, probs)
+	s.replaceProblemsLocked(u.Origin, probs, u.DroppedProblems)
 	if changed {
 		s.commitLocked(txn)
 	} else {

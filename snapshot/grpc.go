@@ -8,13 +8,13 @@ import (
 )
 
 // buildGRPCOutbound is what every proxyless gRPC client in namespace ns
-// shares: per service port a `HOST:PORT` api_listener, its route, an EDS
+// shares: per service port exported to ns a `HOST:PORT` api_listener, its route, an EDS
 // cluster and its endpoints. grpc-go has no STRICT_DNS or ORIGINAL_DST, so
 // only services with registry endpoints (STATIC) are offered. Called with b.mu held.
 func (b *Builder) buildGRPCOutbound(ns string) (*Resources, error) {
 	r := &Resources{}
 	for _, svc := range b.view.Services() {
-		if svc.Resolution != registry.ResolutionStatic {
+		if svc.Resolution != registry.ResolutionStatic || !svc.ExportedTo(ns) {
 			continue
 		}
 		mtls, sans := b.outboundMTLS(ns, svc)

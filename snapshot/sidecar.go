@@ -13,12 +13,17 @@ import (
 )
 
 // buildSidecarOutbound is the outbound config every Envoy sidecar in
-// namespace ns shares. Called with b.mu held.
+// namespace ns shares: the services exported to ns (what a proxy sees
+// depends on its namespace alone, so the part is built once per namespace).
+// Called with b.mu held.
 func (b *Builder) buildSidecarOutbound(ns string) (*Resources, error) {
 	r := &Resources{}
 	vhostsByPort := map[uint32][]*routev3.VirtualHost{}
 	seenDomains := map[uint32]map[string]bool{}
 	for _, svc := range b.view.Services() {
+		if !svc.ExportedTo(ns) {
+			continue
+		}
 		for _, port := range svc.Ports {
 			cluster, cla := b.outboundClusterLocked(ns, svc, port)
 			r.Clusters = append(r.Clusters, cluster)

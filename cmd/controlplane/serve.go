@@ -42,6 +42,7 @@ type serveOptions struct {
 	extraSANs      []string
 	debounce       time.Duration
 	configSettle   time.Duration
+	configMaxBytes int64
 	debugOpen      bool
 	accessLogPath  string
 	logLevel       string
@@ -78,6 +79,7 @@ func newServeCommand() *cobra.Command {
 	f.StringSliceVar(&o.extraSANs, "extra-san", nil, "extra DNS names or IPs in the TLS serving certificate (e.g. the gateway address VMs dial)")
 	f.DurationVar(&o.debounce, "debounce", 100*time.Millisecond, "how long changes in quick succession are gathered before a push (a lone change after a quiet spell is pushed after 3ms)")
 	f.DurationVar(&o.configSettle, "config-settle", 20*time.Millisecond, "how long --config-dir must be quiet after a file event before the files are read")
+	f.Int64Var(&o.configMaxBytes, "config-max-file-bytes", yamldir.DefaultMaxFileBytes, "largest file read from --config-dir; a larger one is reported and its last good objects stay")
 	f.BoolVar(&o.debugOpen, "debug-open", false, "serve /debug to non-loopback clients too")
 	f.StringVar(&o.accessLogPath, "access-log", "/var/log/istio/istio.log", "Envoy access log file on VM sidecars")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -127,14 +129,14 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 		return errors.New("nothing to serve: give --config-dir, --kubeconfig, or run in a cluster")
 	}
 	reg := prometheus.NewRegistry()
-	store := registry.NewStore(logger, registry.WithTrustDomain(o.trustDomain))
+	store := newStore(logger, reg, o)
 	var sources []source
 	if o.configDir != "" {
-		if st, err := os.Stat(o.configDir); err != nil || !st.IsDir() {
-			return fmt.Errorf("--config-dir %s: not a readable folder", o.configDir)
+		dir, err := yamlSource(logger, store, o)
+		if err != nil {
+			return err
 		}
-		dir := yamldir.New(o.configDir, store, logger, yamldir.WithSettle(o.configSettle))
-		sources = append(sources, source{dir, func() bool { return isClosed(dir.Ready()) }})
+		sources = append(sources, dir)
 	}
 	var client kubernetes.Interface
 	var elector *leader.Elector
@@ -190,6 +192,28 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 		return sg.Wait()
 	})
 	return g.Wait()
+}
+
+// newStore makes the registry and counts its suppressed problem log lines.
+func newStore(logger *slog.Logger, reg prometheus.Registerer, o serveOptions) *registry.Store {
+	store := registry.NewStore(logger, registry.WithTrustDomain(o.trustDomain))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "controlplane_config_problem_logs_suppressed_total",
+		Help: "Problem log lines not written because of the log rate limit (the problems are in /debug/problems).",
+	}, func() float64 { return float64(store.SuppressedProblemLogs()) }))
+	return store
+}
+
+// yamlSource is the --config-dir source.
+func yamlSource(logger *slog.Logger, store *registry.Store, o serveOptions) (source, error) {
+	if st, err := os.Stat(o.configDir); err != nil || !st.IsDir() {
+		return source{}, fmt.Errorf("--config-dir %s: not a readable folder", o.configDir)
+	}
+	if o.configMaxBytes <= 0 {
+		return source{}, fmt.Errorf("--config-max-file-bytes %d: must be positive", o.configMaxBytes)
+	}
+	dir := yamldir.New(o.configDir, store, logger, yamldir.WithSettle(o.configSettle), yamldir.WithMaxFileBytes(o.configMaxBytes))
+	return source{dir, func() bool { return isClosed(dir.Ready()) }}, nil
 }
 
 // source is a registry source and how to tell it has loaded everything.

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
@@ -23,9 +24,10 @@ import (
 // decoder turns YAML documents into the real API types.
 type decoder struct {
 	serializer *json.Serializer
+	maxBytes   int64 // the largest file read
 }
 
-func newDecoder() (*decoder, error) {
+func newDecoder(maxBytes int64) (*decoder, error) {
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{
 		corev1.AddToScheme, discoveryv1.AddToScheme,
@@ -38,7 +40,7 @@ func newDecoder() (*decoder, error) {
 	}
 	s := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme, scheme,
 		json.SerializerOptions{Yaml: true, Strict: true})
-	return &decoder{serializer: s}, nil
+	return &decoder{serializer: s, maxBytes: maxBytes}, nil
 }
 
 // decodeError is a document that could not be decoded.
@@ -87,6 +89,7 @@ func (d *decoder) decode(data []byte) (runtime.Object, *decodeError, *decodeErro
 		return nil, nil, &decodeError{field: "kind", reason: "MissingKind", message: "kind is required"}
 	}
 	obj, _, err := d.serializer.Decode(data, nil, nil)
+	clearCreated(obj)
 	switch {
 	case err == nil:
 		return obj, nil, nil
@@ -97,4 +100,17 @@ func (d *decoder) decode(data []byte) (runtime.Object, *decodeError, *decodeErro
 		return obj, &decodeError{reason: "UnknownField", message: err.Error()}, nil
 	}
 	return nil, nil, &decodeError{field: errorField(data, err.Error()), reason: "InvalidObject", message: err.Error()}
+}
+
+// clearCreated drops a creationTimestamp written in a file: objects read
+// from files have no creation time (the API server sets it), so of two
+// ServiceEntries naming one host the first by namespace/name wins, and a
+// file cannot claim to be older.
+func clearCreated(obj runtime.Object) {
+	if obj == nil {
+		return
+	}
+	if m, err := meta.Accessor(obj); err == nil {
+		m.SetCreationTimestamp(metav1.Time{})
+	}
 }

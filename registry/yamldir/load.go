@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,8 +16,9 @@ import (
 
 // Load reads every YAML file under dir into the store once (no watch) and
 // returns the store's problems. Files are origins named by their path.
+// Files are read as Dir reads them (regular files up to DefaultMaxFileBytes).
 func Load(dir string, store *registry.Store) []registry.Problem {
-	dec, err := newDecoder()
+	dec, err := newDecoder(DefaultMaxFileBytes)
 	if err != nil {
 		return []registry.Problem{{Source: dir, Reason: "Internal", Message: err.Error()}}
 	}
@@ -65,17 +65,19 @@ func yamlFiles(dir string) ([]string, error) {
 }
 
 // readFile decodes one file into an update of its origin. A file that
-// cannot be read keeps all its objects (Partial); a document that does not
-// decode keeps the objects the file no longer lists.
+// cannot be read (not a regular file, over the size limit) keeps all its
+// objects (Partial); a document that does not decode keeps the objects the
+// file no longer lists. At most MaxFileProblems document problems are kept,
+// and the rest are counted (DroppedProblems).
 func (d *decoder) readFile(path string) registry.OriginUpdate {
 	u := registry.OriginUpdate{Origin: path}
-	data, err := os.ReadFile(path)
+	data, err := readRegular(path, d.maxBytes)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return u // deleted: all its objects go
 		}
 		u.Partial = true
-		u.Problems = []registry.Problem{{Source: path, Reason: "ReadError", Message: err.Error()}}
+		u.Problems = []registry.Problem{{Source: path, Reason: reasonOf(err), Message: err.Error()}}
 		return u
 	}
 	for _, doc := range splitDocuments(data) {
@@ -101,14 +103,14 @@ func (d *decoder) readDocument(path string, doc document, u *registry.OriginUpda
 			Field: e.field, Reason: e.reason, Message: e.message}
 	}
 	if derr != nil {
-		u.Problems = append(u.Problems, docProblem(derr))
+		addProblem(u, docProblem(derr))
 		if derr.reason != registry.ReasonUnknownKind {
 			u.Partial = true
 		}
 		return
 	}
 	if warn != nil {
-		u.Problems = append(u.Problems, docProblem(warn))
+		addProblem(u, docProblem(warn))
 	}
 	u.Items = append(u.Items, registry.Item{
 		Object:  obj,
@@ -116,4 +118,14 @@ func (d *decoder) readDocument(path string, doc document, u *registry.OriginUpda
 		Locate:  func(field string) string { return at(fieldLine(doc.data, field)) },
 		Context: fmt.Sprintf("document %d", doc.index),
 	})
+}
+
+// addProblem keeps a document problem, or counts it once the file has
+// registry.MaxOriginProblems.
+func addProblem(u *registry.OriginUpdate, p registry.Problem) {
+	if len(u.Problems) >= registry.MaxOriginProblems {
+		u.DroppedProblems++
+		return
+	}
+	u.Problems = append(u.Problems, p)
 }

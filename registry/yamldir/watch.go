@@ -26,8 +26,10 @@ type Dir struct {
 	store  *registry.Store
 	logger *slog.Logger
 	settle time.Duration
-	ready  chan struct{}
-	loaded map[string]bool // files whose objects are in the store; owned by Start
+	// maxFileBytes is the largest file read (DefaultMaxFileBytes).
+	maxFileBytes int64
+	ready        chan struct{}
+	loaded       map[string]bool // files whose objects are in the store; owned by Start
 }
 
 // Option configures a Dir.
@@ -36,13 +38,23 @@ type Option func(*Dir)
 // WithSettle sets the delay between the last file event and the reload.
 func WithSettle(d time.Duration) Option { return func(s *Dir) { s.settle = d } }
 
+// WithMaxFileBytes sets the largest file the source reads; a larger file
+// is reported (FileTooLarge) and its last good objects stay in force.
+func WithMaxFileBytes(n int64) Option {
+	return func(s *Dir) {
+		if n > 0 {
+			s.maxFileBytes = n
+		}
+	}
+}
+
 // New returns a source for dir that writes into store. Nothing happens
 // until Start.
 func New(dir string, store *registry.Store, logger *slog.Logger, opts ...Option) *Dir {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Dir{dir: filepath.Clean(dir), store: store, logger: logger, settle: DefaultSettle,
+	d := &Dir{dir: filepath.Clean(dir), store: store, logger: logger, settle: DefaultSettle, maxFileBytes: DefaultMaxFileBytes,
 		ready: make(chan struct{}), loaded: map[string]bool{}}
 	for _, o := range opts {
 		o(d)
@@ -57,7 +69,7 @@ func (d *Dir) Ready() <-chan struct{} { return d.ready }
 // applies every change, until ctx ends. It returns an error only if the
 // directory cannot be watched.
 func (d *Dir) Start(ctx context.Context) error {
-	dec, err := newDecoder()
+	dec, err := newDecoder(d.maxFileBytes)
 	if err != nil {
 		return err
 	}
