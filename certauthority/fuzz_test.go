@@ -170,9 +170,13 @@ func FuzzIdentityFromSPIFFE(f *testing.F) {
 		if err := id.validate(); err != nil {
 			t.Fatalf("%q gave invalid identity %+v: %v", raw, id, err)
 		}
-		back, err := identityFromSPIFFE(id.SPIFFEID(DefaultTrustDomain), DefaultTrustDomain)
+		uri, err := id.SPIFFEID(DefaultTrustDomain)
+		if err != nil {
+			t.Fatalf("%q gave %+v, which has no SPIFFE ID URL: %v", raw, id, err)
+		}
+		back, err := identityFromSPIFFE(uri, DefaultTrustDomain)
 		if err != nil || back != id {
-			t.Fatalf("%q gave %+v, whose SPIFFE ID %s reads back as %+v (%v)", raw, id, id.SPIFFEID(DefaultTrustDomain), back, err)
+			t.Fatalf("%q gave %+v, whose SPIFFE ID %s reads back as %+v (%v)", raw, id, uri, back, err)
 		}
 	})
 }

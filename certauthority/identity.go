@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/librarymesh/controlplane/meshname"
 )
 
 // Identity is a proven workload identity: a Kubernetes namespace and service account.
@@ -12,36 +14,32 @@ type Identity struct {
 	ServiceAccount string
 }
 
-// SPIFFEID is spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT.
-func (id Identity) SPIFFEID(trustDomain string) *url.URL {
-	return &url.URL{Scheme: "spiffe", Host: trustDomain, Path: "/ns/" + id.Namespace + "/sa/" + id.ServiceAccount}
+// SPIFFEID is the identity's meshname.SPIFFEID as a URL for a certificate's URI SAN.
+func (id Identity) SPIFFEID(trustDomain string) (*url.URL, error) {
+	u, err := url.Parse(meshname.SPIFFEID(trustDomain, id.Namespace, id.ServiceAccount))
+	if err != nil {
+		return nil, fmt.Errorf("SPIFFE ID of %s: %w", id, err)
+	}
+	return u, nil
 }
 
 func (id Identity) String() string { return id.Namespace + "/" + id.ServiceAccount }
 
 func (id Identity) validate() error {
-	for _, part := range []struct{ name, v string }{{"namespace", id.Namespace}, {"service account", id.ServiceAccount}} {
-		if part.v == "" || strings.ContainsAny(part.v, "/:?#") {
-			return fmt.Errorf("invalid %s %q", part.name, part.v)
-		}
+	if err := meshname.CheckIdentityPart("namespace", id.Namespace); err != nil {
+		return err
 	}
-	return nil
+	return meshname.CheckIdentityPart("service account", id.ServiceAccount)
 }
 
-// identityFromSPIFFE parses spiffe://TRUST_DOMAIN/ns/NS/sa/SA for the given trust domain.
+// identityFromSPIFFE reads a certificate's URI SAN with meshname.ParseSPIFFEID
+// for the given trust domain.
 func identityFromSPIFFE(u *url.URL, trustDomain string) (Identity, error) {
-	if u.Scheme != "spiffe" || u.Host != trustDomain {
-		return Identity{}, fmt.Errorf("%s is not a SPIFFE ID in trust domain %s", u, trustDomain)
+	ns, sa, err := meshname.ParseSPIFFEID(u.String(), trustDomain)
+	if err != nil {
+		return Identity{}, err
 	}
-	parts := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
-	if len(parts) != 4 || parts[0] != "ns" || parts[2] != "sa" {
-		return Identity{}, fmt.Errorf("SPIFFE ID %s is not of the form spiffe://%s/ns/NS/sa/SA", u, trustDomain)
-	}
-	id := Identity{Namespace: parts[1], ServiceAccount: parts[3]}
-	if err := id.validate(); err != nil {
-		return Identity{}, fmt.Errorf("SPIFFE ID %s: %w", u, err)
-	}
-	return id, nil
+	return Identity{Namespace: ns, ServiceAccount: sa}, nil
 }
 
 // IdentityFromServiceAccountUser parses Kubernetes' system:serviceaccount:NS:SA.

@@ -14,7 +14,7 @@ import (
 )
 
 // Sign issues a leaf certificate for id from a PEM CSR. Only the proven identity goes into
-// the certificate (URI SAN spiffe://TRUST_DOMAIN/ns/NS/sa/SA); the CSR's subject and SANs
+// the certificate (URI SAN meshname.SPIFFEID); the CSR's subject and SANs
 // are ignored. ttl 0 means the default; a negative ttl or one above the maximum is refused.
 // The chain is leaf first, root last. Errors are *Refusal.
 func (ca *CA) Sign(ctx context.Context, csrPEM []byte, id Identity, ttl time.Duration) ([]string, error) {
@@ -80,6 +80,10 @@ func (ca *CA) signCSR(_ context.Context, csr *x509.CertificateRequest, id Identi
 	if err := id.validate(); err != nil {
 		return nil, invalidArgument(ReasonBadToken, "identity: %v", err)
 	}
+	uri, err := id.SPIFFEID(ca.cfg.TrustDomain)
+	if err != nil {
+		return nil, invalidArgument(ReasonBadToken, "identity: %v", err)
+	}
 	now := ca.cfg.Now()
 	notAfter := earliest(now.Add(ttl), ca.auth.cert.NotAfter)
 	tmpl := &x509.Certificate{
@@ -89,7 +93,7 @@ func (ca *CA) signCSR(_ context.Context, csr *x509.CertificateRequest, id Identi
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
-		URIs:                  []*url.URL{id.SPIFFEID(ca.cfg.TrustDomain)},
+		URIs:                  []*url.URL{uri},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.auth.cert, csr.PublicKey, ca.auth.key)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	memdb "github.com/hashicorp/go-memdb"
+
+	"github.com/librarymesh/controlplane/meshname"
 )
 
 // mergeHost merges the Kubernetes Service and the ServiceEntry that name
@@ -242,15 +244,9 @@ func serviceAccounts(rows []*serviceRow, eps []*Endpoint, trustDomain string) []
 	}
 	for _, ep := range eps {
 		if ep.ServiceAccount != "" {
-			out = append(out, SpiffeID(trustDomain, ep.Namespace, ep.ServiceAccount))
+			out = append(out, meshname.SPIFFEID(trustDomain, ep.Namespace, ep.ServiceAccount))
 		}
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
-}
-
-// SpiffeID is the identity of a Kubernetes service account:
-// spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT.
-func SpiffeID(trustDomain, namespace, serviceAccount string) string {
-	return "spiffe://" + trustDomain + "/ns/" + namespace + "/sa/" + serviceAccount
 }

@@ -106,7 +106,7 @@ type Service struct {
 	Location   Location
 	// ServiceAccounts are the SPIFFE identities allowed to serve the host
 	// (ServiceEntry subjectAltNames plus the endpoints' service accounts),
-	// as full spiffe:// URIs, sorted.
+	// as full meshname.SPIFFEID URIs, sorted.
 	ServiceAccounts []string
 	// Sources names the objects the service was built from, e.g.
 	// "ServiceEntry default/postgres-1-vm".

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/registry"
 )
 
@@ -52,7 +53,7 @@ func scenarioS() (*indexedView, []*Proxy) {
 		}
 		v.services = append(v.services, &registry.Service{Hostname: host, Namespace: "default", Name: fmt.Sprintf("svc-%d", i),
 			Addresses: []string{fmt.Sprintf("10.96.%d.%d", i/250, i%250+1)},
-			Ports:     []registry.Port{{Name: "p", Number: uint32(8000 + i%50), Protocol: proto}}, ServiceAccounts: []string{SpiffeID("cluster.local", "default", "sa")}})
+			Ports:     []registry.Port{{Name: "p", Number: uint32(8000 + i%50), Protocol: proto}}, ServiceAccounts: []string{meshname.SPIFFEID("cluster.local", "default", "sa")}})
 		for j := range n {
 			ip := fmt.Sprintf("10.%d.%d.%d", 8+j, i/250, i%250+1)
 			v.endpoints = append(v.endpoints, &registry.Endpoint{Hostname: host, Namespace: "default", Address: ip, Ready: true})

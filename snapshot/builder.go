@@ -11,6 +11,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 
+	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/registry"
 )
 
@@ -75,7 +76,7 @@ func newPieces(opts Options) pieces {
 		accessLog:             FileAccessLog(opts.AccessLogPath),
 		tlsInspector:          []*listenerv3.ListenerFilter{TLSInspector()},
 		virtualInboundFilters: []*listenerv3.ListenerFilter{OriginalDst(), TLSInspector()},
-		inboundPassthrough:    TCPProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster),
+		inboundPassthrough:    TCPProxyFilter(meshname.InboundPassthroughCluster, meshname.InboundPassthroughCluster),
 	}
 }
 
@@ -247,7 +248,7 @@ func (b *Builder) Problems() []error {
 
 // loadAssignmentLocked returns the shared ClusterLoadAssignment of a service port.
 func (b *Builder) loadAssignmentLocked(svc *registry.Service, port registry.Port) *endpointv3.ClusterLoadAssignment {
-	name := OutboundClusterName(port.Number, "", svc.Hostname)
+	name := meshname.OutboundCluster(port.Number, "", svc.Hostname)
 	if cla, ok := b.cla[name]; ok {
 		return cla
 	}

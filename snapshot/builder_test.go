@@ -13,6 +13,7 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/registry"
 )
 
@@ -92,7 +93,7 @@ func TestBuildSharesOutboundParts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := OutboundClusterName(5432, "", "postgres-1-vm.default.svc.cluster.local")
+	name := meshname.OutboundCluster(5432, "", "postgres-1-vm.default.svc.cluster.local")
 	c1 := find[*clusterv3.Cluster](t, pod.Clusters, name)
 	if c2 := find[*clusterv3.Cluster](t, other.Clusters, name); c1 != c2 {
 		t.Error("two pod sidecars in one namespace got different cluster protos")
@@ -120,7 +121,7 @@ func TestBuildConcurrent(t *testing.T) {
 		if err != nil {
 			t.Fatalf("build %d: %v", i, err)
 		}
-		name := OutboundClusterName(5432, "", "postgres-1-vm.default.svc.cluster.local")
+		name := meshname.OutboundCluster(5432, "", "postgres-1-vm.default.svc.cluster.local")
 		want := find[*clusterv3.Cluster](t, results[i%len(ids)].Clusters, name)
 		if got := find[*clusterv3.Cluster](t, results[i].Clusters, name); got != want {
 			t.Errorf("build %d: cluster %s not shared", i, name)
@@ -185,7 +186,7 @@ func TestVMInboundListener(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			name := InboundListenerName(5432, "tcp", "postgres-1-vm.default.svc.cluster.local")
+			name := meshname.InboundListener(5432, "tcp", "postgres-1-vm.default.svc.cluster.local")
 			l := find[*listenerv3.Listener](t, res.Listeners, name)
 			if got := l.GetAddress().GetSocketAddress(); got.GetAddress() != "10.128.0.14" || got.GetPortValue() != 5432 {
 				t.Errorf("address = %v, want 10.128.0.14:5432", got)
@@ -216,11 +217,11 @@ func TestInvalidResourceLeftOut(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		bad := OutboundClusterName(5432, "", "postgres-1-vm.default.svc.cluster.local")
+		bad := meshname.OutboundCluster(5432, "", "postgres-1-vm.default.svc.cluster.local")
 		if slices.Contains(names(res.Endpoints), bad) {
 			t.Errorf("invalid assignment %s was sent", bad)
 		}
-		find[*clusterv3.Cluster](t, res.Clusters, OutboundClusterName(8080, "", "inventory.default.svc.cluster.local"))
+		find[*clusterv3.Cluster](t, res.Clusters, meshname.OutboundCluster(8080, "", "inventory.default.svc.cluster.local"))
 	}
 	if ps := b.Problems(); len(ps) != 1 || !strings.Contains(ps[0].Error(), "postgres-1-vm") {
 		t.Errorf("Problems() = %v, want one naming postgres-1-vm", ps)
@@ -235,7 +236,7 @@ func TestGRPCServerListenerAddresses(t *testing.T) {
 	}
 	// grpc-go accepts a server Listener only if its address is the listening address.
 	for _, addr := range []string{"10.8.0.5", "0.0.0.0", "::"} {
-		for _, name := range []string{GRPCServerListenerName(addr, 8080), IstioGRPCServerListenerName(addr, 8080)} {
+		for _, name := range []string{meshname.GRPCServerListener(addr, 8080), meshname.IstioGRPCServerListener(addr, 8080)} {
 			l := find[*listenerv3.Listener](t, res.Listeners, name)
 			if got := l.GetAddress().GetSocketAddress(); got.GetAddress() != addr || got.GetPortValue() != 8080 {
 				t.Errorf("%s: address %v", l.GetName(), got)

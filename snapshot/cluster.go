@@ -7,6 +7,8 @@ import (
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/librarymesh/controlplane/meshname"
 )
 
 const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -83,5 +85,5 @@ func StaticCluster(cla *endpointv3.ClusterLoadAssignment, o clusterOptions) *clu
 
 // BlackHoleCluster drops everything.
 func BlackHoleCluster() *clusterv3.Cluster {
-	return StaticCluster(&endpointv3.ClusterLoadAssignment{ClusterName: BlackHoleClusterName}, clusterOptions{})
+	return StaticCluster(&endpointv3.ClusterLoadAssignment{ClusterName: meshname.BlackHoleCluster}, clusterOptions{})
 }

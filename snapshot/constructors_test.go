@@ -16,29 +16,6 @@ import (
 	"github.com/librarymesh/controlplane/registry"
 )
 
-func TestNames(t *testing.T) {
-	host := "postgres-1-vm.default.svc.cluster.local"
-	tests := []struct{ got, want string }{
-		{OutboundClusterName(5432, "", host), "outbound|5432||postgres-1-vm.default.svc.cluster.local"},
-		{OutboundClusterName(5432, "v1", host), "outbound|5432|v1|postgres-1-vm.default.svc.cluster.local"},
-		{InboundClusterName(5432, "tcp", host), "inbound|5432|tcp|postgres-1-vm.default.svc.cluster.local"},
-		{SNI(5432, "", host), "outbound_.5432_._.postgres-1-vm.default.svc.cluster.local"},
-		{SpiffeID("cluster.local", "default", "postgres"), "spiffe://cluster.local/ns/default/sa/postgres"},
-		{OutboundListenerName("10.96.0.30", 5432), "10.96.0.30_5432"},
-		{OutboundListenerName("", 8080), "0.0.0.0_8080"},
-		{RouteConfigName(8080), "8080"},
-		{GRPCClientListenerName(host, 5432), "postgres-1-vm.default.svc.cluster.local:5432"},
-		{GRPCServerListenerName("127.0.0.1", 9000), "grpc/server?xds.resource.listening_address=127.0.0.1:9000"},
-		{GRPCServerListenerName("::1", 9000), "grpc/server?xds.resource.listening_address=[::1]:9000"},
-		{IstioGRPCServerListenerName("127.0.0.1", 9000), "xds.istio.io/grpc/lds/inbound/127.0.0.1:9000"},
-	}
-	for _, tt := range tests {
-		if tt.got != tt.want {
-			t.Errorf("got %q, want %q", tt.got, tt.want)
-		}
-	}
-}
-
 func TestClusterLoadAssignment(t *testing.T) {
 	port := registry.Port{Name: "grpc", Number: 9090, TargetPort: 9000}
 	eps := []*registry.Endpoint{

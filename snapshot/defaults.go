@@ -16,25 +16,6 @@ const (
 	VirtualOutboundPort = 15001
 	VirtualInboundPort  = 15006
 
-	// Listener and cluster names Istio uses.
-	VirtualOutboundListenerName = "virtualOutbound"
-	VirtualInboundListenerName  = "virtualInbound"
-	PassthroughClusterName      = "PassthroughCluster"
-	BlackHoleClusterName        = "BlackHoleCluster"
-	InboundPassthroughCluster   = "InboundPassthroughCluster"
-
-	// SDS: secrets served by the local agent on cluster SDSClusterName, which
-	// the bootstrap defines (a unix socket, as in Istio).
-	SDSClusterName     = "sds-grpc"
-	WorkloadSecretName = "default"
-	RootSecretName     = "ROOTCA"
-
-	// grpc-go certificate provider instance (from the client's bootstrap
-	// certificate_providers) and certificate names, as Istio's agent writes them.
-	GRPCProviderInstance = "default"
-	GRPCIdentityCertName = "default"
-	GRPCRootCertName     = "ROOTCA"
-
 	// Address loopback inbound clusters forward to.
 	localhostAddress  = "127.0.0.1"
 	wildcardAddress   = "0.0.0.0"

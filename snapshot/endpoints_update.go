@@ -8,6 +8,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
+	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/registry"
 )
 
@@ -121,7 +122,7 @@ func (b *Builder) rebuildLoadAssignmentLocked(old *endpointv3.ClusterLoadAssignm
 	for _, h := range hosts {
 		svc := b.view.Service(h)
 		for _, p := range svc.Ports {
-			if OutboundClusterName(p.Number, "", h) == old.GetClusterName() {
+			if meshname.OutboundCluster(p.Number, "", h) == old.GetClusterName() {
 				return b.loadAssignmentLocked(svc, p)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
+	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/registry"
 )
 
@@ -22,10 +23,10 @@ func TestWithEndpointChanges(t *testing.T) {
 	}{
 		{"VM endpoint added", pg, func(v *testView) {
 			v.endpoints = append(v.endpoints, &registry.Endpoint{Hostname: pg, Namespace: "default", Address: "10.128.0.15", Ready: true, ServiceAccount: "postgres"})
-		}, OutboundClusterName(8080, "", inv)},
+		}, meshname.OutboundCluster(8080, "", inv)},
 		{"the pod's own endpoint removed", inv, func(v *testView) {
 			v.endpoints = slices.DeleteFunc(v.endpoints, func(e *registry.Endpoint) bool { return e.Address == "10.8.0.5" })
-		}, OutboundClusterName(5432, "", pg)},
+		}, meshname.OutboundCluster(5432, "", pg)},
 	}
 	proxies := []*Proxy{mustProxy(t, podNodeID, nil), mustProxy(t, vmNodeID, nil), mustProxy(t, grpcNodeID, map[string]any{"GENERATOR": "grpc"})}
 	for _, tt := range tests {
@@ -78,7 +79,7 @@ func rebuiltShared(a, b []types.Resource) string {
 	}
 	for _, r := range a {
 		name := cachev3.GetResourceName(r)
-		own := strings.HasPrefix(name, "inbound|") || strings.HasPrefix(name, "grpc/server") || strings.HasPrefix(name, "xds.istio.io/grpc/lds/inbound/") || name == VirtualInboundListenerName
+		own := strings.HasPrefix(name, "inbound|") || strings.HasPrefix(name, "grpc/server") || strings.HasPrefix(name, "xds.istio.io/grpc/lds/inbound/") || name == meshname.VirtualInboundListener
 		if !own && prev[name] != r {
 			return name
 		}

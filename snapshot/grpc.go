@@ -4,6 +4,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 
+	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/registry"
 )
 
@@ -19,11 +20,11 @@ func (b *Builder) buildGRPCOutbound(ns string) (*Resources, error) {
 		}
 		mtls, sans := b.outboundMTLS(ns, svc)
 		for _, port := range svc.Ports {
-			name := GRPCClientListenerName(svc.Hostname, port.Number)
-			cluster := OutboundClusterName(port.Number, "", svc.Hostname)
+			name := meshname.GRPCClientListener(svc.Hostname, port.Number)
+			cluster := meshname.OutboundCluster(port.Number, "", svc.Hostname)
 			r.Listeners = append(r.Listeners, APIListener(name, HTTPConnectionManager(name, hcmOptions{RDS: name})))
 			r.Routes = append(r.Routes, RouteConfiguration(name,
-				VirtualHost(name, []string{name, svc.Hostname}, RouteToCluster("default", cluster))))
+				VirtualHost(name, []string{name, svc.Hostname}, RouteToCluster(meshname.DefaultRoute, cluster))))
 			var o clusterOptions
 			if mtls {
 				o.TLS = TransportSocket(GRPCUpstreamTlsContext(sans))
@@ -48,16 +49,16 @@ func (b *Builder) buildGRPCInbound(w *registry.Workload) (*Resources, error) {
 	r := &Resources{}
 	for _, ip := range b.inboundPorts(w) {
 		route := RouteConfiguration(ip.cluster(),
-			VirtualHost("inbound|http|"+portString(ip.target), []string{"*"}, NonForwardingRoute("default")))
+			VirtualHost(meshname.InboundVirtualHost(ip.target), []string{"*"}, NonForwardingRoute(meshname.DefaultRoute)))
 		var tls *corev3.TransportSocket
 		if ip.mode == registry.MTLSStrict {
 			tls = b.pieces.grpcDownstreamTLS
 		}
-		chain := FilterChain(InboundFilterChainName(ip.target, tls != nil), nil, tls,
+		chain := FilterChain(meshname.InboundFilterChain(ip.target, tls != nil), nil, tls,
 			HCMFilter(HTTPConnectionManager(ip.cluster(), hcmOptions{Inline: route})))
 		for _, addr := range []string{w.Address, wildcardAddress, wildcardAddressV6} {
 			// grpc-go's own naming and the one in the bootstrap Istio's agent writes.
-			for _, name := range []string{GRPCServerListenerName(addr, ip.target), IstioGRPCServerListenerName(addr, ip.target)} {
+			for _, name := range []string{meshname.GRPCServerListener(addr, ip.target), meshname.IstioGRPCServerListener(addr, ip.target)} {
 				r.Listeners = append(r.Listeners, &listenerv3.Listener{
 					Name:             name,
 					Address:          SocketAddress(addr, ip.target),

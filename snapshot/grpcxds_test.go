@@ -30,6 +30,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/xds"
 
+	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/registry"
 )
 
@@ -58,14 +59,14 @@ func TestProxylessGRPCAcceptsConfig(t *testing.T) {
 	srv := startXDSServer(t, lis, grpcBootstrap(t, xdsAddr, serverID, certs["echo"]))
 	defer srv.Stop()
 
-	target := "xds:///" + GRPCClientListenerName("echo.default.svc.cluster.local", port)
+	target := "xds:///" + meshname.GRPCClientListener("echo.default.svc.cluster.local", port)
 	if err := checkHealth(ctx, t, target, grpcBootstrap(t, xdsAddr, clientID, certs["client"]), true); err != nil {
 		t.Fatalf("RPC over mesh mTLS: %v", err)
 	}
 
 	// A DestinationRule that expects another identity: the handshake must fail
 	// (the error is kept, so the message says why).
-	other := []string{SpiffeID("cluster.local", "default", "someone-else")}
+	other := []string{meshname.SPIFFEID("cluster.local", "default", "someone-else")}
 	setProxySnapshot(t, cache, echoView(port, meshStrict(), echoMutual(other)), "2", clientID)
 	err = checkHealth(ctx, t, target, grpcBootstrap(t, xdsAddr, clientID, certs["client"]), false)
 	t.Logf("with the wrong SAN: %v", err)
@@ -96,7 +97,7 @@ func TestProxylessGRPCPlaintextAndStrict(t *testing.T) {
 	srv := startXDSServer(t, lis, grpcBootstrap(t, xdsAddr, serverID, certs["echo"]))
 	defer srv.Stop()
 
-	target := "xds:///" + GRPCClientListenerName("echo.default.svc.cluster.local", port)
+	target := "xds:///" + meshname.GRPCClientListener("echo.default.svc.cluster.local", port)
 	if err := checkHealth(ctx, t, target, grpcBootstrap(t, xdsAddr, clientID, certs["client"]), true); err != nil {
 		t.Fatalf("plaintext RPC: %v", err)
 	}
@@ -135,7 +136,7 @@ func echoView(port uint32, pas []*registry.PeerAuthentication, drs []*registry.D
 	return &testView{
 		services: []*registry.Service{{Hostname: host, Namespace: "default", Name: "echo",
 			Ports:           []registry.Port{{Name: "grpc", Number: port, Protocol: registry.ProtocolGRPC}},
-			ServiceAccounts: []string{SpiffeID("cluster.local", "default", "echo")}}},
+			ServiceAccounts: []string{meshname.SPIFFEID("cluster.local", "default", "echo")}}},
 		endpoints: []*registry.Endpoint{{Hostname: host, Namespace: "default", Address: "127.0.0.1", Ready: true, ServiceAccount: "echo"}},
 		workloads: []*registry.Workload{{Kind: "Pod", Namespace: "default", Name: "echo-1", Address: "127.0.0.1", ServiceAccount: "echo"}},
 		pas:       pas,
@@ -220,7 +221,7 @@ func grpcBootstrap(t *testing.T, xdsAddr, id string, files certFiles) []byte {
 			"server_features": []string{"xds_v3"},
 		}},
 		"node": map[string]any{"id": id, "metadata": map[string]any{"GENERATOR": "grpc"}},
-		"certificate_providers": map[string]any{GRPCProviderInstance: map[string]any{
+		"certificate_providers": map[string]any{meshname.GRPCProviderInstance: map[string]any{
 			"plugin_name": "file_watcher",
 			"config": map[string]any{
 				"certificate_file": files.cert, "private_key_file": files.key,
@@ -263,7 +264,7 @@ func writeMeshCerts(t *testing.T) map[string]certFiles {
 		if err != nil {
 			t.Fatal(err)
 		}
-		id, _ := url.Parse(SpiffeID("cluster.local", "default", sa))
+		id, _ := url.Parse(meshname.SPIFFEID("cluster.local", "default", sa))
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(int64(i + 2)), NotBefore: caTmpl.NotBefore, NotAfter: caTmpl.NotAfter,
 			URIs: []*url.URL{id}, KeyUsage: x509.KeyUsageDigitalSignature,

@@ -7,6 +7,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/registry"
 )
 
@@ -17,7 +18,7 @@ func (b *Builder) buildPodInbound(w *registry.Workload) (*Resources, error) {
 	var chains []*listenerv3.FilterChain
 	for _, ip := range b.inboundPorts(w) {
 		spec := chainSpec{
-			name: func(tls bool) string { return InboundFilterChainName(ip.target, tls) },
+			name: func(tls bool) string { return meshname.InboundFilterChain(ip.target, tls) },
 			match: func(transport string) *listenerv3.FilterChainMatch {
 				return &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(ip.target), TransportProtocol: transport}
 			},
@@ -26,10 +27,10 @@ func (b *Builder) buildPodInbound(w *registry.Workload) (*Resources, error) {
 		r.Clusters = append(r.Clusters, inboundCluster(ip))
 	}
 	mode := InboundMTLSMode(b.view.PeerAuthentications(), b.opts.RootNamespace, w.Namespace, w.Labels, 0)
-	catchAll := chainSpec{name: VirtualInboundCatchAllChainName, match: transportMatch}
+	catchAll := chainSpec{name: meshname.VirtualInboundCatchAllChain, match: transportMatch}
 	chains = append(chains, b.inboundFilterChains(mode, catchAll, b.pieces.inboundPassthrough)...)
 	r.Listeners = append(r.Listeners, &listenerv3.Listener{
-		Name:             VirtualInboundListenerName,
+		Name:             meshname.VirtualInboundListener,
 		Address:          SocketAddress(wildcardAddress, VirtualInboundPort),
 		TrafficDirection: corev3.TrafficDirection_INBOUND,
 		ListenerFilters:  b.pieces.virtualInboundFilters,
@@ -47,11 +48,11 @@ func (b *Builder) buildVMInbound(w *registry.Workload) (*Resources, error) {
 	r := &Resources{}
 	for _, ip := range b.inboundPorts(w) {
 		spec := chainSpec{
-			name:  func(tls bool) string { return InboundFilterChainName(ip.target, tls) },
+			name:  func(tls bool) string { return meshname.InboundFilterChain(ip.target, tls) },
 			match: transportMatch,
 		}
 		l := &listenerv3.Listener{
-			Name:             InboundListenerName(ip.port.Number, ip.port.Name, ip.svc.Hostname),
+			Name:             meshname.InboundListener(ip.port.Number, ip.port.Name, ip.svc.Hostname),
 			Address:          SocketAddress(w.Address, ip.target),
 			TrafficDirection: corev3.TrafficDirection_INBOUND,
 			FilterChains:     b.inboundFilterChains(ip.mode, spec, inboundFilter(ip, b.pieces.accessLog)),
@@ -93,9 +94,9 @@ type inboundPort struct {
 	mode   registry.MTLSMode
 }
 
-// cluster is `inbound|PORT|PORTNAME|HOST`.
+// cluster is the port's meshname.InboundCluster.
 func (ip inboundPort) cluster() string {
-	return InboundClusterName(ip.port.Number, ip.port.Name, ip.svc.Hostname)
+	return meshname.InboundCluster(ip.port.Number, ip.port.Name, ip.svc.Hostname)
 }
 
 // inboundPorts lists the ports a workload serves, one per target port (the
@@ -126,8 +127,8 @@ func inboundFilter(ip inboundPort, logs ...*accesslogv3.AccessLog) *listenerv3.F
 		return TCPProxyFilter(ip.cluster(), ip.cluster(), logs...)
 	}
 	hcm.Logs = logs
-	hcm.Inline = RouteConfiguration(ip.cluster(), VirtualHost("inbound|http|"+portString(ip.target), []string{"*"},
-		RouteToCluster("default", ip.cluster())))
+	hcm.Inline = RouteConfiguration(ip.cluster(), VirtualHost(meshname.InboundVirtualHost(ip.target), []string{"*"},
+		RouteToCluster(meshname.DefaultRoute, ip.cluster())))
 	return HCMFilter(HTTPConnectionManager(ip.cluster(), hcm))
 }
 

@@ -12,6 +12,8 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/librarymesh/controlplane/meshname"
 )
 
 // Envoy's well-known filter names.
@@ -126,12 +128,12 @@ func OutboundListener(name, ip string, port uint32, chain *listenerv3.FilterChai
 // hands it to the listener for its original destination, else passthrough.
 func VirtualOutboundListener() *listenerv3.Listener {
 	return &listenerv3.Listener{
-		Name:             VirtualOutboundListenerName,
+		Name:             meshname.VirtualOutboundListener,
 		Address:          SocketAddress(wildcardAddress, VirtualOutboundPort),
 		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 		UseOriginalDst:   wrapperspb.Bool(true),
 		FilterChains: []*listenerv3.FilterChain{FilterChain("virtualOutbound-catchall-tcp", nil, nil,
-			TCPProxyFilter(PassthroughClusterName, PassthroughClusterName))},
+			TCPProxyFilter(meshname.PassthroughCluster, meshname.PassthroughCluster))},
 	}
 }
 

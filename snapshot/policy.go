@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/registry"
 )
 
@@ -153,7 +154,7 @@ func (b *Builder) endpointIdentities(svc *registry.Service) []string {
 			continue
 		}
 		ns := cmp.Or(ep.Namespace, svc.Namespace)
-		if id := SpiffeID(b.opts.TrustDomain, ns, ep.ServiceAccount); !slices.Contains(ids, id) {
+		if id := meshname.SPIFFEID(b.opts.TrustDomain, ns, ep.ServiceAccount); !slices.Contains(ids, id) {
 			ids = append(ids, id)
 		}
 	}

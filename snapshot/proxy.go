@@ -8,15 +8,17 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/librarymesh/controlplane/meshname"
 )
 
 // ProxyType is the first part of an Istio node ID.
-type ProxyType string
+type ProxyType = meshname.ProxyType
 
 // Proxy types Istio uses.
 const (
-	SidecarProxy ProxyType = "sidecar"
-	RouterProxy  ProxyType = "router"
+	SidecarProxy = meshname.Sidecar
+	RouterProxy  = meshname.Router
 )
 
 // Metadata is the Istio node metadata the control plane reads.
@@ -46,40 +48,22 @@ type Proxy struct {
 // IsProxylessGRPC reports whether the node is a grpc-go xDS client rather than Envoy.
 func (p *Proxy) IsProxylessGRPC() bool { return p.Metadata.Generator == "grpc" }
 
-// ParseProxy reads an Istio node: `TYPE~IP~NAME.NAMESPACE~DNS_DOMAIN` and its
+// ParseProxy reads an Istio node: its ID (meshname.ParseNodeID) and its
 // metadata. The error names the part of the node ID that is wrong.
 func ParseProxy(node *corev3.Node) (*Proxy, error) {
-	if node == nil || node.GetId() == "" {
-		return nil, fmt.Errorf("node id is empty; want TYPE~IP~NAME.NAMESPACE~NAMESPACE.svc.cluster.local")
-	}
 	id := node.GetId()
-	parts := strings.Split(id, "~")
-	if len(parts) != 4 {
-		return nil, fmt.Errorf("node id %q has %d parts separated by '~', want 4 (TYPE~IP~NAME.NAMESPACE~DNS_DOMAIN)", id, len(parts))
-	}
-	p := &Proxy{ID: id, Type: ProxyType(parts[0]), DNSDomain: parts[3]}
-	switch p.Type {
-	case SidecarProxy, RouterProxy:
-	default:
-		return nil, fmt.Errorf("node id %q: type %q is not sidecar or router", id, parts[0])
-	}
-	ip, err := netip.ParseAddr(parts[1])
+	n, err := meshname.ParseNodeID(id)
 	if err != nil {
-		return nil, fmt.Errorf("node id %q: IP %q is not an IP address", id, parts[1])
+		return nil, err
 	}
-	p.IPs = []string{ip.String()}
-	name, ns, ok := strings.Cut(parts[2], ".")
-	if !ok || name == "" || ns == "" {
-		return nil, fmt.Errorf("node id %q: %q is not NAME.NAMESPACE", id, parts[2])
-	}
-	p.Name, p.Namespace = name, ns
+	p := &Proxy{ID: id, Type: n.Type, IPs: []string{n.IP.String()}, Name: n.Name, Namespace: n.Namespace, DNSDomain: n.DNSDomain}
 	md, err := parseMetadata(node.GetMetadata())
 	if err != nil {
 		return nil, fmt.Errorf("node id %q: metadata: %w", id, err)
 	}
 	p.Metadata = md
-	if md.Namespace != "" && md.Namespace != ns {
-		return nil, fmt.Errorf("node id %q: namespace %q differs from metadata NAMESPACE %q", id, ns, md.Namespace)
+	if md.Namespace != "" && md.Namespace != p.Namespace {
+		return nil, fmt.Errorf("node id %q: namespace %q differs from metadata NAMESPACE %q", id, p.Namespace, md.Namespace)
 	}
 	for _, s := range md.InstanceIPs {
 		a, err := netip.ParseAddr(s)

@@ -3,9 +3,9 @@ package snapshot
 import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
-)
 
-const allowAnyVirtualHost = "allow_any"
+	"github.com/librarymesh/controlplane/meshname"
+)
 
 // RouteMatchPrefix matches every path under prefix.
 func RouteMatchPrefix(prefix string) *routev3.RouteMatch {
@@ -42,7 +42,7 @@ func VirtualHost(name string, domains []string, routes ...*routev3.Route) *route
 // AllowAnyVirtualHost sends unknown hosts to PassthroughCluster, as Istio's
 // default outbound traffic policy ALLOW_ANY does.
 func AllowAnyVirtualHost() *routev3.VirtualHost {
-	return VirtualHost(allowAnyVirtualHost, []string{"*"}, RouteToCluster(allowAnyVirtualHost, PassthroughClusterName))
+	return VirtualHost(meshname.AllowAnyVirtualHost, []string{"*"}, RouteToCluster(meshname.AllowAnyVirtualHost, meshname.PassthroughCluster))
 }
 
 // RouteConfiguration holds virtual hosts.

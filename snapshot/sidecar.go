@@ -9,6 +9,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
+	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/registry"
 )
 
@@ -42,28 +43,28 @@ func (b *Builder) buildSidecarOutbound(ns string) (*Resources, error) {
 					continue
 				}
 				vhostsByPort[port.Number] = append(vhostsByPort[port.Number], VirtualHost(
-					GRPCClientListenerName(svc.Hostname, port.Number), domains,
-					RouteToCluster("default", cluster.GetName())))
+					meshname.GRPCClientListener(svc.Hostname, port.Number), domains,
+					RouteToCluster(meshname.DefaultRoute, cluster.GetName())))
 			}
 		}
 	}
 	for port, vhosts := range vhostsByPort {
-		r.Routes = append(r.Routes, RouteConfiguration(RouteConfigName(port), append(vhosts, AllowAnyVirtualHost())...))
+		r.Routes = append(r.Routes, RouteConfiguration(meshname.RouteConfig(port), append(vhosts, AllowAnyVirtualHost())...))
 	}
 	r.Listeners = append(r.Listeners, VirtualOutboundListener())
 	r.Clusters = append(r.Clusters,
-		OriginalDstCluster(PassthroughClusterName, clusterOptions{}),
-		OriginalDstCluster(InboundPassthroughCluster, clusterOptions{}),
+		OriginalDstCluster(meshname.PassthroughCluster, clusterOptions{}),
+		OriginalDstCluster(meshname.InboundPassthroughCluster, clusterOptions{}),
 		BlackHoleCluster())
 	return r, nil
 }
 
-// outboundClusterLocked is `outbound|PORT||HOST` with its endpoints when they come over EDS.
+// outboundClusterLocked is the meshname.OutboundCluster (no subset) with its endpoints when they come over EDS.
 func (b *Builder) outboundClusterLocked(ns string, svc *registry.Service, port registry.Port) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
-	name := OutboundClusterName(port.Number, "", svc.Hostname)
+	name := meshname.OutboundCluster(port.Number, "", svc.Hostname)
 	o := clusterOptions{HTTP2: port.Protocol.IsHTTP2()}
 	if mtls, sans := b.outboundMTLS(ns, svc); mtls {
-		o.TLS = TransportSocket(UpstreamTlsContext(SNI(port.Number, "", svc.Hostname), sans))
+		o.TLS = TransportSocket(UpstreamTlsContext(meshname.SNI(port.Number, "", svc.Hostname), sans))
 	}
 	switch svc.Resolution {
 	case registry.ResolutionDNS:
@@ -90,13 +91,13 @@ func outboundListeners(svc *registry.Service, port registry.Port) []*listenerv3.
 	if len(vips) == 0 {
 		vips = []string{wildcardAddress}
 	}
-	cluster := OutboundClusterName(port.Number, "", svc.Hostname)
+	cluster := meshname.OutboundCluster(port.Number, "", svc.Hostname)
 	out := make([]*listenerv3.Listener, 0, len(vips))
 	for _, vip := range vips {
-		name := OutboundListenerName(vip, port.Number)
+		name := meshname.OutboundListener(vip, port.Number)
 		var f *listenerv3.Filter
 		if port.Protocol.IsHTTP() {
-			f = HCMFilter(HTTPConnectionManager(name, hcmOptions{RDS: RouteConfigName(port.Number)}))
+			f = HCMFilter(HTTPConnectionManager(name, hcmOptions{RDS: meshname.RouteConfig(port.Number)}))
 		} else {
 			f = TCPProxyFilter(cluster, cluster)
 		}
@@ -118,7 +119,7 @@ func serviceDomains(svc *registry.Service, port uint32, ns string) []string {
 	names = append(names, svc.Addresses...)
 	out := make([]string, 0, 2*len(names))
 	for _, n := range names {
-		out = append(out, n, GRPCClientListenerName(n, port))
+		out = append(out, n, meshname.GRPCClientListener(n, port))
 	}
 	return out
 }

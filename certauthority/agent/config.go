@@ -13,6 +13,7 @@ import (
 	"time"
 
 	vm "github.com/librarymesh/controlplane/deploy/vm"
+	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/snapshot/bootstrap"
 )
 
@@ -110,7 +111,7 @@ func (c Config) withDefaults() Config {
 
 // SPIFFEID is the identity the agent's certificate must carry.
 func (c Config) SPIFFEID() string {
-	return fmt.Sprintf("spiffe://%s/ns/%s/sa/%s", c.TrustDomain, c.Namespace, c.ServiceAccount)
+	return meshname.SPIFFEID(c.TrustDomain, c.Namespace, c.ServiceAccount)
 }
 
 // TokenClaims are the parts of a bootstrap token the agent reads (it cannot

@@ -18,7 +18,7 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 
-	"github.com/librarymesh/controlplane/snapshot/bootstrap"
+	"github.com/librarymesh/controlplane/meshname"
 )
 
 // sdsServer serves the secrets `default` and `ROOTCA` to Envoy (SotW and
@@ -71,9 +71,9 @@ func (a *Agent) publish() {
 	a.mu.Lock()
 	cur, roots := a.cur, a.rootPEM
 	a.mu.Unlock()
-	update := map[string]types.Resource{bootstrap.RootSecretName: rootSecret(roots)}
+	update := map[string]types.Resource{meshname.RootSecret: rootSecret(roots)}
 	if cur != nil {
-		update[bootstrap.CertSecretName] = certSecret(cur)
+		update[meshname.WorkloadSecret] = certSecret(cur)
 	}
 	if err := a.sds.cache.UpdateResources(update, nil); err != nil {
 		a.log.Error("cannot update SDS secrets", "error", err)
@@ -82,7 +82,7 @@ func (a *Agent) publish() {
 
 func certSecret(c *issued) *tlsv3.Secret {
 	return &tlsv3.Secret{
-		Name: bootstrap.CertSecretName,
+		Name: meshname.WorkloadSecret,
 		Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
 			CertificateChain: inline(c.chainPEM),
 			PrivateKey:       inline(c.keyPEM),
@@ -92,7 +92,7 @@ func certSecret(c *issued) *tlsv3.Secret {
 
 func rootSecret(roots []byte) *tlsv3.Secret {
 	return &tlsv3.Secret{
-		Name: bootstrap.RootSecretName,
+		Name: meshname.RootSecret,
 		Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
 			TrustedCa: inline(roots),
 		}},

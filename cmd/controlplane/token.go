@@ -9,6 +9,7 @@ import (
 
 	"github.com/librarymesh/controlplane/certauthority"
 	cakube "github.com/librarymesh/controlplane/certauthority/kube"
+	"github.com/librarymesh/controlplane/meshname"
 )
 
 func newTokenCommand() *cobra.Command {
@@ -34,7 +35,7 @@ func newTokenCreateCommand() *cobra.Command {
 		Short: "Print a bootstrap token for --namespace/--service-account, signed by the CA of --data-dir (or of the cluster)",
 		Long: "Prints a bootstrap token on stdout. A VM presents it (authorization: Bearer) to\n" +
 			"IstioCertificateService/CreateCertificate to get its first certificate for\n" +
-			"spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT; later renewals use that certificate.\n" +
+			meshname.SPIFFEID("TRUST_DOMAIN", "NAMESPACE", "SERVICE_ACCOUNT") + "; later renewals use that certificate.\n" +
 			"The token is single-use unless --reusable, and is accepted only on the TLS port (15012).\n" +
 			"Use the same --data-dir and --cacerts as `controlplane serve` (or --kubeconfig in Kubernetes mode).",
 		Args: cobra.NoArgs,

@@ -14,6 +14,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/snapshot/bootstrap"
 )
 
@@ -180,7 +181,7 @@ type tmplData struct {
 }
 
 func templateData(o BundleOptions) (tmplData, error) {
-	d := tmplData{BundleOptions: o, NodeID: bootstrap.NodeID(o.IP, o.Name, o.Namespace, ""), GatewayIP: o.GatewayIP}
+	d := tmplData{BundleOptions: o, NodeID: meshname.SidecarNodeID(o.IP, o.Name, o.Namespace, ""), GatewayIP: o.GatewayIP}
 	if o.Hosts && d.GatewayIP == "" {
 		host, _, err := net.SplitHostPort(o.Address)
 		if _, perr := netip.ParseAddr(host); err != nil || perr != nil {

@@ -16,6 +16,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/librarymesh/controlplane/meshname"
 )
 
 // Scenario is the size of the mesh and of the proxy fleet. Half of the
@@ -154,7 +156,7 @@ func (m *mesh) proxies() []ProxySpec {
 }
 
 func proxySpec(kind, ip, name, app, cluster string) ProxySpec {
-	id := fmt.Sprintf("sidecar~%s~%s.default~default.svc.cluster.local", ip, name)
+	id := meshname.SidecarNodeID(ip, name, "default", "")
 	md, _ := structpb.NewStruct(map[string]any{
 		"NAMESPACE": "default", "SERVICE_ACCOUNT": app, "LABELS": map[string]any{"app": app},
 		"INSTANCE_IPS": ip, "WORKLOAD_NAME": app, "INTERCEPTION_MODE": "REDIRECT",

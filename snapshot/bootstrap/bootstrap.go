@@ -13,23 +13,20 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/librarymesh/controlplane/meshname"
 )
 
-// Names shared with the node agent and the xDS snapshot.
+// Defaults of Options. Names shared with the node agent and the xDS
+// snapshot (clusters, secrets, the node ID) come from meshname.
 const (
-	XDSClusterName   = "xds-grpc"
-	SDSClusterName   = "sds-grpc"
 	DefaultServerSNI = "istiod.istio-system.svc"
 	DefaultClusterID = "Kubernetes"
-	DefaultDNSSuffix = "svc.cluster.local"
 	DefaultAdminPort = 15000
 	// DefaultSDSSocket is where the agent serves SDS on a VM.
 	DefaultSDSSocket = "/run/controlplane/workload-spiffe-uds/socket"
 	// DefaultRootCertPath is where the bundle's root-cert.pem is installed on a VM.
 	DefaultRootCertPath = "/etc/controlplane/root-cert.pem"
-	// CertSecretName and RootSecretName are the SDS secrets the agent serves.
-	CertSecretName = "default"
-	RootSecretName = "ROOTCA"
 )
 
 // Options describe one VM and where its control plane is.
@@ -72,18 +69,9 @@ func (o Options) withDefaults() Options {
 		o.AdminPort = DefaultAdminPort
 	}
 	if o.DNSSuffix == "" {
-		o.DNSSuffix = DefaultDNSSuffix
+		o.DNSSuffix = meshname.DefaultDNSSuffix
 	}
 	return o
-}
-
-// NodeID returns the Istio node ID of a VM sidecar:
-// sidecar~IP~NAME.NAMESPACE~NAMESPACE.svc.cluster.local.
-func NodeID(ip, name, namespace, dnsSuffix string) string {
-	if dnsSuffix == "" {
-		dnsSuffix = DefaultDNSSuffix
-	}
-	return fmt.Sprintf("sidecar~%s~%s.%s~%s.%s", ip, name, namespace, namespace, dnsSuffix)
 }
 
 // Bootstrap builds and validates the bootstrap for the VM.
@@ -165,7 +153,7 @@ func node(o Options) *corev3.Node {
 		panic(fmt.Sprintf("bootstrap: node metadata of strings cannot fail: %v", err))
 	}
 	return &corev3.Node{
-		Id:       NodeID(o.IP, o.Name, o.Namespace, o.DNSSuffix),
+		Id:       meshname.SidecarNodeID(o.IP, o.Name, o.Namespace, o.DNSSuffix),
 		Cluster:  o.Name + "." + o.Namespace,
 		Metadata: s,
 	}

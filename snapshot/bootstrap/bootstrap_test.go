@@ -12,6 +12,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/snapshot"
 )
 
@@ -95,7 +96,7 @@ func TestBootstrapXDSCluster(t *testing.T) {
 	}
 	var xds *clusterv3.Cluster
 	for _, c := range b.GetStaticResources().GetClusters() {
-		if c.GetName() == XDSClusterName {
+		if c.GetName() == meshname.XDSCluster {
 			xds = c
 		}
 	}

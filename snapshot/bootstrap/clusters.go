@@ -13,6 +13,9 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/librarymesh/controlplane/meshname"
+	"github.com/librarymesh/controlplane/snapshot"
 )
 
 const (
@@ -28,7 +31,7 @@ func xdsCluster(host string, port uint32, o Options) (*clusterv3.Cluster, error)
 		Sni: o.ServerName,
 		CommonTlsContext: &tlsv3.CommonTlsContext{
 			AlpnProtocols:                  []string{"h2"},
-			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{SDSSecretConfig(CertSecretName)},
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{snapshot.SdsSecretConfig(meshname.WorkloadSecret)},
 			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
 				TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: o.RootCertPath}},
 				MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
@@ -42,7 +45,7 @@ func xdsCluster(host string, port uint32, o Options) (*clusterv3.Cluster, error)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: pack upstream TLS context: %w", err)
 	}
-	c, err := http2Cluster(XDSClusterName, socketAddress(host, port))
+	c, err := http2Cluster(meshname.XDSCluster, socketAddress(host, port))
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +60,7 @@ func xdsCluster(host string, port uint32, o Options) (*clusterv3.Cluster, error)
 // sdsCluster reaches the node agent on its Unix socket.
 func sdsCluster(socket string) (*clusterv3.Cluster, error) {
 	addr := &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: socket}}}
-	c, err := http2Cluster(SDSClusterName, addr)
+	c, err := http2Cluster(meshname.SDSCluster, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -97,24 +100,6 @@ func discoveryType(host string) *clusterv3.Cluster_Type {
 	return &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
 }
 
-// SDSSecretConfig points at a secret served by the node agent over the
-// sds-grpc cluster. The xDS snapshot uses the same form for `default` and `ROOTCA`.
-func SDSSecretConfig(name string) *tlsv3.SdsSecretConfig {
-	return &tlsv3.SdsSecretConfig{
-		Name: name,
-		SdsConfig: &corev3.ConfigSource{
-			ResourceApiVersion: corev3.ApiVersion_V3,
-			ConfigSourceSpecifier: &corev3.ConfigSource_ApiConfigSource{ApiConfigSource: &corev3.ApiConfigSource{
-				ApiType:             corev3.ApiConfigSource_GRPC,
-				TransportApiVersion: corev3.ApiVersion_V3,
-				GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
-					EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: SDSClusterName},
-				}}},
-			}},
-		},
-	}
-}
-
 func dynamicResources(sotw bool) *bootstrapv3.Bootstrap_DynamicResources {
 	api := corev3.ApiConfigSource_DELTA_GRPC
 	if sotw {
@@ -132,7 +117,7 @@ func dynamicResources(sotw bool) *bootstrapv3.Bootstrap_DynamicResources {
 			TransportApiVersion:       corev3.ApiVersion_V3,
 			SetNodeOnFirstMessageOnly: true,
 			GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
-				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: XDSClusterName},
+				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: meshname.XDSCluster},
 			}}},
 		},
 		LdsConfig: ads(),
