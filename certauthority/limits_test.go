@@ -3,6 +3,7 @@ package certauthority
 import (
 	"bytes"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -174,7 +175,7 @@ func TestRefusalLogsAreSampled(t *testing.T) {
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	cfg.Limits = NoLimits()
 	ca := newTestCA(t, cfg)
-	ca.refusalLog = newLogSampler(cfg.Logger, refusalLogBurst, 2*time.Second)
+	ca.refusalLog = newLogSampler(cfg.Logger, refusalLogBurst, time.Minute)
 	client := tlsClient(t, ca)
 	const n = 2000
 	for range n {
@@ -186,10 +187,7 @@ func TestRefusalLogsAreSampled(t *testing.T) {
 	if got := counterValue(t, ca.metrics.refusals.WithLabelValues(string(ReasonBadToken))); got != n {
 		t.Fatalf("refusals{bad_token} = %v, want %d", got, n)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(logs.String(), "refusals not logged") && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	ca.refusalLog.flush() // the window's end, without waiting a minute
 	out := logs.String()
 	lines := strings.Count(out, `msg="certificate request refused"`)
 	summed := 0
@@ -210,4 +208,28 @@ func TestRefusalLogsAreSampled(t *testing.T) {
 			lines, summed, n, 2*refusalLogBurst, out[:min(len(out), 3000)])
 	}
 	t.Logf("%d refusals: %d log lines, %d counted in summaries", n, lines, summed)
+}
+
+// The count of the lines a window dropped is logged when the window ends, and the next
+// window lets lines through again.
+func TestLogSamplerSummarizesAtWindowEnd(t *testing.T) {
+	var logs syncBuffer
+	s := newLogSampler(slog.New(slog.NewTextHandler(&logs, nil)), 2, 100*time.Millisecond)
+	var got []bool
+	for range 5 {
+		got = append(got, s.allow())
+	}
+	if want := []bool{true, true, false, false, false}; !slices.Equal(got, want) {
+		t.Fatalf("allow() = %v, want %v", got, want)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "count=3") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no summary of the 3 dropped lines: %q", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !s.allow() {
+		t.Fatal("the window after the summary drops lines")
+	}
 }

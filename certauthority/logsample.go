@@ -56,6 +56,9 @@ func (s *logSampler) flush() {
 	n := s.dropped
 	s.start, s.logged, s.dropped = time.Now(), 0, 0
 	s.mu.Unlock()
+	if n == 0 {
+		return
+	}
 	s.log.Warn("certificate request refusals not logged (sampled)", "count", n, "window", s.window.String(),
 		"first_per_window", s.burst, "metric", "controlplane_ca_refusals_total")
 }
