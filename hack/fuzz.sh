@@ -63,9 +63,10 @@ for t in "${targets[@]}"; do
 		failed=1
 		cat "$log"
 	fi
-	# The last progress line holds the total: "fuzz: elapsed: 1m0s, execs: 123456 (2057/sec), ..."
-	execs=$(grep -o 'execs: [0-9]*' "$log" | tail -n1 | awk '{print $2}')
-	summary+=("$(printf '%-10s %12s  %s %s' "$status" "${execs:-?}" "$pkg" "$name")")
+	# The last progress line holds the total: "fuzz: elapsed: 1m0s, execs: 123456 (2057/sec), ...";
+	# there is none when FUZZTIME ended while the seed corpus was still being run.
+	execs=$({ grep -o 'execs: [0-9]*' "$log" || true; } | tail -n1 | awk '{print $2}')
+	summary+=("$(printf '%-10s %12s  %s %s' "$status" "${execs:-0}" "$pkg" "$name")")
 done
 
 echo
