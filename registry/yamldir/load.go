@@ -80,6 +80,12 @@ func (d *decoder) readFile(path string) registry.OriginUpdate {
 		u.Problems = []registry.Problem{{Source: path, Reason: reasonOf(err), Message: err.Error()}}
 		return u
 	}
+	return d.decodeFile(path, data)
+}
+
+// decodeFile decodes a file's content into an update of its origin.
+func (d *decoder) decodeFile(path string, data []byte) registry.OriginUpdate {
+	u := registry.OriginUpdate{Origin: path}
 	for _, doc := range splitDocuments(data) {
 		d.readDocument(path, doc, &u)
 	}

@@ -1,0 +1,157 @@
+package yamldir
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/librarymesh/controlplane/registry"
+)
+
+// fuzzSeeds are documents of each kind the source reads and bad ones.
+var fuzzSeeds = []string{
+	"",
+	"---\n---\n# only comments\n...\n",
+	"apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 0}]}\n",
+	"kind: [broken\n",
+	"apiVersion: v1\n",
+	"apiVersion: example.com/v1\nkind: Unknown\nmetadata: {name: u}\n",
+	"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: e, namespace: other}\nspec:\n  hosts: [postgres-1-vm.default.svc.cluster.local]\n  resolution: STATIC\n  ports: [{number: 5432, name: tcp}]\n  endpoints: [{address: 203.0.113.66, serviceAccount: evil}]\n",
+	"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: dup, namespace: a, creationTimestamp: \"2020-01-01T00:00:00Z\"}\nspec:\n  hosts: [db.example.com, DB.example.com, \"*.default.svc.cluster.local\"]\n  exportTo: [\".\", \"~\", \"Bad_NS\"]\n  resolution: DNS\n  ports: [{number: 1, name: a, targetPort: 70000}, {number: 1, name: a}]\n",
+	"apiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\nmetadata: {name: sel}\nspec:\n  hosts: [sel.example.com]\n  workloadSelector: {labels: {app: x}}\n  resolution: STATIC\n  ports: [{number: 80, name: http}]\n  endpoints: [{address: 1.2.3.4, ports: {nope: 0}}]\n",
+	"apiVersion: networking.istio.io/v1alpha3\nkind: WorkloadEntry\nmetadata: {name: we}\nspec: {address: 10.0.0.1, labels: {app: x}, serviceAccount: vm}\n",
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\nspec: {host: \"*.local\", exportTo: [\".\"], trafficPolicy: {tls: {mode: 7}}}\n",
+	"apiVersion: security.istio.io/v1beta1\nkind: PeerAuthentication\nmetadata: {name: pa}\nspec: {mtls: {mode: STRICT}, portLevelMtls: {\"0\": {mode: DISABLE}}}\n",
+	"apiVersion: v1\nkind: Service\nmetadata: {name: x, annotations: {networking.istio.io/exportTo: \" ., other ,\"}}\nspec: {type: ExternalName, externalName: a.b}\n",
+	"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: es, labels: {kubernetes.io/service-name: inventory}}\naddressType: IPv4\nendpoints: [{addresses: [\"::1\", \"x\"], targetRef: {kind: Pod, name: p}}]\n",
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nstatus: {podIP: 10.8.0.9, podIPs: [{ip: \"bad\"}]}\n",
+	"apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {unknownField: 1}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: a}\n",
+}
+
+// libraryUpdates decodes examples/library once, to give each fuzz input a
+// real mesh to merge with.
+func libraryUpdates(tb testing.TB, d *decoder) []registry.OriginUpdate {
+	tb.Helper()
+	files, err := filepath.Glob("../../examples/library/*.yaml")
+	if err != nil || len(files) == 0 {
+		tb.Fatalf("examples/library: %v", err)
+	}
+	var out []registry.OriginUpdate
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, d.decodeFile(f, data))
+	}
+	return out
+}
+
+// FuzzFile feeds a YAML file through the path the folder source uses
+// (split, decode, locate, convert, merge with examples/library) and checks
+// that it never panics, keeps a bounded number of problems, all about its
+// own file, and that applying the same file again changes nothing.
+func FuzzFile(f *testing.F) {
+	d, err := newDecoder(DefaultMaxFileBytes)
+	if err != nil {
+		f.Fatal(err)
+	}
+	library := libraryUpdates(f, d)
+	for _, u := range library {
+		data, err := os.ReadFile(u.Origin)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+		for _, doc := range splitDocuments(data) {
+			f.Add(doc.data)
+		}
+	}
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		const path = "dir/fuzz.yaml"
+		store := registry.NewStore(nil)
+		for _, u := range library {
+			store.Apply(u)
+		}
+		u := d.decodeFile(path, data)
+		ps := store.Apply(u)
+		if len(ps) > registry.MaxOriginProblems+1 {
+			t.Fatalf("%d problems for one file, want at most %d and a summary", len(ps), registry.MaxOriginProblems)
+		}
+		for _, p := range ps {
+			if !strings.HasPrefix(p.Source, path) {
+				t.Errorf("problem of the file has source %q: %s", p.Source, p.Error())
+			}
+		}
+		rev, all := store.View().Revision(), store.Problems()
+		store.Apply(d.decodeFile(path, data))
+		if got := store.View().Revision(); got != rev {
+			t.Errorf("applying the same file again changed the model (revision %d -> %d)", rev, got)
+		}
+		if got := store.Problems(); !reflect.DeepEqual(got, all) {
+			t.Errorf("applying the same file again changed the problems:\n%v\n%v", all, got)
+		}
+		checkView(t, store.View())
+	})
+}
+
+// checkView checks what a view must hold whatever the input: every
+// endpoint belongs to a listed service, and a Kubernetes Service host of
+// namespace default takes no object or endpoint from other namespaces.
+func checkView(t *testing.T, v registry.View) {
+	for _, svc := range v.Services() {
+		if v.Service(svc.Hostname) != svc {
+			t.Errorf("service %s is listed but not found by host", svc.Hostname)
+		}
+		for _, ep := range v.Endpoints(svc.Hostname) {
+			if ep.Hostname != svc.Hostname {
+				t.Errorf("endpoint %s of %s names host %s", ep.Address, svc.Hostname, ep.Hostname)
+			}
+		}
+		if !strings.HasSuffix(svc.Hostname, ".default.svc.cluster.local") {
+			continue
+		}
+		for _, src := range svc.Sources {
+			if !strings.Contains(src, " default/") {
+				t.Errorf("%s of namespace default was built from %s", svc.Hostname, src)
+			}
+		}
+		for _, ep := range v.Endpoints(svc.Hostname) {
+			if ep.Namespace != "default" {
+				t.Errorf("%s of namespace default has endpoint %s of namespace %s", svc.Hostname, ep.Address, ep.Namespace)
+			}
+		}
+	}
+}
+
+// FuzzFieldLine: finding a field's line in any document by any field path
+// never panics and names a line of the document, the one after its end (a
+// document of only a null node), or 0.
+func FuzzFieldLine(f *testing.F) {
+	f.Add([]byte(fuzzSeeds[6]), "spec.hosts[0]")
+	f.Add([]byte(fuzzSeeds[8]), "spec.endpoints[0].ports[nope]")
+	f.Add([]byte(fuzzSeeds[7]), "spec.ports[1].targetPort")
+	f.Add([]byte("a:\n  - b: [1, {c: d}]\n"), "a[0].b[1].c")
+	f.Add([]byte("kind: [broken\n"), "kind")
+	f.Add([]byte("x: y\n"), "[[]]..x[")
+	f.Fuzz(func(t *testing.T, data []byte, field string) {
+		for _, doc := range splitDocuments(data) {
+			line := fieldLine(doc.data, field)
+			if lines := yamlLines(doc.data); line < 0 || line > lines+1 {
+				t.Errorf("line %d of a document of %d lines", line, lines)
+			}
+			_ = findKey(doc.data, field)
+		}
+	})
+}
+
+// yamlLines counts lines as YAML does: "\r\n", "\r" and "\n" each end one.
+func yamlLines(data []byte) int {
+	s := strings.ReplaceAll(string(data), "\r\n", "\n")
+	return strings.Count(s, "\n") + strings.Count(s, "\r") + 1
+}
