@@ -13,12 +13,14 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/librarymesh/controlplane/internal/e2e"
+	"github.com/librarymesh/controlplane/meshname"
 )
 
-const (
-	pgHost    = "postgres-1-vm.default.svc.cluster.local"
-	pgCluster = "outbound|5432||" + pgHost
-	evilSAN   = "spiffe://cluster.local/ns/other/sa/evil"
+const pgHost = "postgres-1-vm.default.svc.cluster.local"
+
+var (
+	pgCluster = meshname.OutboundCluster(5432, "", pgHost)
+	evilSAN   = meshname.SPIFFEID("cluster.local", "other", "evil")
 )
 
 // serveLibrary starts a server on a copy of examples/library (plus extra
@@ -57,7 +59,7 @@ spec:
 }
 
 func markerCluster(ns, name string) string {
-	return fmt.Sprintf("outbound|7000||%s.%s.svc.cluster.local", name, ns)
+	return meshname.OutboundCluster(7000, "", name+"."+ns+".svc.cluster.local")
 }
 
 // clusterJSON is the cluster as the sidecar received it, or "".
@@ -82,7 +84,7 @@ func TestHostHijackIsRefused(t *testing.T) {
 	w.waitState(t, "the postgres endpoints", 20*time.Second, func(s adsState) bool {
 		return slices.Equal(s.endpoints[pgCluster], []string{"10.128.0.14:5432"})
 	})
-	if !strings.Contains(w.clusterJSON(pgCluster), "spiffe://cluster.local/ns/default/sa/postgres") {
+	if !strings.Contains(w.clusterJSON(pgCluster), meshname.SPIFFEID("cluster.local", "default", "postgres")) {
 		t.Fatalf("the postgres cluster does not accept the VM's own SAN:\n%s", w.clusterJSON(pgCluster))
 	}
 
