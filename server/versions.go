@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/snapshot"
 )
 
@@ -227,14 +227,14 @@ func (tr *typeResources) deltaResource(i int) *discoveryv3.Resource {
 }
 
 // serviceHosts returns the service hosts named by the resources' names
-// (`outbound|PORT|SUBSET|HOST`, `inbound|PORT|NAME|HOST`), computed once
-// per shared list.
+// (service cluster names, see meshname.ClusterHost), computed once per
+// shared list.
 func (tr *typeResources) serviceHosts() map[string]bool {
 	tr.hostsOnce.Do(func() {
 		tr.hosts = make(map[string]bool, len(tr.names))
 		for _, name := range tr.names {
-			if i := strings.LastIndexByte(name, '|'); i >= 0 {
-				tr.hosts[name[i+1:]] = true
+			if host, ok := meshname.ClusterHost(name); ok {
+				tr.hosts[host] = true
 			}
 		}
 	})
