@@ -10,7 +10,6 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/librarymesh/controlplane/registry"
@@ -83,23 +82,6 @@ func TestOutboundClusterTLS(t *testing.T) {
 		})
 	}
 }
-
-func TestSDSConfigSource(t *testing.T) {
-	want := &corev3.ConfigSource{
-		ResourceApiVersion:  corev3.ApiVersion_V3,
-		InitialFetchTimeout: durationZero(),
-		ConfigSourceSpecifier: &corev3.ConfigSource_ApiConfigSource{ApiConfigSource: &corev3.ApiConfigSource{
-			ApiType: corev3.ApiConfigSource_GRPC, TransportApiVersion: corev3.ApiVersion_V3, SetNodeOnFirstMessageOnly: true,
-			GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
-				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: "sds-grpc"}}}},
-		}},
-	}
-	if diff := cmp.Diff(want, SdsSecretConfig("default").GetSdsConfig(), protocmp.Transform()); diff != "" {
-		t.Errorf("SDS config source (-want +got):\n%s", diff)
-	}
-}
-
-func durationZero() *durationpb.Duration { return durationpb.New(0) }
 
 func TestOutboundSANsFromEndpoints(t *testing.T) {
 	v := libraryView(nil, localMutual())

@@ -8,46 +8,13 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/librarymesh/controlplane/meshname"
+	"github.com/librarymesh/controlplane/snapshot/sdsconfig"
 )
 
 const tlsTransportSocketName = "envoy.transport_sockets.tls"
-
-// sdsConfigSource fetches secrets from the node agent's local SDS server
-// through cluster meshname.SDSCluster (a Unix socket the bootstrap defines),
-// in the form Istio's sidecars use. It is the only SDS config source: the
-// xDS snapshot and the VM bootstrap (snapshot/bootstrap) both build theirs
-// with SdsSecretConfig.
-//
-// The control plane serves no secrets over ADS (Resources.Secrets stays
-// empty), so the source is never `ads: {}`: an ADS-served secret would need
-// the control plane to hold every workload's private key. The agent's
-// server (go-control-plane) keeps the node of a stream's first request, so
-// set_node_on_first_message_only holds; initial_fetch_timeout 0 makes Envoy
-// wait for the local agent's certificate instead of starting a TLS cluster or
-// listener without one after the default 15 s.
-func sdsConfigSource() *corev3.ConfigSource {
-	return &corev3.ConfigSource{
-		ResourceApiVersion:  corev3.ApiVersion_V3,
-		InitialFetchTimeout: durationpb.New(0),
-		ConfigSourceSpecifier: &corev3.ConfigSource_ApiConfigSource{ApiConfigSource: &corev3.ApiConfigSource{
-			ApiType:                   corev3.ApiConfigSource_GRPC,
-			TransportApiVersion:       corev3.ApiVersion_V3,
-			SetNodeOnFirstMessageOnly: true,
-			GrpcServices: []*corev3.GrpcService{{
-				TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: meshname.SDSCluster}},
-			}},
-		}},
-	}
-}
-
-// SdsSecretConfig names a secret the local agent serves (see sdsConfigSource).
-func SdsSecretConfig(name string) *tlsv3.SdsSecretConfig {
-	return &tlsv3.SdsSecretConfig{Name: name, SdsConfig: sdsConfigSource()}
-}
 
 // uriSANMatchers matches any of the SPIFFE IDs as a URI SAN.
 func uriSANMatchers(ids []string) []*tlsv3.SubjectAltNameMatcher {
@@ -71,11 +38,11 @@ func exactMatcher(s string) *matcherv3.StringMatcher {
 func sidecarCommonTLSContext(sans []string, alpn []string) *tlsv3.CommonTlsContext {
 	return &tlsv3.CommonTlsContext{
 		AlpnProtocols:                  alpn,
-		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{SdsSecretConfig(meshname.WorkloadSecret)},
+		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsconfig.SecretConfig(meshname.WorkloadSecret)},
 		ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{
 			CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
 				DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: uriSANMatchers(sans)},
-				ValidationContextSdsSecretConfig: SdsSecretConfig(meshname.RootSecret),
+				ValidationContextSdsSecretConfig: sdsconfig.SecretConfig(meshname.RootSecret),
 			},
 		},
 	}

@@ -3,11 +3,11 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/librarymesh/controlplane/certauthority/agent"
+	"github.com/librarymesh/controlplane/nodeagent"
 )
 
 func newAgentCommand() *cobra.Command {
-	o := agent.Options{}
+	o := nodeagent.Options{}
 	var logLevel string
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -24,7 +24,7 @@ left unset come from the bundle's cluster.env.`,
 				return err
 			}
 			o.Logger = logger
-			return agent.Run(cmd.Context(), o)
+			return nodeagent.Run(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()

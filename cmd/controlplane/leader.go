@@ -9,8 +9,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/librarymesh/controlplane/certauthority"
+	"github.com/librarymesh/controlplane/leader"
 	"github.com/librarymesh/controlplane/registry/kube"
-	"github.com/librarymesh/controlplane/server/leader"
 )
 
 // addLeaderFlags adds the leader-election flags to serve.
@@ -47,9 +47,9 @@ func withLeaderEvents(cfg *kube.Config, client kubernetes.Interface, e *leader.E
 
 // withLeaderStore lets only the leader create the CA root; followers wait
 // for it.
-func withLeaderStore(cfg *certauthority.Config, e *leader.Elector) {
+func withLeaderStore(cfg *certauthority.Config, e *leader.Elector, logger *slog.Logger) {
 	if e != nil && cfg.Store != nil {
-		cfg.Store = e.KeyStore(cfg.Store)
+		cfg.Store = certauthority.LeaderCreates(cfg.Store, e.IsLeader, logger)
 	}
 }
 

@@ -13,9 +13,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/librarymesh/controlplane/certauthority"
-	"github.com/librarymesh/controlplane/deploy/vm"
 	"github.com/librarymesh/controlplane/internal/kubetest"
 	"github.com/librarymesh/controlplane/registry/register"
+	"github.com/librarymesh/controlplane/vmbundle"
 )
 
 // TestKubeCommands runs `register`, `deregister` and `vm bundle` against a
@@ -72,14 +72,14 @@ func bundleFromSecret(t *testing.T, e *kubetest.Env) {
 	if err != nil {
 		t.Fatalf("CA Secret: %v", err)
 	}
-	got, err := os.ReadFile(filepath.Join(dir, vm.FileRootCert))
+	got, err := os.ReadFile(filepath.Join(dir, vmbundle.FileRootCert))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(bytes.TrimSpace(got), bytes.TrimSpace(sec.Data[certauthority.CACertFile])) {
 		t.Errorf("bundle root is not the CA Secret's %s:\n%s", certauthority.CACertFile, got)
 	}
-	if _, err := os.Stat(filepath.Join(dir, vm.FileToken)); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, vmbundle.FileToken)); err != nil {
 		t.Error(err)
 	}
 }

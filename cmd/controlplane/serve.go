@@ -20,11 +20,11 @@ import (
 
 	"github.com/librarymesh/controlplane/certauthority"
 	cakube "github.com/librarymesh/controlplane/certauthority/kube"
+	"github.com/librarymesh/controlplane/leader"
 	"github.com/librarymesh/controlplane/registry"
 	"github.com/librarymesh/controlplane/registry/kube"
 	"github.com/librarymesh/controlplane/registry/yamldir"
 	"github.com/librarymesh/controlplane/server"
-	"github.com/librarymesh/controlplane/server/leader"
 	"github.com/librarymesh/controlplane/snapshot"
 )
 
@@ -278,7 +278,7 @@ func newCA(ctx context.Context, logger *slog.Logger, reg prometheus.Registerer, 
 	var cfg certauthority.Config
 	if client != nil {
 		cfg = cakube.ModeConfig(client, o.caNamespace)
-		withLeaderStore(&cfg, elector)
+		withLeaderStore(&cfg, elector, logger)
 	} else {
 		cfg = certauthority.FileModeConfig(o.dataDir, o.cacertsDir)
 	}

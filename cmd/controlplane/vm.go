@@ -10,8 +10,8 @@ import (
 
 	"github.com/librarymesh/controlplane/certauthority"
 	cakube "github.com/librarymesh/controlplane/certauthority/kube"
-	"github.com/librarymesh/controlplane/deploy/vm"
 	"github.com/librarymesh/controlplane/registry/register"
+	"github.com/librarymesh/controlplane/vmbundle"
 )
 
 func newVMCommand() *cobra.Command {
@@ -35,7 +35,7 @@ type vmCAOptions struct {
 }
 
 func newVMBundleCommand() *cobra.Command {
-	o := vm.Options{}
+	o := vmbundle.Options{}
 	var c vmCAOptions
 	cmd := &cobra.Command{
 		Use:   "bundle",
@@ -59,7 +59,7 @@ func newVMBundleCommand() *cobra.Command {
 				o.Ports = append(o.Ports, uint32(p))
 			}
 			o.Out, o.SingleUse = cmd.OutOrStdout(), !c.reusable
-			return vm.Run(cmd.Context(), o, ca)
+			return vmbundle.Run(cmd.Context(), o, ca)
 		},
 	}
 	f := cmd.Flags()
@@ -72,15 +72,15 @@ func newVMBundleCommand() *cobra.Command {
 	f.StringVar(&o.Address, "address", "", "HOST:PORT of the control plane's TLS port (15012) as the VM reaches it, usually the gateway")
 	f.StringVar(&o.ServerName, "server-name", "", "TLS server name of the control plane (default istiod.istio-system.svc)")
 	f.StringVarP(&o.OutDir, "output", "o", "", "folder to write the bundle into")
-	f.DurationVar(&o.TokenTTL, "token-ttl", vm.DefaultTokenTTL, "how long the bootstrap token can be used for the first certificate")
+	f.DurationVar(&o.TokenTTL, "token-ttl", vmbundle.DefaultTokenTTL, "how long the bootstrap token can be used for the first certificate")
 	f.BoolVar(&c.reusable, "reusable", false, "let the bootstrap token be used until it expires (default: single-use; the agent needs it once, then renews with its certificate)")
-	f.DurationVar(&o.CertTTL, "cert-ttl", vm.DefaultCertTTL, "lifetime of the VM's certificates (SECRET_TTL)")
+	f.DurationVar(&o.CertTTL, "cert-ttl", vmbundle.DefaultCertTTL, "lifetime of the VM's certificates (SECRET_TTL)")
 	f.BoolVar(&o.Hosts, "hosts", false, "also write /etc/hosts lines sending the control plane's names to the gateway")
 	f.StringVar(&o.GatewayIP, "gateway-ip", "", "gateway IP for --hosts (default the host of --address)")
 	f.BoolVar(&o.SotW, "sotw", false, "state-of-the-world ADS instead of delta")
 	f.StringVar(&o.TrustDomain, "trust-domain", certauthority.DefaultTrustDomain, "SPIFFE trust domain")
 	f.StringVar(&o.ClusterID, "cluster-id", "", "ISTIO_META_CLUSTER_ID (default Kubernetes)")
-	f.StringVar(&o.StateDir, "vm-state-dir", "", "state folder on the VM (default "+vm.DefaultStateDir+")")
+	f.StringVar(&o.StateDir, "vm-state-dir", "", "state folder on the VM (default "+vmbundle.DefaultStateDir+")")
 	f.StringVar(&c.dataDir, "data-dir", "./data", "file mode: the data dir of `serve` (holds the CA)")
 	f.StringVar(&c.cacertsDir, "cacerts", "", "file mode: Istio cacerts folder whose intermediate signs")
 	f.StringVar(&c.kubeconfig, "kubeconfig", "", "Kubernetes mode: the CA lives in Secrets of this cluster")

@@ -15,9 +15,9 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
-	"github.com/librarymesh/controlplane/deploy/vm"
 	"github.com/librarymesh/controlplane/internal/e2e"
 	"github.com/librarymesh/controlplane/snapshot/bootstrap"
+	"github.com/librarymesh/controlplane/vmbundle"
 )
 
 const (
@@ -170,19 +170,19 @@ func writeBundle(t *testing.T, secureAddr, dataDir, bundleDir string) {
 	runCP(t, "vm", "bundle", "--name", vmName, "--namespace", "default", "--service-account", "postgres",
 		"--ip", "127.0.0.1", "--ports", "5432", "--address", secureAddr, "-o", bundleDir, "--data-dir", dataDir,
 		"--token-ttl", vmTokenTTL.String(), "--cert-ttl", vmCertTTL.String())
-	for _, f := range []string{vm.FileBootstrap, vm.FileRootCert, vm.FileToken, vm.FileClusterEnv,
-		vm.FileAgentUnit, vm.FileEnvoyUnit, vm.FileReadme} {
+	for _, f := range []string{vmbundle.FileBootstrap, vmbundle.FileRootCert, vmbundle.FileToken, vmbundle.FileClusterEnv,
+		vmbundle.FileAgentUnit, vmbundle.FileEnvoyUnit, vmbundle.FileReadme} {
 		if _, err := os.Stat(filepath.Join(bundleDir, f)); err != nil {
 			t.Errorf("bundle lacks %s: %v", f, err)
 		}
 	}
-	data, err := os.ReadFile(filepath.Join(bundleDir, vm.FileBootstrap))
+	data, err := os.ReadFile(filepath.Join(bundleDir, vmbundle.FileBootstrap))
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, err := bootstrap.UnmarshalYAML(data)
 	if err != nil {
-		t.Fatalf("%s: %v", vm.FileBootstrap, err)
+		t.Fatalf("%s: %v", vmbundle.FileBootstrap, err)
 	}
 	if got := b.GetNode().GetId(); got != vmSDSNode {
 		t.Errorf("bootstrap node %q, want %q", got, vmSDSNode)

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/librarymesh/controlplane/meshname"
-	"github.com/librarymesh/controlplane/snapshot"
+	"github.com/librarymesh/controlplane/snapshot/sdsconfig"
 )
 
 const (
@@ -31,7 +31,7 @@ func xdsCluster(host string, port uint32, o Options) (*clusterv3.Cluster, error)
 		Sni: o.ServerName,
 		CommonTlsContext: &tlsv3.CommonTlsContext{
 			AlpnProtocols:                  []string{"h2"},
-			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{snapshot.SdsSecretConfig(meshname.WorkloadSecret)},
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsconfig.SecretConfig(meshname.WorkloadSecret)},
 			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
 				TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: o.RootCertPath}},
 				MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{

@@ -1,4 +1,4 @@
-package agent
+package nodeagent
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	vm "github.com/librarymesh/controlplane/deploy/vm"
+	"github.com/librarymesh/controlplane/vmbundle"
 )
 
 // Agent keeps the VM's certificate fresh and serves it over SDS.
@@ -41,7 +41,7 @@ type issued struct {
 // missing, the root does not parse, or the token is malformed or expired
 // (unless a current certificate is kept in StateDir).
 func New(cfg Config) (*Agent, error) {
-	b, err := vm.ReadBundle(cfg.BundleDir)
+	b, err := vmbundle.ReadBundle(cfg.BundleDir)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
@@ -51,17 +51,17 @@ func New(cfg Config) (*Agent, error) {
 	}
 	c = c.withDefaults()
 	if _, err := parseRoots(b.RootPEM); err != nil {
-		return nil, fmt.Errorf("agent: bundle %s: %s: %w", c.BundleDir, vm.FileRootCert, err)
+		return nil, fmt.Errorf("agent: bundle %s: %s: %w", c.BundleDir, vmbundle.FileRootCert, err)
 	}
 	claims, err := ParseToken(b.Token)
 	if err != nil {
-		return nil, fmt.Errorf("agent: bundle %s: %s: %w", c.BundleDir, vm.FileToken, err)
+		return nil, fmt.Errorf("agent: bundle %s: %s: %w", c.BundleDir, vmbundle.FileToken, err)
 	}
 	if err := c.identityFrom(claims); err != nil {
 		return nil, fmt.Errorf("agent: bundle %s: %w", c.BundleDir, err)
 	}
 	if c.CAAddress == "" {
-		return nil, fmt.Errorf("agent: no CA address (%s in %s)", vm.EnvCAAddr, vm.FileClusterEnv)
+		return nil, fmt.Errorf("agent: no CA address (%s in %s)", vmbundle.EnvCAAddr, vmbundle.FileClusterEnv)
 	}
 	a := &Agent{cfg: c, log: c.Logger.With("identity", c.SPIFFEID()), token: b.Token, rootPEM: b.RootPEM}
 	a.sds = newSDSServer(a.log)

@@ -1,4 +1,4 @@
-package agent
+package nodeagent
 
 import (
 	"bytes"
@@ -23,7 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/librarymesh/controlplane/certauthority"
-	vm "github.com/librarymesh/controlplane/deploy/vm"
+	"github.com/librarymesh/controlplane/vmbundle"
 )
 
 const wantID = "spiffe://cluster.local/ns/default/sa/postgres"
@@ -87,7 +87,7 @@ func writeBundle(t *testing.T, c *testCA, tokenTTL time.Duration) string {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "bundle")
-	_, err = vm.WriteBundle(dir, vm.BundleOptions{
+	_, err = vmbundle.WriteBundle(dir, vmbundle.BundleOptions{
 		Name: "postgres-1-vm", Namespace: "default", ServiceAccount: "postgres", IP: "127.0.0.1",
 		Address: c.addr, RootPEM: c.ca.RootPEM(), Token: tok,
 	})

@@ -1,4 +1,4 @@
-package agent
+package nodeagent
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	securityv1alpha1 "istio.io/api/security/v1alpha1"
 
-	vm "github.com/librarymesh/controlplane/deploy/vm"
+	"github.com/librarymesh/controlplane/vmbundle"
 )
 
 // renew makes a new key, asks the CA for a certificate and starts serving it.
@@ -217,7 +217,7 @@ func parseRoots(data []byte) (*x509.CertPool, error) {
 // picked up (and served as ROOTCA) without a restart. It reports whether the
 // trust bundle grew.
 func (a *Agent) refreshRoot() bool {
-	data, err := os.ReadFile(filepath.Join(a.cfg.BundleDir, vm.FileRootCert))
+	data, err := os.ReadFile(filepath.Join(a.cfg.BundleDir, vmbundle.FileRootCert))
 	if err != nil {
 		a.log.Warn("cannot re-read the root certificate; keeping the one loaded", "error", err)
 		return false

@@ -1,8 +1,8 @@
-// Package agent is the node agent that runs on a VM: it makes the VM's
+// Package nodeagent is the node agent that runs on a VM: it makes the VM's
 // private key, gets a certificate from the control plane's CA (first with the
 // bundle's bootstrap token, then renewing with its current certificate), and
 // serves it to the local Envoy over SDS on a Unix socket.
-package agent
+package nodeagent
 
 import (
 	"encoding/base64"
@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	vm "github.com/librarymesh/controlplane/deploy/vm"
 	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/snapshot/bootstrap"
+	"github.com/librarymesh/controlplane/vmbundle"
 )
 
 // Defaults.
@@ -50,7 +50,7 @@ type Config struct {
 
 // LoadConfig reads the bundle's cluster.env into a Config.
 func LoadConfig(bundleDir string) (Config, error) {
-	b, err := vm.ReadBundle(bundleDir)
+	b, err := vmbundle.ReadBundle(bundleDir)
 	if err != nil {
 		return Config{}, err
 	}
@@ -60,19 +60,19 @@ func LoadConfig(bundleDir string) (Config, error) {
 // fromEnv fills the fields left empty from cluster.env.
 func (c Config) fromEnv(env map[string]string) (Config, error) {
 	for dst, key := range map[*string]string{
-		&c.SDSSocket: vm.EnvSDSSocket, &c.StateDir: vm.EnvStateDir, &c.CAAddress: vm.EnvCAAddr,
-		&c.OutputDir:  vm.EnvOutputCerts,
-		&c.ServerName: vm.EnvServerSAN, &c.TrustDomain: vm.EnvTrustDomain,
-		&c.Namespace: vm.EnvNamespace, &c.ServiceAccount: vm.EnvSA,
+		&c.SDSSocket: vmbundle.EnvSDSSocket, &c.StateDir: vmbundle.EnvStateDir, &c.CAAddress: vmbundle.EnvCAAddr,
+		&c.OutputDir:  vmbundle.EnvOutputCerts,
+		&c.ServerName: vmbundle.EnvServerSAN, &c.TrustDomain: vmbundle.EnvTrustDomain,
+		&c.Namespace: vmbundle.EnvNamespace, &c.ServiceAccount: vmbundle.EnvSA,
 	} {
 		if *dst == "" {
 			*dst = env[key]
 		}
 	}
-	if s := env[vm.EnvSecretTTL]; s != "" && c.CertTTL == 0 {
+	if s := env[vmbundle.EnvSecretTTL]; s != "" && c.CertTTL == 0 {
 		d, err := time.ParseDuration(s)
 		if err != nil {
-			return c, fmt.Errorf("bundle %s: %s %s=%q: %w", c.BundleDir, vm.FileClusterEnv, vm.EnvSecretTTL, s, err)
+			return c, fmt.Errorf("bundle %s: %s %s=%q: %w", c.BundleDir, vmbundle.FileClusterEnv, vmbundle.EnvSecretTTL, s, err)
 		}
 		c.CertTTL = d
 	}

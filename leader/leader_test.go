@@ -17,7 +17,7 @@ import (
 	"github.com/librarymesh/controlplane/certauthority"
 	cakube "github.com/librarymesh/controlplane/certauthority/kube"
 	"github.com/librarymesh/controlplane/internal/kubetest"
-	"github.com/librarymesh/controlplane/server/leader"
+	"github.com/librarymesh/controlplane/leader"
 )
 
 var env *kubetest.Env
@@ -81,7 +81,7 @@ func TestOneRootWhenStartingTogether(t *testing.T) {
 		el, _ := start(t, ns, string(rune('a'+i)), 4*time.Second)
 		wg.Go(func() {
 			cfg := cakube.ModeConfig(e.Kube, ns)
-			cfg.Store = el.KeyStore(countingStore{KeyStore: cfg.Store, creates: &creates})
+			cfg.Store = certauthority.LeaderCreates(countingStore{KeyStore: cfg.Store, creates: &creates}, el.IsLeader, slog.New(slog.DiscardHandler))
 			cfg.Logger = slog.New(slog.DiscardHandler)
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 			defer cancel()

@@ -1,7 +1,7 @@
-// Package vm writes the bundle a VM needs to join the mesh (Envoy bootstrap,
+// Package vmbundle writes the bundle a VM needs to join the mesh (Envoy bootstrap,
 // root cert, bootstrap token, cluster.env, systemd units, README) and reads
 // it back for the node agent.
-package vm
+package vmbundle
 
 import (
 	"bufio"
