@@ -9,7 +9,11 @@ import (
 // outbound part (the same protos), built from the services exported to
 // that namespace; another namespace gets its own.
 func TestExportToSharesPerNamespace(t *testing.T) {
-	b := NewBuilder(loadMesh(t, "testdata/export-to/mesh.yaml"), Options{})
+	view, problems := loadMesh(t, "testdata/export-to/mesh.yaml")
+	if len(problems) != 0 {
+		t.Fatalf("export-to mesh: %v", problems)
+	}
+	b := NewBuilder(view, Options{})
 	part := func(id, ns string) *Resources {
 		t.Helper()
 		shared, _, err := b.BuildParts(mustProxy(t, id, map[string]any{"NAMESPACE": ns}))

@@ -171,7 +171,9 @@ func TestLibraryMeshIsTheExample(t *testing.T) {
 
 // TestGolden builds every proxy in testdata/CASE/proxies.yaml from the mesh
 // in testdata/CASE/mesh.yaml (read by the YAML directory source) and compares
-// the result with testdata/CASE/out/NODE.{lds,rds,cds,eds,sds}.yaml.
+// the result with testdata/CASE/out/NODE.{lds,rds,cds,eds,sds}.yaml. The
+// problems the registry and the builder report go to out/problems.yaml; a
+// case without problems has no such file.
 func TestGolden(t *testing.T) {
 	cases, err := filepath.Glob("testdata/*/mesh.yaml")
 	if err != nil || len(cases) == 0 {
@@ -180,7 +182,8 @@ func TestGolden(t *testing.T) {
 	for _, meshFile := range cases {
 		dir := filepath.Dir(meshFile)
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			b := NewBuilder(loadMesh(t, meshFile), Options{})
+			view, problems := loadMesh(t, meshFile)
+			b := NewBuilder(view, Options{})
 			files := map[string][]byte{}
 			for _, gp := range readProxies(t, filepath.Join(dir, "proxies.yaml")) {
 				res, err := b.Build(mustProxy(t, gp.ID, gp.Metadata))
@@ -190,9 +193,8 @@ func TestGolden(t *testing.T) {
 				checkConsistent(t, gp.ID, res, gp.Metadata["GENERATOR"] == "grpc")
 				maps.Copy(files, renderGolden(t, gp.ID, res))
 			}
-			// Every resource passed ValidateAll: none was left out as invalid.
-			if ps := b.Problems(); len(ps) != 0 {
-				t.Errorf("resources left out as invalid: %v", ps)
+			if ps := problemsYAML(t, problems, b.Problems()); ps != nil {
+				files["problems.yaml"] = ps
 			}
 			checkGolden(t, filepath.Join(dir, "out"), files)
 		})
@@ -222,10 +224,11 @@ func checkConsistent(t *testing.T, node string, res *Resources, proxyless bool) 
 	}
 }
 
-// loadMesh reads one mesh file with the YAML directory source. The file is
-// copied to a directory of its own, since the source reads every YAML file
-// in a directory and the case directory also holds proxies and outputs.
-func loadMesh(t *testing.T, meshFile string) registry.View {
+// loadMesh reads one mesh file with the YAML directory source and returns
+// the model and the problems the store reports. The file is copied to a
+// directory of its own, since the source reads every YAML file in a
+// directory and the case directory also holds proxies and outputs.
+func loadMesh(t *testing.T, meshFile string) (registry.View, []registry.Problem) {
 	t.Helper()
 	data, err := os.ReadFile(meshFile)
 	if err != nil {
@@ -236,8 +239,41 @@ func loadMesh(t *testing.T, meshFile string) registry.View {
 		t.Fatal(err)
 	}
 	store := registry.NewStore(slog.New(slog.DiscardHandler))
-	if problems := yamldir.Load(dir, store); len(problems) != 0 {
-		t.Fatalf("%s: %v", meshFile, problems)
+	yamldir.Load(dir, store)
+	return store.View(), store.Problems()
+}
+
+// goldenProblem is one entry of problems.yaml. Source is relative to the
+// case: `mesh.yaml:LINE` for the registry, `snapshot` for a resource the
+// builder left out as invalid.
+type goldenProblem struct {
+	Source  string `json:"source"`
+	Object  string `json:"object,omitempty"`
+	Field   string `json:"field,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message"`
+}
+
+// problemsYAML renders the registry's and the builder's problems, or nil
+// when there are none.
+func problemsYAML(t *testing.T, reg []registry.Problem, built []error) []byte {
+	t.Helper()
+	if len(reg)+len(built) == 0 {
+		return nil
 	}
-	return store.View()
+	var out []goldenProblem
+	for _, p := range reg {
+		if i := strings.LastIndex(p.Source, string(filepath.Separator)+"mesh.yaml"); i >= 0 {
+			p.Source = p.Source[i+1:]
+		}
+		out = append(out, goldenProblem{p.Source, p.Object, p.Field, p.Reason, p.Message})
+	}
+	for _, err := range built {
+		out = append(out, goldenProblem{Source: "snapshot", Message: err.Error()})
+	}
+	y, err := yaml.Marshal(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return y
 }
