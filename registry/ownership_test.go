@@ -251,3 +251,19 @@ func TestExportTo(t *testing.T) {
 		})
 	}
 }
+
+// TestHostConflictNamesTheWinnersLine: when the winner moves within its
+// file, the loser's problem names its new line.
+func TestHostConflictNamesTheWinnersLine(t *testing.T) {
+	const host = "db.example.com"
+	s := registry.NewStore(nil)
+	apply := func(origin, source string, se *networkingv1.ServiceEntry) {
+		s.Apply(registry.OriginUpdate{Origin: origin, Items: []registry.Item{{Object: se, Source: source}}})
+	}
+	apply("dir/a.yaml", "dir/a.yaml:1", entryIn("a", "db", host, time.Time{}, "10.0.0.1"))
+	apply("dir/b.yaml", "dir/b.yaml:1", entryIn("b", "db", host, time.Time{}, "10.0.0.2"))
+	apply("dir/a.yaml", "dir/a.yaml:9", entryIn("a", "db", host, time.Time{}, "10.0.0.1"))
+	if ps := s.Problems(); len(ps) != 1 || !strings.Contains(ps[0].Message, "(dir/a.yaml:9)") {
+		t.Errorf("problems %v, want one naming the winner at dir/a.yaml:9", ps)
+	}
+}

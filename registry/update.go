@@ -19,7 +19,8 @@ type affectedSet struct {
 // affectedBy maps the rows a transaction changed to what they touch. A
 // workload change touches its addresses, the hosts whose endpoints are at
 // those addresses or name the Pod, and the hosts of ServiceEntries with a
-// workloadSelector in its namespace.
+// workloadSelector in its namespace. An object's own row touches its hosts
+// (where it was read shows in host conflicts).
 func affectedBy(txn *memdb.Txn, changes memdb.Changes) affectedSet {
 	a := affectedSet{hosts: map[string]bool{}, addrs: map[string]bool{}}
 	for _, c := range changes {
@@ -33,10 +34,23 @@ func affectedBy(txn *memdb.Txn, changes memdb.Changes) affectedSet {
 				a.policy = true
 			case *workloadRow:
 				a.addWorkload(txn, r)
+			case *objectRow:
+				a.addObject(r)
 			}
 		}
 	}
 	return a
+}
+
+// addObject touches an object's hosts: when it moved within its file, a
+// host conflict names its new line.
+func (a *affectedSet) addObject(r *objectRow) {
+	if r.Rec == nil {
+		return
+	}
+	for _, sr := range r.Rec.Services {
+		a.hosts[sr.Hostname] = true
+	}
 }
 
 func (a *affectedSet) addWorkload(txn *memdb.Txn, r *workloadRow) {

@@ -129,6 +129,41 @@ spec:
 	if js := w.clusterJSON(pgCluster); strings.Contains(js, evilSAN) {
 		t.Errorf("the foreign SAN %s reached the postgres cluster:\n%s", evilSAN, js)
 	}
+	checkDuplicateHost(t, srv, w, dir)
+}
+
+// checkDuplicateHost: a second ServiceEntry for the host in another file
+// (same namespace, so allowed to name it) loses to the first by name and
+// adds nothing; the problem names both objects and both files.
+func checkDuplicateHost(t *testing.T, srv *e2e.Server, w *adsWatcher, dir string) {
+	t.Helper()
+	e2e.WriteFileAtomic(t, filepath.Join(dir, "a-copy.yaml"), `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: postgres-copy, namespace: default}
+spec:
+  hosts: [`+pgHost+`]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+  endpoints: [{address: 10.128.0.99, serviceAccount: copy}]
+`)
+	var problems string
+	e2e.Eventually(t, "the duplicate host to be reported", 10*time.Second, func() bool {
+		problems = e2e.HTTPGet(t, "http://"+srv.HTTPAddr+"/debug/problems")
+		return strings.Contains(problems, "HostConflict")
+	})
+	for _, want := range []string{"ServiceEntry default/postgres-copy", "ServiceEntry default/postgres-1-vm", "a-copy.yaml", "postgres-1-vm.yaml"} {
+		if !strings.Contains(problems, want) {
+			t.Errorf("/debug/problems does not name %q:\n%s", want, problems)
+		}
+	}
+	e2e.WriteFileAtomic(t, filepath.Join(dir, "marker2.yaml"), markerEntry("other", "marker2", "*"))
+	s := w.waitState(t, "the second marker cluster", 10*time.Second, func(s adsState) bool {
+		return slices.Contains(s.clusters, markerCluster("other", "marker2"))
+	})
+	if got := s.endpoints[pgCluster]; !slices.Equal(got, []string{"10.128.0.14:5432"}) {
+		t.Errorf("postgres endpoints %v after a duplicate ServiceEntry, want only 10.128.0.14:5432", got)
+	}
 }
 
 // TestBadConfigFilesAreSkipped: a FIFO, a symlink to /dev/zero and a file
