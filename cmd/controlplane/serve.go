@@ -130,13 +130,9 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 	}
 	reg := prometheus.NewRegistry()
 	store := newStore(logger, reg, o)
-	var sources []source
-	if o.configDir != "" {
-		dir, err := yamlSource(logger, store, o)
-		if err != nil {
-			return err
-		}
-		sources = append(sources, dir)
+	sources, err := yamlSources(logger, store, o)
+	if err != nil {
+		return err
 	}
 	var client kubernetes.Interface
 	var elector *leader.Elector
@@ -178,20 +174,22 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 	for _, s := range sources {
 		g.Go(func() error { return s.Start(ctx) })
 	}
-	// Proxies are answered only once every source has loaded, so none is
-	// handed a half-loaded mesh.
-	g.Go(func() error {
-		if err := waitSynced(ctx, sources); err != nil {
-			return nil
-		}
-		logger.Info("sources synced; serving")
-		sg, sctx := errgroup.WithContext(ctx)
-		for _, p := range servers {
-			sg.Go(func() error { return p.Start(sctx) })
-		}
-		return sg.Wait()
-	})
+	g.Go(func() error { return serveWhenSynced(ctx, logger, sources, servers) })
 	return g.Wait()
+}
+
+// serveWhenSynced starts the servers once every source has loaded, so no
+// proxy is handed a half-loaded mesh.
+func serveWhenSynced(ctx context.Context, logger *slog.Logger, sources []source, servers []part) error {
+	if err := waitSynced(ctx, sources); err != nil {
+		return nil
+	}
+	logger.Info("sources synced; serving")
+	sg, sctx := errgroup.WithContext(ctx)
+	for _, p := range servers {
+		sg.Go(func() error { return p.Start(sctx) })
+	}
+	return sg.Wait()
 }
 
 // newStore makes the registry and counts its suppressed problem log lines.
@@ -204,16 +202,19 @@ func newStore(logger *slog.Logger, reg prometheus.Registerer, o serveOptions) *r
 	return store
 }
 
-// yamlSource is the --config-dir source.
-func yamlSource(logger *slog.Logger, store *registry.Store, o serveOptions) (source, error) {
+// yamlSources is the --config-dir source, if any.
+func yamlSources(logger *slog.Logger, store *registry.Store, o serveOptions) ([]source, error) {
+	if o.configDir == "" {
+		return nil, nil
+	}
 	if st, err := os.Stat(o.configDir); err != nil || !st.IsDir() {
-		return source{}, fmt.Errorf("--config-dir %s: not a readable folder", o.configDir)
+		return nil, fmt.Errorf("--config-dir %s: not a readable folder", o.configDir)
 	}
 	if o.configMaxBytes <= 0 {
-		return source{}, fmt.Errorf("--config-max-file-bytes %d: must be positive", o.configMaxBytes)
+		return nil, fmt.Errorf("--config-max-file-bytes %d: must be positive", o.configMaxBytes)
 	}
 	dir := yamldir.New(o.configDir, store, logger, yamldir.WithSettle(o.configSettle), yamldir.WithMaxFileBytes(o.configMaxBytes))
-	return source{dir, func() bool { return isClosed(dir.Ready()) }}, nil
+	return []source{{dir, func() bool { return isClosed(dir.Ready()) }}}, nil
 }
 
 // source is a registry source and how to tell it has loaded everything.

@@ -1,3 +1,5 @@
+//go:build unix
+
 package yamldir_test
 
 import (
