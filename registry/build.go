@@ -2,6 +2,7 @@ package registry
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -49,26 +50,53 @@ func kindRank(kind string) int {
 }
 
 // workloadAt picks the workload for an address: Pods win over
-// WorkloadEntries over ServiceEntry endpoints, then by namespace, name, ID.
-func workloadAt(txn *memdb.Txn, addr string) *Workload {
+// WorkloadEntries over ServiceEntry endpoints, then the oldest (a known
+// creation time before an unknown one), then by namespace, name, ID. A
+// workload of another namespace that lost the address to the winner gets
+// a problem naming both: it does not become that workload.
+func workloadAt(txn *memdb.Txn, addr string) (*Workload, []Problem) {
 	it, err := txn.Get(tableWorkloads, indexAddress, addr)
 	must(err)
-	var best *workloadRow
+	var rows []*workloadRow
 	for obj := it.Next(); obj != nil; obj = it.Next() {
-		r := obj.(*workloadRow)
-		if best == nil || compareWorkloadRows(r, best) < 0 {
-			best = r
+		rows = append(rows, obj.(*workloadRow))
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	best := slices.MinFunc(rows, compareWorkloadRows)
+	var ps []Problem
+	for _, r := range rows {
+		if r.Namespace == best.Namespace || kindRank(r.Workload.Kind) != kindRank(best.Workload.Kind) {
+			continue
 		}
+		ps = append(ps, Problem{Source: objectSource(txn, r.Object, r.Origin), Object: objectName(txn, r.Object),
+			Field: r.Field, Reason: ReasonAddressConflict,
+			Message: fmt.Sprintf("address %s is also the address of %s %s/%s (%s), which wins (%s); this object's workload there is ignored",
+				addr, best.Workload.Kind, best.Namespace, best.Workload.Name, objectSource(txn, best.Object, best.Origin), winReason(best.Created, r.Created))})
 	}
-	if best == nil {
-		return nil
-	}
-	return best.Workload
+	sortProblems(ps)
+	return best.Workload, slices.CompactFunc(ps, func(a, b Problem) bool { return a == b })
 }
 
 func compareWorkloadRows(a, b *workloadRow) int {
-	return cmp.Or(cmp.Compare(kindRank(a.Workload.Kind), kindRank(b.Workload.Kind)),
+	return cmp.Or(cmp.Compare(kindRank(a.Workload.Kind), kindRank(b.Workload.Kind)), compareCreated(a.Created, b.Created),
 		cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Workload.Name, b.Workload.Name), cmp.Compare(a.ID, b.ID))
+}
+
+// setAddress (re)computes the workload at an address and its conflicts.
+func (v *view) setAddress(txn *memdb.Txn, addr string) {
+	w, ps := workloadAt(txn, addr)
+	if w != nil {
+		v.byIP[addr] = w
+	} else {
+		delete(v.byIP, addr)
+	}
+	if len(ps) > 0 {
+		v.addrConflicts[addr] = ps
+	} else {
+		delete(v.addrConflicts, addr)
+	}
 }
 
 // fullView computes the merged model from scratch (the reference for the
@@ -79,7 +107,7 @@ func fullView(txn *memdb.Txn, revision uint64, trustDomain string) *view {
 	must(err)
 	for obj := it.Next(); obj != nil; obj = it.Next() {
 		for _, a := range obj.(*workloadRow).Addresses {
-			v.byIP[a] = workloadAt(txn, a)
+			v.setAddress(txn, a)
 		}
 	}
 	hosts := map[string]bool{}
@@ -102,7 +130,8 @@ func fullView(txn *memdb.Txn, revision uint64, trustDomain string) *view {
 
 func emptyView(txn *memdb.Txn, revision uint64) *view {
 	return &view{txn: txn, revision: revision, byHost: map[string]*Service{}, endpoints: map[string][]*Endpoint{},
-		byIP: map[string]*Workload{}, svcsByAddr: map[string][]*Service{}, conflicts: map[string][]Problem{}}
+		byIP: map[string]*Workload{}, svcsByAddr: map[string][]*Service{}, conflicts: map[string][]Problem{},
+		addrConflicts: map[string][]Problem{}}
 }
 
 // setHost (re)computes one host; a host without service rows is removed.
@@ -139,35 +168,42 @@ func (v *view) sortServices() {
 	slices.SortFunc(v.services, func(a, b *Service) int { return cmp.Compare(a.Hostname, b.Hostname) })
 }
 
-// indexAddresses adds a host's service under each of its endpoint addresses,
-// keeping each list sorted by hostname.
+// addrKey keys the services of a workload: its address and namespace. An
+// endpoint of another namespace at a workload's address (a ServiceEntry
+// elsewhere listing it) does not make the workload serve that service.
+func addrKey(addr, namespace string) string { return addr + "\x1f" + namespace }
+
+// indexAddresses adds a host's service under each of its endpoint addresses
+// and namespaces, keeping each list sorted by hostname.
 func (v *view) indexAddresses(host string) {
 	svc := v.byHost[host]
 	seen := map[string]bool{}
 	for _, ep := range v.endpoints[host] {
-		if seen[ep.Address] {
+		key := addrKey(ep.Address, ep.Namespace)
+		if seen[key] {
 			continue
 		}
-		seen[ep.Address] = true
-		list := slices.Clone(v.svcsByAddr[ep.Address])
+		seen[key] = true
+		list := slices.Clone(v.svcsByAddr[key])
 		i, _ := slices.BinarySearchFunc(list, host, func(s *Service, h string) int { return cmp.Compare(s.Hostname, h) })
-		v.svcsByAddr[ep.Address] = slices.Insert(list, i, svc)
+		v.svcsByAddr[key] = slices.Insert(list, i, svc)
 	}
 }
 
 // unindexAddresses removes a host from the address lists.
 func (v *view) unindexAddresses(host string) {
 	for _, ep := range v.endpoints[host] {
-		list := v.svcsByAddr[ep.Address]
+		key := addrKey(ep.Address, ep.Namespace)
+		list := v.svcsByAddr[key]
 		i := slices.IndexFunc(list, func(s *Service) bool { return s.Hostname == host })
 		if i < 0 {
 			continue
 		}
 		if len(list) == 1 {
-			delete(v.svcsByAddr, ep.Address)
+			delete(v.svcsByAddr, key)
 			continue
 		}
-		v.svcsByAddr[ep.Address] = slices.Delete(slices.Clone(list), i, i+1)
+		v.svcsByAddr[key] = slices.Delete(slices.Clone(list), i, i+1)
 	}
 }
 

@@ -100,10 +100,16 @@ func diffViews(old, next *view, a affectedSet) Change {
 	return ch
 }
 
-// logConflicts logs the merge problems of the touched hosts that are new.
+// logConflicts logs the merge problems of the touched hosts and addresses
+// that are new.
 func (s *Store) logConflicts(old, next *view, a affectedSet) {
 	for _, h := range slices.Sorted(maps.Keys(a.hosts)) {
 		if ps := next.conflicts[h]; len(ps) > 0 && !reflect.DeepEqual(old.conflicts[h], ps) {
+			s.logProblems(ps)
+		}
+	}
+	for _, addr := range slices.Sorted(maps.Keys(a.addrs)) {
+		if ps := next.addrConflicts[addr]; len(ps) > 0 && !reflect.DeepEqual(old.addrConflicts[addr], ps) {
 			s.logProblems(ps)
 		}
 	}

@@ -29,7 +29,7 @@ func (c *converter) pod(key ObjectKey, pod *corev1.Pod, _ *problems) *record {
 	if w.ServiceAccount == "" {
 		w.ServiceAccount = "default"
 	}
-	row := &workloadRow{Namespace: key.Namespace, Addresses: addrs, PodRef: key.Namespace + "/" + key.Name,
+	row := &workloadRow{Field: "status.podIP", Namespace: key.Namespace, Addresses: addrs, PodRef: key.Namespace + "/" + key.Name,
 		Ready: podReady(pod), Workload: w}
 	return &record{Workloads: []*workloadRow{row}}
 }

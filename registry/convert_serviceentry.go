@@ -229,7 +229,7 @@ func (c *converter) entryEndpoints(key ObjectKey, se *networkingapi.ServiceEntry
 			rec.Endpoints = append(rec.Endpoints, &endpointRow{Hostname: h, Address: addr, Endpoint: ep})
 		}
 		if _, err := netip.ParseAddr(addr); err == nil {
-			rec.Workloads = append(rec.Workloads, &workloadRow{
+			rec.Workloads = append(rec.Workloads, &workloadRow{Field: field + ".address",
 				Namespace: key.Namespace, Addresses: []string{addr}, Ready: true, Weight: we.GetWeight(), Workload: w})
 		}
 	}

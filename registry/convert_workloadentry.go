@@ -21,6 +21,6 @@ func (c *converter) workloadEntry(key ObjectKey, we *networkingapi.WorkloadEntry
 		}
 	}
 	w := workloadFromEntry(KindWorkloadEntry, key, addr, we)
-	row := &workloadRow{Namespace: key.Namespace, Addresses: []string{addr}, Ready: true, Weight: we.GetWeight(), Workload: w}
+	row := &workloadRow{Field: "spec.address", Namespace: key.Namespace, Addresses: []string{addr}, Ready: true, Weight: we.GetWeight(), Workload: w}
 	return &record{Workloads: []*workloadRow{row}}
 }

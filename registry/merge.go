@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
 
@@ -56,14 +57,19 @@ func pickEntry(rows []*serviceRow) (kept []*serviceRow, losers map[string]*servi
 
 // compareEntries orders ServiceEntries naming one host: the winner first.
 func compareEntries(a, b *serviceRow) int {
-	if a.Created.IsZero() != b.Created.IsZero() {
-		if a.Created.IsZero() {
+	return cmp.Or(compareCreated(a.Created, b.Created), cmp.Compare(a.Namespace, b.Namespace),
+		cmp.Compare(a.Name, b.Name), cmp.Compare(a.Origin, b.Origin))
+}
+
+// compareCreated puts the older first, a known time before an unknown one.
+func compareCreated(a, b time.Time) int {
+	if a.IsZero() != b.IsZero() {
+		if a.IsZero() {
 			return 1
 		}
 		return -1
 	}
-	return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.Namespace, b.Namespace),
-		cmp.Compare(a.Name, b.Name), cmp.Compare(a.Origin, b.Origin))
+	return a.Compare(b)
 }
 
 // conflictProblems names, for each ServiceEntry that lost the host, the
@@ -82,32 +88,42 @@ func conflictProblems(txn *memdb.Txn, host string, kept []*serviceRow, losers ma
 	for _, r := range losers {
 		key := ObjectKey{Kind: KindServiceEntry, Namespace: r.Namespace, Name: r.Name}
 		out = append(out, Problem{
-			Source: objectSource(txn, r), Object: key.String(), Field: r.HostField, Reason: ReasonHostConflict,
+			Source: objectSource(txn, r.Object, r.Origin), Object: key.String(), Field: r.HostField, Reason: ReasonHostConflict,
 			Message: fmt.Sprintf("host %q is also named by ServiceEntry %s/%s (%s), which serves it (%s); this ServiceEntry is ignored for the host",
-				host, winner.Namespace, winner.Name, objectSource(txn, winner), winReason(winner, r)),
+				host, winner.Namespace, winner.Name, objectSource(txn, winner.Object, winner.Origin), winReason(winner.Created, r.Created)),
 		})
 	}
 	sortProblems(out)
 	return out
 }
 
-func winReason(winner, loser *serviceRow) string {
-	if !winner.Created.IsZero() && !winner.Created.Equal(loser.Created) {
+func winReason(winner, loser time.Time) string {
+	if !winner.IsZero() && !winner.Equal(loser) {
 		return "it is older"
 	}
 	return "it comes first by namespace/name"
 }
 
-// objectSource is where a row's object was read: "file.yaml:12", the
+// objectSource is where an object (by ID) was read: "file.yaml:12", the
 // file, or "ns/name".
-func objectSource(txn *memdb.Txn, r *serviceRow) string {
-	obj, err := txn.First(tableObjects, indexID, r.Object)
+func objectSource(txn *memdb.Txn, id, origin string) string {
+	obj, err := txn.First(tableObjects, indexID, id)
 	must(err)
 	if obj == nil {
-		return r.Origin
+		return origin
 	}
 	row := obj.(*objectRow)
 	return sourceOf(row.Origin, row.Key, row.Source)
+}
+
+// objectName is an object's "Kind ns/name", by ID.
+func objectName(txn *memdb.Txn, id string) string {
+	obj, err := txn.First(tableObjects, indexID, id)
+	must(err)
+	if obj == nil {
+		return ""
+	}
+	return obj.(*objectRow).Key.String()
 }
 
 // compareServiceRows puts Kubernetes Services before ServiceEntries.

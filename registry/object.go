@@ -40,6 +40,9 @@ const (
 	// ReasonHostConflict: two ServiceEntries name one host; the older (or
 	// the first by namespace/name) serves it, the other is ignored for it.
 	ReasonHostConflict = "HostConflict"
+	// ReasonAddressConflict: workloads of two namespaces have one address;
+	// the older (or the first by namespace/name) is the workload there.
+	ReasonAddressConflict = "AddressConflict"
 )
 
 // ObjectKey names an API object independent of its version.
@@ -168,9 +171,9 @@ func (c *converter) convert(key ObjectKey, obj runtime.Object) (*record, []Probl
 	return rec, p.list
 }
 
-// stampCreated gives the service rows the object's creation time.
+// stampCreated gives the service and workload rows the object's creation time.
 func stampCreated(rec *record, obj runtime.Object) {
-	if rec == nil || len(rec.Services) == 0 {
+	if rec == nil || len(rec.Services)+len(rec.Workloads) == 0 {
 		return
 	}
 	m, err := meta.Accessor(obj)
@@ -179,6 +182,9 @@ func stampCreated(rec *record, obj runtime.Object) {
 	}
 	created := m.GetCreationTimestamp().Time
 	for _, r := range rec.Services {
+		r.Created = created
+	}
+	for _, r := range rec.Workloads {
 		r.Created = created
 	}
 }

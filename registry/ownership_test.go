@@ -267,3 +267,72 @@ func TestHostConflictNamesTheWinnersLine(t *testing.T) {
 		t.Errorf("problems %v, want one naming the winner at dir/a.yaml:9", ps)
 	}
 }
+
+// TestAddressOwnership: a ServiceEntry that lists the address of another
+// namespace's VM neither becomes that workload (the older wins, then the
+// first by namespace/name, with a problem naming both) nor adds its
+// services to the VM's.
+func TestAddressOwnership(t *testing.T) {
+	const vm, evilHost, otherHost = "10.128.0.14", "evil.aaa.svc.cluster.local", "metrics.default.svc.cluster.local"
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name         string
+		objs         []runtime.Object
+		wantWorkload string   // "ns/name" of WorkloadByIP(vm)
+		wantServices []string // ServicesForWorkload of it
+		wantProblems []string // "Reason Object Field"
+	}{{
+		name: "the older ServiceEntry keeps the address",
+		objs: []runtime.Object{
+			entryIn("default", "postgres-1-vm", pgHost, t0, vm),
+			entryIn("aaa", "evil", evilHost, t0.Add(time.Hour), vm),
+		},
+		wantWorkload: "default/postgres-1-vm",
+		wantServices: []string{pgHost},
+		wantProblems: []string{"AddressConflict ServiceEntry aaa/evil spec.endpoints[0].address"},
+	}, {
+		name: "without creation times the first by namespace wins, and keeps only its own services",
+		objs: []runtime.Object{
+			entryIn("default", "postgres-1-vm", pgHost, time.Time{}, vm),
+			entryIn("aaa", "evil", evilHost, time.Time{}, vm),
+		},
+		wantWorkload: "aaa/evil",
+		wantServices: []string{evilHost},
+		wantProblems: []string{"AddressConflict ServiceEntry default/postgres-1-vm spec.endpoints[0].address"},
+	}, {
+		name: "two ServiceEntries of one namespace share a VM",
+		objs: []runtime.Object{
+			entryIn("default", "postgres-1-vm", pgHost, time.Time{}, vm),
+			entryIn("default", "metrics", otherHost, time.Time{}, vm),
+		},
+		wantWorkload: "default/metrics",
+		wantServices: []string{otherHost, pgHost},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := registry.NewStore(nil)
+			for _, o := range tt.objs {
+				s.Upsert("kube", o)
+			}
+			v := s.View()
+			w := v.WorkloadByIP(vm)
+			if w == nil || w.Namespace+"/"+w.Name != tt.wantWorkload {
+				t.Fatalf("workload at %s: %+v, want %s", vm, w, tt.wantWorkload)
+			}
+			var hosts []string
+			for _, svc := range v.ServicesForWorkload(w) {
+				hosts = append(hosts, svc.Hostname)
+			}
+			if !slices.Equal(hosts, tt.wantServices) {
+				t.Errorf("services of %s: %v, want %v", tt.wantWorkload, hosts, tt.wantServices)
+			}
+			var got []string
+			for _, p := range s.Problems() {
+				got = append(got, p.Reason+" "+p.Object+" "+p.Field)
+			}
+			if !slices.Equal(got, tt.wantProblems) {
+				t.Errorf("problems %q, want %q", got, tt.wantProblems)
+			}
+		})
+	}
+}

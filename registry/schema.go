@@ -104,6 +104,11 @@ type workloadRow struct {
 	Ready     bool
 	Weight    uint32
 	Workload  *Workload
+	// Field is where the address was given, e.g. "spec.endpoints[0].address".
+	Field string
+	// Created is the object's creationTimestamp (zero when unknown): of
+	// workloads of one kind at one address, the older wins.
+	Created time.Time
 }
 
 // policyRow is a PeerAuthentication or a DestinationRule.

@@ -86,22 +86,18 @@ func updateView(old *view, txn *memdb.Txn, a affectedSet, trustDomain string) *v
 		txn: txn, revision: old.revision,
 		services: old.services, byHost: old.byHost, endpoints: old.endpoints,
 		byIP: old.byIP, svcsByAddr: old.svcsByAddr,
-		peerAuths: old.peerAuths, destRules: old.destRules, conflicts: old.conflicts,
+		peerAuths: old.peerAuths, destRules: old.destRules, conflicts: old.conflicts, addrConflicts: old.addrConflicts,
 	}
 	// Maps are shared with the old view unless this write touches them.
 	if len(a.addrs) > 0 {
-		next.byIP = maps.Clone(old.byIP)
+		next.byIP, next.addrConflicts = maps.Clone(old.byIP), maps.Clone(old.addrConflicts)
 	}
 	if len(a.hosts) > 0 {
 		next.byHost, next.endpoints, next.svcsByAddr = maps.Clone(old.byHost), maps.Clone(old.endpoints), maps.Clone(old.svcsByAddr)
 		next.conflicts = maps.Clone(old.conflicts)
 	}
 	for addr := range a.addrs {
-		if w := workloadAt(txn, addr); w != nil {
-			next.byIP[addr] = w
-		} else {
-			delete(next.byIP, addr)
-		}
+		next.setAddress(txn, addr)
 	}
 	wl := &workloadIndex{txn: txn, byIP: next.byIP}
 	for h := range a.hosts {

@@ -19,6 +19,9 @@ type view struct {
 	// conflicts are the problems of merging, by host (ServiceEntries that
 	// lost a host to another).
 	conflicts map[string][]Problem
+	// addrConflicts are the problems of workloads of another namespace
+	// that lost an address, by address.
+	addrConflicts map[string][]Problem
 }
 
 var _ View = (*view)(nil)
@@ -32,18 +35,22 @@ func (v *view) PeerAuthentications() []*PeerAuthentication { return v.peerAuths 
 func (v *view) DestinationRules() []*DestinationRule       { return v.destRules }
 
 // ServicesForWorkload returns the services that list the workload's
-// address among their endpoints, sorted by hostname.
+// address among their endpoints of the workload's namespace, sorted by
+// hostname.
 func (v *view) ServicesForWorkload(w *Workload) []*Service {
 	if w == nil {
 		return nil
 	}
-	return v.svcsByAddr[w.Address]
+	return v.svcsByAddr[addrKey(w.Address, w.Namespace)]
 }
 
 // mergeProblems returns the problems of merging, unsorted.
 func (v *view) mergeProblems() []Problem {
 	var out []Problem
 	for _, ps := range v.conflicts {
+		out = append(out, ps...)
+	}
+	for _, ps := range v.addrConflicts {
 		out = append(out, ps...)
 	}
 	return out

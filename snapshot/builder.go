@@ -125,9 +125,12 @@ func isVM(w *registry.Workload) bool {
 }
 
 // workload is the registry's workload for one of the proxy's IPs, or nil.
+// A workload of another namespace is not the proxy's: a proxy never gets
+// the inbound side of another namespace's workload (a ServiceEntry that
+// lists an address of another namespace's VM is reported by the registry).
 func (b *Builder) workload(p *Proxy) *registry.Workload {
 	for _, ip := range p.IPs {
-		if w := b.view.WorkloadByIP(ip); w != nil {
+		if w := b.view.WorkloadByIP(ip); w != nil && (p.Namespace == "" || w.Namespace == p.Namespace) {
 			return w
 		}
 	}

@@ -1,8 +1,14 @@
 package snapshot
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/librarymesh/controlplane/registry"
+	"github.com/librarymesh/controlplane/registry/yamldir"
 )
 
 // TestExportToSharesPerNamespace: proxies of one namespace share one
@@ -36,5 +42,40 @@ func TestExportToSharesPerNamespace(t *testing.T) {
 		if slices.Contains(names(shop.Clusters), c) || slices.Contains(names(shop.Endpoints), c) {
 			t.Errorf("shop sees %s, which is not exported to it", c)
 		}
+	}
+}
+
+// TestForeignWorkloadIsNotTheProxys: when a ServiceEntry of namespace aaa
+// wins the address of default's VM (no creation times: first by
+// namespace), the VM's proxy does not get aaa's inbound side.
+func TestForeignWorkloadIsNotTheProxys(t *testing.T) {
+	dir := t.TempDir()
+	entry := func(ns, name string) string {
+		return "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: " + name + ", namespace: " + ns + "}\n" +
+			"spec:\n  hosts: [" + name + "." + ns + ".svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n" +
+			"  ports: [{number: 5432, name: tcp, protocol: TCP}]\n  endpoints: [{address: 10.128.0.14, serviceAccount: " + name + "}]\n"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "mesh.yaml"), []byte(entry("default", "postgres-1-vm")+"---\n"+entry("aaa", "evil")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store := registry.NewStore(nil)
+	if ps := yamldir.Load(dir, store); len(ps) != 1 || ps[0].Reason != registry.ReasonAddressConflict {
+		t.Fatalf("problems %v, want one AddressConflict", ps)
+	}
+	b := NewBuilder(store.View(), Options{})
+	p := mustProxy(t, vmNodeID, map[string]any{"NAMESPACE": "default"})
+	_, own, err := b.BuildParts(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own != nil {
+		for _, c := range names(own.Clusters) {
+			if strings.Contains(c, "evil") {
+				t.Errorf("default's VM proxy got aaa's inbound cluster %s", c)
+			}
+		}
+	}
+	if k := b.Classify(p); k != PodSidecar {
+		t.Errorf("default's VM proxy classified as %s by aaa's workload", k)
 	}
 }
