@@ -92,15 +92,7 @@ func TestConfigRefusesWeakRSA(t *testing.T) {
 }
 
 func TestPluggedIntermediateChainVerifiesToRoot(t *testing.T) {
-	clk := newClock()
-	rootM, inter := pluggedMaterial(t)
-	cacerts := filepath.Join(t.TempDir(), "cacerts")
-	if err := (DirStore{Dir: cacerts}).Create(t.Context(), inter); err != nil {
-		t.Fatal(err)
-	}
-	cfg := fileConfig(t.TempDir(), clk)
-	cfg.Plugged = DirStore{Dir: cacerts}
-	ca := newTestCA(t, cfg)
+	ca, rootM, inter := newPluggedCA(t)
 	if !ca.Plugged() || string(ca.RootPEM()) != string(rootM.CertPEM) {
 		t.Fatal("CA does not use the plugged root")
 	}
@@ -120,6 +112,20 @@ func TestPluggedFolderWithoutMaterialFallsBackToSelfSigned(t *testing.T) {
 	if ca := newTestCA(t, cfg); ca.Plugged() {
 		t.Fatal("an empty cacerts folder was used")
 	}
+}
+
+// newPluggedCA is a CA on a plugged-in intermediate (Istio's cacerts
+// layout), with the root and the intermediate.
+func newPluggedCA(t *testing.T) (ca *CA, root, inter *Material) {
+	t.Helper()
+	root, inter = pluggedMaterial(t)
+	cacerts := filepath.Join(t.TempDir(), "cacerts")
+	if err := (DirStore{Dir: cacerts}).Create(t.Context(), inter); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fileConfig(t.TempDir(), newClock())
+	cfg.Plugged = DirStore{Dir: cacerts}
+	return newTestCA(t, cfg), root, inter
 }
 
 // pluggedMaterial makes a root and an intermediate in Istio's cacerts layout.

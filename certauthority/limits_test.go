@@ -1,17 +1,17 @@
 package certauthority
 
 import (
-	"bytes"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	securityv1alpha1 "istio.io/api/security/v1alpha1"
+
+	"github.com/librarymesh/controlplane/internal/testutil"
 )
 
 // A bearer token on a connection without TLS is refused before it is even read, unless
@@ -149,28 +149,10 @@ func TestLimiterForgetsIdleIdentities(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for the sampler's timer goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // 2000 bad-token requests give a handful of log lines and a summary with the count of the
 // others, while the refusal metric counts every one.
 func TestRefusalLogsAreSampled(t *testing.T) {
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	cfg := fileConfig(t.TempDir(), newClock())
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	cfg.Limits = NoLimits()
@@ -213,7 +195,7 @@ func TestRefusalLogsAreSampled(t *testing.T) {
 // The count of the lines a window dropped is logged when the window ends, and the next
 // window lets lines through again.
 func TestLogSamplerSummarizesAtWindowEnd(t *testing.T) {
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	s := newLogSampler(slog.New(slog.NewTextHandler(&logs, nil)), 2, 100*time.Millisecond)
 	var got []bool
 	for range 5 {

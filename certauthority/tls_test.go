@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -155,15 +154,7 @@ func TestAuthenticateForOtherServices(t *testing.T) {
 
 // With a plugged intermediate, a client that sends only its leaf is still verified.
 func TestPluggedClientCertLeafOnly(t *testing.T) {
-	clk := newClock()
-	_, inter := pluggedMaterial(t)
-	cacerts := filepath.Join(t.TempDir(), "cacerts")
-	if err := (DirStore{Dir: cacerts}).Create(t.Context(), inter); err != nil {
-		t.Fatal(err)
-	}
-	cfg := fileConfig(t.TempDir(), clk)
-	cfg.Plugged = DirStore{Dir: cacerts}
-	ca := newTestCA(t, cfg)
+	ca, _, _ := newPluggedCA(t)
 	key := newP256(t)
 	chain, err := ca.Sign(t.Context(), []byte(makeCSR(t, key)), Identity{"vm", "db"}, time.Hour)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/librarymesh/controlplane/certauthority"
 	cakube "github.com/librarymesh/controlplane/certauthority/kube"
 	"github.com/librarymesh/controlplane/internal/kubetest"
+	"github.com/librarymesh/controlplane/internal/testutil"
 	"github.com/librarymesh/controlplane/leader"
 )
 
@@ -132,7 +133,7 @@ func TestHandOver(t *testing.T) {
 	}
 	waitLeader(t, b, lease)
 	t.Logf("b leads %s after a stopped", time.Since(begin).Round(time.Millisecond))
-	waitFor(t, "b's task", time.Second, running["b"].Load)
+	testutil.Eventually(t, "b's task", time.Second, running["b"].Load)
 }
 
 func TestRecorderOnlyOnLeader(t *testing.T) {
@@ -162,16 +163,5 @@ func TestRecorderOnlyOnLeader(t *testing.T) {
 
 func waitLeader(t *testing.T, e *leader.Elector, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, e.Identity()+" leads", timeout, e.IsLeader)
-}
-
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, e.Identity()+" leads", timeout, e.IsLeader)
 }

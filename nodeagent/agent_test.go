@@ -1,7 +1,6 @@
 package nodeagent
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"io"
@@ -23,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/librarymesh/controlplane/certauthority"
+	"github.com/librarymesh/controlplane/internal/testutil"
 	"github.com/librarymesh/controlplane/vmbundle"
 )
 
@@ -129,15 +129,7 @@ func startAgent(t *testing.T, cfg Config) *Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent Run: %v", err)
-		}
-	})
+	testutil.Background(t, "agent Run", a.Run)
 	return a
 }
 
@@ -148,7 +140,7 @@ type sdsClient struct {
 
 func dialSDS(t *testing.T, socket string) *sdsClient {
 	t.Helper()
-	waitFor(t, 5*time.Second, "SDS socket", func() bool { _, err := os.Stat(socket); return err == nil })
+	testutil.Eventually(t, "SDS socket", 5*time.Second, func() bool { _, err := os.Stat(socket); return err == nil })
 	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -212,35 +204,6 @@ func leafOf(t *testing.T, s *tlsv3.Secret) *x509.Certificate {
 		t.Fatalf("leaf SAN = %v, want %s", certs[0].URIs, wantID)
 	}
 	return certs[0]
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// syncBuffer is a log sink tests can read while the agent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

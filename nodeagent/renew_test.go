@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/librarymesh/controlplane/internal/testutil"
 )
 
 // With a certificate TTL of seconds and a single-use token that expires right
@@ -64,15 +66,15 @@ func TestAgentSurvivesCAOutage(t *testing.T) {
 	const ttl = 12 * time.Second
 	ca := newTestCA(t, ttl)
 	bundle := writeBundle(t, ca, time.Minute)
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	cfg := agentConfig(t, bundle, ttl, slogTo(logs))
 	a := startAgent(t, cfg)
-	waitFor(t, 5*time.Second, "first certificate", func() bool { return a.Current() != nil })
+	testutil.Eventually(t, "first certificate", 5*time.Second, func() bool { return a.Current() != nil })
 	first := a.Current()
 	addr := ca.addr
 	ca.stop()
 
-	waitFor(t, 12*time.Second, "a failed renewal", func() bool {
+	testutil.Eventually(t, "a failed renewal", 12*time.Second, func() bool {
 		return strings.Contains(logs.String(), "still serving the current certificate")
 	})
 	if !strings.Contains(logs.String(), "expires_in=") {
@@ -84,7 +86,7 @@ func TestAgentSurvivesCAOutage(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	ca.start(t, addr)
-	waitFor(t, 5*time.Second, "renewal after the CA returned", func() bool { return !a.Current().Equal(first) })
+	testutil.Eventually(t, "renewal after the CA returned", 5*time.Second, func() bool { return !a.Current().Equal(first) })
 	if got := leafOf(t, sds.next(t)["default"]); got.Equal(first) {
 		t.Error("SDS client did not get the renewed certificate")
 	}

@@ -39,36 +39,20 @@ import (
 // go-control-plane's server) and checks mTLS RPCs succeed, and fail when the
 // DestinationRule names another identity.
 func TestProxylessGRPCAcceptsConfig(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	certs := writeMeshCerts(t)
-	cache := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
-	xdsAddr := serveXDS(ctx, t, cache)
-
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := uint32(lis.Addr().(*net.TCPAddr).Port)
-	const serverID = "sidecar~127.0.0.1~echo-1.default~default.svc.cluster.local"
-	const clientID = "sidecar~127.0.0.2~client-1.default~default.svc.cluster.local"
-	view := echoView(port, meshStrict(), echoMutual(nil))
-	setProxySnapshot(t, cache, view, "1", serverID)
-	setProxySnapshot(t, cache, view, "1", clientID)
-
-	srv := startXDSServer(t, lis, grpcBootstrap(t, xdsAddr, serverID, certs["echo"]))
-	defer srv.Stop()
-
-	target := "xds:///" + meshname.GRPCClientListener("echo.default.svc.cluster.local", port)
-	if err := checkHealth(ctx, t, target, grpcBootstrap(t, xdsAddr, clientID, certs["client"]), true); err != nil {
+	m := newEchoMesh(t)
+	view := echoView(m.port, meshStrict(), echoMutual(nil))
+	setProxySnapshot(t, m.cache, view, "1", echoServerID)
+	setProxySnapshot(t, m.cache, view, "1", echoClientID)
+	m.startServer(t)
+	if err := m.call(m.ctx, t, true); err != nil {
 		t.Fatalf("RPC over mesh mTLS: %v", err)
 	}
 
 	// A DestinationRule that expects another identity: the handshake must fail
 	// (the error is kept, so the message says why).
 	other := []string{meshname.SPIFFEID("cluster.local", "default", "someone-else")}
-	setProxySnapshot(t, cache, echoView(port, meshStrict(), echoMutual(other)), "2", clientID)
-	err = checkHealth(ctx, t, target, grpcBootstrap(t, xdsAddr, clientID, certs["client"]), false)
+	setProxySnapshot(t, m.cache, echoView(m.port, meshStrict(), echoMutual(other)), "2", echoClientID)
+	err := m.call(m.ctx, t, false)
 	t.Logf("with the wrong SAN: %v", err)
 	if err == nil || !strings.Contains(err.Error(), "SAN") {
 		t.Fatalf("RPC error = %v, want a handshake failure on the server's SPIFFE ID (SAN)", err)
@@ -79,34 +63,20 @@ func TestProxylessGRPCAcceptsConfig(t *testing.T) {
 // calls in plaintext; a server turned STRICT refuses a client without mTLS
 // and serves one with ISTIO_MUTUAL.
 func TestProxylessGRPCPlaintextAndStrict(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	certs := writeMeshCerts(t)
-	cache := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
-	xdsAddr := serveXDS(ctx, t, cache)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := uint32(lis.Addr().(*net.TCPAddr).Port)
-	const serverID = "sidecar~127.0.0.1~echo-1.default~default.svc.cluster.local"
-	const clientID = "sidecar~127.0.0.2~client-1.default~default.svc.cluster.local"
-	plain := echoView(port, nil, nil)
-	setProxySnapshot(t, cache, plain, "1", serverID)
-	setProxySnapshot(t, cache, plain, "1", clientID)
-	srv := startXDSServer(t, lis, grpcBootstrap(t, xdsAddr, serverID, certs["echo"]))
-	defer srv.Stop()
-
-	target := "xds:///" + meshname.GRPCClientListener("echo.default.svc.cluster.local", port)
-	if err := checkHealth(ctx, t, target, grpcBootstrap(t, xdsAddr, clientID, certs["client"]), true); err != nil {
+	m := newEchoMesh(t)
+	plain := echoView(m.port, nil, nil)
+	setProxySnapshot(t, m.cache, plain, "1", echoServerID)
+	setProxySnapshot(t, m.cache, plain, "1", echoClientID)
+	m.startServer(t)
+	if err := m.call(m.ctx, t, true); err != nil {
 		t.Fatalf("plaintext RPC: %v", err)
 	}
 	// The server turns STRICT; the client still has no DestinationRule.
-	setProxySnapshot(t, cache, echoView(port, meshStrict(), nil), "2", serverID)
+	setProxySnapshot(t, m.cache, echoView(m.port, meshStrict(), nil), "2", echoServerID)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		short, cancelShort := context.WithTimeout(ctx, time.Second)
-		err := checkHealth(short, t, target, grpcBootstrap(t, xdsAddr, clientID, certs["client"]), false)
+		short, cancelShort := context.WithTimeout(m.ctx, time.Second)
+		err := m.call(short, t, false)
 		cancelShort()
 		if err != nil {
 			t.Logf("plaintext client against STRICT server: %v", err)
@@ -118,10 +88,57 @@ func TestProxylessGRPCPlaintextAndStrict(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// The server is serving, over mTLS: a client with ISTIO_MUTUAL gets through.
-	setProxySnapshot(t, cache, echoView(port, meshStrict(), echoMutual(nil)), "2", clientID)
-	if err := checkHealth(ctx, t, target, grpcBootstrap(t, xdsAddr, clientID, certs["client"]), true); err != nil {
+	setProxySnapshot(t, m.cache, echoView(m.port, meshStrict(), echoMutual(nil)), "2", echoClientID)
+	if err := m.call(m.ctx, t, true); err != nil {
 		t.Fatalf("mTLS RPC to the STRICT server: %v", err)
 	}
+}
+
+// Node IDs of the echo server and its client in the proxyless gRPC tests.
+const (
+	echoServerID = "sidecar~127.0.0.1~echo-1.default~default.svc.cluster.local"
+	echoClientID = "sidecar~127.0.0.2~client-1.default~default.svc.cluster.local"
+)
+
+// echoMesh is what the proxyless gRPC tests share: an xDS server (go-control-
+// plane's, over a snapshot cache), mesh certificates, and the listener and
+// xds:/// target of the echo server.
+type echoMesh struct {
+	ctx     context.Context
+	cache   cachev3.SnapshotCache
+	xdsAddr string
+	certs   map[string]certFiles
+	lis     net.Listener
+	port    uint32
+	target  string
+}
+
+func newEchoMesh(t *testing.T) *echoMesh {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	m := &echoMesh{ctx: ctx, certs: writeMeshCerts(t), cache: cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)}
+	m.xdsAddr = serveXDS(ctx, t, m.cache)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.lis, m.port = lis, uint32(lis.Addr().(*net.TCPAddr).Port)
+	m.target = "xds:///" + meshname.GRPCClientListener("echo.default.svc.cluster.local", m.port)
+	return m
+}
+
+// startServer starts the echo server on its xDS bootstrap until the test ends.
+func (m *echoMesh) startServer(t *testing.T) {
+	t.Helper()
+	srv := startXDSServer(t, m.lis, grpcBootstrap(t, m.xdsAddr, echoServerID, m.certs["echo"]))
+	t.Cleanup(srv.Stop)
+}
+
+// call checks the echo server's health from a client on its own xDS bootstrap.
+func (m *echoMesh) call(ctx context.Context, t *testing.T, wantOK bool) error {
+	t.Helper()
+	return checkHealth(ctx, t, m.target, grpcBootstrap(t, m.xdsAddr, echoClientID, m.certs["client"]), wantOK)
 }
 
 func echoMutual(sans []string) []*registry.DestinationRule {

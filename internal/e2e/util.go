@@ -11,30 +11,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/librarymesh/controlplane/internal/testutil"
 )
 
-// Poll calls cond every interval until it returns true or timeout has
-// passed, and reports whether it returned true.
+// Poll is testutil.Poll, for the tests that already call it here.
 func Poll(timeout, interval time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(interval)
-	}
+	return testutil.Poll(timeout, interval, cond)
 }
 
-// Eventually polls cond every 25ms and fails the test when it does not hold
-// within timeout; what names the awaited state.
+// Eventually is testutil.Eventually, for the tests that already call it here.
 func Eventually(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	if !Poll(timeout, 25*time.Millisecond, cond) {
-		t.Fatalf("timed out after %s waiting for %s", timeout, what)
-	}
+	testutil.Eventually(t, what, timeout, cond)
 }
 
 // HTTPGet returns the body of a GET of url, whatever its status.

@@ -24,6 +24,8 @@ func TestImportsGoOneWay(t *testing.T) {
 	}{
 		{pkg: "meshname", rule: "a leaf: names are strings, made and parsed with the standard library alone",
 			stdlibOnly: true},
+		{pkg: "internal/testutil", rule: "helpers every package's tests may use: the standard library only",
+			stdlibOnly: true},
 		{pkg: "registry/...", rule: "sources -> model: knows no xDS, no CA, nothing downstream",
 			deps: []string{module + "/snapshot", module + "/server", module + "/certauthority", module + "/nodeagent",
 				module + "/vmbundle", module + "/leader", module + "/cmd", "github.com/envoyproxy/"}},

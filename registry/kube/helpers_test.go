@@ -1,7 +1,6 @@
 package kube_test
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -16,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/librarymesh/controlplane/internal/kubetest"
+	"github.com/librarymesh/controlplane/internal/testutil"
 	"github.com/librarymesh/controlplane/registry"
 	"github.com/librarymesh/controlplane/registry/kube"
 )
@@ -58,15 +58,7 @@ func startSource(t *testing.T, e *kubetest.Env, namespaces ...string) *fixture {
 		t.Fatal(err)
 	}
 	f.source = src
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Start: %v", err)
-		}
-	})
+	testutil.Background(t, "Start", src.Start)
 	waitFor(t, "source synced", src.HasSynced)
 	return f
 }
@@ -74,13 +66,7 @@ func startSource(t *testing.T, e *kubetest.Env, namespaces ...string) *fixture {
 // waitFor polls cond until it holds, or fails the test after 30 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, what, 30*time.Second, cond)
 }
 
 // waitView polls the store's view until cond holds.

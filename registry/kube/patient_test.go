@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/librarymesh/controlplane/internal/e2e"
+	"github.com/librarymesh/controlplane/internal/testutil"
 )
 
 // freeAddr returns a loopback address nothing listens on.
@@ -58,7 +58,7 @@ func TestPatientTransportWaitsForTheServer(t *testing.T) {
 		resp, err := p.RoundTrip(req)
 		done <- result{resp, err}
 	}()
-	e2e.Eventually(t, "three refused dials", 30*time.Second, func() bool { return tries.Load() >= 3 })
+	testutil.Eventually(t, "three refused dials", 30*time.Second, func() bool { return tries.Load() >= 3 })
 	if !p.down.Load() {
 		t.Fatal("the transport did not notice the server is down")
 	}
@@ -180,7 +180,7 @@ func outage(t *testing.T, p *patientTransport, addr string) {
 		_, err := p.RoundTrip(get)
 		done <- err
 	}()
-	e2e.Eventually(t, "the transport to see the server down", 30*time.Second, p.down.Load)
+	testutil.Eventually(t, "the transport to see the server down", 30*time.Second, p.down.Load)
 	cancel()
 	if err := <-done; !dialFailed(err) {
 		t.Fatalf("GET to a closed port: err = %v", err)
