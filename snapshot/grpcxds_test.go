@@ -30,6 +30,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/xds"
 
+	"github.com/librarymesh/controlplane/internal/e2e"
 	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/registry"
 )
@@ -207,24 +208,10 @@ func startXDSServer(t *testing.T, lis net.Listener, bootstrap []byte) *xds.GRPCS
 	return srv
 }
 
-// checkHealth dials target through xDS and makes one RPC, waiting for it.
-// Without waitForReady it fails once the channel fails to connect.
+// checkHealth dials target through xDS and makes one RPC (e2e.XDSHealthCheck).
 func checkHealth(ctx context.Context, t *testing.T, target string, bootstrap []byte, waitForReady bool) error {
 	t.Helper()
-	rb, err := xds.NewXDSResolverWithConfigForTesting(bootstrap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds, err := xdscreds.NewClientCredentials(xdscreds.ClientOptions{FallbackCreds: insecure.NewCredentials()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := grpc.NewClient(target, grpc.WithResolvers(rb), grpc.WithTransportCredentials(creds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(waitForReady))
+	_, err := e2e.XDSHealthCheck(ctx, t, target, bootstrap, waitForReady)
 	return err
 }
 

@@ -224,21 +224,7 @@ func serveEchoXDS(t *testing.T, lis net.Listener, bootstrap []byte) *peerIDs {
 // channel fails to connect.
 func callEcho(ctx context.Context, t *testing.T, target string, bootstrap []byte, waitForReady bool) (string, error) {
 	t.Helper()
-	rb, err := xds.NewXDSResolverWithConfigForTesting(bootstrap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds, err := xdscreds.NewClientCredentials(xdscreds.ClientOptions{FallbackCreds: insecure.NewCredentials()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := grpc.NewClient(target, grpc.WithResolvers(rb), grpc.WithTransportCredentials(creds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	var p peer.Peer
-	_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(waitForReady), grpc.Peer(&p))
+	p, err := e2e.XDSHealthCheck(ctx, t, target, bootstrap, waitForReady)
 	if err != nil {
 		return "", err
 	}

@@ -12,8 +12,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	xdscreds "google.golang.org/grpc/credentials/xds"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/xds"
 )
 
@@ -124,4 +126,28 @@ func Which(cc *grpc.ClientConn) (healthpb.HealthCheckResponse_ServingStatus, err
 	defer cancel()
 	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: WhichService}, grpc.WaitForReady(true))
 	return resp.GetStatus(), err
+}
+
+// XDSHealthCheck dials target through xDS with the given gRPC bootstrap
+// (xDS credentials, plaintext when the config asks for none), makes one
+// health RPC and returns the peer it reached. Without waitForReady it fails
+// once the channel fails to connect.
+func XDSHealthCheck(ctx context.Context, t testing.TB, target string, bootstrap []byte, waitForReady bool) (peer.Peer, error) {
+	t.Helper()
+	var p peer.Peer
+	rb, err := xds.NewXDSResolverWithConfigForTesting(bootstrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := xdscreds.NewClientCredentials(xdscreds.ClientOptions{FallbackCreds: insecure.NewCredentials()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := grpc.NewClient(target, grpc.WithResolvers(rb), grpc.WithTransportCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(waitForReady), grpc.Peer(&p))
+	return p, err
 }
