@@ -56,6 +56,19 @@ type Port struct {
 	TargetPort uint32
 }
 
+// ServedOn returns the port a backend (an endpoint or a workload) serves p
+// on: its own number for p's name in named (a ServiceEntry endpoint's or
+// WorkloadEntry's ports), else TargetPort, else Number.
+func (p Port) ServedOn(named map[string]uint32) uint32 {
+	if n, ok := named[p.Name]; ok && n != 0 {
+		return n
+	}
+	if p.TargetPort != 0 {
+		return p.TargetPort
+	}
+	return p.Number
+}
+
 // Resolution says how a proxy finds the endpoints of a service.
 type Resolution int
 
@@ -152,15 +165,7 @@ type Endpoint struct {
 }
 
 // PortFor returns the port the endpoint serves service port p on.
-func (e *Endpoint) PortFor(p Port) uint32 {
-	if n, ok := e.Ports[p.Name]; ok && n != 0 {
-		return n
-	}
-	if p.TargetPort != 0 {
-		return p.TargetPort
-	}
-	return p.Number
-}
+func (e *Endpoint) PortFor(p Port) uint32 { return p.ServedOn(e.Ports) }
 
 // Workload is something that runs a proxy: a Pod or a VM (a WorkloadEntry,
 // or a ServiceEntry endpoint).

@@ -75,17 +75,6 @@ func transportMatch(transport string) *listenerv3.FilterChainMatch {
 	return &listenerv3.FilterChainMatch{TransportProtocol: transport}
 }
 
-// workloadPort is the port a workload serves a service port on.
-func workloadPort(w *registry.Workload, port registry.Port) uint32 {
-	if n, ok := w.Ports[port.Name]; ok && n != 0 {
-		return n
-	}
-	if port.TargetPort != 0 {
-		return port.TargetPort
-	}
-	return port.Number
-}
-
 // inboundPort is one port a workload serves, with the service that names it.
 type inboundPort struct {
 	svc    *registry.Service
@@ -107,7 +96,7 @@ func (b *Builder) inboundPorts(w *registry.Workload) []inboundPort {
 	pas := b.view.PeerAuthentications()
 	for _, svc := range b.view.ServicesForWorkload(w) {
 		for _, port := range svc.Ports {
-			t := workloadPort(w, port)
+			t := port.ServedOn(w.Ports)
 			if seen[t] {
 				continue
 			}
