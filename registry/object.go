@@ -93,6 +93,10 @@ func blocking(ps []Problem) bool {
 	return false
 }
 
+// KeyOf returns the key the registry files obj under (for sources that
+// report problems before the registry sees the object).
+func KeyOf(obj runtime.Object) (ObjectKey, error) { return keyOf(obj) }
+
 // keyOf returns the object's key; an empty namespace means "default", as for kubectl.
 func keyOf(obj runtime.Object) (ObjectKey, error) {
 	if v := reflect.ValueOf(obj); obj == nil || (v.Kind() == reflect.Pointer && v.IsNil()) {

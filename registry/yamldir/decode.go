@@ -92,7 +92,7 @@ func (d *decoder) decode(data []byte) (runtime.Object, *decodeError, *decodeErro
 	clearCreated(obj)
 	switch {
 	case err == nil:
-		return obj, nil, nil
+		return obj, istioSpecWarning(data, obj), nil
 	case runtime.IsNotRegisteredError(err):
 		return nil, nil, &decodeError{field: "kind", reason: "UnknownKind",
 			message: fmt.Sprintf("%s %s is not used by the control plane; ignored", tm.APIVersion, tm.Kind)}

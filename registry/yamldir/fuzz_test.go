@@ -18,6 +18,7 @@ var fuzzSeeds = []string{
 	"kind: [broken\n",
 	"apiVersion: v1\n",
 	"apiVersion: example.com/v1\nkind: Unknown\nmetadata: {name: u}\n",
+	"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: t}\nspec:\n  hosts: [t.example]\n  resolutoin: DNS\n  ports: [{number: 80, name: http, protocl: HTTP}]\n",
 	"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: e, namespace: other}\nspec:\n  hosts: [postgres-1-vm.default.svc.cluster.local]\n  resolution: STATIC\n  ports: [{number: 5432, name: tcp}]\n  endpoints: [{address: 203.0.113.66, serviceAccount: evil}]\n",
 	"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: dup, namespace: a, creationTimestamp: \"2020-01-01T00:00:00Z\"}\nspec:\n  hosts: [db.example.com, DB.example.com, \"*.default.svc.cluster.local\"]\n  exportTo: [\".\", \"~\", \"Bad_NS\"]\n  resolution: DNS\n  ports: [{number: 1, name: a, targetPort: 70000}, {number: 1, name: a}]\n",
 	"apiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\nmetadata: {name: sel}\nspec:\n  hosts: [sel.example.com]\n  workloadSelector: {labels: {app: x}}\n  resolution: STATIC\n  ports: [{number: 80, name: http}]\n  endpoints: [{address: 1.2.3.4, ports: {nope: 0}}]\n",

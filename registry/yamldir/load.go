@@ -116,7 +116,11 @@ func (d *decoder) readDocument(path string, doc document, u *registry.OriginUpda
 		return
 	}
 	if warn != nil {
-		addProblem(u, docProblem(warn))
+		p := docProblem(warn)
+		if key, err := registry.KeyOf(obj); err == nil {
+			p.Object, p.Message = key.String(), p.Object+": "+p.Message
+		}
+		addProblem(u, p)
 	}
 	u.Items = append(u.Items, registry.Item{
 		Object:  obj,

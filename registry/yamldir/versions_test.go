@@ -74,6 +74,14 @@ func TestLoadDecodeProblems(t *testing.T) {
 		doc:        "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\n  lables: {x: y}\nspec:\n  clusterIP: 10.96.0.9\n  ports: [{name: tcp, port: 80}]\n",
 		wantSource: ":1", wantReason: "UnknownField", applied: true,
 	}, {
+		name:       "unknown Istio spec field is a warning",
+		doc:        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a}\nspec:\n  hosts: [a.example]\n  resolutoin: DNS\n  ports: [{number: 80, name: http}]\n",
+		wantSource: ":6", wantField: "spec.resolutoin", wantReason: "UnknownField", applied: true,
+	}, {
+		name:       "unknown nested Istio spec field is a warning",
+		doc:        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a}\nspec:\n  hosts: [a.example]\n  resolution: DNS\n  ports: [{number: 80, name: http, protocl: HTTP}]\n",
+		wantSource: ":7", wantField: "spec.ports[0].protocl", wantReason: "UnknownField", applied: true,
+	}, {
 		name:       "bad enum value",
 		doc:        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a}\nspec:\n  hosts: [a.example]\n  resolution: STATICX\n",
 		wantSource: ":6", wantField: "spec.resolution", wantReason: "InvalidObject",
