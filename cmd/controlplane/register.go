@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"github.com/librarymesh/controlplane/registry/register"
@@ -14,15 +16,7 @@ func newRegisterCommand() *cobra.Command {
 		Example: `  controlplane register postgres-1-vm 10.128.0.14 5432:tcp/TCP --namespace default \
     --service-account postgres --config-dir examples/library`,
 		Args: cobra.MinimumNArgs(3),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Positional, o.Out = args, cmd.OutOrStdout()
-			logger, err := newLogger("info")
-			if err != nil {
-				return err
-			}
-			o.Logger = logger
-			return register.Run(cmd.Context(), o)
-		},
+		RunE: runWithOptions(&o, register.Run),
 	}
 	addRegisterFlags(cmd, &o)
 	f := cmd.Flags()
@@ -38,18 +32,24 @@ func newDeregisterCommand() *cobra.Command {
 		Use:   "deregister NAME",
 		Short: "Remove the objects `register` wrote for a VM",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Positional, o.Out = args, cmd.OutOrStdout()
-			logger, err := newLogger("info")
-			if err != nil {
-				return err
-			}
-			o.Logger = logger
-			return register.RunDeregister(cmd.Context(), o)
-		},
+		RunE:  runWithOptions(&o, register.RunDeregister),
 	}
 	addRegisterFlags(cmd, &o)
 	return cmd
+}
+
+// runWithOptions is the RunE of register and deregister: it completes o
+// with the arguments, output and logger, then calls run.
+func runWithOptions(o *register.Options, run func(context.Context, register.Options) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		o.Positional, o.Out = args, cmd.OutOrStdout()
+		logger, err := newLogger("info")
+		if err != nil {
+			return err
+		}
+		o.Logger = logger
+		return run(cmd.Context(), *o)
+	}
 }
 
 // addRegisterFlags adds the flags register and deregister share: where the
