@@ -211,18 +211,27 @@ func (r *sotwRequest) resolve(b []byte, n int) error {
 
 // eachBytes calls fn with the value of each bytes field numbered field in
 // b, a message checked already, until fn returns false. It reports whether
-// fn never did.
+// fn never did. A short value under a one-byte tag (every resource name
+// shorter than 128 bytes) is read without the general decoder.
 func eachBytes(b []byte, field protowire.Number, fn func([]byte) bool) bool {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+	tag := byte(protowire.EncodeTag(field, protowire.BytesType))
+	short := field < 16 // the tag is one byte
+	for i := 0; i < len(b); {
+		if short && b[i] == tag && i+1 < len(b) && b[i+1] < 0x80 && i+2+int(b[i+1]) <= len(b) {
+			if !fn(b[i+2 : i+2+int(b[i+1])]) {
+				return false
+			}
+			i += 2 + int(b[i+1])
+			continue
+		}
+		num, typ, n := protowire.ConsumeTag(b[i:])
+		m := protowire.ConsumeFieldValue(num, typ, b[i+n:])
 		if num == field && typ == protowire.BytesType {
-			v, _ := protowire.ConsumeBytes(b[n:])
-			if !fn(v) {
+			if v, _ := protowire.ConsumeBytes(b[i+n:]); !fn(v) {
 				return false
 			}
 		}
-		b = b[n+m:]
+		i += n + m
 	}
 	return true
 }

@@ -29,7 +29,7 @@ type pusher struct {
 	view    registry.View
 	builder Builder
 	hashes  *hasher
-	checked *generations[*snapshot.Resources, error] // Consistent() of shared parts
+	checked *generations[[2]*snapshot.Resources, error] // Consistent() of (shared, own) parts
 
 	connsMu sync.Mutex
 	conns   map[*conn]struct{}
@@ -39,7 +39,7 @@ func newPusher(cfg *Config, m *metrics, diffs *diffCache) *pusher {
 	p := &pusher{
 		log: cfg.Logger, reg: cfg.Registry, newB: cfg.NewBuilder, opts: cfg.SnapshotOptions,
 		metrics: m, diffs: diffs, hashes: newHasher(), conns: map[*conn]struct{}{},
-		checked: newGenerations[*snapshot.Resources, error](),
+		checked: newGenerations[[2]*snapshot.Resources, error](),
 	}
 	p.view = p.reg.View()
 	p.builder = p.newB(p.view, p.opts)
@@ -131,16 +131,21 @@ func (p *pusher) setLocked(c *conn, snap *nodeSnapshot, since time.Time) bool {
 }
 
 // consistentLocked reports a listener or cluster of a proxy's parts that
-// names a route configuration or endpoint set they lack. A shared part is
-// checked once per rebuild, however many proxies it is shared by.
+// names a route configuration or endpoint set they lack. A shared part, and
+// an own part with its shared part, is checked once per rebuild, however
+// many proxies it is given to.
 func (p *pusher) consistentLocked(shared, own *snapshot.Resources) error {
-	err, ok := p.checked.get(shared)
+	err, ok := p.checked.get([2]*snapshot.Resources{shared, nil})
 	if !ok {
 		err = shared.Consistent()
-		p.checked.put(shared, err)
+		p.checked.put([2]*snapshot.Resources{shared, nil}, err)
 	}
 	if err == nil && own != nil {
-		err = own.ConsistentWith(shared)
+		k := [2]*snapshot.Resources{shared, own}
+		if err, ok = p.checked.get(k); !ok {
+			err = own.ConsistentWith(shared)
+			p.checked.put(k, err)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("inconsistent snapshot: %w", err)

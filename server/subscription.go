@@ -30,14 +30,16 @@ func (s subscription) same(o subscription) bool {
 // thousand sidecars that subscribe to the same thousand clusters' endpoints
 // share one set instead of holding a thousand copies.
 type nameSet struct {
-	names map[string]int32 // name -> its place, for the marks of matches
+	list  []string         // the names, in the order they were first asked for
+	names map[string]int32 // name -> its place in list
 	key   setKey
 }
 
-func newNameSet(names map[string]struct{}) *nameSet {
-	s := &nameSet{names: make(map[string]int32, len(names))}
-	for n := range names {
-		s.names[n] = int32(len(s.names))
+// newNameSet makes the set of list, whose names are distinct.
+func newNameSet(list []string, key setKey) *nameSet {
+	s := &nameSet{list: list, names: make(map[string]int32, len(list)), key: key}
+	for i, n := range list {
+		s.names[n] = int32(i)
 	}
 	return s
 }
@@ -60,10 +62,7 @@ func (s *nameSet) len() int {
 
 // appendNames appends the set's names to dst.
 func (s *nameSet) appendNames(dst []string) []string {
-	for n := range s.names {
-		dst = append(dst, n)
-	}
-	return dst
+	return append(dst, s.list...)
 }
 
 // marks records which of a set's names a list named, to tell whether the
@@ -72,6 +71,7 @@ type marks struct {
 	set      *nameSet
 	seen     []uint64
 	distinct int
+	next     int // the place the next name takes if the list keeps the set's order
 }
 
 func (s *nameSet) marks() *marks {
@@ -91,8 +91,16 @@ func (m *marks) mark(i int32, ok bool) bool {
 }
 
 // markBytes is mark for a name in a request's bytes (no string is made).
+// A client repeats its names in the same order, so the name is first
+// compared with the one the set has next, and looked up only when it
+// differs.
 func (m *marks) markBytes(name []byte) bool {
+	if m.next < len(m.set.list) && string(name) == m.set.list[m.next] {
+		m.next++
+		return m.mark(int32(m.next-1), true)
+	}
 	i, ok := m.set.names[string(name)]
+	m.next = int(i) + 1
 	return m.mark(i, ok)
 }
 
@@ -165,13 +173,20 @@ func (in *interner) of(names []string) *nameSet {
 		}
 		return m.all()
 	}
-	return in.get(k, same, func() map[string]struct{} {
-		m := make(map[string]struct{}, len(names))
-		for _, n := range names {
-			m[n] = struct{}{}
+	return in.get(k, same, func() []string { return distinct(names) })
+}
+
+// distinct returns names without repeats, in order.
+func distinct(names []string) []string {
+	seen := make(map[string]bool, len(names))
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
 		}
-		return m
-	})
+	}
+	return out
 }
 
 // lookup returns the interned set with key k, or nil. The caller confirms
@@ -208,11 +223,13 @@ func (in *interner) update(set *nameSet, adds, removes []string) *nameSet {
 	}
 	removed := nameLookup(removes)
 	each := func(fn func(string) bool) bool {
+		var cur []string
 		if set != nil {
-			for n := range set.names {
-				if !removed(n) && !fn(n) {
-					return false
-				}
+			cur = set.list
+		}
+		for _, n := range cur {
+			if !removed(n) && !fn(n) {
+				return false
 			}
 		}
 		for _, n := range adds {
@@ -226,10 +243,10 @@ func (in *interner) update(set *nameSet, adds, removes []string) *nameSet {
 		m := s.marks()
 		return each(m.markString) && m.all()
 	}
-	return in.get(k, same, func() map[string]struct{} {
-		next := make(map[string]struct{}, set.len()+len(adds))
-		each(func(n string) bool { next[n] = struct{}{}; return true })
-		return next
+	return in.get(k, same, func() []string {
+		next := make([]string, 0, set.len()+len(adds))
+		each(func(n string) bool { next = append(next, n); return true })
+		return distinct(next)
 	})
 }
 
@@ -249,36 +266,35 @@ func nameLookup(list []string) func(string) bool {
 // get returns the set keyed k if same confirms it, else makes the set and
 // returns the live set holding exactly those names, or the new one. It
 // returns nil for no names.
-func (in *interner) get(k setKey, same func(*nameSet) bool, make func() map[string]struct{}) *nameSet {
+func (in *interner) get(k setKey, same func(*nameSet) bool, make func() []string) *nameSet {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if s := in.liveLocked(k); s != nil && same(s) {
 		return s
 	}
-	names := make()
+	names := make() // distinct
 	if len(names) == 0 {
 		return nil
 	}
 	key := setKey{n: len(names)}
-	for n := range names {
+	for _, n := range names {
 		key.sum += in.hash(n)
 	}
 	if s := in.liveLocked(key); s != nil && s.holdsExactly(names) {
 		return s
 	}
-	s := newNameSet(names)
-	s.key = key
+	s := newNameSet(names, key)
 	in.sets[key] = weak.Make(s)
 	runtime.AddCleanup(s, in.forget, key)
 	return s
 }
 
-// holdsExactly reports whether the set is names.
-func (s *nameSet) holdsExactly(names map[string]struct{}) bool {
+// holdsExactly reports whether the set is names (distinct).
+func (s *nameSet) holdsExactly(names []string) bool {
 	if len(names) != len(s.names) {
 		return false
 	}
-	for n := range names {
+	for _, n := range names {
 		if _, ok := s.names[n]; !ok {
 			return false
 		}
