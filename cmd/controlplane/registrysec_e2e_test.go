@@ -90,26 +90,8 @@ func TestHostHijackIsRefused(t *testing.T) {
 		t.Fatalf("the postgres cluster does not accept the VM's own SAN:\n%s", w.clusterJSON(pgCluster))
 	}
 
-	e2e.WriteFileAtomic(t, filepath.Join(dir, "hijack.yaml"), `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: evil, namespace: other}
-spec:
-  hosts: [`+pgHost+`]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 5432, name: tcp, protocol: TCP}]
-  endpoints: [{address: 203.0.113.66, serviceAccount: evil}]
-`)
-	var problem string
-	e2e.Eventually(t, "the hijack to be reported", 10*time.Second, func() bool {
-		problem = e2e.HTTPGet(t, "http://"+srv.HTTPAddr+"/debug/problems")
-		return strings.Contains(problem, "HostNotOwned")
-	})
-	for _, want := range []string{"hijack.yaml", "ServiceEntry other/evil", "Service default/postgres-1-vm", "spec.hosts[0]"} {
-		if !strings.Contains(problem, want) {
-			t.Errorf("/debug/problems does not name %q:\n%s", want, problem)
-		}
-	}
+	postgresEntryReported(t, srv, filepath.Join(dir, "hijack.yaml"), "other", "evil", "203.0.113.66", "evil", "HostNotOwned",
+		"hijack.yaml", "ServiceEntry other/evil", "Service default/postgres-1-vm", "spec.hosts[0]")
 	srv.WaitLog(t, "reason=HostNotOwned", 10*time.Second)
 	if got := e2e.Metric(t, srv.HTTPAddr, "controlplane_config_errors"); got < 1 {
 		t.Errorf("controlplane_config_errors = %v, want at least 1", got)
@@ -139,26 +121,8 @@ spec:
 // adds nothing; the problem names both objects and both files.
 func checkDuplicateHost(t *testing.T, srv *e2e.Server, w *adsWatcher, dir string) {
 	t.Helper()
-	e2e.WriteFileAtomic(t, filepath.Join(dir, "a-copy.yaml"), `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: postgres-copy, namespace: default}
-spec:
-  hosts: [`+pgHost+`]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 5432, name: tcp, protocol: TCP}]
-  endpoints: [{address: 10.128.0.99, serviceAccount: copy}]
-`)
-	var problems string
-	e2e.Eventually(t, "the duplicate host to be reported", 10*time.Second, func() bool {
-		problems = e2e.HTTPGet(t, "http://"+srv.HTTPAddr+"/debug/problems")
-		return strings.Contains(problems, "HostConflict")
-	})
-	for _, want := range []string{"ServiceEntry default/postgres-copy", "ServiceEntry default/postgres-1-vm", "a-copy.yaml", "postgres-1-vm.yaml"} {
-		if !strings.Contains(problems, want) {
-			t.Errorf("/debug/problems does not name %q:\n%s", want, problems)
-		}
-	}
+	postgresEntryReported(t, srv, filepath.Join(dir, "a-copy.yaml"), "default", "postgres-copy", "10.128.0.99", "copy", "HostConflict",
+		"ServiceEntry default/postgres-copy", "ServiceEntry default/postgres-1-vm", "a-copy.yaml", "postgres-1-vm.yaml")
 	e2e.WriteFileAtomic(t, filepath.Join(dir, "marker2.yaml"), markerEntry("other", "marker2", "*"))
 	s := w.waitState(t, "the second marker cluster", 10*time.Second, func(s adsState) bool {
 		return slices.Contains(s.clusters, markerCluster("other", "marker2"))
@@ -236,5 +200,33 @@ func TestExportToHidesServices(t *testing.T) {
 	}
 	if _, ok := s.endpoints[markerCluster("default", "private")]; ok {
 		t.Error("a sidecar in namespace shop got the endpoints of the ServiceEntry exported to \".\"")
+	}
+}
+
+// postgresEntryReported writes a ServiceEntry ns/name for the postgres host
+// with one endpoint (addr, service account sa) to path, waits until
+// /debug/problems reports it with reason, and checks the problems name
+// every want.
+func postgresEntryReported(t *testing.T, srv *e2e.Server, path, ns, name, addr, sa, reason string, wants ...string) {
+	t.Helper()
+	e2e.WriteFileAtomic(t, path, `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: `+name+`, namespace: `+ns+`}
+spec:
+  hosts: [`+pgHost+`]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+  endpoints: [{address: `+addr+`, serviceAccount: `+sa+`}]
+`)
+	var problems string
+	e2e.Eventually(t, reason+" to be reported", 10*time.Second, func() bool {
+		problems = e2e.HTTPGet(t, "http://"+srv.HTTPAddr+"/debug/problems")
+		return strings.Contains(problems, reason)
+	})
+	for _, want := range wants {
+		if !strings.Contains(problems, want) {
+			t.Errorf("/debug/problems does not name %q:\n%s", want, problems)
+		}
 	}
 }
