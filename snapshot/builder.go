@@ -248,14 +248,3 @@ func (b *Builder) Problems() []error {
 	defer b.mu.Unlock()
 	return slices.Clone(b.problems)
 }
-
-// loadAssignmentLocked returns the shared ClusterLoadAssignment of a service port.
-func (b *Builder) loadAssignmentLocked(svc *registry.Service, port registry.Port) *endpointv3.ClusterLoadAssignment {
-	name := meshname.OutboundCluster(port.Number, "", svc.Hostname)
-	if cla, ok := b.cla[name]; ok {
-		return cla
-	}
-	cla := ClusterLoadAssignment(name, port, b.view.Endpoints(svc.Hostname))
-	b.cla[name], b.claSrc[name] = cla, claSource{host: svc.Hostname, port: port}
-	return cla
-}

@@ -8,14 +8,14 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
-	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/registry"
 )
 
 // claSource is what a shared ClusterLoadAssignment was built from.
 type claSource struct {
-	host string
-	port registry.Port
+	host   string
+	port   registry.Port
+	subset *registry.Subset // nil for the whole service
 }
 
 // WithEndpointChanges returns a Builder for view, the next model revision,
@@ -37,11 +37,13 @@ func (b *Builder) WithEndpointChanges(view registry.View, hosts []string) *Build
 	if len(b.problems) > 0 { // something was left out: build it all again
 		return next
 	}
-	for name, src := range b.claSrc {
+	stale := map[*endpointv3.ClusterLoadAssignment]claSource{}
+	for key, src := range b.claSrc {
 		if slices.Contains(hosts, src.host) {
+			stale[b.cla[key]] = src
 			continue
 		}
-		next.cla[name], next.claSrc[name] = b.cla[name], src
+		next.cla[key], next.claSrc[key] = b.cla[key], src
 	}
 	for _, pair := range [][2]map[string]*memo{{b.sidecarOut, next.sidecarOut}, {b.grpcOut, next.grpcOut}} {
 		for ns, m := range pair[0] {
@@ -49,7 +51,7 @@ func (b *Builder) WithEndpointChanges(view registry.View, hosts []string) *Build
 				continue
 			}
 			res := *m.res
-			res.Endpoints = next.refreshEndpointsLocked(m.res.Endpoints, hosts)
+			res.Endpoints = next.refreshEndpointsLocked(m.res.Endpoints, stale)
 			pair[1][ns] = &memo{res: &res}
 		}
 	}
@@ -96,18 +98,22 @@ func unaffected(r *proxyResult, affected map[string]bool, v registry.View) bool 
 	return true
 }
 
-// refreshEndpointsLocked rebuilds the assignments of hosts in a finished
-// list, keeping the rest; the order (by cluster name) does not change. An
-// invalid new assignment is left out, as finish does.
-func (b *Builder) refreshEndpointsLocked(list []types.Resource, hosts []string) []types.Resource {
+// refreshEndpointsLocked rebuilds the stale assignments (of changed hosts,
+// with what each was built from) in a finished list, keeping the rest; the
+// order (by cluster name) does not change. An invalid new assignment is
+// left out, as finish does.
+func (b *Builder) refreshEndpointsLocked(list []types.Resource, stale map[*endpointv3.ClusterLoadAssignment]claSource) []types.Resource {
 	out := make([]types.Resource, 0, len(list))
 	for _, r := range list {
 		cla := r.(*endpointv3.ClusterLoadAssignment)
-		if cur, ok := b.cla[cla.GetClusterName()]; ok {
-			out = append(out, cur)
+		src, ok := stale[cla]
+		if !ok {
+			out = append(out, cla)
 			continue
 		}
-		cla = b.rebuildLoadAssignmentLocked(cla, hosts)
+		svc := b.view.Service(src.host)
+		port, _ := svc.Port(src.port.Number) // an endpoints-only change keeps the ports
+		cla = b.loadAssignmentLocked(svc, port, src.subset)
 		if err := cla.ValidateAll(); err != nil {
 			b.problemLocked(fmt.Errorf("%T %q is invalid and left out: %w", cla, cla.GetClusterName(), err))
 			continue
@@ -115,17 +121,4 @@ func (b *Builder) refreshEndpointsLocked(list []types.Resource, hosts []string) 
 		out = append(out, cla)
 	}
 	return out
-}
-
-// rebuildLoadAssignmentLocked rebuilds one assignment of a changed host from the new view.
-func (b *Builder) rebuildLoadAssignmentLocked(old *endpointv3.ClusterLoadAssignment, hosts []string) *endpointv3.ClusterLoadAssignment {
-	for _, h := range hosts {
-		svc := b.view.Service(h)
-		for _, p := range svc.Ports {
-			if meshname.OutboundCluster(p.Number, "", h) == old.GetClusterName() {
-				return b.loadAssignmentLocked(svc, p)
-			}
-		}
-	}
-	return old // not built from a changed host
 }

@@ -18,19 +18,15 @@ func (b *Builder) buildGRPCOutbound(ns string) (*Resources, error) {
 		if svc.Resolution != registry.ResolutionStatic || !svc.ExportedTo(ns) {
 			continue
 		}
-		mtls, sans := b.outboundMTLS(ns, svc)
 		for _, port := range svc.Ports {
 			name := meshname.GRPCClientListener(svc.Hostname, port.Number)
 			cluster := meshname.OutboundCluster(port.Number, "", svc.Hostname)
 			r.Listeners = append(r.Listeners, APIListener(name, HTTPConnectionManager(name, hcmOptions{RDS: name})))
 			r.Routes = append(r.Routes, RouteConfiguration(name,
 				VirtualHost(name, []string{name, svc.Hostname}, RouteToCluster(meshname.DefaultRoute, cluster))))
-			var o clusterOptions
-			if mtls {
-				o.TLS = TransportSocket(GRPCUpstreamTlsContext(sans))
-			}
-			r.Clusters = append(r.Clusters, EDSCluster(cluster, o))
-			r.Endpoints = append(r.Endpoints, b.loadAssignmentLocked(svc, port))
+			clusters, clas := b.outboundClustersLocked(ns, svc, port, grpcClusters)
+			r.Clusters = append(r.Clusters, clusters...)
+			r.Endpoints = append(r.Endpoints, clas...)
 		}
 	}
 	return r, nil

@@ -4,7 +4,6 @@ import (
 	"slices"
 	"strings"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -26,11 +25,9 @@ func (b *Builder) buildSidecarOutbound(ns string) (*Resources, error) {
 			continue
 		}
 		for _, port := range svc.Ports {
-			cluster, cla := b.outboundClusterLocked(ns, svc, port)
-			r.Clusters = append(r.Clusters, cluster)
-			if cla != nil {
-				r.Endpoints = append(r.Endpoints, cla)
-			}
+			clusters, clas := b.outboundClustersLocked(ns, svc, port, envoyClusters)
+			r.Clusters = append(r.Clusters, clusters...)
+			r.Endpoints = append(r.Endpoints, clas...)
 			for _, l := range outboundListeners(svc, port) {
 				r.Listeners = append(r.Listeners, l)
 			}
@@ -44,7 +41,7 @@ func (b *Builder) buildSidecarOutbound(ns string) (*Resources, error) {
 				}
 				vhostsByPort[port.Number] = append(vhostsByPort[port.Number], VirtualHost(
 					meshname.GRPCClientListener(svc.Hostname, port.Number), domains,
-					RouteToCluster(meshname.DefaultRoute, cluster.GetName())))
+					RouteToCluster(meshname.DefaultRoute, meshname.OutboundCluster(port.Number, "", svc.Hostname))))
 			}
 		}
 	}
@@ -57,22 +54,6 @@ func (b *Builder) buildSidecarOutbound(ns string) (*Resources, error) {
 		OriginalDstCluster(meshname.InboundPassthroughCluster, clusterOptions{}),
 		BlackHoleCluster())
 	return r, nil
-}
-
-// outboundClusterLocked is the meshname.OutboundCluster (no subset) with its endpoints when they come over EDS.
-func (b *Builder) outboundClusterLocked(ns string, svc *registry.Service, port registry.Port) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
-	name := meshname.OutboundCluster(port.Number, "", svc.Hostname)
-	o := clusterOptions{HTTP2: port.Protocol.IsHTTP2()}
-	if mtls, sans := b.outboundMTLS(ns, svc); mtls {
-		o.TLS = TransportSocket(UpstreamTlsContext(meshname.SNI(port.Number, "", svc.Hostname), sans))
-	}
-	switch svc.Resolution {
-	case registry.ResolutionDNS:
-		return StrictDNSCluster(dnsLoadAssignment(name, svc, port, b.view.Endpoints(svc.Hostname)), o), nil
-	case registry.ResolutionNone:
-		return OriginalDstCluster(name, o), nil
-	}
-	return EDSCluster(name, o), b.loadAssignmentLocked(svc, port)
 }
 
 // dnsLoadAssignment resolves the endpoints' names, or the host itself when a

@@ -1,0 +1,127 @@
+package snapshot
+
+import (
+	"maps"
+	"slices"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+
+	"github.com/librarymesh/controlplane/meshname"
+	"github.com/librarymesh/controlplane/registry"
+)
+
+// clusterFlavor is the kind of client a cluster is built for.
+type clusterFlavor int
+
+const (
+	envoyClusters clusterFlavor = iota // Envoy sidecars (pods and VMs)
+	grpcClusters                       // proxyless gRPC (EDS only, certificate providers)
+)
+
+// outboundClustersLocked are a service port's clusters for proxies in ns:
+// the default `outbound|PORT||HOST` first, then one per subset of the
+// DestinationRule that applies, each with its assignment when it comes
+// over EDS (nil otherwise).
+func (b *Builder) outboundClustersLocked(ns string, svc *registry.Service, port registry.Port, f clusterFlavor) (clusters, clas []types.Resource) {
+	dr := DestinationRuleFor(b.view.DestinationRules(), b.opts.RootNamespace, ns, svc)
+	add := func(subset *registry.Subset) {
+		c, cla := b.serviceClusterLocked(ns, svc, port, dr, subset, f)
+		clusters = append(clusters, c)
+		if cla != nil {
+			clas = append(clas, cla)
+		}
+	}
+	add(nil)
+	if dr != nil {
+		for i := range dr.Subsets {
+			add(&dr.Subsets[i])
+		}
+	}
+	return clusters, clas
+}
+
+// serviceClusterLocked is one cluster of a service port: the whole service
+// (subset nil) or one subset, shaped by the DestinationRule dr (nil for none).
+func (b *Builder) serviceClusterLocked(ns string, svc *registry.Service, port registry.Port, dr *registry.DestinationRule, subset *registry.Subset, f clusterFlavor) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
+	name := meshname.OutboundCluster(port.Number, subsetName(subset), svc.Hostname)
+	o := clusterOptions{HTTP2: f == envoyClusters && port.Protocol.IsHTTP2()}
+	o.TLS = b.clusterTransportSocket(ns, svc, port, subset, f)
+	if f == envoyClusters {
+		switch svc.Resolution {
+		case registry.ResolutionDNS:
+			eps := subsetEndpoints(b.view.Endpoints(svc.Hostname), subset)
+			return StrictDNSCluster(dnsLoadAssignment(name, svc, port, eps), o), nil
+		case registry.ResolutionNone:
+			return OriginalDstCluster(name, o), nil
+		}
+	}
+	return EDSCluster(name, o), b.loadAssignmentLocked(svc, port, subset)
+}
+
+// clusterTransportSocket is the transport socket of a cluster from the
+// DestinationRule that applies to proxies in ns: Istio mTLS (SNI of the
+// subset's cluster) or none.
+func (b *Builder) clusterTransportSocket(ns string, svc *registry.Service, port registry.Port, subset *registry.Subset, f clusterFlavor) *corev3.TransportSocket {
+	mtls, sans := b.outboundMTLS(ns, svc)
+	switch {
+	case !mtls:
+		return nil
+	case f == grpcClusters:
+		return TransportSocket(GRPCUpstreamTlsContext(sans))
+	}
+	return TransportSocket(UpstreamTlsContext(meshname.SNI(port.Number, subsetName(subset), svc.Hostname), sans))
+}
+
+func subsetName(s *registry.Subset) string {
+	if s == nil {
+		return ""
+	}
+	return s.Name
+}
+
+// subsetEndpoints are the endpoints carrying all of the subset's labels
+// (all of them for no subset).
+func subsetEndpoints(eps []*registry.Endpoint, s *registry.Subset) []*registry.Endpoint {
+	if s == nil {
+		return eps
+	}
+	var out []*registry.Endpoint
+	for _, ep := range eps {
+		if selects(s.Labels, ep.Labels) {
+			out = append(out, ep)
+		}
+	}
+	return out
+}
+
+// claKey names a shared assignment: its cluster name and, for a subset,
+// the labels (proxies of two namespaces may see two rules that define the
+// same subset name differently).
+func claKey(name string, s *registry.Subset) string {
+	if s == nil {
+		return name
+	}
+	var b strings.Builder
+	b.WriteString(name)
+	for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
+		b.WriteString("\x00" + k + "=" + s.Labels[k])
+	}
+	return b.String()
+}
+
+// loadAssignmentLocked returns the shared ClusterLoadAssignment of a service
+// port or of one of its subsets.
+func (b *Builder) loadAssignmentLocked(svc *registry.Service, port registry.Port, subset *registry.Subset) *endpointv3.ClusterLoadAssignment {
+	name := meshname.OutboundCluster(port.Number, subsetName(subset), svc.Hostname)
+	key := claKey(name, subset)
+	if cla, ok := b.cla[key]; ok {
+		return cla
+	}
+	cla := ClusterLoadAssignment(name, port, subsetEndpoints(b.view.Endpoints(svc.Hostname), subset))
+	b.cla[key], b.claSrc[key] = cla, claSource{host: svc.Hostname, port: port, subset: subset}
+	return cla
+}
