@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -14,14 +15,15 @@ import (
 // mergeHost merges the Kubernetes Service and the ServiceEntry that name
 // one host into a Service, and collects its endpoints: EndpointSlice and
 // inline ServiceEntry endpoints, then WorkloadEntries and Pods that a
-// ServiceEntry's workloadSelector picks. Endpoints are unique by address,
-// sorted. Of several ServiceEntries naming the host one wins (see
+// ServiceEntry's workloadSelector picks. An endpoint is an address and its
+// ports: endpoints are unique by address and the port each serves every
+// service port on (two instances on one VM are two endpoints), sorted. Of several ServiceEntries naming the host one wins (see
 // pickEntry); the others add nothing to it and each gets a problem.
 func mergeHost(txn *memdb.Txn, host string, rows []*serviceRow, wl *workloadIndex, trustDomain string) (*Service, []*Endpoint, []Problem) {
 	rows, losers := pickEntry(rows)
 	slices.SortFunc(rows, compareServiceRows)
 	svc := mergeService(host, rows)
-	eps := hostEndpoints(txn, host, rows, losers, wl)
+	eps := hostEndpoints(txn, svc, rows, losers, wl)
 	svc.ServiceAccounts = serviceAccounts(rows, eps, trustDomain)
 	return svc, eps, conflictProblems(txn, host, rows, losers)
 }
@@ -189,17 +191,19 @@ func mergeExportTo(rows []*serviceRow) []string {
 }
 
 // hostEndpoints collects the endpoints of a host; those of ServiceEntries
-// that lost it (losers, by object ID) are left out.
-func hostEndpoints(txn *memdb.Txn, host string, rows []*serviceRow, losers map[string]*serviceRow, wl *workloadIndex) []*Endpoint {
+// that lost it (losers, by object ID) are left out. The first endpoint with
+// a given address and ports wins (EndpointSlice endpoints before those a
+// workloadSelector picks, so a pod both name is one endpoint).
+func hostEndpoints(txn *memdb.Txn, svc *Service, rows []*serviceRow, losers map[string]*serviceRow, wl *workloadIndex) []*Endpoint {
 	var eps []*Endpoint
 	seen := map[string]bool{}
 	add := func(ep *Endpoint) {
-		if !seen[ep.Address] {
-			seen[ep.Address] = true
+		if key := endpointKey(ep, svc.Ports); !seen[key] {
+			seen[key] = true
 			eps = append(eps, ep)
 		}
 	}
-	it, err := txn.Get(tableEndpoints, indexHostname, host)
+	it, err := txn.Get(tableEndpoints, indexHostname, svc.Hostname)
 	must(err)
 	for obj := it.Next(); obj != nil; obj = it.Next() {
 		if r := obj.(*endpointRow); losers[r.Object] == nil {
@@ -212,14 +216,35 @@ func hostEndpoints(txn *memdb.Txn, host string, rows []*serviceRow, losers map[s
 		}
 		for _, w := range wl.selectable(r.Namespace) {
 			if labelsMatch(r.Selector, w.Workload.Labels) {
-				add(endpointFromWorkload(host, w.Workload, w.Weight, w.Ready))
+				add(endpointFromWorkload(svc.Hostname, w.Workload, w.Weight, w.Ready))
 			}
 		}
 	}
 	slices.SortFunc(eps, func(a, b *Endpoint) int {
-		return cmp.Or(cmp.Compare(a.Address, b.Address), cmp.Compare(a.Workload, b.Workload))
+		return cmp.Or(cmp.Compare(a.Address, b.Address), compareServedPorts(a, b, svc.Ports), cmp.Compare(a.Workload, b.Workload))
 	})
 	return eps
+}
+
+// endpointKey is an endpoint's identity within a service: its address and
+// the port it serves each of the service's ports on.
+func endpointKey(ep *Endpoint, ports []Port) string {
+	b := []byte(ep.Address)
+	for _, p := range ports {
+		b = strconv.AppendUint(append(b, '|'), uint64(ep.PortFor(p)), 10)
+	}
+	return string(b)
+}
+
+// compareServedPorts orders endpoints by the ports they serve the service's
+// ports on, in port order.
+func compareServedPorts(a, b *Endpoint, ports []Port) int {
+	for _, p := range ports {
+		if c := cmp.Compare(a.PortFor(p), b.PortFor(p)); c != 0 {
+			return c
+		}
+	}
+	return 0
 }
 
 // enrichEndpoint fills in an EndpointSlice endpoint's labels and service

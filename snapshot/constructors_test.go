@@ -22,14 +22,19 @@ func TestClusterLoadAssignment(t *testing.T) {
 		{Address: "10.0.0.2", Locality: "r/z1", Ready: true, Weight: 3, Ports: map[string]uint32{"grpc": 9001}},
 		{Address: "10.0.0.3", Locality: "", Ready: true},
 		{Address: "10.0.0.4", Locality: "r/z2", Ready: false},
+		// A second instance on 10.0.0.2 serving another port is a second LbEndpoint.
+		{Address: "10.0.0.2", Locality: "r/z1", Ready: true, Ports: map[string]uint32{"grpc": 9002}},
+		// One that serves this port on the same address and port adds nothing.
+		{Address: "10.0.0.2", Locality: "r/z1", Ready: true, Ports: map[string]uint32{"grpc": 9001, "admin": 9100}},
 	}
 	want := &endpointv3.ClusterLoadAssignment{
 		ClusterName: "c",
 		Endpoints: []*endpointv3.LocalityLbEndpoints{
 			{Locality: &corev3.Locality{}, LoadBalancingWeight: wrapperspb.UInt32(1),
 				LbEndpoints: []*endpointv3.LbEndpoint{LbEndpoint("10.0.0.3", 9000, 1)}},
-			{Locality: &corev3.Locality{Region: "r", Zone: "z1"}, LoadBalancingWeight: wrapperspb.UInt32(4),
-				LbEndpoints: []*endpointv3.LbEndpoint{LbEndpoint("10.0.0.1", 9000, 1), LbEndpoint("10.0.0.2", 9001, 3)}},
+			{Locality: &corev3.Locality{Region: "r", Zone: "z1"}, LoadBalancingWeight: wrapperspb.UInt32(5),
+				LbEndpoints: []*endpointv3.LbEndpoint{LbEndpoint("10.0.0.1", 9000, 1), LbEndpoint("10.0.0.2", 9001, 3),
+					LbEndpoint("10.0.0.2", 9002, 1)}},
 		},
 	}
 	got := ClusterLoadAssignment("c", port, eps)

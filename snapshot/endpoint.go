@@ -2,7 +2,9 @@ package snapshot
 
 import (
 	"maps"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -36,13 +38,19 @@ func Locality(s string) *corev3.Locality {
 }
 
 // ClusterLoadAssignment groups a service port's ready endpoints by locality.
-// Every locality and endpoint carries a weight: grpc-go drops localities without one.
+// Every locality and endpoint carries a weight: grpc-go drops localities
+// without one. Endpoints that serve the port on the same address and port
+// (two instances on one VM that differ only in another port) are one
+// LbEndpoint, the first: grpc-go rejects duplicate addresses.
 func ClusterLoadAssignment(name string, port registry.Port, eps []*registry.Endpoint) *endpointv3.ClusterLoadAssignment {
 	byLocality := map[string]*endpointv3.LocalityLbEndpoints{}
+	seen := map[string]bool{}
 	for _, ep := range eps {
-		if !ep.Ready {
+		addr := net.JoinHostPort(ep.Address, strconv.FormatUint(uint64(ep.PortFor(port)), 10))
+		if !ep.Ready || seen[addr] {
 			continue
 		}
+		seen[addr] = true
 		l, ok := byLocality[ep.Locality]
 		if !ok {
 			l = &endpointv3.LocalityLbEndpoints{Locality: Locality(ep.Locality), LoadBalancingWeight: wrapperspb.UInt32(0)}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/librarymesh/controlplane/internal/e2e"
+)
+
+// twoInstancesEntry is the echo host with two endpoints on one address
+// (127.0.0.1) and different ports: two instances on one VM.
+func twoInstancesEntry(first, second int) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: echo
+  namespace: test
+spec:
+  hosts: [%s]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: 7070, name: grpc, protocol: GRPC}
+  endpoints:
+  - address: 127.0.0.1
+    ports: {grpc: %d}
+    labels: {app: echo, instance: first}
+  - address: 127.0.0.1
+    ports: {grpc: %d}
+    labels: {app: echo, instance: second}
+`, echoHost, first, second)
+}
+
+// TestTwoInstancesOnOneAddress: an endpoint is an address and its ports, so
+// two backends on 127.0.0.1 behind one host both get RPCs from a grpc-go
+// xDS client (round robin over two LbEndpoints).
+func TestTwoInstancesOnOneAddress(t *testing.T) {
+	first := e2e.HealthBackend(t, healthpb.HealthCheckResponse_SERVING)
+	second := e2e.HealthBackend(t, healthpb.HealthCheckResponse_NOT_SERVING)
+	dir := t.TempDir()
+	e2e.WriteFileAtomic(t, filepath.Join(dir, "echo.yaml"), twoInstancesEntry(first, second))
+	srv := e2e.Serve(t, "--config-dir", dir, "--debounce", "20ms")
+	cc := e2e.ProxylessClient(t, srv.GRPCAddr, grpcNode, "test", echoTarget)
+
+	seen := map[healthpb.HealthCheckResponse_ServingStatus]int{}
+	for i := 0; i < 20; i++ {
+		got, err := e2e.Which(cc)
+		if err != nil {
+			t.Fatalf("RPC %d: %v", i, err)
+		}
+		seen[got]++
+	}
+	if seen[healthpb.HealthCheckResponse_SERVING] == 0 || seen[healthpb.HealthCheckResponse_NOT_SERVING] == 0 {
+		t.Errorf("RPCs per backend = %v, want both backends (first on :%d, second on :%d) reached", seen, first, second)
+	}
+}
