@@ -125,6 +125,7 @@ func fullView(txn *memdb.Txn, revision uint64, trustDomain string) *view {
 		v.indexAddresses(svc.Hostname)
 	}
 	v.peerAuths, v.destRules = collectPolicies(txn)
+	v.sidecars = collectSidecars(txn)
 	return v
 }
 

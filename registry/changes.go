@@ -14,7 +14,7 @@ type Change struct {
 	Hostnames     []string // services whose config or endpoints changed
 	EndpointsOnly bool     // only endpoints of Hostnames changed (no ports/addresses/policy)
 	Workloads     []string // addresses of workloads (pods/VMs) that changed
-	Policy        bool     // a PeerAuthentication or DestinationRule changed
+	Policy        bool     // a PeerAuthentication, DestinationRule or Sidecar changed
 	All           bool     // anything may have changed
 }
 
@@ -92,7 +92,8 @@ func diffViews(old, next *view, a affectedSet) Change {
 		}
 	}
 	if a.policy {
-		ch.Policy = !reflect.DeepEqual(old.peerAuths, next.peerAuths) || !reflect.DeepEqual(old.destRules, next.destRules)
+		ch.Policy = !reflect.DeepEqual(old.peerAuths, next.peerAuths) || !reflect.DeepEqual(old.destRules, next.destRules) ||
+			!reflect.DeepEqual(old.sidecars, next.sidecars)
 	}
 	if ch.Policy || len(ch.Hostnames) == 0 {
 		ch.EndpointsOnly = false
@@ -112,5 +113,8 @@ func (s *Store) logConflicts(old, next *view, a affectedSet) {
 		if ps := next.addrConflicts[addr]; len(ps) > 0 && !reflect.DeepEqual(old.addrConflicts[addr], ps) {
 			s.logProblems(ps)
 		}
+	}
+	if a.policy && !reflect.DeepEqual(old.sidecars.problems, next.sidecars.problems) {
+		s.logProblems(next.sidecars.problems)
 	}
 }

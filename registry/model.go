@@ -307,4 +307,7 @@ type View interface {
 	PeerAuthentications() []*PeerAuthentication
 	// DestinationRules returns every DestinationRule.
 	DestinationRules() []*DestinationRule
+	// Sidecars returns the Sidecars in force, by namespace, oldest first
+	// (of two without a workloadSelector in a namespace only the first).
+	Sidecars() []*Sidecar
 }

@@ -86,7 +86,7 @@ func (p *problems) add(field, reason, format string, args ...any) {
 // blocking reports whether any problem rejects the object.
 func blocking(ps []Problem) bool {
 	for _, p := range ps {
-		if p.Reason != ReasonUnknownKind {
+		if p.Reason != ReasonUnknownKind && p.Reason != ReasonUnsupportedField {
 			return true
 		}
 	}
@@ -128,6 +128,8 @@ func kindOf(obj runtime.Object) string {
 		return KindWorkloadEntry
 	case *networkingv1.DestinationRule, *networkingv1beta1.DestinationRule, *networkingv1alpha3.DestinationRule:
 		return KindDestinationRule
+	case *networkingv1.Sidecar, *networkingv1beta1.Sidecar, *networkingv1alpha3.Sidecar:
+		return KindSidecar
 	case *securityv1.PeerAuthentication, *securityv1beta1.PeerAuthentication:
 		return KindPeerAuthentication
 	}
@@ -201,6 +203,12 @@ func (c *converter) convertPolicy(key ObjectKey, obj runtime.Object, p *problems
 		return c.destinationRule(key, &o.Spec, p)
 	case *networkingv1alpha3.DestinationRule:
 		return c.destinationRule(key, &o.Spec, p)
+	case *networkingv1.Sidecar:
+		return c.sidecar(key, &o.Spec, o, p)
+	case *networkingv1beta1.Sidecar:
+		return c.sidecar(key, &o.Spec, o, p)
+	case *networkingv1alpha3.Sidecar:
+		return c.sidecar(key, &o.Spec, o, p)
 	case *securityv1.PeerAuthentication:
 		return c.peerAuthentication(key, &o.Spec, p)
 	case *securityv1beta1.PeerAuthentication:

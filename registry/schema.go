@@ -119,6 +119,7 @@ type policyRow struct {
 	Namespace string
 	PeerAuth  *PeerAuthentication
 	DestRule  *DestinationRule
+	Sidecar   *Sidecar
 }
 
 func idIndex() *memdb.IndexSchema {

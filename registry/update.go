@@ -87,6 +87,7 @@ func updateView(old *view, txn *memdb.Txn, a affectedSet, trustDomain string) *v
 		services: old.services, byHost: old.byHost, endpoints: old.endpoints,
 		byIP: old.byIP, svcsByAddr: old.svcsByAddr,
 		peerAuths: old.peerAuths, destRules: old.destRules, conflicts: old.conflicts, addrConflicts: old.addrConflicts,
+		sidecars: old.sidecars,
 	}
 	// Maps are shared with the old view unless this write touches them.
 	if len(a.addrs) > 0 {
@@ -112,6 +113,7 @@ func updateView(old *view, txn *memdb.Txn, a affectedSet, trustDomain string) *v
 	next.updateServiceList(old, a.hosts)
 	if a.policy {
 		next.peerAuths, next.destRules = collectPolicies(txn)
+		next.sidecars = collectSidecars(txn)
 	}
 	return next
 }

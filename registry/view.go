@@ -16,6 +16,7 @@ type view struct {
 	svcsByAddr map[string][]*Service
 	peerAuths  []*PeerAuthentication
 	destRules  []*DestinationRule
+	sidecars   sidecarSet
 	// conflicts are the problems of merging, by host (ServiceEntries that
 	// lost a host to another).
 	conflicts map[string][]Problem
@@ -53,5 +54,6 @@ func (v *view) mergeProblems() []Problem {
 	for _, ps := range v.addrConflicts {
 		out = append(out, ps...)
 	}
+	out = append(out, v.sidecars.problems...)
 	return out
 }

@@ -145,6 +145,7 @@ type registryDump struct {
 	Endpoints           map[string][]*registry.Endpoint `json:"endpoints"`
 	PeerAuthentications []*registry.PeerAuthentication  `json:"peerAuthentications"`
 	DestinationRules    []*registry.DestinationRule     `json:"destinationRules"`
+	Sidecars            []*registry.Sidecar             `json:"sidecars"`
 }
 
 // registryz shows the current model.
@@ -153,6 +154,7 @@ func (s *Server) registryz(w http.ResponseWriter, _ *http.Request) {
 	out := registryDump{
 		Revision: v.Revision(), Services: v.Services(), Endpoints: map[string][]*registry.Endpoint{},
 		PeerAuthentications: v.PeerAuthentications(), DestinationRules: v.DestinationRules(),
+		Sidecars: v.Sidecars(),
 	}
 	for _, svc := range out.Services {
 		out.Endpoints[svc.Hostname] = v.Endpoints(svc.Hostname)

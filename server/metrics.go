@@ -93,6 +93,7 @@ func (c *registryCollector) Collect(ch chan<- prometheus.Metric) {
 	for kind, n := range map[string]int{
 		"Service": len(svcs), "Endpoint": eps,
 		"PeerAuthentication": len(v.PeerAuthentications()), "DestinationRule": len(v.DestinationRules()),
+		"Sidecar": len(v.Sidecars()),
 	} {
 		ch <- prometheus.MustNewConstMetric(c.objects, prometheus.GaugeValue, float64(n), kind)
 	}

@@ -20,6 +20,7 @@ var istioResources = []struct {
 	{"networking.istio.io/v1", "serviceentries", registry.KindServiceEntry},
 	{"networking.istio.io/v1", "workloadentries", registry.KindWorkloadEntry},
 	{"networking.istio.io/v1", "destinationrules", registry.KindDestinationRule},
+	{"networking.istio.io/v1", "sidecars", registry.KindSidecar},
 	{"security.istio.io/v1", "peerauthentications", registry.KindPeerAuthentication},
 }
 

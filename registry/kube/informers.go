@@ -94,6 +94,7 @@ func (s *Source) addIstioInformers(served map[string]bool) error {
 			{registry.KindServiceEntry, iv1.ServiceEntries().Informer},
 			{registry.KindWorkloadEntry, iv1.WorkloadEntries().Informer},
 			{registry.KindDestinationRule, iv1.DestinationRules().Informer},
+			{registry.KindSidecar, iv1.Sidecars().Informer},
 			{registry.KindPeerAuthentication, sc.istio.Security().V1().PeerAuthentications().Informer},
 		}
 		for _, w := range all {

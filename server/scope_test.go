@@ -1,0 +1,5 @@
+package server
+
+import "github.com/librarymesh/controlplane/registry"
+
+func (v *fakeView) Sidecars() []*registry.Sidecar { return nil }
