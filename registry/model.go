@@ -310,4 +310,6 @@ type View interface {
 	// Sidecars returns the Sidecars in force, by namespace, oldest first
 	// (of two without a workloadSelector in a namespace only the first).
 	Sidecars() []*Sidecar
+	// AuthorizationPolicies returns every AuthorizationPolicy.
+	AuthorizationPolicies() []*AuthorizationPolicy
 }

@@ -18,13 +18,14 @@ import (
 
 // Kinds the store understands (the version does not matter).
 const (
-	KindService            = "Service"
-	KindEndpointSlice      = "EndpointSlice"
-	KindPod                = "Pod"
-	KindServiceEntry       = "ServiceEntry"
-	KindWorkloadEntry      = "WorkloadEntry"
-	KindDestinationRule    = "DestinationRule"
-	KindPeerAuthentication = "PeerAuthentication"
+	KindService             = "Service"
+	KindEndpointSlice       = "EndpointSlice"
+	KindPod                 = "Pod"
+	KindServiceEntry        = "ServiceEntry"
+	KindWorkloadEntry       = "WorkloadEntry"
+	KindDestinationRule     = "DestinationRule"
+	KindPeerAuthentication  = "PeerAuthentication"
+	KindAuthorizationPolicy = "AuthorizationPolicy"
 )
 
 // Problem reasons that do not block the object.
@@ -86,7 +87,7 @@ func (p *problems) add(field, reason, format string, args ...any) {
 // blocking reports whether any problem rejects the object.
 func blocking(ps []Problem) bool {
 	for _, p := range ps {
-		if p.Reason != ReasonUnknownKind && p.Reason != ReasonUnsupportedField {
+		if p.Reason != ReasonUnknownKind && p.Reason != ReasonUnsupportedField && !nonBlocking[p.Reason] {
 			return true
 		}
 	}
@@ -132,6 +133,8 @@ func kindOf(obj runtime.Object) string {
 		return KindSidecar
 	case *securityv1.PeerAuthentication, *securityv1beta1.PeerAuthentication:
 		return KindPeerAuthentication
+	case *securityv1.AuthorizationPolicy, *securityv1beta1.AuthorizationPolicy:
+		return KindAuthorizationPolicy
 	}
 	if k := obj.GetObjectKind().GroupVersionKind().Kind; k != "" {
 		return k
@@ -213,6 +216,10 @@ func (c *converter) convertPolicy(key ObjectKey, obj runtime.Object, p *problems
 		return c.peerAuthentication(key, &o.Spec, p)
 	case *securityv1beta1.PeerAuthentication:
 		return c.peerAuthentication(key, &o.Spec, p)
+	case *securityv1.AuthorizationPolicy:
+		return c.authorizationPolicy(key, &o.Spec, p)
+	case *securityv1beta1.AuthorizationPolicy:
+		return c.authorizationPolicy(key, &o.Spec, p)
 	}
 	p.add("kind", ReasonUnknownKind, "kind %s is not used by the control plane; ignored", key.Kind)
 	return nil

@@ -111,7 +111,7 @@ type workloadRow struct {
 	Created time.Time
 }
 
-// policyRow is a PeerAuthentication or a DestinationRule.
+// policyRow is a PeerAuthentication, a DestinationRule or an AuthorizationPolicy.
 type policyRow struct {
 	ID        string
 	Object    string
@@ -120,6 +120,7 @@ type policyRow struct {
 	PeerAuth  *PeerAuthentication
 	DestRule  *DestinationRule
 	Sidecar   *Sidecar
+	Authz     *AuthorizationPolicy
 }
 
 func idIndex() *memdb.IndexSchema {

@@ -17,6 +17,7 @@ type view struct {
 	peerAuths  []*PeerAuthentication
 	destRules  []*DestinationRule
 	sidecars   sidecarSet
+	authz      []*AuthorizationPolicy
 	// conflicts are the problems of merging, by host (ServiceEntries that
 	// lost a host to another).
 	conflicts map[string][]Problem
@@ -34,6 +35,9 @@ func (v *view) Endpoints(hostname string) []*Endpoint      { return v.endpoints[
 func (v *view) WorkloadByIP(ip string) *Workload           { return v.byIP[ip] }
 func (v *view) PeerAuthentications() []*PeerAuthentication { return v.peerAuths }
 func (v *view) DestinationRules() []*DestinationRule       { return v.destRules }
+
+// AuthorizationPolicies returns every AuthorizationPolicy, sorted by namespace and name.
+func (v *view) AuthorizationPolicies() []*AuthorizationPolicy { return v.authz }
 
 // ServicesForWorkload returns the services that list the workload's
 // address among their endpoints of the workload's namespace, sorted by

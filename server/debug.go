@@ -140,12 +140,13 @@ func resourcesJSON(snap *nodeSnapshot, typeURL string) ([]json.RawMessage, error
 
 // registryDump is the model as /debug/registryz shows it.
 type registryDump struct {
-	Revision            uint64                          `json:"revision"`
-	Services            []*registry.Service             `json:"services"`
-	Endpoints           map[string][]*registry.Endpoint `json:"endpoints"`
-	PeerAuthentications []*registry.PeerAuthentication  `json:"peerAuthentications"`
-	DestinationRules    []*registry.DestinationRule     `json:"destinationRules"`
-	Sidecars            []*registry.Sidecar             `json:"sidecars"`
+	Revision              uint64                          `json:"revision"`
+	Services              []*registry.Service             `json:"services"`
+	Endpoints             map[string][]*registry.Endpoint `json:"endpoints"`
+	PeerAuthentications   []*registry.PeerAuthentication  `json:"peerAuthentications"`
+	DestinationRules      []*registry.DestinationRule     `json:"destinationRules"`
+	AuthorizationPolicies []*registry.AuthorizationPolicy `json:"authorizationPolicies"`
+	Sidecars              []*registry.Sidecar             `json:"sidecars"`
 }
 
 // registryz shows the current model.
@@ -154,7 +155,8 @@ func (s *Server) registryz(w http.ResponseWriter, _ *http.Request) {
 	out := registryDump{
 		Revision: v.Revision(), Services: v.Services(), Endpoints: map[string][]*registry.Endpoint{},
 		PeerAuthentications: v.PeerAuthentications(), DestinationRules: v.DestinationRules(),
-		Sidecars: v.Sidecars(),
+		Sidecars:              v.Sidecars(),
+		AuthorizationPolicies: v.AuthorizationPolicies(),
 	}
 	for _, svc := range out.Services {
 		out.Endpoints[svc.Hostname] = v.Endpoints(svc.Hostname)

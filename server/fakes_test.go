@@ -46,7 +46,9 @@ func (v *fakeView) Services() []*registry.Service                       { return
 func (v *fakeView) Endpoints(string) []*registry.Endpoint               { return nil }
 func (v *fakeView) PeerAuthentications() []*registry.PeerAuthentication { return nil }
 func (v *fakeView) DestinationRules() []*registry.DestinationRule       { return nil }
-func (v *fakeView) WorkloadByIP(string) *registry.Workload              { return nil }
+
+func (v *fakeView) AuthorizationPolicies() []*registry.AuthorizationPolicy { return nil }
+func (v *fakeView) WorkloadByIP(string) *registry.Workload                 { return nil }
 
 // fakeRegistry is a Registry whose world tests set.
 type fakeRegistry struct {

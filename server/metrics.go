@@ -93,7 +93,8 @@ func (c *registryCollector) Collect(ch chan<- prometheus.Metric) {
 	for kind, n := range map[string]int{
 		"Service": len(svcs), "Endpoint": eps,
 		"PeerAuthentication": len(v.PeerAuthentications()), "DestinationRule": len(v.DestinationRules()),
-		"Sidecar": len(v.Sidecars()),
+		"Sidecar":             len(v.Sidecars()),
+		"AuthorizationPolicy": len(v.AuthorizationPolicies()),
 	} {
 		ch <- prometheus.MustNewConstMetric(c.objects, prometheus.GaugeValue, float64(n), kind)
 	}

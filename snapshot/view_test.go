@@ -13,12 +13,15 @@ type testView struct {
 	workloads []*registry.Workload
 	pas       []*registry.PeerAuthentication
 	drs       []*registry.DestinationRule
+	authz     []*registry.AuthorizationPolicy
 }
 
 func (v *testView) Revision() uint64                                    { return 1 }
 func (v *testView) Services() []*registry.Service                       { return v.services }
 func (v *testView) PeerAuthentications() []*registry.PeerAuthentication { return v.pas }
 func (v *testView) DestinationRules() []*registry.DestinationRule       { return v.drs }
+
+func (v *testView) AuthorizationPolicies() []*registry.AuthorizationPolicy { return v.authz }
 
 func (v *testView) Service(host string) *registry.Service {
 	for _, s := range v.services {

@@ -22,6 +22,7 @@ var istioResources = []struct {
 	{"networking.istio.io/v1", "destinationrules", registry.KindDestinationRule},
 	{"networking.istio.io/v1", "sidecars", registry.KindSidecar},
 	{"security.istio.io/v1", "peerauthentications", registry.KindPeerAuthentication},
+	{"security.istio.io/v1", "authorizationpolicies", registry.KindAuthorizationPolicy},
 }
 
 // servedIstioKinds asks the API server which of the Istio resources it

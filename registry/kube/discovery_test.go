@@ -19,9 +19,10 @@ func TestServedIstioKinds(t *testing.T) {
 	networkingOld := &metav1.APIResourceList{GroupVersion: "networking.istio.io/v1", APIResources: []metav1.APIResource{
 		{Name: "serviceentries"}}}
 	security := &metav1.APIResourceList{GroupVersion: "security.istio.io/v1", APIResources: []metav1.APIResource{
-		{Name: "peerauthentications"}}}
+		{Name: "peerauthentications"}, {Name: "authorizationpolicies"}}}
 	all := map[string]bool{registry.KindServiceEntry: true, registry.KindWorkloadEntry: true,
-		registry.KindDestinationRule: true, registry.KindPeerAuthentication: true, registry.KindSidecar: true}
+		registry.KindDestinationRule: true, registry.KindPeerAuthentication: true, registry.KindSidecar: true,
+		registry.KindAuthorizationPolicy: true}
 	for _, tc := range []struct {
 		name      string
 		resources []*metav1.APIResourceList
@@ -29,10 +30,10 @@ func TestServedIstioKinds(t *testing.T) {
 	}{
 		{"all served", []*metav1.APIResourceList{networking, security}, all},
 		{"no Istio CRDs", nil, map[string]bool{registry.KindServiceEntry: false, registry.KindWorkloadEntry: false,
-			registry.KindDestinationRule: false, registry.KindPeerAuthentication: false, registry.KindSidecar: false}},
+			registry.KindDestinationRule: false, registry.KindPeerAuthentication: false, registry.KindSidecar: false, registry.KindAuthorizationPolicy: false}},
 		{"some", []*metav1.APIResourceList{networkingOld}, map[string]bool{registry.KindServiceEntry: true,
 			registry.KindWorkloadEntry: false, registry.KindDestinationRule: false, registry.KindPeerAuthentication: false,
-			registry.KindSidecar: false}},
+			registry.KindSidecar: false, registry.KindAuthorizationPolicy: false}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := &fakediscovery.FakeDiscovery{Fake: &k8stesting.Fake{Resources: tc.resources}}

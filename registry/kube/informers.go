@@ -96,6 +96,7 @@ func (s *Source) addIstioInformers(served map[string]bool) error {
 			{registry.KindDestinationRule, iv1.DestinationRules().Informer},
 			{registry.KindSidecar, iv1.Sidecars().Informer},
 			{registry.KindPeerAuthentication, sc.istio.Security().V1().PeerAuthentications().Informer},
+			{registry.KindAuthorizationPolicy, sc.istio.Security().V1().AuthorizationPolicies().Informer},
 		}
 		for _, w := range all {
 			if !served[w.name] {
