@@ -241,25 +241,6 @@ func (m ClientTLSMode) String() string {
 	return "UNSET"
 }
 
-// Subset is a named group of a service's endpoints.
-type Subset struct {
-	Name   string
-	Labels map[string]string
-}
-
-// DestinationRule is client-side policy for a host (which may be a wildcard
-// such as "*.local").
-type DestinationRule struct {
-	Namespace       string
-	Name            string
-	Host            string
-	TLSMode         ClientTLSMode
-	SNI             string
-	SubjectAltNames []string
-	Subsets         []Subset
-	ExportTo        []string
-}
-
 // Problem is a piece of input that could not be used. The rest of the input
 // stays in force, and so does the last good version of the object.
 type Problem struct {

@@ -60,7 +60,7 @@ func TestDestinationRule(t *testing.T) {
 			dr.Subsets = []*networkingapi.Subset{{Name: "v1", Labels: map[string]string{"version": "v1"}}}
 		},
 		want: &registry.DestinationRule{Namespace: "default", Name: "dr", Host: "inventory.default.svc.cluster.local",
-			TLSMode: registry.ClientTLSIstioMutual, Subsets: []registry.Subset{{Name: "v1", Labels: map[string]string{"version": "v1"}}}},
+			TrafficPolicy: &registry.TrafficPolicy{TLS: &registry.ClientTLS{Mode: registry.ClientTLSIstioMutual}}, Subsets: []registry.Subset{{Name: "v1", Labels: map[string]string{"version": "v1"}}}},
 	}, {
 		name: "no tls settings",
 		spec: func(dr *networkingapi.DestinationRule) { dr.Host = "*.local" },

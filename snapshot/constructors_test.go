@@ -61,8 +61,8 @@ func TestOutboundClusterTLS(t *testing.T) {
 			GRPCUpstreamTlsContext(pgSAN)},
 	}
 	b := NewBuilder(libraryView(nil, []*registry.DestinationRule{
-		{Namespace: "istio-system", Name: "default", Host: "*.local", TLSMode: registry.ClientTLSIstioMutual},
-		{Namespace: "istio-system", Name: "ext", Host: "*", TLSMode: registry.ClientTLSIstioMutual},
+		{Namespace: "istio-system", Name: "default", Host: "*.local", TrafficPolicy: &registry.TrafficPolicy{TLS: &registry.ClientTLS{Mode: registry.ClientTLSIstioMutual}}},
+		{Namespace: "istio-system", Name: "ext", Host: "*", TrafficPolicy: &registry.TrafficPolicy{TLS: &registry.ClientTLS{Mode: registry.ClientTLSIstioMutual}}},
 	}), Options{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,10 +94,10 @@ func TestOutboundSANsFromEndpoints(t *testing.T) {
 		s.ServiceAccounts = nil
 	}
 	b := NewBuilder(v, Options{TrustDomain: "example.org"})
-	ok, sans := b.outboundMTLS("default", v.Service("inventory.default.svc.cluster.local"))
+	sans := b.istioMutualSANs(v.Service("inventory.default.svc.cluster.local"), nil)
 	want := []string{"spiffe://example.org/ns/default/sa/inventory"}
-	if !ok || !slices.Equal(sans, want) {
-		t.Errorf("outboundMTLS = %v, %v; want true, %v", ok, sans, want)
+	if !slices.Equal(sans, want) {
+		t.Errorf("istioMutualSANs = %v; want %v", sans, want)
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
@@ -48,32 +47,22 @@ func (b *Builder) outboundClustersLocked(ns string, svc *registry.Service, port 
 // (subset nil) or one subset, shaped by the DestinationRule dr (nil for none).
 func (b *Builder) serviceClusterLocked(ns string, svc *registry.Service, port registry.Port, dr *registry.DestinationRule, subset *registry.Subset, f clusterFlavor) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
 	name := meshname.OutboundCluster(port.Number, subsetName(subset), svc.Hostname)
+	pol := clusterPolicy(dr, subset, port.Number)
 	o := clusterOptions{HTTP2: f == envoyClusters && port.Protocol.IsHTTP2()}
-	o.TLS = b.clusterTransportSocket(ns, svc, port, subset, f)
-	if f == envoyClusters {
-		switch svc.Resolution {
-		case registry.ResolutionDNS:
-			eps := subsetEndpoints(b.view.Endpoints(svc.Hostname), subset)
-			return StrictDNSCluster(dnsLoadAssignment(name, svc, port, eps), o), nil
-		case registry.ResolutionNone:
-			return OriginalDstCluster(name, o), nil
-		}
-	}
-	return EDSCluster(name, o), b.loadAssignmentLocked(svc, port, subset)
-}
-
-// clusterTransportSocket is the transport socket of a cluster from the
-// DestinationRule that applies to proxies in ns: Istio mTLS (SNI of the
-// subset's cluster) or none.
-func (b *Builder) clusterTransportSocket(ns string, svc *registry.Service, port registry.Port, subset *registry.Subset, f clusterFlavor) *corev3.TransportSocket {
-	mtls, sans := b.outboundMTLS(ns, svc)
+	o.TLS = b.clusterTransportSocket(ns, svc, port, subsetName(subset), pol.TLS, f)
+	var c *clusterv3.Cluster
+	var cla *endpointv3.ClusterLoadAssignment
 	switch {
-	case !mtls:
-		return nil
-	case f == grpcClusters:
-		return TransportSocket(GRPCUpstreamTlsContext(sans))
+	case f == grpcClusters || svc.Resolution == registry.ResolutionStatic && !passthrough(pol):
+		c, cla = EDSCluster(name, o), b.loadAssignmentLocked(svc, port, subset)
+	case svc.Resolution == registry.ResolutionDNS:
+		eps := subsetEndpoints(b.view.Endpoints(svc.Hostname), subset)
+		c = StrictDNSCluster(dnsLoadAssignment(name, svc, port, eps), o)
+	default: // resolution NONE, or loadBalancer PASSTHROUGH
+		c = OriginalDstCluster(name, o)
 	}
-	return TransportSocket(UpstreamTlsContext(meshname.SNI(port.Number, subsetName(subset), svc.Hostname), sans))
+	applyTrafficPolicy(c, pol, port, f)
+	return c, cla
 }
 
 func subsetName(s *registry.Subset) string {

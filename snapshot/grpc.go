@@ -23,7 +23,7 @@ func (b *Builder) buildGRPCOutbound(ns string) (*Resources, error) {
 			cluster := meshname.OutboundCluster(port.Number, "", svc.Hostname)
 			r.Listeners = append(r.Listeners, APIListener(name, HTTPConnectionManager(name, hcmOptions{RDS: name})))
 			r.Routes = append(r.Routes, RouteConfiguration(name,
-				VirtualHost(name, []string{name, svc.Hostname}, RouteToCluster(meshname.DefaultRoute, cluster))))
+				VirtualHost(name, []string{name, svc.Hostname}, withHashPolicy(RouteToCluster(meshname.DefaultRoute, cluster), b.hashPoliciesLocked(ns, svc, port.Number, "")))))
 			clusters, clas := b.outboundClustersLocked(ns, svc, port, grpcClusters)
 			r.Clusters = append(r.Clusters, clusters...)
 			r.Endpoints = append(r.Endpoints, clas...)

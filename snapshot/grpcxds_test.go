@@ -144,7 +144,7 @@ func (m *echoMesh) call(ctx context.Context, t *testing.T, wantOK bool) error {
 
 func echoMutual(sans []string) []*registry.DestinationRule {
 	return []*registry.DestinationRule{{Namespace: "istio-system", Name: "default", Host: "*.local",
-		TLSMode: registry.ClientTLSIstioMutual, SubjectAltNames: sans}}
+		TrafficPolicy: &registry.TrafficPolicy{TLS: &registry.ClientTLS{Mode: registry.ClientTLSIstioMutual, SubjectAltNames: sans}}}}
 }
 
 // echoView is one gRPC service on 127.0.0.1:port served by a pod with service

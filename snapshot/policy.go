@@ -67,7 +67,11 @@ func selects(selector, labels map[string]string) bool {
 // DestinationRuleFor picks the rule a proxy in namespace proxyNS applies to
 // host: rules visible to it, those in its own namespace first, then the
 // service's namespace, then the root namespace, then any other; within that,
-// the most specific host (exact, then the longest wildcard).
+// the most specific host (exact, then the longest wildcard). Other visible
+// rules of the same namespace for the same host are merged into it, as
+// Istio does: their subsets are added (a name already defined keeps the
+// first definition) and the first traffic policy set wins; rules are taken
+// in namespace/name order.
 func DestinationRuleFor(drs []*registry.DestinationRule, rootNS, proxyNS string, svc *registry.Service) *registry.DestinationRule {
 	var best *registry.DestinationRule
 	bestRank := [2]int{}
@@ -84,7 +88,36 @@ func DestinationRuleFor(drs []*registry.DestinationRule, rootNS, proxyNS string,
 			best, bestRank = dr, rank
 		}
 	}
-	return best
+	return mergeSameHost(best, drs, proxyNS)
+}
+
+// mergeSameHost merges into first the later rules of its namespace for
+// the same host that proxies in proxyNS see; first itself when there are none.
+func mergeSameHost(first *registry.DestinationRule, drs []*registry.DestinationRule, proxyNS string) *registry.DestinationRule {
+	if first == nil {
+		return nil
+	}
+	merged := first
+	for _, dr := range drs {
+		if dr == first || dr.Namespace != first.Namespace || dr.Host != first.Host || !exportedTo(dr, proxyNS) ||
+			cmp.Compare(dr.Name, first.Name) < 0 {
+			continue
+		}
+		if merged == first {
+			cp := *first
+			cp.Subsets = slices.Clone(first.Subsets)
+			merged = &cp
+		}
+		if merged.TrafficPolicy == nil {
+			merged.TrafficPolicy = dr.TrafficPolicy
+		}
+		for _, s := range dr.Subsets {
+			if !slices.ContainsFunc(merged.Subsets, func(m registry.Subset) bool { return m.Name == s.Name }) {
+				merged.Subsets = append(merged.Subsets, s)
+			}
+		}
+	}
+	return merged
 }
 
 func nsRank(ns, proxyNS, svcNS, rootNS string) int {
@@ -125,24 +158,17 @@ func hostMatch(pattern, host string) (int, bool) {
 	return 0, false
 }
 
-// outboundMTLS reports whether a proxy in proxyNS uses Istio mutual TLS to
-// the service, and the SPIFFE IDs to accept: the rule's subjectAltNames, else
-// the service's accounts. MESH_EXTERNAL services never get mesh mTLS.
-func (b *Builder) outboundMTLS(proxyNS string, svc *registry.Service) (bool, []string) {
-	if svc.Location == registry.MeshExternal {
-		return false, nil
-	}
-	dr := DestinationRuleFor(b.view.DestinationRules(), b.opts.RootNamespace, proxyNS, svc)
-	if dr == nil || dr.TLSMode != registry.ClientTLSIstioMutual {
-		return false, nil
-	}
-	if len(dr.SubjectAltNames) > 0 {
-		return true, dr.SubjectAltNames
+// istioMutualSANs are the SPIFFE IDs a proxy accepts from a service over
+// Istio mutual TLS: the rule's subjectAltNames, else the service's
+// accounts, else its endpoints'.
+func (b *Builder) istioMutualSANs(svc *registry.Service, tls *registry.ClientTLS) []string {
+	if tls != nil && len(tls.SubjectAltNames) > 0 {
+		return tls.SubjectAltNames
 	}
 	if len(svc.ServiceAccounts) > 0 {
-		return true, svc.ServiceAccounts
+		return svc.ServiceAccounts
 	}
-	return true, b.endpointIdentities(svc)
+	return b.endpointIdentities(svc)
 }
 
 // endpointIdentities are the SPIFFE IDs of a service's endpoints, for a

@@ -41,7 +41,8 @@ func (b *Builder) buildSidecarOutbound(ns string) (*Resources, error) {
 				}
 				vhostsByPort[port.Number] = append(vhostsByPort[port.Number], VirtualHost(
 					meshname.GRPCClientListener(svc.Hostname, port.Number), domains,
-					RouteToCluster(meshname.DefaultRoute, meshname.OutboundCluster(port.Number, "", svc.Hostname))))
+					withHashPolicy(RouteToCluster(meshname.DefaultRoute, meshname.OutboundCluster(port.Number, "", svc.Hostname)),
+						b.hashPoliciesLocked(ns, svc, port.Number, ""))))
 			}
 		}
 	}

@@ -98,5 +98,5 @@ func meshStrict() []*registry.PeerAuthentication {
 }
 
 func localMutual() []*registry.DestinationRule {
-	return []*registry.DestinationRule{{Namespace: "istio-system", Name: "default", Host: "*.local", TLSMode: registry.ClientTLSIstioMutual}}
+	return []*registry.DestinationRule{{Namespace: "istio-system", Name: "default", Host: "*.local", TrafficPolicy: &registry.TrafficPolicy{TLS: &registry.ClientTLS{Mode: registry.ClientTLSIstioMutual}}}}
 }

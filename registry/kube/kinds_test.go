@@ -54,7 +54,7 @@ func TestOtherKindsReachTheStore(t *testing.T) {
 	if ep := v.Endpoints("db.example.internal")[0]; ep.Address != "10.2.4.1" || ep.ServiceAccount != "db-vm" {
 		t.Errorf("selected WorkloadEntry endpoint = %+v", ep)
 	}
-	if got := v.DestinationRules()[0]; got.Name != "db" || got.TLSMode != registry.ClientTLSIstioMutual {
+	if got := v.DestinationRules()[0]; got.Name != "db" || got.TLS().Mode != registry.ClientTLSIstioMutual {
 		t.Errorf("DestinationRule = %+v", got)
 	}
 	if got := v.PeerAuthentications()[0]; got.Name != "strict" || got.Mode != registry.MTLSStrict {

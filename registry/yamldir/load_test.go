@@ -50,7 +50,7 @@ func TestLoadExampleLibrary(t *testing.T) {
 	if pas := v.PeerAuthentications(); len(pas) != 1 || pas[0].Mode != registry.MTLSStrict {
 		t.Errorf("peer authentications = %+v", pas)
 	}
-	if drs := v.DestinationRules(); len(drs) != 1 || drs[0].TLSMode != registry.ClientTLSIstioMutual || drs[0].Host != "*.local" {
+	if drs := v.DestinationRules(); len(drs) != 1 || drs[0].TLS().Mode != registry.ClientTLSIstioMutual || drs[0].Host != "*.local" {
 		t.Errorf("destination rules = %+v", drs)
 	}
 }

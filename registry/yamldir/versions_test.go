@@ -60,7 +60,7 @@ func TestLoadOlderAPIVersions(t *testing.T) {
 	if pas := v.PeerAuthentications(); len(pas) != 1 || pas[0].Mode != registry.MTLSPermissive {
 		t.Errorf("peer authentications = %+v", pas)
 	}
-	if drs := v.DestinationRules(); len(drs) != 1 || drs[0].Host != "db.data.svc.cluster.local" || drs[0].TLSMode != registry.ClientTLSDisable {
+	if drs := v.DestinationRules(); len(drs) != 1 || drs[0].Host != "db.data.svc.cluster.local" || drs[0].TLS().Mode != registry.ClientTLSDisable {
 		t.Errorf("destination rules = %+v", drs)
 	}
 }

@@ -1,0 +1,155 @@
+package registry
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	networkingapi "istio.io/api/networking/v1alpha3"
+)
+
+func localityLB(l *networkingapi.LocalityLoadBalancerSetting, field string, p *problems) *LocalityLB {
+	if l == nil {
+		return nil
+	}
+	out := &LocalityLB{FailoverPriority: slices.Clone(l.GetFailoverPriority())}
+	if e := l.GetEnabled(); e != nil {
+		v := e.GetValue()
+		out.Enabled = &v
+	}
+	if len(l.GetDistribute()) > 0 && len(l.GetFailover()) > 0 {
+		p.add(field, "ConflictingLocalitySettings", "distribute and failover cannot both be set")
+	}
+	for i, d := range l.GetDistribute() {
+		f := fmt.Sprintf("%s.distribute[%d]", field, i)
+		var sum uint32
+		for _, to := range slices.Sorted(maps.Keys(d.GetTo())) {
+			if d.GetTo()[to] == 0 {
+				p.add(f+".to", "OutOfRange", "weight of %q must be more than 0", to)
+			}
+			sum += d.GetTo()[to]
+		}
+		if d.GetFrom() == "" || len(d.GetTo()) == 0 {
+			p.add(f, "MissingLocality", "from and to are required")
+		} else if sum != 100 {
+			p.add(f+".to", "OutOfRange", "weights add up to %d, want 100", sum)
+		}
+		out.Distribute = append(out.Distribute, LocalityDistribute{From: d.GetFrom(), To: maps.Clone(d.GetTo())})
+	}
+	for i, fo := range l.GetFailover() {
+		f := fmt.Sprintf("%s.failover[%d]", field, i)
+		if fo.GetFrom() == "" || fo.GetTo() == "" || fo.GetFrom() == fo.GetTo() {
+			p.add(f, "InvalidFailover", "from (%q) and to (%q) must be two different regions", fo.GetFrom(), fo.GetTo())
+		}
+		out.Failover = append(out.Failover, LocalityFailover{From: fo.GetFrom(), To: fo.GetTo()})
+	}
+	return out
+}
+
+func connectionPool(cp *networkingapi.ConnectionPoolSettings, field string, p *problems) *ConnectionPool {
+	if cp == nil {
+		return nil
+	}
+	tcp, http := cp.GetTcp(), cp.GetHttp()
+	out := &ConnectionPool{
+		MaxConnections:           count(tcp.GetMaxConnections(), field+".tcp.maxConnections", p),
+		ConnectTimeout:           optionalDuration(tcp.GetConnectTimeout(), field+".tcp.connectTimeout", p),
+		HTTP1MaxPendingRequests:  count(http.GetHttp1MaxPendingRequests(), field+".http.http1MaxPendingRequests", p),
+		HTTP2MaxRequests:         count(http.GetHttp2MaxRequests(), field+".http.http2MaxRequests", p),
+		MaxRequestsPerConnection: count(http.GetMaxRequestsPerConnection(), field+".http.maxRequestsPerConnection", p),
+		MaxRetries:               count(http.GetMaxRetries(), field+".http.maxRetries", p),
+	}
+	if k := tcp.GetTcpKeepalive(); k != nil {
+		out.TCPKeepalive = &TCPKeepalive{Probes: k.GetProbes(),
+			Time:     optionalDuration(k.GetTime(), field+".tcp.tcpKeepalive.time", p),
+			Interval: optionalDuration(k.GetInterval(), field+".tcp.tcpKeepalive.interval", p)}
+		for _, d := range []time.Duration{out.TCPKeepalive.Time, out.TCPKeepalive.Interval} {
+			if d%time.Second != 0 {
+				p.add(field+".tcp.tcpKeepalive", "InvalidDuration", "keepalive time and interval are whole seconds, got %v", d)
+			}
+		}
+	}
+	if d := http.GetIdleTimeout(); d != nil {
+		v := duration(d, field+".http.idleTimeout", 0, p)
+		out.IdleTimeout = &v
+	}
+	return out
+}
+
+func outlierDetection(od *networkingapi.OutlierDetection, field string, p *problems) *OutlierDetection {
+	if od == nil {
+		return nil
+	}
+	out := &OutlierDetection{
+		Consecutive5xxErrors:           optionalUint32(od.GetConsecutive_5XxErrors()),
+		ConsecutiveGatewayErrors:       optionalUint32(od.GetConsecutiveGatewayErrors()),
+		ConsecutiveLocalOriginFailures: optionalUint32(od.GetConsecutiveLocalOriginFailures()),
+		SplitExternalLocalOriginErrors: od.GetSplitExternalLocalOriginErrors(),
+		FailurePercentageThreshold:     optionalUint32(od.GetFailurePercentageThreshold()),
+		Interval:                       optionalDuration(od.GetInterval(), field+".interval", p),
+		BaseEjectionTime:               optionalDuration(od.GetBaseEjectionTime(), field+".baseEjectionTime", p),
+		MaxEjectionPercent:             percent(od.GetMaxEjectionPercent(), field+".maxEjectionPercent", p),
+		MinHealthPercent:               percent(od.GetMinHealthPercent(), field+".minHealthPercent", p),
+	}
+	if n := od.GetConsecutiveErrors(); n != 0 && out.Consecutive5xxErrors == nil { // deprecated: 502, 503, 504 only
+		v := count(n, field+".consecutiveErrors", p)
+		out.ConsecutiveGatewayErrors = &v
+	}
+	if v := out.FailurePercentageThreshold; v != nil && *v > 100 {
+		p.add(field+".failurePercentageThreshold", "OutOfRange", "%d is not a percentage in 0-100", *v)
+	}
+	if out.ConsecutiveLocalOriginFailures != nil && !out.SplitExternalLocalOriginErrors {
+		p.add(field+".consecutiveLocalOriginFailures", "InvalidOutlierDetection", "needs splitExternalLocalOriginErrors: true")
+	}
+	return out
+}
+
+func clientTLS(t *networkingapi.ClientTLSSettings, field string, p *problems) *ClientTLS {
+	if t == nil {
+		return nil
+	}
+	out := &ClientTLS{
+		Mode:               clientTLSMode(t.GetMode(), field+".mode", p),
+		ClientCertificate:  t.GetClientCertificate(),
+		PrivateKey:         t.GetPrivateKey(),
+		CACertificates:     t.GetCaCertificates(),
+		CredentialName:     t.GetCredentialName(),
+		SubjectAltNames:    slices.Clone(t.GetSubjectAltNames()),
+		SNI:                t.GetSni(),
+		InsecureSkipVerify: t.GetInsecureSkipVerify().GetValue(),
+	}
+	files := out.ClientCertificate != "" || out.PrivateKey != "" || out.CACertificates != ""
+	switch out.Mode {
+	case ClientTLSIstioMutual:
+		if files || out.CredentialName != "" {
+			p.add(field, "InvalidTLS", "ISTIO_MUTUAL uses the workload certificate; clientCertificate, privateKey, caCertificates and credentialName must be empty")
+		}
+	case ClientTLSMutual:
+		if out.CredentialName == "" && (out.ClientCertificate == "" || out.PrivateKey == "") {
+			p.add(field, "MissingClientCertificate", "MUTUAL needs credentialName, or clientCertificate and privateKey")
+		}
+	}
+	if out.CredentialName != "" && files {
+		p.add(field+".credentialName", "InvalidTLS", "credentialName and certificate files cannot both be set")
+	}
+	if (out.ClientCertificate == "") != (out.PrivateKey == "") {
+		p.add(field, "InvalidTLS", "clientCertificate and privateKey go together")
+	}
+	return out
+}
+
+func clientTLSMode(m networkingapi.ClientTLSSettings_TLSmode, field string, p *problems) ClientTLSMode {
+	switch m {
+	case networkingapi.ClientTLSSettings_DISABLE:
+		return ClientTLSDisable
+	case networkingapi.ClientTLSSettings_SIMPLE:
+		return ClientTLSSimple
+	case networkingapi.ClientTLSSettings_MUTUAL:
+		return ClientTLSMutual
+	case networkingapi.ClientTLSSettings_ISTIO_MUTUAL:
+		return ClientTLSIstioMutual
+	}
+	p.add(field, "UnknownTLSMode", "TLS mode %v is not one of DISABLE, SIMPLE, MUTUAL, ISTIO_MUTUAL", m)
+	return ClientTLSDisable
+}
