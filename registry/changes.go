@@ -14,7 +14,7 @@ type Change struct {
 	Hostnames     []string // services whose config or endpoints changed
 	EndpointsOnly bool     // only endpoints of Hostnames changed (no ports/addresses/policy)
 	Workloads     []string // addresses of workloads (pods/VMs) that changed
-	Policy        bool     // a PeerAuthentication, DestinationRule, Sidecar or AuthorizationPolicy changed
+	Policy        bool     // a PeerAuthentication, DestinationRule, Sidecar, AuthorizationPolicy or VirtualService changed
 	All           bool     // anything may have changed
 }
 
@@ -93,7 +93,8 @@ func diffViews(old, next *view, a affectedSet) Change {
 	}
 	if a.policy {
 		ch.Policy = !reflect.DeepEqual(old.peerAuths, next.peerAuths) || !reflect.DeepEqual(old.destRules, next.destRules) ||
-			!reflect.DeepEqual(old.sidecars, next.sidecars) || !reflect.DeepEqual(old.authz, next.authz)
+			!reflect.DeepEqual(old.sidecars, next.sidecars) || !reflect.DeepEqual(old.authz, next.authz) ||
+			!reflect.DeepEqual(old.virtualServices, next.virtualServices)
 	}
 	if ch.Policy || len(ch.Hostnames) == 0 {
 		ch.EndpointsOnly = false

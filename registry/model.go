@@ -293,4 +293,7 @@ type View interface {
 	Sidecars() []*Sidecar
 	// AuthorizationPolicies returns every AuthorizationPolicy.
 	AuthorizationPolicies() []*AuthorizationPolicy
+	// VirtualServices returns every VirtualService, oldest first, then by
+	// namespace/name (the order that decides conflicts).
+	VirtualServices() []*VirtualService
 }

@@ -26,6 +26,7 @@ const (
 	KindDestinationRule     = "DestinationRule"
 	KindPeerAuthentication  = "PeerAuthentication"
 	KindAuthorizationPolicy = "AuthorizationPolicy"
+	KindVirtualService      = "VirtualService"
 )
 
 // Problem reasons that do not block the object.
@@ -135,6 +136,8 @@ func kindOf(obj runtime.Object) string {
 		return KindPeerAuthentication
 	case *securityv1.AuthorizationPolicy, *securityv1beta1.AuthorizationPolicy:
 		return KindAuthorizationPolicy
+	case *networkingv1.VirtualService, *networkingv1beta1.VirtualService, *networkingv1alpha3.VirtualService:
+		return KindVirtualService
 	}
 	if k := obj.GetObjectKind().GroupVersionKind().Kind; k != "" {
 		return k
@@ -220,6 +223,9 @@ func (c *converter) convertPolicy(key ObjectKey, obj runtime.Object, p *problems
 		return c.authorizationPolicy(key, &o.Spec, p)
 	case *securityv1beta1.AuthorizationPolicy:
 		return c.authorizationPolicy(key, &o.Spec, p)
+	}
+	if rec, ok := c.convertVirtualService(key, obj, p); ok {
+		return rec
 	}
 	p.add("kind", ReasonUnknownKind, "kind %s is not used by the control plane; ignored", key.Kind)
 	return nil

@@ -121,6 +121,8 @@ type policyRow struct {
 	DestRule  *DestinationRule
 	Sidecar   *Sidecar
 	Authz     *AuthorizationPolicy
+	// VirtualService is set for a VirtualService (see virtualservice.go).
+	VirtualService *VirtualService
 }
 
 func idIndex() *memdb.IndexSchema {

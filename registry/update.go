@@ -116,6 +116,7 @@ func updateView(old *view, txn *memdb.Txn, a affectedSet, trustDomain string) *v
 		next.sidecars = collectSidecars(txn)
 		next.authz = collectAuthz(txn)
 	}
+	next.updateVirtualServices(old, txn, a)
 	return next
 }
 

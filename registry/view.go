@@ -18,6 +18,10 @@ type view struct {
 	destRules  []*DestinationRule
 	sidecars   sidecarSet
 	authz      []*AuthorizationPolicy
+	// virtualServices and their problems against the model (see
+	// view_virtualservice.go).
+	virtualServices []*VirtualService
+	vsProblems      []Problem
 	// conflicts are the problems of merging, by host (ServiceEntries that
 	// lost a host to another).
 	conflicts map[string][]Problem
@@ -59,5 +63,6 @@ func (v *view) mergeProblems() []Problem {
 		out = append(out, ps...)
 	}
 	out = append(out, v.sidecars.problems...)
+	out = append(out, v.vsProblems...)
 	return out
 }

@@ -147,6 +147,7 @@ type registryDump struct {
 	DestinationRules      []*registry.DestinationRule     `json:"destinationRules"`
 	AuthorizationPolicies []*registry.AuthorizationPolicy `json:"authorizationPolicies"`
 	Sidecars              []*registry.Sidecar             `json:"sidecars"`
+	VirtualServices       []*registry.VirtualService      `json:"virtualServices"`
 }
 
 // registryz shows the current model.
@@ -157,6 +158,7 @@ func (s *Server) registryz(w http.ResponseWriter, _ *http.Request) {
 		PeerAuthentications: v.PeerAuthentications(), DestinationRules: v.DestinationRules(),
 		Sidecars:              v.Sidecars(),
 		AuthorizationPolicies: v.AuthorizationPolicies(),
+		VirtualServices:       v.VirtualServices(),
 	}
 	for _, svc := range out.Services {
 		out.Endpoints[svc.Hostname] = v.Endpoints(svc.Hostname)

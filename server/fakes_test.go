@@ -49,6 +49,7 @@ func (v *fakeView) DestinationRules() []*registry.DestinationRule       { return
 
 func (v *fakeView) AuthorizationPolicies() []*registry.AuthorizationPolicy { return nil }
 func (v *fakeView) WorkloadByIP(string) *registry.Workload                 { return nil }
+func (v *fakeView) VirtualServices() []*registry.VirtualService            { return nil }
 
 // fakeRegistry is a Registry whose world tests set.
 type fakeRegistry struct {

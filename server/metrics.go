@@ -95,6 +95,7 @@ func (c *registryCollector) Collect(ch chan<- prometheus.Metric) {
 		"PeerAuthentication": len(v.PeerAuthentications()), "DestinationRule": len(v.DestinationRules()),
 		"Sidecar":             len(v.Sidecars()),
 		"AuthorizationPolicy": len(v.AuthorizationPolicies()),
+		"VirtualService":      len(v.VirtualServices()),
 	} {
 		ch <- prometheus.MustNewConstMetric(c.objects, prometheus.GaugeValue, float64(n), kind)
 	}

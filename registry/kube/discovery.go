@@ -21,6 +21,7 @@ var istioResources = []struct {
 	{"networking.istio.io/v1", "workloadentries", registry.KindWorkloadEntry},
 	{"networking.istio.io/v1", "destinationrules", registry.KindDestinationRule},
 	{"networking.istio.io/v1", "sidecars", registry.KindSidecar},
+	{"networking.istio.io/v1", "virtualservices", registry.KindVirtualService},
 	{"security.istio.io/v1", "peerauthentications", registry.KindPeerAuthentication},
 	{"security.istio.io/v1", "authorizationpolicies", registry.KindAuthorizationPolicy},
 }

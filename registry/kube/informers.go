@@ -95,6 +95,7 @@ func (s *Source) addIstioInformers(served map[string]bool) error {
 			{registry.KindWorkloadEntry, iv1.WorkloadEntries().Informer},
 			{registry.KindDestinationRule, iv1.DestinationRules().Informer},
 			{registry.KindSidecar, iv1.Sidecars().Informer},
+			{registry.KindVirtualService, iv1.VirtualServices().Informer},
 			{registry.KindPeerAuthentication, sc.istio.Security().V1().PeerAuthentications().Informer},
 			{registry.KindAuthorizationPolicy, sc.istio.Security().V1().AuthorizationPolicies().Informer},
 		}
