@@ -21,8 +21,8 @@ func (c *converter) sidecar(key ObjectKey, sc *networkingapi.Sidecar, obj runtim
 	out := &Sidecar{Namespace: key.Namespace, Name: key.Name, Created: creationTime(obj)}
 	if ws := sc.GetWorkloadSelector(); ws != nil {
 		out.Selector = maps.Clone(ws.GetLabels())
-		if out.Selector == nil {
-			out.Selector = map[string]string{}
+		if len(out.Selector) == 0 {
+			p.add("spec.workloadSelector.labels", "MissingLabels", "a workloadSelector needs at least one label (omit it to apply to the whole namespace)")
 		}
 	}
 	if otp := sc.GetOutboundTrafficPolicy(); otp != nil {

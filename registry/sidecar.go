@@ -120,9 +120,8 @@ func collectSidecars(txn *memdb.Txn) sidecarSet {
 func sidecarConflict(txn *memdb.Txn, winner, loser *policyRow) Problem {
 	return Problem{Source: objectSource(txn, loser.Object, loser.Origin), Object: objectName(txn, loser.Object),
 		Field: "spec.workloadSelector", Reason: ReasonSidecarConflict,
-		Message: fmt.Sprintf("namespace %s already has a Sidecar without workloadSelector, %s (%s), which wins (%s); this one is ignored",
-			loser.Namespace, objectName(txn, winner.Object), objectSource(txn, winner.Object, winner.Origin),
-			winReason(winner.Sidecar.Created, loser.Sidecar.Created))}
+		Message: fmt.Sprintf("namespace %s already has a Sidecar without workloadSelector, %s, which wins (%s); this one is ignored",
+			loser.Namespace, objectName(txn, winner.Object), winReason(winner.Sidecar.Created, loser.Sidecar.Created))}
 }
 
 // ParseEgressHost reads a Sidecar egress host, `namespace/dnsName`.

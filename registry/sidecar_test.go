@@ -71,6 +71,10 @@ func TestSidecarConvert(t *testing.T) {
 		},
 		field: "spec.egress[0].hosts[0]", reason: "InvalidEgressHost",
 	}, {
+		name:  "empty workloadSelector",
+		spec:  func(sc *networkingapi.Sidecar) { sc.WorkloadSelector = &networkingapi.WorkloadSelector{} },
+		field: "spec.workloadSelector.labels", reason: "MissingLabels",
+	}, {
 		name:  "no hosts",
 		spec:  func(sc *networkingapi.Sidecar) { sc.Egress = []*networkingapi.IstioEgressListener{{}} },
 		field: "spec.egress[0].hosts", reason: "MissingHosts",

@@ -46,8 +46,8 @@ type Builder struct {
 	pieces pieces // immutable parts every proxy's own config reuses
 
 	mu         sync.Mutex
-	sidecarOut map[string]*memo                             // by proxy namespace
-	grpcOut    map[string]*memo                             // by proxy namespace
+	sidecarOut map[string]*memo                             // by scope.key (namespace and Sidecar)
+	grpcOut    map[string]*memo                             // by scope.key
 	cla        map[string]*endpointv3.ClusterLoadAssignment // by cluster name
 	claSrc     map[string]claSource
 	results    map[string]*proxyResult // by proxyKey
@@ -173,13 +173,14 @@ type proxyResult struct {
 	own       *Resources // nil for none
 	kind      Kind
 	namespace string
+	scopeKey  string // of its shared part (see scope)
 	ips       []string
 	workloads []*registry.Workload // view.WorkloadByIP of each IP
 }
 
 // proxyKey names everything of a Proxy that Build reads.
 func proxyKey(p *Proxy) string {
-	return p.Metadata.Generator + "|" + p.Namespace + "|" + strings.Join(p.IPs, ",")
+	return p.Metadata.Generator + "|" + p.Namespace + "|" + strings.Join(p.IPs, ",") + "|" + labelsKey(p.Metadata.Labels)
 }
 
 func (b *Builder) build(p *Proxy) (*proxyResult, error) {
@@ -190,17 +191,19 @@ func (b *Builder) build(p *Proxy) (*proxyResult, error) {
 	var shared, own *Resources
 	var err error
 	w := b.workload(p)
+	sc := b.scopeFor(p, w)
+	r.scopeKey = sc.key
 	switch r.kind {
 	case ProxylessGRPC:
-		if shared, err = b.shared(b.grpcOut, p.Namespace, b.buildGRPCOutbound); err == nil {
+		if shared, err = b.shared(b.grpcOut, sc, b.buildGRPCOutbound); err == nil {
 			own, err = b.buildGRPCInbound(w)
 		}
 	case VMSidecar:
-		if shared, err = b.shared(b.sidecarOut, p.Namespace, b.buildSidecarOutbound); err == nil {
+		if shared, err = b.shared(b.sidecarOut, sc, b.buildSidecarOutbound); err == nil {
 			own, err = b.buildVMInbound(w)
 		}
 	default:
-		if shared, err = b.shared(b.sidecarOut, p.Namespace, b.buildSidecarOutbound); err == nil && w != nil && w.Kind == registry.KindPod {
+		if shared, err = b.shared(b.sidecarOut, sc, b.buildSidecarOutbound); err == nil && w != nil && w.Kind == registry.KindPod {
 			own, err = b.buildPodInbound(w)
 		}
 	}
@@ -211,19 +214,19 @@ func (b *Builder) build(p *Proxy) (*proxyResult, error) {
 	return r, nil
 }
 
-// shared returns the memoized part for key, building it under the lock
+// shared returns the memoized part of a scope, building it under the lock
 // on first use (the lock also guards the endpoint memo build uses).
-func (b *Builder) shared(m map[string]*memo, key string, build func(ns string) (*Resources, error)) (*Resources, error) {
+func (b *Builder) shared(m map[string]*memo, sc *scope, build func(sc *scope) (*Resources, error)) (*Resources, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if e, ok := m[key]; ok {
+	if e, ok := m[sc.key]; ok {
 		return e.res, e.err
 	}
-	res, err := build(key)
+	res, err := build(sc)
 	if err == nil {
 		b.problemLocked(res.finish())
 	}
-	m[key] = &memo{res: res, err: err}
+	m[sc.key] = &memo{res: res, err: err}
 	return res, err
 }
 

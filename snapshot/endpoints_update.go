@@ -50,6 +50,10 @@ func (b *Builder) WithEndpointChanges(view registry.View, hosts []string) *Build
 			if m.err != nil {
 				continue
 			}
+			if !holdsStale(m.res.Endpoints, stale) { // out of scope: the exact part carries over
+				pair[1][ns] = m
+				continue
+			}
 			res := *m.res
 			res.Endpoints = next.refreshEndpointsLocked(m.res.Endpoints, stale)
 			pair[1][ns] = &memo{res: &res}
@@ -79,7 +83,7 @@ func (b *Builder) carryOverResultsLocked(next *Builder, hosts []string) {
 		if r.kind == ProxylessGRPC {
 			memos = next.grpcOut
 		}
-		m, ok := memos[r.namespace]
+		m, ok := memos[r.scopeKey]
 		if !ok || m.err != nil {
 			continue
 		}

@@ -8,14 +8,16 @@ import (
 	"github.com/librarymesh/controlplane/registry"
 )
 
-// buildGRPCOutbound is what every proxyless gRPC client in namespace ns
-// shares: per service port exported to ns a `HOST:PORT` api_listener, its route, an EDS
-// cluster and its endpoints. grpc-go has no STRICT_DNS or ORIGINAL_DST, so
-// only services with registry endpoints (STATIC) are offered. Called with b.mu held.
-func (b *Builder) buildGRPCOutbound(ns string) (*Resources, error) {
+// buildGRPCOutbound is what every proxyless gRPC client of a scope shares:
+// per service port exported to its namespace ns (and let through by its
+// Sidecar's egress) a `HOST:PORT` api_listener, its route, an EDS cluster
+// and its endpoints. grpc-go has no STRICT_DNS or ORIGINAL_DST, so only
+// services with registry endpoints (STATIC) are offered. Called with b.mu held.
+func (b *Builder) buildGRPCOutbound(sc *scope) (*Resources, error) {
+	ns := sc.ns
 	r := &Resources{}
-	for _, svc := range b.view.Services() {
-		if svc.Resolution != registry.ResolutionStatic || !svc.ExportedTo(ns) {
+	for _, svc := range sc.services(b.view.Services()) {
+		if svc.Resolution != registry.ResolutionStatic {
 			continue
 		}
 		for _, port := range svc.Ports {

@@ -132,7 +132,7 @@ func VirtualOutboundListener() *listenerv3.Listener {
 		Address:          SocketAddress(wildcardAddress, VirtualOutboundPort),
 		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 		UseOriginalDst:   wrapperspb.Bool(true),
-		FilterChains: []*listenerv3.FilterChain{FilterChain("virtualOutbound-catchall-tcp", nil, nil,
+		FilterChains: []*listenerv3.FilterChain{FilterChain(meshname.VirtualOutboundCatchAllChain, nil, nil,
 			TCPProxyFilter(meshname.PassthroughCluster, meshname.PassthroughCluster))},
 	}
 }

@@ -12,18 +12,16 @@ import (
 	"github.com/librarymesh/controlplane/registry"
 )
 
-// buildSidecarOutbound is the outbound config every Envoy sidecar in
-// namespace ns shares: the services exported to ns (what a proxy sees
-// depends on its namespace alone, so the part is built once per namespace).
-// Called with b.mu held.
-func (b *Builder) buildSidecarOutbound(ns string) (*Resources, error) {
+// buildSidecarOutbound is the outbound config every Envoy sidecar of a
+// scope shares: the services exported to its namespace ns that its Sidecar's
+// egress lets it see (what a proxy sees depends on its namespace and
+// Sidecar alone, so the part is built once per scope). Called with b.mu held.
+func (b *Builder) buildSidecarOutbound(sc *scope) (*Resources, error) {
+	ns := sc.ns
 	r := &Resources{}
 	vhostsByPort := map[uint32][]*routev3.VirtualHost{}
 	seenDomains := map[uint32]map[string]bool{}
-	for _, svc := range b.view.Services() {
-		if !svc.ExportedTo(ns) {
-			continue
-		}
+	for _, svc := range sc.services(b.view.Services()) {
 		for _, port := range svc.Ports {
 			clusters, clas := b.outboundClustersLocked(ns, svc, port, envoyClusters)
 			r.Clusters = append(r.Clusters, clusters...)
@@ -47,9 +45,9 @@ func (b *Builder) buildSidecarOutbound(ns string) (*Resources, error) {
 		}
 	}
 	for port, vhosts := range vhostsByPort {
-		r.Routes = append(r.Routes, RouteConfiguration(meshname.RouteConfig(port), append(vhosts, AllowAnyVirtualHost())...))
+		r.Routes = append(r.Routes, RouteConfiguration(meshname.RouteConfig(port), append(vhosts, sc.catchAllVirtualHost())...))
 	}
-	r.Listeners = append(r.Listeners, VirtualOutboundListener())
+	r.Listeners = append(r.Listeners, sc.virtualOutbound())
 	r.Clusters = append(r.Clusters,
 		OriginalDstCluster(meshname.PassthroughCluster, clusterOptions{}),
 		OriginalDstCluster(meshname.InboundPassthroughCluster, clusterOptions{}),
