@@ -45,6 +45,7 @@ func (b *Builder) buildGRPCInbound(w *registry.Workload) (*Resources, error) {
 		return nil, nil
 	}
 	r := &Resources{}
+	authz := b.authzFor(w)
 	for _, ip := range b.inboundPorts(w) {
 		route := RouteConfiguration(ip.cluster(),
 			VirtualHost(meshname.InboundVirtualHost(ip.target), []string{"*"}, NonForwardingRoute(meshname.DefaultRoute)))
@@ -53,7 +54,8 @@ func (b *Builder) buildGRPCInbound(w *registry.Workload) (*Resources, error) {
 			tls = b.pieces.grpcDownstreamTLS
 		}
 		chain := FilterChain(meshname.InboundFilterChain(ip.target, tls != nil), nil, tls,
-			HCMFilter(HTTPConnectionManager(ip.cluster(), hcmOptions{Inline: route})))
+			HCMFilter(HTTPConnectionManager(ip.cluster(), hcmOptions{Inline: route,
+				Filters: httpRBACFilters(b.inboundRBAC(ip.authzTarget(authz, true)))})))
 		for _, addr := range []string{w.Address, wildcardAddress, wildcardAddressV6} {
 			// grpc-go's own naming and the one in the bootstrap Istio's agent writes.
 			for _, name := range []string{meshname.GRPCServerListener(addr, ip.target), meshname.IstioGRPCServerListener(addr, ip.target)} {

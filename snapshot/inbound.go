@@ -1,6 +1,8 @@
 package snapshot
 
 import (
+	"fmt"
+
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -16,6 +18,7 @@ import (
 func (b *Builder) buildPodInbound(w *registry.Workload) (*Resources, error) {
 	r := &Resources{}
 	var chains []*listenerv3.FilterChain
+	authz := b.authzFor(w)
 	for _, ip := range b.inboundPorts(w) {
 		spec := chainSpec{
 			name: func(tls bool) string { return meshname.InboundFilterChain(ip.target, tls) },
@@ -23,12 +26,13 @@ func (b *Builder) buildPodInbound(w *registry.Workload) (*Resources, error) {
 				return &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(ip.target), TransportProtocol: transport}
 			},
 		}
-		chains = append(chains, b.inboundFilterChains(ip.mode, spec, inboundFilter(ip))...)
+		chains = append(chains, b.inboundFilterChains(ip.mode, spec, b.inboundFilters(ip, authz))...)
 		r.Clusters = append(r.Clusters, inboundCluster(ip))
 	}
 	mode := InboundMTLSMode(b.view.PeerAuthentications(), b.opts.RootNamespace, w.Namespace, w.Labels, 0)
 	catchAll := chainSpec{name: meshname.VirtualInboundCatchAllChain, match: transportMatch}
-	chains = append(chains, b.inboundFilterChains(mode, catchAll, b.pieces.inboundPassthrough)...)
+	passthrough := append(networkRBACFilters(b.inboundRBAC(authzTarget{policies: authz, tcp: true})), b.pieces.inboundPassthrough)
+	chains = append(chains, b.inboundFilterChains(mode, catchAll, passthrough)...)
 	r.Listeners = append(r.Listeners, &listenerv3.Listener{
 		Name:             meshname.VirtualInboundListener,
 		Address:          SocketAddress(wildcardAddress, VirtualInboundPort),
@@ -46,6 +50,7 @@ func (b *Builder) buildPodInbound(w *registry.Workload) (*Resources, error) {
 // on 127.0.0.1, logging each connection to the access log file.
 func (b *Builder) buildVMInbound(w *registry.Workload) (*Resources, error) {
 	r := &Resources{}
+	authz := b.authzFor(w)
 	for _, ip := range b.inboundPorts(w) {
 		spec := chainSpec{
 			name:  func(tls bool) string { return meshname.InboundFilterChain(ip.target, tls) },
@@ -55,7 +60,7 @@ func (b *Builder) buildVMInbound(w *registry.Workload) (*Resources, error) {
 			Name:             meshname.InboundListener(ip.port.Number, ip.port.Name, ip.svc.Hostname),
 			Address:          SocketAddress(w.Address, ip.target),
 			TrafficDirection: corev3.TrafficDirection_INBOUND,
-			FilterChains:     b.inboundFilterChains(ip.mode, spec, inboundFilter(ip, b.pieces.accessLog)),
+			FilterChains:     b.inboundFilterChains(ip.mode, spec, b.inboundFilters(ip, authz, b.pieces.accessLog)),
 		}
 		if ip.mode == registry.MTLSPermissive {
 			l.ListenerFilters = b.pieces.tlsInspector
@@ -108,17 +113,24 @@ func (b *Builder) inboundPorts(w *registry.Workload) []inboundPort {
 	return out
 }
 
-// inboundFilter is the network filter that hands an inbound connection to
-// the local app, logging to logs.
-func inboundFilter(ip inboundPort, logs ...*accesslogv3.AccessLog) *listenerv3.Filter {
-	var hcm hcmOptions
+// inboundFilters are the network filters that authorize an inbound
+// connection (or each request) and hand it to the local app, logging to logs.
+func (b *Builder) inboundFilters(ip inboundPort, authz workloadAuthz, logs ...*accesslogv3.AccessLog) []*listenerv3.Filter {
+	rbac := b.inboundRBAC(ip.authzTarget(authz, false))
 	if !ip.port.Protocol.IsHTTP() {
-		return TCPProxyFilter(ip.cluster(), ip.cluster(), logs...)
+		return append(networkRBACFilters(rbac), TCPProxyFilter(ip.cluster(), ip.cluster(), logs...))
 	}
-	hcm.Logs = logs
+	hcm := hcmOptions{Logs: logs, Filters: httpRBACFilters(rbac)}
 	hcm.Inline = RouteConfiguration(ip.cluster(), VirtualHost(meshname.InboundVirtualHost(ip.target), []string{"*"},
 		RouteToCluster(meshname.DefaultRoute, ip.cluster())))
-	return HCMFilter(HTTPConnectionManager(ip.cluster(), hcm))
+	return []*listenerv3.Filter{HCMFilter(HTTPConnectionManager(ip.cluster(), hcm))}
+}
+
+// authzTarget is what the port's authorization is built for.
+func (ip inboundPort) authzTarget(authz workloadAuthz, proxyless bool) authzTarget {
+	// A proxyless gRPC server speaks HTTP/2 whatever the port's protocol says.
+	return authzTarget{policies: authz, port: ip.target, tcp: !proxyless && !ip.port.Protocol.IsHTTP(), proxyless: proxyless,
+		where: fmt.Sprintf("port %d of %s (port %s, protocol %s)", ip.target, ip.svc.Hostname, ip.port.Name, ip.port.Protocol)}
 }
 
 // chainSpec says how to name and match an inbound filter chain.
@@ -129,17 +141,17 @@ type chainSpec struct {
 
 // inboundFilterChains applies an mTLS mode: STRICT one TLS chain, PERMISSIVE
 // a TLS and a plaintext chain told apart by tls_inspector, DISABLE plaintext.
-func (b *Builder) inboundFilterChains(mode registry.MTLSMode, spec chainSpec, f *listenerv3.Filter) []*listenerv3.FilterChain {
+func (b *Builder) inboundFilterChains(mode registry.MTLSMode, spec chainSpec, fs []*listenerv3.Filter) []*listenerv3.FilterChain {
 	tls := b.pieces.downstreamTLS
 	switch mode {
 	case registry.MTLSStrict:
-		return []*listenerv3.FilterChain{FilterChain(spec.name(true), spec.match(""), tls, f)}
+		return []*listenerv3.FilterChain{FilterChain(spec.name(true), spec.match(""), tls, fs...)}
 	case registry.MTLSDisable:
-		return []*listenerv3.FilterChain{FilterChain(spec.name(false), spec.match(""), nil, f)}
+		return []*listenerv3.FilterChain{FilterChain(spec.name(false), spec.match(""), nil, fs...)}
 	}
 	return []*listenerv3.FilterChain{
-		FilterChain(spec.name(true), spec.match(transportProtocolTLS), tls, f),
-		FilterChain(spec.name(false), spec.match(transportProtocolRaw), nil, f),
+		FilterChain(spec.name(true), spec.match(transportProtocolTLS), tls, fs...),
+		FilterChain(spec.name(false), spec.match(transportProtocolRaw), nil, fs...),
 	}
 }
 

@@ -58,6 +58,8 @@ type hcmOptions struct {
 	RDS    string                      // route config name over ADS, or
 	Inline *routev3.RouteConfiguration // an inline route config
 	Logs   []*accesslogv3.AccessLog
+	// Filters run before the router (authorization).
+	Filters []*hcmv3.HttpFilter
 }
 
 // HTTPConnectionManager is an HCM with the router filter.
@@ -66,7 +68,7 @@ func HTTPConnectionManager(statPrefix string, o hcmOptions) *hcmv3.HttpConnectio
 		StatPrefix:  statPrefix,
 		CodecType:   hcmv3.HttpConnectionManager_AUTO,
 		AccessLog:   o.Logs,
-		HttpFilters: []*hcmv3.HttpFilter{RouterFilter()},
+		HttpFilters: append(append([]*hcmv3.HttpFilter(nil), o.Filters...), RouterFilter()),
 	}
 	if o.Inline != nil {
 		h.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: o.Inline}
