@@ -126,7 +126,7 @@ func (c *converter) httpExtras(ns, field string, in *networkingapi.HTTPRoute, r 
 		d.Field = field + ".mirror"
 		r.Mirror, r.MirrorPercent = &d, 100
 		if mp := in.GetMirrorPercentage(); mp != nil {
-			r.MirrorPercent = percent(field+".mirrorPercentage", mp.GetValue(), p)
+			r.MirrorPercent = vsPercent(field+".mirrorPercentage", mp.GetValue(), p)
 		}
 	}
 	if len(in.GetMirrors()) > 0 {
@@ -316,8 +316,8 @@ func optDuration(field string, d *durationpb.Duration, p *problems) *time.Durati
 	return &v
 }
 
-// percent checks a percentage (0-100).
-func percent(field string, v float64, p *problems) float64 {
+// vsPercent checks a percentage (0-100).
+func vsPercent(field string, v float64, p *problems) float64 {
 	if v < 0 || v > 100 || v != v {
 		p.add(field, "InvalidPercentage", "%v is not in 0-100", v)
 		return 0
@@ -428,9 +428,9 @@ func faultAbort(field string, a *networkingapi.HTTPFaultInjection_Abort, p *prob
 func faultPercent(field string, pct *networkingapi.Percent, old int32, p *problems) float64 {
 	switch {
 	case pct != nil:
-		return percent(field+".percentage", pct.GetValue(), p)
+		return vsPercent(field+".percentage", pct.GetValue(), p)
 	case old != 0:
-		return percent(field+".percent", float64(old), p)
+		return vsPercent(field+".percent", float64(old), p)
 	}
 	return 100
 }
