@@ -167,7 +167,7 @@ func hashCookie(c *networkingapi.LoadBalancerSettings_ConsistentHashLB_HTTPCooki
 	}
 	out := &HashCookie{Name: c.GetName(), Path: c.GetPath()}
 	if c.GetTtl() != nil {
-		out.TTL = duration(c.GetTtl(), field+".ttl", 0, p)
+		out.TTL = millisDuration(c.GetTtl(), field+".ttl", 0, p)
 	}
 	return out
 }
@@ -186,7 +186,7 @@ func prime(n uint64) bool {
 
 // duration checks a duration field: valid, at least least, whole milliseconds
 // (Envoy's and Istio's precision).
-func duration(d *durationpb.Duration, field string, least time.Duration, p *problems) time.Duration {
+func millisDuration(d *durationpb.Duration, field string, least time.Duration, p *problems) time.Duration {
 	if err := d.CheckValid(); err != nil {
 		p.add(field, "InvalidDuration", "%v", err)
 		return 0
@@ -202,15 +202,15 @@ func duration(d *durationpb.Duration, field string, least time.Duration, p *prob
 }
 
 // optionalDuration is duration for a field that may be absent (0).
-func optionalDuration(d *durationpb.Duration, field string, p *problems) time.Duration {
+func optionalMillis(d *durationpb.Duration, field string, p *problems) time.Duration {
 	if d == nil {
 		return 0
 	}
-	return duration(d, field, time.Millisecond, p)
+	return millisDuration(d, field, time.Millisecond, p)
 }
 
 // count checks a non-negative int32 count.
-func count(v int32, field string, p *problems) uint32 {
+func nonNegative(v int32, field string, p *problems) uint32 {
 	if v < 0 {
 		p.add(field, "OutOfRange", "%d is negative", v)
 		return 0
@@ -219,7 +219,7 @@ func count(v int32, field string, p *problems) uint32 {
 }
 
 // percent checks a 0-100 percentage.
-func percent(v int32, field string, p *problems) uint32 {
+func intPercent(v int32, field string, p *problems) uint32 {
 	if v < 0 || v > 100 {
 		p.add(field, "OutOfRange", "%d is not a percentage in 0-100", v)
 		return 0
@@ -227,7 +227,7 @@ func percent(v int32, field string, p *problems) uint32 {
 	return uint32(v)
 }
 
-func optionalUint32(w *wrapperspb.UInt32Value) *uint32 {
+func uint32Value(w *wrapperspb.UInt32Value) *uint32 {
 	if w == nil {
 		return nil
 	}

@@ -53,17 +53,17 @@ func connectionPool(cp *networkingapi.ConnectionPoolSettings, field string, p *p
 	}
 	tcp, http := cp.GetTcp(), cp.GetHttp()
 	out := &ConnectionPool{
-		MaxConnections:           count(tcp.GetMaxConnections(), field+".tcp.maxConnections", p),
-		ConnectTimeout:           optionalDuration(tcp.GetConnectTimeout(), field+".tcp.connectTimeout", p),
-		HTTP1MaxPendingRequests:  count(http.GetHttp1MaxPendingRequests(), field+".http.http1MaxPendingRequests", p),
-		HTTP2MaxRequests:         count(http.GetHttp2MaxRequests(), field+".http.http2MaxRequests", p),
-		MaxRequestsPerConnection: count(http.GetMaxRequestsPerConnection(), field+".http.maxRequestsPerConnection", p),
-		MaxRetries:               count(http.GetMaxRetries(), field+".http.maxRetries", p),
+		MaxConnections:           nonNegative(tcp.GetMaxConnections(), field+".tcp.maxConnections", p),
+		ConnectTimeout:           optionalMillis(tcp.GetConnectTimeout(), field+".tcp.connectTimeout", p),
+		HTTP1MaxPendingRequests:  nonNegative(http.GetHttp1MaxPendingRequests(), field+".http.http1MaxPendingRequests", p),
+		HTTP2MaxRequests:         nonNegative(http.GetHttp2MaxRequests(), field+".http.http2MaxRequests", p),
+		MaxRequestsPerConnection: nonNegative(http.GetMaxRequestsPerConnection(), field+".http.maxRequestsPerConnection", p),
+		MaxRetries:               nonNegative(http.GetMaxRetries(), field+".http.maxRetries", p),
 	}
 	if k := tcp.GetTcpKeepalive(); k != nil {
 		out.TCPKeepalive = &TCPKeepalive{Probes: k.GetProbes(),
-			Time:     optionalDuration(k.GetTime(), field+".tcp.tcpKeepalive.time", p),
-			Interval: optionalDuration(k.GetInterval(), field+".tcp.tcpKeepalive.interval", p)}
+			Time:     optionalMillis(k.GetTime(), field+".tcp.tcpKeepalive.time", p),
+			Interval: optionalMillis(k.GetInterval(), field+".tcp.tcpKeepalive.interval", p)}
 		for _, d := range []time.Duration{out.TCPKeepalive.Time, out.TCPKeepalive.Interval} {
 			if d%time.Second != 0 {
 				p.add(field+".tcp.tcpKeepalive", "InvalidDuration", "keepalive time and interval are whole seconds, got %v", d)
@@ -71,7 +71,7 @@ func connectionPool(cp *networkingapi.ConnectionPoolSettings, field string, p *p
 		}
 	}
 	if d := http.GetIdleTimeout(); d != nil {
-		v := duration(d, field+".http.idleTimeout", 0, p)
+		v := millisDuration(d, field+".http.idleTimeout", 0, p)
 		out.IdleTimeout = &v
 	}
 	return out
@@ -82,18 +82,18 @@ func outlierDetection(od *networkingapi.OutlierDetection, field string, p *probl
 		return nil
 	}
 	out := &OutlierDetection{
-		Consecutive5xxErrors:           optionalUint32(od.GetConsecutive_5XxErrors()),
-		ConsecutiveGatewayErrors:       optionalUint32(od.GetConsecutiveGatewayErrors()),
-		ConsecutiveLocalOriginFailures: optionalUint32(od.GetConsecutiveLocalOriginFailures()),
+		Consecutive5xxErrors:           uint32Value(od.GetConsecutive_5XxErrors()),
+		ConsecutiveGatewayErrors:       uint32Value(od.GetConsecutiveGatewayErrors()),
+		ConsecutiveLocalOriginFailures: uint32Value(od.GetConsecutiveLocalOriginFailures()),
 		SplitExternalLocalOriginErrors: od.GetSplitExternalLocalOriginErrors(),
-		FailurePercentageThreshold:     optionalUint32(od.GetFailurePercentageThreshold()),
-		Interval:                       optionalDuration(od.GetInterval(), field+".interval", p),
-		BaseEjectionTime:               optionalDuration(od.GetBaseEjectionTime(), field+".baseEjectionTime", p),
-		MaxEjectionPercent:             percent(od.GetMaxEjectionPercent(), field+".maxEjectionPercent", p),
-		MinHealthPercent:               percent(od.GetMinHealthPercent(), field+".minHealthPercent", p),
+		FailurePercentageThreshold:     uint32Value(od.GetFailurePercentageThreshold()),
+		Interval:                       optionalMillis(od.GetInterval(), field+".interval", p),
+		BaseEjectionTime:               optionalMillis(od.GetBaseEjectionTime(), field+".baseEjectionTime", p),
+		MaxEjectionPercent:             intPercent(od.GetMaxEjectionPercent(), field+".maxEjectionPercent", p),
+		MinHealthPercent:               intPercent(od.GetMinHealthPercent(), field+".minHealthPercent", p),
 	}
 	if n := od.GetConsecutiveErrors(); n != 0 && out.Consecutive5xxErrors == nil { // deprecated: 502, 503, 504 only
-		v := count(n, field+".consecutiveErrors", p)
+		v := nonNegative(n, field+".consecutiveErrors", p)
 		out.ConsecutiveGatewayErrors = &v
 	}
 	if v := out.FailurePercentageThreshold; v != nil && *v > 100 {
