@@ -9,7 +9,7 @@ import (
 
 // pod converts a Pod into a workload, found by its IPs. Pods without an IP,
 // on the host network, or finished are not workloads.
-func (c *converter) pod(key ObjectKey, pod *corev1.Pod, _ *problems) *record {
+func (c *converter) pod(key ObjectKey, pod *corev1.Pod, p *problems) *record {
 	if pod.Spec.HostNetwork || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return &record{}
 	}
@@ -25,6 +25,7 @@ func (c *converter) pod(key ObjectKey, pod *corev1.Pod, _ *problems) *record {
 		Labels:         maps.Clone(pod.Labels),
 		ServiceAccount: pod.Spec.ServiceAccountName,
 		Ports:          containerPorts(pod),
+		TLSMode:        workloadTLSMode("metadata.labels", pod.Labels, pod.Annotations, p),
 	}
 	if w.ServiceAccount == "" {
 		w.ServiceAccount = "default"

@@ -224,6 +224,7 @@ func (c *converter) entryEndpoints(key ObjectKey, se *networkingapi.ServiceEntry
 			continue
 		}
 		w := workloadFromEntry(KindServiceEntry, key, addr, we)
+		w.TLSMode = workloadTLSMode(field+".labels", we.GetLabels(), nil, p)
 		for _, h := range hosts {
 			ep := endpointFromWorkload(h, w, we.GetWeight(), true)
 			rec.Endpoints = append(rec.Endpoints, &endpointRow{Hostname: h, Address: addr, Endpoint: ep})
@@ -283,5 +284,6 @@ func endpointFromWorkload(host string, w *Workload, weight uint32, ready bool) *
 		Hostname: host, Namespace: w.Namespace, Address: w.Address, Ports: w.Ports,
 		Labels: w.Labels, ServiceAccount: w.ServiceAccount, Locality: w.Locality,
 		Network: w.Network, Weight: weight, Ready: ready, Workload: w.Kind + " " + w.Namespace + "/" + w.Name,
+		TLSMode: w.TLSMode,
 	}
 }

@@ -21,6 +21,7 @@ func (c *converter) workloadEntry(key ObjectKey, we *networkingapi.WorkloadEntry
 		}
 	}
 	w := workloadFromEntry(KindWorkloadEntry, key, addr, we)
+	w.TLSMode = workloadTLSMode("spec.labels", we.GetLabels(), nil, p)
 	row := &workloadRow{Field: "spec.address", Namespace: key.Namespace, Addresses: []string{addr}, Ready: true, Weight: we.GetWeight(), Workload: w}
 	return &record{Workloads: []*workloadRow{row}}
 }

@@ -260,7 +260,7 @@ func enrichEndpoint(r *endpointRow, wl *workloadIndex) *Endpoint {
 		return r.Endpoint
 	}
 	ep := *r.Endpoint
-	ep.Labels, ep.ServiceAccount = pod.Labels, pod.ServiceAccount
+	ep.Labels, ep.ServiceAccount, ep.TLSMode = pod.Labels, pod.ServiceAccount, pod.TLSMode
 	ep.Workload = "Pod " + pod.Namespace + "/" + pod.Name
 	return &ep
 }

@@ -162,6 +162,9 @@ type Endpoint struct {
 	// Workload names what the endpoint came from, e.g.
 	// "WorkloadEntry default/postgres-1-vm" or "Pod default/inventory-abc".
 	Workload string
+	// TLSMode is meshname.TLSModeIstio when the endpoint's workload has a
+	// sidecar (automatic mTLS reaches it with Istio mTLS), else "".
+	TLSMode string
 }
 
 // PortFor returns the port the endpoint serves service port p on.
@@ -179,6 +182,10 @@ type Workload struct {
 	Locality       string
 	Network        string
 	Ports          map[string]uint32
+	// TLSMode is meshname.TLSModeIstio when the workload has a sidecar: the
+	// label security.istio.io/tlsMode is "istio", or (a pod without the
+	// label) Istio's injector annotated it; else "".
+	TLSMode string
 }
 
 // MTLSMode is a PeerAuthentication mode.

@@ -88,7 +88,7 @@ func (p *problems) add(field, reason, format string, args ...any) {
 // blocking reports whether any problem rejects the object.
 func blocking(ps []Problem) bool {
 	for _, p := range ps {
-		if p.Reason != ReasonUnknownKind && p.Reason != ReasonUnsupportedField && !nonBlocking[p.Reason] {
+		if p.Reason != ReasonUnknownKind && p.Reason != ReasonUnsupportedField && p.Reason != ReasonUnknownTLSMode && !nonBlocking[p.Reason] {
 			return true
 		}
 	}

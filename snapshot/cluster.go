@@ -17,6 +17,8 @@ const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolO
 type clusterOptions struct {
 	HTTP2 bool
 	TLS   *corev3.TransportSocket
+	// TLSMatches pick a transport socket per endpoint (automatic mTLS).
+	TLSMatches []*clusterv3.Cluster_TransportSocketMatch
 }
 
 // adsConfigSource points at the ADS stream the proxy already has.
@@ -30,11 +32,12 @@ func adsConfigSource() *corev3.ConfigSource {
 // baseCluster sets the defaults every cluster shares.
 func baseCluster(name string, t clusterv3.Cluster_DiscoveryType, o clusterOptions) *clusterv3.Cluster {
 	c := &clusterv3.Cluster{
-		Name:                 name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: t},
-		ConnectTimeout:       durationpb.New(DefaultConnectTimeout),
-		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
-		TransportSocket:      o.TLS,
+		Name:                   name,
+		ClusterDiscoveryType:   &clusterv3.Cluster_Type{Type: t},
+		ConnectTimeout:         durationpb.New(DefaultConnectTimeout),
+		LbPolicy:               clusterv3.Cluster_ROUND_ROBIN,
+		TransportSocket:        o.TLS,
+		TransportSocketMatches: o.TLSMatches,
 	}
 	if o.HTTP2 {
 		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: mustAny(http2ProtocolOptions())}

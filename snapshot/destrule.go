@@ -50,6 +50,7 @@ func (b *Builder) serviceClusterLocked(ns string, svc *registry.Service, port re
 	pol := clusterPolicy(dr, subset, port.Number)
 	o := clusterOptions{HTTP2: f == envoyClusters && port.Protocol.IsHTTP2()}
 	o.TLS = b.clusterTransportSocket(ns, svc, port, subsetName(subset), pol.TLS, f)
+	b.applyAutoMTLS(&o, svc, port, pol.TLS, subset, f)
 	var c *clusterv3.Cluster
 	var cla *endpointv3.ClusterLoadAssignment
 	switch {

@@ -46,7 +46,8 @@ func (b *Builder) clusterTransportSocket(ns string, svc *registry.Service, port 
 }
 
 // unsetTransportSocket is the transport socket of a cluster whose rule
-// leaves TLS unset (or that has no rule): plaintext.
+// leaves TLS unset (or that has no rule): none here; automatic mTLS
+// (applyAutoMTLS, automtls.go) then decides per endpoint.
 func (b *Builder) unsetTransportSocket(string, *registry.Service, registry.Port, string, clusterFlavor) *corev3.TransportSocket {
 	return nil
 }

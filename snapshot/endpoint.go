@@ -57,7 +57,9 @@ func ClusterLoadAssignment(name string, port registry.Port, eps []*registry.Endp
 			byLocality[ep.Locality] = l
 		}
 		w := max(ep.Weight, 1)
-		l.LbEndpoints = append(l.LbEndpoints, LbEndpoint(ep.Address, ep.PortFor(port), w))
+		lb := LbEndpoint(ep.Address, ep.PortFor(port), w)
+		lb.Metadata = tlsModeMetadata(ep.TLSMode)
+		l.LbEndpoints = append(l.LbEndpoints, lb)
 		l.LoadBalancingWeight.Value += w
 	}
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}

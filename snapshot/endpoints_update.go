@@ -34,7 +34,7 @@ func (b *Builder) WithEndpointChanges(view registry.View, hosts []string) *Build
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.problems) > 0 { // something was left out: build it all again
+	if len(b.problems) > 0 || b.grpcAutoMTLSChangedLocked(view, hosts) { // something was left out, or a cluster's TLS changes: build it all again
 		return next
 	}
 	stale := map[*endpointv3.ClusterLoadAssignment]claSource{}

@@ -14,7 +14,10 @@ import (
 	"github.com/librarymesh/controlplane/snapshot/sdsconfig"
 )
 
-const tlsTransportSocketName = "envoy.transport_sockets.tls"
+const (
+	tlsTransportSocketName       = "envoy.transport_sockets.tls"
+	rawBufferTransportSocketName = "envoy.transport_sockets.raw_buffer"
+)
 
 // uriSANMatchers matches any of the SPIFFE IDs as a URI SAN.
 func uriSANMatchers(ids []string) []*tlsv3.SubjectAltNameMatcher {

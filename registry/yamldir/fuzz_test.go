@@ -36,6 +36,11 @@ var fuzzSeeds = []string{
 	// VirtualServices: a good one over examples/library, and one with a bad value in every field it checks.
 	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\nspec:\n  hosts: [inventory]\n  http:\n  - name: canary\n    match: [{headers: {x-canary: {exact: \"yes\"}}, uri: {prefix: /}}]\n    route: [{destination: {host: inventory, subset: v2}}]\n    fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 50}}}\n  - route: [{destination: {host: inventory}, weight: 80}, {destination: {host: postgres-1-vm, port: {number: 5432}}, weight: 20}]\n    retries: {attempts: 2, retryOn: \"5xx,503\"}\n  tcp: [{match: [{port: 5432}], route: [{destination: {host: postgres-1-vm}}]}]\n",
 	"apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata: {name: bad}\nspec:\n  hosts: [\"\", \"a*b\"]\n  gateways: [\"\"]\n  exportTo: [Bad]\n  http:\n  - match: [{uri: {regex: \"(\"}, port: 70000, headers: {X: {}}}]\n    route: [{destination: {host: \"*\"}, weight: 101}, {destination: {}, weight: -1}]\n    timeout: -1s\n    retries: {attempts: -1, perTryTimeout: -1s, retryOn: never}\n    fault: {delay: {exponentialDelay: 1s, percentage: {value: -1}}, abort: {http2Error: x}}\n    mirrorPercentage: {value: 200}\n    mirror: {host: \"\"}\n  tls: [{match: [{port: 1}], route: []}]\n",
+	// Automatic mTLS: tlsMode labels (a bad value), the injector's annotation,
+	// and two instances on one address with different ports.
+	"apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: tm}\nspec: {address: 10.0.0.2, labels: {security.istio.io/tlsMode: ISTIO}}\n",
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: inj, labels: {security.istio.io/tlsMode: \"\"}, annotations: {sidecar.istio.io/status: \"{}\"}}\nstatus: {podIP: 10.8.0.10}\n",
+	"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: two}\nspec:\n  hosts: [two.example]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 80, name: http}, {number: 81, name: admin}]\n  endpoints:\n  - {address: 10.0.0.3, ports: {http: 8080}, labels: {security.istio.io/tlsMode: istio}}\n  - {address: 10.0.0.3, ports: {http: 8081, admin: 81}, labels: {security.istio.io/tlsMode: disabled}}\n",
 }
 
 // libraryUpdates decodes examples/library once, to give each fuzz input a
