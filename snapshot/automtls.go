@@ -67,7 +67,6 @@ func (b *Builder) autoMTLSApplies(svc *registry.Service, tls *registry.ClientTLS
 	return InboundMTLSMode(b.view.PeerAuthentications(), b.opts.RootNamespace, svc.Namespace, nil, 0) != registry.MTLSDisable
 }
 
-
 // grpcAutoMTLS reports whether a proxyless client's cluster for a service
 // port (or one subset) uses mTLS: every ready endpoint has a sidecar and is
 // STRICT on the port, and there is at least one.
