@@ -33,9 +33,10 @@ vet:
 testdata:
 	$(GO) test ./snapshot/... -update
 
-## bench: the push-path benchmark (scenario S) and the CA benchmark
+## bench: the push-path benchmark (scenario S, then S with every proxy scoped by a Sidecar to 10 services) and the CA benchmark
 bench:
 	$(GO) run ./cmd/loadtest -scenario full -out bench-results.json
+	$(GO) run ./cmd/loadtest -scenario scoped -baseline=false -out bench-results-scoped.json
 	$(GO) test -run '^$$' -bench . ./certauthority/
 
 ## fuzz: every Go fuzz target (found by itself) for FUZZTIME each, one after another; their seeds already run in `make test`

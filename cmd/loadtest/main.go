@@ -41,7 +41,7 @@ type options struct {
 
 func main() {
 	var o options
-	flag.StringVar(&o.scenario, "scenario", "full", "full (1000 services x 1000 proxies) or small (50 x 50)")
+	flag.StringVar(&o.scenario, "scenario", "full", "full (1000 services x 1000 proxies), small (50 x 50), scoped (full with each proxy's Sidecar limiting it to 10 services) or small-scoped (small, 5 services)")
 	flag.StringVar(&o.modes, "modes", "sotw,delta", "xDS modes to run, comma separated")
 	flag.StringVar(&o.out, "out", "bench-results.json", "JSON report path")
 	flag.StringVar(&o.serverBin, "server-bin", "", "controlplane binary (default: go build ./cmd/controlplane)")
@@ -91,9 +91,9 @@ func main() {
 }
 
 func run(ctx context.Context, o options) error {
-	sc := loadtest.ScenarioS()
-	if o.scenario == "small" {
-		sc = loadtest.ScenarioSmall()
+	sc, err := scenario(o.scenario)
+	if err != nil {
+		return err
 	}
 	work, err := os.MkdirTemp("", "loadtest-")
 	if err != nil {
@@ -126,6 +126,21 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Printf("\nreport: %s (run took %s)\n", o.out, time.Since(start).Round(time.Second))
 	return rep.WriteJSON(o.out)
+}
+
+// scenario returns the named scenario.
+func scenario(name string) (loadtest.Scenario, error) {
+	switch name {
+	case "full":
+		return loadtest.ScenarioS(), nil
+	case "small":
+		return loadtest.ScenarioSmall(), nil
+	case "scoped":
+		return loadtest.ScenarioScoped(), nil
+	case "small-scoped":
+		return loadtest.ScenarioSmallScoped(), nil
+	}
+	return loadtest.Scenario{}, fmt.Errorf("unknown scenario %q (full, small, scoped or small-scoped)", name)
 }
 
 // buildServer builds cmd/controlplane into dir.

@@ -19,6 +19,8 @@ type change struct {
 	what    string
 	apply   func() error
 	markers []marker
+	// seenBy says which proxies get the change (nil: all of them).
+	seenBy func(ProxySpec) bool
 }
 
 const (
@@ -38,10 +40,12 @@ func (m *mesh) changes() []change {
 			s := (i*7 + 3) % m.sc.kube()
 			c.what = fmt.Sprintf("svc-%d endpoint 3 -> %s", s, ip)
 			c.apply = func() error { m.pods[s][3] = ip; return m.writeService(s) }
+			c.seenBy = m.seenBy(m.hostIndex(s, false))
 		} else {
 			s := (i*7 + 3) % m.sc.entries()
 			c.what = fmt.Sprintf("vm-%d endpoint 1 -> %s", s, ip)
 			c.apply = func() error { m.vms[s][1] = ip; return m.writeEntry(s) }
+			c.seenBy = m.seenBy(m.hostIndex(s, true))
 		}
 		out = append(out, c)
 	}
@@ -53,7 +57,7 @@ func (m *mesh) changes() []change {
 		host := []byte(d.Name + ".default.svc.cluster.local")
 		out = append(out, change{kind: newServiceChange, what: "new Service " + d.Name,
 			apply:   func() error { return writeTemplate(m.dir, d.Name+".yaml", serviceTmpl, d) },
-			markers: []marker{{resourcev3.ClusterType, host}, {resourcev3.EndpointType, host}}})
+			markers: []marker{{resourcev3.ClusterType, host}, {resourcev3.EndpointType, host}}, seenBy: m.seenBy(-1)})
 	}
 	return out
 }

@@ -14,20 +14,32 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// probe watches every proxy for one change: a proxy has it once it ACKed
-// responses carrying each of the change's markers.
+// probe watches the proxies that get one change: a proxy has it once it
+// ACKed responses carrying each of the change's markers.
 type probe struct {
 	start   time.Time
 	markers []marker
+	expect  []bool      // per proxy, whether it gets the change
 	seen    []uint32    // per proxy, markers seen (bit per marker); written by the proxy's goroutine
-	at      []time.Time // per proxy, when it ACKed the last marker
+	at      []time.Time // per proxy, when it ACKed the last marker (zero for one not expected)
 	left    atomic.Int64
 	done    chan struct{}
 }
 
-func newProbe(n int, markers []marker) *probe {
-	p := &probe{markers: markers, seen: make([]uint32, n), at: make([]time.Time, n), done: make(chan struct{})}
-	p.left.Store(int64(n))
+// newProbe watches the proxies seenBy picks (nil: all).
+func newProbe(specs []ProxySpec, markers []marker, seenBy func(ProxySpec) bool) *probe {
+	n := len(specs)
+	p := &probe{markers: markers, expect: make([]bool, n), seen: make([]uint32, n), at: make([]time.Time, n), done: make(chan struct{})}
+	left := 0
+	for i, s := range specs {
+		if p.expect[i] = seenBy == nil || seenBy(s); p.expect[i] {
+			left++
+		}
+	}
+	p.left.Store(int64(left))
+	if left == 0 {
+		close(p.done)
+	}
 	return p
 }
 
@@ -131,7 +143,7 @@ func (f *fleet) acked(i int, s *proxyState, typeURL string, resources []*anypb.A
 		}
 	}
 	p := f.probe.Load()
-	if p == nil {
+	if p == nil || !p.expect[i] {
 		return
 	}
 	full := uint32(1)<<len(p.markers) - 1

@@ -68,7 +68,7 @@ const quiet = 300 * time.Millisecond
 
 // change applies each change and records convergence, CPU and bytes.
 func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, changes []change) error {
-	lat := map[string][]float64{}
+	lat, count := map[string][]float64{}, map[string]int{}
 	var cpu, bytes float64
 	for _, c := range changes {
 		time.Sleep(quiet)
@@ -77,7 +77,7 @@ func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, c
 			return err
 		}
 		b0 := f.bytes.Load()
-		pr := newProbe(len(f.specs), c.markers)
+		pr := newProbe(f.specs, c.markers, c.seenBy)
 		f.probe.Store(pr)
 		pr.start = time.Now()
 		if err := c.apply(); err != nil {
@@ -91,8 +91,12 @@ func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, c
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		all, first := 0.0, math.Inf(1)
+		all, first, n := 0.0, math.Inf(1), 0
 		for _, at := range pr.at {
+			if at.IsZero() {
+				continue // a proxy the change does not reach
+			}
+			n++
 			d := at.Sub(pr.start).Seconds() * 1000
 			lat[c.kind] = append(lat[c.kind], d)
 			all, first = max(all, d), min(first, d)
@@ -104,7 +108,9 @@ func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, c
 		}
 		cpu += cpu1 - cpu0
 		bytes += float64(f.bytes.Load() - b0)
-		fmt.Fprintf(cfg.Progress, "%s %s: %s: all %d proxies ACKed in %.0f ms (the first in %.0f ms)\n", r.Server, r.Mode, c.what, len(f.specs), all, first)
+		count[c.kind]++
+		fmt.Fprintf(cfg.Progress, "%s %s: %s: all %d proxies it reaches ACKed in %.0f ms (the first in %.0f ms); %d bytes to all %d\n",
+			r.Server, r.Mode, c.what, n, all, first, f.bytes.Load()-b0, len(f.specs))
 	}
 	if f.err != nil {
 		return f.err
@@ -112,8 +118,8 @@ func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, c
 	n := float64(len(changes))
 	r.CPUPerChangeSeconds = cpu / n
 	r.BytesPerProxyPerChange = bytes / n / float64(len(f.specs))
-	r.Endpoint = summarize(lat[endpointChange], len(lat[endpointChange])/len(f.specs))
-	r.NewService = summarize(lat[newServiceChange], len(lat[newServiceChange])/len(f.specs))
+	r.Endpoint = summarize(lat[endpointChange], count[endpointChange])
+	r.NewService = summarize(lat[newServiceChange], count[newServiceChange])
 	return nil
 }
 

@@ -108,8 +108,8 @@ var rows = []row{
 // baseline/ours (how many times better ours is; higher is better).
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "scenario: %d services, %d proxies; %d endpoint changes, %d new services\t\t\t\t\n",
-		r.Scenario.Services, r.Scenario.Proxies, r.Scenario.EndpointChanges, r.Scenario.NewServiceChanges)
+	fmt.Fprintf(tw, "scenario: %d services, %d proxies; %d endpoint changes, %d new services%s\t\t\t\t\n",
+		r.Scenario.Services, r.Scenario.Proxies, r.Scenario.EndpointChanges, r.Scenario.NewServiceChanges, scopeNote(r.Scenario))
 	modes := []string{}
 	for _, res := range r.Results {
 		if !slices.Contains(modes, res.Mode) {

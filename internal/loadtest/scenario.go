@@ -25,10 +25,13 @@ import (
 // half ServiceEntries with 2 VM endpoints; 80% of the proxies are pod
 // sidecars, 20% VM sidecars.
 type Scenario struct {
-	Services           int
-	Proxies            int
-	EndpointChanges    int
-	NewServiceChanges  int
+	Services          int
+	Proxies           int
+	EndpointChanges   int
+	NewServiceChanges int
+	// ScopeSize, when set, scopes every proxy with a Sidecar to that many
+	// services (see scope.go); 0: no Sidecar, every proxy sees every service.
+	ScopeSize          int `json:",omitempty"`
 	podsPerService     int
 	vmsPerServiceEntry int
 }
@@ -66,6 +69,9 @@ func writeMesh(dir string, sc Scenario) (*mesh, error) {
 	if err := os.WriteFile(filepath.Join(dir, "mesh-policy.yaml"), []byte(policyYAML), 0o644); err != nil {
 		return nil, fmt.Errorf("write policy: %w", err)
 	}
+	if err := m.writeSidecars(); err != nil {
+		return nil, err
+	}
 	for i := range sc.kube() {
 		ips := make([]string, sc.podsPerService)
 		for j := range ips {
@@ -94,15 +100,18 @@ type serviceData struct {
 	Name, VIP string
 	Port      int
 	IPs       []string
+	Group     string // the workloads' scope group label ("" when unscoped)
 }
 
 func (m *mesh) writeService(i int) error {
-	d := serviceData{Name: fmt.Sprintf("svc-%d", i), VIP: fmt.Sprintf("10.96.%d.%d", i/250, i%250+1), Port: 8000 + i%50, IPs: m.pods[i]}
+	d := serviceData{Name: fmt.Sprintf("svc-%d", i), VIP: fmt.Sprintf("10.96.%d.%d", i/250, i%250+1), Port: 8000 + i%50, IPs: m.pods[i],
+		Group: m.groupLabel(i)}
 	return writeTemplate(m.dir, d.Name+".yaml", serviceTmpl, d)
 }
 
 func (m *mesh) writeEntry(i int) error {
-	d := serviceData{Name: fmt.Sprintf("vm-%d", i), VIP: fmt.Sprintf("10.97.%d.%d", i/250, i%250+1), Port: 9000 + i%50, IPs: m.vms[i]}
+	d := serviceData{Name: fmt.Sprintf("vm-%d", i), VIP: fmt.Sprintf("10.97.%d.%d", i/250, i%250+1), Port: 9000 + i%50, IPs: m.vms[i],
+		Group: m.groupLabel(i)}
 	return writeTemplate(m.dir, d.Name+".yaml", entryTmpl, d)
 }
 
@@ -135,6 +144,8 @@ type ProxySpec struct {
 	ID   string
 	Kind string // pod or vm
 	Node *corev3.Node
+	// Group is the proxy's scope group (see scope.go); -1 when unscoped.
+	Group int
 }
 
 // proxies returns the fleet: pod sidecars on the first pods of each
@@ -145,23 +156,28 @@ func (m *mesh) proxies() []ProxySpec {
 	for k := range pods {
 		svc, j := k%m.sc.kube(), k/m.sc.kube()
 		name := fmt.Sprintf("svc-%d-pod-%d", svc, j)
-		out = append(out, proxySpec("pod", m.pods[svc][j], name, fmt.Sprintf("svc-%d", svc), "Kubernetes"))
+		out = append(out, m.proxySpec("pod", m.pods[svc][j], name, fmt.Sprintf("svc-%d", svc), "Kubernetes", svc))
 	}
 	for k := range m.sc.Proxies - pods {
 		se, j := k%m.sc.entries(), k/m.sc.entries()
 		name := fmt.Sprintf("vm-%d-%d", se, j)
-		out = append(out, proxySpec("vm", m.vms[se][j], name, fmt.Sprintf("vm-%d", se), "vm-network"))
+		out = append(out, m.proxySpec("vm", m.vms[se][j], name, fmt.Sprintf("vm-%d", se), "vm-network", se))
 	}
 	return out
 }
 
-func proxySpec(kind, ip, name, app, cluster string) ProxySpec {
+// proxySpec is a proxy of app, the i-th service of its kind.
+func (m *mesh) proxySpec(kind, ip, name, app, cluster string, i int) ProxySpec {
 	id := meshname.SidecarNodeID(ip, name, "default", "")
+	labels := map[string]any{"app": app}
+	if g := m.groupLabel(i); g != "" {
+		labels["group"] = g
+	}
 	md, _ := structpb.NewStruct(map[string]any{
-		"NAMESPACE": "default", "SERVICE_ACCOUNT": app, "LABELS": map[string]any{"app": app},
+		"NAMESPACE": "default", "SERVICE_ACCOUNT": app, "LABELS": labels,
 		"INSTANCE_IPS": ip, "WORKLOAD_NAME": app, "INTERCEPTION_MODE": "REDIRECT",
 		"CLUSTER_ID": cluster, "ISTIO_VERSION": "1.28.0",
 	})
-	return ProxySpec{ID: id, Kind: kind, Node: &corev3.Node{Id: id, Cluster: app + ".default", Metadata: md,
+	return ProxySpec{ID: id, Kind: kind, Group: m.group(i), Node: &corev3.Node{Id: id, Cluster: app + ".default", Metadata: md,
 		UserAgentName: "envoy", Locality: &corev3.Locality{}}}
 }

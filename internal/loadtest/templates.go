@@ -50,7 +50,7 @@ kind: Pod
 metadata:
   name: {{$.Name}}-pod-{{$j}}
   namespace: default
-  labels: {app: {{$.Name}}}
+  labels: {app: {{$.Name}}{{if $.Group}}, group: {{$.Group}}{{end}}}
 spec:
   serviceAccountName: {{$.Name}}
   containers:
@@ -79,7 +79,7 @@ spec:
   endpoints:
 {{- range .IPs}}
   - address: {{.}}
-    labels: {app: {{$.Name}}}
+    labels: {app: {{$.Name}}{{if $.Group}}, group: {{$.Group}}{{end}}}
     serviceAccount: {{$.Name}}
 {{- end}}
 `))
