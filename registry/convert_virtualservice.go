@@ -309,7 +309,7 @@ func optDuration(field string, d *durationpb.Duration, p *problems) *time.Durati
 		return nil
 	}
 	if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
-		p.add(field, "InvalidDuration", "%s is not a valid duration of 0 or more", d.String())
+		p.add(field, "InvalidDuration", "%v is not a valid duration of 0 or more", d.AsDuration())
 		return nil
 	}
 	v := d.AsDuration()

@@ -16,16 +16,19 @@ import (
 func (b *Builder) buildGRPCOutbound(sc *scope) (*Resources, error) {
 	ns := sc.ns
 	r := &Resources{}
-	for _, svc := range sc.services(b.view.Services()) {
+	svcs := sc.services(b.view.Services())
+	vc := b.virtualServicesLocked(ns, svcs, grpcClusters)
+	for _, svc := range svcs {
 		if svc.Resolution != registry.ResolutionStatic {
 			continue
 		}
 		for _, port := range svc.Ports {
 			name := meshname.GRPCClientListener(svc.Hostname, port.Number)
 			cluster := meshname.OutboundCluster(port.Number, "", svc.Hostname)
-			r.Listeners = append(r.Listeners, APIListener(name, HTTPConnectionManager(name, hcmOptions{RDS: name})))
+			r.Listeners = append(r.Listeners, APIListener(name, HTTPConnectionManager(name, hcmOptions{RDS: name, Filters: vc.grpcFilters(svc, port)})))
 			r.Routes = append(r.Routes, RouteConfiguration(name,
-				VirtualHost(name, []string{name, svc.Hostname}, withHashPolicy(RouteToCluster(meshname.DefaultRoute, cluster), b.hashPoliciesLocked(ns, svc, port.Number, "")))))
+				VirtualHost(name, []string{name, svc.Hostname}, vc.httpRoutes(svc, port,
+					withHashPolicy(RouteToCluster(meshname.DefaultRoute, cluster), b.hashPoliciesLocked(ns, svc, port.Number, "")))...)))
 			clusters, clas := b.outboundClustersLocked(ns, svc, port, grpcClusters)
 			r.Clusters = append(r.Clusters, clusters...)
 			r.Endpoints = append(r.Endpoints, clas...)

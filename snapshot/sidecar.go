@@ -21,12 +21,14 @@ func (b *Builder) buildSidecarOutbound(sc *scope) (*Resources, error) {
 	r := &Resources{}
 	vhostsByPort := map[uint32][]*routev3.VirtualHost{}
 	seenDomains := map[uint32]map[string]bool{}
-	for _, svc := range sc.services(b.view.Services()) {
+	svcs := sc.services(b.view.Services())
+	vc := b.virtualServicesLocked(ns, svcs, envoyClusters)
+	for _, svc := range svcs {
 		for _, port := range svc.Ports {
 			clusters, clas := b.outboundClustersLocked(ns, svc, port, envoyClusters)
 			r.Clusters = append(r.Clusters, clusters...)
 			r.Endpoints = append(r.Endpoints, clas...)
-			for _, l := range outboundListeners(svc, port) {
+			for _, l := range vc.listeners(svc, port, outboundListeners(svc, port)) {
 				r.Listeners = append(r.Listeners, l)
 			}
 			if port.Protocol.IsHTTP() {
@@ -39,8 +41,8 @@ func (b *Builder) buildSidecarOutbound(sc *scope) (*Resources, error) {
 				}
 				vhostsByPort[port.Number] = append(vhostsByPort[port.Number], VirtualHost(
 					meshname.GRPCClientListener(svc.Hostname, port.Number), domains,
-					withHashPolicy(RouteToCluster(meshname.DefaultRoute, meshname.OutboundCluster(port.Number, "", svc.Hostname)),
-						b.hashPoliciesLocked(ns, svc, port.Number, ""))))
+					vc.httpRoutes(svc, port, withHashPolicy(RouteToCluster(meshname.DefaultRoute, meshname.OutboundCluster(port.Number, "", svc.Hostname)),
+						b.hashPoliciesLocked(ns, svc, port.Number, "")))...))
 			}
 		}
 	}
