@@ -128,6 +128,7 @@ func fullView(txn *memdb.Txn, revision uint64, trustDomain string) *view {
 	v.sidecars = collectSidecars(txn)
 	v.authz = collectAuthz(txn)
 	v.collectVirtualServices(txn)
+	v.drProblems = destRuleProblems(v, txn)
 	return v
 }
 

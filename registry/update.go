@@ -117,6 +117,7 @@ func updateView(old *view, txn *memdb.Txn, a affectedSet, trustDomain string) *v
 		next.authz = collectAuthz(txn)
 	}
 	next.updateVirtualServices(old, txn, a)
+	next.updateDestRuleProblems(old, txn, a)
 	return next
 }
 

@@ -22,6 +22,9 @@ type view struct {
 	// view_virtualservice.go).
 	virtualServices []*VirtualService
 	vsProblems      []Problem
+	// drProblems are DestinationRules' problems against the model (see
+	// view_destrule.go).
+	drProblems []Problem
 	// conflicts are the problems of merging, by host (ServiceEntries that
 	// lost a host to another).
 	conflicts map[string][]Problem
@@ -64,5 +67,6 @@ func (v *view) mergeProblems() []Problem {
 	}
 	out = append(out, v.sidecars.problems...)
 	out = append(out, v.vsProblems...)
+	out = append(out, v.drProblems...)
 	return out
 }
