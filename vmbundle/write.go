@@ -5,6 +5,7 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -85,7 +86,23 @@ func (o BundleOptions) withDefaults() BundleOptions {
 	if o.CertTTL == 0 {
 		o.CertTTL = DefaultCertTTL
 	}
+	o.Labels = sidecarLabels(o.Labels)
 	return o
+}
+
+// sidecarLabels are the VM's labels with security.istio.io/tlsMode=istio
+// unless set: the VM runs a sidecar, so automatic mTLS reaches it with
+// Istio mTLS (the node metadata's LABELS say so, as a pod sidecar's do).
+func sidecarLabels(in map[string]string) map[string]string {
+	if _, ok := in[meshname.TLSModeLabel]; ok {
+		return in
+	}
+	out := maps.Clone(in)
+	if out == nil {
+		out = map[string]string{}
+	}
+	out[meshname.TLSModeLabel] = meshname.TLSModeIstio
+	return out
 }
 
 func (o BundleOptions) check() error {

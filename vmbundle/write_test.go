@@ -73,7 +73,7 @@ func TestReadBundleRoundTrip(t *testing.T) {
 	}
 	checks := map[string]string{
 		EnvCAAddr: "192.0.2.10:15012", EnvServerSAN: "istiod.istio-system.svc", EnvNamespace: "default",
-		EnvSA: "postgres", EnvLabelsJSON: `{"app":"postgres"}`, EnvSecretTTL: "24h0m0s", EnvInboundPorts: "5432",
+		EnvSA: "postgres", EnvLabelsJSON: `{"app":"postgres","security.istio.io/tlsMode":"istio"}`, EnvSecretTTL: "24h0m0s", EnvInboundPorts: "5432",
 		EnvSDSSocket: bootstrap.DefaultSDSSocket, EnvTrustDomain: "cluster.local",
 	}
 	for k, want := range checks {

@@ -11,6 +11,8 @@ import (
 	netv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/librarymesh/controlplane/meshname"
 )
 
 func postgresArgs(as string) Args {
@@ -113,11 +115,13 @@ func checkObjects(t *testing.T, objs []Object, ip string) {
 			if s.GetHosts()[0] != "postgres-1-vm."+o.Namespace+".svc.cluster.local" || s.GetLocation().String() != "MESH_INTERNAL" ||
 				s.GetResolution().String() != "STATIC" || s.GetEndpoints()[0].GetAddress() != ip ||
 				s.GetEndpoints()[0].GetServiceAccount() != "postgres" || s.GetEndpoints()[0].GetLabels()["version"] != "v1" ||
+				s.GetEndpoints()[0].GetLabels()[meshname.TLSModeLabel] != meshname.TLSModeIstio ||
 				s.GetPorts()[1].GetProtocol() != "HTTP" {
 				t.Errorf("ServiceEntry spec = %v", s)
 			}
 		case *netv1.WorkloadEntry:
-			if o.Spec.GetAddress() != ip || o.Spec.GetServiceAccount() != "postgres" || o.Spec.GetLabels()["app"] != "postgres-1-vm" {
+			if o.Spec.GetAddress() != ip || o.Spec.GetServiceAccount() != "postgres" || o.Spec.GetLabels()["app"] != "postgres-1-vm" ||
+				o.Spec.GetLabels()[meshname.TLSModeLabel] != meshname.TLSModeIstio {
 				t.Errorf("WorkloadEntry spec = %v", &o.Spec)
 			}
 		default:

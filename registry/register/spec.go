@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/librarymesh/controlplane/meshname"
 )
 
 // Shape is the form of objects a VM is registered as.
@@ -213,9 +215,12 @@ func ParseLabels(s string) (map[string]string, error) {
 // Hostname is the service host the VM serves: NAME.NS.svc.cluster.local.
 func (vm *VM) Hostname() string { return vm.Name + "." + vm.Namespace + ".svc.cluster.local" }
 
-// workloadLabels are the VM's labels with app=NAME unless the user set app.
+// workloadLabels are the VM's labels with app=NAME unless the user set app,
+// and security.istio.io/tlsMode=istio unless the user set it: the VM runs a
+// sidecar, so automatic mTLS reaches it with Istio mTLS (a VM without one
+// is registered with --labels security.istio.io/tlsMode=disabled).
 func (vm *VM) workloadLabels() map[string]string {
-	out := map[string]string{"app": vm.Name}
+	out := map[string]string{"app": vm.Name, meshname.TLSModeLabel: meshname.TLSModeIstio}
 	for k, v := range vm.Labels {
 		out[k] = v
 	}
