@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/librarymesh/controlplane/internal/e2e"
@@ -34,9 +36,33 @@ spec:
 `, echoHost, first, second)
 }
 
+// secondSubsetYAML routes the echo host to the subset of its second
+// instance (a DestinationRule subset by label, a VirtualService to it).
+func secondSubsetYAML() string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo, namespace: test}
+spec:
+  host: %[1]s
+  subsets:
+  - {name: first, labels: {instance: first}}
+  - {name: second, labels: {instance: second}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo, namespace: test}
+spec:
+  hosts: [%[1]s]
+  http:
+  - route:
+    - destination: {host: %[1]s, subset: second}
+`, echoHost)
+}
+
 // TestTwoInstancesOnOneAddress: an endpoint is an address and its ports, so
 // two backends on 127.0.0.1 behind one host both get RPCs from a grpc-go
-// xDS client (round robin over two LbEndpoints).
+// xDS client (round robin over two LbEndpoints), and a subset selecting
+// only the second (routed to by a VirtualService) reaches only it.
 func TestTwoInstancesOnOneAddress(t *testing.T) {
 	first := e2e.HealthBackend(t, healthpb.HealthCheckResponse_SERVING)
 	second := e2e.HealthBackend(t, healthpb.HealthCheckResponse_NOT_SERVING)
@@ -45,15 +71,31 @@ func TestTwoInstancesOnOneAddress(t *testing.T) {
 	srv := e2e.Serve(t, "--config-dir", dir, "--debounce", "20ms")
 	cc := e2e.ProxylessClient(t, srv.GRPCAddr, grpcNode, "test", echoTarget)
 
+	seen := countBackends(t, cc, 20)
+	if seen[healthpb.HealthCheckResponse_SERVING] == 0 || seen[healthpb.HealthCheckResponse_NOT_SERVING] == 0 {
+		t.Errorf("RPCs per backend = %v, want both backends (first on :%d, second on :%d) reached", seen, first, second)
+	}
+
+	e2e.WriteFileAtomic(t, filepath.Join(dir, "routes.yaml"), secondSubsetYAML())
+	e2e.Eventually(t, "RPCs to go to the second instance's subset", 10*time.Second, func() bool {
+		got, err := e2e.Which(cc)
+		return err == nil && got == healthpb.HealthCheckResponse_NOT_SERVING
+	})
+	if seen := countBackends(t, cc, 20); seen[healthpb.HealthCheckResponse_SERVING] != 0 {
+		t.Errorf("RPCs per backend with the subset route = %v, want the second (NOT_SERVING) alone", seen)
+	}
+}
+
+// countBackends makes n RPCs on cc and counts them by the backend's status.
+func countBackends(t *testing.T, cc *grpc.ClientConn, n int) map[healthpb.HealthCheckResponse_ServingStatus]int {
+	t.Helper()
 	seen := map[healthpb.HealthCheckResponse_ServingStatus]int{}
-	for i := 0; i < 20; i++ {
+	for i := 0; i < n; i++ {
 		got, err := e2e.Which(cc)
 		if err != nil {
 			t.Fatalf("RPC %d: %v", i, err)
 		}
 		seen[got]++
 	}
-	if seen[healthpb.HealthCheckResponse_SERVING] == 0 || seen[healthpb.HealthCheckResponse_NOT_SERVING] == 0 {
-		t.Errorf("RPCs per backend = %v, want both backends (first on :%d, second on :%d) reached", seen, first, second)
-	}
+	return seen
 }
