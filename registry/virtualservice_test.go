@@ -165,3 +165,28 @@ http:
 		}
 	}
 }
+
+func TestVirtualServiceFor(t *testing.T) {
+	old := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	vss := []*registry.VirtualService{
+		{Namespace: "a", Name: "wild", Hosts: []string{"*.example.com"}, Created: old},
+		{Namespace: "a", Name: "gateway-only", Hosts: []string{"api.example.com"}, Gateways: []string{"istio-system/ingress"}, Created: old},
+		{Namespace: "a", Name: "private", Hosts: []string{"api.example.com"}, ExportTo: []string{"a"}, Created: old},
+		{Namespace: "b", Name: "public", Hosts: []string{"api.example.com"}},
+	}
+	for _, tc := range []struct{ ns, host, want string }{
+		{"a", "api.example.com", "private"},   // exact beats wildcard; older beats newer
+		{"c", "api.example.com", "public"},    // private is not exported to c; gateway-only is not for sidecars
+		{"c", "www.example.com", "wild"},      // only the wildcard names it
+		{"c", "api.example.org", ""},          // nothing names it
+		{"a", "deep.api.example.com", "wild"}, // a wildcard covers any depth
+	} {
+		got := ""
+		if vs := registry.VirtualServiceFor(vss, tc.ns, tc.host); vs != nil {
+			got = vs.Name
+		}
+		if got != tc.want {
+			t.Errorf("VirtualServiceFor(%s, %s) = %q, want %q", tc.ns, tc.host, got, tc.want)
+		}
+	}
+}
