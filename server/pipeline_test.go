@@ -123,7 +123,7 @@ func TestRegistryMetrics(t *testing.T) {
 		`controlplane_registry_objects{kind="Service"}`:            2,
 		`controlplane_registry_objects{kind="Endpoint"}`:           3,
 		`controlplane_registry_objects{kind="PeerAuthentication"}`: 1,
-		`controlplane_registry_objects{kind="DestinationRule"}`:    1,
+		`controlplane_registry_objects{kind="DestinationRule"}`:    2,
 		`controlplane_config_errors`:                               0,
 	} {
 		if got := metricValue(t, page, sample); got != want {

@@ -50,7 +50,11 @@ func TestLoadExampleLibrary(t *testing.T) {
 	if pas := v.PeerAuthentications(); len(pas) != 1 || pas[0].Mode != registry.MTLSStrict {
 		t.Errorf("peer authentications = %+v", pas)
 	}
-	if drs := v.DestinationRules(); len(drs) != 1 || drs[0].TLS().Mode != registry.ClientTLSIstioMutual || drs[0].Host != "*.local" {
-		t.Errorf("destination rules = %+v", drs)
+	drs := v.DestinationRules() // by namespace/name: default/inventory, istio-system/default
+	if len(drs) != 2 || drs[1].TLS().Mode != registry.ClientTLSIstioMutual || drs[1].Host != "*.local" {
+		t.Fatalf("destination rules = %+v", drs)
+	}
+	if inv := drs[0]; inv.Host != "inventory.default.svc.cluster.local" || len(inv.Subsets) != 2 || inv.Subsets[1].Labels["version"] != "v2" {
+		t.Errorf("inventory rule = %+v, want subsets v1 and v2 by version", inv)
 	}
 }
