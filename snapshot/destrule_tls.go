@@ -37,7 +37,7 @@ func (b *Builder) clusterTransportSocket(ns string, svc *registry.Service, port 
 	case registry.ClientTLSSimple, registry.ClientTLSMutual:
 		if f == grpcClusters {
 			// grpc-go only takes certificates from its bootstrap's
-			// providers; like Istio's proxyless support, it gets none.
+			// certificate providers, which hold the mesh identity alone.
 			return nil
 		}
 		return TransportSocket(OriginatedTlsContext(tls))
