@@ -97,10 +97,11 @@ func TestHostHijackIsRefused(t *testing.T) {
 		t.Errorf("controlplane_config_errors = %v, want at least 1", got)
 	}
 
-	// A later file reaching the sidecar shows the hijack was read before.
-	e2e.WriteFileAtomic(t, filepath.Join(dir, "marker.yaml"), markerEntry("other", "marker", "*"))
+	// A later file reaching the sidecar shows the hijack was read before
+	// (in default: the library's Sidecar scopes default's proxies to it).
+	e2e.WriteFileAtomic(t, filepath.Join(dir, "marker.yaml"), markerEntry("default", "marker", "*"))
 	s := w.waitState(t, "the marker cluster", 10*time.Second, func(s adsState) bool {
-		return slices.Contains(s.clusters, markerCluster("other", "marker"))
+		return slices.Contains(s.clusters, markerCluster("default", "marker"))
 	})
 	if got := s.endpoints[pgCluster]; !slices.Equal(got, []string{"10.128.0.14:5432"}) {
 		t.Errorf("postgres endpoints %v, want only the VM's 10.128.0.14:5432", got)
@@ -123,9 +124,9 @@ func checkDuplicateHost(t *testing.T, srv *e2e.Server, w *adsWatcher, dir string
 	t.Helper()
 	postgresEntryReported(t, srv, filepath.Join(dir, "a-copy.yaml"), "default", "postgres-copy", "10.128.0.99", "copy", "HostConflict",
 		"ServiceEntry default/postgres-copy", "ServiceEntry default/postgres-1-vm", "a-copy.yaml", "postgres-1-vm.yaml")
-	e2e.WriteFileAtomic(t, filepath.Join(dir, "marker2.yaml"), markerEntry("other", "marker2", "*"))
+	e2e.WriteFileAtomic(t, filepath.Join(dir, "marker2.yaml"), markerEntry("default", "marker2", "*"))
 	s := w.waitState(t, "the second marker cluster", 10*time.Second, func(s adsState) bool {
-		return slices.Contains(s.clusters, markerCluster("other", "marker2"))
+		return slices.Contains(s.clusters, markerCluster("default", "marker2"))
 	})
 	if got := s.endpoints[pgCluster]; !slices.Equal(got, []string{"10.128.0.14:5432"}) {
 		t.Errorf("postgres endpoints %v after a duplicate ServiceEntry, want only 10.128.0.14:5432", got)
