@@ -57,7 +57,7 @@ func (b *Builder) buildVMInbound(w *registry.Workload) (*Resources, error) {
 			match: transportMatch,
 		}
 		l := &listenerv3.Listener{
-			Name:             meshname.InboundListener(ip.port.Number, ip.port.Name, ip.svc.Hostname),
+			Name:             meshname.InboundListener(ip.number, ip.port.Name, ip.svc.Hostname),
 			Address:          SocketAddress(w.Address, ip.target),
 			TrafficDirection: corev3.TrafficDirection_INBOUND,
 			FilterChains:     b.inboundFilterChains(ip.mode, spec, b.inboundFilters(ip, authz, b.pieces.accessLog)),
@@ -86,28 +86,31 @@ type inboundPort struct {
 	port   registry.Port
 	target uint32
 	mode   registry.MTLSMode
+	number uint32 // the port number in its names (see nameNumber)
 }
 
 // cluster is the port's meshname.InboundCluster.
 func (ip inboundPort) cluster() string {
-	return meshname.InboundCluster(ip.port.Number, ip.port.Name, ip.svc.Hostname)
+	return meshname.InboundCluster(ip.number, ip.port.Name, ip.svc.Hostname)
 }
 
 // inboundPorts lists the ports a workload serves, one per target port (the
-// first service by hostname wins), with the mTLS mode policy gives each.
+// first service by hostname wins), with the mTLS mode policy gives each; on
+// a VM also those of other instances at its address (servedInstances).
 func (b *Builder) inboundPorts(w *registry.Workload) []inboundPort {
 	var out []inboundPort
 	seen := map[uint32]bool{}
 	pas := b.view.PeerAuthentications()
 	for _, svc := range b.view.ServicesForWorkload(w) {
 		for _, port := range svc.Ports {
-			t := port.ServedOn(w.Ports)
-			if seen[t] {
-				continue
+			for i, in := range b.servedInstances(w, svc, port) {
+				if seen[in.target] {
+					continue
+				}
+				seen[in.target] = true
+				mode := InboundMTLSMode(pas, b.opts.RootNamespace, w.Namespace, in.labels, in.target)
+				out = append(out, inboundPort{svc: svc, port: port, target: in.target, mode: mode, number: nameNumber(i == 0, port, in.target)})
 			}
-			seen[t] = true
-			mode := InboundMTLSMode(pas, b.opts.RootNamespace, w.Namespace, w.Labels, t)
-			out = append(out, inboundPort{svc: svc, port: port, target: t, mode: mode})
 		}
 	}
 	return out
