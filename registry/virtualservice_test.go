@@ -190,3 +190,38 @@ func TestVirtualServiceFor(t *testing.T) {
 		}
 	}
 }
+
+// FuzzVirtualService: any VirtualService spec converts without a panic,
+// its problems name the object, and a refused one leaves no VirtualService.
+func FuzzVirtualService(f *testing.F) {
+	for _, s := range []string{
+		"hosts: [a]\nhttp:\n- route: [{destination: {host: a}}]",
+		"hosts: [a, \"*.b\"]\ngateways: [mesh, gw]\nexportTo: [\".\"]\nhttp:\n- name: n\n  match: [{name: m, uri: {regex: \"/x.*\"}, headers: {h: {}}, withoutHeaders: {w: {prefix: p}}, queryParams: {q: {exact: \"1\"}}, port: 80, sourceNamespace: s}]\n  route: [{destination: {host: a, subset: s, port: {number: 80}}, weight: 60, headers: {request: {set: {k: v}}}}, {destination: {host: b}, weight: 40}]\n  timeout: 1s\n  retries: {attempts: 2, perTryTimeout: 1s, retryOn: \"5xx,503,unavailable\"}\n  fault: {delay: {fixedDelay: 1s, percent: 5}, abort: {httpStatus: 503, percentage: {value: 1.5}}}\n  rewrite: {uri: /y, authority: z}\n  mirror: {host: c}\n  mirrorPercentage: {value: 10}",
+		"hosts: [a]\ntcp: [{match: [{port: 5432}], route: [{destination: {host: a}, weight: 90}, {destination: {host: b}, weight: 10}]}]\ntls: [{match: [{sniHosts: [a.example], port: 443}], route: [{destination: {host: a.example}}]}]",
+		"hosts: [a]\nhttp:\n- redirect: {uri: /n, redirectCode: 302}\n- directResponse: {status: 503, body: {string: down}}",
+		"hosts: [\"\"]\nhttp:\n- match: [{uri: {regex: \"(\"}}]\n  route: [{destination: {host: \"*\"}, weight: -1}]\n  timeout: -1s",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		vs := &networkingv1.VirtualService{ObjectMeta: meta("fuzz")}
+		if err := yaml.Unmarshal([]byte(spec), &vs.Spec); err != nil {
+			return
+		}
+		s := registry.NewStore(nil)
+		ps := s.Upsert("kube", vs)
+		for _, p := range ps {
+			if p.Object != "VirtualService default/fuzz" || p.Source != "default/fuzz" {
+				t.Errorf("problem %v does not name the object", p)
+			}
+		}
+		if n := len(s.View().VirtualServices()); (len(ps) > 0) != (n == 0) {
+			t.Errorf("%d problems and %d VirtualServices stored: a refused object must leave none, an accepted one must be stored", len(ps), n)
+		}
+		for _, p := range s.Problems() {
+			if p.Object != "VirtualService default/fuzz" {
+				t.Errorf("problem %v does not name the object", p)
+			}
+		}
+	})
+}
