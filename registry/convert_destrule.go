@@ -30,6 +30,7 @@ func (c *converter) destinationRule(key ObjectKey, dr *networkingapi.Destination
 	if !strings.Contains(host, ".") && host != "*" {
 		host = c.kubeHostname(key.Namespace, host)
 	}
+	unsupportedRuleFields(dr, p)
 	out := &DestinationRule{
 		Namespace:     key.Namespace,
 		Name:          key.Name,
@@ -70,6 +71,7 @@ func trafficPolicy(tp *networkingapi.TrafficPolicy, field string, p *problems) *
 	if tp == nil {
 		return nil
 	}
+	unsupportedPolicyFields(tp, field, p)
 	out := &TrafficPolicy{
 		LoadBalancer:     loadBalancer(tp.GetLoadBalancer(), field+".loadBalancer", p),
 		ConnectionPool:   connectionPool(tp.GetConnectionPool(), field+".connectionPool", p),

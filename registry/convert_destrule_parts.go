@@ -110,19 +110,20 @@ func clientTLS(t *networkingapi.ClientTLSSettings, field string, p *problems) *C
 		return nil
 	}
 	out := &ClientTLS{
-		Mode:               clientTLSMode(t.GetMode(), field+".mode", p),
-		ClientCertificate:  t.GetClientCertificate(),
-		PrivateKey:         t.GetPrivateKey(),
-		CACertificates:     t.GetCaCertificates(),
-		CredentialName:     t.GetCredentialName(),
-		SubjectAltNames:    slices.Clone(t.GetSubjectAltNames()),
-		SNI:                t.GetSni(),
-		InsecureSkipVerify: t.GetInsecureSkipVerify().GetValue(),
+		Mode:                 clientTLSMode(t.GetMode(), field+".mode", p),
+		ClientCertificate:    t.GetClientCertificate(),
+		PrivateKey:           t.GetPrivateKey(),
+		CACertificates:       t.GetCaCertificates(),
+		CredentialName:       t.GetCredentialName(),
+		CACertCredentialName: t.GetCaCertCredentialName(),
+		SubjectAltNames:      slices.Clone(t.GetSubjectAltNames()),
+		SNI:                  t.GetSni(),
+		InsecureSkipVerify:   t.GetInsecureSkipVerify().GetValue(),
 	}
 	files := out.ClientCertificate != "" || out.PrivateKey != "" || out.CACertificates != ""
 	switch out.Mode {
 	case ClientTLSIstioMutual:
-		if files || out.CredentialName != "" {
+		if files || out.CredentialName != "" || out.CACertCredentialName != "" {
 			p.add(field, "InvalidTLS", "ISTIO_MUTUAL uses the workload certificate; clientCertificate, privateKey, caCertificates and credentialName must be empty")
 		}
 	case ClientTLSMutual:
@@ -152,4 +153,40 @@ func clientTLSMode(m networkingapi.ClientTLSSettings_TLSmode, field string, p *p
 	}
 	p.add(field, "UnknownTLSMode", "TLS mode %v is not one of DISABLE, SIMPLE, MUTUAL, ISTIO_MUTUAL", m)
 	return ClientTLSDisable
+}
+
+// unsupportedRuleFields warns (without refusing the rule) about the
+// DestinationRule fields read but not applied yet.
+func unsupportedRuleFields(dr *networkingapi.DestinationRule, p *problems) {
+	if dr.GetWorkloadSelector() != nil {
+		p.add("spec.workloadSelector", ReasonUnsupportedField, "workloadSelector is not supported yet; the rule applies to every proxy that sees it")
+	}
+}
+
+// unsupportedPolicyFields warns about the trafficPolicy fields at field
+// that are read but not applied yet.
+func unsupportedPolicyFields(tp *networkingapi.TrafficPolicy, field string, p *problems) {
+	warn := func(set bool, name string) {
+		if set {
+			p.add(field+"."+name, ReasonUnsupportedField, "%s is not supported yet; ignored", name)
+		}
+	}
+	lb, tcp, http, od := tp.GetLoadBalancer(), tp.GetConnectionPool().GetTcp(), tp.GetConnectionPool().GetHttp(), tp.GetOutlierDetection()
+	l := lb.GetLocalityLbSetting()
+	warn(len(l.GetDistribute())+len(l.GetFailover())+len(l.GetFailoverPriority()) > 0, "loadBalancer.localityLbSetting")
+	warn(lb.GetWarmupDurationSecs() != nil || lb.GetWarmup() != nil, "loadBalancer.warmup")
+	warn(lb.GetZoneAwareLbSetting() != nil, "loadBalancer.zoneAwareLbSetting")
+	warn(lb.GetBackendUtilization() != nil, "loadBalancer.backendUtilization")
+	warn(len(lb.GetConsistentHash().GetHttpCookie().GetAttributes()) > 0, "loadBalancer.consistentHash.httpCookie.attributes")
+	warn(tcp.GetMaxConnectionDuration() != nil, "connectionPool.tcp.maxConnectionDuration")
+	warn(tcp.GetIdleTimeout() != nil, "connectionPool.tcp.idleTimeout")
+	warn(http.GetH2UpgradePolicy() != 0, "connectionPool.http.h2UpgradePolicy")
+	warn(http.GetUseClientProtocol(), "connectionPool.http.useClientProtocol")
+	warn(http.GetMaxConcurrentStreams() != 0, "connectionPool.http.maxConcurrentStreams")
+	warn(http.GetHttp2KeepAlive() != nil, "connectionPool.http.http2KeepAlive")
+	warn(len(od.GetOutlierDetectionHttpErrorCodes()) > 0, "outlierDetection.outlierDetectionHttpErrorCodes")
+	warn(tp.GetTls().GetCaCrl() != "", "tls.caCrl")
+	warn(tp.GetTunnel() != nil, "tunnel")
+	warn(tp.GetProxyProtocol() != nil, "proxyProtocol")
+	warn(tp.GetRetryBudget() != nil, "retryBudget")
 }

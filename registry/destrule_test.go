@@ -130,3 +130,23 @@ func TestDestinationRuleSubsetMatchesNothing(t *testing.T) {
 		t.Errorf("after the endpoint became v2: problems = %v, want subset v1 (and only it) reported", ps)
 	}
 }
+
+// TestDestinationRuleUnsupportedFields: fields read but not applied are
+// warnings naming the field; the rule stays in force.
+func TestDestinationRuleUnsupportedFields(t *testing.T) {
+	s := registry.NewStore(nil)
+	dr := &networkingv1.DestinationRule{ObjectMeta: meta("dr")}
+	dr.Spec = networkingapi.DestinationRule{Host: "a.b", TrafficPolicy: &networkingapi.TrafficPolicy{
+		Tunnel: &networkingapi.TrafficPolicy_TunnelSettings{Protocol: "CONNECT", TargetHost: "x", TargetPort: 1},
+		LoadBalancer: &networkingapi.LoadBalancerSettings{LocalityLbSetting: &networkingapi.LocalityLoadBalancerSetting{
+			Failover: []*networkingapi.LocalityLoadBalancerSetting_Failover{{From: "us-east1", To: "us-west1"}}}},
+	}}
+	ps := s.Upsert("kube", dr)
+	if !hasProblem(ps, "spec.trafficPolicy.tunnel", registry.ReasonUnsupportedField) ||
+		!hasProblem(ps, "spec.trafficPolicy.loadBalancer.localityLbSetting", registry.ReasonUnsupportedField) {
+		t.Errorf("problems = %v, want UnsupportedField warnings for tunnel and localityLbSetting", ps)
+	}
+	if len(s.View().DestinationRules()) != 1 {
+		t.Errorf("the rule was refused over warnings")
+	}
+}

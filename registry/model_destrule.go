@@ -148,8 +148,11 @@ type ClientTLS struct {
 	PrivateKey        string
 	CACertificates    string
 	// CredentialName names a secret served over SDS instead of the files.
-	CredentialName     string
-	SubjectAltNames    []string
-	SNI                string
-	InsecureSkipVerify bool
+	CredentialName string
+	// CACertCredentialName names a secret holding the CA alone (instead of
+	// CredentialName's `NAME-cacert`).
+	CACertCredentialName string
+	SubjectAltNames      []string
+	SNI                  string
+	InsecureSkipVerify   bool
 }

@@ -71,11 +71,12 @@ func OriginatedTlsContext(tls *registry.ClientTLS) *tlsv3.UpstreamTlsContext {
 	if !tls.InsecureSkipVerify {
 		vc := &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: sanMatchers(tls.SubjectAltNames)}
 		switch {
-		case tls.CredentialName != "":
+		case tls.CredentialName != "" || tls.CACertCredentialName != "":
+			ca := cmp.Or(tls.CACertCredentialName, tls.CredentialName+credentialCASuffix)
 			common.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
 				CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
 					DefaultValidationContext:         vc,
-					ValidationContextSdsSecretConfig: sdsconfig.SecretConfig(tls.CredentialName + credentialCASuffix),
+					ValidationContextSdsSecretConfig: sdsconfig.SecretConfig(ca),
 				}}
 		case tls.CACertificates != "":
 			vc.TrustedCa = fileSource(tls.CACertificates)
