@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -9,6 +11,10 @@ import (
 	"time"
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/xds"
 
 	"github.com/librarymesh/controlplane/internal/e2e"
 	"github.com/librarymesh/controlplane/meshname"
@@ -133,5 +139,68 @@ func TestSidecarScopeSendsNothingUnrelated(t *testing.T) {
 	}
 	if !slices.Equal(after.clusters, want) {
 		t.Errorf("scoped proxy's CDS after the changes = %v, want %v", after.clusters, want)
+	}
+}
+
+// scopedGRPCClient dials target through grpc-go's xDS resolver as a
+// proxyless client of namespace test whose node metadata LABELS are labels.
+func scopedGRPCClient(t *testing.T, xdsAddr, node, target string, labels map[string]string) *grpc.ClientConn {
+	t.Helper()
+	md := map[string]any{"GENERATOR": "grpc", "NAMESPACE": "test", "LABELS": labels}
+	bootstrap, err := json.Marshal(map[string]any{
+		"xds_servers": []any{map[string]any{"server_uri": xdsAddr, "channel_creds": []any{map[string]any{"type": "insecure"}},
+			"server_features": []string{"xds_v3"}}},
+		"node": map[string]any{"id": node, "metadata": md},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := xds.NewXDSResolverWithConfigForTesting(bootstrap)
+	if err != nil {
+		t.Fatalf("xDS resolver: %v", err)
+	}
+	cc, err := grpc.NewClient("xds:///"+target, grpc.WithResolvers(rb), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// TestProxylessClientIsScoped: grpc-go's xDS client whose LABELS pick a
+// Sidecar that lets it see echo reaches echo and cannot resolve hidden (its
+// listener is not in what the client gets); a client the Sidecar does not
+// select reaches both.
+func TestProxylessClientIsScoped(t *testing.T) {
+	port := e2e.HealthBackend(t, healthpb.HealthCheckResponse_SERVING)
+	dir := t.TempDir()
+	e2e.WriteFileAtomic(t, filepath.Join(dir, "echo.yaml"), echoServiceEntry(port))
+	e2e.WriteFileAtomic(t, filepath.Join(dir, "hidden.yaml"), strings.ReplaceAll(echoServiceEntry(port), "echo", "hidden"))
+	e2e.WriteFileAtomic(t, filepath.Join(dir, "sidecar.yaml"), `apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: scoped, namespace: test}
+spec:
+  workloadSelector: {labels: {app: scoped}}
+  egress:
+  - hosts: ["./`+echoHost+`"]
+`)
+	srv := e2e.Serve(t, "--config-dir", dir, "--debounce", "20ms")
+	hidden := "hidden.test.svc.cluster.local:7070"
+	clientNode := "sidecar~127.0.0.2~scoped-1.test~test.svc.cluster.local" // not the echo endpoint's workload (its labels would win)
+	check := func(cc *grpc.ClientConn) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: e2e.WhichService}, grpc.WaitForReady(true))
+		return err
+	}
+	if err := check(scopedGRPCClient(t, srv.GRPCAddr, clientNode, echoTarget, map[string]string{"app": "scoped"})); err != nil {
+		t.Errorf("scoped client to echo (in its Sidecar's egress): %v", err)
+	}
+	if err := check(scopedGRPCClient(t, srv.GRPCAddr, clientNode, hidden, map[string]string{"app": "scoped"})); err == nil {
+		t.Error("scoped client reached hidden, which its Sidecar's egress leaves out")
+	}
+	openNode := "sidecar~127.0.0.3~open-1.test~test.svc.cluster.local"
+	if err := check(scopedGRPCClient(t, srv.GRPCAddr, openNode, hidden, map[string]string{"app": "open"})); err != nil {
+		t.Errorf("unscoped client to hidden: %v", err)
 	}
 }
