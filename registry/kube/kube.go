@@ -1,6 +1,6 @@
 // Package kube is the Kubernetes source of the registry: client-go shared
 // informers for Services, Pods, Namespaces and EndpointSlices, and Istio
-// informers for ServiceEntries, WorkloadEntries, DestinationRules,
+// informers for ServiceEntries, WorkloadEntries, DestinationRules, Sidecars,
 // PeerAuthentications and AuthorizationPolicies (v1 only: the CRDs serve every version from one
 // storage, so objects written as v1beta1 arrive through v1 too). Event
 // handlers only queue keys; workers read the object from the informer's
