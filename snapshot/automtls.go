@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"cmp"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -89,22 +90,37 @@ func grpcAutoMTLS(v registry.View, rootNS string, svc *registry.Service, port re
 // is the next revision) flip the automatic mTLS of a proxyless cluster b
 // built: such a cluster must be rebuilt, so the EDS-only path cannot be taken.
 func (b *Builder) grpcAutoMTLSChangedLocked(view registry.View, hosts []string) bool {
-	for ns := range b.grpcOut {
+	seen := map[string]bool{}
+	for key := range b.grpcOut {
+		ns, _, _ := strings.Cut(key, "|") // scope.key: NAMESPACE, then |SIDECAR when one applies
+		if seen[ns] {
+			continue
+		}
+		seen[ns] = true
 		for _, h := range hosts {
-			svc, next := b.view.Service(h), view.Service(h)
-			if svc == nil || next == nil {
+			if b.grpcHostTLSChanged(view, ns, h) {
 				return true
 			}
-			dr := DestinationRuleFor(b.view.DestinationRules(), b.opts.RootNamespace, ns, svc)
-			for _, port := range svc.Ports {
-				for _, subset := range clusterSubsets(dr) {
-					if !b.autoMTLSApplies(svc, clusterPolicy(dr, subset, port.Number).TLS) {
-						continue
-					}
-					if grpcAutoMTLS(b.view, b.opts.RootNamespace, svc, port, subset) != grpcAutoMTLS(view, b.opts.RootNamespace, next, port, subset) {
-						return true
-					}
-				}
+		}
+	}
+	return false
+}
+
+// grpcHostTLSChanged reports whether the automatic mTLS of a proxyless
+// cluster of host, for clients in ns, differs between b's view and view.
+func (b *Builder) grpcHostTLSChanged(view registry.View, ns, host string) bool {
+	svc, next := b.view.Service(host), view.Service(host)
+	if svc == nil || next == nil {
+		return true
+	}
+	dr := DestinationRuleFor(b.view.DestinationRules(), b.opts.RootNamespace, ns, svc)
+	for _, port := range svc.Ports {
+		for _, subset := range clusterSubsets(dr) {
+			if !b.autoMTLSApplies(svc, clusterPolicy(dr, subset, port.Number).TLS) {
+				continue
+			}
+			if grpcAutoMTLS(b.view, b.opts.RootNamespace, svc, port, subset) != grpcAutoMTLS(view, b.opts.RootNamespace, next, port, subset) {
+				return true
 			}
 		}
 	}

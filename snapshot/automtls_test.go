@@ -122,6 +122,16 @@ func TestAutoMTLSEndpointChanges(t *testing.T) {
 	if !b.grpcAutoMTLSChangedLocked(after, []string{autoPG}) {
 		t.Fatal("a plaintext endpoint joining a proxyless mTLS cluster is not seen as a TLS change")
 	}
+	// A part scoped by a Sidecar is keyed NAMESPACE|SIDECAR: the rules its
+	// namespace sees apply (here one that disables TLS, so nothing flips).
+	disabled := before()
+	disabled.drs = []*registry.DestinationRule{{Namespace: "default", Name: "pg", Host: autoPG, ExportTo: []string{"default"},
+		TrafficPolicy: &registry.TrafficPolicy{TLS: &registry.ClientTLS{Mode: registry.ClientTLSDisable}}}}
+	scoped := NewBuilder(disabled, Options{})
+	scoped.grpcOut["default|default/scoped"] = &memo{res: &Resources{}}
+	if scoped.grpcAutoMTLSChangedLocked(after, []string{autoPG}) {
+		t.Error("a part scoped by a Sidecar is checked without its namespace's DestinationRule")
+	}
 	got, err := b.WithEndpointChanges(after, []string{autoPG}).Build(grpc)
 	if err != nil {
 		t.Fatal(err)
