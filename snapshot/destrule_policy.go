@@ -5,7 +5,9 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -251,4 +253,36 @@ func withHashPolicy(r *routev3.Route, hp []*routev3.RouteAction_HashPolicy) *rou
 		a.HashPolicy = hp
 	}
 	return r
+}
+
+// TCPHashPolicies are the tcp_proxy hash policies a DestinationRule's
+// consistentHash needs on a TCP port: Envoy hashes TCP connections on the
+// source IP only, so other hash keys hash nothing (as in Istio).
+func TCPHashPolicies(lb *registry.LoadBalancer) []*typev3.HashPolicy {
+	if lb == nil || lb.ConsistentHash == nil || !lb.ConsistentHash.UseSourceIP {
+		return nil
+	}
+	return []*typev3.HashPolicy{{PolicySpecifier: &typev3.HashPolicy_SourceIp_{SourceIp: &typev3.HashPolicy_SourceIp{}}}}
+}
+
+// tcpHashPoliciesLocked are the tcp_proxy hash policies for traffic from
+// proxies in ns to a service port (the whole service).
+func (b *Builder) tcpHashPoliciesLocked(ns string, svc *registry.Service, port uint32) []*typev3.HashPolicy {
+	dr := DestinationRuleFor(b.view.DestinationRules(), b.opts.RootNamespace, ns, svc)
+	return TCPHashPolicies(clusterPolicy(dr, nil, port).LoadBalancer)
+}
+
+// HashedTCPProxyFilter is TCPProxyFilter with hash policies (none: the same).
+func HashedTCPProxyFilter(statPrefix, cluster string, hp []*typev3.HashPolicy) *listenerv3.Filter {
+	if len(hp) == 0 {
+		return TCPProxyFilter(statPrefix, cluster)
+	}
+	return &listenerv3.Filter{
+		Name: tcpProxyFilterName,
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(&tcpproxyv3.TcpProxy{
+			StatPrefix:       statPrefix,
+			ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
+			HashPolicy:       hp,
+		})},
+	}
 }

@@ -7,6 +7,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
 	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/registry"
@@ -28,7 +29,7 @@ func (b *Builder) buildSidecarOutbound(sc *scope) (*Resources, error) {
 			clusters, clas := b.outboundClustersLocked(ns, svc, port, envoyClusters)
 			r.Clusters = append(r.Clusters, clusters...)
 			r.Endpoints = append(r.Endpoints, clas...)
-			for _, l := range vc.listeners(svc, port, outboundListeners(svc, port)) {
+			for _, l := range vc.listeners(svc, port, outboundListeners(svc, port, b.tcpHashPoliciesLocked(ns, svc, port.Number))) {
 				r.Listeners = append(r.Listeners, l)
 			}
 			if port.Protocol.IsHTTP() {
@@ -67,8 +68,9 @@ func dnsLoadAssignment(name string, svc *registry.Service, port registry.Port, e
 }
 
 // outboundListeners are `VIP_PORT` per VIP, or `0.0.0.0_PORT`: TCP ports
-// proxy to the cluster, HTTP ports route through RDS `PORT`.
-func outboundListeners(svc *registry.Service, port registry.Port) []*listenerv3.Listener {
+// proxy to the cluster (hashing connections by tcpHash), HTTP ports route
+// through RDS `PORT`.
+func outboundListeners(svc *registry.Service, port registry.Port, tcpHash []*typev3.HashPolicy) []*listenerv3.Listener {
 	vips := svc.Addresses
 	if len(vips) == 0 {
 		vips = []string{wildcardAddress}
@@ -81,7 +83,7 @@ func outboundListeners(svc *registry.Service, port registry.Port) []*listenerv3.
 		if port.Protocol.IsHTTP() {
 			f = HCMFilter(HTTPConnectionManager(name, hcmOptions{RDS: meshname.RouteConfig(port.Number)}))
 		} else {
-			f = TCPProxyFilter(cluster, cluster)
+			f = HashedTCPProxyFilter(cluster, cluster, tcpHash)
 		}
 		out = append(out, OutboundListener(name, vip, port.Number, FilterChain(name, nil, nil, f)))
 	}
