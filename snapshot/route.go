@@ -263,3 +263,25 @@ func headerValues(m map[string]string, action corev3.HeaderValueOption_HeaderApp
 
 // cloneRoute copies a route before it gets its own name and match.
 func cloneRoute(r *routev3.Route) *routev3.Route { return proto.Clone(r).(*routev3.Route) }
+
+// legacyHeaderMatchers rewrites string_match header matchers into the
+// older exact_match, prefix_match and safe_regex_match fields: gRPC C-core
+// (1.51, Debian's) NACKs a route with string_match ("Invalid route header
+// matcher specified"), while grpc-go and C-core take the older fields.
+// Envoy sidecars keep string_match, as Istio sends it.
+func legacyHeaderMatchers(rm *routev3.RouteMatch) {
+	for _, h := range rm.GetHeaders() {
+		sm := h.GetStringMatch()
+		if sm == nil {
+			continue
+		}
+		switch p := sm.GetMatchPattern().(type) {
+		case *matcherv3.StringMatcher_Exact:
+			h.HeaderMatchSpecifier = &routev3.HeaderMatcher_ExactMatch{ExactMatch: p.Exact} //nolint:staticcheck // see above
+		case *matcherv3.StringMatcher_Prefix:
+			h.HeaderMatchSpecifier = &routev3.HeaderMatcher_PrefixMatch{PrefixMatch: p.Prefix} //nolint:staticcheck // see above
+		case *matcherv3.StringMatcher_SafeRegex:
+			h.HeaderMatchSpecifier = &routev3.HeaderMatcher_SafeRegexMatch{SafeRegexMatch: p.SafeRegex} //nolint:staticcheck // see above
+		}
+	}
+}

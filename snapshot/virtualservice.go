@@ -119,6 +119,9 @@ func (vc *vsContext) httpRoute(r *registry.HTTPRoute, port uint32) []*routev3.Ro
 	for _, m := range matches {
 		rt := cloneRoute(tmpl)
 		rt.Name, rt.Match = routeName(r.Name, m.Name), RouteMatch(m)
+		if vc.flavor == grpcClusters {
+			legacyHeaderMatchers(rt.Match)
+		}
 		out = append(out, rt)
 	}
 	return out
