@@ -16,7 +16,9 @@ import (
 // to hosts that come and go) and DestinationRules with subsets.
 func randomVSObject(r *rand.Rand) runtime.Object {
 	om := metav1.ObjectMeta{Name: fmt.Sprintf("o%d", r.IntN(3)), Namespace: []string{"a", "b"}[r.IntN(2)]}
-	host := func() string { return fmt.Sprintf("o%d.%s.svc.cluster.local", r.IntN(3), []string{"a", "b"}[r.IntN(2)]) }
+	host := func() string {
+		return fmt.Sprintf("o%d.%s.svc.cluster.local", r.IntN(3), []string{"a", "b"}[r.IntN(2)])
+	}
 	switch r.IntN(8) {
 	case 0, 1:
 		vs := &networkingv1.VirtualService{ObjectMeta: om}
