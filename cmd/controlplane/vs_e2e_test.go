@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -101,14 +103,15 @@ func flakyBackend(t *testing.T, f *flakyHealth) int {
 // TestVirtualServiceRoutes drives grpc-go's xDS client with a
 // VirtualService from a YAML file through serve: the weight split is
 // measured over 1000 RPCs, the header match reaches its subset, the fault
-// abort returns its status, and the retry policy retries a backend that
-// fails once.
+// abort returns its status, a change of the file reroutes without a
+// restart, and the retry policy retries a backend that fails once.
 func TestVirtualServiceRoutes(t *testing.T) {
 	v1 := e2e.HealthBackend(t, healthpb.HealthCheckResponse_SERVING)
 	v2 := e2e.HealthBackend(t, healthpb.HealthCheckResponse_NOT_SERVING)
 	flaky := &flakyHealth{}
+	flakyPort := flakyBackend(t, flaky)
 	dir := t.TempDir()
-	e2e.WriteFileAtomic(t, filepath.Join(dir, "echo.yaml"), vsMesh(v1, v2, flakyBackend(t, flaky)))
+	e2e.WriteFileAtomic(t, filepath.Join(dir, "echo.yaml"), vsMesh(v1, v2, flakyPort))
 	srv := e2e.Serve(t, "--config-dir", dir, "--debounce", "20ms")
 	cc := e2e.ProxylessClient(t, srv.GRPCAddr, grpcNode, "test", echoTarget)
 
@@ -140,6 +143,22 @@ func TestVirtualServiceRoutes(t *testing.T) {
 		_, err := whichWithHeader(cc, "x-fault", "abort")
 		if status.Code(err) != codes.Aborted {
 			t.Fatalf("RPC with x-fault: abort returned %v, want the fault's ABORTED", err)
+		}
+	})
+	t.Run("file change", func(t *testing.T) {
+		// Everything to v2: the new routes apply without a restart.
+		mesh := strings.Replace(vsMesh(v1, v2, flakyPort), "weight: 80}", "weight: 0}", 1)
+		e2e.WriteFileAtomic(t, filepath.Join(dir, "echo.yaml"), strings.Replace(mesh, "weight: 20}", "weight: 100}", 1))
+		streak := 0
+		if !e2e.Poll(30*time.Second, time.Millisecond, func() bool {
+			if st, err := e2e.Which(cc); err == nil && st == healthpb.HealthCheckResponse_NOT_SERVING {
+				streak++
+			} else {
+				streak = 0
+			}
+			return streak >= 200
+		}) {
+			t.Fatal("after the VirtualService sent everything to v2, RPCs still reach v1")
 		}
 	})
 	t.Run("retry", func(t *testing.T) {
