@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"math"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -138,11 +139,14 @@ func tcpKeepalive(k *registry.TCPKeepalive) *corev3.TcpKeepalive {
 	if k.Probes > 0 {
 		out.KeepaliveProbes = wrapperspb.UInt32(k.Probes)
 	}
+	seconds := func(d time.Duration) *wrapperspb.UInt32Value {
+		return wrapperspb.UInt32(uint32(min(d/time.Second, math.MaxUint32)))
+	}
 	if k.Time > 0 {
-		out.KeepaliveTime = wrapperspb.UInt32(uint32(k.Time.Seconds()))
+		out.KeepaliveTime = seconds(k.Time)
 	}
 	if k.Interval > 0 {
-		out.KeepaliveInterval = wrapperspb.UInt32(uint32(k.Interval.Seconds()))
+		out.KeepaliveInterval = seconds(k.Interval)
 	}
 	return out
 }
