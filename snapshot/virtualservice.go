@@ -23,6 +23,10 @@ type vsContext struct {
 	ns      string
 	flavor  clusterFlavor
 	visible map[string]*registry.Service // by hostname, with the scope's ports
+	svcs    []*registry.Service          // the same, in the view's order
+	// wildcardTLS are the filter chains of each port's 0.0.0.0_PORT
+	// listener (see wildcardTLSChains).
+	wildcardTLS map[uint32][]*listenerv3.FilterChain
 	// faultPorts are the ports whose HTTP routes inject faults: their
 	// connection managers need the fault filter (Envoy and grpc-go apply a
 	// route's fault config only through it).
@@ -32,12 +36,14 @@ type vsContext struct {
 // virtualServicesLocked prepares VirtualService routing for a scope's
 // services (as the build function sees them). Called with b.mu held.
 func (b *Builder) virtualServicesLocked(ns string, svcs []*registry.Service, f clusterFlavor) *vsContext {
-	vc := &vsContext{b: b, ns: ns, flavor: f, visible: map[string]*registry.Service{}, faultPorts: map[uint32]bool{}}
+	vc := &vsContext{b: b, ns: ns, flavor: f, visible: map[string]*registry.Service{}, faultPorts: map[uint32]bool{},
+		wildcardTLS: map[uint32][]*listenerv3.FilterChain{}}
 	for _, svc := range svcs {
 		if f == grpcClusters && svc.Resolution != registry.ResolutionStatic {
 			continue
 		}
 		vc.visible[svc.Hostname] = svc
+		vc.svcs = append(vc.svcs, svc)
 	}
 	if len(b.view.VirtualServices()) == 0 {
 		return vc
@@ -259,11 +265,19 @@ func (vc *vsContext) listeners(svc *registry.Service, port registry.Port, ls []*
 		}
 		return ls
 	}
+	if len(svc.Addresses) == 0 {
+		if chains := vc.wildcardTLSChains(port.Number, ls[0].GetFilterChains()[0]); len(chains) > 0 {
+			for _, l := range ls {
+				l.FilterChains, l.ListenerFilters = chains, vc.b.pieces.tlsInspector
+			}
+			return ls
+		}
+	}
 	vs := vc.virtualService(svc.Hostname)
 	if vs == nil {
 		return ls
 	}
-	if chains := vc.tlsChains(vs, port.Number); len(chains) > 0 {
+	if chains := vc.tlsChains(vs, port.Number, map[string]bool{}); len(chains) > 0 {
 		for _, l := range ls {
 			l.FilterChains, l.ListenerFilters = chains, vc.b.pieces.tlsInspector
 		}
@@ -302,9 +316,8 @@ func (vc *vsContext) tcpDestinations(vs *registry.VirtualService, port uint32) [
 
 // tlsChains are one filter chain per TLS route match for the port,
 // matching its SNI hosts (each SNI in the first chain that names it).
-func (vc *vsContext) tlsChains(vs *registry.VirtualService, port uint32) []*listenerv3.FilterChain {
+func (vc *vsContext) tlsChains(vs *registry.VirtualService, port uint32, seen map[string]bool) []*listenerv3.FilterChain {
 	var out []*listenerv3.FilterChain
-	seen := map[string]bool{}
 	for i := range vs.TLS {
 		r := &vs.TLS[i]
 		dests := vc.destinations(r.Route, port)
@@ -324,6 +337,36 @@ func (vc *vsContext) tlsChains(vs *registry.VirtualService, port uint32) []*list
 		}
 	}
 	return out
+}
+
+// wildcardTLSChains are the chains of a port's 0.0.0.0_PORT listener when
+// TLS routes apply to it. Every service without a VIP shares that listener
+// (the first by host name gives it its name and content), so the TLS routes
+// of all their VirtualServices become its chains, in host order (an SNI
+// goes to the first chain naming it), and the first service's own chain,
+// def (the listeners are built in service order, so the first call brings
+// it), stays for connections no SNI matches, where they went before. None
+// when no TLS route applies.
+func (vc *vsContext) wildcardTLSChains(port uint32, def *listenerv3.FilterChain) []*listenerv3.FilterChain {
+	if chains, ok := vc.wildcardTLS[port]; ok {
+		return chains
+	}
+	var chains []*listenerv3.FilterChain
+	seen := map[string]bool{}
+	for _, s := range vc.svcs {
+		p, ok := s.Port(port)
+		if len(s.Addresses) > 0 || !ok || p.Protocol.IsHTTP() {
+			continue
+		}
+		if vs := vc.virtualService(s.Hostname); vs != nil {
+			chains = append(chains, vc.tlsChains(vs, port, seen)...)
+		}
+	}
+	if len(chains) > 0 {
+		chains = append(chains, def)
+	}
+	vc.wildcardTLS[port] = chains
+	return chains
 }
 
 // TCPProxyToDestinations forwards connections to one cluster, or splits
