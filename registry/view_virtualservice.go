@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -55,7 +56,7 @@ func (v *view) collectVirtualServices(txn *memdb.Txn) {
 		ps = append(ps, vsConflicts(rows[:i], r.vs)...)
 		src, name := objectSource(txn, r.object, r.origin), objectName(txn, r.object)
 		for _, p := range ps {
-			p.Source, p.Object = src, name
+			p.Source, p.Object = cmp.Or(r.vs.Lines[p.Field], src), name
 			v.vsProblems = append(v.vsProblems, p)
 		}
 	}
@@ -64,24 +65,9 @@ func (v *view) collectVirtualServices(txn *memdb.Txn) {
 // vsDestinationProblems checks every destination of a VirtualService.
 func vsDestinationProblems(v View, vs *VirtualService) []Problem {
 	var out []Problem
-	check := func(d *Destination) {
+	for _, d := range vsDestinations(vs) {
 		if reason, msg := DestinationProblem(v, d, 0); reason != "" {
 			out = append(out, Problem{Field: d.Field + ".destination", Reason: reason, Message: msg + "; the destination is left out"})
-		}
-	}
-	for i := range vs.HTTP {
-		for j := range vs.HTTP[i].Route {
-			check(&vs.HTTP[i].Route[j])
-		}
-		if vs.HTTP[i].Mirror != nil {
-			check(vs.HTTP[i].Mirror)
-		}
-	}
-	for _, rs := range [][]L4Route{vs.TCP, vs.TLS} {
-		for i := range rs {
-			for j := range rs[i].Route {
-				check(&rs[i].Route[j])
-			}
 		}
 	}
 	return out
@@ -178,4 +164,55 @@ func servicesChanged(old, next *view, a affectedSet) bool {
 		}
 	}
 	return false
+}
+
+// locateVirtualServices records where the hosts and destinations of a
+// record's VirtualServices were read, so that a problem found against the
+// model later names their line.
+func locateVirtualServices(rec *record, locate func(field string) string) {
+	if rec == nil || locate == nil {
+		return
+	}
+	for _, r := range rec.Policies {
+		vs := r.VirtualService
+		if vs == nil {
+			continue
+		}
+		var fields []string
+		for i := range vs.Hosts {
+			fields = append(fields, fmt.Sprintf("spec.hosts[%d]", i))
+		}
+		for _, d := range vsDestinations(vs) {
+			fields = append(fields, d.Field+".destination")
+		}
+		for _, f := range fields {
+			if line := locate(f); line != "" {
+				if vs.Lines == nil {
+					vs.Lines = map[string]string{}
+				}
+				vs.Lines[f] = line
+			}
+		}
+	}
+}
+
+// vsDestinations are every destination of a VirtualService (routes and mirrors).
+func vsDestinations(vs *VirtualService) []*Destination {
+	var out []*Destination
+	for i := range vs.HTTP {
+		for j := range vs.HTTP[i].Route {
+			out = append(out, &vs.HTTP[i].Route[j])
+		}
+		if vs.HTTP[i].Mirror != nil {
+			out = append(out, vs.HTTP[i].Mirror)
+		}
+	}
+	for _, rs := range [][]L4Route{vs.TCP, vs.TLS} {
+		for i := range rs {
+			for j := range rs[i].Route {
+				out = append(out, &rs[i].Route[j])
+			}
+		}
+	}
+	return out
 }

@@ -31,6 +31,10 @@ type VirtualService struct {
 	// Created is the object's creationTimestamp (zero when unknown): of
 	// two VirtualServices naming one host, the older wins.
 	Created time.Time
+	// Lines are where the fields that problems against the model name
+	// (hosts, destinations) were read, e.g. "spec.hosts[0]" ->
+	// "dir/mesh.yaml:12"; nil when the source has no lines (Kubernetes).
+	Lines map[string]string
 }
 
 // AppliesToMesh reports whether the routes apply to sidecars and proxyless clients.

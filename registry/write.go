@@ -137,6 +137,7 @@ func (s *Store) applyItemLocked(txn *memdb.Txn, origin string, it Item, keep map
 	keep[id] = true
 	rec, ps := s.conv.convert(key, it.Object)
 	locateProblems(ps, it.Locate)
+	locateVirtualServices(rec, it.Locate)
 	if it.Context != "" {
 		for i := range ps {
 			ps[i].Message = it.Context + ": " + ps[i].Message
