@@ -31,13 +31,14 @@ type vsContext struct {
 	// connection managers need the fault filter (Envoy and grpc-go apply a
 	// route's fault config only through it).
 	faultPorts map[uint32]bool
+	routing    map[string]*registry.VirtualService // by hostname, nil for none
 }
 
 // virtualServicesLocked prepares VirtualService routing for a scope's
 // services (as the build function sees them). Called with b.mu held.
 func (b *Builder) virtualServicesLocked(ns string, svcs []*registry.Service, f clusterFlavor) *vsContext {
 	vc := &vsContext{b: b, ns: ns, flavor: f, visible: map[string]*registry.Service{}, faultPorts: map[uint32]bool{},
-		wildcardTLS: map[uint32][]*listenerv3.FilterChain{}}
+		wildcardTLS: map[uint32][]*listenerv3.FilterChain{}, routing: map[string]*registry.VirtualService{}}
 	for _, svc := range svcs {
 		if f == grpcClusters && svc.Resolution != registry.ResolutionStatic {
 			continue
@@ -61,13 +62,19 @@ func (b *Builder) virtualServicesLocked(ns string, svcs []*registry.Service, f c
 
 // virtualService is the VirtualService that routes host for the scope, or nil.
 func (vc *vsContext) virtualService(host string) *registry.VirtualService {
-	return registry.VirtualServiceFor(vc.b.view.VirtualServices(), vc.ns, host)
+	vs, ok := vc.routing[host]
+	if !ok {
+		vs = registry.VirtualServiceFor(vc.b.view.VirtualServices(), vc.ns, host)
+		vc.routing[host] = vs
+	}
+	return vs
 }
 
+// hasFault reports whether an HTTP route of vs that applies to port injects faults.
 func (vc *vsContext) hasFault(vs *registry.VirtualService, port uint32) bool {
 	for i := range vs.HTTP {
 		r := &vs.HTTP[i]
-		if (r.Delay != nil || r.Abort != nil) && (len(r.Matches) == 0 || len(vc.httpMatches(r, port)) > 0) {
+		if (r.Delay != nil || r.Abort != nil) && len(vc.httpMatches(r, port)) > 0 {
 			return true
 		}
 	}
