@@ -91,3 +91,42 @@ func TestHTTPFaultPercentages(t *testing.T) {
 		t.Error("no fault should give no config")
 	}
 }
+
+// vsView is scenario S with a VirtualService per HTTP service.
+type vsView struct {
+	*indexedView
+	vss []*registry.VirtualService
+}
+
+func (v *vsView) VirtualServices() []*registry.VirtualService { return v.vss }
+
+// BenchmarkBuildScenarioSWithVirtualServices is BenchmarkBuildScenarioS
+// with a VirtualService for each of the 500 HTTP services (a header match
+// and a catch-all route of two weighted destinations): the cost of routing
+// next to the default routes.
+func BenchmarkBuildScenarioSWithVirtualServices(b *testing.B) {
+	iv, proxies := scenarioS()
+	v := &vsView{indexedView: iv}
+	for _, svc := range iv.services {
+		if !svc.Ports[0].Protocol.IsHTTP() {
+			continue
+		}
+		h := svc.Hostname
+		v.vss = append(v.vss, &registry.VirtualService{Namespace: "default", Name: svc.Name, Hosts: []string{h},
+			HTTP: []registry.HTTPRoute{
+				{Name: "canary", Matches: []registry.HTTPMatch{{Headers: []registry.KeyMatch{{Name: "x-canary", Match: &registry.StringMatch{Value: "1"}}}}},
+					Route: []registry.Destination{{Host: h}}},
+				{Name: "split", Route: []registry.Destination{{Host: h, Weight: 90}, {Host: "svc-0.default.svc.cluster.local", Weight: 10}}},
+			}})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		builder := NewBuilder(v, Options{})
+		for _, p := range proxies {
+			if _, err := builder.Build(p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(len(proxies)), "proxies/op")
+}
