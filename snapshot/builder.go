@@ -50,7 +50,8 @@ type Builder struct {
 	grpcOut    map[string]*memo                             // by scope.key
 	cla        map[string]*endpointv3.ClusterLoadAssignment // by cluster name
 	claSrc     map[string]claSource
-	results    map[string]*proxyResult // by proxyKey
+	results    map[string]*proxyResult              // by proxyKey
+	rules      map[string]*registry.DestinationRule // by proxy namespace and host (destinationRuleLocked)
 	problems   []error
 }
 

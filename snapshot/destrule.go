@@ -26,7 +26,7 @@ const (
 // DestinationRule that applies, each with its assignment when it comes
 // over EDS (nil otherwise).
 func (b *Builder) outboundClustersLocked(ns string, svc *registry.Service, port registry.Port, f clusterFlavor) (clusters, clas []types.Resource) {
-	dr := DestinationRuleFor(b.view.DestinationRules(), b.opts.RootNamespace, ns, svc)
+	dr := b.destinationRuleLocked(ns, svc)
 	add := func(subset *registry.Subset) {
 		c, cla := b.serviceClusterLocked(ns, svc, port, dr, subset, f)
 		clusters = append(clusters, c)
@@ -41,6 +41,22 @@ func (b *Builder) outboundClustersLocked(ns string, svc *registry.Service, port 
 		}
 	}
 	return clusters, clas
+}
+
+// destinationRuleLocked is DestinationRuleFor a proxy in ns and svc,
+// memoized for the Builder (every cluster, route and listener of a
+// service port asks for it).
+func (b *Builder) destinationRuleLocked(ns string, svc *registry.Service) *registry.DestinationRule {
+	key := ns + "\x00" + svc.Hostname
+	if dr, ok := b.rules[key]; ok {
+		return dr
+	}
+	if b.rules == nil {
+		b.rules = map[string]*registry.DestinationRule{}
+	}
+	dr := DestinationRuleFor(b.view.DestinationRules(), b.opts.RootNamespace, ns, svc)
+	b.rules[key] = dr
+	return dr
 }
 
 // serviceClusterLocked is one cluster of a service port: the whole service

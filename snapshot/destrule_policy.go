@@ -239,7 +239,7 @@ func HashPolicies(lb *registry.LoadBalancer) []*routev3.RouteAction_HashPolicy {
 // hashPoliciesLocked are the route hash policies for traffic from proxies
 // in ns to a service port's cluster (subset "" for the whole service).
 func (b *Builder) hashPoliciesLocked(ns string, svc *registry.Service, port uint32, subset string) []*routev3.RouteAction_HashPolicy {
-	dr := DestinationRuleFor(b.view.DestinationRules(), b.opts.RootNamespace, ns, svc)
+	dr := b.destinationRuleLocked(ns, svc)
 	var s *registry.Subset
 	if dr != nil && subset != "" {
 		for i := range dr.Subsets {
@@ -272,7 +272,7 @@ func TCPHashPolicies(lb *registry.LoadBalancer) []*typev3.HashPolicy {
 // tcpHashPoliciesLocked are the tcp_proxy hash policies for traffic from
 // proxies in ns to a service port (the whole service).
 func (b *Builder) tcpHashPoliciesLocked(ns string, svc *registry.Service, port uint32) []*typev3.HashPolicy {
-	dr := DestinationRuleFor(b.view.DestinationRules(), b.opts.RootNamespace, ns, svc)
+	dr := b.destinationRuleLocked(ns, svc)
 	return TCPHashPolicies(clusterPolicy(dr, nil, port).LoadBalancer)
 }
 
