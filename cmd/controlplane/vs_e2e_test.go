@@ -149,17 +149,7 @@ func TestVirtualServiceRoutes(t *testing.T) {
 		// Everything to v2: the new routes apply without a restart.
 		mesh := strings.Replace(vsMesh(v1, v2, flakyPort), "weight: 80}", "weight: 0}", 1)
 		e2e.WriteFileAtomic(t, filepath.Join(dir, "echo.yaml"), strings.Replace(mesh, "weight: 20}", "weight: 100}", 1))
-		streak := 0
-		if !e2e.Poll(30*time.Second, time.Millisecond, func() bool {
-			if st, err := e2e.Which(cc); err == nil && st == healthpb.HealthCheckResponse_NOT_SERVING {
-				streak++
-			} else {
-				streak = 0
-			}
-			return streak >= 200
-		}) {
-			t.Fatal("after the VirtualService sent everything to v2, RPCs still reach v1")
-		}
+		onlyReaches(t, "after the VirtualService sent everything to v2", cc, healthpb.HealthCheckResponse_NOT_SERVING)
 	})
 	t.Run("retry", func(t *testing.T) {
 		st, err := whichWithHeader(cc, "x-retry", "1")
@@ -170,4 +160,20 @@ func TestVirtualServiceRoutes(t *testing.T) {
 			t.Errorf("the flaky backend saw %d attempts, want 2 (one failure, one retry)", n)
 		}
 	})
+}
+
+// onlyReaches waits until 200 RPCs in a row reach the backend reporting want.
+func onlyReaches(t *testing.T, what string, cc *grpc.ClientConn, want healthpb.HealthCheckResponse_ServingStatus) {
+	t.Helper()
+	streak := 0
+	if !e2e.Poll(30*time.Second, time.Millisecond, func() bool {
+		if st, err := e2e.Which(cc); err == nil && st == want {
+			streak++
+		} else {
+			streak = 0
+		}
+		return streak >= 200
+	}) {
+		t.Fatalf("%s: RPCs still reach other backends than %v after 30s", what, want)
+	}
 }
