@@ -279,7 +279,7 @@ func keyMatches(field string, in map[string]*networkingapi.StringMatch, without 
 	var out []KeyMatch
 	for _, name := range slices.Sorted(maps.Keys(in)) {
 		kf := fmt.Sprintf("%s[%s]", field, name)
-		if name == "" || strings.ToLower(name) != name && strings.HasSuffix(field, "headers") {
+		if name == "" || strings.ToLower(name) != name && !strings.HasSuffix(field, ".queryParams") {
 			p.add(kf, "InvalidHeaderName", "header names must be non-empty and lower case")
 		}
 		out = append(out, KeyMatch{Name: name, Match: stringMatch(kf, in[name], p), Without: without})

@@ -89,6 +89,7 @@ func TestVirtualServiceProblems(t *testing.T) {
 		{"no action", "hosts: [a]\nhttp:\n- name: x", "spec.http[0]", "InvalidAction"},
 		{"wildcard destination", "hosts: [a]\ntcp:\n- route: [{destination: {host: \"*.b\"}}]", "spec.tcp[0].route[0].destination.host", "InvalidHost"},
 		{"tls without sni", "hosts: [a]\ntls:\n- match: [{port: 443}]\n  route: [{destination: {host: a}}]", "spec.tls[0].match[0].sniHosts", "MissingSNIHosts"},
+		{"upper-case header", "hosts: [a]\nhttp:\n- match: [{withoutHeaders: {X-Debug: {}}}]" + route, "spec.http[0].match[0].withoutHeaders[X-Debug]", "InvalidHeaderName"},
 		{"source labels", "hosts: [a]\nhttp:\n- match: [{sourceLabels: {app: x}}]" + route, "spec.http[0].match[0].sourceLabels", "NotSupported"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
