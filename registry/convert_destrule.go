@@ -3,7 +3,6 @@ package registry
 import (
 	"fmt"
 	"maps"
-	"slices"
 	"strings"
 	"time"
 
@@ -37,7 +36,7 @@ func (c *converter) destinationRule(key ObjectKey, dr *networkingapi.Destination
 		Host:          host,
 		TrafficPolicy: trafficPolicy(dr.GetTrafficPolicy(), "spec.trafficPolicy", p),
 		Subsets:       subsets(dr.GetSubsets(), p),
-		ExportTo:      slices.Clone(dr.GetExportTo()),
+		ExportTo:      parseExportTo("spec.exportTo", dr.GetExportTo(), key.Namespace, p),
 	}
 	return &record{Policies: []*policyRow{{Namespace: key.Namespace, DestRule: out}}}
 }

@@ -150,3 +150,22 @@ func TestDestinationRuleUnsupportedFields(t *testing.T) {
 		t.Errorf("the rule was refused over warnings")
 	}
 }
+
+// TestDestinationRuleExportTo: "." is the rule's namespace; a value that is
+// not ".", "*", "~" or a namespace name refuses the rule.
+func TestDestinationRuleExportTo(t *testing.T) {
+	s := registry.NewStore(nil)
+	dr := &networkingv1.DestinationRule{ObjectMeta: meta("dr")}
+	dr.Spec = networkingapi.DestinationRule{Host: "a.b", ExportTo: []string{".", "other"}}
+	if ps := s.Upsert("kube", dr); len(ps) != 0 {
+		t.Fatalf("problems = %v", ps)
+	}
+	if got := s.View().DestinationRules()[0].ExportTo; !reflect.DeepEqual(got, []string{"default", "other"}) {
+		t.Errorf("exportTo = %v, want [default other]", got)
+	}
+	bad := &networkingv1.DestinationRule{ObjectMeta: meta("bad")}
+	bad.Spec = networkingapi.DestinationRule{Host: "a.b", ExportTo: []string{"Bad_NS"}}
+	if ps := s.Upsert("kube", bad); !hasProblem(ps, "spec.exportTo[0]", "InvalidExportTo") {
+		t.Errorf("problems = %v, want InvalidExportTo at spec.exportTo[0]", ps)
+	}
+}
