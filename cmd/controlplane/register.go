@@ -21,7 +21,7 @@ func newRegisterCommand() *cobra.Command {
 	addRegisterFlags(cmd, &o)
 	f := cmd.Flags()
 	f.StringVar(&o.ServiceAccount, "service-account", "", "service account the VM runs as (its SPIFFE identity)")
-	f.StringVar(&o.Labels, "labels", "", "labels of the VM as k=v,k2=v2")
+	f.StringVar(&o.Labels, "labels", "", "labels of the VM as k=v,k2=v2 (app=NAME and security.istio.io/tlsMode=istio unless given: the VM runs a sidecar)")
 	f.StringVar(&o.As, "as", string(register.AsServiceEntry), "objects to write: serviceentry, workloadentry or service")
 	return cmd
 }

@@ -67,7 +67,7 @@ func newVMBundleCommand() *cobra.Command {
 	f.StringVarP(&o.Namespace, "namespace", "n", "default", "namespace of the VM")
 	f.StringVar(&o.ServiceAccount, "service-account", "default", "service account the VM runs as")
 	f.StringVar(&o.IP, "ip", "", "the VM's IP")
-	f.StringVar(&c.labels, "labels", "", "labels of the VM as k=v,k2=v2")
+	f.StringVar(&c.labels, "labels", "", "labels of the VM as k=v,k2=v2 (security.istio.io/tlsMode=istio unless given: the VM runs a sidecar)")
 	f.UintSliceVar(&c.ports, "ports", nil, "ports the VM serves (ISTIO_INBOUND_PORTS), e.g. 5432")
 	f.StringVar(&o.Address, "address", "", "HOST:PORT of the control plane's TLS port (15012) as the VM reaches it, usually the gateway")
 	f.StringVar(&o.ServerName, "server-name", "", "TLS server name of the control plane (default istiod.istio-system.svc)")
