@@ -73,13 +73,22 @@ func (b *Builder) serviceClusterLocked(ns string, svc *registry.Service, port re
 	case f == grpcClusters || svc.Resolution == registry.ResolutionStatic && !passthrough(pol):
 		c, cla = EDSCluster(name, o), b.loadAssignmentLocked(svc, port, subset)
 	case svc.Resolution == registry.ResolutionDNS:
-		eps := subsetEndpoints(b.view.Endpoints(svc.Hostname), subset)
-		c = StrictDNSCluster(dnsLoadAssignment(name, svc, port, eps), o)
+		c = StrictDNSCluster(dnsSubsetLoadAssignment(name, svc, port, b.view.Endpoints(svc.Hostname), subset), o)
 	default: // resolution NONE, or loadBalancer PASSTHROUGH
 		c = OriginalDstCluster(name, o)
 	}
 	applyTrafficPolicy(c, pol, port, f)
 	return c, cla
+}
+
+// dnsSubsetLoadAssignment is dnsLoadAssignment for a subset: the host
+// itself stands for a DNS entry without endpoints (and has no labels), and
+// a subset that selects no endpoint resolves nothing, not the whole host.
+func dnsSubsetLoadAssignment(name string, svc *registry.Service, port registry.Port, eps []*registry.Endpoint, subset *registry.Subset) *endpointv3.ClusterLoadAssignment {
+	if len(eps) == 0 {
+		eps = []*registry.Endpoint{{Hostname: svc.Hostname, Address: svc.Hostname, Ready: true}}
+	}
+	return ClusterLoadAssignment(name, port, subsetEndpoints(eps, subset))
 }
 
 func subsetName(s *registry.Subset) string {
