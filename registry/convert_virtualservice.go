@@ -111,7 +111,7 @@ func (c *converter) httpRoute(ns, field string, in *networkingapi.HTTPRoute, p *
 	if rw := in.GetRewrite(); rw != nil {
 		r.Rewrite = &Rewrite{URI: rw.GetUri(), Authority: rw.GetAuthority()}
 		if rw.GetUriRegexRewrite() != nil {
-			p.add(field+".rewrite.uriRegexRewrite", "NotSupported", "uriRegexRewrite is not supported")
+			p.add(field+".rewrite.uriRegexRewrite", ReasonUnsupportedField, "uriRegexRewrite is not supported; ignored")
 		}
 	}
 	c.httpExtras(ns, field, in, &r, p)
@@ -130,7 +130,7 @@ func (c *converter) httpExtras(ns, field string, in *networkingapi.HTTPRoute, r 
 		}
 	}
 	if len(in.GetMirrors()) > 0 {
-		p.add(field+".mirrors", "NotSupported", "mirrors (several) is not supported; use mirror")
+		p.add(field+".mirrors", ReasonUnsupportedField, "mirrors (several) is not supported; ignored (use mirror)")
 	}
 	if rd := in.GetRedirect(); rd != nil {
 		r.Redirect = &Redirect{URI: rd.GetUri(), Authority: rd.GetAuthority(), Scheme: rd.GetScheme(), Port: rd.GetPort(), Code: rd.GetRedirectCode()}
@@ -204,9 +204,9 @@ func l4Matches(field string, in []*networkingapi.L4MatchAttributes, ns string, p
 	for i, m := range in {
 		mf := fmt.Sprintf("%s.match[%d]", field, i)
 		checkMatchPort(mf+".port", m.GetPort(), p)
-		unsupportedL4(mf, len(m.GetSourceLabels()) > 0, len(m.GetDestinationSubnets()) > 0, m.GetSourceSubnet() != "", p)
+		skip := unsupportedL4(mf, len(m.GetSourceLabels()) > 0, len(m.GetDestinationSubnets()) > 0, m.GetSourceSubnet() != "", p)
 		out = append(out, L4Match{Port: m.GetPort(), SourceNamespace: m.GetSourceNamespace(),
-			Gateways: vsGateways(mf+".gateways", m.GetGateways(), ns, p)})
+			Gateways: vsGateways(mf+".gateways", m.GetGateways(), ns, p), Unsupported: skip})
 	}
 	return out
 }
@@ -219,7 +219,7 @@ func (c *converter) tlsMatches(field string, in []*networkingapi.TLSMatchAttribu
 	for i, m := range in {
 		mf := fmt.Sprintf("%s.match[%d]", field, i)
 		checkMatchPort(mf+".port", m.GetPort(), p)
-		unsupportedL4(mf, len(m.GetSourceLabels()) > 0, len(m.GetDestinationSubnets()) > 0, false, p)
+		skip := unsupportedL4(mf, len(m.GetSourceLabels()) > 0, len(m.GetDestinationSubnets()) > 0, false, p)
 		if len(m.GetSniHosts()) == 0 {
 			p.add(mf+".sniHosts", "MissingSNIHosts", "sniHosts is required")
 		}
@@ -228,21 +228,28 @@ func (c *converter) tlsMatches(field string, in []*networkingapi.TLSMatchAttribu
 			snis = append(snis, c.qualifyHost(ns, h))
 		}
 		out = append(out, L4Match{Port: m.GetPort(), SNIHosts: snis, SourceNamespace: m.GetSourceNamespace(),
-			Gateways: vsGateways(mf+".gateways", m.GetGateways(), ns, p)})
+			Gateways: vsGateways(mf+".gateways", m.GetGateways(), ns, p), Unsupported: skip})
 	}
 	return out
 }
 
-func unsupportedL4(field string, labels, subnets, sourceSubnet bool, p *problems) {
-	if labels {
-		p.add(field+".sourceLabels", "NotSupported", "sourceLabels is not supported (routes are shared by a namespace's proxies)")
+// unsupportedL4 warns about L4 match conditions the control plane cannot
+// check and reports whether there is one (the match is then left out: it
+// never matches, rather than matching more than it says).
+func unsupportedL4(field string, labels, subnets, sourceSubnet bool, p *problems) bool {
+	for _, u := range []struct {
+		set         bool
+		name, extra string
+	}{
+		{labels, "sourceLabels", " (routes are shared by a namespace's proxies)"},
+		{subnets, "destinationSubnets", ""},
+		{sourceSubnet, "sourceSubnet", ""},
+	} {
+		if u.set {
+			p.add(field+"."+u.name, ReasonUnsupportedField, "%s is not supported%s; the match is left out", u.name, u.extra)
+		}
 	}
-	if subnets {
-		p.add(field+".destinationSubnets", "NotSupported", "destinationSubnets is not supported")
-	}
-	if sourceSubnet {
-		p.add(field+".sourceSubnet", "NotSupported", "sourceSubnet is not supported")
-	}
+	return labels || subnets || sourceSubnet
 }
 
 func checkMatchPort(field string, port uint32, p *problems) {
@@ -267,10 +274,12 @@ func httpMatch(field string, m *networkingapi.HTTPMatchRequest, ns string, p *pr
 	out.Headers = append(out.Headers, keyMatches(field+".withoutHeaders", m.GetWithoutHeaders(), true, p)...)
 	out.QueryParams = keyMatches(field+".queryParams", m.GetQueryParams(), false, p)
 	if m.GetScheme() != nil {
-		p.add(field+".scheme", "NotSupported", "scheme matching is not supported")
+		p.add(field+".scheme", ReasonUnsupportedField, "scheme matching is not supported; the match is left out")
+		out.Unsupported = true
 	}
 	if len(m.GetSourceLabels()) > 0 {
-		p.add(field+".sourceLabels", "NotSupported", "sourceLabels is not supported (routes are shared by a namespace's proxies)")
+		p.add(field+".sourceLabels", ReasonUnsupportedField, "sourceLabels is not supported (routes are shared by a namespace's proxies); the match is left out")
+		out.Unsupported = true
 	}
 	return out
 }

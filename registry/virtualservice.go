@@ -88,6 +88,9 @@ type HTTPMatch struct {
 	Port            uint32
 	Gateways        []string // empty: the VirtualService's
 	SourceNamespace string   // empty: every namespace
+	// Unsupported: the match has a condition the control plane cannot
+	// check (sourceLabels, scheme); it is left out (never matches).
+	Unsupported bool
 }
 
 // Destination is where a route sends a share of its traffic.
@@ -182,6 +185,9 @@ type L4Match struct {
 	SNIHosts        []string // TLS only
 	Gateways        []string // empty: the VirtualService's
 	SourceNamespace string
+	// Unsupported: a condition the control plane cannot check
+	// (sourceLabels, subnets); the match is left out.
+	Unsupported bool
 }
 
 // L4Route is one rule of a VirtualService's tcp or tls section.

@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -90,7 +91,6 @@ func TestVirtualServiceProblems(t *testing.T) {
 		{"wildcard destination", "hosts: [a]\ntcp:\n- route: [{destination: {host: \"*.b\"}}]", "spec.tcp[0].route[0].destination.host", "InvalidHost"},
 		{"tls without sni", "hosts: [a]\ntls:\n- match: [{port: 443}]\n  route: [{destination: {host: a}}]", "spec.tls[0].match[0].sniHosts", "MissingSNIHosts"},
 		{"upper-case header", "hosts: [a]\nhttp:\n- match: [{withoutHeaders: {X-Debug: {}}}]" + route, "spec.http[0].match[0].withoutHeaders[X-Debug]", "InvalidHeaderName"},
-		{"source labels", "hosts: [a]\nhttp:\n- match: [{sourceLabels: {app: x}}]" + route, "spec.http[0].match[0].sourceLabels", "NotSupported"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := registry.NewStore(nil)
@@ -216,7 +216,8 @@ func FuzzVirtualService(f *testing.F) {
 				t.Errorf("problem %v does not name the object", p)
 			}
 		}
-		if n := len(s.View().VirtualServices()); (len(ps) > 0) != (n == 0) {
+		refused := slices.ContainsFunc(ps, func(p registry.Problem) bool { return p.Reason != registry.ReasonUnsupportedField })
+		if n := len(s.View().VirtualServices()); refused != (n == 0) {
 			t.Errorf("%d problems and %d VirtualServices stored: a refused object must leave none, an accepted one must be stored", len(ps), n)
 		}
 		for _, p := range s.Problems() {
@@ -225,4 +226,19 @@ func FuzzVirtualService(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestVirtualServiceUnsupportedMatch: a match the control plane cannot
+// check (sourceLabels) is a warning and is left out; the VirtualService
+// stays in force with its other matches.
+func TestVirtualServiceUnsupportedMatch(t *testing.T) {
+	s := registry.NewStore(nil)
+	ps := s.Upsert("kube", vsFromYAML(t, "vs", "hosts: [a]\nhttp:\n- match: [{sourceLabels: {app: x}}, {uri: {prefix: /b}}]\n  route: [{destination: {host: a}}]"))
+	if !hasProblem(ps, "spec.http[0].match[0].sourceLabels", registry.ReasonUnsupportedField) {
+		t.Errorf("problems = %v, want UnsupportedField for sourceLabels", ps)
+	}
+	vss := s.View().VirtualServices()
+	if len(vss) != 1 || !vss[0].HTTP[0].Matches[0].Unsupported || vss[0].HTTP[0].Matches[1].Unsupported {
+		t.Fatalf("virtual services = %+v, want the VirtualService with its first match marked unsupported", vss)
+	}
 }

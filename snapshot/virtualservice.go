@@ -108,7 +108,7 @@ func (vc *vsContext) httpMatches(r *registry.HTTPRoute, port uint32) []*registry
 	var out []*registry.HTTPMatch
 	for i := range r.Matches {
 		m := &r.Matches[i]
-		if (m.Port == 0 || m.Port == port) && (len(m.Gateways) == 0 || slices.Contains(m.Gateways, registry.MeshGateway)) &&
+		if !m.Unsupported && (m.Port == 0 || m.Port == port) && (len(m.Gateways) == 0 || slices.Contains(m.Gateways, registry.MeshGateway)) &&
 			(m.SourceNamespace == "" || m.SourceNamespace == vc.ns) {
 			out = append(out, m)
 		}
@@ -307,7 +307,7 @@ func (vc *vsContext) l4Applies(r *registry.L4Route, port uint32) bool {
 }
 
 func (vc *vsContext) l4MatchApplies(m registry.L4Match, port uint32) bool {
-	return (m.Port == 0 || m.Port == port) && (len(m.Gateways) == 0 || slices.Contains(m.Gateways, registry.MeshGateway)) &&
+	return !m.Unsupported && (m.Port == 0 || m.Port == port) && (len(m.Gateways) == 0 || slices.Contains(m.Gateways, registry.MeshGateway)) &&
 		(m.SourceNamespace == "" || m.SourceNamespace == vc.ns)
 }
 
