@@ -92,9 +92,11 @@ func outlierDetection(od *networkingapi.OutlierDetection, field string, p *probl
 		MaxEjectionPercent:             intPercent(od.GetMaxEjectionPercent(), field+".maxEjectionPercent", p),
 		MinHealthPercent:               intPercent(od.GetMinHealthPercent(), field+".minHealthPercent", p),
 	}
-	if n := od.GetConsecutiveErrors(); n != 0 && out.Consecutive5xxErrors == nil { // deprecated: 502, 503, 504 only
-		v := nonNegative(n, field+".consecutiveErrors", p)
-		out.ConsecutiveGatewayErrors = &v
+	if n := od.GetConsecutiveErrors(); n != 0 && out.Consecutive5xxErrors == nil && out.ConsecutiveGatewayErrors == nil {
+		// Deprecated: counts 502, 503 and 504 only, and turns off the
+		// consecutive 5xx ejection Envoy would otherwise do, as in Istio.
+		v, off := nonNegative(n, field+".consecutiveErrors", p), uint32(0)
+		out.ConsecutiveGatewayErrors, out.Consecutive5xxErrors = &v, &off
 	}
 	if v := out.FailurePercentageThreshold; v != nil && *v > 100 {
 		p.add(field+".failurePercentageThreshold", "OutOfRange", "%d is not a percentage in 0-100", *v)

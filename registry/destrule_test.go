@@ -169,3 +169,19 @@ func TestDestinationRuleExportTo(t *testing.T) {
 		t.Errorf("problems = %v, want InvalidExportTo at spec.exportTo[0]", ps)
 	}
 }
+
+// TestDestinationRuleDeprecatedConsecutiveErrors: the deprecated
+// consecutiveErrors counts gateway errors and turns 5xx ejection off.
+func TestDestinationRuleDeprecatedConsecutiveErrors(t *testing.T) {
+	s := registry.NewStore(nil)
+	dr := &networkingv1.DestinationRule{ObjectMeta: meta("dr")}
+	dr.Spec = networkingapi.DestinationRule{Host: "a.b", TrafficPolicy: &networkingapi.TrafficPolicy{
+		OutlierDetection: &networkingapi.OutlierDetection{ConsecutiveErrors: 7}}}
+	if ps := s.Upsert("kube", dr); len(ps) != 0 {
+		t.Fatalf("problems = %v", ps)
+	}
+	od := s.View().DestinationRules()[0].TrafficPolicy.OutlierDetection
+	if od.ConsecutiveGatewayErrors == nil || *od.ConsecutiveGatewayErrors != 7 || od.Consecutive5xxErrors == nil || *od.Consecutive5xxErrors != 0 {
+		t.Errorf("outlier detection = %+v, want gateway errors 7 and 5xx ejection off", od)
+	}
+}
