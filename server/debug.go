@@ -166,9 +166,12 @@ func (s *Server) registryz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, out)
 }
 
-// problems lists the input the registry could not use.
+// problems lists the input the registry could not use, then the policy the
+// current snapshot builder could not enforce as written for the proxies it
+// built (e.g. an HTTP-only AuthorizationPolicy field on a TCP port).
 func (s *Server) problems(w http.ResponseWriter, _ *http.Request) {
 	ps := s.cfg.Registry.Problems()
+	ps = append(ps, s.pusher.builderProblems()...)
 	if ps == nil {
 		ps = []registry.Problem{}
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -213,4 +214,23 @@ func (p *pusher) revision() uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.view.Revision()
+}
+
+// builderProblems are the registry.Problems the current Builder reported
+// (policy it enforces differently than written), when it reports any.
+func (p *pusher) builderProblems() []registry.Problem {
+	p.mu.Lock()
+	b, ok := p.builder.(interface{ Problems() []error })
+	p.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	var out []registry.Problem
+	for _, err := range b.Problems() {
+		var pr registry.Problem
+		if errors.As(err, &pr) {
+			out = append(out, pr)
+		}
+	}
+	return out
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,7 +138,32 @@ func TestAuthorizationPolicyOnProxylessServer(t *testing.T) {
 
 	e2e.WriteFileAtomic(t, filepath.Join(cfgDir, "authz.yaml"), allowOnlyYAML("orders"))
 	checkCallers(ctx, t, call, "orders", "inventory")
+
+	// A DENY rule on a header grpc-go's RBAC refuses to match: the server
+	// keeps serving (the rule applies without the header, denying only the
+	// account it names), and /debug/problems names the field.
+	e2e.WriteFileAtomic(t, filepath.Join(cfgDir, "deny.yaml"), denyGRPCHeaderYAML)
+	e2e.Eventually(t, "the problem on /debug/problems", 20*time.Second, func() bool {
+		return strings.Contains(e2e.HTTPGet(t, "http://"+srv.HTTPAddr+"/debug/problems"), "spec.rules[0].when[0].values")
+	})
+	checkCallers(ctx, t, call, "orders", "inventory")
 }
+
+const denyGRPCHeaderYAML = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-retries, namespace: default}
+spec:
+  selector:
+    matchLabels: {app: echo}
+  action: DENY
+  rules:
+  - from:
+    - source:
+        principals: ["cluster.local/ns/default/sa/nobody"]
+    when:
+    - key: request.headers[grpc-previous-rpc-attempts]
+      values: ["*"]
+`
 
 // checkCallers waits until allowed's RPC passes and denied's fails with
 // PermissionDenied (the policy may still be on its way to the server).
