@@ -31,7 +31,7 @@ type goldenProxy struct {
 	Metadata map[string]any `json:"metadata,omitempty"`
 }
 
-func readProxies(t *testing.T, path string) []goldenProxy {
+func readProxies(t testing.TB, path string) []goldenProxy {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
