@@ -172,12 +172,12 @@ func authenticated(name *matcherv3.StringMatcher) *rbacv3.Principal {
 }
 
 // globMatcher matches an Istio value: `*` any non-empty value, `prefix*`,
-// `*suffix`, else exact; prefix is put before the value (not the suffix).
+// `*suffix`, else exact; prefix is put before an exact or prefix value.
 func globMatcher(prefix, v string, ignoreCase bool) *matcherv3.StringMatcher {
 	m := &matcherv3.StringMatcher{IgnoreCase: ignoreCase}
 	switch {
 	case v == "*":
-		return regexMatcher(regexp.QuoteMeta(prefix) + ".+")
+		return regexMatcher(".+") // any non-empty value (an authenticated peer, for principals)
 	case strings.HasSuffix(v, "*"):
 		m.MatchPattern = &matcherv3.StringMatcher_Prefix{Prefix: prefix + strings.TrimSuffix(v, "*")}
 	case strings.HasPrefix(v, "*"):

@@ -4,11 +4,16 @@ import (
 	"path/filepath"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/librarymesh/controlplane/registry"
 )
@@ -103,5 +108,32 @@ func TestAuthzSelection(t *testing.T) {
 	nsOnly := NewBuilder(&testView{authz: view.authz[:2]}, Options{})
 	if none := nsOnly.inboundRBAC(authzTarget{policies: nsOnly.authzFor(&registry.Workload{Namespace: "test"})}); none != nil {
 		t.Errorf("a workload no policy selects gets %v", none)
+	}
+}
+
+func TestAuthzPrincipalMatchers(t *testing.T) {
+	for _, tc := range []struct {
+		attr, value string
+		want        *rbacv3.Principal
+	}{
+		{registry.AttrSourcePrincipal, "cluster.local/ns/a/sa/b", authenticated(&matcherv3.StringMatcher{
+			MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "spiffe://cluster.local/ns/a/sa/b"}})},
+		{registry.AttrSourcePrincipal, "cluster.local/ns/a/*", authenticated(&matcherv3.StringMatcher{
+			MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://cluster.local/ns/a/"}})},
+		{registry.AttrSourcePrincipal, "*/sa/b", authenticated(&matcherv3.StringMatcher{
+			MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: "/sa/b"}})},
+		{registry.AttrSourcePrincipal, "*", authenticated(regexMatcher(".+"))},
+		{registry.AttrSourceNamespace, "prod", authenticated(regexMatcher(`.*/ns/prod/.*`))},
+		{registry.AttrSourceNamespace, "team.a*", authenticated(regexMatcher(`.*/ns/team\.a[^/]*/.*`))},
+		{registry.AttrSourceNamespace, "*-prod", authenticated(regexMatcher(`.*/ns/[^/]*-prod/.*`))},
+		{registry.AttrSourceIP, "fd00::/8", &rbacv3.Principal{Identifier: &rbacv3.Principal_DirectRemoteIp{
+			DirectRemoteIp: &corev3.CidrRange{AddressPrefix: "fd00::", PrefixLen: wrapperspb.UInt32(8)}}}},
+		{registry.AttrRemoteIP, "10.0.0.1", &rbacv3.Principal{Identifier: &rbacv3.Principal_RemoteIp{
+			RemoteIp: &corev3.CidrRange{AddressPrefix: "10.0.0.1", PrefixLen: wrapperspb.UInt32(32)}}}},
+	} {
+		got := principalFor(registry.AuthzMatch{Attr: tc.attr}, tc.value)
+		if diff := cmp.Diff(tc.want, got, protocmp.Transform()); diff != "" {
+			t.Errorf("%s %q (-want +got):\n%s", tc.attr, tc.value, diff)
+		}
 	}
 }
