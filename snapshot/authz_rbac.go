@@ -76,56 +76,75 @@ func policyNever() *rbacv3.Policy {
 	}
 }
 
-// principalAnd is all of ms; any principal when there is none.
-func principalAnd(ms []registry.AuthzMatch) *rbacv3.Principal {
-	var ids []*rbacv3.Principal
+// matchSet builds one side of an RBAC policy (principals or permissions)
+// from matches: one value, any of several, not, all of several, anything.
+type matchSet[T any] struct {
+	one func(registry.AuthzMatch, string) T
+	or  func([]T) T
+	not func(T) T
+	and func([]T) T
+	any func() T
+}
+
+// allOf is all of ms (each any of its values, negated when Not); anything
+// when there is none.
+func allOf[T any](ms []registry.AuthzMatch, s matchSet[T]) T {
+	var all []T
 	for _, m := range ms {
-		var alts []*rbacv3.Principal
+		var alts []T
 		for _, v := range m.Values {
-			alts = append(alts, principalFor(m, v))
+			alts = append(alts, s.one(m, v))
 		}
-		id := alts[0]
+		x := alts[0]
 		if len(alts) > 1 {
-			id = &rbacv3.Principal{Identifier: &rbacv3.Principal_OrIds{OrIds: &rbacv3.Principal_Set{Ids: alts}}}
+			x = s.or(alts)
 		}
 		if m.Not {
-			id = &rbacv3.Principal{Identifier: &rbacv3.Principal_NotId{NotId: id}}
+			x = s.not(x)
 		}
-		ids = append(ids, id)
+		all = append(all, x)
 	}
-	switch len(ids) {
+	switch len(all) {
 	case 0:
-		return principalAny()
+		return s.any()
 	case 1:
-		return ids[0]
+		return all[0]
 	}
-	return &rbacv3.Principal{Identifier: &rbacv3.Principal_AndIds{AndIds: &rbacv3.Principal_Set{Ids: ids}}}
+	return s.and(all)
+}
+
+// principalAnd is all of ms; any principal when there is none.
+func principalAnd(ms []registry.AuthzMatch) *rbacv3.Principal {
+	return allOf(ms, matchSet[*rbacv3.Principal]{
+		one: principalFor,
+		or: func(ids []*rbacv3.Principal) *rbacv3.Principal {
+			return &rbacv3.Principal{Identifier: &rbacv3.Principal_OrIds{OrIds: &rbacv3.Principal_Set{Ids: ids}}}
+		},
+		not: func(id *rbacv3.Principal) *rbacv3.Principal {
+			return &rbacv3.Principal{Identifier: &rbacv3.Principal_NotId{NotId: id}}
+		},
+		and: func(ids []*rbacv3.Principal) *rbacv3.Principal {
+			return &rbacv3.Principal{Identifier: &rbacv3.Principal_AndIds{AndIds: &rbacv3.Principal_Set{Ids: ids}}}
+		},
+		any: principalAny,
+	})
 }
 
 // permissionAnd is all of ms; any permission when there is none.
 func permissionAnd(ms []registry.AuthzMatch) *rbacv3.Permission {
-	var rules []*rbacv3.Permission
-	for _, m := range ms {
-		var alts []*rbacv3.Permission
-		for _, v := range m.Values {
-			alts = append(alts, permissionFor(m, v))
-		}
-		rule := alts[0]
-		if len(alts) > 1 {
-			rule = &rbacv3.Permission{Rule: &rbacv3.Permission_OrRules{OrRules: &rbacv3.Permission_Set{Rules: alts}}}
-		}
-		if m.Not {
-			rule = &rbacv3.Permission{Rule: &rbacv3.Permission_NotRule{NotRule: rule}}
-		}
-		rules = append(rules, rule)
-	}
-	switch len(rules) {
-	case 0:
-		return permissionAny()
-	case 1:
-		return rules[0]
-	}
-	return &rbacv3.Permission{Rule: &rbacv3.Permission_AndRules{AndRules: &rbacv3.Permission_Set{Rules: rules}}}
+	return allOf(ms, matchSet[*rbacv3.Permission]{
+		one: permissionFor,
+		or: func(rules []*rbacv3.Permission) *rbacv3.Permission {
+			return &rbacv3.Permission{Rule: &rbacv3.Permission_OrRules{OrRules: &rbacv3.Permission_Set{Rules: rules}}}
+		},
+		not: func(rule *rbacv3.Permission) *rbacv3.Permission {
+			return &rbacv3.Permission{Rule: &rbacv3.Permission_NotRule{NotRule: rule}}
+		},
+		and: func(rules []*rbacv3.Permission) *rbacv3.Permission {
+			return &rbacv3.Permission{Rule: &rbacv3.Permission_AndRules{AndRules: &rbacv3.Permission_Set{Rules: rules}}}
+		},
+		any: permissionAny,
+	})
 }
 
 // principalFor is one value of a principal-side match. Principals and

@@ -23,32 +23,18 @@ import (
 // 127.0.0.1, and a DestinationRule for it with the given trafficPolicy
 // (YAML indented under trafficPolicy).
 func echoEntryWithRule(ports []int, policy string) string {
-	var eps strings.Builder
+	var eps []echoEndpoint
 	for i, p := range ports {
-		fmt.Fprintf(&eps, "  - address: 127.0.0.1\n    ports: {grpc: %d}\n    labels: {app: echo, instance: i%d}\n", p, i)
+		eps = append(eps, echoEndpoint{p, fmt.Sprintf("app: echo, instance: i%d", i)})
 	}
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: echo
-  namespace: test
-spec:
-  hosts: [%s]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports:
-  - {number: 7070, name: grpc, protocol: GRPC}
-  endpoints:
-%s---
+	return echoEntry(eps...) + fmt.Sprintf(`---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
-metadata:
-  name: echo
-  namespace: test
+metadata: {name: echo, namespace: test}
 spec:
   host: %s
   trafficPolicy:
-%s`, echoHost, eps.String(), echoHost, policy)
+%s`, echoHost, policy)
 }
 
 // whichWithHeader is e2e.Which with a request header.
@@ -219,18 +205,7 @@ func TestConnectionPoolLimitsRequests(t *testing.T) {
 // version first and second, a DestinationRule with subsets v1 and v2 by
 // version, and a VirtualService sending everything to v2.
 func subsetEntry(port1, port2 int, version1, version2 string) string {
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: echo, namespace: test}
-spec:
-  hosts: [%s]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 7070, name: grpc, protocol: GRPC}]
-  endpoints:
-  - {address: 127.0.0.1, ports: {grpc: %d}, labels: {version: %s}}
-  - {address: 127.0.0.1, ports: {grpc: %d}, labels: {version: %s}}
----
+	return echoEntry(echoEndpoint{port1, "version: " + version1}, echoEndpoint{port2, "version: " + version2}) + fmt.Sprintf(`---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: echo, namespace: test}
@@ -247,7 +222,7 @@ spec:
   hosts: [echo]
   http:
   - route: [{destination: {host: echo, subset: v2}}]
-`, echoHost, port1, version1, port2, version2, echoHost)
+`, echoHost)
 }
 
 // TestSubsetFollowsEndpointLabels: a subset's EDS follows the endpoints'

@@ -15,25 +15,7 @@ import (
 // twoInstancesEntry is the echo host with two endpoints on one address
 // (127.0.0.1) and different ports: two instances on one VM.
 func twoInstancesEntry(first, second int) string {
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: echo
-  namespace: test
-spec:
-  hosts: [%s]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports:
-  - {number: 7070, name: grpc, protocol: GRPC}
-  endpoints:
-  - address: 127.0.0.1
-    ports: {grpc: %d}
-    labels: {app: echo, instance: first}
-  - address: 127.0.0.1
-    ports: {grpc: %d}
-    labels: {app: echo, instance: second}
-`, echoHost, first, second)
+	return echoEntry(echoEndpoint{first, "app: echo, instance: first"}, echoEndpoint{second, "app: echo, instance: second"})
 }
 
 // secondSubsetYAML routes the echo host to the subset of its second

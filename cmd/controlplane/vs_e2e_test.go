@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"path/filepath"
 	"strings"
@@ -24,20 +23,8 @@ import (
 // ABORTED, x-retry goes to the flaky backend with 2 retries on
 // unavailable, and the rest is split 80/20 between v1 and v2.
 func vsMesh(v1, v2, flaky int) string {
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: echo, namespace: test}
-spec:
-  hosts: [%[1]s]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports:
-  - {number: 7070, name: grpc, protocol: GRPC}
-  endpoints:
-  - {address: 127.0.0.1, ports: {grpc: %[2]d}, labels: {app: echo, version: v1}}
-  - {address: 127.0.0.1, ports: {grpc: %[3]d}, labels: {app: echo, version: v2}}
-  - {address: 127.0.0.1, ports: {grpc: %[4]d}, labels: {app: echo, version: flaky}}
----
+	return echoEntry(echoEndpoint{v1, "app: echo, version: v1"}, echoEndpoint{v2, "app: echo, version: v2"},
+		echoEndpoint{flaky, "app: echo, version: flaky"}) + `---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: echo, namespace: test}
@@ -69,7 +56,7 @@ spec:
     route:
     - {destination: {host: echo, subset: v1}, weight: 80}
     - {destination: {host: echo, subset: v2}, weight: 20}
-`, echoHost, v1, v2, flaky)
+`
 }
 
 // flakyHealth fails its first Check with Unavailable and answers SERVING

@@ -26,11 +26,23 @@ const (
 )
 
 func echoServiceEntry(port int) string {
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+	return echoEntry(echoEndpoint{port, "app: echo"})
+}
+
+// echoEndpoint is one endpoint of the echo host on 127.0.0.1: its gRPC
+// port and its labels (YAML flow mapping content, e.g. "version: v1").
+type echoEndpoint struct {
+	port   int
+	labels string
+}
+
+// echoEntry is the echo ServiceEntry (port 7070, GRPC, STATIC) with the
+// endpoints, every one on 127.0.0.1.
+func echoEntry(eps ...echoEndpoint) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata:
-  name: echo
-  namespace: test
+metadata: {name: echo, namespace: test}
 spec:
   hosts: [%s]
   location: MESH_INTERNAL
@@ -38,10 +50,11 @@ spec:
   ports:
   - {number: 7070, name: grpc, protocol: GRPC}
   endpoints:
-  - address: 127.0.0.1
-    ports: {grpc: %d}
-    labels: {app: echo}
-`, echoHost, port)
+`, echoHost)
+	for _, ep := range eps {
+		fmt.Fprintf(&b, "  - {address: 127.0.0.1, ports: {grpc: %d}, labels: {%s}}\n", ep.port, ep.labels)
+	}
+	return b.String()
 }
 
 // TestProxylessClientFollowsYAML is the foundation's end-to-end story: a
