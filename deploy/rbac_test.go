@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -102,35 +103,40 @@ func TestRBACSuffices(t *testing.T) {
 }
 
 // TestRBACMissingRule removes one rule at a time from the ClusterRole and
-// checks that exactly the operation needing it fails, with a log line that
-// names what was refused.
+// checks that the server says so at start (naming the permission, what it
+// breaks and the command that fixes it) and that exactly the operation
+// needing it fails, with a log line that names what was refused. Without a
+// permission it cannot serve without, the server exits at once.
 func TestRBACMissingRule(t *testing.T) {
 	e := env.Need(t)
 	tests := []struct {
 		name     string
 		resource string // whose verbs are removed
 		verbs    []string
-		synced   bool // whether the server still syncs and serves
-		// check runs against the server and returns the log line to expect.
+		startLog string // what the server says at start
+		// check runs against a server that runs without the rule and
+		// returns the log line to expect; nil when the server must exit.
 		check func(t *testing.T, s *e2e.Server, ns string) string
 	}{
-		{"no TokenReview", "tokenreviews", []string{"create"}, true, func(t *testing.T, s *e2e.Server, ns string) string {
-			_, err := createCertificate(t, s, caRoot(t, e, systemNS), token(t, e, ns, "workload", "istio-ca"))
-			if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "tokenreviews.authentication.k8s.io is forbidden") {
-				t.Errorf("CreateCertificate: %v, want Unavailable naming the forbidden TokenReview", err)
-			}
-			return `msg="certificate request refused" reason=internal code=Unavailable error="token review against the Kubernetes API server failed: tokenreviews.authentication.k8s.io is forbidden`
-		}},
-		{"no ConfigMap create", "configmaps", []string{"create"}, true, func(t *testing.T, s *e2e.Server, ns string) string {
-			return `msg="publish root" namespace=` + ns + ` err="create configmap ` + ns + `/istio-ca-root-cert: configmaps is forbidden`
-		}},
-		// Without list and watch on ServiceEntries the informer cannot sync,
-		// so the server never serves (client-go's reflector logs why). With
-		// watch alone it would sync: client-go v0.37 lists through a watch
-		// (WatchList); list is the fallback for API servers without it.
-		{"no ServiceEntry list or watch", "serviceentries", []string{"list", "watch"}, false, func(t *testing.T, s *e2e.Server, ns string) string {
-			return `serviceentries.networking.istio.io is forbidden: User \"system:serviceaccount:istio-system:controlplane-no-serviceentry-list-or-watch\" cannot`
-		}},
+		{"no TokenReview", "tokenreviews", []string{"create"},
+			`msg="permission missing; the server runs without it" permission="create tokenreviews.authentication.k8s.io in all namespaces"`,
+			func(t *testing.T, s *e2e.Server, ns string) string {
+				_, err := createCertificate(t, s, caRoot(t, e, systemNS), token(t, e, ns, "workload", "istio-ca"))
+				if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "tokenreviews.authentication.k8s.io is forbidden") {
+					t.Errorf("CreateCertificate: %v, want Unavailable naming the forbidden TokenReview", err)
+				}
+				return `msg="certificate request refused" reason=internal code=Unavailable error="token review against the Kubernetes API server failed: tokenreviews.authentication.k8s.io is forbidden`
+			}},
+		{"no ConfigMap create", "configmaps", []string{"create"},
+			`permission="create configmaps in all namespaces" effect="the root ConfigMap istio-ca-root-cert is not published" fix="kubectl apply -k deploy/"`,
+			func(t *testing.T, s *e2e.Server, ns string) string {
+				return `msg="publish root" namespace=` + ns + ` err="create configmap ` + ns + `/istio-ca-root-cert: configmaps is forbidden`
+			}},
+		// Without list and watch on ServiceEntries the informer could never
+		// sync, so the server would never serve: it exits instead.
+		{"no ServiceEntry list or watch", "serviceentries", []string{"list", "watch"},
+			"permission missing: list serviceentries.networking.istio.io in all namespaces (the Kubernetes source cannot sync without it, so the server would never serve); install the RBAC with `kubectl apply -k deploy/`",
+			nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -140,20 +146,14 @@ func TestRBACMissingRule(t *testing.T) {
 					removeVerb(t, cr, tt.resource, v)
 				}
 			})
-			var s *e2e.Server
-			if tt.synced {
-				s = serveAs(t, kc)
-			} else {
-				s = e2e.Start(t, "--kubeconfig", kc, "--ca-namespace", systemNS, "--leader-elect-lease-duration", "4s")
+			if tt.check == nil {
+				checkExits(t, kc, tt.startLog)
+				return
 			}
+			s := serveAs(t, kc)
+			s.WaitLog(t, tt.startLog, time.Second)
 			line := tt.check(t, s, ns)
 			s.WaitLog(t, line, 15*time.Second)
-			if !tt.synced {
-				time.Sleep(time.Second) // the reflector retried by now; it must still not sync
-			}
-			if !tt.synced && (strings.Contains(s.Logs(), "sources synced") || s.Exited()) {
-				t.Errorf("server synced or exited without list on %s:\n%s", tt.resource, s.Logs())
-			}
 			for _, l := range strings.Split(s.Logs(), "\n") {
 				if strings.Contains(l, line) {
 					t.Logf("server log: %s", l)
@@ -165,6 +165,28 @@ func TestRBACMissingRule(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkExits runs serve with kubeconfig and wants it to exit within 5 s
+// with an error that contains want.
+func checkExits(t *testing.T, kubeconfig, want string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	e2e.Binary(t)
+	start := time.Now()
+	_, err := e2e.Run(ctx, t, "serve", "--kubeconfig", kubeconfig, "--ca-namespace", systemNS,
+		"--grpc-addr", "127.0.0.1:0", "--secure-grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", t.TempDir())
+	took := time.Since(start)
+	switch {
+	case err == nil:
+		t.Fatal("serve succeeded without a permission it cannot serve without")
+	case !strings.Contains(err.Error(), want):
+		t.Errorf("serve failed with\n%v\nwant it to say %q", err, want)
+	case took > 5*time.Second:
+		t.Errorf("serve took %s to exit, want under 5 s", took.Round(time.Millisecond))
+	}
+	t.Logf("serve exited after %s: %v", took.Round(time.Millisecond), err)
 }
 
 // removeVerb drops verb on resource from every rule of cr, failing if no

@@ -71,18 +71,51 @@ func TestRenderedSecurity(t *testing.T) {
 	}
 }
 
+// checkService checks the Services' ports (name: port -> pod port): ours,
+// and istiod's names with istiod's port names for pilot-agent's defaults.
 func checkService(t *testing.T, objs []*unstructured.Unstructured) {
 	t.Helper()
-	var svc corev1.Service
-	find(t, objs, "Service", "controlplane", &svc)
-	got := map[string]int32{}
-	for _, p := range svc.Spec.Ports {
-		got[p.Name] = p.Port
+	for _, tt := range []struct {
+		name string
+		want map[string][2]int32
+	}{
+		{"controlplane", map[string][2]int32{"grpc-xds": {15010, 15010}, "tls-xds": {15012, 15012}, "http-monitoring": {15014, 15014}}},
+		{"istiod", map[string][2]int32{"grpc-xds": {15010, 15010}, "https-dns": {15012, 15012},
+			"https-webhook": {443, 15017}, "http-monitoring": {15014, 15014}}},
+	} {
+		var svc corev1.Service
+		find(t, objs, "Service", tt.name, &svc)
+		got := map[string][2]int32{}
+		for _, p := range svc.Spec.Ports {
+			target := p.TargetPort.IntVal
+			if p.TargetPort.StrVal != "" {
+				target = containerPort(t, objs, p.TargetPort.StrVal)
+			}
+			got[p.Name] = [2]int32{p.Port, target}
+		}
+		if !maps.Equal(got, tt.want) {
+			t.Errorf("Service %s ports %v, want %v (named by protocol)", tt.name, got, tt.want)
+		}
+		if svc.Spec.Selector["app"] != "controlplane" {
+			t.Errorf("Service %s selects %v, want app=controlplane", tt.name, svc.Spec.Selector)
+		}
 	}
-	want := map[string]int32{"grpc-xds": 15010, "tls-xds": 15012, "http-monitoring": 15014}
-	if !maps.Equal(got, want) {
-		t.Errorf("Service ports %v, want %v (named by protocol)", got, want)
+}
+
+// containerPort is the number of the Deployment's container port name.
+func containerPort(t *testing.T, objs []*unstructured.Unstructured, name string) int32 {
+	t.Helper()
+	var d appsv1.Deployment
+	find(t, objs, "Deployment", "controlplane", &d)
+	for _, c := range d.Spec.Template.Spec.Containers {
+		for _, p := range c.Ports {
+			if p.Name == name {
+				return p.ContainerPort
+			}
+		}
 	}
+	t.Errorf("the Deployment has no container port named %s", name)
+	return 0
 }
 
 func isTrue(b *bool) bool { return b != nil && *b }

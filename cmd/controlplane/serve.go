@@ -21,6 +21,7 @@ import (
 	"github.com/librarymesh/controlplane/certauthority"
 	cakube "github.com/librarymesh/controlplane/certauthority/kube"
 	"github.com/librarymesh/controlplane/leader"
+	"github.com/librarymesh/controlplane/preflight"
 	"github.com/librarymesh/controlplane/registry"
 	"github.com/librarymesh/controlplane/registry/kube"
 	"github.com/librarymesh/controlplane/registry/yamldir"
@@ -115,6 +116,28 @@ func kubeConfig(path string) (*rest.Config, error) {
 	return cfg, nil
 }
 
+// checkCluster fails within preflightTimeout when the cluster lacks the
+// namespace or a permission the server cannot run without, and logs the
+// missing permissions it can run without.
+func checkCluster(ctx context.Context, logger *slog.Logger, restCfg *rest.Config, o serveOptions) error {
+	ctx, cancel := context.WithTimeout(ctx, preflightTimeout)
+	defer cancel()
+	cfg := rest.CopyConfig(restCfg)
+	cfg.QPS, cfg.Burst = 200, 200 // a few dozen access reviews, not throttled to client-go's 5/s
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	r := preflight.Check(ctx, client, o.caNamespace, preflight.Needs(o.caNamespace, o.namespaces, o.leaderElect))
+	r.LogMissing(logger)
+	if r.Err != nil {
+		return fmt.Errorf("cluster %s: %w", restCfg.Host, r.Err)
+	}
+	return nil
+}
+
+const preflightTimeout = 4 * time.Second
+
 // part is anything with a blocking Start.
 type part interface {
 	Start(ctx context.Context) error
@@ -139,6 +162,9 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 	if restCfg != nil {
 		if client, err = kubernetes.NewForConfig(restCfg); err != nil {
 			return fmt.Errorf("kubernetes client: %w", err)
+		}
+		if err := checkCluster(ctx, logger, restCfg, o); err != nil {
+			return err
 		}
 		if elector, err = newElector(client, logger, o); err != nil {
 			return err

@@ -45,6 +45,8 @@ func TestImportsGoOneWay(t *testing.T) {
 				module + "/cmd", "k8s.io/client-go"}},
 		{pkg: "leader", rule: "elects a leader with a Lease and nothing else of the module",
 			deps: []string{module}},
+		{pkg: "preflight", rule: "asks the API server what the cluster lacks; nothing else of the module",
+			deps: []string{module}},
 		{pkg: "nodeagent", rule: "the VM's own program: reads its bundle, talks to the CA over gRPC only, builds no xDS, no Kubernetes",
 			deps: []string{module + "/registry", module + "/snapshot$", module + "/server", module + "/certauthority",
 				module + "/leader", module + "/cmd", "k8s.io/"}},

@@ -72,7 +72,7 @@ func (s *Source) discoverIstio(ctx context.Context) (map[string]bool, error) {
 	for _, r := range istioResources {
 		if !served[r.kind] {
 			s.logger.Warn("kube source: the API server does not serve this Istio resource; not watching it (restart after installing the CRD)",
-				"resource", r.resource+"."+r.groupVersion)
+				"resource", r.resource+"."+r.groupVersion, "fix", "kubectl apply -k deploy/crds")
 		}
 	}
 	return served, nil
