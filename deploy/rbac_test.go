@@ -77,11 +77,13 @@ func serveAs(t *testing.T, kubeconfig string, args ...string) *e2e.Server {
 // and the rules from deploy/ exactly: it starts, syncs every informer,
 // becomes the leader, signs a certificate for a workload's token (which
 // needs TokenReview), publishes the root ConfigMap, records a Warning Event
-// on a broken ServiceEntry, and logs no "forbidden" anywhere.
+// on a broken ServiceEntry, sets the caBundle of the sidecar injector's
+// MutatingWebhookConfiguration, and logs no "forbidden" anywhere.
 func TestRBACSuffices(t *testing.T) {
 	e := env.Need(t)
 	ns := newNamespace(t, e)
 	badServiceEntry(t, e, ns, "no-endpoints")
+	applyWebhookConfig(t, e)
 	kc := installRBAC(t, e, "full", nil)
 	s := serveAs(t, kc)
 	s.WaitLog(t, "leader election: became the leader", 10*time.Second)
@@ -95,6 +97,7 @@ func TestRBACSuffices(t *testing.T) {
 		t.Errorf("signed %s, want %s", got, want)
 	}
 	waitRootConfigMap(t, e, ns, root, 10*time.Second)
+	waitCABundle(t, e, root, 10*time.Second)
 	waitFor(t, "Warning Event on the broken ServiceEntry", 10*time.Second,
 		func() bool { return len(warningEvents(t, e, ns, "no-endpoints")) > 0 }, s.Logs)
 	if strings.Contains(strings.ToLower(s.Logs()), "forbidden") {

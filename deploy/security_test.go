@@ -21,7 +21,8 @@ import (
 func TestRenderedSecurity(t *testing.T) {
 	objs := render(t, ".")
 	for _, o := range objs {
-		if o.GetKind() != "Namespace" && o.GetKind() != "ClusterRole" && o.GetKind() != "ClusterRoleBinding" && o.GetNamespace() != "istio-system" {
+		clusterScoped := slices.Contains([]string{"Namespace", "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration"}, o.GetKind())
+		if !clusterScoped && o.GetNamespace() != "istio-system" {
 			t.Errorf("%s %s is in namespace %q, want istio-system", o.GetKind(), o.GetName(), o.GetNamespace())
 		}
 	}
@@ -79,7 +80,8 @@ func checkService(t *testing.T, objs []*unstructured.Unstructured) {
 		name string
 		want map[string][2]int32
 	}{
-		{"controlplane", map[string][2]int32{"grpc-xds": {15010, 15010}, "tls-xds": {15012, 15012}, "http-monitoring": {15014, 15014}}},
+		{"controlplane", map[string][2]int32{"grpc-xds": {15010, 15010}, "tls-xds": {15012, 15012}, "http-monitoring": {15014, 15014},
+			"https-webhook": {15017, 15017}}},
 		{"istiod", map[string][2]int32{"grpc-xds": {15010, 15010}, "https-dns": {15012, 15012},
 			"https-webhook": {443, 15017}, "http-monitoring": {15014, 15014}}},
 	} {

@@ -50,6 +50,7 @@ type serveOptions struct {
 	leaderElect    bool
 	leaseDuration  time.Duration
 	ca             caFlags
+	inject         injectFlags
 }
 
 func newServeCommand() *cobra.Command {
@@ -86,6 +87,7 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	addLeaderFlags(f, &o)
 	addCAFlags(f, &o.ca)
+	addInjectFlags(f, &o.inject)
 	return cmd
 }
 
@@ -190,7 +192,7 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 	if err != nil {
 		return fail(err)
 	}
-	servers, err := newServers(logger, store, ca, reg, o)
+	servers, err := newServers(logger, store, ca, reg, client, o)
 	if err != nil {
 		return fail(err)
 	}
@@ -277,8 +279,9 @@ func isClosed(c <-chan struct{}) bool {
 	}
 }
 
-// newServers makes the xDS server and, when configured, its TLS port.
-func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA, reg *prometheus.Registry, o serveOptions) ([]part, error) {
+// newServers makes the xDS server and, when configured, its TLS port and
+// the sidecar injection webhook.
+func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA, reg *prometheus.Registry, client kubernetes.Interface, o serveOptions) ([]part, error) {
 	srv, err := server.New(server.Config{
 		GRPCAddr:        o.grpcAddr,
 		HTTPAddr:        o.httpAddr,
@@ -298,7 +301,11 @@ func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA
 			return nil, err
 		}
 	}
-	return []part{srv}, nil
+	injectors, err := injectParts(logger, client, ca, o)
+	if err != nil {
+		return nil, err
+	}
+	return append([]part{srv}, injectors...), nil
 }
 
 func newCA(ctx context.Context, logger *slog.Logger, reg prometheus.Registerer, client kubernetes.Interface, elector *leader.Elector, o serveOptions) (*certauthority.CA, error) {

@@ -23,7 +23,7 @@ func start(t testing.TB, args []string) (s *Server, found chan struct{}) {
 	t.Helper()
 	s = &Server{DataDir: t.TempDir(), done: make(chan struct{})}
 	all := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--secure-grpc-addr", "127.0.0.1:0",
-		"--http-addr", "127.0.0.1:0", "--data-dir", s.DataDir, "--log-level", "debug"}
+		"--http-addr", "127.0.0.1:0", "--inject-addr", "127.0.0.1:0", "--data-dir", s.DataDir, "--log-level", "debug"}
 	s.cmd = exec.Command(Binary(t), append(all, args...)...)
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {

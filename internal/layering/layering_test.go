@@ -1,5 +1,6 @@
 // Package layering holds a test that keeps the data flow one way:
 // source -> registry -> snapshot -> server, with certauthority apart from xDS,
+// the sidecar injector (inject) apart from all of them,
 // meshname a leaf everyone may use, and the VM's programs (nodeagent,
 // vmbundle) and leader election beside the flow, not inside it.
 package layering
@@ -43,6 +44,12 @@ func TestImportsGoOneWay(t *testing.T) {
 		{pkg: "server/...", rule: "serves what snapshot built: no CA, no Kubernetes client, no leader election",
 			deps: []string{module + "/certauthority", module + "/nodeagent", module + "/vmbundle", module + "/leader",
 				module + "/cmd", "k8s.io/client-go"}},
+		{pkg: "inject", rule: "admission request -> JSON patch: no Kubernetes client, CA, model or xDS",
+			deps: []string{module + "/registry", module + "/snapshot", module + "/server", module + "/certauthority",
+				module + "/nodeagent", module + "/vmbundle", module + "/leader", module + "/cmd", "k8s.io/client-go", "github.com/envoyproxy/"}},
+		{pkg: "inject/kube", rule: "patches the webhook configuration's caBundle: knows the root only as a func",
+			deps: []string{module + "/registry", module + "/snapshot", module + "/server", module + "/certauthority",
+				module + "/nodeagent", module + "/vmbundle", module + "/leader", module + "/cmd"}},
 		{pkg: "leader", rule: "elects a leader with a Lease and nothing else of the module",
 			deps: []string{module}},
 		{pkg: "preflight", rule: "asks the API server what the cluster lacks; nothing else of the module",
