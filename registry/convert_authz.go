@@ -22,6 +22,7 @@ const (
 // nonBlocking are problem reasons that leave the object in force.
 var nonBlocking = map[string]bool{
 	ReasonAuthzUnsupported: true, ReasonAuthzInvalidValue: true, ReasonAuthzInvalidRule: true,
+	ReasonFailoverWithoutOutlierDetection: true,
 }
 
 // authorizationPolicy converts an AuthorizationPolicy (v1 and v1beta1 share

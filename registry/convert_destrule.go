@@ -77,6 +77,7 @@ func trafficPolicy(tp *networkingapi.TrafficPolicy, field string, p *problems) *
 		OutlierDetection: outlierDetection(tp.GetOutlierDetection(), field+".outlierDetection", p),
 		TLS:              clientTLS(tp.GetTls(), field+".tls", p),
 	}
+	warnFailoverWithoutOutlier(out, field, p)
 	for i, pl := range tp.GetPortLevelSettings() {
 		f := fmt.Sprintf("%s.portLevelSettings[%d]", field, i)
 		n := pl.GetPort().GetNumber()
@@ -97,6 +98,7 @@ func trafficPolicy(tp *networkingapi.TrafficPolicy, field string, p *problems) *
 			OutlierDetection: outlierDetection(pl.GetOutlierDetection(), f+".outlierDetection", p),
 			TLS:              clientTLS(pl.GetTls(), f+".tls", p),
 		}
+		warnFailoverWithoutOutlier(out.PortLevel[n], f, p)
 	}
 	return out
 }

@@ -4,16 +4,36 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	networkingapi "istio.io/api/networking/v1alpha3"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
+// Topology labels Istio gives every endpoint and proxy from its locality
+// and network, so failoverPriority can name them.
+const (
+	LabelTopologyRegion  = "topology.kubernetes.io/region"
+	LabelTopologyZone    = "topology.kubernetes.io/zone"
+	LabelTopologySubzone = "topology.istio.io/subzone"
+	LabelTopologyNetwork = "topology.istio.io/network"
+)
+
+// ReasonFailoverWithoutOutlierDetection warns that failover settings have
+// no effect: without outlier detection no endpoint is ever found unhealthy.
+const ReasonFailoverWithoutOutlierDetection = "FailoverWithoutOutlierDetection"
+
+// localityLB converts a localityLbSetting, checked as Istio checks it:
+// distribute or failover (not both), distribute weights of 1-100 adding up
+// to 100 per from, localities with a trailing `*` at most, failover
+// between two different regions (no zone, no wildcard), failoverPriority
+// labels as `key` or `key=value`.
 func localityLB(l *networkingapi.LocalityLoadBalancerSetting, field string, p *problems) *LocalityLB {
 	if l == nil {
 		return nil
 	}
-	out := &LocalityLB{FailoverPriority: slices.Clone(l.GetFailoverPriority())}
+	out := &LocalityLB{FailoverPriority: failoverPriority(l.GetFailoverPriority(), len(l.GetFailover()) > 0, field+".failoverPriority", p)}
 	if e := l.GetEnabled(); e != nil {
 		v := e.GetValue()
 		out.Enabled = &v
@@ -21,30 +41,94 @@ func localityLB(l *networkingapi.LocalityLoadBalancerSetting, field string, p *p
 	if len(l.GetDistribute()) > 0 && len(l.GetFailover()) > 0 {
 		p.add(field, "ConflictingLocalitySettings", "distribute and failover cannot both be set")
 	}
+	froms := map[string]int{}
 	for i, d := range l.GetDistribute() {
 		f := fmt.Sprintf("%s.distribute[%d]", field, i)
-		var sum uint32
-		for _, to := range slices.Sorted(maps.Keys(d.GetTo())) {
-			if d.GetTo()[to] == 0 {
-				p.add(f+".to", "OutOfRange", "weight of %q must be more than 0", to)
-			}
-			sum += d.GetTo()[to]
+		if j, dup := froms[d.GetFrom()]; dup {
+			p.add(f+".from", "DuplicateLocality", "%q is already distributed by %s.distribute[%d]", d.GetFrom(), field, j)
 		}
-		if d.GetFrom() == "" || len(d.GetTo()) == 0 {
-			p.add(f, "MissingLocality", "from and to are required")
-		} else if sum != 100 {
-			p.add(f+".to", "OutOfRange", "weights add up to %d, want 100", sum)
-		}
-		out.Distribute = append(out.Distribute, LocalityDistribute{From: d.GetFrom(), To: maps.Clone(d.GetTo())})
+		froms[d.GetFrom()] = i
+		out.Distribute = append(out.Distribute, distribute(d, f, p))
 	}
 	for i, fo := range l.GetFailover() {
 		f := fmt.Sprintf("%s.failover[%d]", field, i)
-		if fo.GetFrom() == "" || fo.GetTo() == "" || fo.GetFrom() == fo.GetTo() {
-			p.add(f, "InvalidFailover", "from (%q) and to (%q) must be two different regions", fo.GetFrom(), fo.GetTo())
+		from, to := fo.GetFrom(), fo.GetTo()
+		switch {
+		case from == "" || to == "" || from == to:
+			p.add(f, "InvalidFailover", "from (%q) and to (%q) must be two different regions", from, to)
+		case strings.ContainsAny(from+to, "/*"):
+			p.add(f, "InvalidFailover", "from (%q) and to (%q) name regions only: no zone, no wildcard", from, to)
 		}
-		out.Failover = append(out.Failover, LocalityFailover{From: fo.GetFrom(), To: fo.GetTo()})
+		out.Failover = append(out.Failover, LocalityFailover{From: from, To: to})
 	}
 	return out
+}
+
+func distribute(d *networkingapi.LocalityLoadBalancerSetting_Distribute, field string, p *problems) LocalityDistribute {
+	if d.GetFrom() == "" || len(d.GetTo()) == 0 {
+		p.add(field, "MissingLocality", "from and to are required")
+	} else {
+		checkLocalityPattern(d.GetFrom(), field+".from", p)
+	}
+	var sum uint32
+	for _, to := range slices.Sorted(maps.Keys(d.GetTo())) {
+		w := d.GetTo()[to]
+		if w == 0 || w > 100 {
+			p.add(field+".to", "OutOfRange", "weight %d of %q is not in 1-100", w, to)
+		}
+		checkLocalityPattern(to, field+".to", p)
+		sum += w
+	}
+	if len(d.GetTo()) > 0 && sum != 100 {
+		p.add(field+".to", "OutOfRange", "weights add up to %d, want 100", sum)
+	}
+	return LocalityDistribute{From: d.GetFrom(), To: maps.Clone(d.GetTo())}
+}
+
+// checkLocalityPattern checks a `region/zone/subzone` that may end in `*`.
+func checkLocalityPattern(loc, field string, p *problems) {
+	parts := strings.Split(loc, "/")
+	for i, part := range parts {
+		switch {
+		case len(parts) > 3:
+			p.add(field, "InvalidLocality", "locality %q has more than region/zone/subzone", loc)
+			return
+		case part == "":
+			p.add(field, "InvalidLocality", "locality %q has an empty region, zone or subzone", loc)
+			return
+		case strings.Contains(part, "*") && (part != "*" || i != len(parts)-1):
+			p.add(field, "InvalidLocality", "locality %q may hold one wildcard '*', as its last part", loc)
+			return
+		}
+	}
+}
+
+// failoverPriority checks failoverPriority labels. With failover set too,
+// Istio refuses the region, zone and subzone labels (failover ranks those).
+func failoverPriority(labels []string, failover bool, field string, p *problems) []string {
+	for i, l := range labels {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		key, _, _ := strings.Cut(l, "=")
+		if errs := validation.IsQualifiedName(key); len(errs) > 0 {
+			p.add(f, "InvalidLabel", "%q is not a label name (or name=value): %s", l, strings.Join(errs, "; "))
+			continue
+		}
+		if failover && (key == LabelTopologyRegion || key == LabelTopologyZone || key == LabelTopologySubzone) {
+			p.add(f, "ConflictingLocalitySettings", "label %q cannot be a failoverPriority when failover is set", key)
+		}
+	}
+	return slices.Clone(labels)
+}
+
+// warnFailoverWithoutOutlier warns about failover settings in a policy
+// without outlierDetection: they never take effect, as in Istio.
+func warnFailoverWithoutOutlier(tp *TrafficPolicy, field string, p *problems) {
+	l := tp.LoadBalancer.GetLocality()
+	if l == nil || tp.OutlierDetection != nil || len(l.Failover)+len(l.FailoverPriority) == 0 {
+		return
+	}
+	p.add(field+".loadBalancer.localityLbSetting", ReasonFailoverWithoutOutlierDetection,
+		"failover needs outlierDetection in the same traffic policy; without it no endpoint is ever ejected and failover never happens")
 }
 
 func connectionPool(cp *networkingapi.ConnectionPoolSettings, field string, p *problems) *ConnectionPool {
@@ -174,8 +258,6 @@ func unsupportedPolicyFields(tp *networkingapi.TrafficPolicy, field string, p *p
 		}
 	}
 	lb, tcp, http, od := tp.GetLoadBalancer(), tp.GetConnectionPool().GetTcp(), tp.GetConnectionPool().GetHttp(), tp.GetOutlierDetection()
-	l := lb.GetLocalityLbSetting()
-	warn(len(l.GetDistribute())+len(l.GetFailover())+len(l.GetFailoverPriority()) > 0, "loadBalancer.localityLbSetting")
 	warn(lb.GetWarmupDurationSecs() != nil || lb.GetWarmup() != nil, "loadBalancer.warmup")
 	warn(lb.GetZoneAwareLbSetting() != nil, "loadBalancer.zoneAwareLbSetting")
 	warn(lb.GetBackendUtilization() != nil, "loadBalancer.backendUtilization")

@@ -3,6 +3,7 @@ package registry
 import (
 	"maps"
 	"net/netip"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -25,6 +26,7 @@ func (c *converter) pod(key ObjectKey, pod *corev1.Pod, p *problems) *record {
 		Labels:         maps.Clone(pod.Labels),
 		ServiceAccount: pod.Spec.ServiceAccountName,
 		Ports:          containerPorts(pod),
+		Locality:       podLocality(pod.Labels),
 		TLSMode:        workloadTLSMode("metadata.labels", pod.Labels, pod.Annotations, p),
 	}
 	if w.ServiceAccount == "" {
@@ -33,6 +35,26 @@ func (c *converter) pod(key ObjectKey, pod *corev1.Pod, p *problems) *record {
 	row := &workloadRow{Field: "status.podIP", Namespace: key.Namespace, Addresses: addrs, PodRef: key.Namespace + "/" + key.Name,
 		Ready: podReady(pod), Workload: w}
 	return &record{Workloads: []*workloadRow{row}}
+}
+
+// LabelLocality is Istio's pod label for a workload's locality, with dots
+// between region, zone and subzone (a label value cannot hold '/').
+const LabelLocality = "istio-locality"
+
+// podLocality is a pod's `region/zone/subzone`: Istio's istio-locality
+// label, else the topology labels on the pod (the control plane does not
+// watch Nodes, whose labels Istio reads next).
+func podLocality(labels map[string]string) string {
+	if l := labels[LabelLocality]; l != "" {
+		return strings.ReplaceAll(l, ".", "/")
+	}
+	return LocalityString(labels[LabelTopologyRegion], labels[LabelTopologyZone], labels[LabelTopologySubzone])
+}
+
+// LocalityString joins region, zone and subzone as Istio writes a
+// locality, leaving out empty trailing parts.
+func LocalityString(region, zone, subzone string) string {
+	return strings.TrimRight(region+"/"+zone+"/"+subzone, "/")
 }
 
 func podIPs(pod *corev1.Pod) []string {

@@ -63,6 +63,10 @@ func TestDestinationRuleBadTrafficPolicy(t *testing.T) {
 		f(out)
 		return out
 	}
+	locality := func(l *networkingapi.LocalityLoadBalancerSetting) *networkingapi.TrafficPolicy {
+		return &networkingapi.TrafficPolicy{LoadBalancer: &networkingapi.LoadBalancerSettings{LocalityLbSetting: l},
+			OutlierDetection: &networkingapi.OutlierDetection{Consecutive_5XxErrors: wrapperspb.UInt32(1)}}
+	}
 	tests := []struct {
 		name, field, reason string
 		policy              *networkingapi.TrafficPolicy
@@ -87,6 +91,31 @@ func TestDestinationRuleBadTrafficPolicy(t *testing.T) {
 		})},
 		{"consistent hash without a key", "spec.trafficPolicy.loadBalancer.consistentHash", "MissingHashKey", tp(func(tp *networkingapi.TrafficPolicy) {
 			tp.LoadBalancer = &networkingapi.LoadBalancerSettings{LbPolicy: &networkingapi.LoadBalancerSettings_ConsistentHash{ConsistentHash: &networkingapi.LoadBalancerSettings_ConsistentHashLB{}}}
+		})},
+		{"distribute weights adding up to 90", "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to", "OutOfRange", locality(&networkingapi.LocalityLoadBalancerSetting{
+			Distribute: []*networkingapi.LocalityLoadBalancerSetting_Distribute{{From: "r1/*", To: map[string]uint32{"r1/z1/*": 80, "r2/*": 10}}}})},
+		{"distribute weight over 100", "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to", "OutOfRange", locality(&networkingapi.LocalityLoadBalancerSetting{
+			Distribute: []*networkingapi.LocalityLoadBalancerSetting_Distribute{{From: "r1", To: map[string]uint32{"r1": 101}}}})},
+		{"distribute and failover", "spec.trafficPolicy.loadBalancer.localityLbSetting", "ConflictingLocalitySettings", locality(&networkingapi.LocalityLoadBalancerSetting{
+			Distribute: []*networkingapi.LocalityLoadBalancerSetting_Distribute{{From: "r1", To: map[string]uint32{"r1": 100}}},
+			Failover:   []*networkingapi.LocalityLoadBalancerSetting_Failover{{From: "r1", To: "r2"}}})},
+		{"failover from == to", "spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0]", "InvalidFailover", locality(&networkingapi.LocalityLoadBalancerSetting{
+			Failover: []*networkingapi.LocalityLoadBalancerSetting_Failover{{From: "r1", To: "r1"}}})},
+		{"failover to a zone", "spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0]", "InvalidFailover", locality(&networkingapi.LocalityLoadBalancerSetting{
+			Failover: []*networkingapi.LocalityLoadBalancerSetting_Failover{{From: "r1", To: "r2/z1"}}})},
+		{"wildcard inside a locality", "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].from", "InvalidLocality", locality(&networkingapi.LocalityLoadBalancerSetting{
+			Distribute: []*networkingapi.LocalityLoadBalancerSetting_Distribute{{From: "r1/*/s1", To: map[string]uint32{"r1": 100}}}})},
+		{"empty zone", "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to", "InvalidLocality", locality(&networkingapi.LocalityLoadBalancerSetting{
+			Distribute: []*networkingapi.LocalityLoadBalancerSetting_Distribute{{From: "r1", To: map[string]uint32{"r1//s1": 100}}}})},
+		{"failoverPriority not a label", "spec.trafficPolicy.loadBalancer.localityLbSetting.failoverPriority[1]", "InvalidLabel", locality(&networkingapi.LocalityLoadBalancerSetting{
+			FailoverPriority: []string{"topology.istio.io/network", "not a label"}})},
+		{"failover with a region failoverPriority", "spec.trafficPolicy.loadBalancer.localityLbSetting.failoverPriority[0]", "ConflictingLocalitySettings", locality(&networkingapi.LocalityLoadBalancerSetting{
+			FailoverPriority: []string{"topology.kubernetes.io/region"},
+			Failover:         []*networkingapi.LocalityLoadBalancerSetting_Failover{{From: "r1", To: "r2"}}})},
+		{"port level distribute over 100", "spec.trafficPolicy.portLevelSettings[0].loadBalancer.localityLbSetting.distribute[0].to", "OutOfRange", tp(func(tp *networkingapi.TrafficPolicy) {
+			tp.PortLevelSettings = []*networkingapi.TrafficPolicy_PortTrafficPolicy{{Port: &networkingapi.PortSelector{Number: 80},
+				LoadBalancer: &networkingapi.LoadBalancerSettings{LocalityLbSetting: &networkingapi.LocalityLoadBalancerSetting{
+					Distribute: []*networkingapi.LocalityLoadBalancerSetting_Distribute{{From: "r1", To: map[string]uint32{"r1": 60, "r2": 60}}}}}}}
 		})},
 	}
 	for _, tc := range tests {
@@ -132,7 +161,8 @@ func TestDestinationRuleSubsetMatchesNothing(t *testing.T) {
 }
 
 // TestDestinationRuleUnsupportedFields: fields read but not applied are
-// warnings naming the field; the rule stays in force.
+// warnings naming the field, and so is failover without outlier detection
+// (it never takes effect); the rule stays in force.
 func TestDestinationRuleUnsupportedFields(t *testing.T) {
 	s := registry.NewStore(nil)
 	dr := &networkingv1.DestinationRule{ObjectMeta: meta("dr")}
@@ -143,11 +173,44 @@ func TestDestinationRuleUnsupportedFields(t *testing.T) {
 	}}
 	ps := s.Upsert("kube", dr)
 	if !hasProblem(ps, "spec.trafficPolicy.tunnel", registry.ReasonUnsupportedField) ||
-		!hasProblem(ps, "spec.trafficPolicy.loadBalancer.localityLbSetting", registry.ReasonUnsupportedField) {
-		t.Errorf("problems = %v, want UnsupportedField warnings for tunnel and localityLbSetting", ps)
+		!hasProblem(ps, "spec.trafficPolicy.loadBalancer.localityLbSetting", registry.ReasonFailoverWithoutOutlierDetection) ||
+		hasProblem(ps, "spec.trafficPolicy.loadBalancer.localityLbSetting", registry.ReasonUnsupportedField) {
+		t.Errorf("problems = %v, want an UnsupportedField warning for tunnel and FailoverWithoutOutlierDetection for localityLbSetting", ps)
 	}
 	if len(s.View().DestinationRules()) != 1 {
 		t.Errorf("the rule was refused over warnings")
+	}
+}
+
+// TestDestinationRuleLocality: a localityLbSetting (rule and port level) is
+// read into the model, without problems.
+func TestDestinationRuleLocality(t *testing.T) {
+	s := registry.NewStore(nil)
+	dr := &networkingv1.DestinationRule{ObjectMeta: meta("dr")}
+	od := &networkingapi.OutlierDetection{Consecutive_5XxErrors: wrapperspb.UInt32(1)}
+	dr.Spec = networkingapi.DestinationRule{Host: "a.b", TrafficPolicy: &networkingapi.TrafficPolicy{
+		OutlierDetection: od,
+		LoadBalancer: &networkingapi.LoadBalancerSettings{LocalityLbSetting: &networkingapi.LocalityLoadBalancerSetting{
+			Enabled:          wrapperspb.Bool(true),
+			Failover:         []*networkingapi.LocalityLoadBalancerSetting_Failover{{From: "r1", To: "r2"}},
+			FailoverPriority: []string{"topology.istio.io/network", "version=v1"}}},
+		PortLevelSettings: []*networkingapi.TrafficPolicy_PortTrafficPolicy{{Port: &networkingapi.PortSelector{Number: 80},
+			LoadBalancer: &networkingapi.LoadBalancerSettings{LocalityLbSetting: &networkingapi.LocalityLoadBalancerSetting{
+				Distribute: []*networkingapi.LocalityLoadBalancerSetting_Distribute{{From: "r1/z1/*", To: map[string]uint32{"r1/z1/*": 80, "r2/*": 20}}}}}}},
+	}}
+	if ps := s.Upsert("kube", dr); len(ps) != 0 {
+		t.Fatalf("problems = %v", ps)
+	}
+	tp := s.View().DestinationRules()[0].TrafficPolicy
+	enabled := true
+	want := &registry.LocalityLB{Enabled: &enabled, Failover: []registry.LocalityFailover{{From: "r1", To: "r2"}},
+		FailoverPriority: []string{"topology.istio.io/network", "version=v1"}}
+	if got := tp.LoadBalancer.Locality; !reflect.DeepEqual(got, want) {
+		t.Errorf("locality = %+v, want %+v", got, want)
+	}
+	wantPort := &registry.LocalityLB{Distribute: []registry.LocalityDistribute{{From: "r1/z1/*", To: map[string]uint32{"r1/z1/*": 80, "r2/*": 20}}}}
+	if got := tp.PortLevel[80].LoadBalancer.Locality; !reflect.DeepEqual(got, wantPort) {
+		t.Errorf("port 80 locality = %+v, want %+v", got, wantPort)
 	}
 }
 

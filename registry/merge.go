@@ -261,6 +261,9 @@ func enrichEndpoint(r *endpointRow, wl *workloadIndex) *Endpoint {
 	}
 	ep := *r.Endpoint
 	ep.Labels, ep.ServiceAccount, ep.TLSMode = pod.Labels, pod.ServiceAccount, pod.TLSMode
+	if pod.Locality != "" {
+		ep.Locality = pod.Locality
+	}
 	ep.Workload = "Pod " + pod.Namespace + "/" + pod.Name
 	return &ep
 }

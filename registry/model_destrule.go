@@ -87,6 +87,14 @@ type HashCookie struct {
 	TTL  time.Duration
 }
 
+// GetLocality is the locality setting, nil when lb is nil or sets none.
+func (lb *LoadBalancer) GetLocality() *LocalityLB {
+	if lb == nil {
+		return nil
+	}
+	return lb.Locality
+}
+
 // LocalityLB is a localityLbSetting.
 type LocalityLB struct {
 	Enabled          *bool // nil: unset
@@ -95,10 +103,18 @@ type LocalityLB struct {
 	FailoverPriority []string
 }
 
+// GetFailoverPriority is the failoverPriority labels (nil for a nil l).
+func (l *LocalityLB) GetFailoverPriority() []string {
+	if l == nil {
+		return nil
+	}
+	return l.FailoverPriority
+}
+
 // LocalityDistribute sends traffic from a locality to others by weight (percent).
 type LocalityDistribute struct {
-	From string
-	To   map[string]uint32
+	From string            // region, region/zone or region/zone/subzone; may end in `*`
+	To   map[string]uint32 // locality pattern to weight
 }
 
 // LocalityFailover names the region to fail over to from a region.

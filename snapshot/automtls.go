@@ -92,7 +92,7 @@ func grpcAutoMTLS(v registry.View, rootNS string, svc *registry.Service, port re
 func (b *Builder) grpcAutoMTLSChangedLocked(view registry.View, hosts []string) bool {
 	seen := map[string]bool{}
 	for key := range b.grpcOut {
-		ns, _, _ := strings.Cut(key, "|") // scope.key: NAMESPACE, then |SIDECAR when one applies
+		ns, _, _ := strings.Cut(key, "|") // scope.key: NAMESPACE, then |SIDECAR and |CLIENT (see scopeFor)
 		if seen[ns] {
 			continue
 		}

@@ -44,6 +44,12 @@ type Builder struct {
 	opts Options
 
 	pieces pieces // immutable parts every proxy's own config reuses
+	// localityAware: some DestinationRule makes endpoints depend on the
+	// client's locality (distribute, or outlier detection and so failover),
+	// so shared parts are per locality and priorityLabels (every label a
+	// failoverPriority names, sorted) too.
+	localityAware  bool
+	priorityLabels []string
 
 	mu         sync.Mutex
 	sidecarOut map[string]*memo                             // by scope.key (namespace and Sidecar)
@@ -92,15 +98,18 @@ func NewBuilder(view registry.View, opts Options) *Builder {
 	if opts.AccessLogPath == "" {
 		opts.AccessLogPath = DefaultAccessLogPath
 	}
+	aware, labels := localityUse(view.DestinationRules())
 	return &Builder{
-		view:       view,
-		opts:       opts,
-		pieces:     newPieces(opts),
-		sidecarOut: map[string]*memo{},
-		grpcOut:    map[string]*memo{},
-		cla:        map[string]*endpointv3.ClusterLoadAssignment{},
-		claSrc:     map[string]claSource{},
-		results:    map[string]*proxyResult{},
+		view:           view,
+		opts:           opts,
+		pieces:         newPieces(opts),
+		localityAware:  aware,
+		priorityLabels: labels,
+		sidecarOut:     map[string]*memo{},
+		grpcOut:        map[string]*memo{},
+		cla:            map[string]*endpointv3.ClusterLoadAssignment{},
+		claSrc:         map[string]claSource{},
+		results:        map[string]*proxyResult{},
 	}
 }
 
@@ -181,7 +190,7 @@ type proxyResult struct {
 
 // proxyKey names everything of a Proxy that Build reads.
 func proxyKey(p *Proxy) string {
-	return p.Metadata.Generator + "|" + p.Namespace + "|" + strings.Join(p.IPs, ",") + "|" + labelsKey(p.Metadata.Labels)
+	return p.Metadata.Generator + "|" + p.Namespace + "|" + strings.Join(p.IPs, ",") + "|" + labelsKey(p.Metadata.Labels) + "|" + p.Locality
 }
 
 func (b *Builder) build(p *Proxy) (*proxyResult, error) {

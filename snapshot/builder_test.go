@@ -25,11 +25,21 @@ const (
 
 func mustProxy(t testing.TB, id string, md map[string]any) *Proxy {
 	t.Helper()
+	return mustProxyIn(t, id, md, "")
+}
+
+// mustProxyIn is mustProxy for a node in a locality (region/zone/subzone).
+func mustProxyIn(t testing.TB, id string, md map[string]any, locality string) *Proxy {
+	t.Helper()
 	s, err := structpb.NewStruct(md)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := ParseProxy(&corev3.Node{Id: id, Metadata: s})
+	node := &corev3.Node{Id: id, Metadata: s}
+	if locality != "" {
+		node.Locality = Locality(locality)
+	}
+	p, err := ParseProxy(node)
 	if err != nil {
 		t.Fatal(err)
 	}

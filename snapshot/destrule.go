@@ -21,14 +21,14 @@ const (
 	grpcClusters                       // proxyless gRPC (EDS only, certificate providers)
 )
 
-// outboundClustersLocked are a service port's clusters for proxies in ns:
-// the default `outbound|PORT||HOST` first, then one per subset of the
+// outboundClustersLocked are a service port's clusters for proxies of the
+// scope: the default `outbound|PORT||HOST` first, then one per subset of the
 // DestinationRule that applies, each with its assignment when it comes
 // over EDS (nil otherwise).
-func (b *Builder) outboundClustersLocked(ns string, svc *registry.Service, port registry.Port, f clusterFlavor) (clusters, clas []types.Resource) {
-	dr := b.destinationRuleLocked(ns, svc)
+func (b *Builder) outboundClustersLocked(sc *scope, svc *registry.Service, port registry.Port, f clusterFlavor) (clusters, clas []types.Resource) {
+	dr := b.destinationRuleLocked(sc.ns, svc)
 	add := func(subset *registry.Subset) {
-		c, cla := b.serviceClusterLocked(ns, svc, port, dr, subset, f)
+		c, cla := b.serviceClusterLocked(sc, svc, port, dr, subset, f)
 		clusters = append(clusters, c)
 		if cla != nil {
 			clas = append(clas, cla)
@@ -59,11 +59,15 @@ func (b *Builder) destinationRuleLocked(ns string, svc *registry.Service) *regis
 	return dr
 }
 
-// serviceClusterLocked is one cluster of a service port: the whole service
-// (subset nil) or one subset, shaped by the DestinationRule dr (nil for none).
-func (b *Builder) serviceClusterLocked(ns string, svc *registry.Service, port registry.Port, dr *registry.DestinationRule, subset *registry.Subset, f clusterFlavor) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
+// serviceClusterLocked is one cluster of a service port for the scope's
+// proxies: the whole service (subset nil) or one subset, shaped by the
+// DestinationRule dr (nil for none); its endpoints are seen from the
+// scope's client when a locality rule applies.
+func (b *Builder) serviceClusterLocked(sc *scope, svc *registry.Service, port registry.Port, dr *registry.DestinationRule, subset *registry.Subset, f clusterFlavor) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
+	ns := sc.ns
 	name := meshname.OutboundCluster(port.Number, subsetName(subset), svc.Hostname)
 	pol := clusterPolicy(dr, subset, port.Number)
+	loc := localityRuleFor(pol)
 	o := clusterOptions{HTTP2: f == envoyClusters && port.Protocol.IsHTTP2()}
 	o.TLS = b.clusterTransportSocket(ns, svc, port, subsetName(subset), pol.TLS, f)
 	b.applyAutoMTLS(&o, svc, port, pol.TLS, subset, f)
@@ -71,24 +75,25 @@ func (b *Builder) serviceClusterLocked(ns string, svc *registry.Service, port re
 	var cla *endpointv3.ClusterLoadAssignment
 	switch {
 	case f == grpcClusters || svc.Resolution == registry.ResolutionStatic && !passthrough(pol):
-		c, cla = EDSCluster(name, o), b.loadAssignmentLocked(svc, port, subset)
+		c, cla = EDSCluster(name, o), b.loadAssignmentLocked(svc, port, subset, loc, sc.client)
 	case svc.Resolution == registry.ResolutionDNS:
-		c = StrictDNSCluster(dnsSubsetLoadAssignment(name, svc, port, b.view.Endpoints(svc.Hostname), subset), o)
+		c = StrictDNSCluster(dnsSubsetLoadAssignment(name, svc, port, b.view.Endpoints(svc.Hostname), subset, loc, sc.client), o)
 	default: // resolution NONE, or loadBalancer PASSTHROUGH
 		c = OriginalDstCluster(name, o)
 	}
 	applyTrafficPolicy(c, pol, port, f)
+	applyLocalityWeighted(c, loc)
 	return c, cla
 }
 
 // dnsSubsetLoadAssignment is dnsLoadAssignment for a subset: the host
 // itself stands for a DNS entry without endpoints (and has no labels), and
 // a subset that selects no endpoint resolves nothing, not the whole host.
-func dnsSubsetLoadAssignment(name string, svc *registry.Service, port registry.Port, eps []*registry.Endpoint, subset *registry.Subset) *endpointv3.ClusterLoadAssignment {
+func dnsSubsetLoadAssignment(name string, svc *registry.Service, port registry.Port, eps []*registry.Endpoint, subset *registry.Subset, loc *localityRule, c client) *endpointv3.ClusterLoadAssignment {
 	if len(eps) == 0 {
 		eps = []*registry.Endpoint{{Hostname: svc.Hostname, Address: svc.Hostname, Ready: true}}
 	}
-	return ClusterLoadAssignment(name, port, subsetEndpoints(eps, subset))
+	return localityLoadAssignment(name, port, subsetEndpoints(eps, subset), loc, c)
 }
 
 func subsetName(s *registry.Subset) string {
@@ -129,14 +134,20 @@ func claKey(name string, s *registry.Subset) string {
 }
 
 // loadAssignmentLocked returns the shared ClusterLoadAssignment of a service
-// port or of one of its subsets.
-func (b *Builder) loadAssignmentLocked(svc *registry.Service, port registry.Port, subset *registry.Subset) *endpointv3.ClusterLoadAssignment {
+// port or of one of its subsets, seen by client c under the locality rule
+// loc (nil: the same for every client).
+func (b *Builder) loadAssignmentLocked(svc *registry.Service, port registry.Port, subset *registry.Subset, loc *localityRule, c client) *endpointv3.ClusterLoadAssignment {
 	name := meshname.OutboundCluster(port.Number, subsetName(subset), svc.Hostname)
 	key := claKey(name, subset)
+	if loc == nil {
+		c = client{}
+	} else {
+		key += "\x00@" + loc.key() + "\x00" + c.key(b.priorityLabels)
+	}
 	if cla, ok := b.cla[key]; ok {
 		return cla
 	}
-	cla := ClusterLoadAssignment(name, port, subsetEndpoints(b.view.Endpoints(svc.Hostname), subset))
-	b.cla[key], b.claSrc[key] = cla, claSource{host: svc.Hostname, port: port, subset: subset}
+	cla := localityLoadAssignment(name, port, subsetEndpoints(b.view.Endpoints(svc.Hostname), subset), loc, c)
+	b.cla[key], b.claSrc[key] = cla, claSource{host: svc.Hostname, port: port, subset: subset, locality: loc, client: c}
 	return cla
 }

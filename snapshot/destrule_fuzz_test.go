@@ -29,26 +29,58 @@ func FuzzDestinationRule(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, spec string) {
-		proxies := readProxies(t, "testdata/destination-rule/proxies.yaml")
-		dir := t.TempDir()
-		doc := "\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: fuzz, namespace: default}\nspec:\n" + indent(spec)
-		if err := os.WriteFile(filepath.Join(dir, "mesh.yaml"), append(append([]byte{}, mesh...), doc...), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		store := registry.NewStore(slog.New(slog.DiscardHandler))
-		yamldir.Load(dir, store)
-		b := NewBuilder(store.View(), Options{})
-		for _, gp := range proxies {
-			res, err := b.Build(mustProxy(t, gp.ID, gp.Metadata))
-			if err != nil {
-				t.Fatalf("build %s: %v", gp.ID, err)
-			}
-			checkConsistent(t, gp.ID, res, gp.Metadata["GENERATOR"] == "grpc")
-		}
-		if ps := b.Problems(); len(ps) > 0 {
-			t.Errorf("resources left out as invalid for spec\n%s\n: %v", spec, ps)
-		}
+		buildWithRule(t, mesh, readProxies(t, "testdata/destination-rule/proxies.yaml"), spec)
 	})
+}
+
+// FuzzLocalityLbSetting: whatever localityLbSetting (and outlier detection)
+// the registry accepts next to the locality golden mesh, seen from
+// whatever node locality, every proxy kind gets valid, consistent config.
+func FuzzLocalityLbSetting(f *testing.F) {
+	for _, s := range []struct{ spec, locality string }{
+		{"host: search.example.internal\ntrafficPolicy: {outlierDetection: {consecutive5xxErrors: 1}, loadBalancer: {localityLbSetting: {failover: [{from: region1, to: region2}], failoverPriority: [version, 'topology.istio.io/network=n1']}}}", "region1/zone1"},
+		{"host: catalog.example.internal\ntrafficPolicy: {loadBalancer: {localityLbSetting: {distribute: [{from: '*', to: {'region3/*': 1, '*': 99}}, {from: region2, to: {region2: 100}}]}}}", "region2/zone9/s"},
+		{"host: postgres.default.svc.cluster.local\ntrafficPolicy: {outlierDetection: {}, portLevelSettings: [{port: {number: 5432}, outlierDetection: {interval: 1s}, loadBalancer: {localityLbSetting: {enabled: false}}}]}", ""},
+		{"host: inventory\ntrafficPolicy: {outlierDetection: {}}\nsubsets: [{name: v2, labels: {version: v2}, trafficPolicy: {loadBalancer: {localityLbSetting: {distribute: [{from: 'region1/zone1/*', to: {region2/zone3: 100}}]}}}}]", "region1/zone1/x"},
+	} {
+		f.Add(s.spec, s.locality)
+	}
+	mesh, err := os.ReadFile("testdata/locality/mesh.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, spec, locality string) {
+		proxies := readProxies(t, "testdata/locality/proxies.yaml")
+		for i := range proxies {
+			proxies[i].Locality = locality
+		}
+		buildWithRule(t, mesh, proxies, spec)
+	})
+}
+
+// buildWithRule adds a DestinationRule with spec to mesh and builds every
+// proxy: each gets consistent config that passes ValidateAll (the Builder
+// leaves nothing out).
+func buildWithRule(t *testing.T, mesh []byte, proxies []goldenProxy, spec string) {
+	t.Helper()
+	dir := t.TempDir()
+	doc := "\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: fuzz, namespace: default}\nspec:\n" + indent(spec)
+	if err := os.WriteFile(filepath.Join(dir, "mesh.yaml"), append(append([]byte{}, mesh...), doc...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store := registry.NewStore(slog.New(slog.DiscardHandler))
+	yamldir.Load(dir, store)
+	b := NewBuilder(store.View(), Options{})
+	for _, gp := range proxies {
+		res, err := b.Build(mustProxyIn(t, gp.ID, gp.Metadata, gp.Locality))
+		if err != nil {
+			t.Fatalf("build %s: %v", gp.ID, err)
+		}
+		checkConsistent(t, gp.ID, res, gp.Metadata["GENERATOR"] == "grpc")
+	}
+	if ps := b.Problems(); len(ps) > 0 {
+		t.Errorf("resources left out as invalid for spec\n%s\n: %v", spec, ps)
+	}
 }
 
 // indent puts every line of s two spaces in, under `spec:`.

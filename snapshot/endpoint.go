@@ -1,9 +1,7 @@
 package snapshot
 
 import (
-	"maps"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -43,7 +41,24 @@ func Locality(s string) *corev3.Locality {
 // (two instances on one VM that differ only in another port) are one
 // LbEndpoint, the first: grpc-go rejects duplicate addresses.
 func ClusterLoadAssignment(name string, port registry.Port, eps []*registry.Endpoint) *endpointv3.ClusterLoadAssignment {
-	byLocality := map[string]*endpointv3.LocalityLbEndpoints{}
+	return localityLoadAssignment(name, port, eps, nil, client{})
+}
+
+// localityLoadAssignment is ClusterLoadAssignment seen by client c under
+// the locality rule r (nil for none): priorities and weights as Istio sets
+// them (see locality.go).
+func localityLoadAssignment(name string, port registry.Port, eps []*registry.Endpoint, r *localityRule, c client) *endpointv3.ClusterLoadAssignment {
+	groups := groupEndpoints(servedEndpoints(port, eps), r, c)
+	if r != nil && r.failover && len(r.setting.Distribute) == 0 {
+		applyLocalityFailover(groups, r, c)
+		renumber(groups)
+	}
+	return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: localityLbEndpoints(groups, port, r, c)}
+}
+
+// servedEndpoints are the ready endpoints, the first of each address and port.
+func servedEndpoints(port registry.Port, eps []*registry.Endpoint) []*registry.Endpoint {
+	out := make([]*registry.Endpoint, 0, len(eps))
 	seen := map[string]bool{}
 	for _, ep := range eps {
 		addr := net.JoinHostPort(ep.Address, strconv.FormatUint(uint64(ep.PortFor(port)), 10))
@@ -51,22 +66,9 @@ func ClusterLoadAssignment(name string, port registry.Port, eps []*registry.Endp
 			continue
 		}
 		seen[addr] = true
-		l, ok := byLocality[ep.Locality]
-		if !ok {
-			l = &endpointv3.LocalityLbEndpoints{Locality: Locality(ep.Locality), LoadBalancingWeight: wrapperspb.UInt32(0)}
-			byLocality[ep.Locality] = l
-		}
-		w := max(ep.Weight, 1)
-		lb := LbEndpoint(ep.Address, ep.PortFor(port), w)
-		lb.Metadata = tlsModeMetadata(ep.TLSMode)
-		l.LbEndpoints = append(l.LbEndpoints, lb)
-		l.LoadBalancingWeight.Value += w
+		out = append(out, ep)
 	}
-	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
-	for _, key := range slices.Sorted(maps.Keys(byLocality)) {
-		cla.Endpoints = append(cla.Endpoints, byLocality[key])
-	}
-	return cla
+	return out
 }
 
 // LocalClusterLoadAssignment is one endpoint on 127.0.0.1, for inbound clusters.

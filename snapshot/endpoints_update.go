@@ -13,9 +13,11 @@ import (
 
 // claSource is what a shared ClusterLoadAssignment was built from.
 type claSource struct {
-	host   string
-	port   registry.Port
-	subset *registry.Subset // nil for the whole service
+	host     string
+	port     registry.Port
+	subset   *registry.Subset // nil for the whole service
+	locality *localityRule    // nil for none
+	client   client           // whose view of the endpoints it is, under locality
 }
 
 // WithEndpointChanges returns a Builder for view, the next model revision,
@@ -117,7 +119,7 @@ func (b *Builder) refreshEndpointsLocked(list []types.Resource, stale map[*endpo
 		}
 		svc := b.view.Service(src.host)
 		port, _ := svc.Port(src.port.Number) // an endpoints-only change keeps the ports
-		cla = b.loadAssignmentLocked(svc, port, src.subset)
+		cla = b.loadAssignmentLocked(svc, port, src.subset, src.locality, src.client)
 		if err := cla.ValidateAll(); err != nil {
 			b.problemLocked(fmt.Errorf("%T %q is invalid and left out: %w", cla, cla.GetClusterName(), err))
 			continue

@@ -29,6 +29,7 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 type goldenProxy struct {
 	ID       string         `json:"id"`
 	Metadata map[string]any `json:"metadata,omitempty"`
+	Locality string         `json:"locality,omitempty"` // the node's region/zone/subzone
 }
 
 func readProxies(t testing.TB, path string) []goldenProxy {
@@ -186,7 +187,7 @@ func TestGolden(t *testing.T) {
 			b := NewBuilder(view, Options{})
 			files := map[string][]byte{}
 			for _, gp := range readProxies(t, filepath.Join(dir, "proxies.yaml")) {
-				res, err := b.Build(mustProxy(t, gp.ID, gp.Metadata))
+				res, err := b.Build(mustProxyIn(t, gp.ID, gp.Metadata, gp.Locality))
 				if err != nil {
 					t.Fatalf("build %s: %v", gp.ID, err)
 				}

@@ -29,7 +29,7 @@ func (b *Builder) buildGRPCOutbound(sc *scope) (*Resources, error) {
 			r.Routes = append(r.Routes, RouteConfiguration(name,
 				VirtualHost(name, []string{name, svc.Hostname}, vc.httpRoutes(svc, port,
 					withHashPolicy(RouteToCluster(meshname.DefaultRoute, cluster), b.hashPoliciesLocked(ns, svc, port.Number, "")))...)))
-			clusters, clas := b.outboundClustersLocked(ns, svc, port, grpcClusters)
+			clusters, clas := b.outboundClustersLocked(sc, svc, port, grpcClusters)
 			r.Clusters = append(r.Clusters, clusters...)
 			r.Endpoints = append(r.Endpoints, clas...)
 		}

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/librarymesh/controlplane/meshname"
+	"github.com/librarymesh/controlplane/registry"
 )
 
 // ProxyType is the first part of an Istio node ID.
@@ -42,7 +43,11 @@ type Proxy struct {
 	Name      string    // pod or workload name (first part of NAME.NAMESPACE)
 	Namespace string    // from the node ID, or NAMESPACE metadata
 	DNSDomain string    // e.g. default.svc.cluster.local
-	Metadata  Metadata
+	// Locality is the node's `region/zone/subzone` (Envoy's node.locality,
+	// grpc-go's bootstrap node.locality); the registry's locality of the
+	// proxy's workload comes first where it has one, as in Istio.
+	Locality string
+	Metadata Metadata
 }
 
 // IsProxylessGRPC reports whether the node is a grpc-go xDS client rather than Envoy.
@@ -57,6 +62,9 @@ func ParseProxy(node *corev3.Node) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{ID: id, Type: n.Type, IPs: []string{n.IP.String()}, Name: n.Name, Namespace: n.Namespace, DNSDomain: n.DNSDomain}
+	if l := node.GetLocality(); l != nil {
+		p.Locality = registry.LocalityString(l.GetRegion(), l.GetZone(), l.GetSubZone())
+	}
 	md, err := parseMetadata(node.GetMetadata())
 	if err != nil {
 		return nil, fmt.Errorf("node id %q: metadata: %w", id, err)

@@ -21,13 +21,17 @@ type scope struct {
 	key     string            // memo key of the shared part
 	ns      string            // the proxy's namespace
 	sidecar *registry.Sidecar // nil: every service exported to ns, ALLOW_ANY
+	client  client            // for locality load balancing
 }
 
 // scopeFor picks the proxy's Sidecar as Istio does: one in its namespace
 // whose workloadSelector matches its labels (the oldest first), else its
 // namespace's Sidecar without selector, else the root namespace's (the
 // mesh default). Labels are the registry workload's, else the node
-// metadata LABELS.
+// metadata LABELS. The key is NAMESPACE, then |SIDECAR when one applies,
+// then (when locality load balancing is in use) |CLIENT: the proxy's
+// locality (its workload's, else the node's) and failoverPriority labels,
+// with an empty SIDECAR part when none applies.
 func (b *Builder) scopeFor(p *Proxy, w *registry.Workload) *scope {
 	labels := p.Metadata.Labels
 	if w != nil {
@@ -37,6 +41,17 @@ func (b *Builder) scopeFor(p *Proxy, w *registry.Workload) *scope {
 	s := &scope{key: p.Namespace, ns: p.Namespace, sidecar: sc}
 	if sc != nil {
 		s.key += "|" + sc.Namespace + "/" + sc.Name
+	}
+	if b.localityAware {
+		locality := p.Locality
+		if w != nil && w.Locality != "" {
+			locality = w.Locality
+		}
+		s.client = newClient(locality, labels)
+		if sc == nil {
+			s.key += "|"
+		}
+		s.key += "|" + s.client.key(b.priorityLabels)
 	}
 	return s
 }

@@ -26,7 +26,7 @@ func (b *Builder) buildSidecarOutbound(sc *scope) (*Resources, error) {
 	vc := b.virtualServicesLocked(ns, svcs, envoyClusters)
 	for _, svc := range svcs {
 		for _, port := range svc.Ports {
-			clusters, clas := b.outboundClustersLocked(ns, svc, port, envoyClusters)
+			clusters, clas := b.outboundClustersLocked(sc, svc, port, envoyClusters)
 			r.Clusters = append(r.Clusters, clusters...)
 			r.Endpoints = append(r.Endpoints, clas...)
 			for _, l := range vc.listeners(svc, port, outboundListeners(svc, port, b.tcpHashPoliciesLocked(ns, svc, port.Number))) {
