@@ -22,6 +22,7 @@ func newRegisterCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.ServiceAccount, "service-account", "", "service account the VM runs as (its SPIFFE identity)")
 	f.StringVar(&o.Labels, "labels", "", "labels of the VM as k=v,k2=v2 (app=NAME and security.istio.io/tlsMode=istio unless given: the VM runs a sidecar)")
+	f.StringVar(&o.Locality, "locality", "", "locality of the VM as region/zone/subzone (zone and subzone optional), for locality load balancing")
 	f.StringVar(&o.As, "as", string(register.AsServiceEntry), "objects to write: serviceentry, workloadentry or service")
 	return cmd
 }

@@ -169,19 +169,22 @@ func TestParseErrorsWriteNothing(t *testing.T) {
 		mod  func(*Args)
 		want string
 	}{
-		"bad IP":           {func(a *Args) { a.Positional[1] = "10.0.0.300" }, "not an IP address"},
-		"port too big":     {func(a *Args) { a.Positional[2] = "70000" }, "out of range"},
-		"port zero":        {func(a *Args) { a.Positional[2] = "0:tcp" }, "out of range"},
-		"port not number":  {func(a *Args) { a.Positional[2] = "pg:tcp" }, "not a number"},
-		"unknown protocol": {func(a *Args) { a.Positional[2] = "5432:tcp/SQL" }, "unknown protocol"},
-		"bad name":         {func(a *Args) { a.Positional[0] = "Postgres_VM" }, "not a DNS label"},
-		"bad namespace":    {func(a *Args) { a.Namespace = "a.b" }, "not a DNS label"},
-		"no SA":            {func(a *Args) { a.ServiceAccount = "" }, "service account is empty"},
-		"bad shape":        {func(a *Args) { a.As = "pod" }, "want serviceentry"},
-		"bad label":        {func(a *Args) { a.Labels = "version" }, "not KEY=VALUE"},
-		"dup port":         {func(a *Args) { a.Positional[3] = "5432:other" }, "listed twice"},
-		"bad port name":    {func(a *Args) { a.Positional[2] = "5432:TCP_x" }, "not a valid port name"},
-		"no ports":         {func(a *Args) { a.Positional = a.Positional[:2] }, "want NAME IP PORT"},
+		"bad IP":            {func(a *Args) { a.Positional[1] = "10.0.0.300" }, "not an IP address"},
+		"port too big":      {func(a *Args) { a.Positional[2] = "70000" }, "out of range"},
+		"port zero":         {func(a *Args) { a.Positional[2] = "0:tcp" }, "out of range"},
+		"port not number":   {func(a *Args) { a.Positional[2] = "pg:tcp" }, "not a number"},
+		"unknown protocol":  {func(a *Args) { a.Positional[2] = "5432:tcp/SQL" }, "unknown protocol"},
+		"bad name":          {func(a *Args) { a.Positional[0] = "Postgres_VM" }, "not a DNS label"},
+		"bad namespace":     {func(a *Args) { a.Namespace = "a.b" }, "not a DNS label"},
+		"no SA":             {func(a *Args) { a.ServiceAccount = "" }, "service account is empty"},
+		"bad shape":         {func(a *Args) { a.As = "pod" }, "want serviceentry"},
+		"bad label":         {func(a *Args) { a.Labels = "version" }, "not KEY=VALUE"},
+		"dup port":          {func(a *Args) { a.Positional[3] = "5432:other" }, "listed twice"},
+		"bad port name":     {func(a *Args) { a.Positional[2] = "5432:TCP_x" }, "not a valid port name"},
+		"no ports":          {func(a *Args) { a.Positional = a.Positional[:2] }, "want NAME IP PORT"},
+		"bad locality":      {func(a *Args) { a.Locality = "region1//rack" }, "want region, region/zone"},
+		"wildcard locality": {func(a *Args) { a.Locality = "region1/*" }, "no wildcard"},
+		"service locality":  {func(a *Args) { a.As, a.Locality = "service", "region1" }, "cannot carry a locality"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -137,6 +137,7 @@ func WorkloadEntry(vm *VM) *netv1.WorkloadEntry {
 	}
 	spec := workloadEntrySpec(vm)
 	we.Spec.Address, we.Spec.Labels, we.Spec.ServiceAccount, we.Spec.Ports = spec.Address, spec.Labels, spec.ServiceAccount, spec.Ports
+	we.Spec.Locality = spec.Locality
 	return we
 }
 
@@ -150,5 +151,6 @@ func workloadEntrySpec(vm *VM) *apinetv1.WorkloadEntry {
 		Labels:         vm.workloadLabels(),
 		ServiceAccount: vm.ServiceAccount,
 		Ports:          ports,
+		Locality:       vm.Locality,
 	}
 }

@@ -65,6 +65,28 @@ func TestRegisteredVMReachesSnapshot(t *testing.T) {
 	}
 }
 
+// TestRegisteredVMLocality: --locality reaches the model as the locality
+// of the VM's endpoint and workload, in both shapes that can carry it.
+func TestRegisteredVMLocality(t *testing.T) {
+	for _, as := range []string{"serviceentry", "workloadentry"} {
+		t.Run(as, func(t *testing.T) {
+			dir := t.TempDir()
+			vm := mustParse(t, Args{Positional: []string{"postgres-1-vm", "10.128.0.14", "5432:tcp/TCP"},
+				Namespace: "default", ServiceAccount: "postgres", Locality: "region1/zone1", As: as})
+			if _, err := Register(context.Background(), FileWriter{Dir: dir}, vm); err != nil {
+				t.Fatal(err)
+			}
+			store := registry.NewStore(quietLog())
+			if problems := yamldir.Load(dir, store); len(problems) > 0 {
+				t.Fatalf("problems: %v", problems)
+			}
+			if w := store.View().WorkloadByIP("10.128.0.14"); w == nil || w.Locality != "region1/zone1" {
+				t.Errorf("workload = %+v, want locality region1/zone1", w)
+			}
+		})
+	}
+}
+
 func names(rs []types.Resource) []string {
 	var out []string
 	for _, r := range rs {

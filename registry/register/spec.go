@@ -5,6 +5,7 @@ package register
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,6 +53,7 @@ type VM struct {
 	Ports          []Port
 	ServiceAccount string
 	Labels         map[string]string
+	Locality       string // region/zone/subzone, "" for none
 	As             Shape
 }
 
@@ -61,6 +63,7 @@ type Args struct {
 	Namespace      string
 	ServiceAccount string
 	Labels         string // k=v,k2=v2
+	Locality       string // region[/zone[/subzone]]
 	As             string // default serviceentry
 }
 
@@ -70,7 +73,8 @@ func Parse(a Args) (*VM, error) {
 	if len(a.Positional) < 3 {
 		return nil, fmt.Errorf("want NAME IP PORT[:NAME[/PROTOCOL]]..., got %d argument(s)", len(a.Positional))
 	}
-	vm := &VM{Name: a.Positional[0], IP: a.Positional[1], Namespace: a.Namespace, ServiceAccount: a.ServiceAccount, As: Shape(a.As)}
+	vm := &VM{Name: a.Positional[0], IP: a.Positional[1], Namespace: a.Namespace, ServiceAccount: a.ServiceAccount,
+		Locality: a.Locality, As: Shape(a.As)}
 	if vm.Namespace == "" {
 		vm.Namespace = "default"
 	}
@@ -119,7 +123,26 @@ func (vm *VM) Validate() error {
 	default:
 		return fmt.Errorf("--as %q: want serviceentry, workloadentry or service", vm.As)
 	}
+	if err := checkLocality(vm.Locality, vm.As); err != nil {
+		return err
+	}
 	return checkPorts(vm.Ports)
+}
+
+// checkLocality checks a VM's region[/zone[/subzone]], which only a
+// ServiceEntry endpoint or a WorkloadEntry can carry.
+func checkLocality(l string, as Shape) error {
+	if l == "" {
+		return nil
+	}
+	if as == AsService {
+		return fmt.Errorf("--locality %q: an EndpointSlice cannot carry a locality; register --as serviceentry or workloadentry", l)
+	}
+	parts := strings.Split(l, "/")
+	if len(parts) > 3 || slices.Contains(parts, "") || strings.ContainsAny(l, "* \t") {
+		return fmt.Errorf("--locality %q: want region, region/zone or region/zone/subzone (no empty part, no wildcard)", l)
+	}
+	return nil
 }
 
 func checkPorts(ports []Port) error {
