@@ -169,3 +169,50 @@ func TestLocalityDistribute(t *testing.T) {
 		t.Errorf("region1/zone1 got %.1f%% of 1000 RPCs, want 80%% within 4 points (%v)", 100*share, got)
 	}
 }
+
+// TestLocalityCCore is the locality tests' second opinion from gRPC
+// C-core (stricter than grpc-go in places): it accepts per-locality EDS
+// with priorities (every RPC of a client in region1/zone1 reaches its own
+// locality under failover) and the distribute weights (80/20 over 1000 RPCs).
+func TestLocalityCCore(t *testing.T) {
+	python := ccorePython()
+	if python == "" {
+		t.Skip("no python3 with grpc (apt-get install python3-grpcio): C-core's xDS client is not available")
+	}
+	localPort, _ := healthBackendAt(t, "127.0.0.1:0", localBackend)
+	remotePort, _ := healthBackendAt(t, "127.0.0.1:0", remoteBackend)
+	eps := []localityEndpoint{{"region1/zone1", localPort}, {"region2/zone2", remotePort}}
+	dir := t.TempDir()
+	e2e.WriteFileAtomic(t, filepath.Join(dir, "echo.yaml"), localityEntry(eps,
+		"    outlierDetection: {consecutive5xxErrors: 5, interval: 1s}\n"))
+	srv := e2e.Serve(t, "--config-dir", dir, "--debounce", "20ms")
+	counts := map[string]int{}
+	for _, w := range ccoreRPCs(t, python, ccoreLocalityBootstrap(srv.GRPCAddr), 200, "-", "-") {
+		counts[w]++
+	}
+	if counts["SERVING"] != 200 {
+		t.Fatalf("C-core client in region1/zone1 under failover: %v in 200 RPCs, want all SERVING (its own locality)", counts)
+	}
+
+	dir = t.TempDir()
+	e2e.WriteFileAtomic(t, filepath.Join(dir, "echo.yaml"), localityEntry(eps,
+		"    loadBalancer:\n      localityLbSetting:\n        distribute:\n        - from: region1/zone1/*\n          to: {\"region1/zone1/*\": 80, \"region2/zone2/*\": 20}\n"))
+	srv = e2e.Serve(t, "--config-dir", dir, "--debounce", "20ms")
+	counts = map[string]int{}
+	for _, w := range ccoreRPCs(t, python, ccoreLocalityBootstrap(srv.GRPCAddr), 1000, "-", "-") {
+		counts[w]++
+	}
+	share := float64(counts["SERVING"]) / 1000
+	t.Logf("C-core, 1000 RPCs: %v (%.1f%% to region1/zone1, want 80%%)", counts, 100*share)
+	if share < 0.76 || share > 0.84 || counts["SERVING"]+counts["NOT_SERVING"] != 1000 {
+		t.Errorf("C-core: %v over 1000 RPCs, want 80%% SERVING (region1/zone1) within 4 points and the rest NOT_SERVING", counts)
+	}
+}
+
+// ccoreLocalityBootstrap is a C-core bootstrap for a proxyless node in
+// region1/zone1 served by the control plane at xdsAddr.
+func ccoreLocalityBootstrap(xdsAddr string) string {
+	return fmt.Sprintf(`{"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+		"node": {"id": "sidecar~127.0.0.2~client-1.test~test.svc.cluster.local", "locality": {"region": "region1", "zone": "zone1"},
+			"metadata": {"GENERATOR": "grpc", "NAMESPACE": "test"}}}`, xdsAddr)
+}
