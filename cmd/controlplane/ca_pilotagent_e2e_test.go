@@ -67,7 +67,8 @@ func inNetworkNamespace(t *testing.T) bool {
 // istioAgent is a running pilot-agent: Istio's node agent for a proxyless
 // gRPC workload (DISABLE_ENVOY), in its own folder.
 type istioAgent struct {
-	dir string
+	dir   string
+	certs string // OUTPUT_CERTS, relative to dir
 }
 
 func (a istioAgent) path(p string) string { return filepath.Join(a.dir, p) }
@@ -96,7 +97,7 @@ func startIstioAgent(t *testing.T, srv *e2e.Server, rootPEM []byte, pod, sa, ip 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	a := istioAgent{dir: dir}
+	a := istioAgent{dir: dir, certs: "certs"}
 	// Reusable: the token stands in for a pod's service account token, which
 	// pilot-agent sends with every CreateCertificate (it does not renew with
 	// its certificate as our VM agent does).
@@ -127,39 +128,45 @@ func startIstioAgent(t *testing.T, srv *e2e.Server, rootPEM []byte, pod, sa, ip 
 		"GRPC_XDS_BOOTSTRAP=" + a.path("etc/istio/proxy/grpc-bootstrap.json"),
 		"POD_NAME=" + pod, "POD_NAMESPACE=default", "SERVICE_ACCOUNT=" + sa, "INSTANCE_IP=" + ip,
 	}
-	exited := runLogged(t, cmd, a.path("pilot-agent.log"))
+	a.waitFiles(t, runLogged(t, cmd, a.path("pilot-agent.log")), sa)
+	return a
+}
+
+// waitFiles waits until the agent has written its certificate files and
+// the gRPC bootstrap, failing if it exits first or takes over 30 s.
+func (a istioAgent) waitFiles(t *testing.T, exited <-chan struct{}, who string) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for _, f := range []string{"certs/cert-chain.pem", "certs/key.pem", "certs/root-cert.pem", "etc/istio/proxy/grpc-bootstrap.json"} {
+	for _, f := range []string{a.certs + "/cert-chain.pem", a.certs + "/key.pem", a.certs + "/root-cert.pem", "etc/istio/proxy/grpc-bootstrap.json"} {
 		for {
 			if _, err := os.Stat(a.path(f)); err == nil {
 				break
 			}
 			select {
 			case <-exited:
-				t.Fatalf("pilot-agent for %s exited before writing %s", sa, f)
+				t.Fatalf("pilot-agent for %s exited before writing %s", who, f)
 			case <-time.After(50 * time.Millisecond):
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("pilot-agent for %s did not write %s within 30s", sa, f)
+				t.Fatalf("pilot-agent for %s did not write %s within 30s", who, f)
 			}
 		}
 	}
-	return a
 }
 
 // checkAgentCerts checks the files pilot-agent wrote: a key and chain for
 // exactly wantID that verify to our root, and our root.
 func checkAgentCerts(t *testing.T, a istioAgent, rootPEM []byte, wantID string) {
 	t.Helper()
-	chain, err := os.ReadFile(a.path("certs/cert-chain.pem"))
+	chain, err := os.ReadFile(a.path(a.certs + "/cert-chain.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	leaf := checkChain(t, chain, rootPEM, wantID)
-	if _, err := tls.LoadX509KeyPair(a.path("certs/cert-chain.pem"), a.path("certs/key.pem")); err != nil {
+	if _, err := tls.LoadX509KeyPair(a.path(a.certs+"/cert-chain.pem"), a.path(a.certs+"/key.pem")); err != nil {
 		t.Fatalf("pilot-agent's key does not fit its certificate: %v", err)
 	}
-	root, err := os.ReadFile(a.path("certs/root-cert.pem"))
+	root, err := os.ReadFile(a.path(a.certs + "/root-cert.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
