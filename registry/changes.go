@@ -94,7 +94,8 @@ func diffViews(old, next *view, a affectedSet) Change {
 	if a.policy {
 		ch.Policy = !reflect.DeepEqual(old.peerAuths, next.peerAuths) || !reflect.DeepEqual(old.destRules, next.destRules) ||
 			!reflect.DeepEqual(old.sidecars, next.sidecars) || !reflect.DeepEqual(old.authz, next.authz) ||
-			!reflect.DeepEqual(old.virtualServices, next.virtualServices)
+			!reflect.DeepEqual(old.virtualServices, next.virtualServices) ||
+			!reflect.DeepEqual(old.gateways, next.gateways) || !reflect.DeepEqual(old.credentials, next.credentials)
 	}
 	if ch.Policy || len(ch.Hostnames) == 0 {
 		ch.EndpointsOnly = false

@@ -303,4 +303,8 @@ type View interface {
 	// VirtualServices returns every VirtualService, oldest first, then by
 	// namespace/name (the order that decides conflicts).
 	VirtualServices() []*VirtualService
+	// Gateways returns every Gateway, by namespace/name.
+	Gateways() []*Gateway
+	// Credential returns the TLS credential of Secret namespace/name, or nil.
+	Credential(namespace, name string) *Credential
 }

@@ -138,6 +138,10 @@ func kindOf(obj runtime.Object) string {
 		return KindAuthorizationPolicy
 	case *networkingv1.VirtualService, *networkingv1beta1.VirtualService, *networkingv1alpha3.VirtualService:
 		return KindVirtualService
+	case *networkingv1.Gateway, *networkingv1beta1.Gateway, *networkingv1alpha3.Gateway:
+		return KindGateway
+	case *corev1.Secret:
+		return KindSecret
 	}
 	if k := obj.GetObjectKind().GroupVersionKind().Kind; k != "" {
 		return k
@@ -225,6 +229,9 @@ func (c *converter) convertPolicy(key ObjectKey, obj runtime.Object, p *problems
 		return c.authorizationPolicy(key, &o.Spec, p)
 	}
 	if rec, ok := c.convertVirtualService(key, obj, p); ok {
+		return rec
+	}
+	if rec, ok := c.convertGateway(key, obj, p); ok {
 		return rec
 	}
 	p.add("kind", ReasonUnknownKind, "kind %s is not used by the control plane; ignored", key.Kind)

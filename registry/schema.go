@@ -123,6 +123,10 @@ type policyRow struct {
 	Authz     *AuthorizationPolicy
 	// VirtualService is set for a VirtualService (see virtualservice.go).
 	VirtualService *VirtualService
+	// Gateway and Credential (a Secret's TLS material) are set for those
+	// kinds (see gateway.go).
+	Gateway    *Gateway
+	Credential *Credential
 }
 
 func idIndex() *memdb.IndexSchema {

@@ -87,7 +87,7 @@ func updateView(old *view, txn *memdb.Txn, a affectedSet, trustDomain string) *v
 		services: old.services, byHost: old.byHost, endpoints: old.endpoints,
 		byIP: old.byIP, svcsByAddr: old.svcsByAddr,
 		peerAuths: old.peerAuths, destRules: old.destRules, conflicts: old.conflicts, addrConflicts: old.addrConflicts,
-		sidecars: old.sidecars, authz: old.authz,
+		sidecars: old.sidecars, authz: old.authz, gateways: old.gateways, credentials: old.credentials,
 	}
 	// Maps are shared with the old view unless this write touches them.
 	if len(a.addrs) > 0 {
@@ -114,6 +114,7 @@ func updateView(old *view, txn *memdb.Txn, a affectedSet, trustDomain string) *v
 	if a.policy {
 		next.peerAuths, next.destRules = collectPolicies(txn)
 		next.sidecars = collectSidecars(txn)
+		next.gateways, next.credentials = collectGateways(txn)
 		next.authz = collectAuthz(txn)
 	}
 	next.updateVirtualServices(old, txn, a)

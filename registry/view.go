@@ -22,6 +22,9 @@ type view struct {
 	// view_virtualservice.go).
 	virtualServices []*VirtualService
 	vsProblems      []Problem
+	// gateways and credentials (by "namespace/name"), see gateway.go.
+	gateways    []*Gateway
+	credentials map[string]*Credential
 	// drProblems are DestinationRules' problems against the model (see
 	// view_destrule.go).
 	drProblems []Problem

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"time"
@@ -82,7 +83,25 @@ type Config struct {
 	Prometheus *prometheus.Registry
 	// ShutdownGrace bounds GracefulStop when ctx ends (default 5s).
 	ShutdownGrace time.Duration
+	// SecretAuthorizer decides which gateway credentials (SDS secrets
+	// `kubernetes://NAME`) a router proxy receives. Nil refuses them all.
+	SecretAuthorizer SecretAuthorizer
 }
+
+// SecretAuthorizer says whether a proxy's identity may read the Secrets
+// of a namespace: nil when it may, else an error saying why not (a refusal
+// or a failure to ask). In Kubernetes it asks the API server whether the
+// service account may list secrets there, as Istio does.
+type SecretAuthorizer interface {
+	MayReadSecrets(ctx context.Context, namespace, serviceAccount, secretNamespace string) error
+}
+
+// AllowSecrets is the SecretAuthorizer of the YAML folder: whoever wrote
+// the folder gave its Secrets to the gateways it configures.
+type AllowSecrets struct{}
+
+// MayReadSecrets always allows.
+func (AllowSecrets) MayReadSecrets(context.Context, string, string, string) error { return nil }
 
 func (c *Config) setDefaults() error {
 	if c.Registry == nil {

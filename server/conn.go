@@ -36,6 +36,8 @@ type conn struct {
 	types    [numTypes]TypeStatus
 	sentMask typeMask    // types sent at least once
 	pending  pendingPush // versions pushed for a change and not ACKed yet
+	// refusedSecrets are the gateway credentials left out, with why (logged once).
+	refusedSecrets map[string]string
 }
 
 // TypeStatus is what one connection was sent of one type and what it said.

@@ -50,6 +50,8 @@ func (v *fakeView) DestinationRules() []*registry.DestinationRule       { return
 func (v *fakeView) AuthorizationPolicies() []*registry.AuthorizationPolicy { return nil }
 func (v *fakeView) WorkloadByIP(string) *registry.Workload                 { return nil }
 func (v *fakeView) VirtualServices() []*registry.VirtualService            { return nil }
+func (v *fakeView) Gateways() []*registry.Gateway                          { return nil }
+func (v *fakeView) Credential(string, string) *registry.Credential         { return nil }
 
 // fakeRegistry is a Registry whose world tests set.
 type fakeRegistry struct {

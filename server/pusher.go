@@ -24,7 +24,8 @@ type pusher struct {
 	newB    NewBuilderFunc
 	opts    snapshot.Options
 	metrics *metrics
-	diffs   *diffCache // rotated with each rebuild
+	diffs   *diffCache       // rotated with each rebuild
+	secrets SecretAuthorizer // nil: no gateway credentials are sent
 
 	mu      sync.Mutex
 	view    registry.View
@@ -39,7 +40,7 @@ type pusher struct {
 func newPusher(cfg *Config, m *metrics, diffs *diffCache) *pusher {
 	p := &pusher{
 		log: cfg.Logger, reg: cfg.Registry, newB: cfg.NewBuilder, opts: cfg.SnapshotOptions,
-		metrics: m, diffs: diffs, hashes: newHasher(), conns: map[*conn]struct{}{},
+		metrics: m, diffs: diffs, hashes: newHasher(), conns: map[*conn]struct{}{}, secrets: cfg.SecretAuthorizer,
 		checked: newGenerations[[2]*snapshot.Resources, error](),
 	}
 	p.view = p.reg.View()
@@ -91,6 +92,7 @@ func (p *pusher) buildLocked(c *conn, since time.Time) bool {
 	start := time.Now()
 	shared, own, err := buildParts(p.builder, c.proxy)
 	if err == nil {
+		shared, own = p.authorizeSecrets(c, shared, own)
 		err = p.consistentLocked(shared, own)
 	}
 	p.metrics.builds.Inc()

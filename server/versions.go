@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -297,12 +298,15 @@ func (ts *typeSnapshot) hasHost(host string) bool {
 }
 
 // resources returns the resources by name (debug views and CSDS; made on
-// every call).
+// every call), private keys redacted: they never leave through a debug view.
 func (ts *typeSnapshot) resources() map[string]types.Resource {
 	out := make(map[string]types.Resource, ts.len())
 	for _, tr := range ts.parts() {
 		for i, n := range tr.names {
 			out[n] = tr.list[i]
+			if s, ok := tr.list[i].(*tlsv3.Secret); ok {
+				out[n] = snapshot.RedactSecret(s)
+			}
 		}
 	}
 	return out

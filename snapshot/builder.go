@@ -23,6 +23,7 @@ const (
 	PodSidecar    Kind = iota // Envoy beside a pod, traffic captured by iptables
 	VMSidecar                 // Envoy on a VM (WorkloadEntry or ServiceEntry endpoint), no capture
 	ProxylessGRPC             // grpc-go's xDS client (node metadata GENERATOR=grpc)
+	Router                    // a gateway's Envoy (node type router): configured by Gateways
 )
 
 func (k Kind) String() string {
@@ -31,6 +32,8 @@ func (k Kind) String() string {
 		return "vm-sidecar"
 	case ProxylessGRPC:
 		return "proxyless-grpc"
+	case Router:
+		return "router"
 	}
 	return "pod-sidecar"
 }
@@ -54,6 +57,7 @@ type Builder struct {
 	mu         sync.Mutex
 	sidecarOut map[string]*memo                             // by scope.key (namespace and Sidecar)
 	grpcOut    map[string]*memo                             // by scope.key
+	gatewayOut map[string]*memo                             // by scope.key (namespace and Gateways)
 	cla        map[string]*endpointv3.ClusterLoadAssignment // by cluster name
 	claSrc     map[string]claSource
 	results    map[string]*proxyResult              // by proxyKey
@@ -107,6 +111,7 @@ func NewBuilder(view registry.View, opts Options) *Builder {
 		priorityLabels: labels,
 		sidecarOut:     map[string]*memo{},
 		grpcOut:        map[string]*memo{},
+		gatewayOut:     map[string]*memo{},
 		cla:            map[string]*endpointv3.ClusterLoadAssignment{},
 		claSrc:         map[string]claSource{},
 		results:        map[string]*proxyResult{},
@@ -118,6 +123,9 @@ func (b *Builder) Revision() uint64 { return b.view.Revision() }
 
 // Classify says what kind of proxy p is.
 func (b *Builder) Classify(p *Proxy) Kind {
+	if p.Type == RouterProxy {
+		return Router
+	}
 	if p.IsProxylessGRPC() {
 		return ProxylessGRPC
 	}
@@ -190,7 +198,7 @@ type proxyResult struct {
 
 // proxyKey names everything of a Proxy that Build reads.
 func proxyKey(p *Proxy) string {
-	return p.Metadata.Generator + "|" + p.Namespace + "|" + strings.Join(p.IPs, ",") + "|" + labelsKey(p.Metadata.Labels) + "|" + p.Locality
+	return string(p.Type) + "|" + p.Metadata.Generator + "|" + p.Namespace + "|" + strings.Join(p.IPs, ",") + "|" + labelsKey(p.Metadata.Labels) + "|" + p.Locality
 }
 
 func (b *Builder) build(p *Proxy) (*proxyResult, error) {
@@ -202,8 +210,13 @@ func (b *Builder) build(p *Proxy) (*proxyResult, error) {
 	var err error
 	w := b.workload(p)
 	sc := b.scopeFor(p, w)
+	if r.kind == Router {
+		sc = b.gatewayScope(p, w, sc)
+	}
 	r.scopeKey = sc.key
 	switch r.kind {
+	case Router:
+		shared, err = b.shared(b.gatewayOut, sc, b.buildGateway)
 	case ProxylessGRPC:
 		if shared, err = b.shared(b.grpcOut, sc, b.buildGRPCOutbound); err == nil {
 			own, err = b.buildGRPCInbound(w)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -46,11 +47,17 @@ func readProxies(t testing.TB, path string) []goldenProxy {
 }
 
 // renderGolden turns a proxy's resources into one YAML file per xDS type.
+// Private keys are redacted as the debug views redact them (RedactSecret);
+// TestGatewayCredentialServed checks the key itself.
 func renderGolden(t *testing.T, node string, res *Resources) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
+	secrets := make([]types.Resource, len(res.Secrets))
+	for i, s := range res.Secrets {
+		secrets[i] = RedactSecret(s.(*tlsv3.Secret))
+	}
 	for ext, list := range map[string][]types.Resource{
-		"lds": res.Listeners, "rds": res.Routes, "cds": res.Clusters, "eds": res.Endpoints, "sds": res.Secrets,
+		"lds": res.Listeners, "rds": res.Routes, "cds": res.Clusters, "eds": res.Endpoints, "sds": secrets,
 	} {
 		out[node+"."+ext+".yaml"] = resourcesYAML(t, list)
 	}

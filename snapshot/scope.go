@@ -22,6 +22,8 @@ type scope struct {
 	ns      string            // the proxy's namespace
 	sidecar *registry.Sidecar // nil: every service exported to ns, ALLOW_ANY
 	client  client            // for locality load balancing
+	// gateways select the scope's router proxies (nil for sidecars).
+	gateways []*registry.Gateway
 }
 
 // scopeFor picks the proxy's Sidecar as Istio does: one in its namespace

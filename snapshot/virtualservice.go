@@ -32,6 +32,21 @@ type vsContext struct {
 	// route's fault config only through it).
 	faultPorts map[uint32]bool
 	routing    map[string]*registry.VirtualService // by hostname, nil for none
+	// gateway is the gateway whose routes are built ("namespace/name"), or
+	// "" for the mesh (sidecars and proxyless clients).
+	gateway string
+	// used records the destinations routes were built to, by cluster name,
+	// when not nil (a gateway builds the clusters its routes name).
+	used map[string]destination
+}
+
+// gatewayName is the name route matches must list to apply: the gateway's,
+// or registry.MeshGateway.
+func (vc *vsContext) gatewayName() string {
+	if vc.gateway == "" {
+		return registry.MeshGateway
+	}
+	return vc.gateway
 }
 
 // virtualServicesLocked prepares VirtualService routing for a scope's
@@ -108,7 +123,7 @@ func (vc *vsContext) httpMatches(r *registry.HTTPRoute, port uint32) []*registry
 	var out []*registry.HTTPMatch
 	for i := range r.Matches {
 		m := &r.Matches[i]
-		if !m.Unsupported && (m.Port == 0 || m.Port == port) && (len(m.Gateways) == 0 || slices.Contains(m.Gateways, registry.MeshGateway)) &&
+		if !m.Unsupported && (m.Port == 0 || m.Port == port) && (len(m.Gateways) == 0 || slices.Contains(m.Gateways, vc.gatewayName())) &&
 			(m.SourceNamespace == "" || m.SourceNamespace == vc.ns) {
 			out = append(out, m)
 		}
@@ -226,7 +241,11 @@ func (vc *vsContext) destinations(in []registry.Destination, port uint32) []dest
 		if !ok || (d.Subset != "" && !vc.hasSubset(svc, d.Subset)) {
 			continue
 		}
-		out = append(out, destination{d: d, svc: svc, port: p.Number, cluster: meshname.OutboundCluster(p.Number, d.Subset, svc.Hostname)})
+		dst := destination{d: d, svc: svc, port: p.Number, cluster: meshname.OutboundCluster(p.Number, d.Subset, svc.Hostname)}
+		if vc.used != nil {
+			vc.used[dst.cluster] = dst
+		}
+		out = append(out, dst)
 	}
 	return out
 }
@@ -307,7 +326,7 @@ func (vc *vsContext) l4Applies(r *registry.L4Route, port uint32) bool {
 }
 
 func (vc *vsContext) l4MatchApplies(m registry.L4Match, port uint32) bool {
-	return !m.Unsupported && (m.Port == 0 || m.Port == port) && (len(m.Gateways) == 0 || slices.Contains(m.Gateways, registry.MeshGateway)) &&
+	return !m.Unsupported && (m.Port == 0 || m.Port == port) && (len(m.Gateways) == 0 || slices.Contains(m.Gateways, vc.gatewayName())) &&
 		(m.SourceNamespace == "" || m.SourceNamespace == vc.ns)
 }
 

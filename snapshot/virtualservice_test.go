@@ -19,6 +19,11 @@ import (
 // virtual-service covers them).
 func (v *testView) VirtualServices() []*registry.VirtualService { return nil }
 
+// Gateways and credentials: none in the unit tests' views (the golden
+// gateway cases cover them).
+func (v *testView) Gateways() []*registry.Gateway                  { return nil }
+func (v *testView) Credential(string, string) *registry.Credential { return nil }
+
 func exact(s string) *matcherv3.StringMatcher {
 	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}}
 }

@@ -161,7 +161,11 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 	}
 	var client kubernetes.Interface
 	var elector *leader.Elector
+	var secrets server.SecretAuthorizer = server.AllowSecrets{} // the folder's Secrets are its gateways'
 	if restCfg != nil {
+		if secrets, err = kube.NewSecretAccess(restCfg, 0); err != nil {
+			return err
+		}
 		if client, err = kubernetes.NewForConfig(restCfg); err != nil {
 			return fmt.Errorf("kubernetes client: %w", err)
 		}
@@ -192,7 +196,7 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 	if err != nil {
 		return fail(err)
 	}
-	servers, err := newServers(logger, store, ca, reg, client, o)
+	servers, err := newServers(logger, store, ca, reg, client, secrets, o)
 	if err != nil {
 		return fail(err)
 	}
@@ -281,7 +285,8 @@ func isClosed(c <-chan struct{}) bool {
 
 // newServers makes the xDS server and, when configured, its TLS port and
 // the sidecar injection webhook.
-func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA, reg *prometheus.Registry, client kubernetes.Interface, o serveOptions) ([]part, error) {
+func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA, reg *prometheus.Registry, client kubernetes.Interface,
+	secrets server.SecretAuthorizer, o serveOptions) ([]part, error) {
 	srv, err := server.New(server.Config{
 		GRPCAddr:        o.grpcAddr,
 		HTTPAddr:        o.httpAddr,
@@ -292,6 +297,9 @@ func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA
 		DebugOpen:       o.debugOpen,
 		RegisterGRPC:    []func(grpc.ServiceRegistrar){ca.Register},
 		Prometheus:      reg,
+		// Gateway credentials go to router proxies whose service account
+		// may read them (SubjectAccessReview in Kubernetes).
+		SecretAuthorizer: secrets,
 	})
 	if err != nil {
 		return nil, err

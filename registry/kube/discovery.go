@@ -22,6 +22,7 @@ var istioResources = []struct {
 	{"networking.istio.io/v1", "destinationrules", registry.KindDestinationRule},
 	{"networking.istio.io/v1", "sidecars", registry.KindSidecar},
 	{"networking.istio.io/v1", "virtualservices", registry.KindVirtualService},
+	{"networking.istio.io/v1", "gateways", registry.KindGateway},
 	{"security.istio.io/v1", "peerauthentications", registry.KindPeerAuthentication},
 	{"security.istio.io/v1", "authorizationpolicies", registry.KindAuthorizationPolicy},
 }

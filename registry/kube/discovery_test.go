@@ -22,7 +22,7 @@ func TestServedIstioKinds(t *testing.T) {
 		{Name: "peerauthentications"}, {Name: "authorizationpolicies"}}}
 	all := map[string]bool{registry.KindServiceEntry: true, registry.KindWorkloadEntry: true,
 		registry.KindDestinationRule: true, registry.KindPeerAuthentication: true, registry.KindSidecar: true,
-		registry.KindAuthorizationPolicy: true, registry.KindVirtualService: true}
+		registry.KindAuthorizationPolicy: true, registry.KindVirtualService: true, registry.KindGateway: true}
 	for _, tc := range []struct {
 		name      string
 		resources []*metav1.APIResourceList
@@ -30,10 +30,12 @@ func TestServedIstioKinds(t *testing.T) {
 	}{
 		{"all served", []*metav1.APIResourceList{networking, security}, all},
 		{"no Istio CRDs", nil, map[string]bool{registry.KindServiceEntry: false, registry.KindWorkloadEntry: false,
-			registry.KindDestinationRule: false, registry.KindPeerAuthentication: false, registry.KindSidecar: false, registry.KindAuthorizationPolicy: false, registry.KindVirtualService: false}},
+			registry.KindDestinationRule: false, registry.KindPeerAuthentication: false, registry.KindSidecar: false, registry.KindAuthorizationPolicy: false, registry.KindVirtualService: false,
+			registry.KindGateway: false}},
 		{"some", []*metav1.APIResourceList{networkingOld}, map[string]bool{registry.KindServiceEntry: true,
 			registry.KindWorkloadEntry: false, registry.KindDestinationRule: false, registry.KindPeerAuthentication: false,
-			registry.KindSidecar: false, registry.KindAuthorizationPolicy: false, registry.KindVirtualService: false}},
+			registry.KindSidecar: false, registry.KindAuthorizationPolicy: false, registry.KindVirtualService: false,
+			registry.KindGateway: false}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := &fakediscovery.FakeDiscovery{Fake: &k8stesting.Fake{Resources: tc.resources}}

@@ -96,6 +96,7 @@ func (s *Source) addIstioInformers(served map[string]bool) error {
 			{registry.KindDestinationRule, iv1.DestinationRules().Informer},
 			{registry.KindSidecar, iv1.Sidecars().Informer},
 			{registry.KindVirtualService, iv1.VirtualServices().Informer},
+			{registry.KindGateway, iv1.Gateways().Informer},
 			{registry.KindPeerAuthentication, sc.istio.Security().V1().PeerAuthentications().Informer},
 			{registry.KindAuthorizationPolicy, sc.istio.Security().V1().AuthorizationPolicies().Informer},
 		}

@@ -1,7 +1,7 @@
 // Package kube is the Kubernetes source of the registry: client-go shared
 // informers for Services, Pods, Namespaces and EndpointSlices, and Istio
 // informers for ServiceEntries, WorkloadEntries, DestinationRules, Sidecars,
-// PeerAuthentications and AuthorizationPolicies (v1 only: the CRDs serve every version from one
+// VirtualServices, Gateways, PeerAuthentications and AuthorizationPolicies (v1 only: the CRDs serve every version from one
 // storage, so objects written as v1beta1 arrive through v1 too). Event
 // handlers only queue keys; workers read the object from the informer's
 // cache and write it to the registry.Store under the origin "kube".
@@ -148,6 +148,12 @@ func (s *Source) Start(ctx context.Context) error {
 		return err
 	}
 	if err := s.addIstioInformers(served); err != nil {
+		return err
+	}
+	if err := s.addSecretInformers(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	for _, start := range s.starts {
