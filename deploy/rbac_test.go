@@ -135,6 +135,13 @@ func TestRBACMissingRule(t *testing.T) {
 			func(t *testing.T, s *e2e.Server, ns string) string {
 				return `msg="publish root" namespace=` + ns + ` err="create configmap ` + ns + `/istio-ca-root-cert: configmaps is forbidden`
 			}},
+		// Without Secrets the server still syncs and serves; it says that
+		// gateways get no credentials and names the fix.
+		{"no Secret list or watch", "secrets", []string{"list", "watch"},
+			`permission="list secrets in all namespaces" effect="gateways get no credentialName certificates"`,
+			func(t *testing.T, s *e2e.Server, ns string) string {
+				return `msg="kube source: not allowed to list and watch Secrets; Gateway credentialName certificates are not served`
+			}},
 		// Without list and watch on ServiceEntries the informer could never
 		// sync, so the server would never serve: it exits instead.
 		{"no ServiceEntry list or watch", "serviceentries", []string{"list", "watch"},

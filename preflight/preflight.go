@@ -70,6 +70,9 @@ func Needs(caNamespace string, watched []string, leaderElect bool) []Access {
 					Why: "the Kubernetes source cannot sync without it, so the server would never serve"})
 			}
 		}
+		for _, verb := range []string{"list", "watch"} {
+			out = append(out, Access{Verb: verb, Resource: "secrets", Namespace: ns, Why: "gateways get no credentialName certificates"})
+		}
 		out = append(out,
 			Access{Verb: "create", Resource: "configmaps", Namespace: ns, Why: "the root ConfigMap istio-ca-root-cert is not published"},
 			Access{Verb: "create", Resource: "events", Namespace: ns, Why: "no Warning Events on objects the server cannot use"})
@@ -83,6 +86,8 @@ func Needs(caNamespace string, watched []string, leaderElect bool) []Access {
 		Access{Verb: "watch", Resource: "namespaces", Required: true, Why: "the Kubernetes source cannot sync without it"},
 		Access{Verb: "create", Group: "authentication.k8s.io", Resource: "tokenreviews",
 			Why: "the CA refuses every service account token (pods and pilot-agent cannot get certificates)"},
+		Access{Verb: "create", Group: "authorization.k8s.io", Resource: "subjectaccessreviews",
+			Why: "no gateway gets a credentialName certificate (each gateway's access to Secrets is checked first)"},
 		Access{Verb: "get", Resource: "secrets", Namespace: caNamespace, Name: "istio-ca-secret", Required: true,
 			Why: "the CA root cannot be loaded"},
 		Access{Verb: "create", Resource: "secrets", Namespace: caNamespace, Why: "the CA root cannot be created on first start"},
@@ -96,7 +101,7 @@ var watchedResources = [][2]string{
 	{"discovery.k8s.io", "endpointslices"},
 	{"networking.istio.io", "serviceentries"}, {"networking.istio.io", "workloadentries"},
 	{"networking.istio.io", "destinationrules"}, {"networking.istio.io", "sidecars"},
-	{"networking.istio.io", "virtualservices"},
+	{"networking.istio.io", "virtualservices"}, {"networking.istio.io", "gateways"},
 	{"security.istio.io", "peerauthentications"}, {"security.istio.io", "authorizationpolicies"},
 }
 
