@@ -96,6 +96,7 @@ func (c *registryCollector) Collect(ch chan<- prometheus.Metric) {
 		"Sidecar":             len(v.Sidecars()),
 		"AuthorizationPolicy": len(v.AuthorizationPolicies()),
 		"VirtualService":      len(v.VirtualServices()),
+		"Gateway":             len(v.Gateways()),
 	} {
 		ch <- prometheus.MustNewConstMetric(c.objects, prometheus.GaugeValue, float64(n), kind)
 	}
