@@ -31,9 +31,9 @@ type client struct {
 	labels   map[string]string // its labels with the topology labels of its locality
 }
 
-// newClient is the client of a proxy in locality with labels.
-func newClient(locality string, labels map[string]string) client {
-	return client{locality: locality, labels: topologyLabels(labels, locality, "")}
+// newClient is the client of a proxy in locality and network with labels.
+func newClient(locality, network string, labels map[string]string) client {
+	return client{locality: locality, labels: topologyLabels(labels, locality, network)}
 }
 
 // key names what of the client locality load balancing reads: its locality

@@ -122,3 +122,35 @@ func TestSpecificFirst(t *testing.T) {
 		t.Errorf("specificFirst = %v, want %v", got, want)
 	}
 }
+
+// TestLabelPriority: failoverPriority ranks an endpoint by the first label
+// it differs from the client in (topology labels derive from localities
+// and networks; `label=value` compares with the value given).
+func TestLabelPriority(t *testing.T) {
+	c := newClient("r1/z1", "net1", map[string]string{"version": "v1"})
+	ep := func(version, locality, network string) *registry.Endpoint {
+		return &registry.Endpoint{Labels: map[string]string{"version": version}, Locality: locality, Network: network}
+	}
+	prio := []string{registry.LabelTopologyNetwork, "version", registry.LabelTopologyRegion}
+	tests := []struct {
+		name     string
+		ep       *registry.Endpoint
+		priority []string
+		want     uint32
+	}{
+		{"all match", ep("v1", "r1/z2", "net1"), prio, 0},
+		{"other region", ep("v1", "r2/z1", "net1"), prio, 1},
+		{"other version", ep("v2", "r1/z1", "net1"), prio, 2},
+		{"other network", ep("v1", "r1/z1", "net2"), prio, 3},
+		{"fixed value matches", ep("v2", "r1/z1", ""), []string{"version=v2"}, 0},
+		{"fixed value differs", ep("v1", "r1/z1", ""), []string{"version=v2"}, 1},
+	}
+	for _, tc := range tests {
+		if got := labelPriority(tc.ep, tc.priority, c.labels); got != tc.want {
+			t.Errorf("%s: labelPriority = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	if got := labelPriority(ep("v2", "r2/z1", ""), prio, nil); got != 0 {
+		t.Errorf("a client without labels: priority %d, want 0 (as Istio)", got)
+	}
+}

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"cmp"
 	"maps"
 	"slices"
 	"strings"
@@ -45,11 +46,11 @@ func (b *Builder) scopeFor(p *Proxy, w *registry.Workload) *scope {
 		s.key += "|" + sc.Namespace + "/" + sc.Name
 	}
 	if b.localityAware {
-		locality := p.Locality
-		if w != nil && w.Locality != "" {
-			locality = w.Locality
+		locality, network := p.Locality, ""
+		if w != nil {
+			locality, network = cmp.Or(w.Locality, locality), w.Network
 		}
-		s.client = newClient(locality, labels)
+		s.client = newClient(locality, network, labels)
 		if sc == nil {
 			s.key += "|"
 		}
