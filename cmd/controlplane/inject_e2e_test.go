@@ -141,6 +141,22 @@ func deploymentPod(ns, name, sa string, labels map[string]string) *corev1.Pod {
 	}
 }
 
+// medianCreate creates n pods in ns one after another and returns the
+// median time of createPod.
+func medianCreate(t *testing.T, e *kubetest.Env, n int, ns string) time.Duration {
+	t.Helper()
+	times := make([]time.Duration, n)
+	for i := range times {
+		begin := time.Now()
+		if _, _, err := createPod(t, e, deploymentPod(ns, "timed", "timed", nil)); err != nil {
+			t.Fatal(err)
+		}
+		times[i] = time.Since(begin)
+	}
+	slices.Sort(times)
+	return times[n/2].Round(100 * time.Microsecond)
+}
+
 func containerNamed(cs []corev1.Container, name string) *corev1.Container {
 	for i := range cs {
 		if cs[i].Name == name {
@@ -245,6 +261,8 @@ func TestKubeSidecarInjection(t *testing.T) {
 		}
 		checkUnchanged(t, p, got)
 	}
+	t.Logf("median of 15 pod creates (and reads): %s through the injector, %s in an unlabelled namespace (no webhook call)",
+		medianCreate(t, e, 15, kubeNS), medianCreate(t, e, 15, plainNS))
 
 	bad := deploymentPod(kubeNS, "squatter", "squatter", nil)
 	bad.Spec.Containers = append(bad.Spec.Containers, corev1.Container{Name: "istio-proxy", Image: "nginx:1.27"})
