@@ -17,6 +17,9 @@ const (
 	ReasonUnknownPort = "UnknownPort"
 	// ReasonUnknownSubset: no DestinationRule of the host defines the subset.
 	ReasonUnknownSubset = "UnknownSubset"
+	// ReasonUnknownGateway: a VirtualService binds a Gateway the registry
+	// does not have; its routes apply once the Gateway exists.
+	ReasonUnknownGateway = "UnknownGateway"
 	// ReasonVirtualServiceConflict: two VirtualServices seen by one
 	// namespace name one host; the older (or the first by namespace/name)
 	// routes it.
@@ -53,6 +56,7 @@ func (v *view) collectVirtualServices(txn *memdb.Txn) {
 	v.vsProblems = nil
 	for i, r := range rows {
 		ps := vsDestinationProblems(v, r.vs)
+		ps = append(ps, vsGatewayProblems(v.gateways, r.vs)...)
 		ps = append(ps, vsConflicts(rows[:i], r.vs)...)
 		src, name := objectSource(txn, r.object, r.origin), objectName(txn, r.object)
 		for _, p := range ps {
@@ -60,6 +64,20 @@ func (v *view) collectVirtualServices(txn *memdb.Txn) {
 			v.vsProblems = append(v.vsProblems, p)
 		}
 	}
+}
+
+// vsGatewayProblems names the gateways a VirtualService binds that are
+// not Gateways of the registry ("mesh" is always there).
+func vsGatewayProblems(gws []*Gateway, vs *VirtualService) []Problem {
+	var out []Problem
+	for i, g := range vs.Gateways {
+		if g == MeshGateway || slices.ContainsFunc(gws, func(gw *Gateway) bool { return gw.Ref() == g }) {
+			continue
+		}
+		out = append(out, Problem{Field: fmt.Sprintf("spec.gateways[%d]", i), Reason: ReasonUnknownGateway,
+			Message: fmt.Sprintf("gateway %q is not a Gateway of the registry; the routes apply to it once it exists", g)})
+	}
+	return out
 }
 
 // vsDestinationProblems checks every destination of a VirtualService.
@@ -181,6 +199,9 @@ func locateVirtualServices(rec *record, locate func(field string) string) {
 		var fields []string
 		for i := range vs.Hosts {
 			fields = append(fields, fmt.Sprintf("spec.hosts[%d]", i))
+		}
+		for i := range vs.Gateways {
+			fields = append(fields, fmt.Sprintf("spec.gateways[%d]", i))
 		}
 		for _, d := range vsDestinations(vs) {
 			fields = append(fields, d.Field+".destination")
