@@ -17,6 +17,13 @@ func (s *Server) httpHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{Registry: s.metrics.reg}))
+	mux.Handle("/debug/", s.debugGuard(s.debugMux()))
+	return mux
+}
+
+// debugMux serves the /debug/ views (also to debug clients over xDS, see
+// istioDebug).
+func (s *Server) debugMux() *http.ServeMux {
 	debug := http.NewServeMux()
 	debug.HandleFunc("GET /debug/syncz", s.syncz)
 	debug.HandleFunc("GET /debug/config_dump", s.configDump)
@@ -28,8 +35,7 @@ func (s *Server) httpHandler() http.Handler {
 	debug.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	debug.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	debug.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.Handle("/debug/", s.debugGuard(debug))
-	return mux
+	return debug
 }
 
 // readyz answers 200 once the server serves and has pushed the model.

@@ -29,6 +29,7 @@ type ads struct {
 	diffs *diffCache
 	subs  *interner
 	ids   atomic.Uint64 // connection counter
+	debug *istioDebug   // answers debug clients (istioctl)
 }
 
 func newADS(log *slog.Logger, m *metrics, observe func(float64)) *ads {
@@ -56,8 +57,10 @@ type xdsStream struct {
 	a           *ads
 	ctx         context.Context
 	delta       bool
-	defaultType string // of a per-type service; "" for ADS
-	c           *conn  // set by the first request
+	defaultType string          // of a per-type service; "" for ADS
+	c           *conn           // set by the first request
+	debugType   string          // a debug client's first type; it never gets a conn
+	unknown     map[string]bool // types not served, answered once each
 	types       [numTypes]*typeState
 	nonce       uint64
 
@@ -182,7 +185,7 @@ func (a *ads) serve(s *xdsStream, recv func() (*request, error)) error {
 			}
 			return err
 		case r := <-reqs:
-			if err = s.handle(r); err == nil {
+			if err = s.handle(r); err == nil && s.c != nil { // a debug client has no conn
 				wake = s.c.wake
 				err = s.flush()
 			}
@@ -239,6 +242,13 @@ func (a *ads) close(s *xdsStream) {
 
 // handle takes in one request.
 func (s *xdsStream) handle(r *request) error {
+	if s.c == nil && (s.debugType != "" || isIstioDebug(r.typeURL)) {
+		if s.debugType == "" {
+			s.debugType = r.typeURL
+			s.a.log.Debug("debug client", "node", r.node.GetId(), "type", r.typeURL)
+		}
+		return s.handleDebug(r)
+	}
 	if s.c == nil {
 		if err := s.a.open(s, r.node); err != nil {
 			return err
@@ -253,8 +263,7 @@ func (s *xdsStream) handle(r *request) error {
 	}
 	i := typeIndex(typeURL)
 	if i < 0 {
-		s.a.log.Debug("ignoring a request for a type not served", "conn", s.c.id, "type", typeURL)
-		return nil
+		return s.answerUnknown(typeURL, r)
 	}
 	t := s.types[i]
 	if t == nil {
