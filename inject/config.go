@@ -31,6 +31,11 @@ type Config struct {
 	ClusterID string
 	// Revision is the istio.io/rev the pods are injected for.
 	Revision string
+	// NativeSidecars runs istio-proxy as a Kubernetes native sidecar (an
+	// init container that keeps running) unless a pod's
+	// sidecar.istio.io/nativeSidecar annotation says "false"; the
+	// annotation turns it on for one pod too.
+	NativeSidecars bool
 }
 
 // withDefaults fills the unset fields.

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strconv"
 	"strings"
 
-	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -69,44 +71,63 @@ func Mutate(cfg Config, pod *corev1.Pod, namespace string) (Result, error) {
 	if err = errors.Join(err, conflicts(pod)); err != nil {
 		return refuse(err)
 	}
-	injected := pod.DeepCopy()
-	if err := injectPod(cfg, o, injected, namespace); err != nil {
+	add, err := injectPod(cfg, o, pod, namespace)
+	if err != nil {
 		return refuse(err)
 	}
 	if p := pod.Spec.DNSPolicy; p != "" && p != corev1.DNSClusterFirst {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("spec.dnsPolicy is %s, not ClusterFirst: the sidecar may not resolve %s", p, cfg.DiscoveryAddress))
 	}
-	if res.Patch, err = createPatch(pod, injected); err != nil {
+	if res.Patch, err = patchFor(pod, add); err != nil {
 		return res, err
 	}
 	return res, nil
 }
 
-// injectPod adds the sidecar to pod (a copy) and sets Istio's labels and
-// annotations.
-func injectPod(cfg Config, o options, pod *corev1.Pod, namespace string) error {
+// addition is what the sidecar adds to a pod: the labels and annotations
+// it ends with, and the containers and volumes to insert.
+type addition struct {
+	labels, annotations map[string]string
+	initFirst, initLast []corev1.Container // before and after the pod's own
+	containers          []corev1.Container // after the pod's own
+	volumes             []corev1.Volume
+}
+
+// injectPod returns what the sidecar adds to pod (which is not modified).
+func injectPod(cfg Config, o options, pod *corev1.Pod, namespace string) (addition, error) {
+	meta := &corev1.Pod{ObjectMeta: *pod.ObjectMeta.DeepCopy(), Spec: pod.Spec}
 	w := workloadOf(pod, namespace)
 	if name := pod.Labels[workloadNameLabel]; name != "" {
 		w.name = name
 	}
-	appScrape, err := mergePrometheus(pod)
+	appScrape, err := mergePrometheus(meta)
 	if err != nil {
-		return err
+		return addition{}, err
 	}
 	proxy := proxyContainer(cfg, o, pod, w)
 	if appScrape != "" {
 		proxy.Env = append(proxy.Env, corev1.EnvVar{Name: "ISTIO_PROMETHEUS_ANNOTATIONS", Value: appScrape})
 	}
-	setMetadata(cfg, pod, w)
+	setMetadata(cfg, meta, w)
+	meta.Annotations[StatusAnnotation] = status(cfg, o)
+	add := addition{labels: meta.Labels, annotations: meta.Annotations}
+	var capture []corev1.Container
 	if o.mode != modeNone {
-		pod.Spec.InitContainers = append(pod.Spec.InitContainers, initContainer(o))
+		capture = append(capture, initContainer(o))
 	}
-	pod.Spec.Containers = append(pod.Spec.Containers, proxy)
+	if o.native {
+		// Istio's order: capture, then the proxy, then the pod's own init
+		// containers, so they run inside the mesh.
+		add.initFirst = append(capture, proxy)
+	} else {
+		// Capture last, so the pod's own init containers are not captured
+		// before a proxy runs; the proxy last among the containers.
+		add.initLast, add.containers = capture, []corev1.Container{proxy}
+	}
 	for _, v := range sidecarVolumes() {
-		pod.Spec.Volumes = append(pod.Spec.Volumes, v.volume)
+		add.volumes = append(add.volumes, v.volume)
 	}
-	pod.Annotations[StatusAnnotation] = status(cfg, o)
-	return nil
+	return add, nil
 }
 
 // setMetadata sets the labels and annotations Istio's template sets,
@@ -163,9 +184,14 @@ type sidecarStatus struct {
 }
 
 func status(cfg Config, o options) string {
-	s := sidecarStatus{Containers: []string{ProxyContainerName}, Revision: cfg.Revision}
+	s := sidecarStatus{Revision: cfg.Revision}
 	if o.mode != modeNone {
 		s.InitContainers = []string{InitContainerName}
+	}
+	if o.native {
+		s.InitContainers = append(s.InitContainers, ProxyContainerName)
+	} else {
+		s.Containers = []string{ProxyContainerName}
 	}
 	for _, v := range sidecarVolumes() {
 		s.Volumes = append(s.Volumes, v.volume.Name)
@@ -174,23 +200,63 @@ func status(cfg Config, o options) string {
 	return string(b)
 }
 
-// createPatch is the JSON patch from pod to injected.
-func createPatch(pod, injected *corev1.Pod) ([]byte, error) {
-	before, err := json.Marshal(pod)
-	if err != nil {
-		return nil, fmt.Errorf("encode pod: %w", err)
-	}
-	after, err := json.Marshal(injected)
-	if err != nil {
-		return nil, fmt.Errorf("encode injected pod: %w", err)
-	}
-	ops, err := jsonpatch.CreatePatch(before, after)
-	if err != nil {
-		return nil, fmt.Errorf("create patch: %w", err)
-	}
+// jsonOp is one JSON patch (RFC 6902) operation.
+type jsonOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
+}
+
+// patchFor is the JSON patch that makes add to pod. It only adds: map keys,
+// and whole list elements at the start or the end, so it never rewrites an
+// element of the pod's own (nor fields of it this build does not know).
+func patchFor(pod *corev1.Pod, add addition) ([]byte, error) {
+	var ops []jsonOp
+	ops = mapOps(ops, "/metadata/labels", pod.Labels, add.labels)
+	ops = mapOps(ops, "/metadata/annotations", pod.Annotations, add.annotations)
+	ops = listOps(ops, "/spec/initContainers", len(pod.Spec.InitContainers), add.initFirst, add.initLast)
+	ops = listOps(ops, "/spec/containers", len(pod.Spec.Containers), nil, add.containers)
+	ops = listOps(ops, "/spec/volumes", len(pod.Spec.Volumes), nil, add.volumes)
 	b, err := json.Marshal(ops)
 	if err != nil {
 		return nil, fmt.Errorf("encode patch: %w", err)
 	}
 	return b, nil
+}
+
+// mapOps sets the keys of want that have differs on; a missing map is
+// added whole.
+func mapOps(ops []jsonOp, path string, have, want map[string]string) []jsonOp {
+	if have == nil {
+		return append(ops, jsonOp{"add", path, want})
+	}
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if v, ok := have[k]; !ok || v != want[k] {
+			ops = append(ops, jsonOp{"add", path + "/" + pointerEscape(k), want[k]})
+		}
+	}
+	return ops
+}
+
+// listOps inserts first at the start and last at the end of a list of
+// have elements; an empty (or missing) list is set whole.
+func listOps[T any](ops []jsonOp, path string, have int, first, last []T) []jsonOp {
+	if have == 0 {
+		if all := slices.Concat(first, last); len(all) > 0 {
+			ops = append(ops, jsonOp{"add", path, all})
+		}
+		return ops
+	}
+	for i, v := range first {
+		ops = append(ops, jsonOp{"add", path + "/" + strconv.Itoa(i), v})
+	}
+	for _, v := range last {
+		ops = append(ops, jsonOp{"add", path + "/-", v})
+	}
+	return ops
+}
+
+// pointerEscape escapes a map key for a JSON pointer (RFC 6901).
+func pointerEscape(k string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1")
 }

@@ -3,6 +3,7 @@ package inject
 import (
 	"encoding/json"
 	"errors"
+	jsonpatch "github.com/evanphx/json-patch/v5"
 	"strings"
 	"testing"
 
@@ -149,5 +150,51 @@ func TestMutateIdempotent(t *testing.T) {
 	again, err := Mutate(testConfig(), applyPatch(t, raw, res.Patch), "app")
 	if err != nil || again.Patch != nil || !strings.Contains(again.Skipped, "already injected") {
 		t.Errorf("injected pod again: %+v, %v; want left alone as already injected", again, err)
+	}
+}
+
+// The patch only inserts: the pod's own list elements keep their fields,
+// also ones this build of the API types does not know (sent by a newer API
+// server), when the sidecar is inserted before them (native sidecar).
+func TestPatchKeepsUnknownFields(t *testing.T) {
+	raw := []byte(`{"metadata":{"name":"job-0","namespace":"app","annotations":{"sidecar.istio.io/nativeSidecar":"true"}},
+		"spec":{"initContainers":[{"name":"schema","image":"example.com/migrate:1","futureField":{"x":1}}],
+		"containers":[{"name":"app","image":"example.com/app:1","futureField":2}]}}`)
+	var pod corev1.Pod
+	if err := json.Unmarshal(raw, &pod); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Mutate(testConfig(), &pod, "app")
+	if err != nil || res.Patch == nil {
+		t.Fatalf("Mutate: %+v, %v", res, err)
+	}
+	var out struct {
+		Spec struct {
+			InitContainers, Containers []map[string]any
+		}
+	}
+	p, err := jsonpatch.DecodePatch(res.Patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patched, err := p.Apply(raw)
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	if err := json.Unmarshal(patched, &out); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range out.Spec.InitContainers {
+		names = append(names, c["name"].(string))
+		if _, ok := c["futureField"]; ok != (c["name"] == "schema") {
+			t.Errorf("init container %s: futureField present %v", c["name"], ok)
+		}
+	}
+	if strings.Join(names, ",") != "istio-init,istio-proxy,schema" {
+		t.Errorf("init containers %v, want istio-init, istio-proxy, then the pod's own", names)
+	}
+	if len(out.Spec.Containers) != 1 || out.Spec.Containers[0]["futureField"] == nil {
+		t.Errorf("containers %v, want the pod's own with its futureField", out.Spec.Containers)
 	}
 }

@@ -14,6 +14,7 @@ import (
 // Pod annotations the template reads, Istio's names.
 const (
 	annoInterceptionMode = "sidecar.istio.io/interceptionMode"
+	annoNativeSidecar    = "sidecar.istio.io/nativeSidecar"
 	annoProxyImage       = "sidecar.istio.io/proxyImage"
 	annoProxyCPU         = "sidecar.istio.io/proxyCPU"
 	annoProxyMemory      = "sidecar.istio.io/proxyMemory"
@@ -43,6 +44,7 @@ type options struct {
 	includeInbound, excludeInbound       string
 	includeOutbound, excludeOutbound     string
 	hasIncludeOutbound, hasExcludeOutbnd bool
+	native                               bool // istio-proxy as a native sidecar
 	resources                            corev1.ResourceRequirements
 }
 
@@ -57,6 +59,10 @@ func parseOptions(cfg Config, pod *corev1.Pod) (options, error) {
 		excludeIPs:     a[annoExcludeIPs],
 		includeInbound: valueOr(a[annoIncludeInbound], "*"),
 		excludeInbound: a[annoExcludeInbound],
+	}
+	o.native = cfg.NativeSidecars
+	if v, ok := a[annoNativeSidecar]; ok {
+		o.native = v != "false" // Istio's reading: anything but "false" turns it on
 	}
 	o.includeOutbound, o.hasIncludeOutbound = a[annoIncludeOutbound]
 	o.excludeOutbound, o.hasExcludeOutbnd = a[annoExcludeOutbound]

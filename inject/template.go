@@ -2,6 +2,7 @@ package inject
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -131,7 +132,7 @@ func proxyContainer(cfg Config, o options, pod *corev1.Pod, w workload) corev1.C
 			PeriodSeconds: period, TimeoutSeconds: 3, FailureThreshold: failures,
 		}
 	}
-	return corev1.Container{
+	c := corev1.Container{
 		Name:  ProxyContainerName,
 		Image: o.image,
 		Args: []string{"proxy", "sidecar", "--domain", "$(POD_NAMESPACE).svc." + cfg.TrustDomain,
@@ -144,6 +145,13 @@ func proxyContainer(cfg Config, o options, pod *corev1.Pod, w workload) corev1.C
 		SecurityContext: proxySecurityContext(o.mode),
 		VolumeMounts:    mounts,
 	}
+	if o.native {
+		// Kept running beside the application; on shutdown, drain first.
+		c.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
+		c.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+			Command: []string{"pilot-agent", "request", "--debug-port=" + strconv.Itoa(statusPort), "POST", "drain"}}}}
+	}
+	return c
 }
 
 // proxySecurityContext runs the proxy as 1337 (the UID istio-iptables

@@ -157,6 +157,14 @@ func medianCreate(t *testing.T, e *kubetest.Env, n int, ns string) time.Duration
 	return times[n/2].Round(100 * time.Microsecond)
 }
 
+func containerNames(cs []corev1.Container) []string {
+	var n []string
+	for _, c := range cs {
+		n = append(n, c.Name)
+	}
+	return n
+}
+
 func containerNamed(cs []corev1.Container, name string) *corev1.Container {
 	for i := range cs {
 		if cs[i].Name == name {
@@ -210,17 +218,10 @@ func checkInjected(t *testing.T, pod *corev1.Pod) {
 // volumes it was created with, and no injection annotation.
 func checkUnchanged(t *testing.T, sent, got *corev1.Pod) {
 	t.Helper()
-	names := func(cs []corev1.Container) []string {
-		var n []string
-		for _, c := range cs {
-			n = append(n, c.Name)
-		}
-		return n
-	}
-	if !slices.Equal(names(got.Spec.Containers), names(sent.Spec.Containers)) || len(got.Spec.InitContainers) != len(sent.Spec.InitContainers) ||
+	if !slices.Equal(containerNames(got.Spec.Containers), containerNames(sent.Spec.Containers)) || len(got.Spec.InitContainers) != len(sent.Spec.InitContainers) ||
 		volumeNamed(got.Spec.Volumes, "istio-token") != nil || got.Annotations[inject.StatusAnnotation] != "" {
 		t.Errorf("pod %s/%s was changed: containers %v, init %v, annotations %v", got.Namespace, got.Name,
-			names(got.Spec.Containers), names(got.Spec.InitContainers), got.Annotations)
+			containerNames(got.Spec.Containers), containerNames(got.Spec.InitContainers), got.Annotations)
 	}
 }
 
@@ -228,7 +229,8 @@ func checkUnchanged(t *testing.T, sent, got *corev1.Pod) {
 // a real kube-apiserver, sends pod creations to `serve`, which set its
 // caBundle at start. A Deployment's pod in a namespace labelled
 // istio-injection=enabled, and a pod labelled sidecar.istio.io/inject=true
-// elsewhere, are stored with the sidecar; opted-out pods (label or
+// elsewhere, are stored with the sidecar (a native sidecar when the pod
+// asks, which the API server validates); opted-out pods (label or
 // annotation) and a pod in an unlabelled namespace are stored unchanged; a
 // pod the sidecar cannot be added to is refused naming the field; an odd
 // inject value is a warning.
@@ -247,6 +249,18 @@ func TestKubeSidecarInjection(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkInjected(t, labelled)
+
+	native := deploymentPod(kubeNS, "migrate", "migrate", nil)
+	native.Annotations = map[string]string{"sidecar.istio.io/nativeSidecar": "true"}
+	native.Spec.InitContainers = []corev1.Container{{Name: "schema", Image: "example.com/migrate:1"}}
+	if native, _, err = createPod(t, e, native); err != nil {
+		t.Fatalf("create a pod asking for a native sidecar: %v", err)
+	}
+	if names := containerNames(native.Spec.InitContainers); !slices.Equal(names, []string{"istio-init", "istio-proxy", "schema"}) {
+		t.Errorf("native sidecar pod's init containers %v, want istio-init, istio-proxy, schema", names)
+	} else if rp := native.Spec.InitContainers[1].RestartPolicy; rp == nil || *rp != corev1.ContainerRestartPolicyAlways {
+		t.Errorf("native istio-proxy restartPolicy %v, want Always", rp)
+	}
 
 	annotatedOut := deploymentPod(kubeNS, "batch", "batch", nil)
 	annotatedOut.Annotations = map[string]string{inject.InjectKey: "false"}

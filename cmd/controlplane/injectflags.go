@@ -28,6 +28,8 @@ func addInjectFlags(f *pflag.FlagSet, o *injectFlags) {
 	f.StringVar(&o.cfg.Image, "inject-image", inject.DefaultImage, "name of the injected proxy image (istio-proxy and istio-init)")
 	f.StringVar(&o.cfg.DiscoveryAddress, "inject-discovery-address", inject.DefaultDiscoveryAddress,
 		"address of our TLS port as injected sidecars reach it (their discoveryAddress and CA_ADDR)")
+	f.BoolVar(&o.cfg.NativeSidecars, "inject-native-sidecars", false,
+		"inject istio-proxy as a Kubernetes native sidecar (init container with restartPolicy Always; Kubernetes 1.29+); a pod's sidecar.istio.io/nativeSidecar annotation overrides")
 	f.StringVar(&o.cfg.ClusterID, "inject-cluster-id", inject.DefaultClusterID, "ISTIO_META_CLUSTER_ID of injected sidecars")
 }
 
