@@ -86,6 +86,11 @@ type Config struct {
 	// SecretAuthorizer decides which gateway credentials (SDS secrets
 	// `kubernetes://NAME`) a router proxy receives. Nil refuses them all.
 	SecretAuthorizer SecretAuthorizer
+	// SecretRecheck is how often the proxies refused a credential are
+	// rebuilt, so that access granted later (a new RoleBinding) reaches
+	// them without a restart (default 1m; SecretAuthorizer's own cache
+	// should not keep answers longer).
+	SecretRecheck time.Duration
 }
 
 // SecretAuthorizer says whether a proxy's identity may read the Secrets
@@ -121,6 +126,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxDebounce < c.Debounce {
 		c.MaxDebounce = max(500*time.Millisecond, c.Debounce)
+	}
+	if c.SecretRecheck <= 0 {
+		c.SecretRecheck = time.Minute
 	}
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = 5 * time.Second

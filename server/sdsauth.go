@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -22,7 +23,23 @@ const secretAuthTimeout = 5 * time.Second
 // SDS server checks. Each refusal is logged once per connection, naming
 // the secret and the reason. Parts without credentials come back as they are.
 func (p *pusher) authorizeSecrets(c *conn, shared, own *snapshot.Resources) (*snapshot.Resources, *snapshot.Resources) {
+	forgetRefusedNotIn(c, shared, own)
 	return p.authorizedPart(c, shared), p.authorizedPart(c, own)
+}
+
+// forgetRefusedNotIn drops the refusals of credentials the proxy's config
+// no longer names (so it is not rechecked for them).
+func forgetRefusedNotIn(c *conn, parts ...*snapshot.Resources) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name := range c.refusedSecrets {
+		named := slices.ContainsFunc(parts, func(r *snapshot.Resources) bool {
+			return r != nil && slices.ContainsFunc(r.Secrets, func(s types.Resource) bool { return s.(*tlsv3.Secret).GetName() == name })
+		})
+		if !named {
+			delete(c.refusedSecrets, name)
+		}
+	}
 }
 
 func (p *pusher) authorizedPart(c *conn, r *snapshot.Resources) *snapshot.Resources {
@@ -41,6 +58,7 @@ func (p *pusher) authorizedPart(c *conn, r *snapshot.Resources) *snapshot.Resour
 			p.refused(c, name, err)
 			continue
 		}
+		p.allowed(c, name)
 		keep = append(keep, res)
 	}
 	if len(keep) == len(r.Secrets) {
@@ -70,6 +88,40 @@ func (p *pusher) maySend(c *conn, ns string) error {
 		return fmt.Errorf("service account %s/%s: %w", id.Namespace, id.ServiceAccount, err)
 	}
 	return nil
+}
+
+// recheckRefused rebuilds, every interval until ctx ends, the connections
+// that were refused a credential: the answer may have changed (access
+// granted or revoked is seen within the interval plus the authorizer's
+// cache time). Other connections are left alone.
+func (p *pusher) recheckRefused(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		for _, c := range p.connections() {
+			c.mu.Lock()
+			refused := len(c.refusedSecrets) > 0 && !c.closed
+			c.mu.Unlock()
+			if refused {
+				p.buildLocked(c, time.Now())
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+// allowed forgets an earlier refusal of secret, so that a later one is
+// logged again.
+func (p *pusher) allowed(c *conn, secret string) {
+	c.mu.Lock()
+	delete(c.refusedSecrets, secret)
+	c.mu.Unlock()
 }
 
 // refused logs a refused secret once per connection and reason.

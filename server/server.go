@@ -170,6 +170,10 @@ func (s *Server) Start(ctx context.Context) error {
 		s.pushLoop(gctx)
 		return nil
 	})
+	g.Go(func() error {
+		s.pusher.recheckRefused(gctx, s.cfg.SecretRecheck)
+		return nil
+	})
 	s.health.Resume()
 	s.ready.Store(true)
 	g.Go(func() error {

@@ -40,9 +40,11 @@ const (
 // read Secrets of its namespace gets the certificate and key over SDS; the
 // one whose service account may not gets no secret, and the server logs the
 // refusal naming the secret and the SubjectAccessReview's answer. The key
-// never shows in /debug/config_dump.
+// never shows in /debug/config_dump. Once a RoleBinding grants the second
+// one access too, it gets the credential without reconnecting (rechecked
+// every --gateway-secret-recheck).
 func TestKubeGatewayCredentialsNeedSecretAccess(t *testing.T) {
-	e, srv := kubeServe(t)
+	e, srv := kubeServe(t, "--gateway-secret-recheck", "2s")
 	certPEM, keyPEM := selfSignedPEM(t, "bookinfo.example.com")
 	createGatewayObjects(t, e, certPEM, keyPEM)
 	grantSecretReader(t, e, "gw-reader")
@@ -65,6 +67,14 @@ func TestKubeGatewayCredentialsNeedSecretAccess(t *testing.T) {
 	srv.WaitLog(t, `secret=`+gwSecretName+` error="service account istio-system/gw-other: may not list secrets in namespace istio-system`, 20*time.Second)
 	if s := firstSecret(t, srv.GRPCAddr, denied, 2*time.Second); s != nil {
 		t.Errorf("gateway without Secret access got %s", s.GetName())
+	}
+	granted := secretsFrom(stream)
+	bindSecretReader(t, e, "gw-other")
+	select {
+	case s := <-granted:
+		t.Logf("after the RoleBinding the second gateway got %s on its open stream", s.GetName())
+	case <-time.After(20 * time.Second):
+		t.Errorf("the second gateway did not get %s within 20s of being granted access:\n%s", gwSecretName, srv.Logs())
 	}
 
 	dump := e2e.HTTPGet(t, "http://"+srv.HTTPAddr+"/debug/config_dump?proxyID="+allowed.GetId())
@@ -92,6 +102,17 @@ func firstSecret(t *testing.T, addr string, node *corev3.Node, timeout time.Dura
 	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.SecretType, ResourceNames: []string{gwSecretName}}); err != nil {
 		t.Fatal(err)
 	}
+	select {
+	case s := <-secretsFrom(stream):
+		return s
+	case <-time.After(timeout):
+		return nil
+	}
+}
+
+// secretsFrom reads stream until a response holds the credential and sends
+// it on the channel (which stays empty if none ever does).
+func secretsFrom(stream e2e.ADSClient) <-chan *tlsv3.Secret {
 	found := make(chan *tlsv3.Secret, 1)
 	go func() {
 		for {
@@ -108,12 +129,7 @@ func firstSecret(t *testing.T, addr string, node *corev3.Node, timeout time.Dura
 			}
 		}
 	}()
-	select {
-	case s := <-found:
-		return s
-	case <-time.After(timeout):
-		return nil
-	}
+	return found
 }
 
 func createGatewayObjects(t *testing.T, e *kubetest.Env, certPEM, keyPEM []byte) {
@@ -146,10 +162,16 @@ func grantSecretReader(t *testing.T, e *kubetest.Env, sa string) {
 	if _, err := rbac.Roles(gwNS).Create(ctx, role, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: gwNS, Name: "gateway-sds"},
-		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
+	bindSecretReader(t, e, sa)
+}
+
+// bindSecretReader binds grantSecretReader's Role to service account sa.
+func bindSecretReader(t *testing.T, e *kubetest.Env, sa string) {
+	t.Helper()
+	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: gwNS, Name: "gateway-sds-" + sa},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "gateway-sds"},
 		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: gwNS, Name: sa}}}
-	if _, err := rbac.RoleBindings(gwNS).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+	if _, err := e.Kube.RbacV1().RoleBindings(gwNS).Create(t.Context(), rb, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -34,8 +34,9 @@ const (
 )
 
 // kubeServe starts a kube-apiserver of the test's own, the namespaces and
-// inventory pods, and `controlplane serve --kubeconfig` watching it.
-func kubeServe(t *testing.T) (*kubetest.Env, *e2e.Server) {
+// inventory pods, and `controlplane serve --kubeconfig` watching it (with
+// extra flags).
+func kubeServe(t *testing.T, extra ...string) (*kubetest.Env, *e2e.Server) {
 	t.Helper()
 	e := kubetest.New(t)
 	for _, ns := range []string{kubeNS, "istio-system"} {
@@ -46,7 +47,7 @@ func kubeServe(t *testing.T) (*kubetest.Env, *e2e.Server) {
 	createInventoryPod(t, e, "inventory-0", "10.8.0.5")
 	createInventoryPod(t, e, "inventory-1", "10.8.0.6")
 	begin := time.Now()
-	srv := e2e.Serve(t, "--kubeconfig", e.KubeconfigPath, "--leader-elect=false", "--debounce", "100ms")
+	srv := e2e.Serve(t, append([]string{"--kubeconfig", e.KubeconfigPath, "--leader-elect=false", "--debounce", "100ms"}, extra...)...)
 	t.Logf("kube-apiserver started in %s, controlplane ready in %s", e.StartDuration.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond))
 	return e, srv
 }

@@ -42,6 +42,7 @@ type serveOptions struct {
 	trustDomain    string
 	extraSANs      []string
 	debounce       time.Duration
+	secretRecheck  time.Duration
 	configSettle   time.Duration
 	configMaxBytes int64
 	debugOpen      bool
@@ -79,6 +80,7 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.httpAddr, "http-addr", ":15014", "HTTP address for /metrics, /healthz, /readyz, /debug")
 	f.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain")
 	f.StringSliceVar(&o.extraSANs, "extra-san", nil, "extra DNS names or IPs in the TLS serving certificate (e.g. the gateway address VMs dial)")
+	f.DurationVar(&o.secretRecheck, "gateway-secret-recheck", time.Minute, "how long a gateway's access to Secrets (SubjectAccessReview) is remembered; gateways refused a credential are rechecked this often")
 	f.DurationVar(&o.debounce, "debounce", 100*time.Millisecond, "how long changes in quick succession are gathered before a push (a lone change after a quiet spell is pushed after 3ms)")
 	f.DurationVar(&o.configSettle, "config-settle", 20*time.Millisecond, "how long --config-dir must be quiet after a file event before the files are read")
 	f.Int64Var(&o.configMaxBytes, "config-max-file-bytes", yamldir.DefaultMaxFileBytes, "largest file read from --config-dir; a larger one is reported and its last good objects stay")
@@ -163,7 +165,7 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 	var elector *leader.Elector
 	var secrets server.SecretAuthorizer = server.AllowSecrets{} // the folder's Secrets are its gateways'
 	if restCfg != nil {
-		if secrets, err = kube.NewSecretAccess(restCfg, 0); err != nil {
+		if secrets, err = kube.NewSecretAccess(restCfg, o.secretRecheck); err != nil {
 			return err
 		}
 		if client, err = kubernetes.NewForConfig(restCfg); err != nil {
@@ -300,6 +302,7 @@ func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA
 		// Gateway credentials go to router proxies whose service account
 		// may read them (SubjectAccessReview in Kubernetes).
 		SecretAuthorizer: secrets,
+		SecretRecheck:    o.secretRecheck,
 	})
 	if err != nil {
 		return nil, err
