@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real components the tests talk to into a cache folder outside the
 # repo, once, and prints lines to eval: KUBEBUILDER_ASSETS and the tools' bin dir.
-#   kube-apiserver + etcd (hack/kubetools), grpcurl, pilot-agent (hack/istiotools)
+#   kube-apiserver + etcd (hack/kubetools), grpcurl, pilot-agent and istioctl
+#   (hack/istiotools, the same istio.io/istio)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/controlplane
@@ -11,9 +12,14 @@ assets=$("$here/build-kube.sh")
 if [ ! -x "$bin/grpcurl" ]; then
 	GOBIN=$bin go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
 fi
-if [ ! -x "$bin/pilot-agent" ]; then
-	(cd "$here/istiotools" && go build -trimpath -o "$bin/pilot-agent.tmp" istio.io/istio/pilot/cmd/pilot-agent)
-	mv "$bin/pilot-agent.tmp" "$bin/pilot-agent"
-fi
+# istio_build NAME PACKAGE builds a command of istio.io/istio once.
+istio_build() {
+	if [ ! -x "$bin/$1" ]; then
+		(cd "$here/istiotools" && go build -trimpath -o "$bin/$1.tmp" "istio.io/istio/$2")
+		mv "$bin/$1.tmp" "$bin/$1"
+	fi
+}
+istio_build pilot-agent pilot/cmd/pilot-agent
+istio_build istioctl istioctl/cmd/istioctl
 echo "export KUBEBUILDER_ASSETS=$assets"
 echo "export CONTROLPLANE_TOOLS_BIN=$bin"

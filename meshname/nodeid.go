@@ -69,3 +69,7 @@ func ParseNodeID(id string) (NodeID, error) {
 	n.Name, n.Namespace = name, ns
 	return n, nil
 }
+
+// IstioProxyID is the short name Istio gives a proxy, NAME.NAMESPACE (the
+// node ID's second part), which istioctl lists and takes as POD.NAMESPACE.
+func IstioProxyID(name, namespace string) string { return name + "." + namespace }

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/snapshot"
 )
 
@@ -74,13 +75,14 @@ func controlPlaneID() *corev3.ControlPlane {
 	return &corev3.ControlPlane{Identifier: string(id)}
 }
 
-// handleDebug answers a debug client's request. A request carrying a nonce
-// answers an earlier response (an ACK) and gets nothing.
+// handleDebug answers a debug client's request. A request carrying the
+// nonce of our last response answers it (an ACK) and gets nothing; other
+// nonces are the client's own (istioctl sends a time stamp).
 func (s *xdsStream) handleDebug(r *request) error {
 	if !isIstioDebug(r.typeURL) {
 		return status.Errorf(codes.InvalidArgument, "a debug client (its first request was for %s) cannot ask for %s: connect as a proxy instead", s.debugType, r.typeURL)
 	}
-	if r.nonce != "" {
+	if r.nonce != "" && r.nonce == strconv.FormatUint(s.nonce, 10) {
 		return nil
 	}
 	names := r.names
@@ -168,14 +170,15 @@ func (d *istioDebug) syncz(caller *Identity, operator bool) ([]debugResource, er
 		if err != nil {
 			return nil, status.Errorf(codes.Internal, "encode syncz of %s: %v", st.id, err)
 		}
-		out = append(out, debugResource{name: st.proxy.ID, any: a})
+		out = append(out, debugResource{name: cc.Node.Id, any: a})
 	}
 	return out, nil
 }
 
-// istioNode is a proxy's node with only the metadata istiod puts in
-// syncz (istioctl parses it as Istio's NodeMetadata, so our own keys stay
-// out).
+// istioNode is a proxy's node as istiod puts it in syncz: Istio's proxy
+// ID (POD.NAMESPACE, which `istioctl proxy-status POD` takes) and only the
+// metadata istiod sets (istioctl parses it as Istio's NodeMetadata, so our
+// own keys stay out).
 func istioNode(st connStatus) *corev3.Node {
 	md := &structpb.Struct{Fields: map[string]*structpb.Value{}}
 	for _, k := range []string{"CLUSTER_ID", "NAMESPACE", "ISTIO_VERSION"} {
@@ -186,7 +189,7 @@ func istioNode(st connStatus) *corev3.Node {
 	if _, ok := md.Fields["NAMESPACE"]; !ok && st.proxy.Namespace != "" {
 		md.Fields["NAMESPACE"] = structpb.NewStringValue(st.proxy.Namespace)
 	}
-	return &corev3.Node{Id: st.proxy.ID, Metadata: md}
+	return &corev3.Node{Id: meshname.IstioProxyID(st.proxy.Name, st.proxy.Namespace), Metadata: md}
 }
 
 // configDump is the config of the named proxy: what it holds of each type,
@@ -212,7 +215,7 @@ func findStatus(all []connStatus, name string) (connStatus, bool) {
 		if st.id == name {
 			return st, true
 		}
-		match := st.proxy.ID == name || st.proxy.Name+"."+st.proxy.Namespace == name
+		match := st.proxy.ID == name || meshname.IstioProxyID(st.proxy.Name, st.proxy.Namespace) == name
 		if match && (!ok || st.connectedAt.After(found.connectedAt)) {
 			found, ok = st, true
 		}
@@ -310,7 +313,7 @@ func adminDump(st connStatus) []*anypb.Any {
 // serve with an empty response, as istiod does, so a client waiting for
 // the type learns at once that nothing comes; its ACK gets nothing more.
 func (s *xdsStream) answerUnknown(typeURL string, r *request) error {
-	if s.unknown[typeURL] || r.nonce != "" {
+	if s.unknown[typeURL] {
 		return nil
 	}
 	if s.unknown == nil {

@@ -68,7 +68,7 @@ func FuzzIstioDebugRequest(f *testing.F) {
 		}
 		for _, r := range res {
 			var cc statusv3.ClientConfig
-			if r.any.UnmarshalTo(&cc) == nil && !strings.Contains(cc.GetNode().GetId(), "."+callerNS+"~") {
+			if r.any.UnmarshalTo(&cc) == nil && !strings.HasSuffix(cc.GetNode().GetId(), "."+callerNS) {
 				t.Fatalf("caller in %s sees proxy %s", callerNS, cc.GetNode().GetId())
 			}
 		}

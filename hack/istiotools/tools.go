@@ -3,4 +3,7 @@
 // Package istiotools pins the commands the tests build.
 package istiotools
 
-import _ "istio.io/istio/pilot/cmd/pilot-agent"
+import (
+	_ "istio.io/istio/istioctl/cmd/istioctl"
+	_ "istio.io/istio/pilot/cmd/pilot-agent"
+)
