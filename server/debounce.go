@@ -76,6 +76,7 @@ func (s *Server) push(observed time.Time) {
 		s.log.Info("config pushed", "revision", rev, "rebuilt", built, "changed", changed,
 			"took", time.Since(start).Round(time.Microsecond))
 	}
+	s.lastPush.Store(&Push{At: start, Took: time.Since(start), Revision: rev, Rebuilt: built, Changed: changed})
 	s.pushes.Add(1)
 	s.pushedRev.Store(rev)
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"time"
@@ -44,31 +45,25 @@ func (s *Server) syncz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, out)
 }
 
-// connection is one stream in /debug/connections.
-type connection struct {
-	Conn        string    `json:"connection"`
-	ID          string    `json:"proxy"` // node ID
-	Kind        string    `json:"kind"`
-	Delta       bool      `json:"delta"`
-	ConnectedAt time.Time `json:"connectedAt"`
-	Identity    string    `json:"identity,omitempty"` // proven on the TLS port: NAMESPACE/SERVICE_ACCOUNT
+// Connection is one stream in /debug/connections.
+type Connection struct {
+	Conn           string    `json:"connection"`
+	ID             string    `json:"proxy"` // node ID
+	Kind           string    `json:"kind"`
+	Delta          bool      `json:"delta"`
+	ConnectedAt    time.Time `json:"connectedAt"`
+	Namespace      string    `json:"namespace"`
+	ServiceAccount string    `json:"serviceAccount,omitempty"` // as the node's metadata claims it
+	Identity       string    `json:"identity,omitempty"`       // proven on the TLS port: NAMESPACE/SERVICE_ACCOUNT
 }
 
 // connections lists the open connections.
 func (s *Server) connections(w http.ResponseWriter, _ *http.Request) {
-	out := []connection{}
-	for _, st := range s.statuses() {
-		c := connection{Conn: st.id, ID: st.proxy.ID, Kind: st.kind, Delta: st.delta, ConnectedAt: st.connectedAt}
-		if st.caller != nil {
-			c.Identity = st.caller.Namespace + "/" + st.caller.ServiceAccount
-		}
-		out = append(out, c)
-	}
-	writeJSON(w, out)
+	writeJSON(w, s.Connections())
 }
 
-// configDump is the xDS a connection gets.
-type configDump struct {
+// ConfigDump is the xDS a connection gets.
+type ConfigDump struct {
 	Conn      string                       `json:"connection"`
 	ID        string                       `json:"proxy"`
 	Kind      string                       `json:"kind"`
@@ -97,25 +92,14 @@ func (s *Server) find(id string) (connStatus, bool) {
 // ID) as JSON.
 func (s *Server) configDump(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get("proxyID")
-	st, ok := s.find(id)
-	if !ok {
+	out, err := s.ConfigDump(id)
+	if errors.Is(err, ErrNotConnected) {
 		http.Error(w, "proxy "+id+" is not connected (see /debug/connections)", http.StatusNotFound)
 		return
 	}
-	out := configDump{Conn: st.id, ID: st.proxy.ID, Kind: st.kind, Versions: map[string]string{}, Resources: map[string][]json.RawMessage{}}
-	if st.buildErr != nil {
-		out.Error = st.buildErr.Error()
-	}
-	if st.snap != nil {
-		for i, t := range xdsTypes {
-			out.Versions[shortTypes[i]] = st.snap.version(t)
-			list, err := resourcesJSON(st.snap, t)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
-				return
-			}
-			out.Resources[shortTypes[i]] = list
-		}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
 	}
 	writeJSON(w, out)
 }
@@ -170,10 +154,5 @@ func (s *Server) registryz(w http.ResponseWriter, _ *http.Request) {
 // current snapshot builder could not enforce as written for the proxies it
 // built (e.g. an HTTP-only AuthorizationPolicy field on a TCP port).
 func (s *Server) problems(w http.ResponseWriter, _ *http.Request) {
-	ps := s.cfg.Registry.Problems()
-	ps = append(ps, s.pusher.builderProblems()...)
-	if ps == nil {
-		ps = []registry.Problem{}
-	}
-	writeJSON(w, ps)
+	writeJSON(w, s.Problems())
 }

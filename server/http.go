@@ -11,13 +11,16 @@ import (
 )
 
 // httpHandler serves health, metrics and, for loopback clients unless
-// DebugOpen, the debug views.
+// DebugOpen, the debug views and the status page.
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{Registry: s.metrics.reg}))
 	mux.Handle("/debug/", s.debugGuard(s.debugMux()))
+	if s.page != nil {
+		mux.Handle("/", s.debugGuard(s.page))
+	}
 	return mux
 }
 
@@ -47,11 +50,24 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Write([]byte("ok\n"))
 }
 
+// pageURL is the status page's address for a log line: the bound address,
+// with loopback for an unspecified host (":15014").
+func pageURL(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return "http://" + a.String() + "/"
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
+}
+
 // debugGuard refuses clients that are not on loopback unless DebugOpen.
 func (s *Server) debugGuard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.cfg.DebugOpen && !isLoopback(r.RemoteAddr) {
-			http.Error(w, "debug endpoints are served to loopback clients only", http.StatusForbidden)
+			http.Error(w, "debug endpoints and the status page are served to loopback clients only (see --debug-open)", http.StatusForbidden)
 			return
 		}
 		next.ServeHTTP(w, r)

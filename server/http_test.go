@@ -180,3 +180,53 @@ func TestMetricsOnSharedRegistry(t *testing.T) {
 	s.grpcLis.Close()
 	s.httpLis.Close()
 }
+
+func TestStatusPageRefusesRemoteClients(t *testing.T) {
+	s, err := New(Config{GRPCAddr: "127.0.0.1:0", Registry: newFakeRegistry(defaultWorld()), NewBuilder: newFakeBuilder})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.grpcLis.Close()
+	s.SetStatusPage(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("status page")) }))
+	tests := []struct {
+		remote, path string
+		open         bool
+		want         int
+	}{
+		{"127.0.0.1:5000", "/", false, http.StatusOK},
+		{"[::1]:5000", "/proxies", false, http.StatusOK},
+		{"192.0.2.7:5000", "/", false, http.StatusForbidden},
+		{"192.0.2.7:5000", "/api/proxies", false, http.StatusForbidden},
+		{"192.0.2.7:5000", "/debug/syncz", false, http.StatusForbidden},
+		{"192.0.2.7:5000", "/healthz", false, http.StatusOK},
+		{"192.0.2.7:5000", "/metrics", false, http.StatusOK},
+		{"192.0.2.7:5000", "/", true, http.StatusOK},
+	}
+	for _, tt := range tests {
+		s.cfg.DebugOpen = tt.open
+		r := httptest.NewRequest("GET", tt.path, nil)
+		r.RemoteAddr = tt.remote
+		rec := httptest.NewRecorder()
+		s.httpHandler().ServeHTTP(rec, r)
+		if rec.Code != tt.want {
+			t.Errorf("GET %s from %s open=%v: %d, want %d", tt.path, tt.remote, tt.open, rec.Code, tt.want)
+		}
+		if tt.path == "/" && tt.want == http.StatusOK && rec.Body.String() != "status page" {
+			t.Errorf("GET / from %s served %q", tt.remote, rec.Body.String())
+		}
+	}
+}
+
+func TestRecentConvergenceQuantiles(t *testing.T) {
+	r := newRecentSamples(time.Minute, 100)
+	for i := 1; i <= 200; i++ {
+		r.add(float64(i) / 1000)
+	}
+	got := r.summary(30 * time.Second)
+	if got.All.Count != 100 || got.All.P50 != 0.150 || got.All.P99 != 0.199 {
+		t.Errorf("last 100 of 1..200 ms: count %d p50 %v p99 %v, want 100, 0.150, 0.199", got.All.Count, got.All.P50, got.All.P99)
+	}
+	if len(got.Steps) != 2 || got.Steps[1].Count != 100 || got.Steps[0].Count != 0 {
+		t.Errorf("steps %+v, want 2 with all samples in the last", got.Steps)
+	}
+}

@@ -42,7 +42,19 @@ type Server struct {
 	pushes    atomic.Int64  // rebuild rounds done
 	pushedRev atomic.Uint64 // model revision of the last rebuild
 	ready     atomic.Bool
+
+	startedAt time.Time
+	lastPush  pushRecord     // what the last rebuild round did
+	recent    *recentSamples // convergence times of the last minutes
+	page      http.Handler   // the status page at /, if set
 }
+
+// The status page's convergence p50/p99 are over the last recentWindow,
+// from at most recentMax samples (a push to 1000 proxies makes 1000).
+const (
+	recentWindow = 10 * time.Minute
+	recentMax    = 1 << 15
+)
 
 // New makes a Server and binds its listeners.
 func New(cfg Config) (*Server, error) {
@@ -53,8 +65,9 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, metrics: m, health: health.NewServer()}
-	s.ads = newADS(cfg.Logger, s.metrics, s.metrics.convergence.Observe)
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: m, health: health.NewServer(),
+		startedAt: time.Now(), recent: newRecentSamples(recentWindow, recentMax)}
+	s.ads = newADS(cfg.Logger, s.metrics, s.observeConvergence)
 	s.pusher = newPusher(&s.cfg, s.metrics, s.ads.diffs)
 	s.ads.pusher = s.pusher
 	s.ads.debug = newIstioDebug(s.debugMux(), s.statuses, cfg.SnapshotOptions.RootNamespace)
@@ -160,6 +173,9 @@ func (s *Server) Start(ctx context.Context) error {
 		s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 		g.Go(func() error {
 			s.log.Info("serving HTTP", "addr", s.httpLis.Addr().String())
+			if s.page != nil {
+				s.log.Info("status page", "url", pageURL(s.httpLis.Addr()))
+			}
 			if err := s.httpSrv.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("serve HTTP: %w", err)
 			}

@@ -26,6 +26,7 @@ import (
 	"github.com/librarymesh/controlplane/registry/kube"
 	"github.com/librarymesh/controlplane/registry/yamldir"
 	"github.com/librarymesh/controlplane/server"
+	"github.com/librarymesh/controlplane/server/statuspage"
 	"github.com/librarymesh/controlplane/snapshot"
 )
 
@@ -77,14 +78,14 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.caNamespace, "ca-namespace", envOr("POD_NAMESPACE", "istio-system"), "namespace of the CA Secrets in Kubernetes")
 	f.StringVar(&o.grpcAddr, "grpc-addr", ":15010", "plaintext gRPC address (xDS, reflection, health, CSDS; the CA only with --ca-plaintext-tokens)")
 	f.StringVar(&o.secureGRPCAddr, "secure-grpc-addr", ":15012", "gRPC over TLS address (empty disables)")
-	f.StringVar(&o.httpAddr, "http-addr", ":15014", "HTTP address for /metrics, /healthz, /readyz, /debug")
+	f.StringVar(&o.httpAddr, "http-addr", ":15014", "HTTP address for the status page /, /metrics, /healthz, /readyz, /debug")
 	f.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain")
 	f.StringSliceVar(&o.extraSANs, "extra-san", nil, "extra DNS names or IPs in the TLS serving certificate (e.g. the gateway address VMs dial)")
 	f.DurationVar(&o.secretRecheck, "gateway-secret-recheck", time.Minute, "how long a gateway's access to Secrets (SubjectAccessReview) is remembered; gateways refused a credential are rechecked this often")
 	f.DurationVar(&o.debounce, "debounce", 100*time.Millisecond, "how long changes in quick succession are gathered before a push (a lone change after a quiet spell is pushed after 3ms)")
 	f.DurationVar(&o.configSettle, "config-settle", 20*time.Millisecond, "how long --config-dir must be quiet after a file event before the files are read")
 	f.Int64Var(&o.configMaxBytes, "config-max-file-bytes", yamldir.DefaultMaxFileBytes, "largest file read from --config-dir; a larger one is reported and its last good objects stay")
-	f.BoolVar(&o.debugOpen, "debug-open", false, "serve /debug to non-loopback clients too")
+	f.BoolVar(&o.debugOpen, "debug-open", false, "serve /debug and the status page to non-loopback clients too")
 	f.StringVar(&o.accessLogPath, "access-log", "/var/log/istio/istio.log", "Envoy access log file on VM sidecars")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	addLeaderFlags(f, &o)
@@ -183,7 +184,7 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 		if err != nil {
 			return err
 		}
-		sources = append(sources, source{src, src.HasSynced})
+		sources = append(sources, source{src, "kubernetes " + restCfg.Host, src.HasSynced})
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -198,7 +199,7 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 	if err != nil {
 		return fail(err)
 	}
-	servers, err := newServers(logger, store, ca, reg, client, secrets, o)
+	servers, err := newServers(logger, store, ca, reg, client, secrets, sources, o)
 	if err != nil {
 		return fail(err)
 	}
@@ -248,12 +249,13 @@ func yamlSources(logger *slog.Logger, store *registry.Store, o serveOptions) ([]
 		return nil, fmt.Errorf("--config-max-file-bytes %d: must be positive", o.configMaxBytes)
 	}
 	dir := yamldir.New(o.configDir, store, logger, yamldir.WithSettle(o.configSettle), yamldir.WithMaxFileBytes(o.configMaxBytes))
-	return []source{{dir, func() bool { return isClosed(dir.Ready()) }}}, nil
+	return []source{{dir, "folder " + o.configDir, func() bool { return isClosed(dir.Ready()) }}}, nil
 }
 
 // source is a registry source and how to tell it has loaded everything.
 type source struct {
 	part
+	name   string // for the status page, e.g. "folder examples/library"
 	synced func() bool
 }
 
@@ -285,10 +287,10 @@ func isClosed(c <-chan struct{}) bool {
 	}
 }
 
-// newServers makes the xDS server and, when configured, its TLS port and
-// the sidecar injection webhook.
+// newServers makes the xDS server with its status page and, when
+// configured, its TLS port and the sidecar injection webhook.
 func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA, reg *prometheus.Registry, client kubernetes.Interface,
-	secrets server.SecretAuthorizer, o serveOptions) ([]part, error) {
+	secrets server.SecretAuthorizer, sources []source, o serveOptions) ([]part, error) {
 	srv, err := server.New(server.Config{
 		GRPCAddr:        o.grpcAddr,
 		HTTPAddr:        o.httpAddr,
@@ -307,6 +309,13 @@ func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA
 	if err != nil {
 		return nil, err
 	}
+	page, err := statuspage.New(statuspage.Config{
+		Server: srv, Model: store, Sources: pageSources(sources), Gatherer: reg, RootPEM: ca.RootPEM, Logger: logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	srv.SetStatusPage(page)
 	if o.secureGRPCAddr != "" {
 		if err := addSecureListener(o.secureGRPCAddr, srv, ca); err != nil {
 			return nil, err
@@ -317,6 +326,15 @@ func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA
 		return nil, err
 	}
 	return append([]part{srv}, injectors...), nil
+}
+
+// pageSources names the sources and their sync state for the status page.
+func pageSources(sources []source) []statuspage.Source {
+	out := make([]statuspage.Source, len(sources))
+	for i, s := range sources {
+		out[i] = statuspage.Source{Name: s.name, Synced: s.synced}
+	}
+	return out
 }
 
 func newCA(ctx context.Context, logger *slog.Logger, reg prometheus.Registerer, client kubernetes.Interface, elector *leader.Elector, o serveOptions) (*certauthority.CA, error) {

@@ -52,6 +52,18 @@ type Proxy struct {
 	Types map[string]TypeStatus // by short type: CDS, LDS, EDS, RDS, SDS
 }
 
+// Worst is the proxy's worst state over its types: NACKED if any type is,
+// else STALE if any is, else SYNCED if any is, else NOT SENT.
+func (p Proxy) Worst() State {
+	w := NotSent
+	for _, ts := range p.Types {
+		if ts.State.rank() > w.rank() {
+			w = ts.State
+		}
+	}
+	return w
+}
+
 // Types are the xDS types in table order, short name -> type URL.
 var Types = []struct{ Short, URL string }{
 	{"CDS", resourcev3.ClusterType},
