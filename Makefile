@@ -6,8 +6,9 @@ TOOLS_ENV := .cache-tools.env
 
 .PHONY: run build test unit tools testdata bench fuzz image vet
 
-## run: serve the example mesh from the YAML directory, CA state in ./data
+## run: serve the example mesh from the YAML directory, CA state in ./data; the status page is on 15014
 run:
+	@echo "status page: http://127.0.0.1:15014/ (once the example mesh is loaded)"
 	$(GO) run ./cmd/controlplane serve --config-dir $(CONFIG_DIR) --data-dir $(DATA_DIR)
 
 build:

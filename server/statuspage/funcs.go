@@ -61,7 +61,7 @@ func chart(steps []server.Quantiles) template.HTML {
 				j, i*slotWidth+2+j*10, chartHeight-h, h, s.Start.UTC().Format("15:04"), []string{"50", "99"}[j], secs(v), s.Count)
 		}
 	}
-	b.WriteString(`</svg>`)
+	fmt.Fprintf(&b, `<line class="axis" x1="0" y1="%d" x2="%d" y2="%d"/></svg>`, chartHeight-1, slotWidth*len(steps), chartHeight-1)
 	return template.HTML(b.String())
 }
 

@@ -63,9 +63,10 @@ func ptr[T any](v T) *T { return &v }
 
 // fixture is a running server with its status page.
 type fixture struct {
-	srv  *server.Server
-	base string // http://127.0.0.1:PORT
-	cc   *grpc.ClientConn
+	srv   *server.Server
+	store *registry.Store
+	base  string // http://127.0.0.1:PORT
+	cc    *grpc.ClientConn
 }
 
 func start(t testing.TB, store *registry.Store) *fixture {
@@ -95,7 +96,7 @@ func start(t testing.TB, store *registry.Store) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	f := &fixture{srv: srv, base: "http://" + srv.HTTPAddr().String(), cc: cc}
+	f := &fixture{srv: srv, store: store, base: "http://" + srv.HTTPAddr().String(), cc: cc}
 	f.waitFor(t, "first push", func() bool { n, _ := srv.Pushes(); return n > 0 })
 	return f
 }

@@ -81,7 +81,8 @@ func serviceOf(v registry.View, svc *registry.Service) serviceRow {
 // policies names the policy objects that may apply to the service: the
 // DestinationRules and VirtualServices naming its host, and the
 // PeerAuthentications and AuthorizationPolicies of its namespace and of
-// the root namespace (those with a selector apply to the workloads it picks).
+// the root namespace that select all of its workloads or some of its
+// endpoints.
 func policies(v registry.View, svc *registry.Service) []string {
 	out := []string{}
 	for _, dr := range v.DestinationRules() {
@@ -94,24 +95,34 @@ func policies(v registry.View, svc *registry.Service) []string {
 			out = append(out, "VirtualService "+vs.Namespace+"/"+vs.Name)
 		}
 	}
-	inScope := func(ns string, selector map[string]string) (string, bool) {
-		note := ""
-		if selector != nil {
-			note = " (selected workloads)"
+	eps := v.Endpoints(svc.Hostname)
+	applies := func(ns string, selector map[string]string) bool {
+		if ns != svc.Namespace && ns != rootNamespace {
+			return false
 		}
-		return note, ns == svc.Namespace || ns == rootNamespace
+		return selector == nil || slices.ContainsFunc(eps, func(ep *registry.Endpoint) bool { return selects(selector, ep.Labels) })
 	}
 	for _, pa := range v.PeerAuthentications() {
-		if note, ok := inScope(pa.Namespace, pa.Selector); ok {
-			out = append(out, "PeerAuthentication "+pa.Namespace+"/"+pa.Name+note)
+		if applies(pa.Namespace, pa.Selector) {
+			out = append(out, "PeerAuthentication "+pa.Namespace+"/"+pa.Name)
 		}
 	}
 	for _, ap := range v.AuthorizationPolicies() {
-		if note, ok := inScope(ap.Namespace, ap.Selector); ok {
-			out = append(out, "AuthorizationPolicy "+ap.Namespace+"/"+ap.Name+note)
+		if applies(ap.Namespace, ap.Selector) {
+			out = append(out, "AuthorizationPolicy "+ap.Namespace+"/"+ap.Name)
 		}
 	}
 	return out
+}
+
+// selects reports whether labels has every key and value of selector.
+func selects(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // hostMatches reports whether a policy host (maybe "*.suffix" or "*")
