@@ -91,22 +91,23 @@
   }
 
   const renderers = { proxies: proxyRows, services: serviceRows };
-  let busy = false;
+  // Each refresh fetches with the URL's current query; an answer that a
+  // newer request overtook (the filter changed meanwhile) is dropped.
+  let latest = 0;
   async function refresh() {
-    if (!apiEl || busy) return;
-    busy = true;
+    if (!apiEl) return;
+    const seq = ++latest;
     try {
       const resp = await fetch(apiEl.dataset.api + location.search, { headers: { Accept: "application/json" } });
       if (!resp.ok) throw new Error(resp.status + " " + resp.statusText);
       const data = await resp.json();
+      if (seq !== latest) return;
       if (renderers[view]) renderers[view](data);
       fill(data);
       document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);
       live.textContent = "Live: updated " + new Date().toLocaleTimeString();
     } catch (e) {
-      live.textContent = "Live refresh failed: " + e.message;
-    } finally {
-      busy = false;
+      if (seq === latest) live.textContent = "Live refresh failed: " + e.message;
     }
   }
 
