@@ -53,33 +53,34 @@ type Report struct {
 	Err     error
 }
 
+// Server is what a `serve` is set to do in Kubernetes.
+type Server struct {
+	CANamespace   string   // the CA's Secrets, the leader's Lease
+	Watched       []string // namespaces the source watches; none for all
+	LeaderElect   bool
+	WebhookConfig string // the injector's MutatingWebhookConfiguration, "" when left alone
+}
+
 // Needs lists what `serve` uses: list and watch of what the Kubernetes
-// source reads (cluster-wide, or in each of watched), the CA's Secrets and
-// (with leader election) the leader's Lease in caNamespace, TokenReview,
-// root ConfigMaps and Events.
-func Needs(caNamespace string, watched []string, leaderElect bool) []Access {
-	scopes := watched
+// source reads (cluster-wide, or in each watched namespace), the CA's
+// Secrets and (with leader election) the leader's Lease, TokenReview, root
+// ConfigMaps, Events, gateway credentials and the injector's webhook.
+func Needs(s Server) []Access {
+	scopes := s.Watched
 	if len(scopes) == 0 {
 		scopes = []string{""}
 	}
 	var out []Access
 	for _, ns := range scopes {
-		for _, r := range watchedResources {
-			for _, verb := range []string{"list", "watch"} {
-				out = append(out, Access{Verb: verb, Group: r[0], Resource: r[1], Namespace: ns, Required: true,
-					Why: "the Kubernetes source cannot sync without it, so the server would never serve"})
-			}
-		}
-		for _, verb := range []string{"list", "watch"} {
-			out = append(out, Access{Verb: verb, Resource: "secrets", Namespace: ns, Why: "gateways get no credentialName certificates"})
-		}
-		out = append(out,
-			Access{Verb: "create", Resource: "configmaps", Namespace: ns, Why: "the root ConfigMap istio-ca-root-cert is not published"},
-			Access{Verb: "create", Resource: "events", Namespace: ns, Why: "no Warning Events on objects the server cannot use"})
+		out = append(out, namespaceNeeds(ns)...)
 	}
-	if leaderElect {
-		out = append(out, Access{Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespace: caNamespace,
+	if s.LeaderElect {
+		out = append(out, Access{Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespace: s.CANamespace,
 			Required: true, Why: "leader election cannot start, so no replica creates the CA root"})
+	}
+	if s.WebhookConfig != "" {
+		out = append(out, Access{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations",
+			Name: s.WebhookConfig, Why: "the injection webhook's caBundle is not set, so the API server cannot call it"})
 	}
 	return append(out,
 		Access{Verb: "list", Resource: "namespaces", Required: true, Why: "the Kubernetes source cannot sync without it"},
@@ -88,10 +89,27 @@ func Needs(caNamespace string, watched []string, leaderElect bool) []Access {
 			Why: "the CA refuses every service account token (pods and pilot-agent cannot get certificates)"},
 		Access{Verb: "create", Group: "authorization.k8s.io", Resource: "subjectaccessreviews",
 			Why: "no gateway gets a credentialName certificate (each gateway's access to Secrets is checked first)"},
-		Access{Verb: "get", Resource: "secrets", Namespace: caNamespace, Name: "istio-ca-secret", Required: true,
+		Access{Verb: "get", Resource: "secrets", Namespace: s.CANamespace, Name: "istio-ca-secret", Required: true,
 			Why: "the CA root cannot be loaded"},
-		Access{Verb: "create", Resource: "secrets", Namespace: caNamespace, Why: "the CA root cannot be created on first start"},
+		Access{Verb: "create", Resource: "secrets", Namespace: s.CANamespace, Why: "the CA root cannot be created on first start"},
 	)
+}
+
+// namespaceNeeds is what the server uses in namespace ns ("" for all).
+func namespaceNeeds(ns string) []Access {
+	var out []Access
+	for _, r := range watchedResources {
+		for _, verb := range []string{"list", "watch"} {
+			out = append(out, Access{Verb: verb, Group: r[0], Resource: r[1], Namespace: ns, Required: true,
+				Why: "the Kubernetes source cannot sync without it, so the server would never serve"})
+		}
+	}
+	for _, verb := range []string{"list", "watch"} {
+		out = append(out, Access{Verb: verb, Resource: "secrets", Namespace: ns, Why: "gateways get no credentialName certificates"})
+	}
+	return append(out,
+		Access{Verb: "create", Resource: "configmaps", Namespace: ns, Why: "the root ConfigMap istio-ca-root-cert is not published"},
+		Access{Verb: "create", Resource: "events", Namespace: ns, Why: "no Warning Events on objects the server cannot use"})
 }
 
 // watchedResources are the group and resource of every kind the Kubernetes

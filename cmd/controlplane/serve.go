@@ -133,7 +133,8 @@ func checkCluster(ctx context.Context, logger *slog.Logger, restCfg *rest.Config
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
-	r := preflight.Check(ctx, client, o.caNamespace, preflight.Needs(o.caNamespace, o.namespaces, o.leaderElect))
+	r := preflight.Check(ctx, client, o.caNamespace, preflight.Needs(preflight.Server{
+		CANamespace: o.caNamespace, Watched: o.namespaces, LeaderElect: o.leaderElect, WebhookConfig: o.inject.webhookConfig}))
 	r.LogMissing(logger)
 	if r.Err != nil {
 		return fmt.Errorf("cluster %s: %w", restCfg.Host, r.Err)
