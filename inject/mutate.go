@@ -56,6 +56,9 @@ func Mutate(cfg Config, pod *corev1.Pod, namespace string) (Result, error) {
 	if res.Skipped = skipReason(pod, namespace, &res.Warnings); res.Skipped != "" {
 		return res, nil
 	}
+	if i := gatewayProxy(pod); i >= 0 {
+		return mutateGateway(cfg, pod, namespace, i, res)
+	}
 	refuse := func(err error) (Result, error) {
 		return res, &Refusal{Pod: namespace + "/" + podName(pod), Err: err}
 	}
@@ -91,6 +94,7 @@ type addition struct {
 	initFirst, initLast []corev1.Container // before and after the pod's own
 	containers          []corev1.Container // after the pod's own
 	volumes             []corev1.Volume
+	replace             map[string]any // JSON pointer -> value (the gateway template's istio-proxy)
 }
 
 // injectPod returns what the sidecar adds to pod (which is not modified).
@@ -209,7 +213,9 @@ type jsonOp struct {
 
 // patchFor is the JSON patch that makes add to pod. It only adds: map keys,
 // and whole list elements at the start or the end, so it never rewrites an
-// element of the pod's own (nor fields of it this build does not know).
+// element of the pod's own (nor fields of it this build does not know);
+// the one exception is the gateway template's istio-proxy placeholder,
+// replaced whole.
 func patchFor(pod *corev1.Pod, add addition) ([]byte, error) {
 	var ops []jsonOp
 	ops = mapOps(ops, "/metadata/labels", pod.Labels, add.labels)
@@ -217,6 +223,9 @@ func patchFor(pod *corev1.Pod, add addition) ([]byte, error) {
 	ops = listOps(ops, "/spec/initContainers", len(pod.Spec.InitContainers), add.initFirst, add.initLast)
 	ops = listOps(ops, "/spec/containers", len(pod.Spec.Containers), nil, add.containers)
 	ops = listOps(ops, "/spec/volumes", len(pod.Spec.Volumes), nil, add.volumes)
+	for _, path := range slices.Sorted(maps.Keys(add.replace)) {
+		ops = append(ops, jsonOp{"replace", path, add.replace[path]})
+	}
 	b, err := json.Marshal(ops)
 	if err != nil {
 		return nil, fmt.Errorf("encode patch: %w", err)

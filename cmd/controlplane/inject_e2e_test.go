@@ -262,6 +262,20 @@ func TestKubeSidecarInjection(t *testing.T) {
 		t.Errorf("native istio-proxy restartPolicy %v, want Always", rp)
 	}
 
+	// A pod as Istio's gateway chart makes it (in a plain namespace, asking
+	// by label): its istio-proxy placeholder becomes the router proxy.
+	gw := deploymentPod(plainNS, "ingressgateway", "ingressgateway", map[string]string{inject.InjectKey: "true"})
+	gw.Annotations = map[string]string{inject.TemplatesAnnotation: inject.GatewayTemplate}
+	gw.Spec.Containers = []corev1.Container{{Name: "istio-proxy", Image: "auto"}}
+	if gw, _, err = createPod(t, e, gw); err != nil {
+		t.Fatalf("create a gateway chart's pod: %v", err)
+	}
+	if c := gw.Spec.Containers; len(c) != 1 || c[0].Image == "auto" || !slices.Equal(c[0].Args[:2], []string{"proxy", "router"}) ||
+		len(gw.Spec.InitContainers) != 0 {
+		t.Errorf("gateway pod: containers %+v, init containers %v; want istio-proxy running Istio's image as `proxy router`, no capture",
+			c, containerNames(gw.Spec.InitContainers))
+	}
+
 	annotatedOut := deploymentPod(kubeNS, "batch", "batch", nil)
 	annotatedOut.Annotations = map[string]string{inject.InjectKey: "false"}
 	for _, p := range []*corev1.Pod{
