@@ -5,7 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
@@ -47,10 +49,16 @@ func TestKubeVirtualServiceRoutes(t *testing.T) {
 	cc := e2e.ProxylessClient(t, srv.GRPCAddr, grpcNode, kubeNS, echoTarget)
 	createVSMesh(t, e, vsMesh(v1, v2, flakyBackend(t, &flakyHealth{})))
 
-	e2e.Eventually(t, "x-canary: yes to reach subset v2", 20*time.Second, func() bool {
-		st, err := whichWithHeader(cc, "x-canary", "yes")
-		return err == nil && st == healthpb.HealthCheckResponse_NOT_SERVING
+	// The objects arrive one by one: until the VirtualService does, RPCs
+	// go round robin to every endpoint (the flaky one too). Only the
+	// VirtualService aborts x-fault: abort.
+	e2e.Eventually(t, "the VirtualService to be in force (x-fault: abort is ABORTED)", 20*time.Second, func() bool {
+		_, err := whichWithHeader(cc, "x-fault", "abort")
+		return status.Code(err) == codes.Aborted
 	})
+	if st, err := whichWithHeader(cc, "x-canary", "yes"); err != nil || st != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("x-canary: yes reached %v (%v), want subset v2 (NOT_SERVING)", st, err)
+	}
 	seen := map[healthpb.HealthCheckResponse_ServingStatus]int{}
 	for range 200 {
 		st, err := e2e.Which(cc)
