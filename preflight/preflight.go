@@ -118,6 +118,7 @@ var watchedResources = [][2]string{
 	{"", "services"}, {"", "pods"},
 	{"discovery.k8s.io", "endpointslices"},
 	{"networking.istio.io", "serviceentries"}, {"networking.istio.io", "workloadentries"},
+	{"networking.istio.io", "workloadgroups"},
 	{"networking.istio.io", "destinationrules"}, {"networking.istio.io", "sidecars"},
 	{"networking.istio.io", "virtualservices"}, {"networking.istio.io", "gateways"},
 	{"security.istio.io", "peerauthentications"}, {"security.istio.io", "authorizationpolicies"},

@@ -127,6 +127,7 @@ func fullView(txn *memdb.Txn, revision uint64, trustDomain string) *view {
 	v.peerAuths, v.destRules = collectPolicies(txn)
 	v.sidecars = collectSidecars(txn)
 	v.gateways, v.credentials = collectGateways(txn)
+	v.groups = collectWorkloadGroups(txn)
 	v.authz = collectAuthz(txn)
 	v.collectVirtualServices(txn)
 	v.drProblems = destRuleProblems(v, txn)

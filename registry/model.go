@@ -307,4 +307,8 @@ type View interface {
 	Gateways() []*Gateway
 	// Credential returns the TLS credential of Secret namespace/name, or nil.
 	Credential(namespace, name string) *Credential
+	// WorkloadGroups returns every WorkloadGroup, by namespace/name.
+	WorkloadGroups() []*WorkloadGroup
+	// WorkloadGroup returns the WorkloadGroup namespace/name, or nil.
+	WorkloadGroup(namespace, name string) *WorkloadGroup
 }

@@ -140,6 +140,8 @@ func kindOf(obj runtime.Object) string {
 		return KindVirtualService
 	case *networkingv1.Gateway, *networkingv1beta1.Gateway, *networkingv1alpha3.Gateway:
 		return KindGateway
+	case *networkingv1.WorkloadGroup, *networkingv1beta1.WorkloadGroup, *networkingv1alpha3.WorkloadGroup:
+		return KindWorkloadGroup
 	case *corev1.Secret:
 		return KindSecret
 	}
@@ -232,6 +234,9 @@ func (c *converter) convertPolicy(key ObjectKey, obj runtime.Object, p *problems
 		return rec
 	}
 	if rec, ok := c.convertGateway(key, obj, p); ok {
+		return rec
+	}
+	if rec, ok := c.convertWorkloadGroup(key, obj, p); ok {
 		return rec
 	}
 	p.add("kind", ReasonUnknownKind, "kind %s is not used by the control plane; ignored", key.Kind)

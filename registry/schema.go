@@ -127,6 +127,8 @@ type policyRow struct {
 	// kinds (see gateway.go).
 	Gateway    *Gateway
 	Credential *Credential
+	// WorkloadGroup is set for a WorkloadGroup (see workloadgroup.go).
+	WorkloadGroup *WorkloadGroup
 }
 
 func idIndex() *memdb.IndexSchema {

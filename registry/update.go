@@ -88,6 +88,7 @@ func updateView(old *view, txn *memdb.Txn, a affectedSet, trustDomain string) *v
 		byIP: old.byIP, svcsByAddr: old.svcsByAddr,
 		peerAuths: old.peerAuths, destRules: old.destRules, conflicts: old.conflicts, addrConflicts: old.addrConflicts,
 		sidecars: old.sidecars, authz: old.authz, gateways: old.gateways, credentials: old.credentials,
+		groups: old.groups,
 	}
 	// Maps are shared with the old view unless this write touches them.
 	if len(a.addrs) > 0 {
@@ -115,6 +116,7 @@ func updateView(old *view, txn *memdb.Txn, a affectedSet, trustDomain string) *v
 		next.peerAuths, next.destRules = collectPolicies(txn)
 		next.sidecars = collectSidecars(txn)
 		next.gateways, next.credentials = collectGateways(txn)
+		next.groups = collectWorkloadGroups(txn)
 		next.authz = collectAuthz(txn)
 	}
 	next.updateVirtualServices(old, txn, a)

@@ -25,6 +25,8 @@ type view struct {
 	// gateways and credentials (by "namespace/name"), see gateway.go.
 	gateways    []*Gateway
 	credentials map[string]*Credential
+	// groups are the WorkloadGroups, by namespace/name (see workloadgroup.go).
+	groups []*WorkloadGroup
 	// drProblems are DestinationRules' problems against the model (see
 	// view_destrule.go).
 	drProblems []Problem

@@ -132,6 +132,7 @@ type registryDump struct {
 	AuthorizationPolicies []*registry.AuthorizationPolicy `json:"authorizationPolicies"`
 	Sidecars              []*registry.Sidecar             `json:"sidecars"`
 	VirtualServices       []*registry.VirtualService      `json:"virtualServices"`
+	WorkloadGroups        []*registry.WorkloadGroup       `json:"workloadGroups"`
 }
 
 // registryz shows the current model.
@@ -143,6 +144,7 @@ func (s *Server) registryz(w http.ResponseWriter, _ *http.Request) {
 		Sidecars:              v.Sidecars(),
 		AuthorizationPolicies: v.AuthorizationPolicies(),
 		VirtualServices:       v.VirtualServices(),
+		WorkloadGroups:        v.WorkloadGroups(),
 	}
 	for _, svc := range out.Services {
 		out.Endpoints[svc.Hostname] = v.Endpoints(svc.Hostname)

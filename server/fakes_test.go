@@ -52,6 +52,8 @@ func (v *fakeView) WorkloadByIP(string) *registry.Workload                 { ret
 func (v *fakeView) VirtualServices() []*registry.VirtualService            { return nil }
 func (v *fakeView) Gateways() []*registry.Gateway                          { return nil }
 func (v *fakeView) Credential(string, string) *registry.Credential         { return nil }
+func (v *fakeView) WorkloadGroups() []*registry.WorkloadGroup              { return nil }
+func (v *fakeView) WorkloadGroup(string, string) *registry.WorkloadGroup   { return nil }
 
 // fakeRegistry is a Registry whose world tests set.
 type fakeRegistry struct {

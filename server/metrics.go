@@ -97,6 +97,7 @@ func (c *registryCollector) Collect(ch chan<- prometheus.Metric) {
 		"AuthorizationPolicy": len(v.AuthorizationPolicies()),
 		"VirtualService":      len(v.VirtualServices()),
 		"Gateway":             len(v.Gateways()),
+		"WorkloadGroup":       len(v.WorkloadGroups()),
 	} {
 		ch <- prometheus.MustNewConstMetric(c.objects, prometheus.GaugeValue, float64(n), kind)
 	}

@@ -21,8 +21,10 @@ func (v *testView) VirtualServices() []*registry.VirtualService { return nil }
 
 // Gateways and credentials: none in the unit tests' views (the golden
 // gateway cases cover them).
-func (v *testView) Gateways() []*registry.Gateway                  { return nil }
-func (v *testView) Credential(string, string) *registry.Credential { return nil }
+func (v *testView) Gateways() []*registry.Gateway                        { return nil }
+func (v *testView) Credential(string, string) *registry.Credential       { return nil }
+func (v *testView) WorkloadGroups() []*registry.WorkloadGroup            { return nil }
+func (v *testView) WorkloadGroup(string, string) *registry.WorkloadGroup { return nil }
 
 func exact(s string) *matcherv3.StringMatcher {
 	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}}

@@ -23,6 +23,7 @@ var istioResources = []struct {
 	{"networking.istio.io/v1", "sidecars", registry.KindSidecar},
 	{"networking.istio.io/v1", "virtualservices", registry.KindVirtualService},
 	{"networking.istio.io/v1", "gateways", registry.KindGateway},
+	{"networking.istio.io/v1", "workloadgroups", registry.KindWorkloadGroup},
 	{"security.istio.io/v1", "peerauthentications", registry.KindPeerAuthentication},
 	{"security.istio.io/v1", "authorizationpolicies", registry.KindAuthorizationPolicy},
 }

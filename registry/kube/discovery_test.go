@@ -15,14 +15,14 @@ import (
 
 func TestServedIstioKinds(t *testing.T) {
 	networking := &metav1.APIResourceList{GroupVersion: "networking.istio.io/v1", APIResources: []metav1.APIResource{
-		{Name: "serviceentries"}, {Name: "workloadentries"}, {Name: "destinationrules"}, {Name: "virtualservices"}, {Name: "gateways"}, {Name: "sidecars"}}}
+		{Name: "serviceentries"}, {Name: "workloadentries"}, {Name: "destinationrules"}, {Name: "virtualservices"}, {Name: "gateways"}, {Name: "sidecars"}, {Name: "workloadgroups"}}}
 	networkingOld := &metav1.APIResourceList{GroupVersion: "networking.istio.io/v1", APIResources: []metav1.APIResource{
 		{Name: "serviceentries"}}}
 	security := &metav1.APIResourceList{GroupVersion: "security.istio.io/v1", APIResources: []metav1.APIResource{
 		{Name: "peerauthentications"}, {Name: "authorizationpolicies"}}}
 	all := map[string]bool{registry.KindServiceEntry: true, registry.KindWorkloadEntry: true,
 		registry.KindDestinationRule: true, registry.KindPeerAuthentication: true, registry.KindSidecar: true,
-		registry.KindAuthorizationPolicy: true, registry.KindVirtualService: true, registry.KindGateway: true}
+		registry.KindAuthorizationPolicy: true, registry.KindVirtualService: true, registry.KindGateway: true, registry.KindWorkloadGroup: true}
 	for _, tc := range []struct {
 		name      string
 		resources []*metav1.APIResourceList
@@ -31,11 +31,11 @@ func TestServedIstioKinds(t *testing.T) {
 		{"all served", []*metav1.APIResourceList{networking, security}, all},
 		{"no Istio CRDs", nil, map[string]bool{registry.KindServiceEntry: false, registry.KindWorkloadEntry: false,
 			registry.KindDestinationRule: false, registry.KindPeerAuthentication: false, registry.KindSidecar: false, registry.KindAuthorizationPolicy: false, registry.KindVirtualService: false,
-			registry.KindGateway: false}},
+			registry.KindGateway: false, registry.KindWorkloadGroup: false}},
 		{"some", []*metav1.APIResourceList{networkingOld}, map[string]bool{registry.KindServiceEntry: true,
 			registry.KindWorkloadEntry: false, registry.KindDestinationRule: false, registry.KindPeerAuthentication: false,
 			registry.KindSidecar: false, registry.KindAuthorizationPolicy: false, registry.KindVirtualService: false,
-			registry.KindGateway: false}},
+			registry.KindGateway: false, registry.KindWorkloadGroup: false}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := &fakediscovery.FakeDiscovery{Fake: &k8stesting.Fake{Resources: tc.resources}}

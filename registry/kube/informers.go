@@ -97,6 +97,7 @@ func (s *Source) addIstioInformers(served map[string]bool) error {
 			{registry.KindSidecar, iv1.Sidecars().Informer},
 			{registry.KindVirtualService, iv1.VirtualServices().Informer},
 			{registry.KindGateway, iv1.Gateways().Informer},
+			{registry.KindWorkloadGroup, iv1.WorkloadGroups().Informer},
 			{registry.KindPeerAuthentication, sc.istio.Security().V1().PeerAuthentications().Informer},
 			{registry.KindAuthorizationPolicy, sc.istio.Security().V1().AuthorizationPolicies().Informer},
 		}

@@ -6,6 +6,7 @@ import (
 	networkingapi "istio.io/api/networking/v1alpha3"
 	securityapi "istio.io/api/security/v1beta1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	networkingv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -87,4 +88,33 @@ func createPod(t *testing.T, ns, name, ip string) {
 	if _, err := env.Kube.CoreV1().Pods(ns).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("set pod status: %v", err)
 	}
+}
+
+// A WorkloadGroup created as v1alpha3 reaches the store through the v1
+// informer, with its UID (the owner of auto-registered WorkloadEntries).
+func TestWorkloadGroupReachesTheStore(t *testing.T) {
+	e := env.Need(t)
+	ns := newNamespace(t, e)
+	f := startSource(t, e, ns)
+	wg := &networkingv1alpha3.WorkloadGroup{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"},
+		Spec: networkingapi.WorkloadGroup{
+			Metadata: &networkingapi.WorkloadGroup_ObjectMeta{Labels: map[string]string{"app": "db"}},
+			Template: &networkingapi.WorkloadEntry{ServiceAccount: "db-vm", Ports: map[string]uint32{"tcp": 5432}},
+			Probe: &networkingapi.ReadinessProbe{FailureThreshold: 2, HealthCheckMethod: &networkingapi.ReadinessProbe_Exec{
+				Exec: &networkingapi.ExecHealthCheckConfig{Command: []string{"pg_isready"}}}},
+		}}
+	created, err := e.Istio.NetworkingV1alpha3().WorkloadGroups(ns).Create(t.Context(), wg, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := f.waitView(t, "WorkloadGroup", func(v registry.View) bool { return v.WorkloadGroup(ns, "db") != nil })
+	g := v.WorkloadGroup(ns, "db")
+	if g.UID != string(created.UID) || g.Template.ServiceAccount != "db-vm" || g.Labels["app"] != "db" ||
+		g.Probe == nil || g.Probe.Exec == nil || g.Probe.Exec.Command[0] != "pg_isready" || g.Probe.FailureThreshold != 2 {
+		t.Errorf("group = %+v (uid %s)", g, created.UID)
+	}
+	if err := e.Istio.NetworkingV1alpha3().WorkloadGroups(ns).Delete(t.Context(), "db", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitView(t, "WorkloadGroup deleted", func(v registry.View) bool { return v.WorkloadGroup(ns, "db") == nil })
 }
