@@ -4,7 +4,7 @@ CONFIG_DIR ?= examples/library
 DATA_DIR ?= ./data
 TOOLS_ENV := .cache-tools.env
 
-.PHONY: run build test unit tools testdata bench fuzz image vet
+.PHONY: run build test unit tools testdata bench soak fuzz image vet
 
 ## run: serve the example mesh from the YAML directory, CA state in ./data; the status page is on 15014
 run:
@@ -39,6 +39,11 @@ bench:
 	$(GO) run ./cmd/loadtest -scenario full -out bench-results.json
 	$(GO) run ./cmd/loadtest -scenario scoped -baseline=false -out bench-results-scoped.json
 	$(GO) test -run '^$$' -bench . ./certauthority/
+
+## soak: scenario S, then SOAK_DURATION of 10 changes/s while 5% of the proxies churn, some NACK and a few read slowly (fails on a dropped stream or an unconverged change)
+SOAK_DURATION ?= 5m
+soak:
+	$(GO) run ./cmd/loadtest -soak -duration $(SOAK_DURATION) -out soak-results.json
 
 ## fuzz: every Go fuzz target (found by itself) for FUZZTIME each, one after another; their seeds already run in `make test`
 FUZZTIME ?= 1m

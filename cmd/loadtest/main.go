@@ -34,6 +34,8 @@ type options struct {
 	keep            bool
 	profileDir      string
 	timeout         time.Duration
+	soak            bool
+	duration        time.Duration
 	// baseline server mode
 	baselineServer bool
 	configDir      string
@@ -54,6 +56,8 @@ func main() {
 	flag.BoolVar(&o.baselineServer, "baseline-server", false, "serve as the baseline (used by the load test itself)")
 	flag.StringVar(&o.configDir, "config-dir", "", "with -baseline-server: the YAML folder")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "save our server's heap profile (after connecting) and CPU profile (of the changes) here")
+	flag.BoolVar(&o.soak, "soak", false, "soak (make soak): the scenario, then -duration of 10 changes/s while proxies churn, NACK and read slowly")
+	flag.DurationVar(&o.duration, "duration", 5*time.Minute, "with -soak: how long the changes go on")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -78,6 +82,8 @@ func main() {
 	if o.baselineServer {
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		err = loadtest.RunBaseline(ctx, loadtest.BaselineConfig{ConfigDir: o.configDir, Unshared: o.unshared, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: logger})
+	} else if o.soak {
+		err = runSoak(ctx, o)
 	} else {
 		err = run(ctx, o)
 	}

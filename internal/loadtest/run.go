@@ -81,7 +81,7 @@ func (cfg Config) serverArgs(server, dir, dataDir string) (string, []string) {
 		return cfg.BaselineBin, BaselineArgs(dir, cfg.BaselineUnshared)
 	}
 	return cfg.ServerBin, []string{"serve", "--config-dir", dir, "--data-dir", dataDir, "--grpc-addr", "127.0.0.1:0",
-		"--secure-grpc-addr", "", "--http-addr", "127.0.0.1:0", "--log-level", cmp.Or(os.Getenv("LOADTEST_SERVER_LOG_LEVEL"), "info")}
+		"--secure-grpc-addr", "", "--inject-addr", "", "--http-addr", "127.0.0.1:0", "--log-level", cmp.Or(os.Getenv("LOADTEST_SERVER_LOG_LEVEL"), "info")}
 }
 
 // runMode starts a server on a fresh folder, connects the fleet, makes the
