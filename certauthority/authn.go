@@ -31,6 +31,7 @@ type caller struct {
 	id        Identity
 	method    string
 	singleUse *BootstrapClaims
+	cert      *x509.Certificate // the client certificate presented (a renewal)
 }
 
 // Authenticate proves the caller of any gRPC call on the server's ports (e.g. an xDS stream
@@ -55,7 +56,7 @@ func (ca *CA) authenticate(ctx context.Context) (caller, error) {
 	if certs := peerCertificates(ctx); len(certs) > 0 {
 		id, err := ca.verifyClientCert(certs)
 		if err == nil {
-			return caller{id: id, method: AuthClientCert}, nil
+			return caller{id: id, method: AuthClientCert, cert: certs[0]}, nil
 		}
 		certErr = err
 	}
@@ -142,12 +143,13 @@ func peerCertificates(ctx context.Context) []*x509.Certificate {
 // verifyClientCert checks the chain against our root (whatever the TLS config did) and
 // reads the SPIFFE ID of our trust domain from the leaf.
 func (ca *CA) verifyClientCert(certs []*x509.Certificate) (Identity, error) {
-	inters := ca.auth.inters.Clone()
+	t := ca.trust()
+	inters := t.inters.Clone()
 	for _, c := range certs[1:] {
 		inters.AddCert(c)
 	}
 	leaf := certs[0]
-	_, err := leaf.Verify(x509.VerifyOptions{Roots: ca.auth.roots, Intermediates: inters,
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: t.roots, Intermediates: inters,
 		CurrentTime: ca.cfg.Now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
 		return Identity{}, unauthenticated(ReasonBadClientCert, "client certificate is not valid for this CA: %v", err)

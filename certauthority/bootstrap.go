@@ -57,7 +57,7 @@ func (ca *CA) IssueBootstrapToken(ns, sa string, ttl time.Duration, singleUse bo
 	now := ca.cfg.Now()
 	claims := BootstrapClaims{Issuer: bootstrapIssuer, ID: hex.EncodeToString(jti), Namespace: ns,
 		ServiceAccount: sa, IssuedAt: now.Unix(), Expiry: now.Add(ttl).Unix(), SingleUse: singleUse}
-	return signJWS(ca.auth.key, claims)
+	return signJWS(ca.trust().signer.key, claims)
 }
 
 func signJWS(key crypto.Signer, claims BootstrapClaims) (string, error) {
@@ -138,8 +138,14 @@ func (ca *CA) verifyBootstrapToken(token string) (BootstrapClaims, error) {
 	if len(parts) != 3 {
 		return BootstrapClaims{}, unauthenticated(ReasonBadToken, "bootstrap token is malformed")
 	}
-	if err := verifyJWS(ca.auth.cert.PublicKey, parts); err != nil {
-		return BootstrapClaims{}, unauthenticated(ReasonBadToken, "bootstrap token signature is invalid: %v", err)
+	var sigErr error
+	for _, a := range ca.trust().verifiers() {
+		if sigErr = verifyJWS(a.cert.PublicKey, parts); sigErr == nil {
+			break
+		}
+	}
+	if sigErr != nil {
+		return BootstrapClaims{}, unauthenticated(ReasonBadToken, "bootstrap token signature is invalid: %v", sigErr)
 	}
 	payload, err := b64.DecodeString(parts[1])
 	var c BootstrapClaims

@@ -68,8 +68,8 @@ func TestRSARoot(t *testing.T) {
 	cfg := fileConfig(t.TempDir(), clk)
 	cfg.KeyAlgorithm = RSA
 	ca := newTestCA(t, cfg)
-	if _, ok := ca.auth.key.(*rsa.PrivateKey); !ok {
-		t.Fatalf("root key is %T, want RSA", ca.auth.key)
+	if _, ok := ca.trust().signer.key.(*rsa.PrivateKey); !ok {
+		t.Fatalf("root key is %T, want RSA", ca.trust().signer.key)
 	}
 	tok, err := ca.IssueBootstrapToken("vm", "db", time.Hour, false)
 	if err != nil {

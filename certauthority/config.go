@@ -16,6 +16,7 @@ const (
 	DefaultMaxCertTTL     = 90 * 24 * time.Hour
 	DefaultServingCertTTL = 24 * time.Hour
 	DefaultRSAKeyBits     = 2048
+	DefaultResyncInterval = 5 * time.Second
 	// TokenAudience is the audience service account tokens must carry.
 	TokenAudience = "istio-ca"
 )
@@ -69,6 +70,12 @@ type Config struct {
 	Limits *Limits
 	// Registerer receives the CA's metrics; nil keeps them in a private registry.
 	Registerer prometheus.Registerer
+	// ResyncInterval is how often Start re-reads the CA material, the
+	// rotation record and cacerts (default 5s).
+	ResyncInterval time.Duration
+	// IsLeader reports whether this replica drives a root rotation (the
+	// leader in Kubernetes mode); nil means always.
+	IsLeader func() bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now defaults to time.Now (tests move the clock).
@@ -86,6 +93,10 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.DefaultCertTTL, DefaultCertTTL)
 	setDefault(&c.MaxCertTTL, DefaultMaxCertTTL)
 	setDefault(&c.ServingCertTTL, DefaultServingCertTTL)
+	setDefault(&c.ResyncInterval, DefaultResyncInterval)
+	if c.IsLeader == nil {
+		c.IsLeader = func() bool { return true }
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -149,14 +149,20 @@ func verifyChain(t testing.TB, chain []string, rootPEM []byte) *x509.Certificate
 	return verifyChainAt(t, chain, rootPEM, time.Now())
 }
 
-// verifyChainAt is verifyChain at a given (test clock) time.
+// verifyChainAt is verifyChain at a given (test clock) time. Every element
+// but the last is one certificate; the last is the trust bundle, which must
+// hold the root. The leaf must verify against rootPEM alone.
 func verifyChainAt(t testing.TB, chain []string, rootPEM []byte, now time.Time) *x509.Certificate {
 	t.Helper()
 	var certs []*x509.Certificate
 	for i, p := range chain {
 		c, err := parseCerts([]byte(p))
-		if err != nil || len(c) != 1 {
+		if err != nil || len(c) == 0 || (len(c) != 1 && i < len(chain)-1) {
 			t.Fatalf("chain[%d]: want one certificate, got %d (%v)", i, len(c), err)
+		}
+		if i == len(chain)-1 {
+			certs = append(certs, nil) // the bundle, checked below
+			continue
 		}
 		certs = append(certs, c[0])
 	}
@@ -164,8 +170,9 @@ func verifyChainAt(t testing.TB, chain []string, rootPEM []byte, now time.Time) 
 	if err != nil || len(roots) != 1 {
 		t.Fatalf("root: %v", err)
 	}
-	if len(certs) < 2 || !certs[len(certs)-1].Equal(roots[0]) {
-		t.Fatalf("chain of %d certs does not end with the root", len(certs))
+	bundle, _ := parseCerts([]byte(chain[len(chain)-1]))
+	if len(certs) < 2 || !containsCert(bundle, roots[0]) {
+		t.Fatalf("chain of %d elements does not end with a bundle holding the root", len(certs))
 	}
 	pool, inters := x509.NewCertPool(), x509.NewCertPool()
 	pool.AddCert(roots[0])

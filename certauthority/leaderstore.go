@@ -26,6 +26,9 @@ type leaderStore struct {
 	logger   *slog.Logger
 }
 
+// Unwrap returns the wrapped store (a RotationStore is found through it).
+func (s leaderStore) Unwrap() KeyStore { return s.KeyStore }
+
 func (s leaderStore) Create(ctx context.Context, m *Material) error {
 	if s.isLeader() {
 		return s.KeyStore.Create(ctx, m)

@@ -70,6 +70,9 @@ func (s *Service) create(ctx context.Context, req *securityv1alpha1.IstioCertifi
 		return nil, c, err
 	}
 	chain, err := s.ca.signCSR(ctx, csr, c.id, ttl)
+	if err == nil && c.cert != nil {
+		s.ca.issued.replaced(c.cert)
+	}
 	return chain, c, err
 }
 

@@ -24,6 +24,14 @@ type servingCert struct {
 
 func newServingCert(ca *CA) *servingCert { return &servingCert{ca: ca} }
 
+// reset drops the certificate: the next handshake gets one from the
+// current signer, with the current chain.
+func (s *servingCert) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cert = nil
+}
+
 func (s *servingCert) get() (*tls.Certificate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -49,20 +57,37 @@ func (ca *CA) ServingCertificate() (*tls.Certificate, error) { return ca.serving
 // from this CA (renewed before expiry on a handshake, without restart) and client
 // certificates verified against our root when given, so renewal by client cert works.
 func (ca *CA) ServingTLSConfig() *tls.Config {
-	clientCAs := ca.Roots()
-	if ca.auth.plugged {
-		// Clients often send only their leaf; trust our own intermediate directly.
-		clientCAs.AddCert(ca.auth.cert)
-	}
-	return &tls.Config{
+	base := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		Time:       ca.cfg.Now,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return ca.serving.get()
 		},
 		ClientAuth: tls.VerifyClientCertIfGiven,
-		ClientCAs:  clientCAs,
 	}
+	cfg := base.Clone()
+	// Each handshake verifies client certificates against the current
+	// trust bundle (both roots during a rotation).
+	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		c := base.Clone()
+		c.ClientCAs = ca.clientCAs()
+		return c, nil
+	}
+	cfg.ClientCAs = ca.clientCAs()
+	return cfg
+}
+
+// clientCAs are the trust bundle and, since clients often send only their
+// leaf, the intermediates of our own authorities.
+func (ca *CA) clientCAs() *x509.CertPool {
+	t := ca.trust()
+	pool := t.roots.Clone()
+	for _, a := range t.verifiers() {
+		for _, c := range a.chain[:len(a.chain)-1] {
+			pool.AddCert(c)
+		}
+	}
+	return pool
 }
 
 func (ca *CA) servingSANs() []string {
@@ -74,10 +99,11 @@ func (ca *CA) issueServingCert(now time.Time) (*tls.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serving certificate key: %w", err)
 	}
+	signer := ca.trust().signer
 	tmpl := &x509.Certificate{
 		SerialNumber:          randomSerial(),
 		NotBefore:             now.Add(-time.Minute),
-		NotAfter:              earliest(now.Add(ca.cfg.ServingCertTTL), ca.auth.cert.NotAfter),
+		NotAfter:              earliest(now.Add(ca.cfg.ServingCertTTL), signer.cert.NotAfter),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
@@ -89,7 +115,7 @@ func (ca *CA) issueServingCert(now time.Time) (*tls.Certificate, error) {
 			tmpl.DNSNames = append(tmpl.DNSNames, san)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.auth.cert, key.Public(), ca.auth.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer.cert, key.Public(), signer.key)
 	if err != nil {
 		return nil, fmt.Errorf("sign serving certificate: %w", err)
 	}
@@ -98,7 +124,7 @@ func (ca *CA) issueServingCert(now time.Time) (*tls.Certificate, error) {
 		return nil, fmt.Errorf("parse serving certificate: %w", err)
 	}
 	chain := [][]byte{der}
-	for _, c := range ca.auth.chain {
+	for _, c := range signer.chain {
 		chain = append(chain, c.Raw)
 	}
 	return &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, nil

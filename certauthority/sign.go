@@ -77,15 +77,24 @@ func checkKey(pub any) error {
 }
 
 func (ca *CA) signCSR(_ context.Context, csr *x509.CertificateRequest, id Identity, ttl time.Duration) ([]string, error) {
+	chain, _, err := ca.signLeaf(csr, id, ttl)
+	return chain, err
+}
+
+// signLeaf signs with the current signer. The chain is the leaf, the
+// signer's intermediates and, last, the whole trust bundle in one element
+// (Istio's agents write the last element as root-cert.pem).
+func (ca *CA) signLeaf(csr *x509.CertificateRequest, id Identity, ttl time.Duration) ([]string, *x509.Certificate, error) {
+	t := ca.trust()
 	if err := id.validate(); err != nil {
-		return nil, invalidArgument(ReasonBadToken, "identity: %v", err)
+		return nil, nil, invalidArgument(ReasonBadToken, "identity: %v", err)
 	}
 	uri, err := id.SPIFFEID(ca.cfg.TrustDomain)
 	if err != nil {
-		return nil, invalidArgument(ReasonBadToken, "identity: %v", err)
+		return nil, nil, invalidArgument(ReasonBadToken, "identity: %v", err)
 	}
 	now := ca.cfg.Now()
-	notAfter := earliest(now.Add(ttl), ca.auth.cert.NotAfter)
+	notAfter := earliest(now.Add(ttl), t.signer.cert.NotAfter)
 	tmpl := &x509.Certificate{
 		SerialNumber:          randomSerial(),
 		NotBefore:             now.Add(-time.Minute),
@@ -95,10 +104,16 @@ func (ca *CA) signCSR(_ context.Context, csr *x509.CertificateRequest, id Identi
 		BasicConstraintsValid: true,
 		URIs:                  []*url.URL{uri},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.auth.cert, csr.PublicKey, ca.auth.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, t.signer.cert, csr.PublicKey, t.signer.key)
 	if err != nil {
-		return nil, fmt.Errorf("sign certificate for %s: %w", id, err)
+		return nil, nil, fmt.Errorf("sign certificate for %s: %w", id, err)
 	}
-	leaf := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	return append([]string{leaf}, ca.auth.chainPEM...), nil
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse certificate for %s: %w", id, err)
+	}
+	chain := []string{string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
+	chain = append(chain, t.signer.chainPEM[:len(t.signer.chainPEM)-1]...)
+	ca.issued.add(leaf, t)
+	return append(chain, string(t.bundlePEM)), leaf, nil
 }
