@@ -24,6 +24,7 @@ type Agent struct {
 	cur      *issued // nil until the first certificate
 	renewAt  time.Time
 	rootPEM  []byte // trust bundle served as ROOTCA
+	rootFile []byte // the bundle's root-cert.pem as last read
 	renewals int
 	tokenUse int // certificates obtained with the bootstrap token
 }
@@ -63,7 +64,7 @@ func New(cfg Config) (*Agent, error) {
 	if c.CAAddress == "" {
 		return nil, fmt.Errorf("agent: no CA address (%s in %s)", vmbundle.EnvCAAddr, vmbundle.FileClusterEnv)
 	}
-	a := &Agent{cfg: c, log: c.Logger.With("identity", c.SPIFFEID()), token: b.Token, rootPEM: b.RootPEM}
+	a := &Agent{cfg: c, log: c.Logger.With("identity", c.SPIFFEID()), token: b.Token, rootPEM: b.RootPEM, rootFile: b.RootPEM}
 	a.sds = newSDSServer(a.log)
 	if err := a.loadState(); err != nil {
 		a.log.Warn("ignoring the kept certificate", "dir", c.StateDir, "error", err)

@@ -102,8 +102,20 @@ func (a *Agent) request(ctx context.Context, csr []byte) ([]string, bool, error)
 }
 
 // accept checks the returned chain: the leaf holds our key, chains to the
-// trust bundle and carries our SPIFFE ID.
+// trust bundle and carries our SPIFFE ID. The chain's last element is the
+// mesh's trust bundle (Istio's layout): it replaces ours, so a root added by
+// a rotation is trusted and a dropped one is no longer.
 func (a *Agent) accept(chain []string, key *ecdsa.PrivateKey) (*issued, error) {
+	if len(chain) > 1 {
+		bundle, err := parseCerts([]byte(chain[len(chain)-1]))
+		if err != nil || len(bundle) == 0 {
+			return nil, fmt.Errorf("CA returned an unreadable trust bundle: %v", err)
+		}
+		a.setBundle(bundle)
+		if len(bundle) > 1 {
+			chain = chain[:len(chain)-1] // the roots are not part of what we present
+		}
+	}
 	var chainPEM []byte
 	for _, c := range chain {
 		chainPEM = append(chainPEM, []byte(c)...)
@@ -124,7 +136,6 @@ func (a *Agent) accept(chain []string, key *ecdsa.PrivateKey) (*issued, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA returned a chain that does not fit our key: %w", err)
 	}
-	a.addRoot(certs[len(certs)-1])
 	if err := a.verify(got.leaf, certs[1:]); err != nil {
 		return nil, err
 	}
@@ -222,6 +233,13 @@ func (a *Agent) refreshRoot() bool {
 		a.log.Warn("cannot re-read the root certificate; keeping the one loaded", "error", err)
 		return false
 	}
+	a.mu.Lock()
+	same := bytes.Equal(data, a.rootFile)
+	a.rootFile = data
+	a.mu.Unlock()
+	if same {
+		return false // unchanged: a root the CA dropped from the bundle stays dropped
+	}
 	certs, err := parseCerts(data)
 	if err != nil || len(certs) == 0 {
 		a.log.Warn("the root certificate file does not parse; keeping the one loaded", "error", err)
@@ -232,6 +250,24 @@ func (a *Agent) refreshRoot() bool {
 		grew = a.addRoot(c) || grew
 	}
 	return grew
+}
+
+// setBundle makes the self-signed CA certificates of roots the trust bundle,
+// when they differ from it.
+func (a *Agent) setBundle(roots []*x509.Certificate) {
+	var next []byte
+	for _, c := range roots {
+		if c.IsCA && bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {
+			next = append(next, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(next) == 0 || bytes.Equal(next, a.rootPEM) {
+		return
+	}
+	a.rootPEM = next
+	a.log.Info("trust bundle from the CA", "roots", len(roots))
 }
 
 // addRoot adds a self-signed CA certificate to the trust bundle (the CA's

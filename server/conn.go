@@ -38,6 +38,8 @@ type conn struct {
 	pending  pendingPush // versions pushed for a change and not ACKed yet
 	// refusedSecrets are the gateway credentials left out, with why (logged once).
 	refusedSecrets map[string]string
+	// trustBundle is the trust bundle the snapshot was last built for.
+	trustBundle string
 }
 
 // TypeStatus is what one connection was sent of one type and what it said.
@@ -72,6 +74,7 @@ type connStatus struct {
 	snap        *nodeSnapshot
 	buildErr    error
 	types       [numTypes]TypeStatus
+	trustBundle string
 }
 
 // status copies the connection's state.
@@ -80,7 +83,7 @@ func (c *conn) status() connStatus {
 	defer c.mu.Unlock()
 	return connStatus{
 		id: c.id, node: c.node, proxy: c.proxy, caller: c.caller, delta: c.delta, connectedAt: c.connectedAt,
-		kind: c.kind, snap: c.snap, buildErr: c.buildErr, types: c.types,
+		kind: c.kind, snap: c.snap, buildErr: c.buildErr, types: c.types, trustBundle: c.trustBundle,
 	}
 }
 

@@ -38,6 +38,10 @@ func (s *Server) debugMux() *http.ServeMux {
 	debug.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	debug.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	debug.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	debug.HandleFunc("GET /debug/trustbundle", s.trustBundlez)
+	for _, r := range s.extraDebug {
+		debug.Handle(r.pattern, r.h)
+	}
 	return debug
 }
 

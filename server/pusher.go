@@ -100,6 +100,9 @@ func (p *pusher) buildLocked(c *conn, since time.Time) bool {
 	if err == nil {
 		var snap *nodeSnapshot
 		if snap, err = newNodeSnapshot(p.hashes, shared, own); err == nil {
+			c.mu.Lock()
+			c.trustBundle = p.opts.TrustBundle
+			c.mu.Unlock()
 			return p.setLocked(c, snap, since)
 		}
 	}

@@ -47,6 +47,8 @@ type Server struct {
 	lastPush  pushRecord     // what the last rebuild round did
 	recent    *recentSamples // convergence times of the last minutes
 	page      http.Handler   // the status page at /, if set
+	// extraDebug are more /debug/ views (HandleDebug).
+	extraDebug []debugRoute
 }
 
 // The status page's convergence p50/p99 are over the last recentWindow,

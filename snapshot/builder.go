@@ -78,6 +78,7 @@ type pieces struct {
 	tlsInspector          []*listenerv3.ListenerFilter
 	virtualInboundFilters []*listenerv3.ListenerFilter
 	inboundPassthrough    *listenerv3.Filter
+	trustMeta             *corev3.Metadata // see trustBundleMetadata
 }
 
 func newPieces(opts Options) pieces {
@@ -88,6 +89,7 @@ func newPieces(opts Options) pieces {
 		tlsInspector:          []*listenerv3.ListenerFilter{TLSInspector()},
 		virtualInboundFilters: []*listenerv3.ListenerFilter{OriginalDst(), TLSInspector()},
 		inboundPassthrough:    TCPProxyFilter(meshname.InboundPassthroughCluster, meshname.InboundPassthroughCluster),
+		trustMeta:             trustBundleMetadata(opts.TrustBundle),
 	}
 }
 

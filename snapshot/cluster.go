@@ -19,6 +19,8 @@ type clusterOptions struct {
 	TLS   *corev3.TransportSocket
 	// TLSMatches pick a transport socket per endpoint (automatic mTLS).
 	TLSMatches []*clusterv3.Cluster_TransportSocketMatch
+	// Metadata names the trust bundle of a cluster that validates peers.
+	Metadata *corev3.Metadata
 }
 
 // adsConfigSource points at the ADS stream the proxy already has.
@@ -38,6 +40,7 @@ func baseCluster(name string, t clusterv3.Cluster_DiscoveryType, o clusterOption
 		LbPolicy:               clusterv3.Cluster_ROUND_ROBIN,
 		TransportSocket:        o.TLS,
 		TransportSocketMatches: o.TLSMatches,
+		Metadata:               o.Metadata,
 	}
 	if o.HTTP2 {
 		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: mustAny(http2ProtocolOptions())}

@@ -71,6 +71,7 @@ func (b *Builder) serviceClusterLocked(sc *scope, svc *registry.Service, port re
 	o := clusterOptions{HTTP2: f == envoyClusters && port.Protocol.IsHTTP2()}
 	o.TLS = b.clusterTransportSocket(ns, svc, port, subsetName(subset), pol.TLS, f)
 	b.applyAutoMTLS(&o, svc, port, pol.TLS, subset, f)
+	o.Metadata = b.clusterTrust(o)
 	var c *clusterv3.Cluster
 	var cla *endpointv3.ClusterLoadAssignment
 	switch {

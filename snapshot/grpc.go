@@ -56,9 +56,9 @@ func (b *Builder) buildGRPCInbound(w *registry.Workload) (*Resources, error) {
 		if ip.mode == registry.MTLSStrict {
 			tls = b.pieces.grpcDownstreamTLS
 		}
-		chain := FilterChain(meshname.InboundFilterChain(ip.target, tls != nil), nil, tls,
+		chain := b.markTrust(FilterChain(meshname.InboundFilterChain(ip.target, tls != nil), nil, tls,
 			HCMFilter(HTTPConnectionManager(ip.cluster(), hcmOptions{Inline: route,
-				Filters: httpRBACFilters(b.inboundRBAC(ip.authzTarget(authz, true)))})))
+				Filters: httpRBACFilters(b.inboundRBAC(ip.authzTarget(authz, true)))}))))
 		for _, addr := range []string{w.Address, wildcardAddress, wildcardAddressV6} {
 			// grpc-go's own naming and the one in the bootstrap Istio's agent writes.
 			for _, name := range []string{meshname.GRPCServerListener(addr, ip.target), meshname.IstioGRPCServerListener(addr, ip.target)} {

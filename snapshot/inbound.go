@@ -148,12 +148,12 @@ func (b *Builder) inboundFilterChains(mode registry.MTLSMode, spec chainSpec, fs
 	tls := b.pieces.downstreamTLS
 	switch mode {
 	case registry.MTLSStrict:
-		return []*listenerv3.FilterChain{FilterChain(spec.name(true), spec.match(""), tls, fs...)}
+		return []*listenerv3.FilterChain{b.markTrust(FilterChain(spec.name(true), spec.match(""), tls, fs...))}
 	case registry.MTLSDisable:
 		return []*listenerv3.FilterChain{FilterChain(spec.name(false), spec.match(""), nil, fs...)}
 	}
 	return []*listenerv3.FilterChain{
-		FilterChain(spec.name(true), spec.match(transportProtocolTLS), tls, fs...),
+		b.markTrust(FilterChain(spec.name(true), spec.match(transportProtocolTLS), tls, fs...)),
 		FilterChain(spec.name(false), spec.match(transportProtocolRaw), nil, fs...),
 	}
 }

@@ -12,6 +12,10 @@ type Options struct {
 	TrustDomain   string // "cluster.local": SPIFFE IDs the model does not spell out
 	RootNamespace string // "istio-system": a PeerAuthentication there is mesh-wide
 	AccessLogPath string // "/var/log/istio/istio.log" for VM inbound listeners
+	// TrustBundle is the ID of the mesh's trust bundle (certauthority's
+	// BundleID). Clusters and filter chains that validate peers carry it in
+	// their metadata, so a new bundle gives them a new version; empty omits it.
+	TrustBundle string
 }
 
 // Resources is what one proxy receives, each list sorted by resource name.

@@ -15,10 +15,14 @@ type RootPublisher struct {
 	Client     kubernetes.Interface
 	Namespaces []string
 	Root       func() []byte // the PEM root to publish
-	Logger     *slog.Logger
+	// Changed, when set, is signalled when Root changed: it is published
+	// at once instead of at the next minute.
+	Changed <-chan struct{}
+	Logger  *slog.Logger
 }
 
-// Start publishes now and then every minute until ctx ends.
+// Start publishes now, then every minute and when Changed is signalled,
+// until ctx ends.
 func (p RootPublisher) Start(ctx context.Context) error {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
@@ -28,6 +32,7 @@ func (p RootPublisher) Start(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-p.Changed:
 		}
 	}
 }

@@ -34,6 +34,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newProxyStatusCommand())
 	root.AddCommand(newTokenCommand())
 	root.AddCommand(newRegisterCommand(), newDeregisterCommand(), newVMCommand(), newAgentCommand())
+	root.AddCommand(newCACommand())
 	return root
 }
 

@@ -52,6 +52,7 @@ type serveOptions struct {
 	leaderElect    bool
 	leaseDuration  time.Duration
 	ca             caFlags
+	caResync       time.Duration
 	inject         injectFlags
 }
 
@@ -90,6 +91,8 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	addLeaderFlags(f, &o)
 	addCAFlags(f, &o.ca)
+	f.DurationVar(&o.caResync, "ca-resync", certauthority.DefaultResyncInterval,
+		"how often the CA re-reads its material: a changed cacerts is reloaded, a root rotation (controlplane ca rotate) moves on")
 	addInjectFlags(f, &o.inject)
 	return cmd
 }
@@ -200,12 +203,15 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 	if err != nil {
 		return fail(err)
 	}
-	servers, err := newServers(logger, store, ca, reg, client, secrets, sources, o)
+	trustChanged := make(chan struct{}, 1)
+	servers, err := newServers(logger, store, ca, reg, client, secrets, sources, trustChanged, o)
 	if err != nil {
 		return fail(err)
 	}
+	servers = append(servers, ca) // reloads CA material, drives a root rotation
 	if client != nil {
-		servers = append(servers, leaderOnly(elector, cakube.RootPublisher{Client: client, Namespaces: o.namespaces, Root: ca.RootPEM, Logger: logger}))
+		servers = append(servers, leaderOnly(elector, cakube.RootPublisher{Client: client, Namespaces: o.namespaces, Root: ca.RootPEM,
+			Changed: trustChanged, Logger: logger}))
 	}
 	for _, s := range sources {
 		g.Go(func() error { return s.Start(ctx) })
@@ -291,7 +297,7 @@ func isClosed(c <-chan struct{}) bool {
 // newServers makes the xDS server with its status page and, when
 // configured, its TLS port and the sidecar injection webhook.
 func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA, reg *prometheus.Registry, client kubernetes.Interface,
-	secrets server.SecretAuthorizer, sources []source, o serveOptions) ([]part, error) {
+	secrets server.SecretAuthorizer, sources []source, trustChanged chan<- struct{}, o serveOptions) ([]part, error) {
 	srv, err := server.New(server.Config{
 		GRPCAddr:        o.grpcAddr,
 		HTTPAddr:        o.httpAddr,
@@ -317,6 +323,7 @@ func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA
 		return nil, err
 	}
 	srv.SetStatusPage(page)
+	wireTrust(srv, ca, trustChanged)
 	if o.secureGRPCAddr != "" {
 		if err := addSecureListener(o.secureGRPCAddr, srv, ca); err != nil {
 			return nil, err
@@ -343,6 +350,9 @@ func newCA(ctx context.Context, logger *slog.Logger, reg prometheus.Registerer, 
 	if client != nil {
 		cfg = cakube.ModeConfig(client, o.caNamespace)
 		withLeaderStore(&cfg, elector, logger)
+		if elector != nil {
+			cfg.IsLeader = elector.IsLeader
+		}
 	} else {
 		cfg = certauthority.FileModeConfig(o.dataDir, o.cacertsDir)
 	}
@@ -350,6 +360,7 @@ func newCA(ctx context.Context, logger *slog.Logger, reg prometheus.Registerer, 
 	cfg.ExtraServingSANs = o.extraSANs
 	cfg.Registerer = reg
 	cfg.Logger = logger
+	cfg.ResyncInterval = o.caResync
 	o.ca.apply(&cfg)
 	ca, err := certauthority.New(ctx, cfg)
 	if err != nil {
