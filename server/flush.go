@@ -148,6 +148,9 @@ func (s *xdsStream) flushSotW(t *typeState, ts *typeSnapshot) error {
 	if t.nacked != nil && ts.version == t.nacked.version {
 		return nil
 	}
+	if t.presented != "" && s.resume(t, ts) {
+		return nil
+	}
 	p := &picked{ts: ts}
 	if cache.ResourceRequiresFullStateInSotw(t.typeURL()) {
 		if t.nacked == nil && t.held != nil && ts.version == t.held.version && t.sub.same(t.heldSub) {
@@ -172,7 +175,7 @@ func (s *xdsStream) flushSotW(t *typeState, ts *typeSnapshot) error {
 func (s *xdsStream) sendSotW(t *typeState, p *picked) error {
 	anys, encoded := p.sotw()
 	return s.respond(t, p.ts, p.len(), encoded, func(nonce string) proto.Message {
-		return &discoveryv3.DiscoveryResponse{VersionInfo: p.ts.version, Resources: anys, TypeUrl: t.typeURL(), Nonce: nonce}
+		return &discoveryv3.DiscoveryResponse{VersionInfo: t.wireVersion(p.ts), Resources: anys, TypeUrl: t.typeURL(), Nonce: nonce}
 	})
 }
 

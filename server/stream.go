@@ -43,6 +43,7 @@ func (a *ads) stop() { close(a.done) }
 type request struct {
 	node                   *corev3.Node
 	typeURL, nonce         string
+	version                string // SotW: the version_info
 	isErr                  bool
 	errMsg                 string
 	names                  []string          // SotW, when set is nil
@@ -89,6 +90,11 @@ type typeState struct {
 	lastNonce string
 	nacked    *typeSnapshot // rejected: not sent again
 
+	// SotW only
+	presented string   // the version the first request said the proxy holds (see resume)
+	namesOf   *nameSet // the set namesHash is of
+	namesHash uint64
+
 	// delta only
 	initial map[string]string // versions named by the first request, until the first response
 	force   []string          // names subscribed since the last response: sent whatever is held
@@ -115,7 +121,7 @@ func (a *ads) streamSotW(st grpcStream, typeURL string) error {
 		}
 		r := &m.req
 		out := &request{
-			node: r.GetNode(), typeURL: r.GetTypeUrl(), nonce: r.GetResponseNonce(),
+			node: r.GetNode(), typeURL: r.GetTypeUrl(), nonce: r.GetResponseNonce(), version: r.GetVersionInfo(),
 			isErr: r.GetErrorDetail() != nil, errMsg: r.GetErrorDetail().GetMessage(),
 			set: m.set, names: m.names,
 		}
@@ -292,6 +298,9 @@ func (s *xdsStream) handleSotW(t *typeState, r *request) {
 	}
 	first := !t.requested
 	t.requested = true
+	if first && r.nonce == "" {
+		t.presented = r.version
+	}
 	explicit, star := r.set, false
 	if explicit == nil && len(r.names) > 0 {
 		names := slices.DeleteFunc(slices.Clone(r.names), func(n string) bool { return n == "*" })

@@ -29,7 +29,8 @@ type SoakConfig struct {
 	SlowReaders      int           // proxies that pause before every read (default 1 per 200, at least 1)
 	SlowPause        time.Duration // a slow reader's pause (default 500ms)
 	// ConvergeTimeout is how long a change may take to reach every proxy
-	// before it counts as unconverged (default 60s).
+	// before it counts as never converged (default 3m, the per-change
+	// timeout of make bench).
 	ConvergeTimeout time.Duration
 	ServerBin       string
 	WorkDir         string
@@ -44,7 +45,7 @@ func (c *SoakConfig) setDefaults() {
 	c.NackFraction = cmp.Or(c.NackFraction, 0.01)
 	c.SlowReaders = cmp.Or(c.SlowReaders, max(1, c.Scenario.Proxies/200))
 	c.SlowPause = cmp.Or(c.SlowPause, 500*time.Millisecond)
-	c.ConvergeTimeout = cmp.Or(c.ConvergeTimeout, time.Minute)
+	c.ConvergeTimeout = cmp.Or(c.ConvergeTimeout, 3*time.Minute)
 	c.Timeout = cmp.Or(c.Timeout, 3*time.Minute)
 	if c.Progress == nil {
 		c.Progress = io.Discard

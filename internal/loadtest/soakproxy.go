@@ -188,3 +188,20 @@ func (p *soakProxy) pause(ctx context.Context) {
 	case <-time.After(p.slow):
 	}
 }
+
+// role describes the proxy for reports: its protocol and what it does.
+func (p *soakProxy) role() string {
+	r := "sotw"
+	if p.delta {
+		r = "delta"
+	}
+	switch {
+	case p.slow > 0:
+		r += ", slow reader"
+	case p.churner:
+		r += ", churner"
+	case p.nacker:
+		r += ", nacker"
+	}
+	return r
+}

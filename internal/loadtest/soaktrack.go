@@ -166,7 +166,7 @@ func (sk *soak) unconverged(c *soakChange) {
 	var missing []string
 	for i := range c.done {
 		if c.done[i].Load() == 0 && len(missing) < 3 {
-			missing = append(missing, sk.proxies[i].spec.ID)
+			missing = append(missing, sk.proxies[i].spec.ID+" ("+sk.proxies[i].role()+")")
 		}
 	}
 	sk.mu.Lock()
