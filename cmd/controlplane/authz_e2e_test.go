@@ -77,6 +77,13 @@ func writeCertFiles(t *testing.T, name string, cert *tls.Certificate, rootPEM []
 // certificate provider instance the generated TLS contexts name.
 func proxylessBootstrap(t *testing.T, xdsAddr, id string, files meshCertFiles) []byte {
 	t.Helper()
+	return proxylessBootstrapRefresh(t, xdsAddr, id, files, "600s")
+}
+
+// proxylessBootstrapRefresh is proxylessBootstrap with the file watcher
+// re-reading the files every refresh (a duration such as "0.2s").
+func proxylessBootstrapRefresh(t *testing.T, xdsAddr, id string, files meshCertFiles, refresh string) []byte {
+	t.Helper()
 	b, err := json.Marshal(map[string]any{
 		"xds_servers": []any{map[string]any{
 			"server_uri": xdsAddr, "channel_creds": []any{map[string]any{"type": "insecure"}},
@@ -87,7 +94,7 @@ func proxylessBootstrap(t *testing.T, xdsAddr, id string, files meshCertFiles) [
 			"plugin_name": "file_watcher",
 			"config": map[string]any{
 				"certificate_file": files.cert, "private_key_file": files.key,
-				"ca_certificate_file": files.ca, "refresh_interval": "600s",
+				"ca_certificate_file": files.ca, "refresh_interval": refresh,
 			},
 		}},
 		"server_listener_resource_name_template": "grpc/server?xds.resource.listening_address=%s",
