@@ -109,7 +109,9 @@ func (ca *CA) setTrust(t *trust) {
 }
 
 // OnTrustChange registers fn, called after the trust bundle or the signing
-// certificate changed (a rotation step or a cacerts reload). fn must not block.
+// certificate changed (a rotation step or a cacerts reload), on the
+// goroutine that applied the change (Start's): a slow fn delays the next
+// re-read.
 func (ca *CA) OnTrustChange(fn func()) {
 	ca.watchMu.Lock()
 	defer ca.watchMu.Unlock()
