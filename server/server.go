@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -202,15 +203,24 @@ func (s *Server) Start(ctx context.Context) error {
 	return g.Wait()
 }
 
-// shutdown stops serving: health goes NOT_SERVING, xDS streams end, and
-// gRPC stops gracefully or, after ShutdownGrace, hard.
+// shutdown stops serving: health goes NOT_SERVING, the gRPC listeners
+// close and every connection is sent a GOAWAY (so proxies take their next
+// stream elsewhere), the xDS streams (which never end by themselves) are
+// ended, and gRPC stops gracefully or, after ShutdownGrace, hard.
 func (s *Server) shutdown() {
 	s.ready.Store(false)
 	s.health.Shutdown()
-	s.ads.stop()
+	s.log.Info("shutting down: GOAWAY to every connection, ending xDS streams", "grace", s.cfg.ShutdownGrace)
+	var wg sync.WaitGroup
 	for _, e := range append([]extraGRPC{{"gRPC", s.grpcLis, s.grpcSrv}}, s.extra...) {
-		s.stopGRPC(e.srv)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.stopGRPC(e.srv)
+		}()
 	}
+	s.ads.stop()
+	wg.Wait()
 	if s.httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 		defer cancel()

@@ -43,6 +43,7 @@ type serveOptions struct {
 	trustDomain    string
 	extraSANs      []string
 	debounce       time.Duration
+	shutdownGrace  time.Duration
 	secretRecheck  time.Duration
 	configSettle   time.Duration
 	configMaxBytes int64
@@ -86,6 +87,7 @@ func newServeCommand() *cobra.Command {
 	f.DurationVar(&o.debounce, "debounce", 100*time.Millisecond, "how long changes in quick succession are gathered before a push (a lone change after a quiet spell is pushed after 3ms)")
 	f.DurationVar(&o.configSettle, "config-settle", 20*time.Millisecond, "how long --config-dir must be quiet after a file event before the files are read")
 	f.Int64Var(&o.configMaxBytes, "config-max-file-bytes", yamldir.DefaultMaxFileBytes, "largest file read from --config-dir; a larger one is reported and its last good objects stay")
+	f.DurationVar(&o.shutdownGrace, "shutdown-grace", 5*time.Second, "on SIGTERM, how long calls in flight (CA requests) may take to finish after every connection got a GOAWAY and the xDS streams ended; then the server stops hard")
 	f.BoolVar(&o.debugOpen, "debug-open", false, "serve /debug and the status page to non-loopback clients too")
 	f.StringVar(&o.accessLogPath, "access-log", "/var/log/istio/istio.log", "Envoy access log file on VM sidecars")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -312,6 +314,7 @@ func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA
 		// may read them (SubjectAccessReview in Kubernetes).
 		SecretAuthorizer: secrets,
 		SecretRecheck:    o.secretRecheck,
+		ShutdownGrace:    o.shutdownGrace,
 	})
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -92,4 +93,18 @@ func Interrupt(cmd *exec.Cmd, done <-chan struct{}, grace time.Duration) {
 		_ = cmd.Process.Kill()
 		<-done
 	}
+}
+
+// Terminate sends the server SIGTERM, as Kubernetes does to a pod it
+// stops, and returns how long it took to exit (SIGKILL after limit).
+func (s *Server) Terminate(limit time.Duration) time.Duration {
+	start := time.Now()
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(limit):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+	return time.Since(start)
 }

@@ -28,7 +28,7 @@ type Relay struct {
 	Addr string
 
 	mu        sync.Mutex
-	upstream  string
+	upstreams []string // tried in order: the first that takes the stream gets it
 	streams   map[int]context.CancelFunc
 	next      int
 	responses []RelayResponse
@@ -49,7 +49,7 @@ func NewRelay(t testing.TB, upstream string) *Relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Relay{Addr: lis.Addr().String(), upstream: upstream, streams: map[int]context.CancelFunc{}}
+	r := &Relay{Addr: lis.Addr().String(), upstreams: []string{upstream}, streams: map[int]context.CancelFunc{}}
 	g := grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.UnknownServiceHandler(r.relay))
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)
@@ -61,11 +61,27 @@ func NewRelay(t testing.TB, upstream string) *Relay {
 func (r *Relay) Switch(upstream string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.upstream = upstream
+	r.upstreams = []string{upstream}
 	for id, cancel := range r.streams {
 		cancel()
 		delete(r.streams, id)
 	}
+}
+
+// SetUpstreams sets the upstreams a new stream tries in order (as a load
+// balancer in front of replicas would: one that refuses is skipped); open
+// streams stay where they are.
+func (r *Relay) SetUpstreams(upstreams ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.upstreams = upstreams
+}
+
+// Streams returns how many streams the relay has opened so far.
+func (r *Relay) Streams() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.next
 }
 
 // Responses returns the responses passed down so far and forgets them.
@@ -93,19 +109,15 @@ func (r *Relay) relay(_ any, down grpc.ServerStream) error {
 	ctx, cancel := context.WithCancel(down.Context())
 	defer cancel()
 	r.mu.Lock()
-	id, upstream := r.next, r.upstream
+	id, upstreams := r.next, r.upstreams
 	r.next++
 	r.streams[id] = cancel
 	r.mu.Unlock()
-	cc, err := grpc.NewClient(upstream, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	up, closeUp, err := openUpstream(ctx, upstreams, method)
 	if err != nil {
 		return err
 	}
-	defer cc.Close()
-	up, err := cc.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method, grpc.ForceCodec(rawCodec{}))
-	if err != nil {
-		return err
-	}
+	defer closeUp()
 	delta := strings.HasSuffix(method, "DeltaAggregatedResources")
 	go r.pipe(down, up, func(b []byte) { r.noteRequest(b, delta) })
 	err = r.pipe(up, down, func(b []byte) { r.noteResponse(b, delta) })
@@ -113,6 +125,24 @@ func (r *Relay) relay(_ any, down grpc.ServerStream) error {
 		return status.Error(codes.Unavailable, "relay: upstream switched")
 	}
 	return err
+}
+
+// openUpstream opens method on the first upstream that takes it.
+func openUpstream(ctx context.Context, upstreams []string, method string) (grpc.ClientStream, func(), error) {
+	err := status.Error(codes.Unavailable, "relay: no upstream")
+	for _, addr := range upstreams {
+		cc, cerr := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if cerr != nil {
+			return nil, nil, cerr
+		}
+		up, serr := cc.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method, grpc.ForceCodec(rawCodec{}))
+		if serr == nil { // without WaitForReady, a refused connection fails here
+			return up, func() { cc.Close() }, nil
+		}
+		cc.Close()
+		err = serr
+	}
+	return nil, nil, err
 }
 
 // pipe copies messages from one stream to the other until one ends.
