@@ -14,18 +14,18 @@ import (
 	"github.com/librarymesh/controlplane/internal/e2e"
 )
 
-// rpcLoad makes health RPCs on cc back to back (none waits for a ready
+// rollingLoad makes health RPCs on cc back to back (none waits for a ready
 // channel, so a broken channel shows as a failed RPC) until stopped.
-type rpcLoad struct {
+type rollingLoad struct {
 	ok, failed atomic.Int64
 	firstErr   atomic.Value
 	stop       context.CancelFunc
 	done       chan struct{}
 }
 
-func startRPCLoad(cc *grpc.ClientConn) *rpcLoad {
+func startRollingLoad(cc *grpc.ClientConn) *rollingLoad {
 	ctx, stop := context.WithCancel(context.Background())
-	l := &rpcLoad{stop: stop, done: make(chan struct{})}
+	l := &rollingLoad{stop: stop, done: make(chan struct{})}
 	client := healthpb.NewHealthClient(cc)
 	go func() {
 		defer close(l.done)
@@ -65,7 +65,7 @@ func TestRollingRestartDropsNoRPC(t *testing.T) {
 	if st, err := e2e.Which(cc); err != nil || st != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("first RPC: %v %v", st, err)
 	}
-	load := startRPCLoad(cc)
+	load := startRollingLoad(cc)
 
 	// roll stops old with SIGTERM while new streams still try it first,
 	// waits for the client to take a stream to next, and starts old's
