@@ -61,6 +61,9 @@ func New(cfg Config) (*Agent, error) {
 	if err := c.identityFrom(claims); err != nil {
 		return nil, fmt.Errorf("agent: bundle %s: %w", c.BundleDir, err)
 	}
+	if c.Workload, err = workloadFromBundle(b, c.InstanceIP, c.WorkloadName); err != nil {
+		return nil, fmt.Errorf("agent: bundle %s: %w", c.BundleDir, err)
+	}
 	if c.CAAddress == "" {
 		return nil, fmt.Errorf("agent: no CA address (%s in %s)", vmbundle.EnvCAAddr, vmbundle.FileClusterEnv)
 	}
@@ -98,6 +101,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stop()
 	a.log.Info("serving SDS", "socket", a.cfg.SDSSocket, "ca", a.cfg.CAAddress)
 	a.publish()
+	if a.cfg.Workload != nil {
+		if err := a.runWorkload(ctx); err != nil {
+			return err
+		}
+	}
 	a.loop(ctx)
 	return nil
 }

@@ -44,8 +44,13 @@ type Config struct {
 	Timeout        time.Duration // one CreateCertificate call (10s)
 	// RootCheckInterval is how often root-cert.pem is re-read (1m).
 	RootCheckInterval time.Duration
-	Logger            *slog.Logger
-	Now               func() time.Time
+	// InstanceIP and WorkloadName override the VM's own address and name
+	// for a group bundle (see Workload).
+	InstanceIP, WorkloadName string
+	// Workload is set by New for a group bundle.
+	Workload *Workload
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // LoadConfig reads the bundle's cluster.env into a Config.

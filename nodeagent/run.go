@@ -14,6 +14,8 @@ type Options struct {
 	StateDir  string        // --state-dir; default CONTROLPLANE_STATE_DIR from cluster.env
 	CAAddress string        // --ca-address; default CA_ADDR from cluster.env
 	CertTTL   time.Duration // --cert-ttl; default SECRET_TTL from cluster.env
+	IP        string        // --ip: a group VM's address (default INSTANCE_IP, else its own)
+	Name      string        // --name: a group VM's name (default ISTIO_META_WORKLOAD_NAME, else its host name)
 	Logger    *slog.Logger
 }
 
@@ -35,6 +37,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.CertTTL > 0 {
 		cfg.CertTTL = o.CertTTL
 	}
+	cfg.InstanceIP, cfg.WorkloadName = o.IP, o.Name
 	cfg.Logger = o.Logger
 	a, err := New(cfg)
 	if err != nil {

@@ -284,6 +284,6 @@ func endpointFromWorkload(host string, w *Workload, weight uint32, ready bool) *
 		Hostname: host, Namespace: w.Namespace, Address: w.Address, Ports: w.Ports,
 		Labels: w.Labels, ServiceAccount: w.ServiceAccount, Locality: w.Locality,
 		Network: w.Network, Weight: weight, Ready: ready, Workload: w.Kind + " " + w.Namespace + "/" + w.Name,
-		TLSMode: w.TLSMode,
+		TLSMode: w.TLSMode, Unhealthy: w.Unhealthy,
 	}
 }

@@ -159,6 +159,10 @@ type Endpoint struct {
 	Network        string
 	Weight         uint32 // 0 means unset (1)
 	Ready          bool
+	// Unhealthy: the workload's health checks fail (a WorkloadEntry with
+	// health checks enabled whose Healthy condition is not True). Proxies
+	// get it as UNHEALTHY, so they send it nothing until it passes again.
+	Unhealthy bool
 	// Workload names what the endpoint came from, e.g.
 	// "WorkloadEntry default/postgres-1-vm" or "Pod default/inventory-abc".
 	Workload string
@@ -186,6 +190,8 @@ type Workload struct {
 	// label security.istio.io/tlsMode is "istio", or (a pod without the
 	// label) Istio's injector annotated it; else "".
 	TLSMode string
+	// Unhealthy: see Endpoint.Unhealthy.
+	Unhealthy bool
 }
 
 // MTLSMode is a PeerAuthentication mode.

@@ -173,12 +173,8 @@ func (c *converter) convert(key ObjectKey, obj runtime.Object) (*record, []Probl
 		rec = c.serviceEntry(key, &o.Spec, p)
 	case *networkingv1alpha3.ServiceEntry:
 		rec = c.serviceEntry(key, &o.Spec, p)
-	case *networkingv1.WorkloadEntry:
-		rec = c.workloadEntry(key, &o.Spec, p)
-	case *networkingv1beta1.WorkloadEntry:
-		rec = c.workloadEntry(key, &o.Spec, p)
-	case *networkingv1alpha3.WorkloadEntry:
-		rec = c.workloadEntry(key, &o.Spec, p)
+	case *networkingv1.WorkloadEntry, *networkingv1beta1.WorkloadEntry, *networkingv1alpha3.WorkloadEntry:
+		rec, _ = c.convertWorkloadEntry(key, obj, p)
 	default:
 		rec = c.convertPolicy(key, obj, p)
 	}

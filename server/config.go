@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/librarymesh/controlplane/registry"
+	"github.com/librarymesh/controlplane/registry/autoregister"
 	"github.com/librarymesh/controlplane/snapshot"
 )
 
@@ -91,6 +92,10 @@ type Config struct {
 	// them without a restart (default 1m; SecretAuthorizer's own cache
 	// should not keep answers longer).
 	SecretRecheck time.Duration
+	// AutoRegister registers the VMs of WorkloadGroups as they connect and
+	// records their health reports (see autoregister.go); nil refuses
+	// proxies that name a group.
+	AutoRegister *autoregister.Controller
 }
 
 // SecretAuthorizer says whether a proxy's identity may read the Secrets

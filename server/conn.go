@@ -6,6 +6,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
+	"github.com/librarymesh/controlplane/registry/autoregister"
 	"github.com/librarymesh/controlplane/snapshot"
 )
 
@@ -27,6 +28,7 @@ type conn struct {
 	caller      *Identity             // proven on the TLS port; nil on plaintext
 	wake        chan struct{}         // one slot: a new snapshot was set
 	observe     func(seconds float64) // convergence histogram
+	autoreg     *autoregister.Session // the WorkloadGroup registration; nil for other proxies
 
 	mu       sync.Mutex
 	closed   bool

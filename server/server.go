@@ -73,6 +73,7 @@ func New(cfg Config) (*Server, error) {
 	s.ads = newADS(cfg.Logger, s.metrics, s.observeConvergence)
 	s.pusher = newPusher(&s.cfg, s.metrics, s.ads.diffs)
 	s.ads.pusher = s.pusher
+	s.ads.autoreg = cfg.AutoRegister
 	s.ads.debug = newIstioDebug(s.debugMux(), s.statuses, cfg.SnapshotOptions.RootNamespace)
 	if s.bufPool, err = mem.NewBinaryTieredBufferPool(8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22); err != nil {
 		return nil, fmt.Errorf("buffer pool: %w", err)

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/librarymesh/controlplane/registry/autoregister"
 	"github.com/librarymesh/controlplane/snapshot"
 )
 
@@ -30,6 +31,8 @@ type ads struct {
 	subs  *interner
 	ids   atomic.Uint64 // connection counter
 	debug *istioDebug   // answers debug clients (istioctl)
+	// autoreg registers WorkloadGroup workloads (nil: refused).
+	autoreg *autoregister.Controller
 }
 
 func newADS(log *slog.Logger, m *metrics, observe func(float64)) *ads {
@@ -223,6 +226,9 @@ func (a *ads) open(s *xdsStream, node *corev3.Node) error {
 		}
 	}
 	c := a.newConn(px, node, s.delta, caller)
+	if c.autoreg, err = a.autoRegister(s.ctx, px, node, caller); err != nil {
+		return err
+	}
 	a.pusher.connect(c)
 	s.c = c
 	a.log.Info("proxy connected", "conn", c.id, "kind", c.kind, "delta", s.delta)
@@ -243,6 +249,9 @@ func (a *ads) close(s *xdsStream) {
 		return
 	}
 	a.pusher.disconnect(s.c)
+	if s.c.autoreg != nil {
+		s.c.autoreg.Close()
+	}
 	a.log.Info("proxy disconnected", "conn", s.c.id)
 }
 
@@ -266,6 +275,9 @@ func (s *xdsStream) handle(r *request) error {
 		typeURL = s.defaultType
 	case s.defaultType != "" && typeURL != s.defaultType:
 		return status.Errorf(codes.InvalidArgument, "type %s requested on the %s service", typeURL, shortType(s.defaultType))
+	}
+	if typeURL == HealthInfoType {
+		return s.reportHealth(r)
 	}
 	i := typeIndex(typeURL)
 	if i < 0 {

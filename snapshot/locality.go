@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -299,6 +300,9 @@ func localityLbEndpoints(groups []*localityGroup, port registry.Port, r *localit
 			w := max(ep.Weight, 1)
 			lb := LbEndpoint(ep.Address, ep.PortFor(port), w)
 			lb.Metadata = tlsModeMetadata(ep.TLSMode)
+			if ep.Unhealthy {
+				lb.HealthStatus = corev3.HealthStatus_UNHEALTHY
+			}
 			out[i].LbEndpoints = append(out[i].LbEndpoints, lb)
 			out[i].LoadBalancingWeight.Value += w
 		}

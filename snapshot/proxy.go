@@ -33,6 +33,11 @@ type Metadata struct {
 	ClusterID        string            // CLUSTER_ID
 	IstioVersion     string            // ISTIO_VERSION
 	Generator        string            // GENERATOR ("grpc" for proxyless gRPC)
+	// AutoRegisterGroup names the WorkloadGroup (in the proxy's namespace)
+	// a VM registers itself from (AUTO_REGISTER_GROUP, from Istio's
+	// ISTIO_META_AUTO_REGISTER_GROUP).
+	AutoRegisterGroup string
+	Network           string // NETWORK
 }
 
 // Proxy is a connected node as described by its node ID and metadata.
@@ -106,6 +111,7 @@ func parseMetadata(s *structpb.Struct) (Metadata, error) {
 		"NAMESPACE": &md.Namespace, "SERVICE_ACCOUNT": &md.ServiceAccount,
 		"WORKLOAD_NAME": &md.WorkloadName, "INTERCEPTION_MODE": &md.InterceptionMode,
 		"CLUSTER_ID": &md.ClusterID, "ISTIO_VERSION": &md.IstioVersion, "GENERATOR": &md.Generator,
+		"AUTO_REGISTER_GROUP": &md.AutoRegisterGroup, "NETWORK": &md.Network,
 	} {
 		if *dst, err = str(key); err != nil {
 			return md, err

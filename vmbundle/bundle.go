@@ -22,6 +22,9 @@ const (
 	FileEnvoyUnit  = "envoy.service"
 	FileHosts      = "hosts"
 	FileReadme     = "README.md"
+	// FileMesh is Istio's mesh config of a group bundle (what `istioctl x
+	// workload entry configure` writes): proxyMetadata and readinessProbe.
+	FileMesh = "mesh.yaml"
 )
 
 // cluster.env keys. Istio's names where Istio has one (pilot-agent reads
@@ -47,6 +50,10 @@ const (
 	EnvSDSSocket     = "CONTROLPLANE_SDS_SOCKET"
 	EnvStateDir      = "CONTROLPLANE_STATE_DIR"
 	EnvBootstrapFile = "CONTROLPLANE_ENVOY_BOOTSTRAP"
+	// EnvAutoRegisterGroup names the WorkloadGroup the VM registers itself
+	// from (Istio's; node metadata AUTO_REGISTER_GROUP).
+	EnvAutoRegisterGroup = "ISTIO_META_AUTO_REGISTER_GROUP"
+	EnvNetwork           = "ISTIO_META_NETWORK"
 )
 
 // Bundle is a bundle folder as the agent reads it.

@@ -15,6 +15,8 @@ import (
 	"text/template"
 	"time"
 
+	networkingapi "istio.io/api/networking/v1alpha3"
+
 	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/snapshot/bootstrap"
 )
@@ -65,6 +67,13 @@ type BundleOptions struct {
 	EnvoyBinary string // default /usr/local/bin/envoy
 	User        string // default controlplane
 	AccessLog   string // default /var/log/istio/istio.log (for the README)
+	// Group makes a bundle for every VM of the WorkloadGroup Namespace/Group
+	// (see group.go): Name is the group's, IP is empty, and each VM's agent
+	// writes Envoy's bootstrap for its own IP and name.
+	Group   string
+	Network string
+	// Probe is the group's readiness probe (mesh.yaml); nil for none.
+	Probe *networkingapi.ReadinessProbe
 }
 
 func (o BundleOptions) withDefaults() BundleOptions {
@@ -127,7 +136,7 @@ func WriteBundle(dir string, opts BundleOptions) ([]string, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
-	files, err := render(o)
+	files, err := renderFiles(o)
 	if err != nil {
 		return nil, err
 	}
@@ -149,6 +158,14 @@ func WriteBundle(dir string, opts BundleOptions) ([]string, error) {
 		}
 	}
 	return names, nil
+}
+
+// renderFiles returns the files of a VM's bundle, or of a group's.
+func renderFiles(o BundleOptions) (map[string][]byte, error) {
+	if o.Group != "" {
+		return renderGroup(o)
+	}
+	return render(o)
 }
 
 // render returns the bundle's files by name.
@@ -192,13 +209,15 @@ func render(o BundleOptions) (map[string][]byte, error) {
 
 type tmplData struct {
 	BundleOptions
-	NodeID    string
-	GatewayIP string
-	Files     map[string]string
+	NodeID        string
+	GatewayIP     string
+	BootstrapPath string // where Envoy reads its bootstrap on the VM
+	Files         map[string]string
 }
 
 func templateData(o BundleOptions) (tmplData, error) {
-	d := tmplData{BundleOptions: o, NodeID: meshname.SidecarNodeID(o.IP, o.Name, o.Namespace, ""), GatewayIP: o.GatewayIP}
+	d := tmplData{BundleOptions: o, NodeID: meshname.SidecarNodeID(o.IP, o.Name, o.Namespace, ""), GatewayIP: o.GatewayIP,
+		BootstrapPath: o.bootstrapPath()}
 	if o.Hosts && d.GatewayIP == "" {
 		host, _, err := net.SplitHostPort(o.Address)
 		if _, perr := netip.ParseAddr(host); err != nil || perr != nil {
@@ -207,7 +226,7 @@ func templateData(o BundleOptions) (tmplData, error) {
 		d.GatewayIP = host
 	}
 	d.Files = map[string]string{"Bootstrap": FileBootstrap, "Root": FileRootCert, "Token": FileToken, "Env": FileClusterEnv,
-		"AgentUnit": FileAgentUnit, "EnvoyUnit": FileEnvoyUnit, "Hosts": FileHosts}
+		"AgentUnit": FileAgentUnit, "EnvoyUnit": FileEnvoyUnit, "Hosts": FileHosts, "Mesh": FileMesh}
 	return d, nil
 }
 
@@ -241,12 +260,17 @@ func ClusterEnv(opts BundleOptions) string {
 		kv(EnvCAAddr, o.Address), kv(EnvPilotAddress, o.Address), kv(EnvServerSAN, o.ServerName),
 		kv(EnvRootCA, filepath.Join(o.InstallDir, FileRootCert)), kv(EnvTrustDomain, o.TrustDomain),
 		kv(EnvNamespace, o.Namespace), kv(EnvSA, o.ServiceAccount), kv(EnvInstanceIP, o.IP),
-		kv(EnvWorkloadName, o.Name), kv(EnvClusterID, o.ClusterID), kv(EnvInterception, "NONE"),
+		kv(EnvWorkloadName, o.workloadName()), kv(EnvClusterID, o.ClusterID), kv(EnvInterception, "NONE"),
 		EnvLabelsJSON + "='" + string(lj) + "'", kv(EnvInboundPorts, strings.Join(ports, ",")),
 		kv(EnvSecretTTL, o.CertTTL.String()), kv(EnvOutputCerts, filepath.Join(o.StateDir, "certs")),
 		"# controlplane's own settings",
 		kv(EnvTokenFile, filepath.Join(o.InstallDir, FileToken)), kv(EnvSDSSocket, o.SDSSocket),
-		kv(EnvStateDir, o.StateDir), kv(EnvBootstrapFile, filepath.Join(o.InstallDir, FileBootstrap)),
+		kv(EnvStateDir, o.StateDir), kv(EnvBootstrapFile, o.bootstrapPath()),
+	}
+	if o.Group != "" {
+		lines = append(lines, "# the WorkloadGroup this VM registers itself from; INSTANCE_IP and",
+			"# ISTIO_META_WORKLOAD_NAME left empty are the VM's own address and host name",
+			kv(EnvAutoRegisterGroup, o.Group), kv(EnvNetwork, o.Network))
 	}
 	return strings.Join(lines, "\n") + "\n"
 }

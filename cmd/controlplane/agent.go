@@ -34,6 +34,8 @@ left unset come from the bundle's cluster.env.`,
 	f.StringVar(&o.StateDir, "state-dir", "", "folder keeping key and certificate across restarts (default CONTROLPLANE_STATE_DIR from cluster.env)")
 	f.StringVar(&o.CAAddress, "ca-address", "", "HOST:PORT of the CA's TLS port (default CA_ADDR from cluster.env)")
 	f.DurationVar(&o.CertTTL, "cert-ttl", 0, "certificate lifetime to ask for (default SECRET_TTL from cluster.env)")
+	f.StringVar(&o.IP, "ip", "", "group bundle: this VM's IP (default INSTANCE_IP from cluster.env, else its first global address)")
+	f.StringVar(&o.Name, "name", "", "group bundle: this VM's workload name (default ISTIO_META_WORKLOAD_NAME, else its host name)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

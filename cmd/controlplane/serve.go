@@ -23,6 +23,7 @@ import (
 	"github.com/librarymesh/controlplane/leader"
 	"github.com/librarymesh/controlplane/preflight"
 	"github.com/librarymesh/controlplane/registry"
+	"github.com/librarymesh/controlplane/registry/autoregister"
 	"github.com/librarymesh/controlplane/registry/kube"
 	"github.com/librarymesh/controlplane/registry/yamldir"
 	"github.com/librarymesh/controlplane/server"
@@ -55,6 +56,7 @@ type serveOptions struct {
 	ca             caFlags
 	caResync       time.Duration
 	inject         injectFlags
+	autoRegister   autoRegisterFlags
 }
 
 func newServeCommand() *cobra.Command {
@@ -96,6 +98,7 @@ func newServeCommand() *cobra.Command {
 	f.DurationVar(&o.caResync, "ca-resync", certauthority.DefaultResyncInterval,
 		"how often the CA re-reads its material: a changed cacerts is reloaded, a root rotation (controlplane ca rotate) moves on")
 	addInjectFlags(f, &o.inject)
+	addAutoRegisterFlags(f, &o.autoRegister)
 	return cmd
 }
 
@@ -206,7 +209,11 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 		return fail(err)
 	}
 	trustChanged := make(chan struct{}, 1)
-	servers, err := newServers(logger, store, ca, reg, client, secrets, sources, trustChanged, o)
+	autoreg, err := newAutoRegister(logger, store, restCfg, reg, o.autoRegister)
+	if err != nil {
+		return fail(err)
+	}
+	servers, err := newServers(logger, store, ca, reg, client, secrets, sources, trustChanged, autoreg, o)
 	if err != nil {
 		return fail(err)
 	}
@@ -299,7 +306,7 @@ func isClosed(c <-chan struct{}) bool {
 // newServers makes the xDS server with its status page and, when
 // configured, its TLS port and the sidecar injection webhook.
 func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA, reg *prometheus.Registry, client kubernetes.Interface,
-	secrets server.SecretAuthorizer, sources []source, trustChanged chan<- struct{}, o serveOptions) ([]part, error) {
+	secrets server.SecretAuthorizer, sources []source, trustChanged chan<- struct{}, autoreg *autoregister.Controller, o serveOptions) ([]part, error) {
 	srv, err := server.New(server.Config{
 		GRPCAddr:        o.grpcAddr,
 		HTTPAddr:        o.httpAddr,
@@ -315,6 +322,7 @@ func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA
 		SecretAuthorizer: secrets,
 		SecretRecheck:    o.secretRecheck,
 		ShutdownGrace:    o.shutdownGrace,
+		AutoRegister:     autoreg,
 	})
 	if err != nil {
 		return nil, err
@@ -336,7 +344,7 @@ func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA
 	if err != nil {
 		return nil, err
 	}
-	return append([]part{srv}, injectors...), nil
+	return append([]part{srv, autoRegisterPart{autoreg}}, injectors...), nil
 }
 
 // pageSources names the sources and their sync state for the status page.

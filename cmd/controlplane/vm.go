@@ -30,6 +30,7 @@ type vmCAOptions struct {
 	dataDir, cacertsDir     string
 	kubeconfig, caNamespace string
 	labels, logLevel        string
+	group, configDir        string
 	reusable                bool
 	ports                   []uint
 }
@@ -59,10 +60,17 @@ func newVMBundleCommand() *cobra.Command {
 				o.Ports = append(o.Ports, uint32(p))
 			}
 			o.Out, o.SingleUse = cmd.OutOrStdout(), !c.reusable
+			if c.group != "" {
+				if err := bundleForGroup(cmd.Context(), &o, c); err != nil {
+					return err
+				}
+			}
 			return vmbundle.Run(cmd.Context(), o, ca)
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&c.group, "group", "", "NAMESPACE/NAME of a WorkloadGroup: one bundle for all its VMs, each registering itself with its own IP and name when it connects (the reusable token, identity, labels, ports and probe come from the group)")
+	f.StringVar(&c.configDir, "config-dir", "", "file mode with --group: the folder serve reads, holding the WorkloadGroup")
 	f.StringVar(&o.Name, "name", "", "workload name of the VM, e.g. postgres-1-vm")
 	f.StringVarP(&o.Namespace, "namespace", "n", "default", "namespace of the VM")
 	f.StringVar(&o.ServiceAccount, "service-account", "default", "service account the VM runs as")
@@ -87,6 +95,22 @@ func newVMBundleCommand() *cobra.Command {
 	f.StringVar(&c.caNamespace, "ca-namespace", envOr("POD_NAMESPACE", "istio-system"), "Kubernetes mode: namespace of the CA Secrets")
 	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
+}
+
+// bundleForGroup fills the bundle from the WorkloadGroup: the token may be
+// used by every VM of the group until it expires.
+func bundleForGroup(ctx context.Context, o *vmbundle.Options, c vmCAOptions) error {
+	restCfg, err := kubeConfig(c.kubeconfig)
+	if err != nil {
+		return err
+	}
+	g, err := findGroup(ctx, c.group, c.configDir, restCfg)
+	if err != nil {
+		return err
+	}
+	applyGroup(&o.BundleOptions, g)
+	o.SingleUse = false
+	return nil
 }
 
 // bundleCA opens the CA the bundle's token and root come from.

@@ -54,7 +54,7 @@ func TestImportsGoOneWay(t *testing.T) {
 			deps: []string{module}},
 		{pkg: "preflight", rule: "asks the API server what the cluster lacks; nothing else of the module",
 			deps: []string{module}},
-		{pkg: "nodeagent", rule: "the VM's own program: reads its bundle, talks to the CA over gRPC only, builds no xDS, no Kubernetes",
+		{pkg: "nodeagent", rule: "the VM's own program: reads its bundle, talks to the CA and (registration, health) the ADS port over gRPC, builds no xDS config, no Kubernetes",
 			deps: []string{module + "/registry", module + "/snapshot$", module + "/server", module + "/certauthority",
 				module + "/leader", module + "/cmd", "k8s.io/"}},
 		{pkg: "vmbundle", rule: "writes and reads a VM's files: the bootstrap and names, no model, CA, server or Kubernetes",

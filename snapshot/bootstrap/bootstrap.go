@@ -50,6 +50,10 @@ type Options struct {
 	SotW bool
 	// DNSSuffix is the cluster DNS suffix, default svc.cluster.local.
 	DNSSuffix string
+	// AutoRegisterGroup names the WorkloadGroup the VM registers itself
+	// from (metadata AUTO_REGISTER_GROUP); Network is metadata NETWORK.
+	AutoRegisterGroup string
+	Network           string
 }
 
 func (o Options) withDefaults() Options {
@@ -131,6 +135,10 @@ func splitHostPort(addr string) (string, uint32, error) {
 	return host, uint32(n), nil
 }
 
+// Node is the VM's node as the bootstrap names it (ID and Istio metadata),
+// for other clients of the control plane on the VM (the agent).
+func Node(o Options) *corev3.Node { return node(o.withDefaults()) }
+
 func node(o Options) *corev3.Node {
 	labels := make(map[string]any, len(o.Labels))
 	for k, v := range o.Labels {
@@ -145,8 +153,10 @@ func node(o Options) *corev3.Node {
 		"INTERCEPTION_MODE": "NONE",
 		"CLUSTER_ID":        o.ClusterID,
 	}
-	if o.IstioVersion != "" {
-		md["ISTIO_VERSION"] = o.IstioVersion
+	for k, v := range map[string]string{"ISTIO_VERSION": o.IstioVersion, "AUTO_REGISTER_GROUP": o.AutoRegisterGroup, "NETWORK": o.Network} {
+		if v != "" {
+			md[k] = v
+		}
 	}
 	s, err := structpb.NewStruct(md)
 	if err != nil {
