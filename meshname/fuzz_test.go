@@ -77,3 +77,20 @@ func FuzzParseCluster(f *testing.F) {
 		}
 	})
 }
+
+// FuzzVHDSRouteConfig: a VHDS name from a client's subscription splits into
+// a route configuration that, joined with the rest, gives the name back.
+func FuzzVHDSRouteConfig(f *testing.F) {
+	for _, s := range []string{"8080/a.default.svc.cluster.local:8080", "8080", "", "a/b/c", "/", "8080/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		rc, ok := VHDSRouteConfig(name)
+		if !ok {
+			return
+		}
+		if vh := name[len(rc)+1:]; VHDSVirtualHost(rc, vh) != name || strings.Contains(vh, "/") {
+			t.Fatalf("VHDSRouteConfig(%q) = %q: does not split the name at its last slash", name, rc)
+		}
+	})
+}

@@ -20,6 +20,7 @@ func TestMake(t *testing.T) {
 		{OutboundListener("10.96.0.30", 5432), "10.96.0.30_5432"},
 		{OutboundListener("", 8080), "0.0.0.0_8080"},
 		{RouteConfig(8080), "8080"},
+		{VHDSVirtualHost("8080", host+":8080"), "8080/postgres-1-vm.default.svc.cluster.local:8080"},
 		{InboundVirtualHost(8080), "inbound|http|8080"},
 		{InboundFilterChain(8080, true), "inbound|8080|mtls"},
 		{InboundFilterChain(8080, false), "inbound|8080|plaintext"},
@@ -179,6 +180,26 @@ func TestParseNodeID(t *testing.T) {
 		}
 		if got.String() != tt.id {
 			t.Errorf("String() = %q, want %q", got.String(), tt.id)
+		}
+	}
+}
+
+func TestVHDSRouteConfig(t *testing.T) {
+	tests := []struct {
+		name, want string
+		ok         bool
+	}{
+		{"8080/" + host + ":8080", "8080", true},
+		{"8080/" + host, "8080", true},
+		{"a/b/host", "a/b", true},
+		{"8080/", "8080", true},
+		{"8080", "", false},
+		{"", "", false},
+	}
+	for _, tt := range tests {
+		got, ok := VHDSRouteConfig(tt.name)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("VHDSRouteConfig(%q) = %q, %t; want %q, %t", tt.name, got, ok, tt.want, tt.ok)
 		}
 	}
 }

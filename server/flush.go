@@ -48,7 +48,7 @@ func (t *typeState) lacks(name, version string) bool {
 
 // eachSubscribed calls fn for each resource of ts the subscription covers.
 func (t *typeState) eachSubscribed(ts *typeSnapshot, fn func(tr *typeResources, i int)) {
-	if t.sub.wildcard || t.sub.set == nil || t.sub.set.len() > ts.len() {
+	if t.sub.wildcard || t.sub.namespaces || t.sub.set == nil || t.sub.set.len() > ts.len() {
 		for _, tr := range ts.parts() {
 			for i, n := range tr.names {
 				if t.sub.has(n) {
@@ -71,11 +71,11 @@ func (t *typeState) coversShared(ts *typeSnapshot) bool {
 	if t.sub.wildcard {
 		return true
 	}
-	if t.sub.set == nil || t.sub.set.len() < len(ts.shared.names) {
+	if t.sub.set == nil || !t.sub.namespaces && t.sub.set.len() < len(ts.shared.names) {
 		return false
 	}
 	for _, n := range ts.shared.names {
-		if !t.sub.set.has(n) {
+		if !t.sub.has(n) {
 			return false
 		}
 	}
@@ -204,7 +204,7 @@ func (s *xdsStream) flushDelta(t *typeState, ts *typeSnapshot) error {
 		}
 	}
 	t.force, t.initial = nil, nil
-	answer := t.answer && t.sub.wildcard
+	answer := t.answer && (t.sub.wildcard || t.sub.namespaces) // Envoy's VHDS waits for a first answer
 	t.answer = false
 	if p.len() == 0 && len(removed) == 0 && !answer {
 		t.synced(ts)

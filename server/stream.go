@@ -225,6 +225,8 @@ func (a *ads) open(s *xdsStream, node *corev3.Node) error {
 			return err
 		}
 	}
+	// VHDS needs delta xDS on the ADS stream (Envoy refuses it otherwise).
+	px.DeltaADS = s.delta && s.defaultType == ""
 	c := a.newConn(px, node, s.delta, caller)
 	if c.autoreg, err = a.autoRegister(s.ctx, px, node, caller); err != nil {
 		return err
@@ -341,6 +343,7 @@ func (s *xdsStream) handleDelta(t *typeState, r *request) {
 		t.requested, t.answer = true, true
 		t.initial = r.initial
 		t.sub.wildcard = len(r.subscribe) == 0 && r.set == nil // legacy wildcard
+		t.sub.namespaces = t.index == vhdsIndex
 	}
 	adds := r.subscribe
 	if r.set != nil {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"weak"
+
+	"github.com/librarymesh/controlplane/meshname"
 )
 
 // subscription is what a stream asks for of one type: every resource
@@ -13,17 +15,28 @@ import (
 type subscription struct {
 	wildcard bool
 	set      *nameSet // explicit names; nil for none
+	// namespaces: a name of the set also covers every resource named
+	// NAME/REST, as Envoy's VHDS subscribes to a route configuration's
+	// virtual hosts by the route configuration's name.
+	namespaces bool
 }
 
 // has reports whether the subscription covers a resource.
 func (s subscription) has(name string) bool {
-	return s.wildcard || s.set.has(name)
+	if s.wildcard || s.set.has(name) {
+		return true
+	}
+	if !s.namespaces {
+		return false
+	}
+	ns, ok := meshname.VHDSRouteConfig(name)
+	return ok && s.set.has(ns)
 }
 
 // same reports whether two subscriptions are the same. Name sets are
 // interned, so equal sets are the same pointer.
 func (s subscription) same(o subscription) bool {
-	return s.wildcard == o.wildcard && s.set == o.set
+	return s.wildcard == o.wildcard && s.set == o.set && s.namespaces == o.namespaces
 }
 
 // nameSet is an immutable set of resource names. Sets are interned: the

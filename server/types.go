@@ -6,13 +6,19 @@ import (
 
 // xdsTypes are the types a proxy snapshot holds, in the order Envoy wants
 // them (make before break). A type's place in it is its typeIndex.
+// VHDS (virtual hosts of Envoy sidecars on delta ADS streams) comes after
+// the route configurations that name it and the clusters its routes name.
 var xdsTypes = [...]string{
 	resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType,
-	resourcev3.RouteType, resourcev3.SecretType,
+	resourcev3.RouteType, resourcev3.SecretType, resourcev3.VirtualHostType,
 }
 
 // shortTypes name xdsTypes in logs, metrics and debug views.
-var shortTypes = [numTypes]string{"cds", "eds", "lds", "rds", "sds"}
+var shortTypes = [numTypes]string{"cds", "eds", "lds", "rds", "sds", "vhds"}
+
+// vhdsIndex is VirtualHost's typeIndex: its subscriptions name route
+// configurations (see subscription.namespaces).
+const vhdsIndex = 5
 
 // numTypes is how many types a snapshot holds.
 const numTypes = len(xdsTypes)

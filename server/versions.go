@@ -324,7 +324,7 @@ func newNodeSnapshot(h *hasher, shared, own *snapshot.Resources) (*nodeSnapshot,
 		own = &snapshot.Resources{}
 	}
 	listsOf := func(r *snapshot.Resources) [numTypes][]types.Resource {
-		return [numTypes][]types.Resource{r.Clusters, r.Endpoints, r.Listeners, r.Routes, r.Secrets}
+		return [numTypes][]types.Resource{r.Clusters, r.Endpoints, r.Listeners, r.Routes, r.Secrets, r.VirtualHosts}
 	}
 	sl, ol := listsOf(shared), listsOf(own)
 	s := &nodeSnapshot{}

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -200,7 +201,7 @@ type proxyResult struct {
 
 // proxyKey names everything of a Proxy that Build reads.
 func proxyKey(p *Proxy) string {
-	return string(p.Type) + "|" + p.Metadata.Generator + "|" + p.Namespace + "|" + strings.Join(p.IPs, ",") + "|" + labelsKey(p.Metadata.Labels) + "|" + p.Locality
+	return string(p.Type) + "|" + p.Metadata.Generator + "|" + p.Namespace + "|" + strings.Join(p.IPs, ",") + "|" + labelsKey(p.Metadata.Labels) + "|" + p.Locality + "|" + strconv.FormatBool(p.DeltaADS)
 }
 
 func (b *Builder) build(p *Proxy) (*proxyResult, error) {
@@ -212,8 +213,12 @@ func (b *Builder) build(p *Proxy) (*proxyResult, error) {
 	var err error
 	w := b.workload(p)
 	sc := b.scopeFor(p, w)
-	if r.kind == Router {
+	switch {
+	case r.kind == Router:
 		sc = b.gatewayScope(p, w, sc)
+	case r.kind != ProxylessGRPC && p.DeltaADS:
+		sc.vhds = true
+		sc.key += "|vhds"
 	}
 	r.scopeKey = sc.key
 	switch r.kind {

@@ -7,9 +7,12 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+
+	"github.com/librarymesh/controlplane/meshname"
 )
 
 // Consistent reports a route configuration or endpoint set that a listener
@@ -34,6 +37,13 @@ func (r *Resources) ConsistentWith(base *Resources) error {
 			}
 		}
 	}
+	for _, x := range r.VirtualHosts {
+		name := cachev3.GetResourceName(x)
+		rc, ok := meshname.VHDSRouteConfig(name)
+		if !ok || !holdsVHDS(r.Routes, rc) && !holdsVHDS(base.Routes, rc) {
+			return fmt.Errorf("virtual host %q names no route configuration with vhds", name)
+		}
+	}
 	for _, x := range r.Clusters {
 		c := x.(*clusterv3.Cluster)
 		if c.GetType() == clusterv3.Cluster_EDS && !holds(r.Endpoints, edsName(c)) && !holds(base.Endpoints, edsName(c)) {
@@ -49,6 +59,15 @@ func holds(list []types.Resource, name string) bool {
 		return cmp.Compare(cachev3.GetResourceName(x), name)
 	})
 	return ok
+}
+
+// holdsVHDS reports whether a list of route configurations sorted by name
+// has one named name that takes virtual hosts over VHDS.
+func holdsVHDS(list []types.Resource, name string) bool {
+	i, ok := slices.BinarySearchFunc(list, name, func(x types.Resource, name string) int {
+		return cmp.Compare(cachev3.GetResourceName(x), name)
+	})
+	return ok && list[i].(*routev3.RouteConfiguration).GetVhds() != nil
 }
 
 func edsName(c *clusterv3.Cluster) string {

@@ -31,6 +31,9 @@ type goldenProxy struct {
 	ID       string         `json:"id"`
 	Metadata map[string]any `json:"metadata,omitempty"`
 	Locality string         `json:"locality,omitempty"` // the node's region/zone/subzone
+	// Delta: the proxy is on a delta ADS stream (Proxy.DeltaADS); its
+	// files are NODE.delta.{lds,rds,cds,eds,sds,vhds}.yaml.
+	Delta bool `json:"delta,omitempty"`
 }
 
 func readProxies(t testing.TB, path string) []goldenProxy {
@@ -56,9 +59,15 @@ func renderGolden(t *testing.T, node string, res *Resources) map[string][]byte {
 	for i, s := range res.Secrets {
 		secrets[i] = RedactSecret(s.(*tlsv3.Secret))
 	}
-	for ext, list := range map[string][]types.Resource{
+	lists := map[string][]types.Resource{
 		"lds": res.Listeners, "rds": res.Routes, "cds": res.Clusters, "eds": res.Endpoints, "sds": secrets,
-	} {
+	}
+	if strings.HasSuffix(node, ".delta") {
+		lists["vhds"] = res.VirtualHosts
+	} else if len(res.VirtualHosts) > 0 {
+		t.Errorf("%s: virtual hosts over VHDS for a proxy not on delta ADS", node)
+	}
+	for ext, list := range lists {
 		out[node+"."+ext+".yaml"] = resourcesYAML(t, list)
 	}
 	return out
@@ -194,12 +203,18 @@ func TestGolden(t *testing.T) {
 			b := NewBuilder(view, Options{})
 			files := map[string][]byte{}
 			for _, gp := range readProxies(t, filepath.Join(dir, "proxies.yaml")) {
-				res, err := b.Build(mustProxyIn(t, gp.ID, gp.Metadata, gp.Locality))
+				px := mustProxyIn(t, gp.ID, gp.Metadata, gp.Locality)
+				px.DeltaADS = gp.Delta
+				res, err := b.Build(px)
 				if err != nil {
 					t.Fatalf("build %s: %v", gp.ID, err)
 				}
 				checkConsistent(t, gp.ID, res, gp.Metadata["GENERATOR"] == "grpc")
-				maps.Copy(files, renderGolden(t, gp.ID, res))
+				node := gp.ID
+				if gp.Delta {
+					node += ".delta"
+				}
+				maps.Copy(files, renderGolden(t, node, res))
 			}
 			if ps := problemsYAML(t, problems, b.Problems()); ps != nil {
 				files["problems.yaml"] = ps

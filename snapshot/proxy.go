@@ -53,6 +53,13 @@ type Proxy struct {
 	// proxy's workload comes first where it has one, as in Istio.
 	Locality string
 	Metadata Metadata
+	// DeltaADS is set by the server when the proxy's ADS stream is delta
+	// (incremental) xDS. An Envoy sidecar then gets each HTTP port's
+	// virtual hosts over VHDS, so a new service sends one virtual host
+	// instead of the port's whole route configuration; VHDS exists only
+	// in delta xDS. Proxyless gRPC clients (one route configuration per
+	// host already) and gateways are not affected.
+	DeltaADS bool
 }
 
 // IsProxylessGRPC reports whether the node is a grpc-go xDS client rather than Envoy.

@@ -12,9 +12,9 @@ import (
 
 type validator interface{ ValidateAll() error }
 
-// lists returns the five lists in a fixed order.
+// lists returns the six lists in a fixed order.
 func (r *Resources) lists() []*[]types.Resource {
-	return []*[]types.Resource{&r.Listeners, &r.Routes, &r.Clusters, &r.Endpoints, &r.Secrets}
+	return []*[]types.Resource{&r.Listeners, &r.Routes, &r.Clusters, &r.Endpoints, &r.Secrets, &r.VirtualHosts}
 }
 
 // finish sorts every list by name, drops later duplicates, and validates

@@ -25,6 +25,9 @@ type scope struct {
 	client  client            // for locality load balancing
 	// gateways select the scope's router proxies (nil for sidecars).
 	gateways []*registry.Gateway
+	// vhds: the scope's Envoy sidecars are on delta ADS streams and get
+	// virtual hosts over VHDS (see Proxy.DeltaADS).
+	vhds bool
 }
 
 // scopeFor picks the proxy's Sidecar as Istio does: one in its namespace

@@ -41,14 +41,14 @@ func (b *Builder) buildSidecarOutbound(sc *scope) (*Resources, error) {
 					continue
 				}
 				vhostsByPort[port.Number] = append(vhostsByPort[port.Number], VirtualHost(
-					meshname.GRPCClientListener(svc.Hostname, port.Number), domains,
+					sc.outboundVirtualHostName(svc.Hostname, port.Number), domains,
 					vc.httpRoutes(svc, port, withHashPolicy(RouteToCluster(meshname.DefaultRoute, meshname.OutboundCluster(port.Number, "", svc.Hostname)),
 						b.hashPoliciesLocked(ns, svc, port.Number, "")))...))
 			}
 		}
 	}
 	for port, vhosts := range vhostsByPort {
-		r.Routes = append(r.Routes, RouteConfiguration(meshname.RouteConfig(port), append(vhosts, sc.catchAllVirtualHost())...))
+		sc.addOutboundRoutes(r, meshname.RouteConfig(port), vhosts)
 	}
 	r.Listeners = append(r.Listeners, sc.virtualOutbound())
 	r.Clusters = append(r.Clusters,
@@ -56,6 +56,35 @@ func (b *Builder) buildSidecarOutbound(sc *scope) (*Resources, error) {
 		OriginalDstCluster(meshname.InboundPassthroughCluster, clusterOptions{}),
 		BlackHoleCluster())
 	return r, nil
+}
+
+// outboundVirtualHostName is a service port's virtual host name in the
+// port's route configuration: `HOST:PORT`, or over VHDS `PORT/HOST:PORT`.
+func (s *scope) outboundVirtualHostName(host string, port uint32) string {
+	name := meshname.GRPCClientListener(host, port)
+	if s.vhds {
+		return meshname.VHDSVirtualHost(meshname.RouteConfig(port), name)
+	}
+	return name
+}
+
+// addOutboundRoutes adds a port's outbound route configuration to r: its
+// services' virtual hosts and the catch-all. Over VHDS the route
+// configuration holds the catch-all and vhds (delta ADS) alone, and the
+// services' virtual hosts go to r.VirtualHosts, so a new service sends one
+// virtual host rather than the whole route configuration. Envoy matches a
+// host against both together, the catch-all last.
+func (s *scope) addOutboundRoutes(r *Resources, name string, vhosts []*routev3.VirtualHost) {
+	if !s.vhds {
+		r.Routes = append(r.Routes, RouteConfiguration(name, append(vhosts, s.catchAllVirtualHost())...))
+		return
+	}
+	rc := RouteConfiguration(name, s.catchAllVirtualHost())
+	rc.Vhds = &routev3.Vhds{ConfigSource: adsConfigSource()}
+	r.Routes = append(r.Routes, rc)
+	for _, vh := range vhosts {
+		r.VirtualHosts = append(r.VirtualHosts, vh)
+	}
 }
 
 // dnsLoadAssignment resolves the endpoints' names, or the host itself when a

@@ -26,4 +26,8 @@ type Resources struct {
 	Clusters  []types.Resource // *clusterv3.Cluster
 	Endpoints []types.Resource // *endpointv3.ClusterLoadAssignment
 	Secrets   []types.Resource // *tlsv3.Secret
+	// VirtualHosts are the virtual hosts of route configurations that
+	// carry vhds (Envoy sidecars on a delta ADS stream), each named
+	// ROUTECONFIG/VHOST as VHDS wants (meshname.VHDSVirtualHost).
+	VirtualHosts []types.Resource // *routev3.VirtualHost
 }

@@ -36,6 +36,8 @@ type options struct {
 	timeout         time.Duration
 	soak            bool
 	duration        time.Duration
+	proxies         int
+	services        int
 	// baseline server mode
 	baselineServer bool
 	configDir      string
@@ -43,7 +45,9 @@ type options struct {
 
 func main() {
 	var o options
-	flag.StringVar(&o.scenario, "scenario", "full", "full (1000 services x 1000 proxies), small (50 x 50), scoped (full with each proxy's Sidecar limiting it to 10 services) or small-scoped (small, 5 services)")
+	flag.StringVar(&o.scenario, "scenario", "full", "full (1000 services x 1000 proxies), small (50 x 50), scoped (full with each proxy's Sidecar limiting it to 10 services), small-scoped (small, 5 services) or http (full, every service an HTTP ServiceEntry on 8080 without addresses)")
+	flag.IntVar(&o.proxies, "proxies", 0, "proxies, instead of the scenario's")
+	flag.IntVar(&o.services, "services", 0, "services, instead of the scenario's")
 	flag.StringVar(&o.modes, "modes", "sotw,delta", "xDS modes to run, comma separated")
 	flag.StringVar(&o.out, "out", "bench-results.json", "JSON report path")
 	flag.StringVar(&o.serverBin, "server-bin", "", "controlplane binary (default: go build ./cmd/controlplane)")
@@ -101,6 +105,12 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	if o.proxies > 0 {
+		sc.Proxies = o.proxies
+	}
+	if o.services > 0 {
+		sc.Services = o.services
+	}
 	work, err := os.MkdirTemp("", "loadtest-")
 	if err != nil {
 		return err
@@ -145,8 +155,10 @@ func scenario(name string) (loadtest.Scenario, error) {
 		return loadtest.ScenarioScoped(), nil
 	case "small-scoped":
 		return loadtest.ScenarioSmallScoped(), nil
+	case "http":
+		return loadtest.ScenarioHTTPEntries(), nil
 	}
-	return loadtest.Scenario{}, fmt.Errorf("unknown scenario %q (full, small, scoped or small-scoped)", name)
+	return loadtest.Scenario{}, fmt.Errorf("unknown scenario %q (full, small, scoped, small-scoped or http)", name)
 }
 
 // buildServer builds cmd/controlplane into dir.

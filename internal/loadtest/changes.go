@@ -9,8 +9,17 @@ import (
 // marker is content that shows a proxy has a change: bytes that appear in a
 // resource of a type only once the change is in it.
 type marker struct {
-	typeURL string
+	typeURL string // or routeMarker
 	text    []byte
+}
+
+// routeMarker is a marker's type for routes: a route configuration, or a
+// virtual host over VHDS (delta Envoy sidecars get a new service's routes so).
+const routeMarker = "route"
+
+// in reports whether the marker is looked for in responses of typeURL.
+func (m marker) in(typeURL string) bool {
+	return m.typeURL == typeURL || m.typeURL == routeMarker && (typeURL == rdsType || typeURL == vhdsType)
 }
 
 // change is one edit of the folder and how to recognise it at a proxy.
@@ -36,7 +45,7 @@ func (m *mesh) changes() []change {
 	for i := range m.sc.EndpointChanges {
 		ip := fmt.Sprintf("10.200.%d.%d", i/250, i%250+1)
 		c := change{kind: endpointChange, markers: []marker{{resourcev3.EndpointType, []byte(ip)}}}
-		if i%2 == 0 {
+		if i%2 == 0 && m.sc.kube() > 0 {
 			s := (i*7 + 3) % m.sc.kube()
 			c.what = fmt.Sprintf("svc-%d endpoint 3 -> %s", s, ip)
 			c.apply = func() error { m.pods[s][3] = ip; return m.writeService(s) }
@@ -50,14 +59,25 @@ func (m *mesh) changes() []change {
 		out = append(out, c)
 	}
 	for n := range m.sc.NewServiceChanges {
-		d := serviceData{Name: fmt.Sprintf("new-svc-%d", n), VIP: fmt.Sprintf("10.98.0.%d", n+1), Port: 8000 + n%50}
-		for j := range 4 {
-			d.IPs = append(d.IPs, fmt.Sprintf("10.199.%d.%d", n, j+1))
-		}
-		host := []byte(d.Name + ".default.svc.cluster.local")
-		out = append(out, change{kind: newServiceChange, what: "new Service " + d.Name,
-			apply:   func() error { return writeTemplate(m.dir, d.Name+".yaml", serviceTmpl, d) },
-			markers: []marker{{resourcev3.ClusterType, host}, {resourcev3.EndpointType, host}}, seenBy: m.seenBy(-1)})
+		out = append(out, m.newService(n))
 	}
 	return out
+}
+
+// newService is the n-th new service: a Service with 4 pods, or under
+// HTTPEntries an HTTP ServiceEntry without addresses with 2 VM endpoints.
+// A proxy has it once it holds its cluster, endpoints and route.
+func (m *mesh) newService(n int) change {
+	d := serviceData{Name: fmt.Sprintf("new-svc-%d", n), VIP: fmt.Sprintf("10.98.0.%d", n+1), Port: 8000 + n%50}
+	kind, tmpl, ips := "Service", serviceTmpl, 4
+	if m.sc.HTTPEntries {
+		d.VIP, d.Port, kind, tmpl, ips = "", httpEntryPort, "HTTP ServiceEntry", httpEntryTmpl, 2
+	}
+	for j := range ips {
+		d.IPs = append(d.IPs, fmt.Sprintf("10.199.%d.%d", n, j+1))
+	}
+	host := []byte(d.Name + ".default.svc.cluster.local")
+	return change{kind: newServiceChange, what: "new " + kind + " " + d.Name,
+		apply:   func() error { return writeTemplate(m.dir, d.Name+".yaml", tmpl, d) },
+		markers: []marker{{resourcev3.ClusterType, host}, {resourcev3.EndpointType, host}, {routeMarker, host}}, seenBy: m.seenBy(-1)}
 }

@@ -10,11 +10,13 @@ import (
 )
 
 // deltaState is what a delta stream tracks beyond proxyState: each
-// cluster's EDS name and each listener's RDS names.
+// cluster's EDS name, each listener's RDS names and whether each route
+// configuration takes its virtual hosts over VHDS.
 type deltaState struct {
 	*proxyState
 	clusters  map[string]string
 	listeners map[string][]string
+	routes    map[string]bool
 }
 
 // runDelta is one Envoy-like incremental ADS stream: wildcard CDS and LDS,
@@ -30,7 +32,7 @@ func (f *fleet) runDelta(ctx context.Context, cc *grpc.ClientConn, i int) error 
 			return err
 		}
 	}
-	s := &deltaState{proxyState: newProxyState(), clusters: map[string]string{}, listeners: map[string][]string{}}
+	s := &deltaState{proxyState: newProxyState(), clusters: map[string]string{}, listeners: map[string][]string{}, routes: map[string]bool{}}
 	for {
 		resp, err := st.Recv()
 		if err != nil {
@@ -67,6 +69,9 @@ func (f *fleet) deltaApply(s *deltaState, t string, resp *discoveryv3.DeltaDisco
 			s.clusters[r.GetName()] = p.eds
 		case ldsType:
 			s.listeners[r.GetName()] = p.rds
+		case rdsType:
+			s.routes[r.GetName()] = p.vhds
+			s.haveLocked(t)[r.GetName()] = true
 		default:
 			s.haveLocked(t)[r.GetName()] = true
 		}
@@ -77,6 +82,9 @@ func (f *fleet) deltaApply(s *deltaState, t string, resp *discoveryv3.DeltaDisco
 			delete(s.clusters, n)
 		case ldsType:
 			delete(s.listeners, n)
+		case rdsType:
+			delete(s.routes, n)
+			delete(s.haveLocked(t), n)
 		default:
 			delete(s.haveLocked(t), n)
 		}
@@ -86,15 +94,25 @@ func (f *fleet) deltaApply(s *deltaState, t string, resp *discoveryv3.DeltaDisco
 		s.gotCDS = true
 	case ldsType:
 		s.gotLDS = true
+	case vhdsType:
+		s.gotVHDS = true
 	}
 	return anys, nil
 }
 
-// resubscribe returns the EDS or RDS subscription change that a CDS or LDS
-// response calls for, or nil.
+// resubscribe returns the EDS, RDS or VHDS subscription change that a CDS,
+// LDS or RDS response calls for, or nil. Like Envoy's VHDS, it subscribes
+// to a route configuration's virtual hosts by the route configuration's name.
 func (s *deltaState) resubscribe(t string) *discoveryv3.DeltaDiscoveryRequest {
 	want, dep := map[string]bool{}, ""
 	switch t {
+	case rdsType:
+		dep = vhdsType
+		for n, vhds := range s.routes {
+			if vhds {
+				want[n] = true
+			}
+		}
 	case cdsType:
 		dep = edsType
 		for _, n := range s.clusters {
@@ -124,10 +142,13 @@ func (s *deltaState) resubscribe(t string) *discoveryv3.DeltaDiscoveryRequest {
 			req.ResourceNamesUnsubscribe = append(req.ResourceNamesUnsubscribe, n)
 		}
 	}
-	if dep == edsType {
+	switch dep {
+	case edsType:
 		s.edsWant = want
-	} else {
+	case rdsType:
 		s.rdsWant = want
+	default:
+		s.vhdsWant = want
 	}
 	if len(req.ResourceNamesSubscribe) == 0 && len(req.ResourceNamesUnsubscribe) == 0 {
 		return nil

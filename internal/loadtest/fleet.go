@@ -105,8 +105,10 @@ func (f *fleet) fail(err error) {
 // and listeners need, and which of them it has.
 type proxyState struct {
 	gotCDS, gotLDS bool
+	gotVHDS        bool // a VHDS response came (delta, route configurations with vhds)
 	edsWant        map[string]bool
 	rdsWant        map[string]bool
+	vhdsWant       map[string]bool            // route configurations whose virtual hosts are subscribed
 	have           map[string]map[string]bool // type -> names
 	wantList       map[string][]string        // type -> wanted names, sorted (SotW requests)
 }
@@ -116,7 +118,7 @@ func newProxyState() *proxyState {
 }
 
 func (s *proxyState) complete() bool {
-	if !s.gotCDS || !s.gotLDS {
+	if !s.gotCDS || !s.gotLDS || len(s.vhdsWant) > 0 && !s.gotVHDS {
 		return false
 	}
 	for _, want := range []struct {
@@ -151,7 +153,7 @@ func (f *fleet) acked(i int, s *proxyState, typeURL string, resources []*anypb.A
 		return
 	}
 	for k, m := range p.markers {
-		if m.typeURL != typeURL || p.seen[i]&(1<<k) != 0 {
+		if !m.in(typeURL) || p.seen[i]&(1<<k) != 0 {
 			continue
 		}
 		for _, r := range resources {

@@ -22,6 +22,7 @@ type parsed struct {
 	name string
 	eds  string
 	rds  []string
+	vhds bool // a route configuration whose virtual hosts come over VHDS
 }
 
 // parseCache parses each distinct resource once: proxies share most of
@@ -74,7 +75,7 @@ func parseResource(a *anypb.Any) (*parsed, error) {
 		if err := proto.Unmarshal(a.GetValue(), &rc); err != nil {
 			return nil, fmt.Errorf("route configuration: %w", err)
 		}
-		return &parsed{name: rc.GetName()}, nil
+		return &parsed{name: rc.GetName(), vhds: rc.GetVhds() != nil}, nil
 	}
 	return &parsed{}, nil
 }

@@ -31,7 +31,13 @@ type Scenario struct {
 	NewServiceChanges int
 	// ScopeSize, when set, scopes every proxy with a Sidecar to that many
 	// services (see scope.go); 0: no Sidecar, every proxy sees every service.
-	ScopeSize          int `json:",omitempty"`
+	ScopeSize int `json:",omitempty"`
+	// HTTPEntries, when set, makes every service an HTTP ServiceEntry on
+	// port 8080 without addresses, with 2 VM endpoints, and every proxy a
+	// VM sidecar of one (issue 20's case): one listener, 0.0.0.0_8080, and
+	// one route configuration, 8080, that holds every virtual host. New
+	// services are such entries too.
+	HTTPEntries        bool `json:",omitempty"`
 	podsPerService     int
 	vmsPerServiceEntry int
 }
@@ -47,8 +53,24 @@ func ScenarioSmall() Scenario {
 	return Scenario{Services: 50, Proxies: 50, EndpointChanges: 4, NewServiceChanges: 2}
 }
 
-func (s Scenario) kube() int    { return s.Services / 2 }
-func (s Scenario) entries() int { return s.Services - s.Services/2 }
+// ScenarioHTTPEntries is ScenarioS with HTTPEntries.
+func ScenarioHTTPEntries() Scenario {
+	s := ScenarioS()
+	s.HTTPEntries = true
+	return s
+}
+
+func (s Scenario) kube() int {
+	if s.HTTPEntries {
+		return 0
+	}
+	return s.Services / 2
+}
+
+func (s Scenario) entries() int { return s.Services - s.kube() }
+
+// httpEntryPort is the port of every ServiceEntry of HTTPEntries.
+const httpEntryPort = 8080
 
 // mesh is the generated folder and what it holds, so changes can rewrite
 // one file.
@@ -112,6 +134,10 @@ func (m *mesh) writeService(i int) error {
 func (m *mesh) writeEntry(i int) error {
 	d := serviceData{Name: fmt.Sprintf("vm-%d", i), VIP: fmt.Sprintf("10.97.%d.%d", i/250, i%250+1), Port: 9000 + i%50, IPs: m.vms[i],
 		Group: m.groupLabel(i)}
+	if m.sc.HTTPEntries {
+		d.VIP, d.Port = "", httpEntryPort
+		return writeTemplate(m.dir, d.Name+".yaml", httpEntryTmpl, d)
+	}
 	return writeTemplate(m.dir, d.Name+".yaml", entryTmpl, d)
 }
 
@@ -152,6 +178,9 @@ type ProxySpec struct {
 // service, VM sidecars on the first VM of each ServiceEntry.
 func (m *mesh) proxies() []ProxySpec {
 	pods := m.sc.Proxies * 8 / 10
+	if m.sc.kube() == 0 {
+		pods = 0
+	}
 	var out []ProxySpec
 	for k := range pods {
 		svc, j := k%m.sc.kube(), k/m.sc.kube()

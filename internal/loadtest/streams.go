@@ -12,10 +12,11 @@ import (
 )
 
 const (
-	cdsType = resourcev3.ClusterType
-	ldsType = resourcev3.ListenerType
-	edsType = resourcev3.EndpointType
-	rdsType = resourcev3.RouteType
+	cdsType  = resourcev3.ClusterType
+	ldsType  = resourcev3.ListenerType
+	edsType  = resourcev3.EndpointType
+	rdsType  = resourcev3.RouteType
+	vhdsType = resourcev3.VirtualHostType
 )
 
 // runSotW is one Envoy-like state-of-the-world ADS stream: wildcard CDS and
@@ -66,8 +67,11 @@ func (f *fleet) runSotW(ctx context.Context, cc *grpc.ClientConn, i int) error {
 }
 
 func (s *proxyState) want(t string) map[string]bool {
-	if t == edsType {
+	switch t {
+	case edsType:
 		return s.edsWant
+	case vhdsType:
+		return s.vhdsWant
 	}
 	return s.rdsWant
 }

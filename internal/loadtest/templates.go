@@ -83,3 +83,21 @@ spec:
     serviceAccount: {{$.Name}}
 {{- end}}
 `))
+
+// httpEntryTmpl is an HTTP ServiceEntry without addresses, with VM endpoints.
+var httpEntryTmpl = template.Must(template.New("http-se").Parse(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: {{.Name}}, namespace: default}
+spec:
+  hosts: [{{.Name}}.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: {{.Port}}, name: http, protocol: HTTP}
+  endpoints:
+{{- range .IPs}}
+  - address: {{.}}
+    labels: {app: {{$.Name}}{{if $.Group}}, group: {{$.Group}}{{end}}}
+    serviceAccount: {{$.Name}}
+{{- end}}
+`))
