@@ -19,6 +19,10 @@ type deltaState struct {
 	routes    map[string]bool
 }
 
+func newDeltaState() *deltaState {
+	return &deltaState{proxyState: newProxyState(), clusters: map[string]string{}, listeners: map[string][]string{}, routes: map[string]bool{}}
+}
+
 // runDelta is one Envoy-like incremental ADS stream: wildcard CDS and LDS,
 // then EDS and RDS subscriptions for the names those carry.
 func (f *fleet) runDelta(ctx context.Context, cc *grpc.ClientConn, i int) error {
@@ -32,7 +36,7 @@ func (f *fleet) runDelta(ctx context.Context, cc *grpc.ClientConn, i int) error 
 			return err
 		}
 	}
-	s := &deltaState{proxyState: newProxyState(), clusters: map[string]string{}, listeners: map[string][]string{}, routes: map[string]bool{}}
+	s := newDeltaState()
 	for {
 		resp, err := st.Recv()
 		if err != nil {

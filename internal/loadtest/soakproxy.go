@@ -42,7 +42,7 @@ type soakProxy struct {
 
 func newSoakProxy(i int, spec ProxySpec, delta bool) *soakProxy {
 	return &soakProxy{i: i, spec: spec, delta: delta,
-		st:       &deltaState{proxyState: newProxyState(), clusters: map[string]string{}, listeners: map[string][]string{}},
+		st:       newDeltaState(),
 		versions: map[string]string{}, held: map[string]map[string]string{}, hosts: map[string]int{}}
 }
 
