@@ -61,7 +61,7 @@ func New(cfg Config) (*Agent, error) {
 	if err := c.identityFrom(claims); err != nil {
 		return nil, fmt.Errorf("agent: bundle %s: %w", c.BundleDir, err)
 	}
-	if c.Workload, err = workloadFromBundle(b, c.InstanceIP, c.WorkloadName); err != nil {
+	if c.Workload, err = workloadFromBundle(b, c.InstanceIP, c.WorkloadName, c.StateDir); err != nil {
 		return nil, fmt.Errorf("agent: bundle %s: %w", c.BundleDir, err)
 	}
 	if c.CAAddress == "" {

@@ -35,8 +35,9 @@ type Workload struct {
 }
 
 // workloadFromBundle reads the group settings of a bundle; nil when the
-// bundle is for one VM (it has no group). ip and name override.
-func workloadFromBundle(b *vmbundle.Bundle, ip, name string) (*Workload, error) {
+// bundle is for one VM (it has no group). ip and name override; a
+// bootstrap file in the bundle's state folder moves to stateDir.
+func workloadFromBundle(b *vmbundle.Bundle, ip, name, stateDir string) (*Workload, error) {
 	env := b.Env
 	if env[vmbundle.EnvAutoRegisterGroup] == "" {
 		return nil, nil
@@ -44,6 +45,9 @@ func workloadFromBundle(b *vmbundle.Bundle, ip, name string) (*Workload, error) 
 	w := &Workload{Group: env[vmbundle.EnvAutoRegisterGroup], IP: firstSet(ip, env[vmbundle.EnvInstanceIP]),
 		Name: firstSet(name, env[vmbundle.EnvWorkloadName]), Network: env[vmbundle.EnvNetwork], ClusterID: env[vmbundle.EnvClusterID],
 		PilotAddress: firstSet(env[vmbundle.EnvPilotAddress], env[vmbundle.EnvCAAddr]), BootstrapFile: env[vmbundle.EnvBootstrapFile]}
+	if dir := env[vmbundle.EnvStateDir]; stateDir != "" && dir != "" && filepath.Dir(w.BootstrapFile) == filepath.Clean(dir) {
+		w.BootstrapFile = filepath.Join(stateDir, filepath.Base(w.BootstrapFile))
+	}
 	if s := env[vmbundle.EnvLabelsJSON]; s != "" {
 		if err := json.Unmarshal([]byte(s), &w.Labels); err != nil {
 			return nil, fmt.Errorf("%s %s: %w", vmbundle.FileClusterEnv, vmbundle.EnvLabelsJSON, err)

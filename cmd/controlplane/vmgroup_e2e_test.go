@@ -1,0 +1,264 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/librarymesh/controlplane/internal/e2e"
+)
+
+const (
+	groupCluster = "outbound|5432||pg.default.svc.cluster.local"
+	groupGrace   = 2 * time.Second
+)
+
+// groupMesh is a WorkloadGroup whose VMs serve pg through a ServiceEntry,
+// a manual WorkloadEntry of the same service, and a group whose service
+// account no VM of the bundle has.
+const groupMesh = `apiVersion: networking.istio.io/v1
+kind: WorkloadGroup
+metadata: {name: pg, namespace: default}
+spec:
+  metadata: {labels: {app: pg}}
+  template: {serviceAccount: postgres, ports: {tcp: %[1]d}}
+  probe: {periodSeconds: 1, failureThreshold: 2, tcpSocket: {port: %[1]d}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadGroup
+metadata: {name: pg-admin, namespace: default}
+spec:
+  template: {serviceAccount: admin}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: pg, namespace: default}
+spec:
+  hosts: [pg.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+  workloadSelector: {labels: {app: pg}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: pg-manual, namespace: default}
+spec: {address: 127.0.0.9, labels: {app: pg}, serviceAccount: postgres, ports: {tcp: %[1]d}}
+`
+
+// TestVMGroupFileMode: one group bundle, two agents with their own IPs;
+// each is registered within 2 s of connecting, probed (a stopped workload
+// is UNHEALTHY within period x threshold, and healthy again when it is
+// back), and removed after the grace period when its agent stops; the
+// manual WorkloadEntry stays; an agent whose identity is not its group's
+// is refused.
+func TestVMGroupFileMode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	root := t.TempDir()
+	cfgDir, dataDir, bundleDir := filepath.Join(root, "config"), filepath.Join(root, "data"), filepath.Join(root, "bundle")
+	lisA := listenLoopback(t, "127.0.0.2", 0)
+	port := lisA.Addr().(*net.TCPAddr).Port
+	listenLoopback(t, "127.0.0.3", port)
+	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cfgDir, "pg.yaml"), []byte(fmt.Sprintf(groupMesh, port)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	secureAddr := e2e.FreeLoopbackAddr(t)
+	srv := e2e.Serve(t, "--config-dir", cfgDir, "--data-dir", dataDir, "--secure-grpc-addr", secureAddr,
+		"--auto-register-grace-period", groupGrace.String())
+	runCP(t, "vm", "bundle", "--group", "default/pg", "--config-dir", cfgDir, "--address", secureAddr,
+		"-o", bundleDir, "--data-dir", dataDir)
+	if _, err := os.Stat(filepath.Join(bundleDir, "mesh.yaml")); err != nil {
+		t.Fatalf("group bundle lacks mesh.yaml: %v", err)
+	}
+	pod := openADS(t, srv.GRPCAddr)
+	pod.request(t, podNode, resourcev3.ClusterType)
+	pod.request(t, podNode, resourcev3.EndpointType, groupCluster)
+	eds := &edsWatch{pod: pod}
+
+	startGroupAgent(t, root, bundleDir, "127.0.0.2", "vm-a")
+	eds.wait(t, "the first VM within 2 s of its connection", 2*time.Second,
+		map[string]corev3.HealthStatus{"127.0.0.9": corev3.HealthStatus_UNKNOWN, "127.0.0.2": anyHealth})
+	eds.wait(t, "the first VM healthy once probed", 10*time.Second,
+		map[string]corev3.HealthStatus{"127.0.0.9": corev3.HealthStatus_UNKNOWN, "127.0.0.2": corev3.HealthStatus_UNKNOWN})
+	b := startGroupAgent(t, root, bundleDir, "127.0.0.3", "vm-b")
+	eds.wait(t, "both VMs, healthy", 10*time.Second, map[string]corev3.HealthStatus{
+		"127.0.0.9": corev3.HealthStatus_UNKNOWN, "127.0.0.2": corev3.HealthStatus_UNKNOWN, "127.0.0.3": corev3.HealthStatus_UNKNOWN})
+
+	lisA.Close()
+	stopped := time.Now()
+	eds.wait(t, "the stopped workload UNHEALTHY", 10*time.Second, map[string]corev3.HealthStatus{
+		"127.0.0.9": corev3.HealthStatus_UNKNOWN, "127.0.0.2": corev3.HealthStatus_UNHEALTHY, "127.0.0.3": corev3.HealthStatus_UNKNOWN})
+	took := time.Since(stopped)
+	t.Logf("UNHEALTHY in the pod's EDS %s after the workload stopped (period 1s x threshold 2)", took.Round(10*time.Millisecond))
+	if took > 2*time.Second+time.Second { // period x threshold, plus one push
+		t.Errorf("UNHEALTHY after %s, want within period x threshold (2s) and a push", took)
+	}
+	lisA = listenLoopback(t, "127.0.0.2", port)
+	eds.wait(t, "the workload healthy again", 10*time.Second, map[string]corev3.HealthStatus{
+		"127.0.0.9": corev3.HealthStatus_UNKNOWN, "127.0.0.2": corev3.HealthStatus_UNKNOWN, "127.0.0.3": corev3.HealthStatus_UNKNOWN})
+
+	checkRegistryz(t, srv, "pg-127.0.0.3")
+	b.stop()
+	stopped = time.Now()
+	time.Sleep(groupGrace / 2)
+	eds.wait(t, "the stopped VM still served within its grace period", time.Second, map[string]corev3.HealthStatus{
+		"127.0.0.9": corev3.HealthStatus_UNKNOWN, "127.0.0.2": corev3.HealthStatus_UNKNOWN, "127.0.0.3": anyHealth})
+	eds.wait(t, "the stopped VM gone after the grace period", 10*time.Second, map[string]corev3.HealthStatus{
+		"127.0.0.9": corev3.HealthStatus_UNKNOWN, "127.0.0.2": corev3.HealthStatus_UNKNOWN})
+	t.Logf("removed %s after its agent stopped (grace %s)", time.Since(stopped).Round(10*time.Millisecond), groupGrace)
+	if !strings.Contains(srv.Logs(), "removed auto-registered workload") {
+		t.Errorf("serve did not log the removal")
+	}
+	refusedIdentity(t, root, bundleDir)
+
+}
+
+// anyHealth in waitEndpoints accepts any health status.
+const anyHealth = corev3.HealthStatus(-1)
+
+// refusedIdentity runs an agent of the pg bundle (service account postgres)
+// that names group pg-admin (service account admin): it is refused.
+func refusedIdentity(t *testing.T, root, bundleDir string) {
+	t.Helper()
+	other := filepath.Join(root, "bundle-admin")
+	if err := os.CopyFS(other, os.DirFS(bundleDir)); err != nil {
+		t.Fatal(err)
+	}
+	env, err := os.ReadFile(filepath.Join(other, "cluster.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env = []byte(strings.Replace(string(env), "ISTIO_META_AUTO_REGISTER_GROUP=pg\n", "ISTIO_META_AUTO_REGISTER_GROUP=pg-admin\n", 1))
+	if err := os.WriteFile(filepath.Join(other, "cluster.env"), env, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	agent := startGroupAgent(t, root, other, "127.0.0.4", "vm-intruder")
+	agent.waitLog(t, "WorkloadGroup default/pg-admin runs as service account default/admin, but the caller proved default/postgres", 1, 30*time.Second)
+}
+
+func startGroupAgent(t *testing.T, root, bundleDir, ip, name string) *process {
+	t.Helper()
+	dir := filepath.Join(root, name)
+	return startProcess(t, "agent", "--bundle", bundleDir, "--ip", ip, "--name", name,
+		"--sds-socket", filepath.Join(dir, "sds.sock"), "--state-dir", filepath.Join(dir, "state"), "--output-dir", filepath.Join(dir, "certs"))
+}
+
+func listenLoopback(t *testing.T, ip string, port int) net.Listener {
+	t.Helper()
+	lis, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
+	if err != nil {
+		t.Fatalf("listen on %s:%d: %v", ip, port, err)
+	}
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { lis.Close() })
+	return lis
+}
+
+// edsWatch follows the group cluster's endpoints on a pod sidecar's stream.
+type edsWatch struct {
+	pod  *xdsStream
+	last map[string]corev3.HealthStatus // the latest EDS of groupCluster
+}
+
+// wait waits until the group cluster's EDS holds exactly the addresses of
+// want with their health (anyHealth: any); the latest EDS counts too.
+func (w *edsWatch) wait(t *testing.T, what string, timeout time.Duration, want map[string]corev3.HealthStatus) {
+	t.Helper()
+	if w.last != nil && healthMatches(w.last, want) {
+		return
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("last EDS of %s: %v", groupCluster, w.last)
+		}
+	}()
+	w.pod.waitFor(t, what, timeout, func(r *discoveryv3.DiscoveryResponse) bool {
+		if r.GetTypeUrl() != resourcev3.EndpointType {
+			return false
+		}
+		w.last = endpointHealth(t, r)
+		return healthMatches(w.last, want)
+	})
+}
+
+func healthMatches(got, want map[string]corev3.HealthStatus) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for ip, h := range want {
+		g, ok := got[ip]
+		if !ok || (h != anyHealth && g != h) {
+			return false
+		}
+	}
+	return true
+}
+
+func endpointHealth(t *testing.T, r *discoveryv3.DiscoveryResponse) map[string]corev3.HealthStatus {
+	t.Helper()
+	out := map[string]corev3.HealthStatus{}
+	for _, a := range r.GetResources() {
+		cla := &endpointv3.ClusterLoadAssignment{}
+		if err := a.UnmarshalTo(cla); err != nil {
+			t.Fatal(err)
+		}
+		if cla.GetClusterName() != groupCluster {
+			continue
+		}
+		for _, loc := range cla.GetEndpoints() {
+			for _, lb := range loc.GetLbEndpoints() {
+				out[lb.GetEndpoint().GetAddress().GetSocketAddress().GetAddress()] = lb.GetHealthStatus()
+			}
+		}
+	}
+	return out
+}
+
+// checkRegistryz: /debug/registryz shows the group and the entry.
+func checkRegistryz(t *testing.T, srv *e2e.Server, entry string) {
+	t.Helper()
+	body := httpGet(t, "http://"+srv.HTTPAddr+"/debug/registryz")
+	for _, want := range []string{`"workloadGroups"`, `"Name": "pg"`, "WorkloadEntry default/" + entry} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/debug/registryz lacks %q", want)
+		}
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return string(body)
+}
