@@ -221,7 +221,10 @@ func TestReconnectGetsNothingResent(t *testing.T) {
 	echoFile := filepath.Join(dir, "echo.yaml")
 	e2e.WriteFileAtomic(t, echoFile, echoServiceEntry(first))
 	e2e.WriteFileAtomic(t, filepath.Join(dir, "inventory.yaml"), readExample(t, "library", "inventory.yaml"))
-	args := []string{"--config-dir", dir, "--debounce", "20ms"}
+	// Replicas of one mesh share its CA root (in Kubernetes istio-ca-secret;
+	// here one data dir): TLS clusters and filter chains name the trust
+	// bundle, so replicas with roots of their own would differ.
+	args := []string{"--config-dir", dir, "--debounce", "20ms", "--data-dir", t.TempDir()}
 	a, b := e2e.Serve(t, args...), e2e.Serve(t, args...)
 
 	proxies := map[string]*heldProxy{"sotw": newHeldProxy(false), "delta": newHeldProxy(true)}
