@@ -82,6 +82,9 @@ type Config struct {
 	// Prometheus is the registry /metrics serves; the server adds its
 	// metrics to it. Nil means a registry of the server's own.
 	Prometheus *prometheus.Registry
+	// SourceChecks are asked on each /readyz whether the config sources
+	// can be reached; the answer lists them.
+	SourceChecks []SourceCheck
 	// ShutdownGrace bounds GracefulStop when ctx ends (default 5s).
 	ShutdownGrace time.Duration
 	// SecretAuthorizer decides which gateway credentials (SDS secrets

@@ -45,13 +45,20 @@ func (s *Server) debugMux() *http.ServeMux {
 	return debug
 }
 
-// readyz answers 200 once the server serves and has pushed the model.
-func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+// readyz answers 200 once the server serves and has pushed the model, with
+// a line per config source saying whether it can be reached. A source cut
+// off does not make the server unready: it serves the last config the
+// source gave, which is what proxies need (taking every replica out of
+// its Service during an API outage would leave them with nothing).
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if n, _ := s.Pushes(); !s.ready.Load() || n == 0 {
 		http.Error(w, "not ready", http.StatusServiceUnavailable)
 		return
 	}
 	w.Write([]byte("ok\n"))
+	for _, line := range s.sources.lines(r.Context(), s.cfg.SourceChecks) {
+		w.Write([]byte(line + "\n"))
+	}
 }
 
 // pageURL is the status page's address for a log line: the bound address,

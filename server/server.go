@@ -48,6 +48,7 @@ type Server struct {
 	lastPush  pushRecord     // what the last rebuild round did
 	recent    *recentSamples // convergence times of the last minutes
 	page      http.Handler   // the status page at /, if set
+	sources   sourceStates   // since when each config source is unreachable
 	// extraDebug are more /debug/ views (HandleDebug).
 	extraDebug []debugRoute
 }

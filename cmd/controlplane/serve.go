@@ -193,7 +193,7 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 		if err != nil {
 			return err
 		}
-		sources = append(sources, source{src, "kubernetes " + restCfg.Host, src.HasSynced})
+		sources = append(sources, source{part: src, name: "kubernetes " + restCfg.Host, synced: src.HasSynced, check: apiReachable(client)})
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -265,7 +265,7 @@ func yamlSources(logger *slog.Logger, store *registry.Store, o serveOptions) ([]
 		return nil, fmt.Errorf("--config-max-file-bytes %d: must be positive", o.configMaxBytes)
 	}
 	dir := yamldir.New(o.configDir, store, logger, yamldir.WithSettle(o.configSettle), yamldir.WithMaxFileBytes(o.configMaxBytes))
-	return []source{{dir, "folder " + o.configDir, func() bool { return isClosed(dir.Ready()) }}}, nil
+	return []source{{part: dir, name: "folder " + o.configDir, synced: func() bool { return isClosed(dir.Ready()) }}}, nil
 }
 
 // source is a registry source and how to tell it has loaded everything.
@@ -273,6 +273,26 @@ type source struct {
 	part
 	name   string // for the status page, e.g. "folder examples/library"
 	synced func() bool
+	check  func(context.Context) error // whether it can be reached now (/readyz); nil: always
+}
+
+// apiReachable asks the Kubernetes API server's /readyz.
+func apiReachable(client kubernetes.Interface) func(context.Context) error {
+	return func(ctx context.Context) error {
+		_, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		return err
+	}
+}
+
+// sourceChecks are the checks of the sources that have one.
+func sourceChecks(sources []source) []server.SourceCheck {
+	var out []server.SourceCheck
+	for _, s := range sources {
+		if s.check != nil {
+			out = append(out, server.SourceCheck{Name: s.name, Check: s.check})
+		}
+	}
+	return out
 }
 
 func waitSynced(ctx context.Context, sources []source) error {
@@ -323,6 +343,7 @@ func newServers(logger *slog.Logger, store *registry.Store, ca *certauthority.CA
 		SecretRecheck:    o.secretRecheck,
 		ShutdownGrace:    o.shutdownGrace,
 		AutoRegister:     autoreg,
+		SourceChecks:     sourceChecks(sources),
 	})
 	if err != nil {
 		return nil, err
