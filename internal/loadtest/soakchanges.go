@@ -25,6 +25,7 @@ type soakMesh struct {
 	*mesh
 	n, endpoints, policies, added int
 	created                       []*soakChange // new-service changes not yet removed, oldest first
+	lastPolicy                    map[int]*soakChange
 }
 
 // next returns the next change, not yet applied, and the edit that applies it.
@@ -62,10 +63,16 @@ func (m *soakMesh) endpoint() (*soakChange, func() error) {
 func (m *soakMesh) policy() (*soakChange, func() error) {
 	k := m.policies
 	m.policies++
-	s := k % m.sc.kube()
+	// A few Services take turns, so the mesh keeps its size (each has one
+	// subset at a time) and the heap slope measures the server, not growth.
+	s := k % min(policyServices, m.sc.kube())
 	d := policyData{Service: fmt.Sprintf("svc-%d", s), Subset: fmt.Sprintf("s%d", k)}
 	c := &soakChange{kind: soakPolicy, what: fmt.Sprintf("svc-%d DestinationRule subset %s", s, d.Subset), typeURL: resourcev3.ClusterType,
 		host: d.Service + ".default.svc.cluster.local", text: []byte("|" + d.Subset + "|")}
+	if m.lastPolicy == nil {
+		m.lastPolicy = map[int]*soakChange{}
+	}
+	c.prev, m.lastPolicy[s] = m.lastPolicy[s], c
 	return c, func() error { return writeTemplate(m.dir, "dr-"+d.Service+".yaml", policyTmpl, d) }
 }
 
@@ -98,6 +105,9 @@ func (m *soakMesh) removeService() (*soakChange, func() error) {
 		return nil
 	}
 }
+
+// policyServices is how many Services the policy changes take turns on.
+const policyServices = 20
 
 type policyData struct{ Service, Subset string }
 

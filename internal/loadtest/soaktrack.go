@@ -24,8 +24,21 @@ type soakChange struct {
 	text    []byte
 	absent  bool
 
+	// prev is the change this one overtakes (the same Service's previous
+	// subset): a proxy that shows this one has that one too, or better.
+	prev *soakChange
+
 	done []atomic.Int64 // per proxy: when it ACKed the change (UnixNano), 0 until then
 	left atomic.Int64
+}
+
+// mark records that proxy i has the change and those it overtook.
+func (c *soakChange) mark(i int, now int64) {
+	for ; c != nil; c = c.prev {
+		if c.done[i].CompareAndSwap(0, now) {
+			c.left.Add(-1)
+		}
+	}
 }
 
 // watch makes the change wait for n proxies.
@@ -77,8 +90,8 @@ func (sk *soak) acked(p *soakProxy, t string, anys []*anypb.Any, parsed []*parse
 		hasHost = func(h string) bool { return hosts[h] }
 	}
 	for _, c := range pending {
-		if c.shownBy(names, anys, hasHost) && c.done[p.i].CompareAndSwap(0, now) {
-			c.left.Add(-1)
+		if c.shownBy(names, anys, hasHost) {
+			c.mark(p.i, now)
 		}
 	}
 }
