@@ -19,6 +19,7 @@ type Agent struct {
 	log   *slog.Logger
 	token string
 	sds   *sdsServer
+	dns   *dnsResolver // nil: no DNS
 
 	mu       sync.Mutex
 	cur      *issued // nil until the first certificate
@@ -26,7 +27,8 @@ type Agent struct {
 	rootPEM  []byte // trust bundle served as ROOTCA
 	rootFile []byte // the bundle's root-cert.pem as last read
 	renewals int
-	tokenUse int // certificates obtained with the bootstrap token
+	dnsAddr  string // where DNS is served, once it is
+	tokenUse int    // certificates obtained with the bootstrap token
 }
 
 // issued is one certificate with its key.
@@ -69,6 +71,11 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: c, log: c.Logger.With("identity", c.SPIFFEID()), token: b.Token, rootPEM: b.RootPEM, rootFile: b.RootPEM}
 	a.sds = newSDSServer(a.log)
+	if c.DNSAddress != "" {
+		if a.dns, err = newDNSResolver(c.DNSDomains); err != nil {
+			return nil, fmt.Errorf("agent: bundle %s: %s %s: %w", c.BundleDir, vmbundle.FileClusterEnv, vmbundle.EnvDNSDomains, err)
+		}
+	}
 	if err := a.loadState(); err != nil {
 		a.log.Warn("ignoring the kept certificate", "dir", c.StateDir, "error", err)
 	}
@@ -100,6 +107,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer stop()
 	a.log.Info("serving SDS", "socket", a.cfg.SDSSocket, "ca", a.cfg.CAAddress)
+	if a.dns != nil {
+		defer a.serveDNS(ctx)()
+	}
 	a.publish()
 	if a.cfg.Workload != nil {
 		if err := a.runWorkload(ctx); err != nil {
@@ -108,6 +118,36 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.loop(ctx)
 	return nil
+}
+
+// serveDNS starts answering DNS for mesh names and returns the function
+// that waits for it to stop once ctx ends. A DNS address that cannot be
+// bound is logged and the agent goes on without DNS: the certificate
+// matters more.
+func (a *Agent) serveDNS(ctx context.Context) (wait func()) {
+	s, err := listenDNS(ctx, a.cfg.DNSAddress, a.dns, a.log)
+	if err != nil {
+		a.log.Error("not answering DNS for mesh names: outbound calls by name will fail", "error", err)
+		return func() {}
+	}
+	a.mu.Lock()
+	a.dnsAddr = s.Addr()
+	a.mu.Unlock()
+	a.log.Info("answering DNS for mesh names", "address", s.Addr(), "domains", a.dns.domains)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.serve(ctx)
+	}()
+	return func() { <-done }
+}
+
+// DNSAddress is where the agent answers DNS, once it does ("" before, or
+// when DNS is off or its address could not be bound).
+func (a *Agent) DNSAddress() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.dnsAddr
 }
 
 // loop renews at half-life and retries with backoff while the CA is unreachable.

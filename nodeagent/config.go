@@ -5,6 +5,7 @@
 package nodeagent
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -49,8 +50,13 @@ type Config struct {
 	InstanceIP, WorkloadName string
 	// Workload is set by New for a group bundle.
 	Workload *Workload
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// DNSAddress is where the agent answers DNS for mesh names (UDP and
+	// TCP); empty: no DNS. cluster.env: CONTROLPLANE_DNS_ADDR when
+	// ISTIO_META_DNS_CAPTURE=true.
+	DNSAddress string
+	DNSDomains []string // CONTROLPLANE_DNS_DOMAINS; default cluster.local
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // LoadConfig reads the bundle's cluster.env into a Config.
@@ -74,6 +80,12 @@ func (c Config) fromEnv(env map[string]string) (Config, error) {
 			*dst = env[key]
 		}
 	}
+	if strings.EqualFold(env[vmbundle.EnvDNSCapture], "true") && c.DNSAddress == "" {
+		c.DNSAddress = cmp.Or(env[vmbundle.EnvDNSAddr], vmbundle.DefaultDNSAddress)
+	}
+	if d := env[vmbundle.EnvDNSDomains]; d != "" && c.DNSDomains == nil {
+		c.DNSDomains = strings.Split(d, ",")
+	}
 	if s := env[vmbundle.EnvSecretTTL]; s != "" && c.CertTTL == 0 {
 		d, err := time.ParseDuration(s)
 		if err != nil {
@@ -93,6 +105,9 @@ func (c Config) withDefaults() Config {
 	def(&c.SDSSocket, bootstrap.DefaultSDSSocket)
 	def(&c.ServerName, bootstrap.DefaultServerSNI)
 	def(&c.TrustDomain, "cluster.local")
+	if len(c.DNSDomains) == 0 {
+		c.DNSDomains = []string{vmbundle.DefaultDNSDomain}
+	}
 	if c.RetryMin <= 0 {
 		c.RetryMin = DefaultRetryMin
 	}

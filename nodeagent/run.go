@@ -16,7 +16,10 @@ type Options struct {
 	CertTTL   time.Duration // --cert-ttl; default SECRET_TTL from cluster.env
 	IP        string        // --ip: a group VM's address (default INSTANCE_IP, else its own)
 	Name      string        // --name: a group VM's name (default ISTIO_META_WORKLOAD_NAME, else its host name)
-	Logger    *slog.Logger
+	// DNSAddress is --dns-address; default CONTROLPLANE_DNS_ADDR from
+	// cluster.env when ISTIO_META_DNS_CAPTURE=true; "off" turns DNS off.
+	DNSAddress string
+	Logger     *slog.Logger
 }
 
 // Run is `controlplane agent --bundle DIR`: it blocks until ctx ends.
@@ -34,6 +37,10 @@ func Run(ctx context.Context, o Options) error {
 	override(&cfg.OutputDir, o.OutputDir)
 	override(&cfg.StateDir, o.StateDir)
 	override(&cfg.CAAddress, o.CAAddress)
+	override(&cfg.DNSAddress, o.DNSAddress)
+	if cfg.DNSAddress == "off" {
+		cfg.DNSAddress = ""
+	}
 	if o.CertTTL > 0 {
 		cfg.CertTTL = o.CertTTL
 	}

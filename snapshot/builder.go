@@ -57,6 +57,7 @@ type Builder struct {
 
 	mu         sync.Mutex
 	sidecarOut map[string]*memo                             // by scope.key (namespace and Sidecar)
+	vmOut      map[string]*memo                             // by scope.key: VM sidecars without capture
 	grpcOut    map[string]*memo                             // by scope.key
 	gatewayOut map[string]*memo                             // by scope.key (namespace and Gateways)
 	cla        map[string]*endpointv3.ClusterLoadAssignment // by cluster name
@@ -113,6 +114,7 @@ func NewBuilder(view registry.View, opts Options) *Builder {
 		localityAware:  aware,
 		priorityLabels: labels,
 		sidecarOut:     map[string]*memo{},
+		vmOut:          map[string]*memo{},
 		grpcOut:        map[string]*memo{},
 		gatewayOut:     map[string]*memo{},
 		cla:            map[string]*endpointv3.ClusterLoadAssignment{},
@@ -140,6 +142,18 @@ func (b *Builder) Classify(p *Proxy) Kind {
 
 // Kind names the proxy's kind, for logs, metrics and debug views.
 func (b *Builder) Kind(p *Proxy) string { return b.Classify(p).String() }
+
+// isCaptured reports whether iptables captures the proxy's traffic: its
+// INTERCEPTION_MODE is REDIRECT or TPROXY. A VM sidecar that says so (as
+// Istio's VM packages with iptables do) gets a pod's outbound listeners; one
+// that says NONE or nothing gets loopback listeners (see outboundMode).
+func isCaptured(p *Proxy) bool {
+	switch strings.ToUpper(p.Metadata.InterceptionMode) {
+	case "REDIRECT", "TPROXY":
+		return true
+	}
+	return false
+}
 
 func isVM(w *registry.Workload) bool {
 	return w.Kind == registry.KindWorkloadEntry || w.Kind == registry.KindServiceEntry
@@ -195,13 +209,14 @@ type proxyResult struct {
 	kind      Kind
 	namespace string
 	scopeKey  string // of its shared part (see scope)
+	loopback  bool   // its shared part is in vmOut
 	ips       []string
 	workloads []*registry.Workload // view.WorkloadByIP of each IP
 }
 
 // proxyKey names everything of a Proxy that Build reads.
 func proxyKey(p *Proxy) string {
-	return string(p.Type) + "|" + p.Metadata.Generator + "|" + p.Namespace + "|" + strings.Join(p.IPs, ",") + "|" + labelsKey(p.Metadata.Labels) + "|" + p.Locality + "|" + strconv.FormatBool(p.DeltaADS)
+	return string(p.Type) + "|" + p.Metadata.Generator + "|" + p.Metadata.InterceptionMode + "|" + p.Namespace + "|" + strings.Join(p.IPs, ",") + "|" + labelsKey(p.Metadata.Labels) + "|" + p.Locality + "|" + strconv.FormatBool(p.DeltaADS)
 }
 
 func (b *Builder) build(p *Proxy) (*proxyResult, error) {
@@ -229,7 +244,11 @@ func (b *Builder) build(p *Proxy) (*proxyResult, error) {
 			own, err = b.buildGRPCInbound(w)
 		}
 	case VMSidecar:
-		if shared, err = b.shared(b.sidecarOut, sc, b.buildSidecarOutbound); err == nil {
+		memo, build := b.sidecarOut, b.buildSidecarOutbound
+		if r.loopback = !isCaptured(p); r.loopback {
+			memo, build = b.vmOut, b.buildVMOutbound
+		}
+		if shared, err = b.shared(memo, sc, build); err == nil {
 			own, err = b.buildVMInbound(w)
 		}
 	default:
@@ -249,6 +268,11 @@ func (b *Builder) build(p *Proxy) (*proxyResult, error) {
 func (b *Builder) shared(m map[string]*memo, sc *scope, build func(sc *scope) (*Resources, error)) (*Resources, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.sharedLocked(m, sc, build)
+}
+
+// sharedLocked is shared with b.mu held.
+func (b *Builder) sharedLocked(m map[string]*memo, sc *scope, build func(sc *scope) (*Resources, error)) (*Resources, error) {
 	if e, ok := m[sc.key]; ok {
 		return e.res, e.err
 	}

@@ -47,7 +47,7 @@ func (b *Builder) WithEndpointChanges(view registry.View, hosts []string) *Build
 		}
 		next.cla[key], next.claSrc[key] = b.cla[key], src
 	}
-	for _, pair := range [][2]map[string]*memo{{b.sidecarOut, next.sidecarOut}, {b.grpcOut, next.grpcOut}, {b.gatewayOut, next.gatewayOut}} {
+	for _, pair := range [][2]map[string]*memo{{b.sidecarOut, next.sidecarOut}, {b.vmOut, next.vmOut}, {b.grpcOut, next.grpcOut}, {b.gatewayOut, next.gatewayOut}} {
 		for ns, m := range pair[0] {
 			if m.err != nil {
 				continue
@@ -82,10 +82,12 @@ func (b *Builder) carryOverResultsLocked(next *Builder, hosts []string) {
 			continue
 		}
 		memos := next.sidecarOut
-		switch r.kind {
-		case ProxylessGRPC:
+		switch {
+		case r.loopback:
+			memos = next.vmOut
+		case r.kind == ProxylessGRPC:
 			memos = next.grpcOut
-		case Router:
+		case r.kind == Router:
 			memos = next.gatewayOut
 		}
 		m, ok := memos[r.scopeKey]

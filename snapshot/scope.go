@@ -142,9 +142,11 @@ func (s *scope) registryOnly() bool {
 
 // catchAllVirtualHost is the last virtual host of an outbound route
 // configuration: allow_any to PassthroughCluster, or under REGISTRY_ONLY
-// Istio's block_all, which answers 502.
-func (s *scope) catchAllVirtualHost() *routev3.VirtualHost {
-	if !s.registryOnly() {
+// Istio's block_all, which answers 502. Without capture it is always
+// block_all: the original destination of a connection to a loopback
+// listener is that listener, so passthrough would loop.
+func (s *scope) catchAllVirtualHost(mode outboundMode) *routev3.VirtualHost {
+	if mode == captured && !s.registryOnly() {
 		return AllowAnyVirtualHost()
 	}
 	return BlockAllVirtualHost()

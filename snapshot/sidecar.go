@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -13,23 +14,62 @@ import (
 	"github.com/librarymesh/controlplane/registry"
 )
 
-// buildSidecarOutbound is the outbound config every Envoy sidecar of a
-// scope shares: the services exported to its namespace ns that its Sidecar's
-// egress lets it see (what a proxy sees depends on its namespace and
-// Sidecar alone, so the part is built once per scope). Called with b.mu held.
+// outboundMode is how an app's connections reach an Envoy sidecar's
+// outbound listeners.
+type outboundMode int
+
+const (
+	// captured: iptables sends them to virtualOutbound (15001), which hands
+	// each to its `VIP_PORT` listener (bind_to_port false). Pod sidecars,
+	// and VM sidecars whose INTERCEPTION_MODE is REDIRECT or TPROXY.
+	captured outboundMode = iota
+	// loopback: no capture (a VM). The app resolves a service's name to its
+	// meshname.LoopbackAddress through the node agent's DNS and connects to
+	// it, where the service's outbound listeners are bound.
+	loopback
+)
+
+// buildSidecarOutbound is the outbound config every captured Envoy sidecar
+// of a scope shares (see buildOutbound). Called with b.mu held.
 func (b *Builder) buildSidecarOutbound(sc *scope) (*Resources, error) {
+	return b.buildOutbound(sc, captured), nil
+}
+
+// buildVMOutbound is the outbound config every VM sidecar without capture
+// of a scope shares: its own listeners and routes (see buildOutbound), and
+// the very cluster and endpoint protos of the scope's pod sidecars. Called
+// with b.mu held.
+func (b *Builder) buildVMOutbound(sc *scope) (*Resources, error) {
+	pod, err := b.sharedLocked(b.sidecarOut, sc, b.buildSidecarOutbound)
+	if err != nil {
+		return nil, err
+	}
+	r := b.buildOutbound(sc, loopback)
+	r.Clusters, r.Endpoints = slices.Clone(pod.Clusters), slices.Clone(pod.Endpoints)
+	return r, nil
+}
+
+// buildOutbound is the outbound config every Envoy sidecar of a scope and
+// mode shares: the services exported to its namespace ns that its Sidecar's
+// egress lets it see (what a proxy sees depends on its namespace and
+// Sidecar alone, so the part is built once per scope). Only the captured
+// mode builds clusters and endpoints. Called with b.mu held.
+func (b *Builder) buildOutbound(sc *scope, mode outboundMode) *Resources {
 	ns := sc.ns
 	r := &Resources{}
 	vhostsByPort := map[uint32][]*routev3.VirtualHost{}
 	seenDomains := map[uint32]map[string]bool{}
 	svcs := sc.services(b.view.Services())
 	vc := b.virtualServicesLocked(ns, svcs, envoyClusters)
+	owners := map[string]loopbackOwner{} // by loopback listener name
 	for _, svc := range svcs {
 		for _, port := range svc.Ports {
-			clusters, clas := b.outboundClustersLocked(sc, svc, port, envoyClusters)
-			r.Clusters = append(r.Clusters, clusters...)
-			r.Endpoints = append(r.Endpoints, clas...)
-			for _, l := range vc.listeners(svc, port, outboundListeners(svc, port, b.tcpHashPoliciesLocked(ns, svc, port.Number))) {
+			if mode == captured {
+				clusters, clas := b.outboundClustersLocked(sc, svc, port, envoyClusters)
+				r.Clusters = append(r.Clusters, clusters...)
+				r.Endpoints = append(r.Endpoints, clas...)
+			}
+			for _, l := range b.modeListenersLocked(vc, sc, svc, port, mode, owners) {
 				r.Listeners = append(r.Listeners, l)
 			}
 			if port.Protocol.IsHTTP() {
@@ -48,14 +88,50 @@ func (b *Builder) buildSidecarOutbound(sc *scope) (*Resources, error) {
 		}
 	}
 	for port, vhosts := range vhostsByPort {
-		sc.addOutboundRoutes(r, meshname.RouteConfig(port), vhosts)
+		sc.addOutboundRoutes(r, meshname.RouteConfig(port), vhosts, mode)
 	}
-	r.Listeners = append(r.Listeners, sc.virtualOutbound())
-	r.Clusters = append(r.Clusters,
-		OriginalDstCluster(meshname.PassthroughCluster, clusterOptions{}),
-		OriginalDstCluster(meshname.InboundPassthroughCluster, clusterOptions{}),
-		BlackHoleCluster())
-	return r, nil
+	if mode == captured {
+		r.Listeners = append(r.Listeners, sc.virtualOutbound())
+		r.Clusters = append(r.Clusters,
+			OriginalDstCluster(meshname.PassthroughCluster, clusterOptions{}),
+			OriginalDstCluster(meshname.InboundPassthroughCluster, clusterOptions{}),
+			BlackHoleCluster())
+	}
+	return r
+}
+
+// loopbackOwner is the service port holding a loopback listener.
+type loopbackOwner struct {
+	host string
+	http bool
+}
+
+// modeListenersLocked are the outbound listeners of one service port:
+// captured, one per VIP; loopback, one bound on the service's loopback
+// address (none for a wildcard host, or a NONE resolution, whose original
+// destination would be Envoy itself). owners records which host holds each
+// loopback listener: two hosts sharing an address on a TCP port is a
+// problem (the first by host name keeps it). Called with b.mu held.
+func (b *Builder) modeListenersLocked(vc *vsContext, sc *scope, svc *registry.Service, port registry.Port, mode outboundMode, owners map[string]loopbackOwner) []*listenerv3.Listener {
+	hash := b.tcpHashPoliciesLocked(sc.ns, svc, port.Number)
+	if mode == captured {
+		return vc.listeners(svc, port, outboundListeners(svc, port, hash, false))
+	}
+	if strings.HasPrefix(svc.Hostname, "*") || svc.Resolution == registry.ResolutionNone {
+		return nil
+	}
+	local := *svc
+	local.Addresses = []string{meshname.LoopbackAddress(svc.Hostname).String()}
+	name := meshname.OutboundListener(local.Addresses[0], port.Number)
+	if owner, taken := owners[name]; taken {
+		if owner.host != svc.Hostname && !(owner.http && port.Protocol.IsHTTP()) {
+			b.problemLocked(fmt.Errorf("listener %s: services %s and %s share loopback address %s on port %d, not both HTTP; %s is not reachable from VMs without capture",
+				name, owner.host, svc.Hostname, local.Addresses[0], port.Number, svc.Hostname))
+		}
+		return nil
+	}
+	owners[name] = loopbackOwner{host: svc.Hostname, http: port.Protocol.IsHTTP()}
+	return vc.listeners(&local, port, outboundListeners(&local, port, hash, true))
 }
 
 // outboundVirtualHostName is a service port's virtual host name in the
@@ -74,12 +150,12 @@ func (s *scope) outboundVirtualHostName(host string, port uint32) string {
 // services' virtual hosts go to r.VirtualHosts, so a new service sends one
 // virtual host rather than the whole route configuration. Envoy matches a
 // host against both together, the catch-all last.
-func (s *scope) addOutboundRoutes(r *Resources, name string, vhosts []*routev3.VirtualHost) {
+func (s *scope) addOutboundRoutes(r *Resources, name string, vhosts []*routev3.VirtualHost, mode outboundMode) {
 	if !s.vhds {
-		r.Routes = append(r.Routes, RouteConfiguration(name, append(vhosts, s.catchAllVirtualHost())...))
+		r.Routes = append(r.Routes, RouteConfiguration(name, append(vhosts, s.catchAllVirtualHost(mode))...))
 		return
 	}
-	rc := RouteConfiguration(name, s.catchAllVirtualHost())
+	rc := RouteConfiguration(name, s.catchAllVirtualHost(mode))
 	rc.Vhds = &routev3.Vhds{ConfigSource: adsConfigSource()}
 	r.Routes = append(r.Routes, rc)
 	for _, vh := range vhosts {
@@ -98,8 +174,9 @@ func dnsLoadAssignment(name string, svc *registry.Service, port registry.Port, e
 
 // outboundListeners are `VIP_PORT` per VIP, or `0.0.0.0_PORT`: TCP ports
 // proxy to the cluster (hashing connections by tcpHash), HTTP ports route
-// through RDS `PORT`.
-func outboundListeners(svc *registry.Service, port registry.Port, tcpHash []*typev3.HashPolicy) []*listenerv3.Listener {
+// through RDS `PORT`. bind: the listener binds its address (else it only
+// takes connections virtualOutbound hands it).
+func outboundListeners(svc *registry.Service, port registry.Port, tcpHash []*typev3.HashPolicy, bind bool) []*listenerv3.Listener {
 	vips := svc.Addresses
 	if len(vips) == 0 {
 		vips = []string{wildcardAddress}
@@ -114,7 +191,11 @@ func outboundListeners(svc *registry.Service, port registry.Port, tcpHash []*typ
 		} else {
 			f = HashedTCPProxyFilter(cluster, cluster, tcpHash)
 		}
-		out = append(out, OutboundListener(name, vip, port.Number, FilterChain(name, nil, nil, f)))
+		l := OutboundListener(name, vip, port.Number, FilterChain(name, nil, nil, f))
+		if bind {
+			l.BindToPort = nil
+		}
+		out = append(out, l)
 	}
 	return out
 }

@@ -54,6 +54,12 @@ const (
 	// from (Istio's; node metadata AUTO_REGISTER_GROUP).
 	EnvAutoRegisterGroup = "ISTIO_META_AUTO_REGISTER_GROUP"
 	EnvNetwork           = "ISTIO_META_NETWORK"
+	// EnvDNSCapture (Istio's name) turns the agent's DNS for mesh names on;
+	// EnvDNSAddr is where it listens, EnvDNSDomains (comma separated) what
+	// it answers for.
+	EnvDNSCapture = "ISTIO_META_DNS_CAPTURE"
+	EnvDNSAddr    = "CONTROLPLANE_DNS_ADDR"
+	EnvDNSDomains = "CONTROLPLANE_DNS_DOMAINS"
 )
 
 // Bundle is a bundle folder as the agent reads it.

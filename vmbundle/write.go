@@ -33,6 +33,10 @@ const (
 	DefaultUser        = "controlplane"
 	DefaultTrustDomain = "cluster.local"
 	DefaultCertTTL     = 24 * time.Hour
+	// DefaultDNSAddress is where the agent answers DNS (Istio's agent DNS
+	// port, unprivileged), DefaultDNSDomain the domain it answers for.
+	DefaultDNSAddress = "127.0.0.1:15053"
+	DefaultDNSDomain  = "cluster.local"
 )
 
 // BundleOptions describe the VM and its control plane. RootPEM and Token
@@ -266,6 +270,8 @@ func ClusterEnv(opts BundleOptions) string {
 		"# controlplane's own settings",
 		kv(EnvTokenFile, filepath.Join(o.InstallDir, FileToken)), kv(EnvSDSSocket, o.SDSSocket),
 		kv(EnvStateDir, o.StateDir), kv(EnvBootstrapFile, o.bootstrapPath()),
+		"# the agent answers DNS for mesh names with loopback addresses where Envoy listens (see README.md)",
+		kv(EnvDNSCapture, "true"), kv(EnvDNSAddr, DefaultDNSAddress), kv(EnvDNSDomains, DefaultDNSDomain),
 	}
 	if o.Group != "" {
 		lines = append(lines, "# the WorkloadGroup this VM registers itself from; INSTANCE_IP and",

@@ -36,6 +36,7 @@ left unset come from the bundle's cluster.env.`,
 	f.DurationVar(&o.CertTTL, "cert-ttl", 0, "certificate lifetime to ask for (default SECRET_TTL from cluster.env)")
 	f.StringVar(&o.IP, "ip", "", "group bundle: this VM's IP (default INSTANCE_IP from cluster.env, else its first global address)")
 	f.StringVar(&o.Name, "name", "", "group bundle: this VM's workload name (default ISTIO_META_WORKLOAD_NAME, else its host name)")
+	f.StringVar(&o.DNSAddress, "dns-address", "", `answer DNS for mesh names here, UDP and TCP (default CONTROLPLANE_DNS_ADDR from cluster.env when ISTIO_META_DNS_CAPTURE=true; "off" for none)`)
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
