@@ -15,6 +15,16 @@ const (
 	XDSCluster = "xds-grpc"
 	// SDSCluster is the bootstrap's cluster for the node agent's local SDS socket.
 	SDSCluster = "sds-grpc"
+	// StatsCluster is the bootstrap's cluster for Envoy's own admin
+	// endpoint, which the stats listener (StatsListener) routes
+	// /stats/prometheus to.
+	StatsCluster = "prometheus_stats"
+	// StatsListener is the bootstrap's listener serving Envoy's Prometheus
+	// stats on StatsPort, as Istio's sidecars do.
+	StatsListener = "prometheus_stats"
+	// StatsPort is where Prometheus scrapes Envoy's stats, and StatsPath the path.
+	StatsPort = 15090
+	StatsPath = "/stats/prometheus"
 )
 
 // Direction is the first part of a service cluster name.

@@ -12,6 +12,7 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/librarymesh/controlplane/meshname"
@@ -46,6 +47,9 @@ type Options struct {
 	RootCertPath string // default DefaultRootCertPath
 	SDSSocket    string // default DefaultSDSSocket
 	AdminPort    uint32 // default 15000, bound on 127.0.0.1 only
+	// StatsPort is where Envoy serves its Prometheus stats
+	// (meshname.StatsPath) on all addresses; default meshname.StatsPort.
+	StatsPort uint32
 	// SotW selects state-of-the-world ADS (GRPC) instead of delta (DELTA_GRPC).
 	SotW bool
 	// DNSSuffix is the cluster DNS suffix, default svc.cluster.local.
@@ -72,6 +76,9 @@ func (o Options) withDefaults() Options {
 	if o.AdminPort == 0 {
 		o.AdminPort = DefaultAdminPort
 	}
+	if o.StatsPort == 0 {
+		o.StatsPort = meshname.StatsPort
+	}
 	if o.DNSSuffix == "" {
 		o.DNSSuffix = meshname.DefaultDNSSuffix
 	}
@@ -96,9 +103,16 @@ func Bootstrap(opts Options) (*bootstrapv3.Bootstrap, error) {
 	if err != nil {
 		return nil, err
 	}
+	stats, err := statsListener(o.StatsPort)
+	if err != nil {
+		return nil, err
+	}
 	b := &bootstrapv3.Bootstrap{
-		Node:             node(o),
-		StaticResources:  &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{xds, sds}},
+		Node: node(o),
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
+			Listeners: []*listenerv3.Listener{stats},
+			Clusters:  []*clusterv3.Cluster{xds, sds, statsCluster(o.AdminPort)},
+		},
 		DynamicResources: dynamicResources(o.SotW),
 		Admin:            admin(o.AdminPort),
 	}
@@ -119,6 +133,12 @@ func (o Options) check() error {
 	}
 	if _, err := netip.ParseAddr(o.IP); err != nil {
 		return fmt.Errorf("bootstrap: IP %q is not an IP address", o.IP)
+	}
+	if o.StatsPort > 65535 || o.AdminPort > 65535 {
+		return fmt.Errorf("bootstrap: admin port %d and stats port %d must be in 1-65535", o.AdminPort, o.StatsPort)
+	}
+	if o.StatsPort == o.AdminPort {
+		return fmt.Errorf("bootstrap: stats port %d is the admin port", o.StatsPort)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -35,6 +36,7 @@ func TestBootstrapGolden(t *testing.T) {
 			o.SDSSocket = "./var/run/secrets/workload-spiffe-uds/socket"
 			o.RootCertPath = "./root-cert.pem"
 			o.AdminPort = 15900
+			o.StatsPort = 15990
 		},
 	}
 	for name, mod := range cases {
@@ -129,12 +131,14 @@ func TestBootstrapErrors(t *testing.T) {
 		mod  func(*Options)
 		want string
 	}{
-		"bad IP":        {func(o *Options) { o.IP = "10.0.0" }, "not an IP"},
-		"no port":       {func(o *Options) { o.XDSAddress = "gateway" }, "HOST:PORT"},
-		"port zero":     {func(o *Options) { o.XDSAddress = "gateway:0" }, "1-65535"},
-		"no namespace":  {func(o *Options) { o.Namespace = "" }, "namespace is empty"},
-		"no SA":         {func(o *Options) { o.ServiceAccount = "" }, "service account is empty"},
-		"port too high": {func(o *Options) { o.XDSAddress = "gateway:70000" }, "1-65535"},
+		"bad IP":         {func(o *Options) { o.IP = "10.0.0" }, "not an IP"},
+		"no port":        {func(o *Options) { o.XDSAddress = "gateway" }, "HOST:PORT"},
+		"port zero":      {func(o *Options) { o.XDSAddress = "gateway:0" }, "1-65535"},
+		"no namespace":   {func(o *Options) { o.Namespace = "" }, "namespace is empty"},
+		"no SA":          {func(o *Options) { o.ServiceAccount = "" }, "service account is empty"},
+		"port too high":  {func(o *Options) { o.XDSAddress = "gateway:70000" }, "1-65535"},
+		"stats on admin": {func(o *Options) { o.StatsPort = DefaultAdminPort }, "stats port 15000 is the admin port"},
+		"stats too high": {func(o *Options) { o.StatsPort = 70000 }, "stats port 70000 must be in 1-65535"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -154,5 +158,62 @@ func TestUnmarshalYAMLRejectsInvalid(t *testing.T) {
 	}
 	if _, err := UnmarshalYAML([]byte("nodes: {}\n")); err == nil {
 		t.Error("want an error for an unknown field")
+	}
+}
+
+// The stats listener serves Envoy's Prometheus stats on 0.0.0.0:15090 and
+// routes only /stats/prometheus, to a cluster of the admin endpoint.
+func TestBootstrapStatsListener(t *testing.T) {
+	for name, tc := range map[string]struct {
+		admin, stats, wantAdmin, wantStats uint32
+	}{
+		"defaults": {0, 0, DefaultAdminPort, meshname.StatsPort},
+		"moved":    {15900, 15990, 15900, 15990},
+	} {
+		t.Run(name, func(t *testing.T) {
+			o := vmOptions()
+			o.AdminPort, o.StatsPort = tc.admin, tc.stats
+			b, err := Bootstrap(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ls := b.GetStaticResources().GetListeners()
+			if len(ls) != 1 || ls[0].GetName() != meshname.StatsListener {
+				t.Fatalf("static listeners = %v, want one %s", ls, meshname.StatsListener)
+			}
+			sa := ls[0].GetAddress().GetSocketAddress()
+			if sa.GetAddress() != "0.0.0.0" || sa.GetPortValue() != tc.wantStats {
+				t.Errorf("stats listener on %s:%d, want 0.0.0.0:%d", sa.GetAddress(), sa.GetPortValue(), tc.wantStats)
+			}
+			hcm := &hcmv3.HttpConnectionManager{}
+			if err := ls[0].GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+				t.Fatal(err)
+			}
+			if err := hcm.ValidateAll(); err != nil {
+				t.Errorf("stats connection manager: %v", err)
+			}
+			routes := hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()
+			if len(routes) != 1 || routes[0].GetMatch().GetPath() != meshname.StatsPath || routes[0].GetRoute().GetCluster() != meshname.StatsCluster {
+				t.Errorf("stats routes = %v, want only %s to %s", routes, meshname.StatsPath, meshname.StatsCluster)
+			}
+			var stats *clusterv3.Cluster
+			for _, c := range b.GetStaticResources().GetClusters() {
+				if c.GetName() == meshname.StatsCluster {
+					stats = c
+				}
+			}
+			if stats == nil {
+				t.Fatalf("no %s cluster", meshname.StatsCluster)
+			}
+			if err := stats.ValidateAll(); err != nil {
+				t.Error(err)
+			}
+			ep := stats.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
+			admin := b.GetAdmin().GetAddress().GetSocketAddress()
+			if ep.GetAddress() != "127.0.0.1" || ep.GetPortValue() != tc.wantAdmin || admin.GetPortValue() != tc.wantAdmin || admin.GetAddress() != "127.0.0.1" {
+				t.Errorf("stats cluster reaches %s:%d, admin on %s:%d, want both 127.0.0.1:%d",
+					ep.GetAddress(), ep.GetPortValue(), admin.GetAddress(), admin.GetPortValue(), tc.wantAdmin)
+			}
+		})
 	}
 }
