@@ -4,7 +4,7 @@ CONFIG_DIR ?= examples/library
 DATA_DIR ?= ./data
 TOOLS_ENV := .cache-tools.env
 
-.PHONY: run build test unit tools testdata bench soak fuzz image vet
+.PHONY: run build test unit tools testdata bench bench-l soak fuzz image vet
 
 ## run: serve the example mesh from the YAML directory, CA state in ./data; the status page is on 15014
 run:
@@ -34,11 +34,16 @@ vet:
 testdata:
 	$(GO) test ./snapshot/... -update
 
-## bench: the push-path benchmark (scenario S, then S with every proxy scoped by a Sidecar to 10 services) and the CA benchmark
+## bench: the push-path benchmark (issue 20's S of HTTP ServiceEntries with the bytes floor, scenario S, then S with every proxy scoped by a Sidecar to 10 services) and the CA benchmark
 bench:
+	$(GO) run ./cmd/loadtest -scenario http -out bench-results-http.json
 	$(GO) run ./cmd/loadtest -scenario full -out bench-results.json
 	$(GO) run ./cmd/loadtest -scenario scoped -baseline=false -out bench-results-scoped.json
 	$(GO) test -run '^$$' -bench . ./certauthority/
+
+## bench-l: scenario L (10,000 services, 2,000 proxies; our server only): RSS and convergence at scale
+bench-l:
+	$(GO) run ./cmd/loadtest -scenario l -baseline=false -timeout 10m -out bench-results-l.json
 
 ## soak: scenario S, then SOAK_DURATION of 10 changes/s while 5% of the proxies churn, some NACK and a few read slowly (fails on a dropped stream or an unconverged change)
 SOAK_DURATION ?= 5m

@@ -41,17 +41,22 @@ type options struct {
 	// baseline server mode
 	baselineServer bool
 	configDir      string
+	// bytes floor
+	floor       bool
+	floorServer bool
 }
 
 func main() {
 	var o options
-	flag.StringVar(&o.scenario, "scenario", "full", "full (1000 services x 1000 proxies), small (50 x 50), scoped (full with each proxy's Sidecar limiting it to 10 services), small-scoped (small, 5 services) or http (full, every service an HTTP ServiceEntry on 8080 without addresses)")
+	flag.StringVar(&o.scenario, "scenario", "full", "full (S: 1000 services x 1000 proxies), small (50 x 50), scoped (full with each proxy's Sidecar limiting it to 10 services), small-scoped (small, 5 services), http (full, every service an HTTP ServiceEntry on 8080 without addresses) or l (L: 10,000 services x 2,000 proxies)")
 	flag.IntVar(&o.proxies, "proxies", 0, "proxies, instead of the scenario's")
 	flag.IntVar(&o.services, "services", 0, "services, instead of the scenario's")
 	flag.StringVar(&o.modes, "modes", "sotw,delta", "xDS modes to run, comma separated")
 	flag.StringVar(&o.out, "out", "bench-results.json", "JSON report path")
 	flag.StringVar(&o.serverBin, "server-bin", "", "controlplane binary (default: go build ./cmd/controlplane)")
 	flag.BoolVar(&o.baseline, "baseline", true, "also run the baseline server")
+	flag.BoolVar(&o.floor, "floor", true, "after our SotW run, measure the bytes floor: the same responses sent to as many streams by a server that translates nothing")
+	flag.BoolVar(&o.floorServer, "floor-server", false, "serve as the bytes floor (used by the load test itself)")
 	flag.BoolVar(&o.oursOff, "baseline-only", false, "run only the baseline server")
 	flag.BoolVar(&o.unshared, "baseline-unshared", false, "baseline: a snapshot.Builder per proxy per change (nothing shared; slow at scale)")
 	flag.IntVar(&o.baselineChanges, "baseline-changes", 2, "changes of each kind the baseline is driven through (0: all)")
@@ -66,13 +71,13 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
-	if os.Getenv("GOGC") == "" && !o.baselineServer {
+	if os.Getenv("GOGC") == "" && !o.baselineServer && !o.floorServer {
 		// The load client holds every proxy's state (a large heap) and
 		// shares the cores with the server: collect it less often, so its
 		// GC pauses weigh less on what is measured.
 		debug.SetGCPercent(400)
 	}
-	if o.profileDir != "" && !o.baselineServer {
+	if o.profileDir != "" && !o.baselineServer && !o.floorServer {
 		// The load client's own CPU profile: it shares the cores with the server.
 		f, perr := os.Create(filepath.Join(o.profileDir, "client-cpu.pb.gz"))
 		if perr == nil {
@@ -83,7 +88,10 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	if o.baselineServer {
+	if o.floorServer {
+		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		err = loadtest.RunFloor(ctx, loadtest.FloorConfig{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: logger})
+	} else if o.baselineServer {
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		err = loadtest.RunBaseline(ctx, loadtest.BaselineConfig{ConfigDir: o.configDir, Unshared: o.unshared, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: logger})
 	} else if o.soak {
@@ -127,10 +135,15 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
 	if o.baseline {
-		if cfg.BaselineBin, err = os.Executable(); err != nil {
-			return err
-		}
+		cfg.BaselineBin = self
+	}
+	if o.floor && !o.oursOff {
+		cfg.FloorBin = self
 	}
 	start := time.Now()
 	rep, err := loadtest.Run(ctx, cfg)
@@ -157,8 +170,10 @@ func scenario(name string) (loadtest.Scenario, error) {
 		return loadtest.ScenarioSmallScoped(), nil
 	case "http":
 		return loadtest.ScenarioHTTPEntries(), nil
+	case "l", "L":
+		return loadtest.ScenarioL(), nil
 	}
-	return loadtest.Scenario{}, fmt.Errorf("unknown scenario %q (full, small, scoped, small-scoped or http)", name)
+	return loadtest.Scenario{}, fmt.Errorf("unknown scenario %q (full, small, scoped, small-scoped, http or l)", name)
 }
 
 // buildServer builds cmd/controlplane into dir.

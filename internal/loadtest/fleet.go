@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/stats"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -51,6 +52,9 @@ type fleet struct {
 	parse *parseCache
 	probe atomic.Pointer[probe]
 	bytes atomic.Int64 // proto bytes received
+	// record, while set, keeps what one proxy receives (SotW), for the
+	// bytes floor.
+	record atomic.Pointer[recording]
 
 	configured  []time.Time
 	configuredN atomic.Int64
@@ -169,6 +173,26 @@ func (f *fleet) acked(i int, s *proxyState, typeURL string, resources []*anypb.A
 			close(p.done)
 		}
 	}
+}
+
+// recording is the encoded responses one proxy received during a change.
+type recording struct {
+	proxy int
+	mu    sync.Mutex
+	msgs  [][]byte
+	err   error
+}
+
+// add keeps resp's encoding.
+func (r *recording) add(resp proto.Message) {
+	b, err := proto.Marshal(resp)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.err = fmt.Errorf("record response: %w", err)
+		return
+	}
+	r.msgs = append(r.msgs, b)
 }
 
 // byteCounter counts the proto bytes the client receives.

@@ -12,8 +12,8 @@ import (
 )
 
 // TestSmallScenario runs the benchmark harness end to end on the small
-// scenario (our server and the baseline, SotW and delta), so `make bench`
-// cannot rot.
+// scenario (our server and the baseline, SotW and delta, and the bytes
+// floor after our SotW run), so `make bench` cannot rot.
 func TestSmallScenario(t *testing.T) {
 	baselineBin := filepath.Join(t.TempDir(), "loadtest")
 	build := exec.Command("go", "build", "-o", baselineBin, "./cmd/loadtest")
@@ -24,15 +24,31 @@ func TestSmallScenario(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var progress strings.Builder
-	rep, err := Run(ctx, Config{Scenario: ScenarioSmall(), WorkDir: t.TempDir(), ServerBin: e2e.Binary(t), BaselineBin: baselineBin,
+	rep, err := Run(ctx, Config{Scenario: ScenarioSmall(), WorkDir: t.TempDir(), ServerBin: e2e.Binary(t), BaselineBin: baselineBin, FloorBin: baselineBin,
 		Modes: []string{"sotw", "delta"}, BaselineChanges: 1, Timeout: time.Minute, Progress: &progress})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, progress.String())
 	}
-	if len(rep.Results) != 4 {
-		t.Fatalf("got %d results, want 4 (ours and baseline, SotW and delta)", len(rep.Results))
+	if len(rep.Results) != 5 {
+		t.Fatalf("got %d results, want 5 (ours and baseline, SotW and delta, and the floor)", len(rep.Results))
+	}
+	ours, floor := rep.find(Ours, "sotw"), rep.find(Floor, "sotw")
+	if floor == nil {
+		t.Fatal("no bytes floor result")
+	}
+	// The floor sends one proxy's responses to every proxy: the same bytes,
+	// give or take what differs between pod and VM sidecars.
+	if floor.NewService.P99Ms <= 0 || floor.Endpoint.P99Ms <= 0 || floor.BytesPerProxyNewService < ours.BytesPerProxyNewService/2 ||
+		floor.BytesPerProxyNewService > ours.BytesPerProxyNewService*2 || floor.ClientCPUNewService <= 0 {
+		t.Errorf("floor: incomplete result %+v (ours: %+v)", *floor, *ours)
 	}
 	for _, r := range rep.Results {
+		if r.Server == Floor {
+			continue
+		}
+		if r.ColdStartSeconds <= 0 || r.ClientCPUNewService <= 0 || r.BytesPerProxyNewService <= 0 || r.BytesPerProxyEndpoint <= 0 {
+			t.Errorf("%s %s: no cold start, client CPU or bytes per kind: %+v", r.Server, r.Mode, r)
+		}
 		if r.ConnectSeconds <= 0 || r.Endpoint.Changes == 0 || r.Endpoint.P99Ms <= 0 || r.NewService.P99Ms <= 0 ||
 			r.RSSAfterMB <= 0 || r.HeapAfterMB <= 0 || r.BytesPerProxyPerChange <= 0 {
 			t.Errorf("%s %s: incomplete result %+v", r.Server, r.Mode, r)
@@ -42,7 +58,8 @@ func TestSmallScenario(t *testing.T) {
 	if err := rep.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(table.String(), "endpoint change convergence p99") || !strings.Contains(table.String(), "x") {
+	if !strings.Contains(table.String(), "endpoint change convergence p99") || !strings.Contains(table.String(), "x") ||
+		!strings.Contains(table.String(), "ours/floor") {
 		t.Errorf("table lacks rows or ratios:\n%s", table.String())
 	}
 	if err := rep.WriteJSON(filepath.Join(t.TempDir(), "report.json")); err != nil {

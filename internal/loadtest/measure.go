@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -66,9 +67,19 @@ func closeAll(ccs []*grpc.ClientConn) {
 // pushes are not counted against the next.
 const quiet = 300 * time.Millisecond
 
-// change applies each change and records convergence, CPU and bytes.
-func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, changes []change) error {
+// recordedChange is a change and the encoded responses one proxy got for
+// it from our server, which the bytes floor sends to every stream.
+type recordedChange struct {
+	change
+	msgs [][]byte
+}
+
+// change applies each change and records convergence, CPU and bytes. With
+// record set (SotW), it also keeps what the first proxy each change reaches
+// received for it, for the bytes floor.
+func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, changes []change, record bool) error {
 	lat, count := map[string][]float64{}, map[string]int{}
+	clientShare, bytesOf := map[string][]float64{}, map[string]float64{}
 	var cpu, bytes float64
 	for _, c := range changes {
 		time.Sleep(quiet)
@@ -78,7 +89,18 @@ func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, c
 		}
 		b0 := f.bytes.Load()
 		pr := newProbe(f.specs, c.markers, c.seenBy)
+		var rec *recording
+		if record {
+			if first := slices.Index(pr.expect, true); first >= 0 {
+				rec = &recording{proxy: first}
+				f.record.Store(rec)
+			}
+		}
 		f.probe.Store(pr)
+		client0, err := clientCPUSeconds()
+		if err != nil {
+			return err
+		}
 		pr.start = time.Now()
 		if err := c.apply(); err != nil {
 			return err
@@ -91,6 +113,13 @@ func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, c
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		window := time.Since(pr.start)
+		client1, err := clientCPUSeconds()
+		if err != nil {
+			return err
+		}
+		share := (client1 - client0) / window.Seconds()
+		clientShare[c.kind] = append(clientShare[c.kind], share)
 		all, first, n := 0.0, math.Inf(1), 0
 		for _, at := range pr.at {
 			if at.IsZero() {
@@ -102,15 +131,26 @@ func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, c
 			all, first = max(all, d), min(first, d)
 		}
 		time.Sleep(quiet)
+		if rec != nil {
+			f.record.Store(nil)
+			rec.mu.Lock()
+			if rec.err != nil {
+				rec.mu.Unlock()
+				return rec.err
+			}
+			r.recorded = append(r.recorded, recordedChange{change: c, msgs: rec.msgs})
+			rec.mu.Unlock()
+		}
 		cpu1, err := p.cpuSeconds()
 		if err != nil {
 			return err
 		}
 		cpu += cpu1 - cpu0
 		bytes += float64(f.bytes.Load() - b0)
+		bytesOf[c.kind] += float64(f.bytes.Load() - b0)
 		count[c.kind]++
-		fmt.Fprintf(cfg.Progress, "%s %s: %s: all %d proxies it reaches ACKed in %.0f ms (the first in %.0f ms); %d bytes to all %d\n",
-			r.Server, r.Mode, c.what, n, all, first, f.bytes.Load()-b0, len(f.specs))
+		fmt.Fprintf(cfg.Progress, "%s %s: %s: all %d proxies it reaches ACKed in %.0f ms (the first in %.0f ms); %d bytes to all %d; load client busy %.0f%% of a core\n",
+			r.Server, r.Mode, c.what, n, all, first, f.bytes.Load()-b0, len(f.specs), share*100)
 	}
 	if f.err != nil {
 		return f.err
@@ -120,7 +160,37 @@ func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, c
 	r.BytesPerProxyPerChange = bytes / n / float64(len(f.specs))
 	r.Endpoint = summarize(lat[endpointChange], count[endpointChange])
 	r.NewService = summarize(lat[newServiceChange], count[newServiceChange])
+	if k := count[endpointChange]; k > 0 {
+		r.BytesPerProxyEndpoint = bytesOf[endpointChange] / float64(k) / float64(len(f.specs))
+	}
+	if k := count[newServiceChange]; k > 0 {
+		r.BytesPerProxyNewService = bytesOf[newServiceChange] / float64(k) / float64(len(f.specs))
+	}
+	r.ClientCPUEndpoint = mean(clientShare[endpointChange])
+	r.ClientCPUNewService = mean(clientShare[newServiceChange])
 	return nil
+}
+
+func mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sum := 0.0
+	for _, x := range xs {
+		sum += x
+	}
+	return sum / float64(len(xs))
+}
+
+// clientCPUSeconds is the load client's own user and system CPU time: the
+// servers under test are other processes.
+func clientCPUSeconds() (float64, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, fmt.Errorf("getrusage: %w", err)
+	}
+	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return tv(ru.Utime) + tv(ru.Stime), nil
 }
 
 // memoryDetail lists where the server's memory is, for the progress log.

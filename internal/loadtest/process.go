@@ -21,6 +21,8 @@ type process struct {
 	cmd                *exec.Cmd
 	grpcAddr, httpAddr string
 	done               chan struct{}
+	// startup is exec to the first /readyz 200.
+	startup time.Duration
 
 	mu   sync.Mutex
 	tail []string // last log lines, for errors
@@ -43,6 +45,7 @@ func startProcess(ctx context.Context, bin string, args []string, logPath string
 		logFile.Close()
 		return nil, err
 	}
+	start := time.Now()
 	if err := p.cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
@@ -53,6 +56,7 @@ func startProcess(ctx context.Context, bin string, args []string, logPath string
 		p.stop()
 		return nil, err
 	}
+	p.startup = time.Since(start)
 	return p, nil
 }
 
@@ -114,7 +118,7 @@ func (p *process) waitServing(ctx context.Context, addrs <-chan [2]string) error
 			return fmt.Errorf("server not ready within 2m:\n%s", p.logTail())
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }

@@ -23,21 +23,35 @@ type Convergence struct {
 
 // Result is one server in one mode.
 type Result struct {
-	Server                 string      `json:"server"`
-	Mode                   string      `json:"mode"`
-	Proxies                int         `json:"proxies"`
-	Services               int         `json:"services"`
-	ConnectSeconds         float64     `json:"connect_and_configure_seconds"`
-	RSSBeforeMB            float64     `json:"rss_before_mb"`
-	RSSAfterMB             float64     `json:"rss_after_mb"`
-	HeapBeforeMB           float64     `json:"heap_before_mb"`
-	HeapAfterMB            float64     `json:"heap_after_mb"`
-	RSSPerProxyKB          float64     `json:"rss_per_proxy_kb"`
-	HeapPerProxyKB         float64     `json:"heap_per_proxy_kb"`
-	Endpoint               Convergence `json:"endpoint_change"`
-	NewService             Convergence `json:"new_service_change"`
-	CPUPerChangeSeconds    float64     `json:"cpu_seconds_per_change"`
-	BytesPerProxyPerChange float64     `json:"bytes_per_proxy_per_change"`
+	Server                  string      `json:"server"`
+	Mode                    string      `json:"mode"`
+	Proxies                 int         `json:"proxies"`
+	Services                int         `json:"services"`
+	ConnectSeconds          float64     `json:"connect_and_configure_seconds"`
+	RSSBeforeMB             float64     `json:"rss_before_mb"`
+	RSSAfterMB              float64     `json:"rss_after_mb"`
+	HeapBeforeMB            float64     `json:"heap_before_mb"`
+	HeapAfterMB             float64     `json:"heap_after_mb"`
+	RSSPerProxyKB           float64     `json:"rss_per_proxy_kb"`
+	HeapPerProxyKB          float64     `json:"heap_per_proxy_kb"`
+	Endpoint                Convergence `json:"endpoint_change"`
+	NewService              Convergence `json:"new_service_change"`
+	CPUPerChangeSeconds     float64     `json:"cpu_seconds_per_change"`
+	BytesPerProxyPerChange  float64     `json:"bytes_per_proxy_per_change"`
+	BytesPerProxyEndpoint   float64     `json:"bytes_per_proxy_endpoint_change"`
+	BytesPerProxyNewService float64     `json:"bytes_per_proxy_new_service"`
+	// ClientCPUEndpoint and ClientCPUNewService are the load client's CPU
+	// time over the wall time of a change's window (written to every proxy
+	// ACKed), averaged over the changes of the kind: 1 is one core busy
+	// for the whole window.
+	ClientCPUEndpoint   float64 `json:"client_cpu_cores_endpoint_change"`
+	ClientCPUNewService float64 `json:"client_cpu_cores_new_service_change"`
+	// ColdStartSeconds is the server's exec to /readyz 200, with the mesh
+	// already in its folder.
+	ColdStartSeconds float64 `json:"cold_start_seconds"`
+
+	recorded []recordedChange // SotW, ours: what one proxy got per change
+	specs    []ProxySpec
 }
 
 // Report is a whole run.
@@ -84,46 +98,112 @@ type row struct {
 	label string
 	get   func(*Result) float64
 	unit  string
+	// floor marks what the bytes floor measures too (it translates,
+	// stores and configures nothing).
+	floor bool
+	// noRatio marks figures of the load client, not of the server.
+	noRatio bool
 }
 
 var rows = []row{
-	{"connect+configure all proxies", func(r *Result) float64 { return r.ConnectSeconds }, "s"},
-	{"endpoint change convergence p50", func(r *Result) float64 { return r.Endpoint.P50Ms }, "ms"},
-	{"endpoint change convergence p99", func(r *Result) float64 { return r.Endpoint.P99Ms }, "ms"},
-	{"endpoint change convergence max", func(r *Result) float64 { return r.Endpoint.MaxMs }, "ms"},
-	{"new service convergence p50", func(r *Result) float64 { return r.NewService.P50Ms }, "ms"},
-	{"new service convergence p99", func(r *Result) float64 { return r.NewService.P99Ms }, "ms"},
-	{"new service convergence max", func(r *Result) float64 { return r.NewService.MaxMs }, "ms"},
-	{"server RSS before connect", func(r *Result) float64 { return r.RSSBeforeMB }, "MB"},
-	{"server RSS after connect", func(r *Result) float64 { return r.RSSAfterMB }, "MB"},
-	{"server RSS per proxy", func(r *Result) float64 { return r.RSSPerProxyKB }, "KB"},
-	{"Go heap before connect", func(r *Result) float64 { return r.HeapBeforeMB }, "MB"},
-	{"Go heap after connect", func(r *Result) float64 { return r.HeapAfterMB }, "MB"},
-	{"Go heap per proxy", func(r *Result) float64 { return r.HeapPerProxyKB }, "KB"},
-	{"server CPU per change", func(r *Result) float64 { return r.CPUPerChangeSeconds }, "s"},
-	{"bytes sent per proxy per change", func(r *Result) float64 { return r.BytesPerProxyPerChange }, "B"},
+	{label: "connect+configure all proxies", get: func(r *Result) float64 { return r.ConnectSeconds }, unit: "s"},
+	{label: "endpoint change convergence p50", get: func(r *Result) float64 { return r.Endpoint.P50Ms }, unit: "ms", floor: true},
+	{label: "endpoint change convergence p99", get: func(r *Result) float64 { return r.Endpoint.P99Ms }, unit: "ms", floor: true},
+	{label: "endpoint change convergence max", get: func(r *Result) float64 { return r.Endpoint.MaxMs }, unit: "ms", floor: true},
+	{label: "new service convergence p50", get: func(r *Result) float64 { return r.NewService.P50Ms }, unit: "ms", floor: true},
+	{label: "new service convergence p99", get: func(r *Result) float64 { return r.NewService.P99Ms }, unit: "ms", floor: true},
+	{label: "new service convergence max", get: func(r *Result) float64 { return r.NewService.MaxMs }, unit: "ms", floor: true},
+	{label: "server RSS before connect", get: func(r *Result) float64 { return r.RSSBeforeMB }, unit: "MB"},
+	{label: "server RSS after connect", get: func(r *Result) float64 { return r.RSSAfterMB }, unit: "MB"},
+	{label: "server RSS per proxy", get: func(r *Result) float64 { return r.RSSPerProxyKB }, unit: "KB"},
+	{label: "Go heap before connect", get: func(r *Result) float64 { return r.HeapBeforeMB }, unit: "MB"},
+	{label: "Go heap after connect", get: func(r *Result) float64 { return r.HeapAfterMB }, unit: "MB"},
+	{label: "Go heap per proxy", get: func(r *Result) float64 { return r.HeapPerProxyKB }, unit: "KB"},
+	{label: "server CPU per change", get: func(r *Result) float64 { return r.CPUPerChangeSeconds }, unit: "s", floor: true},
+	{label: "bytes sent per proxy per change", get: func(r *Result) float64 { return r.BytesPerProxyPerChange }, unit: "B", floor: true},
+	{label: "bytes per proxy, endpoint change", get: func(r *Result) float64 { return r.BytesPerProxyEndpoint }, unit: "B", floor: true},
+	{label: "bytes per proxy, new service", get: func(r *Result) float64 { return r.BytesPerProxyNewService }, unit: "B", floor: true},
+	{label: "load client CPU, endpoint change window", get: func(r *Result) float64 { return r.ClientCPUEndpoint }, unit: "cores", floor: true, noRatio: true},
+	{label: "load client CPU, new service window", get: func(r *Result) float64 { return r.ClientCPUNewService }, unit: "cores", floor: true, noRatio: true},
+	{label: "exec to /readyz 200 (mesh in folder)", get: func(r *Result) float64 { return r.ColdStartSeconds }, unit: "s"},
 }
 
+// clientBound is the load client's CPU share of a change window above
+// which a convergence figure measures the client as much as the server:
+// on 2 cores shared with the server, half a core is most of what the
+// client can have while the server works.
+const clientBound = 0.5
+
 // WriteTable prints, per mode, our server, the baseline and the ratio
-// baseline/ours (how many times better ours is; higher is better).
+// baseline/ours (how many times better ours is; higher is better) and,
+// where it ran, the bytes floor and ours/floor (how many times the floor's
+// cost ours is; 1 is the floor). Figures measured while the load client
+// was busy for most of a change window are marked client-bound.
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "scenario: %d services, %d proxies; %d endpoint changes, %d new services%s\t\t\t\t\n",
-		r.Scenario.Services, r.Scenario.Proxies, r.Scenario.EndpointChanges, r.Scenario.NewServiceChanges, scopeNote(r.Scenario))
-	modes := []string{}
+	fmt.Fprintf(tw, "scenario: %d services, %d proxies; %d endpoint changes, %d new services%s%s\t\t\t\t\n",
+		r.Scenario.Services, r.Scenario.Proxies, r.Scenario.EndpointChanges, r.Scenario.NewServiceChanges, scopeNote(r.Scenario), httpNote(r.Scenario))
+	var modes []string
 	for _, res := range r.Results {
 		if !slices.Contains(modes, res.Mode) {
 			modes = append(modes, res.Mode)
 		}
 	}
+	var notes []string
 	for _, mode := range modes {
-		ours, base := r.find(Ours, mode), r.find(Baseline, mode)
-		fmt.Fprintf(tw, "\n%s\tours\tbaseline\tbaseline/ours\t\n", mode)
+		ours, base, floor := r.find(Ours, mode), r.find(Baseline, mode), r.find(Floor, mode)
+		if floor == nil {
+			fmt.Fprintf(tw, "\n%s\tours\tbaseline\tbaseline/ours\t\n", mode)
+		} else {
+			fmt.Fprintf(tw, "\n%s\tours\tbaseline\tbaseline/ours\tbytes floor\tours/floor\t\n", mode)
+		}
 		for _, rw := range rows {
-			fmt.Fprintf(tw, "%s (%s)\t%s\t%s\t%s\t\n", rw.label, rw.unit, cellValue(ours, rw), cellValue(base, rw), ratio(ours, base, rw))
+			fmt.Fprintf(tw, "%s (%s)\t%s\t%s\t%s\t", rw.label, rw.unit, cellValue(ours, rw), cellValue(base, rw), ratio(ours, base, rw))
+			if floor != nil {
+				f := floor
+				if !rw.floor {
+					f = nil
+				}
+				fmt.Fprintf(tw, "%s\t%s\t", cellValue(f, rw), ratio(f, ours, rw))
+			}
+			fmt.Fprintln(tw)
+		}
+		for _, res := range []*Result{ours, base, floor} {
+			if res != nil {
+				notes = append(notes, clientBoundNotes(res)...)
+			}
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, n := range notes {
+		fmt.Fprintln(w, n)
+	}
+	return nil
+}
+
+// clientBoundNotes says which of res's convergence figures are client-bound.
+func clientBoundNotes(res *Result) []string {
+	var out []string
+	for _, k := range []struct {
+		what  string
+		share float64
+	}{{"endpoint", res.ClientCPUEndpoint}, {"new service", res.ClientCPUNewService}} {
+		if k.share > clientBound {
+			out = append(out, fmt.Sprintf("client-bound: %s %s %s convergence (the load client used %.2f cores during the window, over %.1f)",
+				res.Server, res.Mode, k.what, k.share, clientBound))
+		}
+	}
+	return out
+}
+
+// httpNote describes the HTTP ServiceEntry scenario in the table's title.
+func httpNote(sc Scenario) string {
+	if !sc.HTTPEntries {
+		return ""
+	}
+	return fmt.Sprintf("; every service an HTTP ServiceEntry on %d without addresses", httpEntryPort)
 }
 
 func cellValue(r *Result, rw row) string {
@@ -134,7 +214,7 @@ func cellValue(r *Result, rw row) string {
 }
 
 func ratio(ours, base *Result, rw row) string {
-	if ours == nil || base == nil || rw.get(ours) <= 0 || rw.get(base) <= 0 {
+	if rw.noRatio || ours == nil || base == nil || rw.get(ours) <= 0 || rw.get(base) <= 0 {
 		return "-"
 	}
 	return fmt.Sprintf("%.1fx", rw.get(base)/rw.get(ours))

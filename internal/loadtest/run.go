@@ -13,10 +13,14 @@ import (
 // Config says what to run.
 type Config struct {
 	Scenario    Scenario
-	WorkDir     string   // scratch space (folders, server logs)
-	ServerBin   string   // the controlplane binary
-	BaselineBin string   // a binary whose BaselineArgs run the baseline server; empty skips the baseline
-	Modes       []string // "sotw", "delta"
+	WorkDir     string // scratch space (folders, server logs)
+	ServerBin   string // the controlplane binary
+	BaselineBin string // a binary whose BaselineArgs run the baseline server; empty skips the baseline
+	// FloorBin is a binary whose FloorArgs run the bytes floor; when set
+	// (and the scenario unscoped), the SotW run of our server is followed
+	// by the floor sending the same responses to as many streams.
+	FloorBin string
+	Modes    []string // "sotw", "delta"
 	// OursOff skips our server (to time the baseline alone).
 	OursOff bool
 	// BaselineChanges caps the endpoint and new-service changes the
@@ -37,6 +41,7 @@ type Config struct {
 const (
 	Ours     = "controlplane"
 	Baseline = "baseline"
+	Floor    = "floor"
 )
 
 // BaselineArgs are the arguments that make BaselineBin serve dir.
@@ -70,6 +75,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				return rep, fmt.Errorf("%s %s: %w", server, mode, err)
 			}
 			rep.Results = append(rep.Results, *r)
+			if len(r.recorded) > 0 {
+				fr, err := runFloor(ctx, cfg, r.specs, r.recorded)
+				if err != nil {
+					return rep, fmt.Errorf("floor %s: %w", mode, err)
+				}
+				rep.Results = append(rep.Results, *fr)
+			}
 		}
 	}
 	rep.Seconds = time.Since(rep.Started).Seconds()
@@ -103,10 +115,12 @@ func runMode(ctx context.Context, cfg Config, server, mode string) (*Result, err
 		return nil, err
 	}
 	defer p.stop()
-	r := &Result{Server: server, Mode: mode, Proxies: cfg.Scenario.Proxies, Services: cfg.Scenario.Services}
+	r := &Result{Server: server, Mode: mode, Proxies: cfg.Scenario.Proxies, Services: cfg.Scenario.Services,
+		ColdStartSeconds: p.startup.Seconds(), specs: m.proxies()}
+	fmt.Fprintf(cfg.Progress, "%s %s: exec to /readyz 200 in %.3fs\n", server, mode, r.ColdStartSeconds)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	f := newFleet(m.proxies(), mode == "delta")
+	f := newFleet(r.specs, mode == "delta")
 	if err := r.connect(sctx, cfg, p, f); err != nil {
 		return r, err
 	}
@@ -121,7 +135,8 @@ func runMode(ctx context.Context, cfg Config, server, mode string) (*Result, err
 	if server == Baseline {
 		changes = limitChanges(changes, cfg.BaselineChanges)
 	}
-	if err := r.change(ctx, cfg, p, f, changes); err != nil {
+	record := server == Ours && mode == "sotw" && cfg.FloorBin != "" && cfg.Scenario.ScopeSize == 0
+	if err := r.change(ctx, cfg, p, f, changes, record); err != nil {
 		return r, err
 	}
 	if cfg.ProfileDir != "" {

@@ -48,6 +48,12 @@ func ScenarioS() Scenario {
 	return Scenario{Services: 1000, Proxies: 1000, EndpointChanges: 20, NewServiceChanges: 5}
 }
 
+// ScenarioL is issue 20's scale scenario: 10,000 services (the mix of S),
+// 2,000 proxies; the server's RSS must stay within 1 GB.
+func ScenarioL() Scenario {
+	return Scenario{Services: 10000, Proxies: 2000, EndpointChanges: 10, NewServiceChanges: 3}
+}
+
 // ScenarioSmall is the version `make test` runs.
 func ScenarioSmall() Scenario {
 	return Scenario{Services: 50, Proxies: 50, EndpointChanges: 4, NewServiceChanges: 2}

@@ -39,6 +39,9 @@ func (f *fleet) runSotW(ctx context.Context, cc *grpc.ClientConn, i int) error {
 		if err != nil {
 			return err
 		}
+		if rec := f.record.Load(); rec != nil && rec.proxy == i {
+			rec.add(resp)
+		}
 		t := resp.GetTypeUrl()
 		last[t] = resp
 		dep, changed, err := f.sotwApply(s, t, resp.GetResources())
