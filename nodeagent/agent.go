@@ -20,6 +20,7 @@ type Agent struct {
 	token string
 	sds   *sdsServer
 	dns   *dnsResolver // nil: no DNS
+	m     *metrics
 
 	mu       sync.Mutex
 	cur      *issued // nil until the first certificate
@@ -28,6 +29,7 @@ type Agent struct {
 	rootFile []byte // the bundle's root-cert.pem as last read
 	renewals int
 	dnsAddr  string // where DNS is served, once it is
+	metAddr  string // where metrics are served, once they are
 	tokenUse int    // certificates obtained with the bootstrap token
 }
 
@@ -71,10 +73,15 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: c, log: c.Logger.With("identity", c.SPIFFEID()), token: b.Token, rootPEM: b.RootPEM, rootFile: b.RootPEM}
 	a.sds = newSDSServer(a.log)
+	a.m = newMetrics()
 	if c.DNSAddress != "" {
 		if a.dns, err = newDNSResolver(c.DNSDomains); err != nil {
 			return nil, fmt.Errorf("agent: bundle %s: %s %s: %w", c.BundleDir, vmbundle.FileClusterEnv, vmbundle.EnvDNSDomains, err)
 		}
+		a.dns.counted = a.m.dnsAnswer
+	}
+	if err := c.checkMetricsAddress(); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
 	}
 	if err := a.loadState(); err != nil {
 		a.log.Warn("ignoring the kept certificate", "dir", c.StateDir, "error", err)
@@ -107,6 +114,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer stop()
 	a.log.Info("serving SDS", "socket", a.cfg.SDSSocket, "ca", a.cfg.CAAddress)
+	if a.cfg.MetricsAddress != "" {
+		defer a.serveMetrics(ctx)()
+	}
 	if a.dns != nil {
 		defer a.serveDNS(ctx)()
 	}
@@ -140,6 +150,35 @@ func (a *Agent) serveDNS(ctx context.Context) (wait func()) {
 		s.serve(ctx)
 	}()
 	return func() { <-done }
+}
+
+// serveMetrics starts serving the agent's metrics and returns the function
+// that waits for it to stop once ctx ends. An address that cannot be bound
+// is logged and the agent goes on without metrics.
+func (a *Agent) serveMetrics(ctx context.Context) (wait func()) {
+	s, err := listenMetrics(ctx, a.cfg.MetricsAddress, a.m, a.log)
+	if err != nil {
+		a.log.Error("not serving the agent's metrics", "error", err)
+		return func() {}
+	}
+	a.mu.Lock()
+	a.metAddr = s.Addr()
+	a.mu.Unlock()
+	a.log.Info("serving metrics", "address", s.Addr(), "paths", MetricsPaths)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.serve(ctx, a.log)
+	}()
+	return func() { <-done }
+}
+
+// MetricsAddress is where the agent serves its metrics, once it does (""
+// before, or when off or its address could not be bound).
+func (a *Agent) MetricsAddress() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.metAddr
 }
 
 // DNSAddress is where the agent answers DNS, once it does ("" before, or

@@ -119,6 +119,7 @@ func agentConfig(t *testing.T, bundle string, certTTL time.Duration, log *slog.L
 	cfg.OutputDir = filepath.Join(filepath.Dir(bundle), "out")
 	cfg.CertTTL, cfg.RetryMin, cfg.RetryMax = certTTL, 50*time.Millisecond, 300*time.Millisecond
 	cfg.Logger = log
+	cfg.MetricsAddress = Off // bundles say 0.0.0.0:15020; tests stay on loopback
 	return cfg
 }
 

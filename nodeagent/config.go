@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +19,9 @@ import (
 	"github.com/librarymesh/controlplane/snapshot/bootstrap"
 	"github.com/librarymesh/controlplane/vmbundle"
 )
+
+// Off as DNSAddress or MetricsAddress turns that server off.
+const Off = "off"
 
 // Defaults.
 const (
@@ -55,8 +60,12 @@ type Config struct {
 	// ISTIO_META_DNS_CAPTURE=true.
 	DNSAddress string
 	DNSDomains []string // CONTROLPLANE_DNS_DOMAINS; default cluster.local
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// MetricsAddress is where the agent serves its Prometheus metrics
+	// (MetricsPaths); empty: nowhere. cluster.env: CONTROLPLANE_METRICS_ADDR.
+	// "off" in DNSAddress or MetricsAddress turns the cluster.env value off.
+	MetricsAddress string
+	Logger         *slog.Logger
+	Now            func() time.Time
 }
 
 // LoadConfig reads the bundle's cluster.env into a Config.
@@ -75,6 +84,7 @@ func (c Config) fromEnv(env map[string]string) (Config, error) {
 		&c.OutputDir:  vmbundle.EnvOutputCerts,
 		&c.ServerName: vmbundle.EnvServerSAN, &c.TrustDomain: vmbundle.EnvTrustDomain,
 		&c.Namespace: vmbundle.EnvNamespace, &c.ServiceAccount: vmbundle.EnvSA,
+		&c.MetricsAddress: vmbundle.EnvMetricsAddr,
 	} {
 		if *dst == "" {
 			*dst = env[key]
@@ -97,6 +107,11 @@ func (c Config) fromEnv(env map[string]string) (Config, error) {
 }
 
 func (c Config) withDefaults() Config {
+	for _, v := range []*string{&c.DNSAddress, &c.MetricsAddress} {
+		if *v == Off {
+			*v = ""
+		}
+	}
 	def := func(v *string, d string) {
 		if *v == "" {
 			*v = d
@@ -127,6 +142,23 @@ func (c Config) withDefaults() Config {
 		c.Now = time.Now
 	}
 	return c
+}
+
+// checkMetricsAddress refuses a metrics address that is not HOST:PORT
+// with a port in 0-65535 (HOST may be empty: all addresses).
+func (c Config) checkMetricsAddress() error {
+	if c.MetricsAddress == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(c.MetricsAddress)
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
+	if err != nil {
+		return fmt.Errorf("metrics address %q (--metrics-address or %s in %s) is not HOST:PORT: %w",
+			c.MetricsAddress, vmbundle.EnvMetricsAddr, vmbundle.FileClusterEnv, err)
+	}
+	return nil
 }
 
 // SPIFFEID is the identity the agent's certificate must carry.

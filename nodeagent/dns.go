@@ -31,7 +31,8 @@ const (
 // Other names are REFUSED: the VM's resolver sends only the mesh domains
 // here.
 type dnsResolver struct {
-	domains []string // lower case, no leading or trailing dot
+	domains []string               // lower case, no leading or trailing dot
+	counted func(dnsmessage.RCode) // called with every answer's code; nil: not counted
 }
 
 func newDNSResolver(domains []string) (*dnsResolver, error) {
@@ -84,6 +85,7 @@ func (r *dnsResolver) answer(query []byte) []byte {
 		if h.OpCode != 0 {
 			resp.RCode = dnsmessage.RCodeNotImplemented
 		}
+		r.count(resp.RCode)
 		return build(resp, nil, nil)
 	}
 	name := meshname.CanonicalHost(q.Name.String())
@@ -99,7 +101,14 @@ func (r *dnsResolver) answer(query []byte) []byte {
 	if exists && q.Type == dnsmessage.TypeA && q.Class == dnsmessage.ClassINET {
 		a = &dnsmessage.AResource{A: meshname.LoopbackAddress(name).As4()}
 	}
+	r.count(resp.RCode)
 	return build(resp, &q, a)
+}
+
+func (r *dnsResolver) count(rc dnsmessage.RCode) {
+	if r.counted != nil {
+		r.counted(rc)
+	}
 }
 
 // build encodes a response; a nil question leaves the question out.

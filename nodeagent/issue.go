@@ -27,6 +27,22 @@ import (
 
 // renew makes a new key, asks the CA for a certificate and starts serving it.
 func (a *Agent) renew(ctx context.Context) error {
+	err := a.renewOnce(ctx)
+	if ctx.Err() == nil {
+		a.m.certificate(err, a.expiry())
+	}
+	return err
+}
+
+// expiry is when the certificate being served expires (zero before the first).
+func (a *Agent) expiry() time.Time {
+	if c := a.Current(); c != nil {
+		return c.NotAfter
+	}
+	return time.Time{}
+}
+
+func (a *Agent) renewOnce(ctx context.Context) error {
 	a.refreshRoot()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -32,6 +32,7 @@ type prober struct {
 	delay, period, timeout time.Duration
 	successes, failures    int
 	client                 *http.Client
+	observe                func(ok bool) // called with every result; nil: none
 }
 
 func newProber(p *networkingapi.ReadinessProbe, host string) *prober {
@@ -71,7 +72,13 @@ func (pr *prober) run(ctx context.Context, report func(healthy bool, message str
 		}
 		timer.Reset(pr.period)
 		err := pr.once(ctx)
+		if ctx.Err() != nil {
+			return
+		}
 		ok := err == nil
+		if pr.observe != nil {
+			pr.observe(ok)
+		}
 		if ok != last {
 			streak, last = 0, ok
 		}

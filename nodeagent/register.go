@@ -72,6 +72,7 @@ func (a *Agent) register(ctx context.Context, h *health) {
 			retry = 0
 		}
 		retry = a.nextRetry(retry)
+		a.m.streamEnded(err)
 		a.logStreamEnd(err, retry)
 		sleep(ctx, retry)
 	}
@@ -124,6 +125,8 @@ func (a *Agent) stream(ctx context.Context, node *corev3.Node, h *health) error 
 			return fmt.Errorf("send health: %w", err)
 		}
 		if first {
+			a.m.connected(true)
+			defer a.m.connected(false)
 			a.log.Info("registration stream open", "address", a.cfg.Workload.PilotAddress, "node", node.GetId(),
 				"group", a.cfg.Workload.Group)
 		}
@@ -187,11 +190,15 @@ func (a *Agent) runWorkload(ctx context.Context) error {
 	a.log.Info("VM of a WorkloadGroup", "group", a.cfg.Namespace+"/"+w.Group, "ip", w.IP, "name", w.Name,
 		"bootstrap", w.BootstrapFile, "probe", w.Probe != nil)
 	h := newHealth(true, "")
+	a.m.health(true)
 	if w.Probe != nil {
 		h = newHealth(false, "not probed yet")
+		a.m.health(false)
 		pr := newProber(w.Probe, w.IP)
+		pr.observe = a.m.probed
 		go pr.run(ctx, func(healthy bool, msg string) {
 			a.log.Info("probe result changed", "healthy", healthy, "error", msg)
+			a.m.health(healthy)
 			h.set(healthy, msg)
 		})
 	}

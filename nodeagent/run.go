@@ -19,7 +19,10 @@ type Options struct {
 	// DNSAddress is --dns-address; default CONTROLPLANE_DNS_ADDR from
 	// cluster.env when ISTIO_META_DNS_CAPTURE=true; "off" turns DNS off.
 	DNSAddress string
-	Logger     *slog.Logger
+	// MetricsAddress is --metrics-address; default CONTROLPLANE_METRICS_ADDR
+	// from cluster.env; "off" turns the metrics server off.
+	MetricsAddress string
+	Logger         *slog.Logger
 }
 
 // Run is `controlplane agent --bundle DIR`: it blocks until ctx ends.
@@ -38,9 +41,7 @@ func Run(ctx context.Context, o Options) error {
 	override(&cfg.StateDir, o.StateDir)
 	override(&cfg.CAAddress, o.CAAddress)
 	override(&cfg.DNSAddress, o.DNSAddress)
-	if cfg.DNSAddress == "off" {
-		cfg.DNSAddress = ""
-	}
+	override(&cfg.MetricsAddress, o.MetricsAddress)
 	if o.CertTTL > 0 {
 		cfg.CertTTL = o.CertTTL
 	}

@@ -60,6 +60,8 @@ const (
 	EnvDNSCapture = "ISTIO_META_DNS_CAPTURE"
 	EnvDNSAddr    = "CONTROLPLANE_DNS_ADDR"
 	EnvDNSDomains = "CONTROLPLANE_DNS_DOMAINS"
+	// EnvMetricsAddr is where the agent serves its Prometheus metrics.
+	EnvMetricsAddr = "CONTROLPLANE_METRICS_ADDR"
 )
 
 // Bundle is a bundle folder as the agent reads it.

@@ -37,6 +37,9 @@ const (
 	// port, unprivileged), DefaultDNSDomain the domain it answers for.
 	DefaultDNSAddress = "127.0.0.1:15053"
 	DefaultDNSDomain  = "cluster.local"
+	// DefaultMetricsAddress is where the agent serves its Prometheus
+	// metrics, on pilot-agent's port, for Prometheus off the VM.
+	DefaultMetricsAddress = "0.0.0.0:15020"
 )
 
 // BundleOptions describe the VM and its control plane. RootPEM and Token
@@ -272,6 +275,8 @@ func ClusterEnv(opts BundleOptions) string {
 		kv(EnvStateDir, o.StateDir), kv(EnvBootstrapFile, o.bootstrapPath()),
 		"# the agent answers DNS for mesh names with loopback addresses where Envoy listens (see README.md)",
 		kv(EnvDNSCapture, "true"), kv(EnvDNSAddr, DefaultDNSAddress), kv(EnvDNSDomains, DefaultDNSDomain),
+		"# the agent's Prometheus metrics (/stats/prometheus); Envoy's are on 15090",
+		kv(EnvMetricsAddr, DefaultMetricsAddress),
 	}
 	if o.Group != "" {
 		lines = append(lines, "# the WorkloadGroup this VM registers itself from; INSTANCE_IP and",

@@ -37,6 +37,7 @@ left unset come from the bundle's cluster.env.`,
 	f.StringVar(&o.IP, "ip", "", "group bundle: this VM's IP (default INSTANCE_IP from cluster.env, else its first global address)")
 	f.StringVar(&o.Name, "name", "", "group bundle: this VM's workload name (default ISTIO_META_WORKLOAD_NAME, else its host name)")
 	f.StringVar(&o.DNSAddress, "dns-address", "", `answer DNS for mesh names here, UDP and TCP (default CONTROLPLANE_DNS_ADDR from cluster.env when ISTIO_META_DNS_CAPTURE=true; "off" for none)`)
+	f.StringVar(&o.MetricsAddress, "metrics-address", "", `serve the agent's Prometheus metrics on /stats/prometheus and /metrics here (default CONTROLPLANE_METRICS_ADDR from cluster.env, 0.0.0.0:15020 in bundles; "off" for none)`)
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

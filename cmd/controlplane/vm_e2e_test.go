@@ -100,7 +100,7 @@ func restartAgent(t *testing.T, old *process, root, bundleDir string, kept *x509
 func agentArgs(root, bundleDir string) []string {
 	vmDir := filepath.Join(root, "vm")
 	return []string{"agent", "--bundle", bundleDir, "--sds-socket", filepath.Join(vmDir, "sds.sock"),
-		"--state-dir", filepath.Join(vmDir, "state"), "--output-dir", filepath.Join(vmDir, "certs")}
+		"--state-dir", filepath.Join(vmDir, "state"), "--output-dir", filepath.Join(vmDir, "certs"), "--metrics-address", "off"}
 }
 
 // registerReachesPods runs `register` while a pod sidecar's ADS stream is

@@ -91,11 +91,16 @@ func TestVMGroupFileMode(t *testing.T) {
 	pod.request(t, podNode, resourcev3.EndpointType, groupCluster)
 	eds := &edsWatch{pod: pod}
 
-	startGroupAgent(t, root, bundleDir, "127.0.0.2", "vm-a")
+	a := startGroupAgent(t, root, bundleDir, "127.0.0.2", "vm-a")
 	eds.wait(t, "the first VM within 2 s of its connection", 2*time.Second,
 		map[string]corev3.HealthStatus{"127.0.0.9": corev3.HealthStatus_UNKNOWN, "127.0.0.2": anyHealth})
 	eds.wait(t, "the first VM healthy once probed", 10*time.Second,
 		map[string]corev3.HealthStatus{"127.0.0.9": corev3.HealthStatus_UNKNOWN, "127.0.0.2": corev3.HealthStatus_UNKNOWN})
+	a.waitMetrics(t, "the agent's metrics: connected, probed, healthy, certificate", func(m map[string]float64) bool {
+		return m["controlplane_agent_xds_connected"] == 1 && m["controlplane_agent_workload_healthy"] == 1 &&
+			m[`controlplane_agent_probes_total{result="success"}`] >= 1 && m[`controlplane_agent_certificate_requests_total{result="issued"}`] == 1 &&
+			m["controlplane_agent_certificate_expiry_timestamp_seconds"] > float64(time.Now().Unix())
+	})
 	b := startGroupAgent(t, root, bundleDir, "127.0.0.3", "vm-b")
 	eds.wait(t, "both VMs, healthy", 10*time.Second, map[string]corev3.HealthStatus{
 		"127.0.0.9": corev3.HealthStatus_UNKNOWN, "127.0.0.2": corev3.HealthStatus_UNKNOWN, "127.0.0.3": corev3.HealthStatus_UNKNOWN})
@@ -109,6 +114,9 @@ func TestVMGroupFileMode(t *testing.T) {
 	if took > 2*time.Second+time.Second { // period x threshold, plus one push
 		t.Errorf("UNHEALTHY after %s, want within period x threshold (2s) and a push", took)
 	}
+	a.waitMetrics(t, "the agent's metrics: unhealthy after failed probes", func(m map[string]float64) bool {
+		return m["controlplane_agent_workload_healthy"] == 0 && m[`controlplane_agent_probes_total{result="failure"}`] >= 2
+	})
 	lisA = listenLoopback(t, "127.0.0.2", port)
 	eds.wait(t, "the workload healthy again", 10*time.Second, map[string]corev3.HealthStatus{
 		"127.0.0.9": corev3.HealthStatus_UNKNOWN, "127.0.0.2": corev3.HealthStatus_UNKNOWN, "127.0.0.3": corev3.HealthStatus_UNKNOWN})
@@ -152,11 +160,45 @@ func refusedIdentity(t *testing.T, root, bundleDir string) {
 	agent.waitLog(t, "WorkloadGroup default/pg-admin runs as service account default/admin, but the caller proved default/postgres", 1, 30*time.Second)
 }
 
-func startGroupAgent(t *testing.T, root, bundleDir, ip, name string) *process {
+// groupAgent is a running agent of a group bundle; it serves its metrics
+// on its own IP (the bundle's 0.0.0.0:15020 is not for tests).
+type groupAgent struct {
+	*process
+	metrics string // HOST:PORT
+}
+
+func startGroupAgent(t *testing.T, root, bundleDir, ip, name string) *groupAgent {
 	t.Helper()
 	dir := filepath.Join(root, name)
-	return startProcess(t, "agent", "--bundle", bundleDir, "--ip", ip, "--name", name,
-		"--sds-socket", filepath.Join(dir, "sds.sock"), "--state-dir", filepath.Join(dir, "state"), "--output-dir", filepath.Join(dir, "certs"))
+	metrics := listenLoopback(t, ip, 0)
+	addr := metrics.Addr().String()
+	metrics.Close()
+	return &groupAgent{metrics: addr, process: startProcess(t, "agent", "--bundle", bundleDir, "--ip", ip, "--name", name,
+		"--sds-socket", filepath.Join(dir, "sds.sock"), "--state-dir", filepath.Join(dir, "state"), "--output-dir", filepath.Join(dir, "certs"),
+		"--metrics-address", addr)}
+}
+
+// waitMetrics polls the agent's metrics until cond holds (the agent may
+// not serve them yet at first).
+func (a *groupAgent) waitMetrics(t *testing.T, what string, cond func(map[string]float64) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", a.metrics)
+		if err == nil {
+			c.Close()
+			m := scrape(t, a.metrics)
+			if cond(m) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("waiting for %s: the agent's metrics have\n%s", what, dumpMetrics(m, "controlplane_agent_"))
+			}
+		} else if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func listenLoopback(t *testing.T, ip string, port int) net.Listener {
