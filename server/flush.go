@@ -129,6 +129,24 @@ func (t *typeState) pickChanges(s *xdsStream, p *picked) (removed []string) {
 			}
 		}
 		return removed
+	case t.namesAddedForced(s):
+		// The proxy holds held's content of what both subscriptions
+		// name, and the names added since are in force (sent by the
+		// caller): the shared diff tells the rest, without walking the
+		// whole subscription (a new service's endpoints, subscribed by a
+		// thousand sidecars, would otherwise cost each a walk of them all).
+		changed, gone := s.a.diffs.snapshots(t.held, ts)
+		for _, n := range changed {
+			if tr, i, ok := ts.find(n); ok && t.sub.has(n) {
+				p.add(tr, i)
+			}
+		}
+		for _, n := range gone {
+			if t.sub.has(n) && t.heldSub.has(n) {
+				removed = append(removed, n)
+			}
+		}
+		return removed
 	}
 	t.eachSubscribed(ts, func(tr *typeResources, i int) {
 		if t.lacks(tr.names[i], tr.vers[i]) {
@@ -139,6 +157,16 @@ func (t *typeState) pickChanges(s *xdsStream, p *picked) (removed []string) {
 		removed = t.gone(ts)
 	}
 	return removed
+}
+
+// namesAddedForced reports whether every name the subscription covers now
+// and heldSub did not is in force, so what the proxy lacks is the diff from
+// held (for names in both) plus force. It holds on a delta stream for
+// explicit names: handleDelta puts each name subscribed after the first
+// request in force. It does not when the subscription became a wildcard,
+// or for VHDS, whose names stand for every virtual host under them.
+func (t *typeState) namesAddedForced(s *xdsStream) bool {
+	return s.delta && !t.sub.namespaces && !t.heldSub.namespaces && (!t.sub.wildcard || t.heldSub.wildcard)
 }
 
 // flushSotW sends a SotW response if the proxy lacks something of ts. CDS

@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"weak"
 
@@ -46,7 +47,15 @@ type nameSet struct {
 	list  []string         // the names, in the order they were first asked for
 	names map[string]int32 // name -> its place in list
 	key   setKey
+	// derived remembers the sets update made from this one, by the
+	// change (see changeKey), so the thousand streams that subscribe to
+	// one new name each find the set the first made without comparing it
+	// name by name. Guarded by the interner's mu.
+	derived map[string]weak.Pointer[nameSet]
 }
+
+// maxDerived bounds a set's derived entries; past it they start over.
+const maxDerived = 16
 
 // newNameSet makes the set of list, whose names are distinct.
 func newNameSet(list []string, key setKey) *nameSet {
@@ -218,6 +227,55 @@ func (in *interner) update(set *nameSet, adds, removes []string) *nameSet {
 	if len(adds) == 0 && len(removes) == 0 {
 		return set
 	}
+	change, memo := changeKey(adds, removes)
+	memo = memo && set != nil
+	if memo {
+		if s := in.derivedOf(set, change); s != nil {
+			return s
+		}
+	}
+	next := in.apply(set, adds, removes)
+	if memo && next != nil {
+		in.mu.Lock()
+		if set.derived == nil || len(set.derived) >= maxDerived {
+			set.derived = map[string]weak.Pointer[nameSet]{}
+		}
+		set.derived[change] = weak.Make(next)
+		in.mu.Unlock()
+	}
+	return next
+}
+
+// changeKey names a subscription change of a few names, one to one, or
+// reports false for a longer one (not worth remembering).
+func changeKey(adds, removes []string) (string, bool) {
+	if len(adds)+len(removes) > 4 {
+		return "", false
+	}
+	var b []byte
+	for _, l := range [2][]string{adds, removes} {
+		for _, n := range l {
+			b = strconv.AppendInt(b, int64(len(n)), 10)
+			b = append(b, ':')
+			b = append(b, n...)
+		}
+		b = append(b, '|')
+	}
+	return string(b), true
+}
+
+// derivedOf returns the live set update made from set by change, or nil.
+func (in *interner) derivedOf(set *nameSet, change string) *nameSet {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if p, ok := set.derived[change]; ok {
+		return p.Value()
+	}
+	return nil
+}
+
+// apply is update without the memo.
+func (in *interner) apply(set *nameSet, adds, removes []string) *nameSet {
 	var k setKey
 	if set != nil {
 		k = set.key

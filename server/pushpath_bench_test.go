@@ -1,0 +1,84 @@
+package server
+
+import (
+	"fmt"
+	"log/slog"
+	"testing"
+
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/librarymesh/controlplane/snapshot"
+)
+
+// edsLists returns ClusterLoadAssignment lists of n and n+1 services (the
+// second has one new service), as a sidecar's shared EDS part before and
+// after a service is added.
+func edsLists(n int) (before, after []types.Resource, added string) {
+	for i := range n + 1 {
+		name := fmt.Sprintf("outbound|8080||svc-%04d.default.svc.cluster.local", i)
+		cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
+		if i < n {
+			before = append(before, cla)
+		}
+		after = append(after, cla)
+		added = name
+	}
+	return before, after, added
+}
+
+// BenchmarkDeltaSubscribeNewService is one delta sidecar's share of a new
+// service's EDS: the stream holds the endpoints of 1000 services, takes in
+// the subscription to the new one and sends what it lacks. A thousand
+// sidecars each do this once per new service.
+func BenchmarkDeltaSubscribeNewService(b *testing.B) {
+	m, err := newMetrics(nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := newADS(slog.New(slog.DiscardHandler), m, func(float64) {})
+	h := newHasher()
+	before, after, added := edsLists(1000)
+	ts := func(list []types.Resource) *typeSnapshot {
+		tr, err := h.list(list)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := h.pair(tr, emptyType)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}
+	old, cur := ts(before), ts(after)
+	var names []string
+	for _, r := range before {
+		names = append(names, r.(*endpointv3.ClusterLoadAssignment).GetClusterName())
+	}
+	set := a.subs.of(names)
+	var keep *nameSet // the sets every proxy shares stay interned
+	snap := &nodeSnapshot{}
+	snap.types[typeIndex(resourcev3.EndpointType)] = cur
+	sent := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		c := a.newConn(&snapshot.Proxy{ID: "sidecar~10.0.0.1~app.default~default.svc.cluster.local"}, nil, true, nil)
+		c.snap = snap
+		s := &xdsStream{a: a, delta: true, c: c, send: func(any) error { sent++; return nil }}
+		t := &typeState{index: typeIndex(resourcev3.EndpointType), requested: true,
+			sub: subscription{set: set}, held: old, heldSub: subscription{set: set}}
+		s.handleDelta(t, &request{typeURL: resourcev3.EndpointType, subscribe: []string{added}})
+		if err := s.flushDelta(t, cur); err != nil {
+			b.Fatal(err)
+		}
+		if t.pending == nil || t.sub.set.len() != 1001 {
+			b.Fatalf("the new service's endpoints were not sent (subscribed to %d)", t.sub.set.len())
+		}
+		keep = t.sub.set
+	}
+	_ = keep
+	if sent == 0 {
+		b.Fatal("nothing sent")
+	}
+}

@@ -1,0 +1,123 @@
+package server
+
+import (
+	"log/slog"
+	"slices"
+	"testing"
+
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/librarymesh/controlplane/snapshot"
+)
+
+// TestUpdateRemembersDerivedSets: streams making the same small change to
+// a shared set get the same set, equal to the one made from scratch, and a
+// different change gets its own.
+func TestUpdateRemembersDerivedSets(t *testing.T) {
+	in := newInterner()
+	base := in.of([]string{"a", "b", "c"})
+	first := in.update(base, []string{"d"}, nil)
+	if again := in.update(base, []string{"d"}, nil); again != first {
+		t.Error("the same change to the same set gave another set")
+	}
+	if of := in.of([]string{"a", "b", "c", "d"}); of != first {
+		t.Error("update to {a b c d} gave another set than of({a b c d})")
+	}
+	for _, tc := range []struct {
+		adds, removes []string
+		want          []string
+	}{
+		{adds: []string{"e"}, want: []string{"a", "b", "c", "e"}},
+		{removes: []string{"d"}, want: []string{"a", "b", "c"}},
+		{adds: []string{"d"}, removes: []string{"a"}, want: []string{"b", "c", "d"}},
+		{adds: []string{"1:d"}, want: []string{"a", "b", "c", "1:d"}}, // not taken for another change
+		{adds: []string{"d", "x"}, removes: []string{"x"}, want: []string{"a", "b", "c", "d"}},
+	} {
+		for range 2 { // made, then remembered
+			got := in.update(base, tc.adds, tc.removes)
+			if !got.holdsExactly(tc.want) {
+				t.Errorf("update(+%v -%v) = %v, want %v", tc.adds, tc.removes, got.list, tc.want)
+			}
+		}
+	}
+}
+
+// TestDeltaPicksAfterSubscriptionChange: after a delta stream's
+// subscription changed, it is sent what changed of the names it kept, the
+// names it added whatever it holds, and nothing of the names it dropped;
+// a subscription that became a wildcard gets everything it lacks.
+func TestDeltaPicksAfterSubscriptionChange(t *testing.T) {
+	cla := func(name string, weight uint32) types.Resource {
+		return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{
+			{LoadBalancingWeight: wrapperspb.UInt32(weight)},
+		}}
+	}
+	h := newHasher()
+	ts := func(list ...types.Resource) *typeSnapshot {
+		tr, err := h.list(list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := h.pair(tr, emptyType)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// x is in both but not subscribed to.
+	held := ts(cla("a", 1), cla("b", 1), cla("c", 1), cla("gone", 1), cla("x", 1))
+	cur := ts(cla("a", 2), cla("b", 1), cla("c", 2), cla("d", 1), cla("e", 1), cla("x", 1))
+	m, err := newMetrics(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newADS(slog.New(slog.DiscardHandler), m, func(float64) {})
+	heldSet := a.subs.of([]string{"a", "b", "c", "gone"})
+	for _, tc := range []struct {
+		name                   string
+		wildcard               bool // held as a wildcard subscription
+		subscribe, unsubscribe []string
+		wantSent, wantRemoved  []string
+	}{
+		{name: "added a name", subscribe: []string{"d"}, wantSent: []string{"a", "c", "d"}, wantRemoved: []string{"gone"}},
+		{name: "dropped a changed name", unsubscribe: []string{"c"}, wantSent: []string{"a"}, wantRemoved: []string{"gone"}},
+		{name: "dropped the gone name", unsubscribe: []string{"gone"}, wantSent: []string{"a", "c"}},
+		{name: "re-added a held name", subscribe: []string{"b"}, wantSent: []string{"a", "b", "c"}, wantRemoved: []string{"gone"}},
+		{name: "became a wildcard", subscribe: []string{"*"}, wantSent: []string{"a", "c", "d", "e", "x"}, wantRemoved: []string{"gone"}},
+		{name: "wildcard added a name", wildcard: true, subscribe: []string{"d"}, wantSent: []string{"a", "c", "d", "e"}, wantRemoved: []string{"gone"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := a.newConn(&snapshot.Proxy{ID: "sidecar~10.0.0.1~app.default~default.svc.cluster.local"}, nil, true, nil)
+			c.snap = &nodeSnapshot{}
+			s := &xdsStream{a: a, delta: true, c: c, send: func(any) error { return nil }}
+			sub := subscription{set: heldSet, wildcard: tc.wildcard}
+			st := &typeState{index: typeIndex(resourcev3.EndpointType), requested: true, sub: sub, held: held, heldSub: sub}
+			s.handleDelta(st, &request{typeURL: resourcev3.EndpointType, subscribe: tc.subscribe, unsubscribe: tc.unsubscribe})
+			p := &picked{ts: cur}
+			if len(st.force) > 0 {
+				p.seen = map[string]bool{}
+			}
+			removed := st.pickChanges(s, p)
+			for _, n := range st.force {
+				if tr, i, ok := cur.find(n); ok && st.sub.has(n) {
+					p.add(tr, i)
+				}
+			}
+			var got []string
+			for _, i := range p.shared {
+				got = append(got, cur.shared.names[i])
+			}
+			if p.sharedAll || p.whole {
+				got = slices.Clone(cur.shared.names)
+			}
+			slices.Sort(got)
+			slices.Sort(removed)
+			if !slices.Equal(got, tc.wantSent) || !slices.Equal(removed, tc.wantRemoved) {
+				t.Errorf("sent %v, removed %v; want sent %v, removed %v", got, removed, tc.wantSent, tc.wantRemoved)
+			}
+		})
+	}
+}
