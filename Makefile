@@ -34,11 +34,12 @@ vet:
 testdata:
 	$(GO) test ./snapshot/... -update
 
-## bench: the push-path benchmark (issue 20's S of HTTP ServiceEntries with the bytes floor, scenario S, then S with every proxy scoped by a Sidecar to 10 services) and the CA benchmark
-bench:
+## bench: the push-path benchmark (issue 20's S of HTTP ServiceEntries with the bytes floor, scenario S, then S with every proxy scoped by a Sidecar to 10 services), cold start at S (YAML folder, kube-apiserver) and the CA benchmark
+bench: tools
 	$(GO) run ./cmd/loadtest -scenario http -out bench-results-http.json
 	$(GO) run ./cmd/loadtest -scenario full -out bench-results.json
 	$(GO) run ./cmd/loadtest -scenario scoped -baseline=false -out bench-results-scoped.json
+	. ./$(TOOLS_ENV) && $(GO) run ./cmd/loadtest -cold-start -out bench-results-coldstart.json
 	$(GO) test -run '^$$' -bench . ./certauthority/
 
 ## bench-l: scenario L (10,000 services, 2,000 proxies; our server only): RSS and convergence at scale

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -44,6 +45,10 @@ type options struct {
 	// bytes floor
 	floor       bool
 	floorServer bool
+	// cold start
+	coldStart     bool
+	coldStartKube bool
+	coldStartRuns int
 }
 
 func main() {
@@ -57,6 +62,9 @@ func main() {
 	flag.BoolVar(&o.baseline, "baseline", true, "also run the baseline server")
 	flag.BoolVar(&o.floor, "floor", true, "after our SotW run, measure the bytes floor: the same responses sent to as many streams by a server that translates nothing")
 	flag.BoolVar(&o.floorServer, "floor-server", false, "serve as the bytes floor (used by the load test itself)")
+	flag.BoolVar(&o.coldStart, "cold-start", false, "measure only the cold start: exec to /readyz 200 with the scenario in a YAML folder and (-cold-start-kube) in a real kube-apiserver")
+	flag.BoolVar(&o.coldStartKube, "cold-start-kube", true, "with -cold-start: also from a kube-apiserver (built by make tools; KUBEBUILDER_ASSETS)")
+	flag.IntVar(&o.coldStartRuns, "cold-start-runs", 3, "with -cold-start: starts per source")
 	flag.BoolVar(&o.oursOff, "baseline-only", false, "run only the baseline server")
 	flag.BoolVar(&o.unshared, "baseline-unshared", false, "baseline: a snapshot.Builder per proxy per change (nothing shared; slow at scale)")
 	flag.IntVar(&o.baselineChanges, "baseline-changes", 2, "changes of each kind the baseline is driven through (0: all)")
@@ -94,6 +102,8 @@ func main() {
 	} else if o.baselineServer {
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		err = loadtest.RunBaseline(ctx, loadtest.BaselineConfig{ConfigDir: o.configDir, Unshared: o.unshared, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: logger})
+	} else if o.coldStart {
+		err = runColdStart(ctx, o)
 	} else if o.soak {
 		err = runSoak(ctx, o)
 	} else {
@@ -155,6 +165,49 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Printf("\nreport: %s (run took %s)\n", o.out, time.Since(start).Round(time.Second))
 	return rep.WriteJSON(o.out)
+}
+
+// runColdStart measures exec to /readyz 200 (-cold-start).
+func runColdStart(ctx context.Context, o options) error {
+	sc, err := scenario(o.scenario)
+	if err != nil {
+		return err
+	}
+	if o.services > 0 {
+		sc.Services = o.services
+	}
+	work, err := os.MkdirTemp("", "coldstart-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		fmt.Fprintln(os.Stderr, "work folder:", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	bin := o.serverBin
+	if bin == "" {
+		if bin, err = buildServer(ctx, work); err != nil {
+			return err
+		}
+	}
+	cs, err := loadtest.RunColdStart(ctx, loadtest.ColdStartConfig{Scenario: sc, WorkDir: work, ServerBin: bin, Runs: o.coldStartRuns,
+		Kube: o.coldStartKube, Progress: os.Stderr})
+	if err != nil {
+		return err
+	}
+	if err := cs.WriteTable(os.Stdout); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(cs, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(o.out, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	fmt.Printf("report: %s\n", o.out)
+	return nil
 }
 
 // scenario returns the named scenario.

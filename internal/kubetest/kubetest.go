@@ -73,7 +73,12 @@ func findBinaries(dir string) error {
 // Start starts etcd and kube-apiserver on random loopback ports and installs
 // the CRDs from the module's deploy/crds. The caller must call Stop, also
 // when Start fails (Stop on a nil or half-started Env is safe).
-func Start() (*Env, error) {
+func Start() (*Env, error) { return StartWith(nil) }
+
+// StartWith is Start with extra kube-apiserver flags (name without
+// dashes -> value), e.g. a service-cluster-ip-range that holds more than
+// envtest's 254 addresses.
+func StartWith(apiServerFlags map[string]string) (*Env, error) {
 	begin := time.Now()
 	ctrllog.SetLogger(logr.Discard()) // envtest logs through controller-runtime's global logger
 	assets, err := AssetsDir()
@@ -92,6 +97,9 @@ func Start() (*Env, error) {
 		return nil, fmt.Errorf("create work folder: %w", err)
 	}
 	e := &Env{dir: dir, env: newEnvironment(assets, crds, dir)}
+	for name, value := range apiServerFlags {
+		e.env.ControlPlane.GetAPIServer().Configure().Set(name, value)
+	}
 	if err := os.Mkdir(e.env.ControlPlane.APIServer.CertDir, 0o700); err != nil {
 		return e, fmt.Errorf("create cert folder: %w", err)
 	}
