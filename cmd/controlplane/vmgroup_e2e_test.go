@@ -89,7 +89,7 @@ func TestVMGroupFileMode(t *testing.T) {
 	pod := openADS(t, srv.GRPCAddr)
 	pod.request(t, podNode, resourcev3.ClusterType)
 	pod.request(t, podNode, resourcev3.EndpointType, groupCluster)
-	eds := &edsWatch{pod: pod}
+	eds := &edsWatch{pod: pod, cluster: groupCluster}
 
 	a := startGroupAgent(t, root, bundleDir, "127.0.0.2", "vm-a")
 	eds.wait(t, "the first VM within 2 s of its connection", 2*time.Second,
@@ -220,10 +220,11 @@ func listenLoopback(t *testing.T, ip string, port int) net.Listener {
 	return lis
 }
 
-// edsWatch follows the group cluster's endpoints on a pod sidecar's stream.
+// edsWatch follows a group cluster's endpoints on a pod sidecar's stream.
 type edsWatch struct {
-	pod  *xdsStream
-	last map[string]corev3.HealthStatus // the latest EDS of groupCluster
+	pod     *xdsStream
+	cluster string
+	last    map[string]corev3.HealthStatus // the latest EDS of cluster
 }
 
 // wait waits until the group cluster's EDS holds exactly the addresses of
@@ -235,14 +236,14 @@ func (w *edsWatch) wait(t *testing.T, what string, timeout time.Duration, want m
 	}
 	defer func() {
 		if t.Failed() {
-			t.Logf("last EDS of %s: %v", groupCluster, w.last)
+			t.Logf("last EDS of %s: %v", w.cluster, w.last)
 		}
 	}()
 	w.pod.waitFor(t, what, timeout, func(r *discoveryv3.DiscoveryResponse) bool {
 		if r.GetTypeUrl() != resourcev3.EndpointType {
 			return false
 		}
-		w.last = endpointHealth(t, r)
+		w.last = endpointHealth(t, r, w.cluster)
 		return healthMatches(w.last, want)
 	})
 }
@@ -260,7 +261,7 @@ func healthMatches(got, want map[string]corev3.HealthStatus) bool {
 	return true
 }
 
-func endpointHealth(t *testing.T, r *discoveryv3.DiscoveryResponse) map[string]corev3.HealthStatus {
+func endpointHealth(t *testing.T, r *discoveryv3.DiscoveryResponse, cluster string) map[string]corev3.HealthStatus {
 	t.Helper()
 	out := map[string]corev3.HealthStatus{}
 	for _, a := range r.GetResources() {
@@ -268,7 +269,7 @@ func endpointHealth(t *testing.T, r *discoveryv3.DiscoveryResponse) map[string]c
 		if err := a.UnmarshalTo(cla); err != nil {
 			t.Fatal(err)
 		}
-		if cla.GetClusterName() != groupCluster {
+		if cla.GetClusterName() != cluster {
 			continue
 		}
 		for _, loc := range cla.GetEndpoints() {
