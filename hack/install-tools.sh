@@ -2,7 +2,7 @@
 # Builds the real components the tests talk to into a cache folder outside the
 # repo, once, and prints lines to eval: KUBEBUILDER_ASSETS and the tools' bin dir.
 #   kube-apiserver + etcd (hack/kubetools), grpcurl, pilot-agent and istioctl
-#   (hack/istiotools, the same istio.io/istio)
+#   (hack/istiotools, the same istio.io/istio) and Istio's VM start script
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/controlplane
@@ -21,5 +21,11 @@ istio_build() {
 }
 istio_build pilot-agent pilot/cmd/pilot-agent
 istio_build istioctl istioctl/cmd/istioctl
+# Istio's VM start script (what its VM packages install as
+# /usr/local/bin/istio-start.sh), from the same istio.io/istio.
+if [ ! -x "$bin/istio-start.sh" ]; then
+	src=$(cd "$here/istiotools" && go list -m -f '{{.Dir}}' istio.io/istio)
+	install -m 0755 "$src/tools/packaging/common/istio-start.sh" "$bin/istio-start.sh"
+fi
 echo "export KUBEBUILDER_ASSETS=$assets"
 echo "export CONTROLPLANE_TOOLS_BIN=$bin"

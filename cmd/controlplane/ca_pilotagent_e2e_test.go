@@ -35,13 +35,27 @@ const netnsEnv = "CONTROLPLANE_E2E_NETNS"
 // the re-run and failed if it failed.
 func inNetworkNamespace(t *testing.T) bool {
 	t.Helper()
+	return inNamespaces(t, "-rn")
+}
+
+// inNetworkAndMountNamespace is inNetworkNamespace with a mount namespace of
+// its own as well, so that the re-run may bind-mount files over the
+// machine's (a VM's /etc/hosts) without touching them.
+func inNetworkAndMountNamespace(t *testing.T) bool {
+	t.Helper()
+	return inNamespaces(t, "-rnm")
+}
+
+// inNamespaces re-runs the calling test under `unshare FLAGS`.
+func inNamespaces(t *testing.T, flags string) bool {
+	t.Helper()
 	if os.Getenv(netnsEnv) == "1" {
 		if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
 			t.Fatalf("bring up loopback in the network namespace: %v\n%s", err, out)
 		}
 		return true
 	}
-	if out, err := exec.Command("unshare", "-rn", "true").CombinedOutput(); err != nil {
+	if out, err := exec.Command("unshare", flags, "true").CombinedOutput(); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("cannot make a network namespace: %v %s", err, out)
 		}
@@ -50,7 +64,7 @@ func inNetworkNamespace(t *testing.T) bool {
 	bin := e2e.Binary(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "unshare", "-rn", "--", os.Args[0],
+	cmd := exec.CommandContext(ctx, "unshare", flags, "--", os.Args[0],
 		"-test.run=^"+t.Name()+"$", "-test.v", "-test.timeout=3m")
 	cmd.Env = append(os.Environ(), netnsEnv+"=1", e2e.BinaryEnv+"="+bin)
 	out, err := cmd.CombinedOutput()
