@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +39,7 @@ const (
 	vmAccount   = "vm"
 	vmIP        = "127.0.0.3"
 	vmGatewayIP = "127.0.0.5"
+	vmPort      = 7070 // the group's port, which its probe checks on the VM's IP
 )
 
 // TestIstioctlVMOnboarding: a VM joins the way Istio's documentation joins
@@ -49,9 +51,11 @@ const (
 // istio-start.sh runs pilot-agent (proxyless: no Envoy, no iptables, set in
 // sidecar.env). pilot-agent gets a certificate for the group's service
 // account from our CA (the token checked with TokenReview), registers the
-// VM (a WorkloadEntry from the group, because of --autoregister), and
-// proxies our xDS to a grpc-go client whose RPC reaches the echo backend.
-// When the VM stops, its WorkloadEntry goes after the grace period.
+// VM (a WorkloadEntry from the group, because of --autoregister), proxies
+// our xDS to a grpc-go client whose RPC reaches the echo backend, and runs
+// the group's probe (copied into mesh.yaml): its reports set the entry's
+// Healthy condition, True while the workload listens and False once it
+// stops. When the VM stops, its WorkloadEntry goes after the grace period.
 func TestIstioctlVMOnboarding(t *testing.T) {
 	istioctl := e2e.Tool(t, "istioctl")
 	e2e.Tool(t, "pilot-agent")
@@ -77,7 +81,9 @@ func TestIstioctlVMOnboarding(t *testing.T) {
 	}
 	wg := &networkingv1.WorkloadGroup{ObjectMeta: metav1.ObjectMeta{Namespace: kubeNS, Name: vmGroup},
 		Spec: networkingapi.WorkloadGroup{Metadata: &networkingapi.WorkloadGroup_ObjectMeta{Labels: map[string]string{"app": vmGroup}},
-			Template: &networkingapi.WorkloadEntry{ServiceAccount: vmAccount, Ports: map[string]uint32{"grpc": 7070}}}}
+			Template: &networkingapi.WorkloadEntry{ServiceAccount: vmAccount, Ports: map[string]uint32{"grpc": vmPort}},
+			Probe: &networkingapi.ReadinessProbe{PeriodSeconds: 1, FailureThreshold: 1,
+				HealthCheckMethod: &networkingapi.ReadinessProbe_TcpSocket{TcpSocket: &networkingapi.TCPHealthCheckConfig{Port: vmPort}}}}}
 	if _, err := e.Istio.NetworkingV1().WorkloadGroups(kubeNS).Create(t.Context(), wg, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create WorkloadGroup: %v", err)
 	}
@@ -96,6 +102,12 @@ func TestIstioctlVMOnboarding(t *testing.T) {
 		}
 	}
 
+	app, err := net.Listen("tcp", fmt.Sprintf("%s:%d", vmIP, vmPort)) // the VM's workload, for the probe
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	go acceptAll(app)
 	begin := time.Now()
 	vm := startIstioVM(t, startScript, files)
 	certAfter := time.Since(begin)
@@ -132,6 +144,14 @@ func TestIstioctlVMOnboarding(t *testing.T) {
 	}
 
 	registeredAfter := time.Since(begin)
+	// pilot-agent runs the group's probe (from mesh.yaml) and reports each
+	// change over its xDS stream.
+	waitEntryHealthy(t, e, entry, "True")
+	healthyAfter := time.Since(begin)
+	app.Close()
+	closed := time.Now()
+	waitEntryHealthy(t, e, entry, "False")
+	unhealthyAfter := time.Since(closed)
 
 	cc.Close()
 	vm.stop()
@@ -140,8 +160,10 @@ func TestIstioctlVMOnboarding(t *testing.T) {
 		_, err := e.Istio.NetworkingV1().WorkloadEntries(kubeNS).Get(t.Context(), entry, metav1.GetOptions{})
 		return apierrors.IsNotFound(err)
 	})
-	t.Logf("from istio-start.sh: certificate after %s, first RPC after %s, WorkloadEntry seen after %s; deleted %s after the VM stopped (grace 1s)",
-		certAfter.Round(time.Millisecond), rpcAfter.Round(time.Millisecond), registeredAfter.Round(time.Millisecond), time.Since(stopped).Round(time.Millisecond))
+	t.Logf("from istio-start.sh: certificate after %s, first RPC after %s, WorkloadEntry seen after %s, Healthy after %s; "+
+		"not Healthy %s after the workload stopped (probe period 1s); deleted %s after the VM stopped (grace 1s)",
+		certAfter.Round(time.Millisecond), rpcAfter.Round(time.Millisecond), registeredAfter.Round(time.Millisecond), healthyAfter.Round(time.Millisecond),
+		unhealthyAfter.Round(time.Millisecond), time.Since(stopped).Round(time.Millisecond))
 }
 
 // applyConfigMap creates the ConfigMap in file (a manifest of deploy/) in
@@ -317,4 +339,37 @@ func bootstrapClient(t *testing.T, target string, bootstrap []byte) *grpc.Client
 	}
 	t.Cleanup(func() { cc.Close() })
 	return cc
+}
+
+// acceptAll accepts and closes connections until lis is closed.
+func acceptAll(lis net.Listener) {
+	for {
+		c, err := lis.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
+}
+
+// waitEntryHealthy waits until WorkloadEntry kubeNS/name has the Healthy
+// condition with status want and health checks enabled.
+func waitEntryHealthy(t *testing.T, e *kubetest.Env, name, want string) {
+	t.Helper()
+	last := "not found"
+	if !e2e.Poll(20*time.Second, 50*time.Millisecond, func() bool {
+		we, err := e.Istio.NetworkingV1().WorkloadEntries(kubeNS).Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		last = fmt.Sprintf("annotations %v, conditions %v", we.Annotations, we.Status.GetConditions())
+		for _, c := range we.Status.GetConditions() {
+			if c.GetType() == autoregister.ConditionHealthy && c.GetStatus() == want {
+				return we.Annotations[autoregister.AnnotationHealthChecks] == "true"
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("WorkloadEntry %s did not get condition %s=%s within 20s: %s", name, autoregister.ConditionHealthy, want, last)
+	}
 }
