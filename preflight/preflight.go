@@ -78,6 +78,10 @@ func Needs(s Server) []Access {
 		out = append(out, Access{Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespace: s.CANamespace,
 			Required: true, Why: "leader election cannot start, so no replica creates the CA root"})
 	}
+	for _, verb := range []string{"get", "create", "update"} {
+		out = append(out, Access{Verb: verb, Group: "coordination.k8s.io", Resource: "leases", Namespace: s.CANamespace,
+			Why: "this replica's heartbeat Lease cannot be kept, so other replicas take its auto-registered VMs for gone"})
+	}
 	if s.WebhookConfig != "" {
 		out = append(out, Access{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations",
 			Name: s.WebhookConfig, Why: "the injection webhook's caBundle is not set, so the API server cannot call it"})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/librarymesh/controlplane/registry"
@@ -50,22 +51,28 @@ type autoRegisterPart struct{ c *autoregister.Controller }
 func (p autoRegisterPart) Start(ctx context.Context) error { return p.c.Run(ctx) }
 
 // newAutoRegister makes the controller: entries are real WorkloadEntries in
-// Kubernetes mode, entries of the store in file mode.
-func newAutoRegister(logger *slog.Logger, store *registry.Store, restCfg *rest.Config, reg prometheus.Registerer, o autoRegisterFlags) (*autoregister.Controller, error) {
+// Kubernetes mode, with each replica's heartbeat in a Lease of the CA
+// namespace; entries of the store in file mode (one replica, entries in
+// its memory).
+func newAutoRegister(logger *slog.Logger, store *registry.Store, restCfg *rest.Config, client kubernetes.Interface,
+	reg prometheus.Registerer, so serveOptions) (*autoregister.Controller, error) {
+	o := so.autoRegister
 	var backend autoregister.Backend = autoregister.NewStoreBackend(store)
+	var replicas autoregister.Replicas
 	if restCfg != nil {
 		b, err := kube.NewWorkloadEntries(restCfg)
 		if err != nil {
 			return nil, err
 		}
 		backend = b
+		replicas = kube.ReplicaLeases{Client: client, Namespace: so.caNamespace, Duration: 3 * o.grace}
 	}
 	m, err := autoregister.NewMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("auto-registration metrics: %w", err)
 	}
 	return autoregister.New(autoregister.Config{
-		Backend: backend, Instance: o.instance, GracePeriod: o.grace, MaxWorkloads: o.maxWorkloads,
+		Backend: backend, Instance: o.instance, GracePeriod: o.grace, MaxWorkloads: o.maxWorkloads, Replicas: replicas,
 		Groups: func(ns, name string) *registry.WorkloadGroup { return store.View().WorkloadGroup(ns, name) },
 		Logger: logger, Metrics: m,
 	})

@@ -209,7 +209,7 @@ func runServe(ctx context.Context, logger *slog.Logger, o serveOptions) error {
 		return fail(err)
 	}
 	trustChanged := make(chan struct{}, 1)
-	autoreg, err := newAutoRegister(logger, store, restCfg, reg, o.autoRegister)
+	autoreg, err := newAutoRegister(logger, store, restCfg, client, reg, o)
 	if err != nil {
 		return fail(err)
 	}

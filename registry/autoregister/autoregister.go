@@ -50,6 +50,17 @@ type Backend interface {
 	List(ctx context.Context) ([]*networkingv1.WorkloadEntry, error)
 }
 
+// Replicas records which replicas are alive, so that the entries of a
+// replica that died without marking them disconnected age out like any
+// other (Kubernetes: a Lease per replica).
+type Replicas interface {
+	// Heartbeat records that replica instance is alive now.
+	Heartbeat(ctx context.Context, instance string) error
+	// LastSeen is the last heartbeat of instance; zero and no error when
+	// it has none.
+	LastSeen(ctx context.Context, instance string) (time.Time, error)
+}
+
 // Config configures a Controller.
 type Config struct {
 	Backend Backend
@@ -62,9 +73,16 @@ type Config struct {
 	// MaxWorkloads bounds the workloads this replica registers (connected
 	// or within their grace period); more are refused.
 	MaxWorkloads int
-	Logger       *slog.Logger
-	Metrics      *Metrics // nil: not counted
-	Now          func() time.Time
+	// Replicas, when set, gets this replica's heartbeat every sweep, and an
+	// entry whose controller has had no heartbeat (nor connection) for
+	// ReplicaTimeout (default 3 grace periods) is marked disconnected, to
+	// be deleted a grace period later. Nil: entries of other replicas are
+	// only deleted once they are marked disconnected.
+	Replicas       Replicas
+	ReplicaTimeout time.Duration
+	Logger         *slog.Logger
+	Metrics        *Metrics // nil: not counted
+	Now            func() time.Time
 }
 
 // Controller registers connecting workloads. Its methods are safe for
@@ -94,6 +112,9 @@ func New(cfg Config) (*Controller, error) {
 	}
 	if cfg.GracePeriod <= 0 {
 		cfg.GracePeriod = DefaultGracePeriod
+	}
+	if cfg.ReplicaTimeout <= 0 {
+		cfg.ReplicaTimeout = 3 * cfg.GracePeriod
 	}
 	if cfg.MaxWorkloads <= 0 {
 		cfg.MaxWorkloads = DefaultMaxWorkloads
