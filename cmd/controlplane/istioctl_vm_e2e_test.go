@@ -89,7 +89,7 @@ func TestIstioctlVMOnboarding(t *testing.T) {
 	}
 	waitRootPublished(t, e, kubeNS, root)
 
-	files := istioctlConfigure(t, istioctl, e.KubeconfigPath)
+	files := istioctlConfigure(t, istioctl, e.KubeconfigPath, "--name", vmGroup, "--namespace", kubeNS, "--ingressIP", vmGatewayIP)
 	if got := strings.TrimSpace(string(files["root-cert.pem"])); got != strings.TrimSpace(string(root)) {
 		t.Errorf("istioctl's root-cert.pem is not our root:\n%s", got)
 	}
@@ -99,6 +99,27 @@ func TestIstioctlVMOnboarding(t *testing.T) {
 	for _, want := range []string{"AUTO_REGISTER_GROUP: " + vmGroup, "discoveryAddress: istiod.istio-system.svc:15012", "SERVICE_ACCOUNT: " + vmAccount} {
 		if !strings.Contains(string(files["mesh.yaml"]), want) {
 			t.Errorf("istioctl's mesh.yaml lacks %q:\n%s", want, files["mesh.yaml"])
+		}
+	}
+
+	// The same from a WorkloadGroup file, with the VMs' address taken from
+	// the LoadBalancer Service of deploy/overlays/loadbalancer (its address
+	// set as a cloud's load balancer controller would).
+	lbAddressed(t, e, filepath.Join(e2e.ModuleRoot(), "deploy/overlays/loadbalancer/service-lb.yaml"), vmGatewayIP)
+	wgFile := filepath.Join(t.TempDir(), "workloadgroup.yaml")
+	wg.TypeMeta = metav1.TypeMeta{APIVersion: "networking.istio.io/v1", Kind: "WorkloadGroup"}
+	b, err := yaml.Marshal(wg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(wgFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fromFile := istioctlConfigure(t, istioctl, e.KubeconfigPath, "-f", wgFile, "--ingressService", "controlplane-external.istio-system")
+	for name, content := range files {
+		if name != "istio-token" && string(fromFile[name]) != string(content) {
+			t.Errorf("istioctl -f %s --ingressService controlplane-external.istio-system wrote %s:\n%s\nwant, as from the cluster's WorkloadGroup:\n%s",
+				filepath.Base(wgFile), name, fromFile[name], content)
 		}
 	}
 
@@ -183,6 +204,29 @@ func applyConfigMap(t *testing.T, e *kubetest.Env, ns, file string) {
 	}
 }
 
+// lbAddressed creates the Service in file (a manifest of deploy/) and
+// gives it ip as its load balancer's address.
+func lbAddressed(t *testing.T, e *kubetest.Env, file, ip string) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var svc corev1.Service
+	if err := yaml.UnmarshalStrict(b, &svc); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	svcs := e.Kube.CoreV1().Services(svc.Namespace)
+	created, err := svcs.Create(t.Context(), &svc, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create Service %s/%s from %s: %v", svc.Namespace, svc.Name, file, err)
+	}
+	created.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
+	if _, err := svcs.UpdateStatus(t.Context(), created, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("set the load balancer address of Service %s/%s: %v", svc.Namespace, svc.Name, err)
+	}
+}
+
 // caSecretRoot waits until serve has stored its CA in istio-ca-secret and
 // returns the root.
 func caSecretRoot(t *testing.T, e *kubetest.Env) []byte {
@@ -199,16 +243,15 @@ func caSecretRoot(t *testing.T, e *kubetest.Env) []byte {
 }
 
 // istioctlConfigure runs `istioctl x workload entry configure` for the
-// cluster's WorkloadGroup, as Istio's VM documentation does, and returns
-// the files it wrote by name.
-func istioctlConfigure(t *testing.T, istioctl, kubeconfig string) map[string][]byte {
+// VM group with args (which WorkloadGroup, how to find the gateway), as
+// Istio's VM documentation does, and returns the files it wrote by name.
+func istioctlConfigure(t *testing.T, istioctl, kubeconfig string, args ...string) map[string][]byte {
 	t.Helper()
 	out := t.TempDir()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, istioctl, "--kubeconfig", kubeconfig, "x", "workload", "entry", "configure",
-		"--name", vmGroup, "--namespace", kubeNS, "-o", out, "--clusterID", "Kubernetes",
-		"--ingressIP", vmGatewayIP, "--internalIP", vmIP, "--autoregister")
+	cmd := exec.CommandContext(ctx, istioctl, append([]string{"--kubeconfig", kubeconfig, "x", "workload", "entry", "configure",
+		"-o", out, "--clusterID", "Kubernetes", "--internalIP", vmIP, "--autoregister"}, args...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 	b, err := cmd.CombinedOutput()
 	if err != nil {
