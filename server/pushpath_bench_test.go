@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"testing"
+	"time"
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -80,5 +81,37 @@ func BenchmarkDeltaSubscribeNewService(b *testing.B) {
 	_ = keep
 	if sent == 0 {
 		b.Fatal("nothing sent")
+	}
+}
+
+// BenchmarkRebuildEndpointChange is the registry update and the push
+// loop's work for one endpoint change with 1000 services and 1000
+// sidecars, each at the address of one of their endpoints (so with
+// inbound config of its own): every sidecar reaches the changed service,
+// so each gets a new snapshot.
+func BenchmarkRebuildEndpointChange(b *testing.B) {
+	const services = 1000
+	store := meshStore(b, services)
+	s, err := New(Config{GRPCAddr: "127.0.0.1:0", Registry: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range services {
+		// The first pod of svc-i (see endpointSlice).
+		n := node(fmt.Sprintf("sidecar~10.10.%d.%d~pod-%d.default~default.svc.cluster.local", i/250, i%250, i))
+		px, err := snapshot.ParseProxy(n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.pusher.connect(s.ads.newConn(px, n, false, nil))
+	}
+	gen := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		gen++
+		store.Upsert("bench", endpointSlice("svc-7", 7, gen%2+1))
+		if _, changed := s.pusher.rebuild(time.Now()); changed != services {
+			b.Fatalf("%d of %d sidecars got a new snapshot", changed, services)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -11,6 +12,8 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/librarymesh/controlplane/meshname"
 )
@@ -80,24 +83,115 @@ func edsName(c *clusterv3.Cluster) string {
 // rdsNames are the route configurations a listener's HCMs fetch over RDS.
 func rdsNames(l *listenerv3.Listener) []string {
 	var names []string
-	add := func(h *hcmv3.HttpConnectionManager) {
-		if n := h.GetRds().GetRouteConfigName(); n != "" && !slices.Contains(names, n) {
+	add := func(n string) {
+		if n != "" && !slices.Contains(names, n) {
 			names = append(names, n)
 		}
 	}
 	if api := l.GetApiListener().GetApiListener(); api != nil {
-		h := &hcmv3.HttpConnectionManager{}
-		if api.UnmarshalTo(h) == nil {
-			add(h)
-		}
+		add(hcmRDSName(api))
 	}
-	for _, fc := range append(slices.Clone(l.GetFilterChains()), l.GetDefaultFilterChain()) {
+	chain := func(fc *listenerv3.FilterChain) {
 		for _, f := range fc.GetFilters() {
-			h := &hcmv3.HttpConnectionManager{}
-			if f.GetTypedConfig().MessageIs(h) && f.GetTypedConfig().UnmarshalTo(h) == nil {
-				add(h)
-			}
+			add(hcmRDSName(f.GetTypedConfig()))
 		}
 	}
+	for _, fc := range l.GetFilterChains() {
+		chain(fc)
+	}
+	chain(l.GetDefaultFilterChain())
 	return names
+}
+
+// hcmType is HttpConnectionManager's full name, as Anys name it after
+// their last slash.
+const hcmType = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+
+// HttpConnectionManager's field numbers: the route_specifier oneof (rds,
+// route_config, scoped_routes) and Rds.route_config_name.
+const (
+	hcmRdsField          = 3
+	hcmRouteConfigField  = 4
+	hcmScopedRoutesField = 31
+	rdsRouteConfigName   = 2
+)
+
+// hcmRDSName returns the route configuration the HCM in a fetches over
+// RDS, or "" (for none, or when a holds no HCM). It reads the encoded HCM's route_specifier instead of
+// decoding the whole HCM: the consistency check runs for every proxy's own
+// listeners after every change. Bytes it cannot read are decoded in full.
+func hcmRDSName(a *anypb.Any) string {
+	url := a.GetTypeUrl()
+	if url[strings.LastIndexByte(url, '/')+1:] != hcmType {
+		return ""
+	}
+	if name, ok := scanRDSName(a.GetValue()); ok {
+		return name
+	}
+	h := &hcmv3.HttpConnectionManager{}
+	if a.UnmarshalTo(h) != nil {
+		return ""
+	}
+	return h.GetRds().GetRouteConfigName()
+}
+
+// scanRDSName reads Rds.route_config_name from an encoded HCM as decoding
+// it would: occurrences of rds merge, and a later route_config or
+// scoped_routes replaces it. It reports false for malformed bytes.
+func scanRDSName(b []byte) (string, bool) {
+	name := ""
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", false
+		}
+		b = b[n:]
+		if typ == protowire.BytesType && num == hcmRdsField {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return "", false
+			}
+			b = b[m:]
+			var ok bool
+			if name, ok = scanField(v, rdsRouteConfigName, name); !ok {
+				return "", false
+			}
+			continue
+		}
+		if num == hcmRouteConfigField || num == hcmScopedRoutesField {
+			name = ""
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return "", false
+		}
+		b = b[m:]
+	}
+	return name, true
+}
+
+// scanField returns the last value of string field num in an encoded
+// message, or last if it has none.
+func scanField(b []byte, num protowire.Number, last string) (string, bool) {
+	for len(b) > 0 {
+		n, typ, k := protowire.ConsumeTag(b)
+		if k < 0 {
+			return "", false
+		}
+		b = b[k:]
+		if n == num && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return "", false
+			}
+			last, b = string(v), b[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(n, typ, b)
+		if m < 0 {
+			return "", false
+		}
+		b = b[m:]
+	}
+	return last, true
 }
