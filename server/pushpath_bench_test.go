@@ -115,3 +115,20 @@ func BenchmarkRebuildEndpointChange(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRecentSamplesFull is recording one proxy's convergence time
+// once the status page's samples are at their bound, as every ACK of a
+// change does on a server that has pushed for a while.
+func BenchmarkRecentSamplesFull(b *testing.B) {
+	r := newRecentSamples(recentWindow, recentMax)
+	for range recentMax {
+		r.add(0.01)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		r.add(0.01)
+	}
+	if n := len(r.summary(time.Minute).Steps); n == 0 {
+		b.Fatal("no steps")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"slices"
 	"testing"
+	"time"
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -119,5 +120,26 @@ func TestDeltaPicksAfterSubscriptionChange(t *testing.T) {
 				t.Errorf("sent %v, removed %v; want sent %v, removed %v", got, removed, tc.wantSent, tc.wantRemoved)
 			}
 		})
+	}
+}
+
+// TestRecentSamplesDropOld: samples older than the window are not counted,
+// and a bound reached many times over keeps the newest.
+func TestRecentSamplesDropOld(t *testing.T) {
+	r := newRecentSamples(50*time.Millisecond, 1000)
+	for range 10 {
+		r.add(1)
+	}
+	time.Sleep(100 * time.Millisecond)
+	r.add(0.5)
+	if got := r.summary(time.Second).All; got.Count != 1 || got.P99 != 0.5 {
+		t.Errorf("after the window: count %d p99 %v, want only the newest (1, 0.5)", got.Count, got.P99)
+	}
+	r = newRecentSamples(time.Minute, 10)
+	for i := range 1000 {
+		r.add(float64(i))
+	}
+	if got := r.summary(time.Minute).All; got.Count != 10 || got.P50 != 994 || got.P99 != 998 {
+		t.Errorf("1000 samples into 10: count %d p50 %v p99 %v, want 10, 994, 998", got.Count, got.P50, got.P99)
 	}
 }

@@ -15,7 +15,8 @@ type recentSamples struct {
 	max    int
 
 	mu      sync.Mutex
-	samples []sample // oldest first
+	samples []sample // oldest first, from head on
+	head    int      // samples before it are dropped
 }
 
 type sample struct {
@@ -36,17 +37,23 @@ func (r *recentSamples) add(seconds float64) {
 	r.dropLocked(now)
 }
 
-// dropLocked forgets samples older than the window and beyond max.
+// dropLocked forgets samples older than the window and beyond max. They
+// are skipped, and the slice compacted only once half of it is skipped, so
+// a sample costs O(1) even when one leaves for every one that comes (a
+// full buffer, or a steady rate over the window).
 func (r *recentSamples) dropLocked(now time.Time) {
-	cut := 0
-	for cut < len(r.samples) && now.Sub(r.samples[cut].at) > r.window {
-		cut++
+	for r.head < len(r.samples) && now.Sub(r.samples[r.head].at) > r.window {
+		r.head++
 	}
-	cut = max(cut, len(r.samples)-r.max)
-	if cut > 0 {
-		r.samples = slices.Delete(r.samples, 0, cut)
+	r.head = max(r.head, len(r.samples)-r.max)
+	if r.head > 0 && r.head >= len(r.samples)/2 {
+		n := copy(r.samples, r.samples[r.head:])
+		r.samples, r.head = r.samples[:n], 0
 	}
 }
+
+// liveLocked returns the samples kept.
+func (r *recentSamples) liveLocked() []sample { return r.samples[r.head:] }
 
 // Quantiles are convergence times (seconds) observed over a span.
 type Quantiles struct {
@@ -69,7 +76,7 @@ func (r *recentSamples) summary(step time.Duration) Convergence {
 	now := time.Now()
 	r.mu.Lock()
 	r.dropLocked(now)
-	samples := slices.Clone(r.samples)
+	samples := slices.Clone(r.liveLocked())
 	r.mu.Unlock()
 	start := now.Add(-r.window)
 	out := Convergence{Window: r.window, All: quantiles(start, samples)}
