@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
@@ -30,9 +33,27 @@ const (
 // list's longer tries get NXDOMAIN and the resolver goes on to the next).
 // Other names are REFUSED: the VM's resolver sends only the mesh domains
 // here.
+//
+// Once the VM sidecar's listeners are known (setServices, from the
+// registration stream of a group VM), a name whose loopback address no
+// listener binds is not a service and gets NXDOMAIN too.
 type dnsResolver struct {
 	domains []string               // lower case, no leading or trailing dot
 	counted func(dnsmessage.RCode) // called with every answer's code; nil: not counted
+
+	services atomic.Pointer[map[netip.Addr]bool] // bound service addresses; nil: not known
+}
+
+// setServices sets the service loopback addresses; it reports whether they changed.
+func (r *dnsResolver) setServices(bound map[netip.Addr]bool) bool {
+	old := r.services.Swap(&bound)
+	return old == nil || !maps.Equal(*old, bound)
+}
+
+// isService reports whether name is a service, as far as is known.
+func (r *dnsResolver) isService(name string) bool {
+	s := r.services.Load()
+	return s == nil || (*s)[meshname.LoopbackAddress(name)]
 }
 
 func newDNSResolver(domains []string) (*dnsResolver, error) {
@@ -90,6 +111,7 @@ func (r *dnsResolver) answer(query []byte) []byte {
 	}
 	name := meshname.CanonicalHost(q.Name.String())
 	ours, exists := r.meshName(name)
+	exists = exists && r.isService(name)
 	switch {
 	case !ours:
 		resp.RCode = dnsmessage.RCodeRefused

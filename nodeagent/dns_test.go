@@ -114,6 +114,53 @@ func TestDNSRcodes(t *testing.T) {
 	}
 }
 
+// Once the sidecar's listeners are known, a well-formed mesh name whose
+// loopback address no listener binds gets NXDOMAIN; the services' names
+// still resolve, and the set follows changes.
+func TestDNSKnownServices(t *testing.T) {
+	r, err := newDNSResolver([]string{"cluster.local", "example.internal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(name string) (dnsmessage.RCode, int) {
+		t.Helper()
+		msg := dnsmessage.Message{Header: dnsmessage.Header{ID: 9},
+			Questions: []dnsmessage.Question{{Name: dnsmessage.MustNewName(name + "."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}}}
+		q, err := msg.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resp dnsmessage.Message
+		if err := resp.Unpack(r.answer(q)); err != nil {
+			t.Fatal(err)
+		}
+		return resp.RCode, len(resp.Answers)
+	}
+	inv, db, pg := "inventory.default.svc.cluster.local", "db.example.internal", "pg.default.svc.cluster.local"
+	if rc, n := ask(pg); rc != dnsmessage.RCodeSuccess || n != 1 {
+		t.Errorf("before the listeners are known: %s = %v with %d answers, want an address", pg, rc, n)
+	}
+	if !r.setServices(map[netip.Addr]bool{meshname.LoopbackAddress(inv): true, meshname.LoopbackAddress(db): true}) {
+		t.Error("first set reported unchanged")
+	}
+	for name, want := range map[string]dnsmessage.RCode{inv: dnsmessage.RCodeSuccess, db: dnsmessage.RCodeSuccess,
+		pg: dnsmessage.RCodeNameError, "other.example.internal": dnsmessage.RCodeNameError, "example.com": dnsmessage.RCodeRefused} {
+		if rc, _ := ask(name); rc != want {
+			t.Errorf("%s = %v, want %v", name, rc, want)
+		}
+	}
+	if r.setServices(map[netip.Addr]bool{meshname.LoopbackAddress(db): true, meshname.LoopbackAddress(inv): true}) {
+		t.Error("the same set reported changed")
+	}
+	r.setServices(map[netip.Addr]bool{meshname.LoopbackAddress(pg): true})
+	if rc, _ := ask(inv); rc != dnsmessage.RCodeNameError {
+		t.Errorf("%s after it left = %v, want NXDOMAIN", inv, rc)
+	}
+	if rc, n := ask(pg); rc != dnsmessage.RCodeSuccess || n != 1 {
+		t.Errorf("%s after it came = %v with %d answers", pg, rc, n)
+	}
+}
+
 func TestNewDNSResolverRejectsBadDomains(t *testing.T) {
 	for _, domains := range [][]string{nil, {""}, {"a..b"}, {" , "}} {
 		if _, err := newDNSResolver(domains); err == nil {

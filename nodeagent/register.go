@@ -9,6 +9,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -109,10 +110,20 @@ func (a *Agent) stream(ctx context.Context, node *corev3.Node, h *health) error 
 	if err != nil {
 		return fmt.Errorf("open ADS stream to %s: %w", a.cfg.Workload.PilotAddress, err)
 	}
+	var sendMu sync.Mutex
+	send := func(r *discoveryv3.DiscoveryRequest) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return st.Send(r)
+	}
 	recvErr := make(chan error, 1)
 	go func() {
 		for {
-			if _, err := st.Recv(); err != nil {
+			resp, err := st.Recv()
+			if err == nil {
+				err = a.answerListeners(resp, send)
+			}
+			if err != nil {
 				recvErr <- err
 				return
 			}
@@ -121,8 +132,14 @@ func (a *Agent) stream(ctx context.Context, node *corev3.Node, h *health) error 
 	first := true
 	for {
 		healthy, msg := h.get()
-		if err := st.Send(healthRequest(node, first, healthy, msg)); err != nil {
+		if err := send(healthRequest(node, first, healthy, msg)); err != nil {
 			return fmt.Errorf("send health: %w", err)
+		}
+		if first && a.dns != nil {
+			// The VM sidecar's listeners tell which mesh names are services.
+			if err := send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ListenerType}); err != nil {
+				return fmt.Errorf("subscribe to listeners: %w", err)
+			}
 		}
 		if first {
 			a.m.connected(true)

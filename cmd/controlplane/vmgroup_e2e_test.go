@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +20,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/librarymesh/controlplane/internal/e2e"
+	"github.com/librarymesh/controlplane/meshname"
 )
 
 const (
@@ -96,6 +100,16 @@ func TestVMGroupFileMode(t *testing.T) {
 		map[string]corev3.HealthStatus{"127.0.0.9": corev3.HealthStatus_UNKNOWN, "127.0.0.2": anyHealth})
 	eds.wait(t, "the first VM healthy once probed", 10*time.Second,
 		map[string]corev3.HealthStatus{"127.0.0.9": corev3.HealthStatus_UNKNOWN, "127.0.0.2": corev3.HealthStatus_UNKNOWN})
+	// The agent's DNS answers the mesh's services and, once it has the VM
+	// sidecar's listeners, NXDOMAIN for other names of the mesh domain.
+	if got, err := a.lookup(t, "pg.default.svc.cluster.local"); err != nil || got != meshname.LoopbackAddress("pg.default.svc.cluster.local") {
+		t.Errorf("the agent's DNS: pg = %v, %v; want its loopback address", got, err)
+	}
+	e2e.Eventually(t, "the agent's DNS to answer NXDOMAIN for a name that is no service", 10*time.Second, func() bool {
+		_, err := a.lookup(t, "nope.default.svc.cluster.local")
+		var dnsErr *net.DNSError
+		return errors.As(err, &dnsErr) && dnsErr.IsNotFound
+	})
 	a.waitMetrics(t, "the agent's metrics: connected, probed, healthy, certificate", func(m map[string]float64) bool {
 		return m["controlplane_agent_xds_connected"] == 1 && m["controlplane_agent_workload_healthy"] == 1 &&
 			m[`controlplane_agent_probes_total{result="success"}`] >= 1 && m[`controlplane_agent_certificate_requests_total{result="issued"}`] == 1 &&
@@ -165,6 +179,7 @@ func refusedIdentity(t *testing.T, root, bundleDir string) {
 type groupAgent struct {
 	*process
 	metrics string // HOST:PORT
+	dns     string // HOST:PORT, UDP and TCP
 }
 
 func startGroupAgent(t *testing.T, root, bundleDir, ip, name string) *groupAgent {
@@ -173,9 +188,31 @@ func startGroupAgent(t *testing.T, root, bundleDir, ip, name string) *groupAgent
 	metrics := listenLoopback(t, ip, 0)
 	addr := metrics.Addr().String()
 	metrics.Close()
-	return &groupAgent{metrics: addr, process: startProcess(t, "agent", "--bundle", bundleDir, "--ip", ip, "--name", name,
+	dnsLis, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dns := dnsLis.LocalAddr().String()
+	dnsLis.Close()
+	return &groupAgent{metrics: addr, dns: dns, process: startProcess(t, "agent", "--bundle", bundleDir, "--ip", ip, "--name", name,
 		"--sds-socket", filepath.Join(dir, "sds.sock"), "--state-dir", filepath.Join(dir, "state"), "--output-dir", filepath.Join(dir, "certs"),
-		"--metrics-address", addr)}
+		"--metrics-address", addr, "--dns-address", dns)}
+}
+
+// lookup asks the agent's DNS for name's IPv4 address.
+func (a *groupAgent) lookup(t *testing.T, name string) (netip.Addr, error) {
+	t.Helper()
+	res := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", a.dns)
+	}}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	ips, err := res.LookupNetIP(ctx, "ip4", name)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return ips[0], nil
 }
 
 // waitMetrics polls the agent's metrics until cond holds (the agent may
