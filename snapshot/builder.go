@@ -134,7 +134,13 @@ func (b *Builder) Classify(p *Proxy) Kind {
 	if p.IsProxylessGRPC() {
 		return ProxylessGRPC
 	}
-	if w := b.workload(p); w != nil && isVM(w) {
+	w := b.workload(p)
+	if w != nil && isVM(w) {
+		return VMSidecar
+	}
+	// A VM of a WorkloadGroup is one before its auto-registered
+	// WorkloadEntry is in the model: its first config is a VM's.
+	if w == nil && p.Metadata.AutoRegisterGroup != "" {
 		return VMSidecar
 	}
 	return PodSidecar
@@ -248,7 +254,7 @@ func (b *Builder) build(p *Proxy) (*proxyResult, error) {
 		if r.loopback = !isCaptured(p); r.loopback {
 			memo, build = b.vmOut, b.buildVMOutbound
 		}
-		if shared, err = b.shared(memo, sc, build); err == nil {
+		if shared, err = b.shared(memo, sc, build); err == nil && w != nil {
 			own, err = b.buildVMInbound(w)
 		}
 	default:

@@ -79,6 +79,9 @@ func TestClassify(t *testing.T) {
 		{"VM from ServiceEntry endpoint", vmNodeID, nil, VMSidecar},
 		{"VM by INSTANCE_IPS", "sidecar~192.168.1.1~vm.default~default.svc.cluster.local", map[string]any{"INSTANCE_IPS": "192.168.1.1,10.128.0.14"}, VMSidecar},
 		{"proxyless gRPC", grpcNodeID, map[string]any{"GENERATOR": "grpc"}, ProxylessGRPC},
+		{"group VM not registered yet", "sidecar~10.9.9.8~vm-a.default~default.svc.cluster.local",
+			map[string]any{"AUTO_REGISTER_GROUP": "pg", "INTERCEPTION_MODE": "NONE"}, VMSidecar},
+		{"group VM on a pod's IP", podNodeID, map[string]any{"AUTO_REGISTER_GROUP": "pg"}, PodSidecar},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -59,6 +59,33 @@ func TestVMOutboundByInterceptionMode(t *testing.T) {
 	}
 }
 
+// A VM of a WorkloadGroup whose WorkloadEntry is not in the model yet
+// already gets a VM's loopback listeners (and no inbound ones), not a
+// pod's.
+func TestVMOutboundBeforeRegistration(t *testing.T) {
+	inventory := meshname.OutboundListener(meshname.LoopbackAddress("inventory.default.svc.cluster.local").String(), 8080)
+	b := NewBuilder(libraryView(meshStrict(), localMutual()), Options{})
+	res, err := b.Build(mustProxy(t, "sidecar~10.9.9.8~vm-a.default~default.svc.cluster.local",
+		map[string]any{"AUTO_REGISTER_GROUP": "pg", "INTERCEPTION_MODE": "NONE"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := names(res.Listeners)
+	if !slices.Contains(got, inventory) || slices.Contains(got, meshname.VirtualOutboundListener) {
+		t.Errorf("listeners %v, want %s and no %s", got, inventory, meshname.VirtualOutboundListener)
+	}
+	for _, l := range res.Listeners {
+		if strings.HasPrefix(l.(*listenerv3.Listener).GetName(), "inbound") {
+			t.Errorf("inbound listener %s for a VM without a workload", l.(*listenerv3.Listener).GetName())
+		}
+	}
+	for _, r := range res.Listeners {
+		if err := r.(*listenerv3.Listener).ValidateAll(); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // TestVMOutboundSkipsUnaddressable: wildcard hosts and NONE resolution get
 // no loopback listener (the original destination would be Envoy itself).
 func TestVMOutboundSkipsUnaddressable(t *testing.T) {
