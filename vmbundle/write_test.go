@@ -56,6 +56,15 @@ func TestWriteBundle(t *testing.T) {
 			t.Errorf("README does not document %s", n)
 		}
 	}
+	for _, port := range []string{":15090/stats/prometheus", ":15020/stats/prometheus"} {
+		if !strings.Contains(string(readme), port) {
+			t.Errorf("README does not say where Prometheus scrapes %s", port)
+		}
+	}
+	env, _ := os.ReadFile(filepath.Join(dir, FileClusterEnv))
+	if !strings.Contains(string(env), EnvMetricsAddr+"="+DefaultMetricsAddress+"\n") {
+		t.Errorf("cluster.env lacks %s=%s", EnvMetricsAddr, DefaultMetricsAddress)
+	}
 	unit, _ := os.ReadFile(filepath.Join(dir, FileAgentUnit))
 	if !strings.Contains(string(unit), "ExecStart=/usr/local/bin/controlplane agent --bundle /etc/controlplane") {
 		t.Errorf("agent unit:\n%s", unit)
