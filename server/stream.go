@@ -231,7 +231,16 @@ func (a *ads) open(s *xdsStream, node *corev3.Node) error {
 	if c.autoreg, err = a.autoRegister(s.ctx, px, node, caller); err != nil {
 		return err
 	}
-	a.pusher.connect(c)
+	// The first build runs on a goroutine of its own: building and
+	// marshaling nest deep and grow the stack to tens of KB, which the
+	// stream's goroutine would keep for as long as the proxy stays
+	// connected (the runtime shrinks stacks only at collections, by half).
+	built := make(chan struct{})
+	go func() {
+		defer close(built)
+		a.pusher.connect(c)
+	}()
+	<-built
 	s.c = c
 	a.log.Info("proxy connected", "conn", c.id, "kind", c.kind, "delta", s.delta)
 	return nil
