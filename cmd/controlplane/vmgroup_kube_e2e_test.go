@@ -145,3 +145,57 @@ func logTime(t *testing.T, logs, msg string) time.Time {
 	t.Fatalf("no log line with %q in\n%s", msg, logs)
 	return time.Time{}
 }
+
+// TestVMGroupKubeReplicaDies: two replicas on a real kube-apiserver. A VM
+// registers through replica A; A is SIGKILLed and the VM goes down with it
+// (its agent stops before it could reconnect anywhere), so nobody marks
+// the entry disconnected. Replica B sees A's heartbeat Lease go stale and,
+// three grace periods after it, marks the entry disconnected and deletes
+// it a grace period later: it leaves B's EDS too. The manual entry stays.
+func TestVMGroupKubeReplicaDies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	lis := listenLoopback(t, "127.0.0.2", 0)
+	port := lis.Addr().(*net.TCPAddr).Port
+	grace := groupGrace.String()
+	e, srvA := kubeServe(t, "--auto-register-grace-period", grace, "--instance-id", "replica-a")
+	srvB := e2e.Serve(t, "--kubeconfig", e.KubeconfigPath, "--leader-elect=false", "--debounce", "100ms",
+		"--auto-register-grace-period", grace, "--instance-id", "replica-b")
+	_, manual := createKubeGroup(t, e, port)
+	root := t.TempDir()
+	bundleDir := filepath.Join(root, "bundle")
+	runCP(t, "vm", "bundle", "--group", kubeNS+"/pg", "--kubeconfig", e.KubeconfigPath, "--address", srvA.SecureGRPCAddr, "-o", bundleDir)
+
+	pod := openADS(t, srvB.GRPCAddr)
+	pod.request(t, sidecarNode, resourcev3.ClusterType)
+	pod.request(t, sidecarNode, resourcev3.EndpointType, kubeGroupCluster)
+	eds := &edsWatch{pod: pod, cluster: kubeGroupCluster}
+	a := startGroupAgent(t, root, bundleDir, "127.0.0.2", "vm-a")
+	eds.wait(t, "the VM registered through replica A, in replica B's EDS", 20*time.Second,
+		map[string]corev3.HealthStatus{"127.0.0.9": corev3.HealthStatus_UNKNOWN, "127.0.0.2": anyHealth})
+	we, err := e.Istio.NetworkingV1().WorkloadEntries(kubeNS).Get(t.Context(), "pg-127.0.0.2", metav1.GetOptions{})
+	if err != nil || we.Annotations[autoregister.AnnotationController] != "replica-a" {
+		t.Fatalf("WorkloadEntry pg-127.0.0.2: %v, %v; want it controlled by replica-a", err, we.GetAnnotations())
+	}
+
+	srvA.Kill()
+	a.stop()
+	died := time.Now()
+	eds.wait(t, "the VM gone from replica B's EDS", 30*time.Second, map[string]corev3.HealthStatus{"127.0.0.9": corev3.HealthStatus_UNKNOWN})
+	took := time.Since(died)
+	t.Logf("the VM of the SIGKILLed replica left replica B's EDS %s after (grace %s: a stale heartbeat after 3 grace periods, then the grace period)", took.Round(10*time.Millisecond), groupGrace)
+	if took < 3*groupGrace {
+		t.Errorf("removed %s after the replica died, before its heartbeat could go stale (%s)", took, 3*groupGrace)
+	}
+	if _, err := e.Istio.NetworkingV1().WorkloadEntries(kubeNS).Get(t.Context(), "pg-127.0.0.2", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("WorkloadEntry pg-127.0.0.2 after the sweep: %v, want NotFound", err)
+	}
+	if !strings.Contains(srvB.Logs(), "its replica replica-a has had no heartbeat") {
+		t.Errorf("replica B did not log why it marked the entry disconnected")
+	}
+	after, err := e.Istio.NetworkingV1().WorkloadEntries(kubeNS).Get(t.Context(), "pg-manual", metav1.GetOptions{})
+	if err != nil || after.ResourceVersion != manual.ResourceVersion {
+		t.Errorf("the manual WorkloadEntry: %v, resourceVersion %s -> %s", err, manual.ResourceVersion, after.GetResourceVersion())
+	}
+}
