@@ -143,3 +143,44 @@ func TestRecentSamplesDropOld(t *testing.T) {
 		t.Errorf("1000 samples into 10: count %d p50 %v p99 %v, want 10, 994, 998", got.Count, got.P50, got.P99)
 	}
 }
+
+// TestHasherSharesEqualContent: two proxies whose own parts are equal but
+// built separately (a service's replicas) share one encoding per resource
+// and one list; a proxy whose own part differs shares nothing of it.
+func TestHasherSharesEqualContent(t *testing.T) {
+	cla := func(name string, weight uint32) *endpointv3.ClusterLoadAssignment {
+		return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{
+			{LoadBalancingWeight: wrapperspb.UInt32(weight)},
+		}}
+	}
+	own := func(weight uint32) *snapshot.Resources {
+		return &snapshot.Resources{Endpoints: []types.Resource{cla("inbound|8080||a", weight), cla("inbound|9090||a", 1)}}
+	}
+	shared := &snapshot.Resources{Endpoints: []types.Resource{cla("outbound|8080||b", 1)}}
+	h := newHasher()
+	eds := typeIndex(resourcev3.EndpointType)
+	snaps := make([]*nodeSnapshot, 3)
+	for i, w := range []uint32{1, 1, 2} {
+		s, err := newNodeSnapshot(h, shared, own(w))
+		if err != nil {
+			t.Fatal(err)
+		}
+		snaps[i] = s
+	}
+	a, b, c := snaps[0].types[eds], snaps[1].types[eds], snaps[2].types[eds]
+	if a.own != b.own || a != b {
+		t.Error("replicas with equal own parts got a list each")
+	}
+	if a.own == c.own || a.version == c.version {
+		t.Fatal("a different own part was taken for the same")
+	}
+	if a.own.anys[1] != c.own.anys[1] {
+		t.Error("an equal resource in different lists was encoded twice")
+	}
+	if a.own.anys[0] == c.own.anys[0] || c.own.vers[0] == a.own.vers[0] {
+		t.Error("different resources share an encoding")
+	}
+	if got := c.resources()["inbound|8080||a"].(*endpointv3.ClusterLoadAssignment).GetEndpoints()[0].GetLoadBalancingWeight().GetValue(); got != 2 {
+		t.Errorf("the third proxy's own resource has weight %d, want 2", got)
+	}
+}

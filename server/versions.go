@@ -1,10 +1,12 @@
 package server
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -25,10 +27,25 @@ import (
 // typeResources shared; so is the typeSnapshot of a (shared, own) pair.
 // Entries not used for two generations are dropped, so the caches hold
 // about one model revision.
+//
+// Equal content is also shared when it comes as different protos, as each
+// proxy's own part does (the inbound config of a service's replicas is the
+// same): a resource's encoding, and a list's typeResources, are looked up
+// by content, so replicas hold one copy instead of one each.
 type hasher struct {
 	hashes *generations[types.Resource, hashed]
 	lists  *generations[listKey, *typeResources]
 	pairs  *generations[[2]*typeResources, *typeSnapshot]
+
+	encodings *generations[uint64, hashed]             // by sum
+	contents  *generations[contentKey, *typeResources] // by sum and length
+}
+
+// contentKey identifies a list by content: its sum and length. A list
+// found by it is still compared name by name and version by version.
+type contentKey struct {
+	sum uint64
+	n   int
 }
 
 // emptyType is every empty list.
@@ -45,6 +62,9 @@ func newHasher() *hasher {
 		hashes: newGenerations[types.Resource, hashed](),
 		lists:  newGenerations[listKey, *typeResources](),
 		pairs:  newGenerations[[2]*typeResources, *typeSnapshot](),
+
+		encodings: newGenerations[uint64, hashed](),
+		contents:  newGenerations[contentKey, *typeResources](),
 	}
 }
 
@@ -53,6 +73,8 @@ func (h *hasher) rotate() {
 	h.hashes.rotate()
 	h.lists.rotate()
 	h.pairs.rotate()
+	h.encodings.rotate()
+	h.contents.rotate()
 }
 
 // list returns the typeResources of a list, shared by every proxy given
@@ -68,6 +90,12 @@ func (h *hasher) list(list []types.Resource) (*typeResources, error) {
 	tr, err := newTypeResources(h, list)
 	if err != nil {
 		return nil, err
+	}
+	ck := contentKey{tr.sum, len(tr.names)}
+	if same, ok := h.contents.get(ck); ok && slices.Equal(same.names, tr.names) && slices.Equal(same.vers, tr.vers) {
+		tr = same
+	} else {
+		h.contents.put(ck, tr)
 	}
 	h.lists.put(k, tr)
 	return tr, nil
@@ -107,13 +135,20 @@ func (h *hasher) hash(r types.Resource) (hashed, error) {
 		return hashed{}, fmt.Errorf("marshal %s: %w", cache.GetResourceName(r), err)
 	}
 	sum := sha256.Sum256(b)
+	typeURL := "type.googleapis.com/" + string(proto.MessageName(r))
+	n := binary.BigEndian.Uint64(sum[:8])
+	if v, ok := h.encodings.get(n); ok && v.any.GetTypeUrl() == typeURL && bytes.Equal(v.any.GetValue(), b) {
+		h.hashes.put(r, v)
+		return v, nil
+	}
 	v := hashed{
 		name:    cache.GetResourceName(r),
 		version: hex.EncodeToString(sum[:8]),
-		sum:     binary.BigEndian.Uint64(sum[:8]),
-		any:     &anypb.Any{TypeUrl: "type.googleapis.com/" + string(proto.MessageName(r)), Value: b},
+		sum:     n,
+		any:     &anypb.Any{TypeUrl: typeURL, Value: b},
 	}
 	h.hashes.put(r, v)
+	h.encodings.put(n, v)
 	return v, nil
 }
 
