@@ -11,6 +11,9 @@ type affected struct {
 	all       bool
 	endpoints map[string]bool // hosts whose endpoints alone changed
 	ips       map[string]bool // changed workloads, and endpoints of those hosts before and after
+	// services: all is set only because of these hosts' definitions (no
+	// policy, nothing unknown), with endpoints and workloads changed.
+	services map[string]bool
 }
 
 // addIPs records the endpoint addresses of the changed hosts in a view.
@@ -36,17 +39,25 @@ func affectedBy(changes []registry.Change) affected {
 		a.all = true
 		return a
 	}
+	services := map[string]bool{}
 	for _, c := range changes {
-		if c.All || c.Policy || (len(c.Hostnames) > 0 && !c.EndpointsOnly) {
+		if c.All || c.Policy {
 			a.all = true
 			return a
 		}
+		if len(c.Hostnames) > 0 && !c.EndpointsOnly {
+			a.all = true
+		}
 		for _, h := range c.Hostnames {
 			a.endpoints[h] = true
+			services[h] = true
 		}
 		for _, ip := range c.Workloads {
 			a.ips[ip] = true
 		}
+	}
+	if a.all {
+		a.services = services
 	}
 	return a
 }

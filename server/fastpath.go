@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/librarymesh/controlplane/registry"
+	"github.com/librarymesh/controlplane/snapshot"
 )
 
 // EndpointUpdater is a Builder that can move to the next model revision
@@ -29,5 +30,22 @@ func (p *pusher) nextBuilder(view registry.View, a affected) Builder {
 	if u, ok := p.builder.(EndpointUpdater); ok && !a.all && len(a.endpoints) > 0 {
 		return u.WithEndpointChanges(view, slices.Sorted(maps.Keys(a.endpoints)))
 	}
+	if u, ok := p.builder.(ServiceUpdater); ok && a.all && len(a.services) > 0 {
+		return u.WithServiceChanges(view, p.opts, slices.Sorted(maps.Keys(a.services)))
+	}
 	return p.newB(view, p.opts)
+}
+
+// ServiceUpdater is a Builder that can move to the next model revision
+// after services changed (no policy), keeping the own parts of proxies the
+// change cannot reach. The snapshot package's Builder is one.
+type ServiceUpdater interface {
+	Builder
+	WithServiceChanges(v registry.View, opts snapshot.Options, hosts []string) Builder
+}
+
+// WithServiceChanges carries the Builder over to view (see
+// snapshot.Builder.WithServiceChanges).
+func (b snapshotBuilder) WithServiceChanges(v registry.View, opts snapshot.Options, hosts []string) Builder {
+	return snapshotBuilder{b.Builder.WithServiceChanges(v, opts, hosts)}
 }

@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -130,5 +133,67 @@ func BenchmarkRecentSamplesFull(b *testing.B) {
 	}
 	if n := len(r.summary(time.Minute).Steps); n == 0 {
 		b.Fatal("no steps")
+	}
+}
+
+// BenchmarkRebuildNewService is the registry update and the push loop's
+// work for a new service with 500 services and 1000 sidecars, each a pod
+// of one of them (with inbound config of its own): every sidecar gets a
+// new snapshot.
+func BenchmarkRebuildNewService(b *testing.B) {
+	const services, replicas = 500, 2
+	store := meshStore(b, 0)
+	var pods []*corev1.Pod
+	for i := range services {
+		name := fmt.Sprintf("svc-%d", i)
+		store.Upsert("bench", &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+			Spec: corev1.ServiceSpec{
+				ClusterIP: fmt.Sprintf("10.96.%d.%d", i/250, i%250+1), Selector: map[string]string{"app": name},
+				Ports: []corev1.ServicePort{{Name: "http", Port: 8080, Protocol: corev1.ProtocolTCP}},
+			},
+		})
+		for j := range replicas {
+			pod := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", name, j), Namespace: "default", Labels: map[string]string{"app": name}},
+				Status:     corev1.PodStatus{Phase: corev1.PodRunning, PodIP: fmt.Sprintf("10.50.%d.%d", (i*replicas+j)/250, (i*replicas+j)%250+1)},
+			}
+			if ps := store.Upsert("bench", pod); len(ps) > 0 {
+				b.Fatal(ps)
+			}
+			pods = append(pods, pod)
+		}
+	}
+	s, err := New(Config{GRPCAddr: "127.0.0.1:0", Registry: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	own := 0
+	for _, pod := range pods {
+		n := node(fmt.Sprintf("sidecar~%s~%s.default~default.svc.cluster.local", pod.Status.PodIP, pod.Name))
+		px, err := snapshot.ParseProxy(n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := s.ads.newConn(px, n, false, nil)
+		s.pusher.connect(c)
+		if c.snapshot().types[typeIndex(resourcev3.ListenerType)].own.names != nil {
+			own++
+		}
+	}
+	if own != len(pods) {
+		b.Fatalf("%d of %d sidecars have inbound config of their own", own, len(pods))
+	}
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		n++
+		store.Upsert("bench", &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("new-%d", n), Namespace: "default"},
+			Spec:       corev1.ServiceSpec{ClusterIP: fmt.Sprintf("10.97.%d.%d", n/250, n%250+1), Ports: []corev1.ServicePort{{Name: "tcp", Port: 5000}}},
+		})
+		if _, changed := s.pusher.rebuild(time.Now()); changed != len(pods) {
+			b.Fatalf("%d of %d sidecars got a new snapshot", changed, len(pods))
+		}
 	}
 }

@@ -62,9 +62,12 @@ type Builder struct {
 	gatewayOut map[string]*memo                             // by scope.key (namespace and Gateways)
 	cla        map[string]*endpointv3.ClusterLoadAssignment // by cluster name
 	claSrc     map[string]claSource
-	results    map[string]*proxyResult              // by proxyKey
-	rules      map[string]*registry.DestinationRule // by proxy namespace and host (destinationRuleLocked)
-	problems   []error
+	results    map[string]*proxyResult // by proxyKey
+	// owns are own parts carried over from the last revision, by proxyKey
+	// (see WithServiceChanges); set before the Builder is used, then only read.
+	owns     map[string]*Resources
+	rules    map[string]*registry.DestinationRule // by proxy namespace and host (destinationRuleLocked)
+	problems []error
 }
 
 type memo struct {
@@ -198,7 +201,7 @@ func (b *Builder) BuildParts(p *Proxy) (shared, own *Resources, err error) {
 	r, ok := b.results[key]
 	b.mu.Unlock()
 	if !ok {
-		if r, err = b.build(p); err != nil {
+		if r, err = b.build(p, key); err != nil {
 			return nil, nil, fmt.Errorf("proxy %s: %w", p.ID, err)
 		}
 		b.mu.Lock()
@@ -225,7 +228,7 @@ func proxyKey(p *Proxy) string {
 	return string(p.Type) + "|" + p.Metadata.Generator + "|" + p.Metadata.InterceptionMode + "|" + p.Namespace + "|" + strings.Join(p.IPs, ",") + "|" + labelsKey(p.Metadata.Labels) + "|" + p.Locality + "|" + strconv.FormatBool(p.DeltaADS)
 }
 
-func (b *Builder) build(p *Proxy) (*proxyResult, error) {
+func (b *Builder) build(p *Proxy, key string) (*proxyResult, error) {
 	r := &proxyResult{kind: b.Classify(p), namespace: p.Namespace, ips: p.IPs}
 	for _, ip := range p.IPs {
 		r.workloads = append(r.workloads, b.view.WorkloadByIP(ip))
@@ -247,7 +250,7 @@ func (b *Builder) build(p *Proxy) (*proxyResult, error) {
 		shared, err = b.shared(b.gatewayOut, sc, b.buildGateway)
 	case ProxylessGRPC:
 		if shared, err = b.shared(b.grpcOut, sc, b.buildGRPCOutbound); err == nil {
-			own, err = b.buildGRPCInbound(w)
+			own, err = b.ownPart(key, func() (*Resources, error) { return b.buildGRPCInbound(w) })
 		}
 	case VMSidecar:
 		memo, build := b.sidecarOut, b.buildSidecarOutbound
@@ -255,11 +258,11 @@ func (b *Builder) build(p *Proxy) (*proxyResult, error) {
 			memo, build = b.vmOut, b.buildVMOutbound
 		}
 		if shared, err = b.shared(memo, sc, build); err == nil && w != nil {
-			own, err = b.buildVMInbound(w)
+			own, err = b.ownPart(key, func() (*Resources, error) { return b.buildVMInbound(w) })
 		}
 	default:
 		if shared, err = b.shared(b.sidecarOut, sc, b.buildSidecarOutbound); err == nil && w != nil && w.Kind == registry.KindPod {
-			own, err = b.buildPodInbound(w)
+			own, err = b.ownPart(key, func() (*Resources, error) { return b.buildPodInbound(w) })
 		}
 	}
 	if err != nil {
