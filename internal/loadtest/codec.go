@@ -40,6 +40,16 @@ func (c clientCodec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (c clientCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if r, ok := v.(*sotwResponse); ok {
+		// The response keeps sub-slices of its bytes: a buffer of its own,
+		// not one of the pool's.
+		d, err := decodeSotWResponse(data.Materialize())
+		if err != nil {
+			return err
+		}
+		*r = *d
+		return nil
+	}
 	m, ok := v.(proto.Message)
 	if !ok {
 		return fmt.Errorf("cannot decode into %T", v)

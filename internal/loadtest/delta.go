@@ -6,7 +6,6 @@ import (
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // deltaState is what a delta stream tracks beyond proxyState: each
@@ -43,7 +42,7 @@ func (f *fleet) runDelta(ctx context.Context, cc *grpc.ClientConn, i int) error 
 			return err
 		}
 		t := resp.GetTypeUrl()
-		anys, err := f.deltaApply(s, t, resp)
+		values, err := f.deltaApply(s, t, resp)
 		if err != nil {
 			return err
 		}
@@ -55,16 +54,16 @@ func (f *fleet) runDelta(ctx context.Context, cc *grpc.ClientConn, i int) error 
 				return err
 			}
 		}
-		f.acked(i, s.proxyState, t, anys)
+		f.acked(i, s.proxyState, t, slices.Values(values))
 	}
 }
 
-// deltaApply takes in a delta response and returns its resources.
-func (f *fleet) deltaApply(s *deltaState, t string, resp *discoveryv3.DeltaDiscoveryResponse) ([]*anypb.Any, error) {
-	anys := make([]*anypb.Any, 0, len(resp.GetResources()))
+// deltaApply takes in a delta response and returns its resources' encodings.
+func (f *fleet) deltaApply(s *deltaState, t string, resp *discoveryv3.DeltaDiscoveryResponse) ([][]byte, error) {
+	values := make([][]byte, 0, len(resp.GetResources()))
 	for _, r := range resp.GetResources() {
-		anys = append(anys, r.GetResource())
-		p, err := f.parse.parse(r.GetResource())
+		values = append(values, r.GetResource().GetValue())
+		p, err := f.parse.parse(r.GetResource().GetTypeUrl(), r.GetResource().GetValue())
 		if err != nil {
 			return nil, err
 		}
@@ -101,7 +100,7 @@ func (f *fleet) deltaApply(s *deltaState, t string, resp *discoveryv3.DeltaDisco
 	case vhdsType:
 		s.gotVHDS = true
 	}
-	return anys, nil
+	return values, nil
 }
 
 // resubscribe returns the EDS, RDS or VHDS subscription change that a CDS,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"iter"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,8 +12,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/stats"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // probe watches the proxies that get one change: a proxy has it once it
@@ -140,7 +139,7 @@ func (s *proxyState) complete() bool {
 
 // acked is called after proxy i ACKed a response of typeURL: it records
 // when the proxy became fully configured and which probe markers it saw.
-func (f *fleet) acked(i int, s *proxyState, typeURL string, resources []*anypb.Any) {
+func (f *fleet) acked(i int, s *proxyState, typeURL string, resources iter.Seq[[]byte]) {
 	now := time.Now()
 	if f.configured[i].IsZero() && s.complete() {
 		f.configured[i] = now
@@ -160,8 +159,8 @@ func (f *fleet) acked(i int, s *proxyState, typeURL string, resources []*anypb.A
 		if !m.in(typeURL) || p.seen[i]&(1<<k) != 0 {
 			continue
 		}
-		for _, r := range resources {
-			if bytes.Contains(r.GetValue(), m.text) {
+		for r := range resources {
+			if bytes.Contains(r, m.text) {
 				p.seen[i] |= 1 << k
 				break
 			}
@@ -180,18 +179,12 @@ type recording struct {
 	proxy int
 	mu    sync.Mutex
 	msgs  [][]byte
-	err   error
 }
 
-// add keeps resp's encoding.
-func (r *recording) add(resp proto.Message) {
-	b, err := proto.Marshal(resp)
+// add keeps an encoded response (b is not written to afterwards).
+func (r *recording) add(b []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err != nil {
-		r.err = fmt.Errorf("record response: %w", err)
-		return
-	}
 	r.msgs = append(r.msgs, b)
 }
 

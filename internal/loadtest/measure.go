@@ -134,10 +134,6 @@ func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, c
 		if rec != nil {
 			f.record.Store(nil)
 			rec.mu.Lock()
-			if rec.err != nil {
-				rec.mu.Unlock()
-				return rec.err
-			}
 			r.recorded = append(r.recorded, recordedChange{change: c, msgs: rec.msgs})
 			rec.mu.Unlock()
 		}
@@ -149,8 +145,8 @@ func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, c
 		bytes += float64(f.bytes.Load() - b0)
 		bytesOf[c.kind] += float64(f.bytes.Load() - b0)
 		count[c.kind]++
-		fmt.Fprintf(cfg.Progress, "%s %s: %s: all %d proxies it reaches ACKed in %.0f ms (the first in %.0f ms); %d bytes to all %d; load client busy %.0f%% of a core\n",
-			r.Server, r.Mode, c.what, n, all, first, f.bytes.Load()-b0, len(f.specs), share*100)
+		fmt.Fprintf(cfg.Progress, "%s %s: %s: all %d proxies it reaches ACKed in %.0f ms (the first in %.0f ms); %d bytes to all %d; load client busy %.0f%% of a core (%.0f ms CPU)\n",
+			r.Server, r.Mode, c.what, n, all, first, f.bytes.Load()-b0, len(f.specs), share*100, (client1-client0)*1000)
 	}
 	if f.err != nil {
 		return f.err

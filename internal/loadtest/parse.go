@@ -34,12 +34,12 @@ type parseCache struct {
 
 func newParseCache() *parseCache { return &parseCache{seed: maphash.MakeSeed()} }
 
-func (c *parseCache) parse(a *anypb.Any) (*parsed, error) {
-	key := maphash.Bytes(c.seed, a.GetValue()) ^ maphash.String(c.seed, a.GetTypeUrl())
+func (c *parseCache) parse(typeURL string, value []byte) (*parsed, error) {
+	key := maphash.Bytes(c.seed, value) ^ maphash.String(c.seed, typeURL)
 	if p, ok := c.m.Load(key); ok {
 		return p.(*parsed), nil
 	}
-	p, err := parseResource(a)
+	p, err := parseResource(typeURL, value)
 	if err != nil {
 		return nil, err
 	}
@@ -47,11 +47,11 @@ func (c *parseCache) parse(a *anypb.Any) (*parsed, error) {
 	return p, nil
 }
 
-func parseResource(a *anypb.Any) (*parsed, error) {
-	switch a.GetTypeUrl() {
+func parseResource(typeURL string, value []byte) (*parsed, error) {
+	switch typeURL {
 	case resourcev3.ClusterType:
 		var c clusterv3.Cluster
-		if err := proto.Unmarshal(a.GetValue(), &c); err != nil {
+		if err := proto.Unmarshal(value, &c); err != nil {
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
 		p := &parsed{name: c.GetName()}
@@ -63,16 +63,16 @@ func parseResource(a *anypb.Any) (*parsed, error) {
 		}
 		return p, nil
 	case resourcev3.ListenerType:
-		return parseListener(a.GetValue())
+		return parseListener(value)
 	case resourcev3.EndpointType:
 		var cla endpointv3.ClusterLoadAssignment
-		if err := proto.Unmarshal(a.GetValue(), &cla); err != nil {
+		if err := proto.Unmarshal(value, &cla); err != nil {
 			return nil, fmt.Errorf("load assignment: %w", err)
 		}
 		return &parsed{name: cla.GetClusterName()}, nil
 	case resourcev3.RouteType:
 		var rc routev3.RouteConfiguration
-		if err := proto.Unmarshal(a.GetValue(), &rc); err != nil {
+		if err := proto.Unmarshal(value, &rc); err != nil {
 			return nil, fmt.Errorf("route configuration: %w", err)
 		}
 		return &parsed{name: rc.GetName(), vhds: rc.GetVhds() != nil}, nil

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/librarymesh/controlplane/meshname"
 )
@@ -70,9 +71,12 @@ func (p *soakProxy) deltaResponse(sk *soak, resp *discoveryv3.DeltaDiscoveryResp
 		return []*discoveryv3.DeltaDiscoveryRequest{{TypeUrl: t, ResponseNonce: resp.GetNonce(),
 			ErrorDetail: &status.Status{Code: int32(codes.InvalidArgument), Message: "soak: rejected on purpose"}}}, errNacked
 	}
-	anys, err := sk.fl.deltaApply(p.st, t, resp)
-	if err != nil {
+	if _, err := sk.fl.deltaApply(p.st, t, resp); err != nil {
 		return nil, err
+	}
+	anys := make([]*anypb.Any, 0, len(resp.GetResources()))
+	for _, r := range resp.GetResources() {
+		anys = append(anys, r.GetResource())
 	}
 	p.hold(t, resp)
 	out := []*discoveryv3.DeltaDiscoveryRequest{{TypeUrl: t, ResponseNonce: resp.GetNonce()}}

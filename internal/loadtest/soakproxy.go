@@ -126,7 +126,7 @@ func (p *soakProxy) sotwResponse(sk *soak, resp *discoveryv3.DiscoveryResponse, 
 	parsed := make([]*parsed, len(rs))
 	for k, r := range rs {
 		var err error
-		if parsed[k], err = sk.parse.parse(r); err != nil {
+		if parsed[k], err = sk.parse.parse(r.GetTypeUrl(), r.GetValue()); err != nil {
 			return nil, err
 		}
 	}

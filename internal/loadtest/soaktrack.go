@@ -117,7 +117,7 @@ func (sk *soak) names(anys []*anypb.Any, parsed []*parsed) []string {
 			out[k] = parsed[k].name
 			continue
 		}
-		if p, err := sk.parse.parse(a); err == nil {
+		if p, err := sk.parse.parse(a.GetTypeUrl(), a.GetValue()); err == nil {
 			out[k] = p.name
 		}
 	}

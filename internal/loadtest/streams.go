@@ -8,7 +8,6 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
 const (
@@ -33,18 +32,18 @@ func (f *fleet) runSotW(ctx context.Context, cc *grpc.ClientConn, i int) error {
 		}
 	}
 	s := newProxyState()
-	last := map[string]*discoveryv3.DiscoveryResponse{}
+	last := map[string]*sotwResponse{} // per type, the last response (version and nonce)
 	for {
-		resp, err := st.Recv()
-		if err != nil {
+		resp := &sotwResponse{}
+		if err := st.RecvMsg(resp); err != nil {
 			return err
 		}
 		if rec := f.record.Load(); rec != nil && rec.proxy == i {
-			rec.add(resp)
+			rec.add(resp.raw)
 		}
-		t := resp.GetTypeUrl()
-		last[t] = resp
-		dep, changed, err := f.sotwApply(s, t, resp.GetResources())
+		t := resp.typeURL
+		last[t] = &sotwResponse{versionInfo: resp.versionInfo, nonce: resp.nonce}
+		dep, changed, err := f.sotwApply(s, t, resp.resources)
 		if err != nil {
 			return err
 		}
@@ -52,20 +51,26 @@ func (f *fleet) runSotW(ctx context.Context, cc *grpc.ClientConn, i int) error {
 			s.wantList[dep] = slices.Sorted(maps.Keys(s.want(dep)))
 			req := &discoveryv3.DiscoveryRequest{TypeUrl: dep, ResourceNames: s.wantList[dep]}
 			if prev := last[dep]; prev != nil {
-				req.VersionInfo, req.ResponseNonce = prev.GetVersionInfo(), prev.GetNonce()
+				req.VersionInfo, req.ResponseNonce = prev.versionInfo, prev.nonce
 			}
 			if err := st.Send(req); err != nil {
 				return err
 			}
 		}
-		ack := &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
+		ack := &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: resp.versionInfo, ResponseNonce: resp.nonce}
 		if t == edsType || t == rdsType {
 			ack.ResourceNames = s.wantList[t] // as Envoy does, every ACK names them all
 		}
 		if err := st.Send(ack); err != nil {
 			return err
 		}
-		f.acked(i, s, t, resp.GetResources())
+		f.acked(i, s, t, func(yield func([]byte) bool) {
+			for _, r := range resp.resources {
+				if !yield(r.value) {
+					return
+				}
+			}
+		})
 	}
 }
 
@@ -81,10 +86,10 @@ func (s *proxyState) want(t string) map[string]bool {
 
 // sotwApply takes in a SotW response. For CDS and LDS (full state) it
 // returns the dependent type and whether its names changed.
-func (f *fleet) sotwApply(s *proxyState, t string, rs []*anypb.Any) (string, bool, error) {
+func (f *fleet) sotwApply(s *proxyState, t string, rs []wireAny) (string, bool, error) {
 	names := map[string]bool{}
 	for _, r := range rs {
-		p, err := f.parse.parse(r)
+		p, err := f.parse.parse(r.typeURL, r.value)
 		if err != nil {
 			return "", false, err
 		}

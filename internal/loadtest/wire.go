@@ -1,0 +1,108 @@
+package loadtest
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// sotwResponse is the part of a DiscoveryResponse the load client checks,
+// read straight from the wire: the resources stay encoded (sub-slices of
+// the message, no copy, no Any or resource message made) since the client
+// only hashes them, looks for markers in them and parses the few it has
+// not seen before. Decoding whole responses made the client, not the
+// server, the bottleneck of a SotW push.
+type sotwResponse struct {
+	raw                  []byte // the whole message
+	versionInfo, typeURL string
+	nonce                string
+	resources            []wireAny
+}
+
+// wireAny is an encoded google.protobuf.Any.
+type wireAny struct {
+	typeURL string
+	value   []byte
+}
+
+// DiscoveryResponse and Any field numbers.
+const (
+	respVersionInfo protowire.Number = 1
+	respResources   protowire.Number = 2
+	respTypeURL     protowire.Number = 4
+	respNonce       protowire.Number = 5
+	anyTypeURL      protowire.Number = 1
+	anyValue        protowire.Number = 2
+)
+
+// decodeSotWResponse reads b, an encoded DiscoveryResponse, keeping
+// sub-slices of it.
+func decodeSotWResponse(b []byte) (*sotwResponse, error) {
+	r := &sotwResponse{raw: b}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, fmt.Errorf("discovery response: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		if typ != protowire.BytesType || num != respVersionInfo && num != respResources && num != respTypeURL && num != respNonce {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return nil, fmt.Errorf("discovery response field %d: %w", num, protowire.ParseError(n))
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, fmt.Errorf("discovery response field %d: %w", num, protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch num {
+		case respVersionInfo:
+			r.versionInfo = string(v)
+		case respTypeURL:
+			r.typeURL = string(v)
+		case respNonce:
+			r.nonce = string(v)
+		case respResources:
+			a, err := decodeWireAny(v)
+			if err != nil {
+				return nil, fmt.Errorf("discovery response resource %d: %w", len(r.resources), err)
+			}
+			r.resources = append(r.resources, a)
+		}
+	}
+	return r, nil
+}
+
+// decodeWireAny reads an encoded Any.
+func decodeWireAny(b []byte) (wireAny, error) {
+	var a wireAny
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return a, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if typ != protowire.BytesType || num != anyTypeURL && num != anyValue {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return a, protowire.ParseError(n)
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return a, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if num == anyTypeURL {
+			a.typeURL = string(v)
+		} else {
+			a.value = v
+		}
+	}
+	return a, nil
+}

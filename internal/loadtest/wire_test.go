@@ -1,0 +1,92 @@
+package loadtest
+
+import (
+	"bytes"
+	"testing"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// sameAsProto checks that decodeSotWResponse reads b as proto.Unmarshal
+// does, for the fields the load client uses.
+func sameAsProto(t *testing.T, b []byte) {
+	t.Helper()
+	var want discoveryv3.DiscoveryResponse
+	if err := proto.Unmarshal(b, &want); err != nil {
+		t.Fatalf("proto.Unmarshal(%x): %v", b, err)
+	}
+	// The wire reader checks less than proto (not UTF-8, not what it
+	// skips), so it may take what proto refuses, never the reverse.
+	got, err := decodeSotWResponse(b)
+	if err != nil {
+		t.Fatalf("decodeSotWResponse(%x): %v, proto reads it", b, err)
+	}
+	if got.versionInfo != want.GetVersionInfo() || got.typeURL != want.GetTypeUrl() || got.nonce != want.GetNonce() {
+		t.Errorf("got version %q type %q nonce %q, want %q %q %q", got.versionInfo, got.typeURL, got.nonce,
+			want.GetVersionInfo(), want.GetTypeUrl(), want.GetNonce())
+	}
+	if len(got.resources) != len(want.GetResources()) {
+		t.Fatalf("got %d resources, want %d", len(got.resources), len(want.GetResources()))
+	}
+	for i, r := range want.GetResources() {
+		if got.resources[i].typeURL != r.GetTypeUrl() || !bytes.Equal(got.resources[i].value, r.GetValue()) {
+			t.Errorf("resource %d: got %q %x, want %q %x", i, got.resources[i].typeURL, got.resources[i].value, r.GetTypeUrl(), r.GetValue())
+		}
+	}
+	if !bytes.Equal(got.raw, b) {
+		t.Error("raw is not the message")
+	}
+}
+
+func TestDecodeSotWResponse(t *testing.T) {
+	tests := []struct {
+		name string
+		resp *discoveryv3.DiscoveryResponse
+	}{
+		{"empty", &discoveryv3.DiscoveryResponse{}},
+		{"no resources", &discoveryv3.DiscoveryResponse{VersionInfo: "v1", TypeUrl: cdsType, Nonce: "n1"}},
+		{"resources and fields the client skips", &discoveryv3.DiscoveryResponse{VersionInfo: "v2", TypeUrl: edsType, Nonce: "n2", Canary: true,
+			Resources: []*anypb.Any{{TypeUrl: edsType, Value: []byte("first")}, {TypeUrl: edsType}, {Value: []byte{0, 1, 2}}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := proto.Marshal(tt.resp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameAsProto(t, b)
+		})
+	}
+	// Repeated scalar fields: the last one wins, as in proto.
+	b := []byte{0x0a, 1, 'a', 0x0a, 1, 'b', 0x22, 1, 't'}
+	sameAsProto(t, b)
+	if got, _ := decodeSotWResponse(b); got.versionInfo != "b" {
+		t.Errorf("version %q, want the last one", got.versionInfo)
+	}
+	for _, bad := range [][]byte{{0x12, 5, 0x0a}, {0x12, 2, 0x12, 9}, {0x0a}} {
+		if _, err := decodeSotWResponse(bad); err == nil {
+			t.Errorf("decodeSotWResponse(%x) took a truncated message", bad)
+		}
+	}
+}
+
+func FuzzDecodeSotWResponse(f *testing.F) {
+	for _, r := range []*discoveryv3.DiscoveryResponse{
+		{VersionInfo: "v1", TypeUrl: cdsType, Nonce: "n1", Resources: []*anypb.Any{{TypeUrl: cdsType, Value: []byte("x")}}},
+		{Canary: true},
+	} {
+		b, _ := proto.Marshal(r)
+		f.Add(b)
+	}
+	f.Add([]byte{0x12, 5, 0x0a})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var want discoveryv3.DiscoveryResponse
+		if proto.Unmarshal(b, &want) != nil {
+			_, _ = decodeSotWResponse(b) // must not panic
+			return
+		}
+		sameAsProto(t, b)
+	})
+}
