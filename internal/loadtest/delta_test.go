@@ -21,7 +21,11 @@ func TestDeltaResubscribe(t *testing.T) {
 		eds, rds []string
 	}{
 		{name: "clusters added, one removed", steps: []step{
-			{cdsType, func(s *deltaState) { s.setCluster("a", "a", true); s.setCluster("b", "b-eds", true); s.setCluster("static", "", true) }, "+a,b-eds -"},
+			{cdsType, func(s *deltaState) {
+				s.setCluster("a", "a", true)
+				s.setCluster("b", "b-eds", true)
+				s.setCluster("static", "", true)
+			}, "+a,b-eds -"},
 			{cdsType, func(s *deltaState) { s.setCluster("c", "c", true) }, "+c -"},
 			{cdsType, func(s *deltaState) { s.setCluster("a", "", false) }, "+ -a"},
 		}, eds: []string{"b-eds", "c"}},
@@ -36,7 +40,10 @@ func TestDeltaResubscribe(t *testing.T) {
 			{cdsType, func(s *deltaState) { s.setCluster("y", "", false); s.setCluster("ghost", "", false) }, "+ -shared"},
 		}},
 		{name: "listeners and routes with vhds", steps: []step{
-			{ldsType, func(s *deltaState) { s.setListener("l1", []string{"80", "8080"}, true); s.setListener("l2", []string{"8080"}, true) }, "+80,8080 -"},
+			{ldsType, func(s *deltaState) {
+				s.setListener("l1", []string{"80", "8080"}, true)
+				s.setListener("l2", []string{"8080"}, true)
+			}, "+80,8080 -"},
 			{rdsType, func(s *deltaState) { s.setRoute("8080", true, true); s.setRoute("80", false, true) }, "+8080 -"},
 			{ldsType, func(s *deltaState) { s.setListener("l1", nil, false) }, "+ -80"},
 			{rdsType, func(s *deltaState) { s.setRoute("8080", false, true) }, "+ -8080"},
