@@ -104,8 +104,12 @@ func TestStatusPageInHeadlessChromium(t *testing.T) {
 	nackedOnly(t, ctx, base)
 	screenshot(t, ctx, shots, "proxies-nacked")
 
+	// The table is rebuilt by every live refresh (2 s), so a pointer
+	// click, pressed on one row and released on its replacement, can be
+	// lost; the link is clicked in the page, in one step.
 	if err := chromedp.Do(ctx,
-		chromedp.Click(chromedp.CSS("#proxies tbody th a")),
+		chromedp.WaitVisible(chromedp.CSS("#proxies tbody th a")),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#proxies tbody th a").click()`),
 		chromedp.WaitVisible(chromedp.CSS("#type-CDS")),
 		chromedp.Click(chromedp.CSS("#type-CDS > summary")),
 		chromedp.Click(chromedp.CSS("#type-CDS details.resource > summary")),
