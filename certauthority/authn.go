@@ -54,7 +54,7 @@ func (ca *CA) Authenticate(ctx context.Context) (Identity, string, error) {
 func (ca *CA) authenticate(ctx context.Context) (caller, error) {
 	certErr := error(nil)
 	if certs := peerCertificates(ctx); len(certs) > 0 {
-		id, err := ca.verifyClientCert(certs)
+		id, _, err := ca.clientCertIdentity(certs)
 		if err == nil {
 			return caller{id: id, method: AuthClientCert, cert: certs[0]}, nil
 		}
@@ -78,15 +78,23 @@ func (ca *CA) authenticate(ctx context.Context) (caller, error) {
 }
 
 func (ca *CA) authenticateToken(ctx context.Context, token string) (caller, error) {
+	t, now := ca.trust(), ca.cfg.Now()
+	key := tokenKey(token)
+	if id, method, ok := ca.authCache.get(key, t, now); ok {
+		return caller{id: id, method: method}, nil
+	}
 	if looksLikeBootstrapToken(token) {
-		c, err := ca.verifyBootstrapToken(token)
+		c, err := ca.verifyBootstrapTokenAt(t, now, token)
 		if err != nil {
 			return caller{}, err
 		}
 		cl := caller{id: Identity{Namespace: c.Namespace, ServiceAccount: c.ServiceAccount}, method: AuthBootstrapToken}
 		if c.SingleUse {
+			// Not remembered: consume must see every use.
 			cl.singleUse = &c
+			return cl, nil
 		}
+		ca.authCache.put(key, authEntry{trust: t, id: cl.id, method: cl.method, notAfter: time.Unix(c.Expiry, 0)}, now)
 		return cl, nil
 	}
 	if ca.cfg.TokenReviewer == nil {
@@ -140,20 +148,58 @@ func peerCertificates(ctx context.Context) []*x509.Certificate {
 	return info.State.PeerCertificates
 }
 
+// clientCertIdentity is verifyClientCert, remembered: a chain verified
+// under the current trust (by the TLS handshake, or an earlier call on
+// the connection) is not verified again while it is valid. chainErr
+// reports that err is the chain's (not the identity's).
+func (ca *CA) clientCertIdentity(certs []*x509.Certificate) (id Identity, chainErr bool, err error) {
+	t, now := ca.trust(), ca.cfg.Now()
+	key := chainKey(certs)
+	if id, _, ok := ca.authCache.get(key, t, now); ok {
+		return id, false, nil
+	}
+	chain, err := verifyClientChain(t, now, certs)
+	if err != nil {
+		return Identity{}, true, err
+	}
+	if id, err = ca.leafIdentity(certs[0]); err != nil {
+		return Identity{}, false, err
+	}
+	notBefore, notAfter := chainWindow(chain)
+	ca.authCache.put(key, authEntry{trust: t, id: id, method: AuthClientCert, notBefore: notBefore, notAfter: notAfter}, now)
+	return id, false, nil
+}
+
 // verifyClientCert checks the chain against our root (whatever the TLS config did) and
 // reads the SPIFFE ID of our trust domain from the leaf.
 func (ca *CA) verifyClientCert(certs []*x509.Certificate) (Identity, error) {
-	t := ca.trust()
-	inters := t.inters.Clone()
-	for _, c := range certs[1:] {
-		inters.AddCert(c)
+	if _, err := verifyClientChain(ca.trust(), ca.cfg.Now(), certs); err != nil {
+		return Identity{}, err
 	}
-	leaf := certs[0]
-	_, err := leaf.Verify(x509.VerifyOptions{Roots: t.roots, Intermediates: inters,
-		CurrentTime: ca.cfg.Now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	return ca.leafIdentity(certs[0])
+}
+
+// verifyClientChain verifies certs[0] for client authentication up to a
+// root of t (only roots are anchors; our intermediates and those the client
+// sent may link), at now.
+func verifyClientChain(t *trust, now time.Time, certs []*x509.Certificate) ([]*x509.Certificate, error) {
+	inters := t.inters
+	if len(certs) > 1 {
+		inters = t.inters.Clone()
+		for _, c := range certs[1:] {
+			inters.AddCert(c)
+		}
+	}
+	chains, err := certs[0].Verify(x509.VerifyOptions{Roots: t.roots, Intermediates: inters,
+		CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
-		return Identity{}, unauthenticated(ReasonBadClientCert, "client certificate is not valid for this CA: %v", err)
+		return nil, unauthenticated(ReasonBadClientCert, "client certificate is not valid for this CA: %v", err)
 	}
+	return chains[0], nil
+}
+
+// leafIdentity reads the SPIFFE ID of our trust domain from a verified leaf.
+func (ca *CA) leafIdentity(leaf *x509.Certificate) (Identity, error) {
 	if len(leaf.URIs) != 1 {
 		return Identity{}, unauthenticated(ReasonBadClientCert, "client certificate must carry exactly one SPIFFE URI SAN, has %d", len(leaf.URIs))
 	}

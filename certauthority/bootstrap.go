@@ -134,12 +134,17 @@ func looksLikeBootstrapToken(token string) bool {
 
 // verifyBootstrapToken checks the signature with the CA's signing key, then the expiry.
 func (ca *CA) verifyBootstrapToken(token string) (BootstrapClaims, error) {
+	return ca.verifyBootstrapTokenAt(ca.trust(), ca.cfg.Now(), token)
+}
+
+// verifyBootstrapTokenAt is verifyBootstrapToken under t at now.
+func (ca *CA) verifyBootstrapTokenAt(t *trust, now time.Time, token string) (BootstrapClaims, error) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
 		return BootstrapClaims{}, unauthenticated(ReasonBadToken, "bootstrap token is malformed")
 	}
 	var sigErr error
-	for _, a := range ca.trust().verifiers() {
+	for _, a := range t.verifiers() {
 		if sigErr = verifyJWS(a.cert.PublicKey, parts); sigErr == nil {
 			break
 		}
@@ -155,7 +160,7 @@ func (ca *CA) verifyBootstrapToken(token string) (BootstrapClaims, error) {
 	if err != nil || c.Issuer != bootstrapIssuer || c.ID == "" {
 		return BootstrapClaims{}, unauthenticated(ReasonBadToken, "bootstrap token claims are malformed")
 	}
-	if exp := time.Unix(c.Expiry, 0); !ca.cfg.Now().Before(exp) {
+	if exp := time.Unix(c.Expiry, 0); !now.Before(exp) {
 		return BootstrapClaims{}, unauthenticated(ReasonExpiredToken, "bootstrap token %s expired at %s", c.ID, exp.UTC().Format(time.RFC3339))
 	}
 	return c, nil

@@ -22,6 +22,8 @@ type CA struct {
 	refusalLog *logSampler
 	// issued tracks the live workload certificates this replica issued.
 	issued *issuedCerts
+	// authCache remembers successful authentications (see authCache).
+	authCache *authCache
 	// src is the material and rotation record the trust was made from.
 	src  atomic.Pointer[source]
 	acks ProxyAcks // see SetProxyAcks; under watchMu
@@ -46,7 +48,8 @@ func New(ctx context.Context, cfg Config) (*CA, error) {
 		return nil, err
 	}
 	ca := &CA{cfg: cfg, log: cfg.Logger, metrics: m, limits: newLimiter(cfg.Limits),
-		refusalLog: newLogSampler(cfg.Logger, refusalLogBurst, refusalLogWindow), issued: newIssuedCerts()}
+		refusalLog: newLogSampler(cfg.Logger, refusalLogBurst, refusalLogWindow), issued: newIssuedCerts(),
+		authCache: newAuthCache(authCacheSize)}
 	ca.src.Store(&src)
 	ca.serving = newServingCert(ca)
 	if cfg.PublishRootFile != "" {

@@ -136,6 +136,10 @@ func FuzzAuthenticate(f *testing.F) {
 			ctx = incoming(metadata.NewOutgoingContext(context.Background(), metadata.Pairs("authorization", header)))
 		}
 		c, err := ca.authenticate(ctx)
+		// A second call (remembered by authCache when it succeeded) gives the same answer.
+		if c2, err2 := ca.authenticate(ctx); c2.id != c.id || c2.method != c.method || (err2 == nil) != (err == nil) {
+			t.Fatalf("second authenticate: %v by %s (%v), first %v by %s (%v)", c2.id, c2.method, err2, c.id, c.method, err)
+		}
 		if err != nil {
 			r, ok := errors.AsType[*Refusal](err)
 			if !ok || r.Code != codes.Unauthenticated || (!tls && r.Reason != ReasonPlaintextToken) {

@@ -2,6 +2,7 @@ package certauthority
 
 import (
 	"crypto/x509"
+	"math/big"
 	"sync"
 	"time"
 )
@@ -28,11 +29,12 @@ const pruneEvery = 256
 
 func newIssuedCerts() *issuedCerts { return &issuedCerts{live: map[string]issuedCert{}} }
 
-func (c *issuedCerts) add(leaf *x509.Certificate, t *trust) {
+// add counts a leaf by its serial, SPIFFE ID and expiry.
+func (c *issuedCerts) add(serial *big.Int, identity string, notAfter time.Time, t *trust) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.live[leaf.SerialNumber.Text(16)] = issuedCert{identity: leaf.URIs[0].String(), root: rootID(t.signer.root),
-		bundle: t.bundleID, notAfter: leaf.NotAfter}
+	c.live[serial.Text(16)] = issuedCert{identity: identity, root: t.signerRootID,
+		bundle: t.bundleID, notAfter: notAfter}
 	if c.adds++; c.adds%pruneEvery == 0 {
 		c.pruneLocked(time.Now())
 	}

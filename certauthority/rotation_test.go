@@ -111,11 +111,19 @@ func TestRotationPhasesResumeAfterRestart(t *testing.T) {
 
 	ca = rotatingCA(t, cfg, a) // killed and restarted in sign-new
 	wantPhase(t, ca, PhaseSignNew, 2)
+	// A renewal remembers the old-root certificate (authCache) ...
+	if _, _, err := ca.clientCertIdentity(parseChain(t, oldChain)); err != nil {
+		t.Fatalf("old-root client certificate refused in sign-new after restart: %v", err)
+	}
 	clk.Advance(3 * time.Second)
 	step(t, ca)
 	wantPhase(t, ca, PhaseDropOld, 1)
 	if _, err := ca.verifyClientCert(parseChain(t, oldChain)); err == nil {
 		t.Fatal("old-root client certificate accepted after the old root was dropped")
+	}
+	// ... which does not outlive the root.
+	if _, _, err := ca.clientCertIdentity(parseChain(t, oldChain)); err == nil {
+		t.Fatal("remembered old-root client certificate accepted after the old root was dropped")
 	}
 	clk.Advance(3 * time.Second)
 	step(t, ca)
@@ -150,8 +158,8 @@ func TestRotationForce(t *testing.T) {
 	step(t, ca)
 	wantPhase(t, ca, PhaseSignNew, 2)
 	// A certificate from the old root is live: sign-new waits.
-	ca.issued.add(&x509.Certificate{SerialNumber: randomSerial(), URIs: parseChain(t, mustSign(t, ca))[0].URIs,
-		NotAfter: clk.Now().Add(time.Hour)}, newTrust(ca.trust().others[0], nil, nil, ""))
+	ca.issued.add(randomSerial(), parseChain(t, mustSign(t, ca))[0].URIs[0].String(),
+		clk.Now().Add(time.Hour), newTrust(ca.trust().others[0], nil, nil, ""))
 	clk.Advance(time.Minute)
 	step(t, ca)
 	wantPhase(t, ca, PhaseSignNew, 2)

@@ -2,6 +2,7 @@ package certauthority
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"google.golang.org/grpc"
@@ -41,7 +42,9 @@ func (s *Service) CreateCertificate(ctx context.Context, req *securityv1alpha1.I
 		return nil, r
 	}
 	s.ca.metrics.issued.WithLabelValues(c.method).Inc()
-	s.ca.log.Debug("certificate issued", "identity", c.id.String(), "auth", c.method, "peer", peerAddr(ctx))
+	if s.ca.log.Enabled(ctx, slog.LevelDebug) {
+		s.ca.log.Debug("certificate issued", "identity", c.id.String(), "auth", c.method, "peer", peerAddr(ctx))
+	}
 	return &securityv1alpha1.IstioCertificateResponse{CertChain: chain}, nil
 }
 

@@ -56,6 +56,11 @@ func (ca *CA) ServingCertificate() (*tls.Certificate, error) { return ca.serving
 // ServingTLSConfig is the TLS config of the TLS gRPC port (15012): a serving certificate
 // from this CA (renewed before expiry on a handshake, without restart) and client
 // certificates verified against our root when given, so renewal by client cert works.
+//
+// A client certificate is verified once, in the handshake, by verifyHandshakeCert (not
+// by the TLS stack, which would treat our intermediates as anchors and verify it a second
+// time); a chain that does not verify fails the handshake, as with
+// tls.VerifyClientCertIfGiven. The success is remembered for the connection's calls.
 func (ca *CA) ServingTLSConfig() *tls.Config {
 	base := &tls.Config{
 		MinVersion: tls.VersionTLS12,
@@ -63,31 +68,36 @@ func (ca *CA) ServingTLSConfig() *tls.Config {
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return ca.serving.get()
 		},
-		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientAuth: tls.RequestClientCert,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return ca.verifyHandshakeCert(cs.PeerCertificates)
+		},
 	}
 	cfg := base.Clone()
-	// Each handshake verifies client certificates against the current
-	// trust bundle (both roots during a rotation).
+	// Each handshake names the current trust bundle (both roots during a
+	// rotation) and our intermediates as the accepted issuers.
 	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		c := base.Clone()
-		c.ClientCAs = ca.clientCAs()
+		c.ClientCAs = ca.trust().clientCAs
 		return c, nil
 	}
-	cfg.ClientCAs = ca.clientCAs()
+	cfg.ClientCAs = ca.trust().clientCAs
 	return cfg
 }
 
-// clientCAs are the trust bundle and, since clients often send only their
-// leaf, the intermediates of our own authorities.
-func (ca *CA) clientCAs() *x509.CertPool {
-	t := ca.trust()
-	pool := t.roots.Clone()
-	for _, a := range t.verifiers() {
-		for _, c := range a.chain[:len(a.chain)-1] {
-			pool.AddCert(c)
-		}
+// verifyHandshakeCert verifies a client certificate chain for the TLS
+// handshake: one that does not chain to the current trust fails the
+// handshake. A verified chain without an identity of our trust domain is let
+// through (the call may still bring a bearer token) and refused per call.
+func (ca *CA) verifyHandshakeCert(certs []*x509.Certificate) error {
+	if len(certs) == 0 {
+		return nil
 	}
-	return pool
+	_, chainErr, err := ca.clientCertIdentity(certs)
+	if chainErr {
+		return err
+	}
+	return nil
 }
 
 func (ca *CA) servingSANs() []string {

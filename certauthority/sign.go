@@ -77,21 +77,24 @@ func checkKey(pub any) error {
 }
 
 func (ca *CA) signCSR(_ context.Context, csr *x509.CertificateRequest, id Identity, ttl time.Duration) ([]string, error) {
-	chain, _, err := ca.signLeaf(csr, id, ttl)
-	return chain, err
+	return ca.signLeaf(csr, id, ttl)
 }
 
 // signLeaf signs with the current signer. The chain is the leaf, the
 // signer's intermediates and, last, the whole trust bundle in one element
 // (Istio's agents write the last element as root-cert.pem).
-func (ca *CA) signLeaf(csr *x509.CertificateRequest, id Identity, ttl time.Duration) ([]string, *x509.Certificate, error) {
+//
+// The leaf is not parsed back: x509.CreateCertificate has already checked
+// its signature, and what the issued-certificate count needs (serial, SPIFFE
+// ID, expiry) is in the template.
+func (ca *CA) signLeaf(csr *x509.CertificateRequest, id Identity, ttl time.Duration) ([]string, error) {
 	t := ca.trust()
 	if err := id.validate(); err != nil {
-		return nil, nil, invalidArgument(ReasonBadToken, "identity: %v", err)
+		return nil, invalidArgument(ReasonBadToken, "identity: %v", err)
 	}
 	uri, err := id.SPIFFEID(ca.cfg.TrustDomain)
 	if err != nil {
-		return nil, nil, invalidArgument(ReasonBadToken, "identity: %v", err)
+		return nil, invalidArgument(ReasonBadToken, "identity: %v", err)
 	}
 	now := ca.cfg.Now()
 	notAfter := earliest(now.Add(ttl), t.signer.cert.NotAfter)
@@ -106,14 +109,10 @@ func (ca *CA) signLeaf(csr *x509.CertificateRequest, id Identity, ttl time.Durat
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, t.signer.cert, csr.PublicKey, t.signer.key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("sign certificate for %s: %w", id, err)
+		return nil, fmt.Errorf("sign certificate for %s: %w", id, err)
 	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, fmt.Errorf("parse certificate for %s: %w", id, err)
-	}
-	chain := []string{string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
-	chain = append(chain, t.signer.chainPEM[:len(t.signer.chainPEM)-1]...)
-	ca.issued.add(leaf, t)
-	return append(chain, string(t.bundlePEM)), leaf, nil
+	chain := make([]string, 0, 1+len(t.chainTail))
+	chain = append(chain, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	ca.issued.add(tmpl.SerialNumber, uri.String(), notAfter.Truncate(time.Second), t) // as encoded
+	return append(chain, t.chainTail...), nil
 }

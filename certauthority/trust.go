@@ -20,10 +20,16 @@ type trust struct {
 	others    []*authority
 	bundle    []*x509.Certificate // the roots the mesh accepts, the signer's first
 	bundlePEM []byte
+	// chainTail is what follows a leaf in a CreateCertificate response: the
+	// signer's intermediates and the bundle as one string, encoded once.
+	chainTail []string
+	clientCAs *x509.CertPool // roots and intermediates, named to TLS clients
 	bundleID  string         // see bundleID
-	roots     *x509.CertPool // bundle
-	inters    *x509.CertPool // the certificates between a leaf and a root, of every authority
-	phase     Phase          // "" when no rotation is under way
+	// signerRootID is rootID(signer.root).
+	signerRootID string
+	roots        *x509.CertPool // bundle
+	inters       *x509.CertPool // the certificates between a leaf and a root, of every authority
+	phase        Phase          // "" when no rotation is under way
 }
 
 // newTrust is the trust of signer alone, plus others, with the roots of
@@ -43,6 +49,14 @@ func newTrust(signer *authority, others []*authority, bundle []*x509.Certificate
 		}
 	}
 	t.bundleID = bundleID(t.bundle)
+	t.signerRootID = rootID(signer.root)
+	t.chainTail = append(slices.Clone(signer.chainPEM[:len(signer.chainPEM)-1]), string(t.bundlePEM))
+	t.clientCAs = t.roots.Clone()
+	for _, a := range t.verifiers() {
+		for _, c := range a.chain[:len(a.chain)-1] {
+			t.clientCAs.AddCert(c)
+		}
+	}
 	return t
 }
 
@@ -85,6 +99,8 @@ func (ca *CA) trust() *trust { return ca.cur.Load() }
 // handshake gets one from the new signer) and tells the watchers.
 func (ca *CA) setTrust(t *trust) {
 	old := ca.cur.Swap(t)
+	// Entries verified under old already miss; drop them now.
+	ca.authCache.reset()
 	if old != nil && old.signer == t.signer && old.bundleID == t.bundleID {
 		return
 	}
