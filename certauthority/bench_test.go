@@ -24,7 +24,7 @@ import (
 
 // BenchmarkCreateCertificate measures CreateCertificate end to end over gRPC over TLS on
 // loopback (one caller, calls in sequence) against a CA server in a child process, and,
-// interleaved with the calls (a batch of each in turn, so both see the same machine), Go's
+// interleaved with the calls (a batch of each in turn, so all see the same machine), Go's
 // x509.CreateCertificate of an ECDSA P-256 leaf like ours (issued by a P-256 CA, SPIFFE
 // URI, serial, usages) and the ceiling: that leaf plus the check of a CSR's signature,
 // which is all a perfect server must do. It reports:
@@ -40,19 +40,18 @@ import (
 // bootstrap token per call (issued by the client process between calls, untimed).
 //
 // CA_BENCH_BASELINE=path to a test binary of another tree (with benchserver_test.go copied
-// in) adds each case against that tree's server, in the same run, as server=base.
+// in) runs that tree's server too, its batches interleaved with ours, and reports its
+// figures as base-e2e-%-of-go-leaf and base-server-cpu-%-of-go-leaf.
 func BenchmarkCreateCertificate(b *testing.B) {
-	servers := []struct{ name, bin string }{{"new", os.Args[0]}}
-	if base := os.Getenv("CA_BENCH_BASELINE"); base != "" {
-		servers = append(servers, struct{ name, bin string }{"base", base})
-	}
+	base := os.Getenv("CA_BENCH_BASELINE")
 	for _, c := range benchCases {
-		for _, srv := range servers {
-			b.Run(c.name+"/server="+srv.name, func(b *testing.B) {
-				s := startBenchServer(b, srv.bin)
-				benchCalls(b, s, c.newCaller(b, s))
-			})
-		}
+		b.Run(c.name, func(b *testing.B) {
+			sides := []*benchSide{newBenchSide(b, os.Args[0], c)}
+			if base != "" {
+				sides = append(sides, newBenchSide(b, base, c))
+			}
+			benchCalls(b, sides)
+		})
 	}
 }
 
@@ -114,74 +113,130 @@ var benchCases = []benchCase{
 	}},
 }
 
-// benchBatch is how many calls, then Go leaves, then ceiling operations run in turn.
+// benchBatch is how many calls to each server, then Go leaves, then ceiling operations
+// run in turn.
 const benchBatch = 32
 
-func benchCalls(b *testing.B, s *benchServer, c benchCaller) {
-	csr := makeCSR(b, newP256(b))
-	req := &securityv1alpha1.IstioCertificateRequest{Csr: csr}
-	if c.next != nil {
-		c.next()
+// benchSide is one server under test and its caller, with what was measured of it.
+type benchSide struct {
+	s                              *benchServer
+	c                              benchCaller
+	req                            *securityv1alpha1.IstioCertificateRequest
+	calls                          int
+	cpuCalls                       int // the calls of closed windows
+	callTime, serverCPU, clientCPU time.Duration
+	windowServer, windowClient     time.Duration // at the start of the open window
+	windowCalls                    int
+}
+
+func newBenchSide(b *testing.B, bin string, c benchCase) *benchSide {
+	s := startBenchServer(b, bin)
+	sd := &benchSide{s: s, c: c.newCaller(b, s),
+		req: &securityv1alpha1.IstioCertificateRequest{Csr: makeCSR(b, newP256(b))}}
+	if sd.c.next != nil {
+		sd.c.next()
 	}
-	if err := c.call(req); err != nil { // warm up the connection and the server
+	if err := sd.c.call(sd.req); err != nil { // warm up the connection and the server
 		b.Fatal(err)
 	}
-	leaf := newLeafSigner(b)
-	var calls, leaves, ceilings int
-	var callTime, leafTime, ceilingTime, serverCPU, clientCPU time.Duration
-	self := os.Getpid()
-	cpu0, self0 := s.cpu(b), processCPU(b, self)
-	for b.Loop() {
-		if c.next != nil {
+	return sd
+}
+
+// call makes one call; with timed, the benchmark timer runs during the call alone.
+func (sd *benchSide) call(b *testing.B, timed bool) {
+	if sd.c.next != nil {
+		if timed {
 			b.StopTimer()
-			c.next()
+		}
+		sd.c.next()
+		if timed {
 			b.StartTimer()
 		}
-		start := time.Now()
-		if err := c.call(req); err != nil {
-			b.Fatal(err)
-		}
-		callTime += time.Since(start)
-		if calls++; calls%benchBatch != 0 {
-			continue
-		}
-		b.StopTimer()
-		self1 := processCPU(b, self) // first: reading the server's CPU is not the client's
-		cpu1 := s.cpu(b)
-		serverCPU += cpu1 - cpu0
-		clientCPU += self1 - self0
+	}
+	start := time.Now()
+	if err := sd.c.call(sd.req); err != nil {
+		b.Fatal(err)
+	}
+	sd.callTime += time.Since(start)
+	sd.calls++
+	sd.windowCalls++
+}
+
+// open starts a window of calls whose CPU is read.
+func (sd *benchSide) open(b *testing.B) {
+	sd.windowServer, sd.windowClient, sd.windowCalls = sd.s.cpu(b), processCPU(b, os.Getpid()), 0
+}
+
+// close ends the window; its calls count for the CPU figures.
+func (sd *benchSide) close(b *testing.B) {
+	self := processCPU(b, os.Getpid()) // first: reading the server's CPU is not the client's
+	sd.clientCPU += self - sd.windowClient
+	sd.serverCPU += sd.s.cpu(b) - sd.windowServer
+	sd.cpuCalls += sd.windowCalls
+}
+
+func (sd *benchSide) report(b *testing.B, prefix string, leafRate float64) {
+	callRate := float64(sd.calls) / sd.callTime.Seconds()
+	b.ReportMetric(100*callRate/leafRate, prefix+"e2e-%-of-go-leaf")
+	if sd.serverCPU > 0 {
+		b.ReportMetric(100*float64(sd.cpuCalls)/sd.serverCPU.Seconds()/leafRate, prefix+"server-cpu-%-of-go-leaf")
+	}
+	// Where a call's time goes, per call in microseconds: the server process's CPU and
+	// this process's CPU while it makes the calls (gRPC, TLS, the runtime, the collection
+	// of what the go-leaf batches left, and in token_distinct the issuing of the next
+	// token).
+	b.ReportMetric(float64(sd.serverCPU.Microseconds())/float64(sd.cpuCalls), prefix+"server-cpu-us/call")
+	b.ReportMetric(float64(sd.clientCPU.Microseconds())/float64(sd.cpuCalls), prefix+"client-cpu-us/call")
+	if prefix == "" {
+		b.ReportMetric(callRate, "calls/s")
+	}
+}
+
+func benchCalls(b *testing.B, sides []*benchSide) {
+	ours := sides[0]
+	leaf := newLeafSigner(b)
+	csr := ours.req.Csr
+	var leaves, ceilings int
+	var leafTime, ceilingTime time.Duration
+	refs := func() {
 		leafTime += timeN(benchBatch, func() { leaf.sign(b) })
 		ceilingTime += timeN(benchBatch, func() { ceiling(b, leaf, csr) })
 		leaves += benchBatch
 		ceilings += benchBatch
-		cpu0, self0 = s.cpu(b), processCPU(b, self)
+	}
+	ours.open(b)
+	for b.Loop() {
+		ours.call(b, true)
+		if ours.windowCalls < benchBatch {
+			continue
+		}
+		b.StopTimer()
+		ours.close(b)
+		for _, other := range sides[1:] {
+			other.open(b)
+			for range benchBatch {
+				other.call(b, false)
+			}
+			other.close(b)
+		}
+		refs()
+		ours.open(b)
 		b.StartTimer()
 	}
-	if leaves == 0 { // too few calls for a batch: one batch of references
-		clientCPU += processCPU(b, self) - self0
-		serverCPU += s.cpu(b) - cpu0
-		leafTime += timeN(benchBatch, func() { leaf.sign(b) })
-		ceilingTime += timeN(benchBatch, func() { ceiling(b, leaf, csr) })
-		leaves, ceilings = benchBatch, benchBatch
-	} else {
-		calls -= calls % benchBatch // the calls whose server CPU was read
+	// The calls of the last, partial window count for the rates, not for the CPU, unless
+	// there was no full window: then that one and a batch of references.
+	if ours.cpuCalls == 0 {
+		ours.close(b)
+		refs()
 	}
-	callRate := float64(calls) / callTime.Seconds()
 	leafRate := float64(leaves) / leafTime.Seconds()
-	b.ReportMetric(callRate, "calls/s")
 	b.ReportMetric(leafRate, "go-leaf/s")
-	b.ReportMetric(100*callRate/leafRate, "e2e-%-of-go-leaf")
-	if serverCPU > 0 {
-		b.ReportMetric(100*float64(calls)/serverCPU.Seconds()/leafRate, "server-cpu-%-of-go-leaf")
-	}
-	// Where a call's time goes, per call in microseconds: the server process's CPU, this
-	// process's CPU while it makes the calls (gRPC, TLS, the runtime, the collection of
-	// what the go-leaf batches left, and in token_distinct the issuing of the next token),
-	// and, for scale, Go's leaf.
-	b.ReportMetric(float64(serverCPU.Microseconds())/float64(calls), "server-cpu-us/call")
-	b.ReportMetric(float64(clientCPU.Microseconds())/float64(calls), "client-cpu-us/call")
 	b.ReportMetric(1e6/leafRate, "go-leaf-us")
 	b.ReportMetric(100*float64(ceilings)/ceilingTime.Seconds()/leafRate, "ceiling-%-of-go-leaf")
+	ours.report(b, "", leafRate)
+	for _, other := range sides[1:] {
+		other.report(b, "base-", leafRate)
+	}
 }
 
 func timeN(n int, f func()) time.Duration {
