@@ -8,15 +8,19 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/librarymesh/controlplane/registry"
 )
 
 // Load reads every YAML file under dir into the store once (no watch) and
 // returns the store's problems. Files are origins named by their path.
-// Files are read as Dir reads them (regular files up to DefaultMaxFileBytes).
+// Files are read as Dir reads them (regular files up to DefaultMaxFileBytes,
+// in parallel, into the store in one write).
 func Load(dir string, store *registry.Store) []registry.Problem {
 	dec, err := newDecoder(DefaultMaxFileBytes)
 	if err != nil {
@@ -26,9 +30,7 @@ func Load(dir string, store *registry.Store) []registry.Problem {
 	if err != nil {
 		return []registry.Problem{{Source: dir, Reason: "ReadError", Message: err.Error()}}
 	}
-	for _, f := range files {
-		store.Apply(dec.readFile(f))
-	}
+	store.ApplyAll(dec.readFiles(files))
 	return store.Problems()
 }
 
@@ -62,6 +64,31 @@ func yamlFiles(dir string) ([]string, error) {
 	}
 	slices.Sort(files)
 	return files, nil
+}
+
+// readFiles reads and decodes files, up to GOMAXPROCS at a time, and
+// returns their updates in the order of paths (so that applying them, and
+// the problems that reports, do not depend on which finished first).
+func (d *decoder) readFiles(paths []string) []registry.OriginUpdate {
+	out := make([]registry.OriginUpdate, len(paths))
+	workers := min(runtime.GOMAXPROCS(0), len(paths))
+	if workers <= 1 {
+		for i, p := range paths {
+			out[i] = d.readFile(p)
+		}
+		return out
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(paths); i = int(next.Add(1) - 1) {
+				out[i] = d.readFile(paths[i])
+			}
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // readFile decodes one file into an update of its origin. A file that
