@@ -66,7 +66,7 @@ func TestApplyAllIsApplyInTurn(t *testing.T) {
 		for _, u := range batch {
 			want = append(want, inTurn.Apply(u))
 		}
-		got := all.ApplyAll(batch)
+		got := all.ApplyAll(slices.Values(batch))
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("step %d: ApplyAll returned problems\n%v\nApply in turn\n%v", step, got, want)
 		}

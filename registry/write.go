@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"iter"
 	"reflect"
 	"strings"
 
@@ -103,16 +104,18 @@ func (s *Store) Apply(u OriginUpdate) []Problem {
 // ApplyAll is Apply of each update in turn, in one transaction: the model
 // moves from before the first update to after the last at once, with one
 // revision and one signal (a folder's load or rescan, rather than one per
-// file). It returns, in order, what each Apply would have returned.
-func (s *Store) ApplyAll(us []OriginUpdate) [][]Problem {
+// file). It returns, in order, what each Apply would have returned. It
+// writes each update as us yields it, so a source may still be reading
+// the next ones (us must not call the store); other writers wait.
+func (s *Store) ApplyAll(us iter.Seq[OriginUpdate]) [][]Problem {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([][]Problem, len(us))
+	var out [][]Problem
 	txn := s.writeTxn()
 	changed := false
-	for i, u := range us {
+	for u := range us {
 		changed = s.applyLocked(txn, u) || changed
-		out[i] = s.originProblemsLocked(u.Origin)
+		out = append(out, s.originProblemsLocked(u.Origin))
 	}
 	s.finishLocked(txn, changed)
 	return out

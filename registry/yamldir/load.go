@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"iter"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -67,28 +68,50 @@ func yamlFiles(dir string) ([]string, error) {
 }
 
 // readFiles reads and decodes files, up to GOMAXPROCS at a time, and
-// returns their updates in the order of paths (so that applying them, and
-// the problems that reports, do not depend on which finished first).
-func (d *decoder) readFiles(paths []string) []registry.OriginUpdate {
-	out := make([]registry.OriginUpdate, len(paths))
-	workers := min(runtime.GOMAXPROCS(0), len(paths))
-	if workers <= 1 {
-		for i, p := range paths {
-			out[i] = d.readFile(p)
-		}
-		return out
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < len(paths); i = int(next.Add(1) - 1) {
-				out[i] = d.readFile(paths[i])
+// yields their updates in the order of paths (so that applying them, and
+// the problems that reports, do not depend on which finished first), each
+// as soon as it and those before it are read: the store writes one while
+// the next ones are decoded.
+func (d *decoder) readFiles(paths []string) iter.Seq[registry.OriginUpdate] {
+	return func(yield func(registry.OriginUpdate) bool) {
+		workers := min(runtime.GOMAXPROCS(0), len(paths))
+		if workers <= 1 {
+			for _, p := range paths {
+				if !yield(d.readFile(p)) {
+					return
+				}
 			}
-		})
+			return
+		}
+		out := make([]registry.OriginUpdate, len(paths))
+		ready := make([]chan struct{}, len(paths))
+		for i := range ready {
+			ready[i] = make(chan struct{})
+		}
+		var (
+			next atomic.Int64 // the next path to read
+			stop atomic.Bool  // the caller stopped early
+			wg   sync.WaitGroup
+		)
+		for range workers {
+			wg.Go(func() {
+				for i := int(next.Add(1) - 1); i < len(paths) && !stop.Load(); i = int(next.Add(1) - 1) {
+					out[i] = d.readFile(paths[i])
+					close(ready[i])
+				}
+			})
+		}
+		defer wg.Wait()
+		for i := range paths {
+			<-ready[i]
+			u := out[i]
+			out[i] = registry.OriginUpdate{} // the store has it now
+			if !yield(u) {
+				stop.Store(true)
+				return
+			}
+		}
 	}
-	wg.Wait()
-	return out
 }
 
 // readFile decodes one file into an update of its origin. A file that

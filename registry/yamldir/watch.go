@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"iter"
 	"log/slog"
 	"maps"
 	"os"
@@ -160,13 +161,13 @@ func (d *Dir) applyWhole(dec *decoder, created map[string]bool) bool {
 		}
 	}
 	slices.Sort(paths)
-	updates := dec.readFiles(paths)
+	updates := slices.Collect(dec.readFiles(paths))
 	for _, u := range updates {
 		if len(u.Problems) > 0 || u.Partial {
 			return false
 		}
 	}
-	d.apply(updates)
+	d.apply(slices.Values(updates))
 	return true
 }
 
@@ -211,29 +212,35 @@ func (d *Dir) rescan(dec *decoder) {
 
 // apply puts files' objects in the store in one write and logs one line
 // for it when the model changed.
-func (d *Dir) apply(us []registry.OriginUpdate) {
-	if len(us) == 0 {
-		return
-	}
+func (d *Dir) apply(us iter.Seq[registry.OriginUpdate]) {
 	before := d.store.View().Revision()
-	ps := d.store.ApplyAll(us)
-	objects, problems := 0, 0
-	for i, u := range us {
-		if _, err := os.Stat(u.Origin); err == nil {
-			d.loaded[u.Origin] = true
-		} else {
-			delete(d.loaded, u.Origin)
+	var origins []string
+	objects := 0
+	ps := d.store.ApplyAll(func(yield func(registry.OriginUpdate) bool) {
+		for u := range us {
+			origins = append(origins, u.Origin)
+			objects += len(u.Items)
+			if !yield(u) {
+				return
+			}
 		}
-		objects += len(u.Items)
+	})
+	problems := 0
+	for i, origin := range origins {
+		if _, err := os.Stat(origin); err == nil {
+			d.loaded[origin] = true
+		} else {
+			delete(d.loaded, origin)
+		}
 		problems += len(ps[i])
 	}
 	after := d.store.View().Revision()
 	if after == before {
 		return
 	}
-	attrs := []any{"files", len(us), "version", after, "objects", objects, "problems", problems}
-	if len(us) == 1 {
-		attrs = append([]any{"file", us[0].Origin}, attrs...)
+	attrs := []any{"files", len(origins), "version", after, "objects", objects, "problems", problems}
+	if len(origins) == 1 {
+		attrs = append([]any{"file", origins[0]}, attrs...)
 	} else {
 		attrs = append([]any{"dir", d.dir}, attrs...)
 	}
