@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"iter"
 	"reflect"
 	"strings"
 
@@ -95,12 +96,39 @@ func (s *Store) ReplaceOrigin(origin string, objs []runtime.Object) []Problem {
 func (s *Store) Apply(u OriginUpdate) []Problem {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	txn := s.writeTxn()
+	s.finishLocked(txn, s.applyLocked(txn, u))
+	return s.originProblemsLocked(u.Origin)
+}
+
+// ApplyAll is Apply of each update in turn, in one transaction: the model
+// moves from before the first update to after the last at once, with one
+// revision and one signal (a folder's load or rescan, rather than one per
+// file). It returns, in order, what each Apply would have returned. It
+// writes each update as us yields it, so a source may still be reading
+// the next ones (us must not call the store); other writers wait.
+func (s *Store) ApplyAll(us iter.Seq[OriginUpdate]) [][]Problem {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out [][]Problem
+	txn := s.writeTxn()
+	changed := false
+	for u := range us {
+		changed = s.applyLocked(txn, u) || changed
+		out = append(out, s.originProblemsLocked(u.Origin))
+	}
+	s.finishLocked(txn, changed)
+	return out
+}
+
+// applyLocked writes one origin's update into txn and replaces the
+// origin's problems. It reports whether txn changed.
+func (s *Store) applyLocked(txn *memdb.Txn, u OriginUpdate) bool {
 	probs := map[ObjectKey][]Problem{}
 	if len(u.Problems) > 0 {
 		probs[ObjectKey{}] = append([]Problem(nil), u.Problems...)
 	}
 	keep := map[string]bool{}
-	txn := s.writeTxn()
 	changed := false
 	for _, it := range u.Items {
 		changed = s.applyItemLocked(txn, u.Origin, it, keep, probs) || changed
@@ -109,12 +137,16 @@ func (s *Store) Apply(u OriginUpdate) []Problem {
 		changed = s.deleteOthersLocked(txn, u.Origin, keep) || changed
 	}
 	s.replaceProblemsLocked(u.Origin, probs, u.DroppedProblems)
+	return changed
+}
+
+// finishLocked commits txn if it changed anything, else aborts it.
+func (s *Store) finishLocked(txn *memdb.Txn, changed bool) {
 	if changed {
 		s.commitLocked(txn)
 	} else {
 		txn.Abort()
 	}
-	return s.originProblemsLocked(u.Origin)
 }
 
 func (s *Store) applyItemLocked(txn *memdb.Txn, origin string, it Item, keep map[string]bool, probs map[ObjectKey][]Problem) bool {

@@ -8,3 +8,12 @@ func WriteForBench(dir string) ([]ProxySpec, error) {
 	}
 	return m.proxies(), nil
 }
+
+// WriteMeshForBench writes the folder of scenario S with the given number of
+// services (S has 1000) into dir, as the cold start measures it.
+func WriteMeshForBench(dir string, services int) error {
+	sc := ScenarioS()
+	sc.Services = services
+	_, err := writeMesh(dir, sc)
+	return err
+}

@@ -21,10 +21,12 @@ import (
 	securityv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
 )
 
-// decoder turns YAML documents into the real API types.
+// decoder turns YAML documents into the real API types. It is safe for
+// concurrent use.
 type decoder struct {
-	serializer *json.Serializer
-	maxBytes   int64 // the largest file read
+	serializer *json.Serializer // from YAML
+	fromJSON   *json.Serializer // the same decoding, from the JSON of a document
+	maxBytes   int64            // the largest file read
 }
 
 func newDecoder(maxBytes int64) (*decoder, error) {
@@ -40,7 +42,9 @@ func newDecoder(maxBytes int64) (*decoder, error) {
 	}
 	s := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme, scheme,
 		json.SerializerOptions{Yaml: true, Strict: true})
-	return &decoder{serializer: s, maxBytes: maxBytes}, nil
+	js := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme, scheme,
+		json.SerializerOptions{Strict: true})
+	return &decoder{serializer: s, fromJSON: js, maxBytes: maxBytes}, nil
 }
 
 // decodeError is a document that could not be decoded.
@@ -72,8 +76,44 @@ func errorField(data []byte, msg string) string {
 	return "spec"
 }
 
-// decode returns the object, a non-fatal warning (unknown fields), or an error.
+// decode returns the object, a non-fatal warning (unknown fields), or an
+// error. A document without either is converted from YAML to JSON once
+// (decodeClean); one with a problem is decoded again from YAML
+// (decodeYAML), which finds its line and field.
 func (d *decoder) decode(data []byte) (runtime.Object, *decodeError, *decodeError) {
+	if obj := d.decodeClean(data); obj != nil {
+		return obj, nil, nil
+	}
+	return d.decodeYAML(data)
+}
+
+// decodeClean returns the object of a document that decodeYAML decodes
+// without a warning or an error, converting its YAML to JSON once (where
+// decodeYAML does it three or four times); else nil. Every step is the one
+// decodeYAML takes, on the same JSON, so the object is the same: strict
+// YAML (no duplicate keys) gives the JSON YAMLToJSON gives, and that JSON
+// is what the YAML serializer decodes. The serializer reads apiVersion and
+// kind as decodeYAML's first step does (encoding/json into the same
+// fields) and fails without them, so that step is not repeated.
+func (d *decoder) decodeClean(data []byte) runtime.Object {
+	js, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
+		return nil
+	}
+	obj, _, err := d.fromJSON.Decode(js, nil, nil)
+	if err != nil || obj == nil {
+		return nil
+	}
+	if istioSpecWarning(data, js, obj) != nil {
+		return nil
+	}
+	clearCreated(obj)
+	return obj
+}
+
+// decodeYAML decodes a document from YAML, naming the line or field of
+// what is wrong with it.
+func (d *decoder) decodeYAML(data []byte) (runtime.Object, *decodeError, *decodeError) {
 	var tm metav1.TypeMeta
 	if err := yaml.Unmarshal(data, &tm); err != nil {
 		de := &decodeError{reason: "InvalidYAML", message: err.Error()}
@@ -92,7 +132,11 @@ func (d *decoder) decode(data []byte) (runtime.Object, *decodeError, *decodeErro
 	clearCreated(obj)
 	switch {
 	case err == nil:
-		return obj, istioSpecWarning(data, obj), nil
+		js, err := yaml.YAMLToJSON(data)
+		if err != nil {
+			return obj, nil, nil
+		}
+		return obj, istioSpecWarning(data, js, obj), nil
 	case runtime.IsNotRegisteredError(err):
 		return nil, nil, &decodeError{field: "kind", reason: "UnknownKind",
 			message: fmt.Sprintf("%s %s is not used by the control plane; ignored", tm.APIVersion, tm.Kind)}

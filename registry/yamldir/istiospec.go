@@ -9,7 +9,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/yaml"
 )
 
 var protoUnknownField = regexp.MustCompile(`unknown field "([^"]+)"`)
@@ -18,14 +17,11 @@ var protoUnknownField = regexp.MustCompile(`unknown field "([^"]+)"`)
 // Istio's own JSON decoding skips unknown fields, so without this check a
 // misspelt field (`resolutoin: DNS`) would be dropped without a word. The
 // spec is decoded again with protojson, which refuses them; other decoding
-// differences are not reported here (the object decoded already).
-func istioSpecWarning(data []byte, obj runtime.Object) *decodeError {
+// differences are not reported here (the object decoded already). data is
+// the document's YAML, js the same as JSON.
+func istioSpecWarning(data, js []byte, obj runtime.Object) *decodeError {
 	spec := specMessage(obj)
 	if spec == nil {
-		return nil
-	}
-	js, err := yaml.YAMLToJSON(data)
-	if err != nil {
 		return nil
 	}
 	var doc struct {
@@ -34,7 +30,7 @@ func istioSpecWarning(data []byte, obj runtime.Object) *decodeError {
 	if err := json.Unmarshal(js, &doc); err != nil || len(doc.Spec) == 0 {
 		return nil
 	}
-	err = protojson.Unmarshal(doc.Spec, spec.ProtoReflect().New().Interface())
+	err := protojson.Unmarshal(doc.Spec, spec.ProtoReflect().New().Interface())
 	m := protoUnknownField.FindStringSubmatch(fmt.Sprint(err))
 	if err == nil || m == nil {
 		return nil

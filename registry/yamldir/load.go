@@ -7,16 +7,21 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"iter"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/librarymesh/controlplane/registry"
 )
 
 // Load reads every YAML file under dir into the store once (no watch) and
 // returns the store's problems. Files are origins named by their path.
-// Files are read as Dir reads them (regular files up to DefaultMaxFileBytes).
+// Files are read as Dir reads them (regular files up to DefaultMaxFileBytes,
+// in parallel, into the store in one write).
 func Load(dir string, store *registry.Store) []registry.Problem {
 	dec, err := newDecoder(DefaultMaxFileBytes)
 	if err != nil {
@@ -26,9 +31,7 @@ func Load(dir string, store *registry.Store) []registry.Problem {
 	if err != nil {
 		return []registry.Problem{{Source: dir, Reason: "ReadError", Message: err.Error()}}
 	}
-	for _, f := range files {
-		store.Apply(dec.readFile(f))
-	}
+	store.ApplyAll(dec.readFiles(files))
 	return store.Problems()
 }
 
@@ -62,6 +65,53 @@ func yamlFiles(dir string) ([]string, error) {
 	}
 	slices.Sort(files)
 	return files, nil
+}
+
+// readFiles reads and decodes files, up to GOMAXPROCS at a time, and
+// yields their updates in the order of paths (so that applying them, and
+// the problems that reports, do not depend on which finished first), each
+// as soon as it and those before it are read: the store writes one while
+// the next ones are decoded.
+func (d *decoder) readFiles(paths []string) iter.Seq[registry.OriginUpdate] {
+	return func(yield func(registry.OriginUpdate) bool) {
+		workers := min(runtime.GOMAXPROCS(0), len(paths))
+		if workers <= 1 {
+			for _, p := range paths {
+				if !yield(d.readFile(p)) {
+					return
+				}
+			}
+			return
+		}
+		out := make([]registry.OriginUpdate, len(paths))
+		ready := make([]chan struct{}, len(paths))
+		for i := range ready {
+			ready[i] = make(chan struct{})
+		}
+		var (
+			next atomic.Int64 // the next path to read
+			stop atomic.Bool  // the caller stopped early
+			wg   sync.WaitGroup
+		)
+		for range workers {
+			wg.Go(func() {
+				for i := int(next.Add(1) - 1); i < len(paths) && !stop.Load(); i = int(next.Add(1) - 1) {
+					out[i] = d.readFile(paths[i])
+					close(ready[i])
+				}
+			})
+		}
+		defer wg.Wait()
+		for i := range paths {
+			<-ready[i]
+			u := out[i]
+			out[i] = registry.OriginUpdate{} // the store has it now
+			if !yield(u) {
+				stop.Store(true)
+				return
+			}
+		}
+	}
 }
 
 // readFile decodes one file into an update of its origin. A file that

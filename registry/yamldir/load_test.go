@@ -1,6 +1,9 @@
 package yamldir_test
 
 import (
+	"fmt"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/librarymesh/controlplane/registry"
@@ -56,5 +59,32 @@ func TestLoadExampleLibrary(t *testing.T) {
 	}
 	if inv := drs[0]; inv.Host != "inventory.default.svc.cluster.local" || len(inv.Subsets) != 2 || inv.Subsets[1].Labels["version"] != "v2" {
 		t.Errorf("inventory rule = %+v, want subsets v1 and v2 by version", inv)
+	}
+}
+
+// TestLoadIsOneWrite: a folder is loaded in one write (one revision), and
+// its problems are reported in file order whatever order the files were
+// decoded in.
+func TestLoadIsOneWrite(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 20 {
+		writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d.yaml", i)), strings.ReplaceAll(entryYAML(fmt.Sprintf("10.128.0.%d", i+1), 5432),
+			"postgres-1-vm", fmt.Sprintf("e%d", i))+"---\nkind: [broken\n")
+	}
+	s := registry.NewStore(nil)
+	ps := yamldir.Load(dir, s)
+	if got := s.View().Revision(); got != 1 {
+		t.Errorf("revision %d after the load, want 1 (one write)", got)
+	}
+	if got := len(s.View().Services()); got != 20 {
+		t.Errorf("%d services, want 20", got)
+	}
+	if len(ps) != 20 {
+		t.Fatalf("%d problems, want one per file: %v", len(ps), ps)
+	}
+	for i, p := range ps {
+		if want := filepath.Join(dir, fmt.Sprintf("f%02d.yaml", i)); !strings.HasPrefix(p.Source, want+":") {
+			t.Errorf("problem %d is at %s, want in %s", i, p.Source, want)
+		}
 	}
 }

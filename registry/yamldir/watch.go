@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"iter"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -148,29 +151,29 @@ func quickEvent(ev fsnotify.Event) bool {
 	return ev.Op == fsnotify.Create && isYAML(ev.Name)
 }
 
-// applyWhole applies the created files if every one reads without a
-// problem; otherwise it applies nothing and returns false.
+// applyWhole applies the created files, in one write, if every one reads
+// without a problem; otherwise it applies nothing and returns false.
 func (d *Dir) applyWhole(dec *decoder, created map[string]bool) bool {
-	updates := make([]registry.OriginUpdate, 0, len(created))
+	var paths []string
 	for path := range created {
-		if !isYAML(path) {
-			continue // a temporary
+		if isYAML(path) { // not a temporary
+			paths = append(paths, path)
 		}
-		u := dec.readFile(path)
+	}
+	slices.Sort(paths)
+	updates := slices.Collect(dec.readFiles(paths))
+	for _, u := range updates {
 		if len(u.Problems) > 0 || u.Partial {
 			return false
 		}
-		updates = append(updates, u)
 	}
-	for _, u := range updates {
-		d.apply(u)
-	}
+	d.apply(slices.Values(updates))
 	return true
 }
 
-// applyEvents reloads the YAML files that changed. Anything else (a new or
-// removed directory, a symlink swap as in a mounted ConfigMap) triggers a
-// rescan of the whole tree.
+// applyEvents reloads the YAML files that changed, in one write. Anything
+// else (a new or removed directory, a symlink swap as in a mounted
+// ConfigMap) triggers a rescan of the whole tree.
 func (d *Dir) applyEvents(w *fsnotify.Watcher, dec *decoder, pending map[string]bool) {
 	full := false
 	for path := range pending {
@@ -185,45 +188,63 @@ func (d *Dir) applyEvents(w *fsnotify.Watcher, dec *decoder, pending map[string]
 		d.rescan(dec)
 		return
 	}
-	for path := range pending {
-		d.applyFile(dec, path)
-	}
+	d.apply(dec.readFiles(slices.Sorted(maps.Keys(pending))))
 }
 
-// rescan reads every YAML file and drops the objects of files that are gone.
+// rescan reads every YAML file and drops the objects of files that are
+// gone, in one write: the model moves from the old folder to the new at
+// once.
 func (d *Dir) rescan(dec *decoder) {
 	files, err := yamlFiles(d.dir)
 	if err != nil {
 		d.logger.Warn("yaml directory scan", "file", d.dir, "error", err)
 		return
 	}
-	found := map[string]bool{}
-	for _, f := range files {
-		found[f] = true
-		d.applyFile(dec, f)
-	}
+	var gone []string
 	for f := range d.loaded {
-		if !found[f] {
-			d.applyFile(dec, f)
+		if _, found := slices.BinarySearch(files, f); !found {
+			gone = append(gone, f) // reads as deleted: its objects go
 		}
 	}
+	slices.Sort(gone)
+	d.apply(dec.readFiles(append(files, gone...)))
 }
 
-func (d *Dir) applyFile(dec *decoder, path string) { d.apply(dec.readFile(path)) }
-
-// apply puts a file's objects in the store.
-func (d *Dir) apply(u registry.OriginUpdate) {
-	path := u.Origin
+// apply puts files' objects in the store in one write and logs one line
+// for it when the model changed.
+func (d *Dir) apply(us iter.Seq[registry.OriginUpdate]) {
 	before := d.store.View().Revision()
-	ps := d.store.Apply(u)
-	if _, err := os.Stat(path); err == nil {
-		d.loaded[path] = true
+	var origins []string
+	objects := 0
+	ps := d.store.ApplyAll(func(yield func(registry.OriginUpdate) bool) {
+		for u := range us {
+			origins = append(origins, u.Origin)
+			objects += len(u.Items)
+			if !yield(u) {
+				return
+			}
+		}
+	})
+	problems := 0
+	for i, origin := range origins {
+		if _, err := os.Stat(origin); err == nil {
+			d.loaded[origin] = true
+		} else {
+			delete(d.loaded, origin)
+		}
+		problems += len(ps[i])
+	}
+	after := d.store.View().Revision()
+	if after == before {
+		return
+	}
+	attrs := []any{"files", len(origins), "version", after, "objects", objects, "problems", problems}
+	if len(origins) == 1 {
+		attrs = append([]any{"file", origins[0]}, attrs...)
 	} else {
-		delete(d.loaded, path)
+		attrs = append([]any{"dir", d.dir}, attrs...)
 	}
-	if after := d.store.View().Revision(); after != before {
-		d.logger.Info("config changed", "file", path, "version", after, "objects", len(u.Items), "problems", len(ps))
-	}
+	d.logger.Info("config changed", attrs...)
 }
 
 // watchTree watches dir and every directory under it (fsnotify is not
