@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"fmt"
 	"hash/maphash"
 	"unicode/utf8"
@@ -27,7 +28,7 @@ type encodedMsg struct{ parts [][]byte }
 //   - incoming messages are read into buffers from the server's pool
 //     (gRPC's default pool hands a 60 KB message a 1 MB buffer and clears it);
 //   - a SotW request naming the same resources as the stream's last one is
-//     not turned into strings (see sotwRequest).
+//     matched against them and not turned into strings (see sotwRequest).
 type codec struct {
 	encoding.CodecV2
 	pool mem.BufferPool
@@ -78,26 +79,21 @@ var (
 
 // sotwRequest is a DiscoveryRequest whose resource names are decoded
 // lazily. An Envoy SotW request repeats every name it subscribes to (an ACK
-// of EDS names all 1000 clusters). When their encoded bytes hash to what the
-// stream's last request of the type carried, or the names hash to a set
-// interned already, that set is used once its names are confirmed, and no
-// string is made.
+// of EDS names all 1000 clusters), almost always the names of the stream's
+// last request of the type, in the same order: those bytes are compared in
+// one go with the encoding of the set the stream knows, which is then used
+// as it is. Names in another order, or a set another stream interned, are
+// found by the names' key and confirmed name by name. Only a new set of
+// names is turned into strings.
 type sotwRequest struct {
 	req      discoveryv3.DiscoveryRequest // without resource_names
 	seed     maphash.Seed                 // the interner's
-	known    map[string]lastNames         // the stream's last names, by type
+	known    map[string]*nameSet          // the stream's last names, by type
 	interned func(setKey) *nameSet        // the interner's lookup
 
-	raw   uint64   // hash of the encoded resource_names fields, in order
+	match *nameSet // the known set whose encoding the first names are
 	set   *nameSet // the known set, when the names are the same
 	names []string // otherwise, the names
-}
-
-// lastNames is the name set a stream last resolved for a type and the
-// hash of the encoded names it came from.
-type lastNames struct {
-	raw uint64
-	set *nameSet
 }
 
 // GetNode returns the request's node (RequireIdentity checks it).
@@ -112,39 +108,48 @@ func (r *sotwRequest) unmarshal(b []byte) error {
 }
 
 // scan decodes every field but resource_names into req, run by run in
-// place, hashes the runs of names, and returns how many names there are.
+// place, and returns how many names there are. Where the names start, it
+// looks for the encoding of a set the stream knows (match), and steps over
+// it at once.
 func (r *sotwRequest) scan(b []byte) (n int, err error) {
-	var raw maphash.Hash
-	raw.SetSeed(r.seed)
-	span, other := -1, -1 // starts of the current run of names or of other fields
+	other := -1 // start of the current run of other fields
 	for i := 0; i < len(b); {
 		names, next, err := nextField(b, i)
 		if err != nil {
 			return 0, err
 		}
 		switch {
-		case names && span < 0:
+		case names:
 			if err := r.merge(b, other, i); err != nil {
 				return 0, err
 			}
-			span, other = i, -1
-		case !names && other < 0:
-			if span >= 0 {
-				raw.Write(b[span:i])
-				span = -1
+			other = -1
+			if n == 0 {
+				if r.match = r.knownAt(b[i:]); r.match != nil {
+					n, i = r.match.len(), i+len(r.match.wire())
+					continue
+				}
 			}
-			other = i
-		}
-		if names {
 			n++
+		case other < 0:
+			other = i
 		}
 		i = next
 	}
-	if span >= 0 {
-		raw.Write(b[span:])
-	}
-	r.raw = raw.Sum64()
 	return n, r.merge(b, other, len(b))
+}
+
+// knownAt returns the set the stream knows whose encoding b starts with.
+func (r *sotwRequest) knownAt(b []byte) *nameSet {
+	for _, set := range r.known {
+		if set == nil {
+			continue
+		}
+		if w := set.wire(); len(w) <= len(b) && bytes.Equal(b[:len(w)], w) {
+			return set
+		}
+	}
+	return nil
 }
 
 // nextField reports whether the field at b[i] is a resource name, and
@@ -175,19 +180,19 @@ func (r *sotwRequest) merge(b []byte, from, to int) error {
 	return proto.UnmarshalOptions{Merge: true}.Unmarshal(b[from:to], &r.req)
 }
 
-// resolve finds the set the request's n names make: the stream's last
-// one, or one interned already, confirmed name by name; otherwise it
-// makes the names.
+// resolve finds the set the request's n names make: the stream's last one
+// of the type when the names are its encoding, or else one found by key
+// and confirmed name by name; otherwise it makes the names.
 func (r *sotwRequest) resolve(b []byte, n int) error {
 	last := r.known[r.req.GetTypeUrl()]
-	if last.set != nil && last.raw == r.raw && namesAre(b, resourceNamesField, last.set) {
-		r.set = last.set
+	if r.match != nil && r.match == last && n == last.len() {
+		r.set = last // the common ACK: one comparison, no hashing, no allocation
 		return nil
 	}
 	key := setKey{n: n}
 	eachBytes(b, resourceNamesField, func(v []byte) bool { key.sum += maphash.Bytes(r.seed, v); return true })
-	if last.set != nil && last.set.key == key && namesAre(b, resourceNamesField, last.set) {
-		r.set = last.set
+	if last != nil && last.key == key && namesAre(b, resourceNamesField, last) {
+		r.set = last // the same names in another order
 		return nil
 	}
 	if set := r.interned(key); set != nil && namesAre(b, resourceNamesField, set) {

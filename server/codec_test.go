@@ -15,13 +15,13 @@ import (
 
 // decodeSotW decodes req as the server does, with last as the stream's
 // known names of the type.
-func decodeSotW(t *testing.T, in *interner, req *discoveryv3.DiscoveryRequest, lastRaw uint64, last *nameSet) *sotwRequest {
+func decodeSotW(t *testing.T, in *interner, req *discoveryv3.DiscoveryRequest, last *nameSet) *sotwRequest {
 	t.Helper()
 	b, err := proto.Marshal(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &sotwRequest{seed: in.seed, interned: in.lookup, known: map[string]lastNames{req.GetTypeUrl(): {raw: lastRaw, set: last}}}
+	m := &sotwRequest{seed: in.seed, interned: in.lookup, known: map[string]*nameSet{req.GetTypeUrl(): last}}
 	if err := m.unmarshal(b); err != nil {
 		t.Fatalf("unmarshal: %v", err)
 	}
@@ -36,7 +36,7 @@ func TestSotWRequestReusesKnownNames(t *testing.T) {
 		ErrorDetail: &rpcstatus.Status{Code: 3, Message: "bad"},
 	}
 
-	first := decodeSotW(t, in, req, 0, nil)
+	first := decodeSotW(t, in, req, nil)
 	if first.set != nil || len(first.names) != 2 || first.names[0] != names[0] {
 		t.Fatalf("first request: set %v, names %q; want the names decoded", first.set, first.names)
 	}
@@ -48,19 +48,21 @@ func TestSotWRequestReusesKnownNames(t *testing.T) {
 	tests := []struct {
 		name     string
 		names    []string
-		raw      uint64
 		wantSame bool
 	}{
-		{"same bytes", names, first.raw, true},
-		{"same names, other order", []string{names[1], names[0]}, 0, true},
-		{"one name more", append([]string{"outbound|1||x"}, names...), 0, false},
-		{"one name less", names[:1], 0, false},
+		{"same names", names, true},
+		{"same names, other order", []string{names[1], names[0]}, true},
+		{"a name repeated", []string{names[0], names[1], names[0]}, false}, // decoded; the stream interns it to the same set
+		{"one name more", append([]string{"outbound|1||x"}, names...), false},
+		{"one name more at the end", append(slices.Clone(names), "outbound|1||x"), false},
+		{"one name less", names[:1], false},
+		{"one name other", []string{names[0], "outbound|1||x"}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := proto.Clone(req).(*discoveryv3.DiscoveryRequest)
 			r.ResourceNames = tc.names
-			got := decodeSotW(t, in, r, tc.raw, set)
+			got := decodeSotW(t, in, r, set)
 			if tc.wantSame {
 				if got.set != set || got.names != nil {
 					t.Errorf("set %p names %q; want the known set %p and no strings", got.set, got.names, set)
@@ -73,37 +75,38 @@ func TestSotWRequestReusesKnownNames(t *testing.T) {
 		})
 	}
 
-	// Names of 128 bytes or more take the general path; names split by
-	// another field are hashed as two runs.
+	// Names of 128 bytes or more take the general path; names may be split
+	// by another field.
 	long := strings.Repeat("x", 200)
 	lr := &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{"a", long}}
-	got := decodeSotW(t, in, lr, 0, nil)
+	got := decodeSotW(t, in, lr, nil)
 	if !slices.Equal(got.names, []string{"a", long}) {
 		t.Fatalf("long name decoded as %q", got.names)
 	}
 	lb, _ := proto.Marshal(lr)
 	split := append(append([]byte{}, lb...), 0x2a, 1, 'n') // response_nonce "n" after the names
 	split = append(split, 0x1a, 1, 'b')                    // and one more name after it
-	m := &sotwRequest{seed: in.seed, interned: in.lookup, known: map[string]lastNames{}}
+	m := &sotwRequest{seed: in.seed, interned: in.lookup, known: map[string]*nameSet{}}
 	if err := m.unmarshal(split); err != nil || !slices.Equal(m.names, []string{"a", long, "b"}) || m.req.GetResponseNonce() != "n" {
 		t.Fatalf("split names decoded as %q, nonce %q, err %v", m.names, m.req.GetResponseNonce(), err)
 	}
-	again := &sotwRequest{seed: in.seed, interned: in.lookup, known: map[string]lastNames{m.req.GetTypeUrl(): {raw: m.raw, set: in.of(m.names)}}}
-	if err := again.unmarshal(split); err != nil || again.set == nil || again.names != nil {
-		t.Errorf("the same split request was not matched by its raw hash: set %v names %q err %v", again.set, again.names, err)
+	splitSet := in.of(m.names)
+	again := &sotwRequest{seed: in.seed, interned: in.lookup, known: map[string]*nameSet{m.req.GetTypeUrl(): splitSet}}
+	if err := again.unmarshal(split); err != nil || again.set != splitSet || again.names != nil {
+		t.Errorf("the same split request was not matched with the known names: set %v names %q err %v", again.set, again.names, err)
 	}
 
 	bad := &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType}
 	b, _ := proto.Marshal(bad)
 	b = append(b, 0x1a, 2, 0xff, 0xfe) // resource_names: "\xff\xfe"
-	m = &sotwRequest{seed: in.seed, interned: in.lookup, known: map[string]lastNames{}}
+	m = &sotwRequest{seed: in.seed, interned: in.lookup, known: map[string]*nameSet{}}
 	if err := m.unmarshal(b); err == nil {
 		t.Error("a resource name that is not UTF-8 was accepted")
 	}
 
 	// A stream's first request naming a set another stream interned gets
 	// that set, with no strings made.
-	other := decodeSotW(t, in, &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{names[1], names[0]}}, 0, nil)
+	other := decodeSotW(t, in, &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{names[1], names[0]}}, nil)
 	if other.set != set || other.names != nil {
 		t.Errorf("first request naming an interned set: set %p names %q, want %p", other.set, other.names, set)
 	}

@@ -71,8 +71,8 @@ type Config struct {
 	Debounce    time.Duration
 	MaxDebounce time.Duration
 	// DebounceQuiet is the wait for a change that comes after a quiet
-	// spell (no push within Debounce): such a change is pushed after this
-	// short wait (default 3ms), unless more changes follow.
+	// spell (no push within Debounce): 0 (the default) pushes such a change
+	// at once; changes that follow it soon are gathered for the next push.
 	DebounceQuiet time.Duration
 	// DebugOpen serves /debug/ to non-loopback clients too.
 	DebugOpen bool
@@ -128,9 +128,6 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Debounce <= 0 {
 		c.Debounce = 100 * time.Millisecond
-	}
-	if c.DebounceQuiet <= 0 {
-		c.DebounceQuiet = 3 * time.Millisecond
 	}
 	if c.MaxDebounce < c.Debounce {
 		c.MaxDebounce = max(500*time.Millisecond, c.Debounce)

@@ -29,6 +29,9 @@ type conn struct {
 	wake        chan struct{}         // one slot: a new snapshot was set
 	observe     func(seconds float64) // convergence histogram
 	autoreg     *autoregister.Session // the WorkloadGroup registration; nil for other proxies
+	// checked are the parts (shared, own) last found consistent; the
+	// pusher's, under its mu.
+	checked [2]*snapshot.Resources
 
 	mu       sync.Mutex
 	closed   bool

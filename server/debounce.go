@@ -7,10 +7,11 @@ import (
 
 // pushLoop is the one goroutine that rebuilds snapshots after registry
 // changes. The wait is adaptive: a change after a quiet spell (no push
-// within Debounce) waits only DebounceQuiet for more, so a lone change is
-// pushed at once. Changes in quick succession wait for the debounce window
-// to pass without another change, but never longer than MaxDebounce, so
-// bursts coalesce and a steady stream of changes never starves the proxies.
+// within Debounce) is pushed at once (or after DebounceQuiet, when set), so
+// a lone change waits for nothing. Changes in quick succession wait for the
+// debounce window to pass without another change, but never longer than
+// MaxDebounce, so bursts coalesce and a steady stream of changes never
+// starves the proxies.
 func (s *Server) pushLoop(ctx context.Context) {
 	signal, cancel := s.cfg.Registry.Subscribe()
 	defer cancel()
@@ -41,11 +42,15 @@ func (s *Server) pushLoop(ctx context.Context) {
 }
 
 // debounce waits out a burst of signals that started at first; after a
-// quiet spell the first wait is DebounceQuiet. It returns false if ctx ended.
+// quiet spell the first wait is DebounceQuiet (none by default). It returns
+// false if ctx ended.
 func (s *Server) debounce(ctx context.Context, signal <-chan struct{}, first time.Time, quiet bool) bool {
 	deadline := first.Add(s.cfg.MaxDebounce)
 	wait := s.cfg.Debounce
 	if quiet {
+		if s.cfg.DebounceQuiet <= 0 {
+			return ctx.Err() == nil
+		}
 		wait = min(wait, s.cfg.DebounceQuiet)
 	}
 	timer := time.NewTimer(wait)

@@ -50,6 +50,13 @@ func TestDeltaSubscriptionChanges(t *testing.T) {
 	version := first.GetResources()[0].GetVersion()
 
 	send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNamesUnsubscribe: []string{cla}})
+	// The stream takes in its requests in order, so the answer to a later
+	// one shows the unsubscribe was taken in before the change is made
+	// (a lone change is pushed at once).
+	send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType})
+	if got := names(recv("wildcard CDS")); !slices.Equal(got, []string{cla}) {
+		t.Fatalf("wildcard CDS sent %q, want %q", got, cla)
+	}
 	w := defaultWorld()
 	w.backend = "127.0.0.1:10"
 	reg.set(w, registry.Change{Hostnames: []string{w.host}, EndpointsOnly: true})
@@ -64,10 +71,6 @@ func TestDeltaSubscriptionChanges(t *testing.T) {
 	}
 	current := again.GetResources()[0].GetVersion()
 
-	send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType})
-	if got := names(recv("wildcard CDS")); !slices.Equal(got, []string{cla}) {
-		t.Fatalf("wildcard CDS sent %q, want %q", got, cla)
-	}
 	moved := w
 	moved.host = "moved.test"
 	reg.set(moved, registry.Change{All: true})

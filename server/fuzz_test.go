@@ -40,6 +40,9 @@ func FuzzSotWRequest(f *testing.F) {
 		&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNames: fuzzNames[0]},
 		&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResponseNonce: "3", ResourceNames: append(slices.Clone(fuzzNames[1]), fuzzNames[1]...)},
 		&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResourceNames: []string{"*"}, VersionInfo: "v"},
+		// The stream's known EDS names, as an EDS ACK and under another type.
+		&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResponseNonce: "4", ResourceNames: fuzzNames[1]},
+		&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResourceNames: fuzzNames[1]},
 	)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in := newInterner()
@@ -47,7 +50,7 @@ func FuzzSotWRequest(f *testing.F) {
 		for _, names := range fuzzNames {
 			keep = append(keep, in.of(names))
 		}
-		known := map[string]lastNames{resourcev3.EndpointType: {raw: 0, set: keep[1]}}
+		known := map[string]*nameSet{resourcev3.EndpointType: keep[1]}
 		m := &sotwRequest{seed: in.seed, known: known, interned: in.lookup}
 		got := m.unmarshal(b)
 		want := &discoveryv3.DiscoveryRequest{}

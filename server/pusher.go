@@ -93,7 +93,7 @@ func (p *pusher) buildLocked(c *conn, since time.Time) bool {
 	shared, own, err := buildParts(p.builder, c.proxy)
 	if err == nil {
 		shared, own = p.authorizeSecrets(c, shared, own)
-		err = p.consistentLocked(shared, own)
+		err = p.consistentLocked(c, shared, own)
 	}
 	p.metrics.builds.Inc()
 	p.metrics.buildSeconds.Observe(time.Since(start).Seconds())
@@ -139,23 +139,27 @@ func (p *pusher) setLocked(c *conn, snap *nodeSnapshot, since time.Time) bool {
 // consistentLocked reports a listener or cluster of a proxy's parts that
 // names a route configuration or endpoint set they lack. A shared part, and
 // an own part with its shared part, is checked once per rebuild, however
-// many proxies it is given to.
-func (p *pusher) consistentLocked(shared, own *snapshot.Resources) error {
+// many proxies it is given to, and only in what changed since the parts c
+// had when last found consistent (after an endpoint-only change, only the
+// endpoints' names).
+func (p *pusher) consistentLocked(c *conn, shared, own *snapshot.Resources) error {
+	prev := c.checked
 	err, ok := p.checked.get([2]*snapshot.Resources{shared, nil})
 	if !ok {
-		err = shared.Consistent()
+		err = shared.ConsistentSince(nil, prev[0], nil)
 		p.checked.put([2]*snapshot.Resources{shared, nil}, err)
 	}
 	if err == nil && own != nil {
 		k := [2]*snapshot.Resources{shared, own}
 		if err, ok = p.checked.get(k); !ok {
-			err = own.ConsistentWith(shared)
+			err = own.ConsistentSince(shared, prev[1], prev[0])
 			p.checked.put(k, err)
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("inconsistent snapshot: %w", err)
 	}
+	c.checked = [2]*snapshot.Resources{shared, own}
 	return nil
 }
 

@@ -76,14 +76,24 @@ func New(cfg Config) (*Server, error) {
 	s.ads.pusher = s.pusher
 	s.ads.autoreg = cfg.AutoRegister
 	s.ads.debug = newIstioDebug(s.debugMux(), s.statuses, cfg.SnapshotOptions.RootNamespace)
-	if s.bufPool, err = mem.NewBinaryTieredBufferPool(8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22); err != nil {
-		return nil, fmt.Errorf("buffer pool: %w", err)
+	if s.bufPool, err = newBufferPool(); err != nil {
+		return nil, err
 	}
 	s.grpcSrv = s.NewGRPCServer()
 	if err := s.listen(); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// newBufferPool is the pool the server's gRPC reads and writes use: one
+// tier per power of two from 256 B to 4 MB.
+func newBufferPool() (mem.BufferPool, error) {
+	p, err := mem.NewBinaryTieredBufferPool(8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22)
+	if err != nil {
+		return nil, fmt.Errorf("buffer pool: %w", err)
+	}
+	return p, nil
 }
 
 func (s *Server) listen() error {

@@ -116,7 +116,7 @@ type sentResponse struct {
 // per-type service, "" for ADS.
 func (a *ads) streamSotW(st grpcStream, typeURL string) error {
 	s := a.newStream(st, false, typeURL)
-	known := map[string]lastNames{} // owned by the receiving goroutine
+	known := map[string]*nameSet{} // the last names by type; owned by the receiving goroutine
 	return a.serve(s, func() (*request, error) {
 		m := &sotwRequest{seed: a.subs.seed, known: known, interned: a.subs.lookup}
 		if err := st.RecvMsg(m); err != nil {
@@ -132,7 +132,7 @@ func (a *ads) streamSotW(st grpcStream, typeURL string) error {
 			out.set, out.names = a.subs.of(out.names), nil
 		}
 		if out.set != nil {
-			known[out.typeURL] = lastNames{raw: m.raw, set: out.set}
+			known[out.typeURL] = out.set
 		}
 		return out, nil
 	})

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"weak"
 
+	"google.golang.org/protobuf/encoding/protowire"
+
 	"github.com/librarymesh/controlplane/meshname"
 )
 
@@ -52,6 +54,9 @@ type nameSet struct {
 	// one new name each find the set the first made without comparing it
 	// name by name. Guarded by the interner's mu.
 	derived map[string]weak.Pointer[nameSet]
+
+	encodeOnce sync.Once
+	encoded    []byte // see wire
 }
 
 // maxDerived bounds a set's derived entries; past it they start over.
@@ -80,6 +85,26 @@ func (s *nameSet) len() int {
 		return 0
 	}
 	return len(s.names)
+}
+
+// wire returns the set's names encoded as repeated field 3, in the set's
+// order: the resource_names of a SotW request (and the subscribed names of
+// a delta one) naming exactly the set, as clients encode them. It is made
+// on first use and shared by every stream of the set.
+func (s *nameSet) wire() []byte {
+	s.encodeOnce.Do(func() {
+		n := 0
+		for _, name := range s.list {
+			n += 1 + protowire.SizeBytes(len(name))
+		}
+		b := make([]byte, 0, n)
+		for _, name := range s.list {
+			b = protowire.AppendTag(b, resourceNamesField, protowire.BytesType)
+			b = protowire.AppendString(b, name)
+		}
+		s.encoded = b
+	})
+	return s.encoded
 }
 
 // appendNames appends the set's names to dst.

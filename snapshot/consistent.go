@@ -29,23 +29,45 @@ func (r *Resources) Consistent() error { return r.ConsistentWith(nil) }
 // holds. Both are finished, so sorted by name: names are found by binary
 // search, and the shared part is not walked.
 func (r *Resources) ConsistentWith(base *Resources) error {
+	return r.ConsistentSince(base, nil, nil)
+}
+
+// ConsistentSince is ConsistentWith for parts that replace prev (with its
+// base prevBase), which were found consistent: what cannot have changed is
+// not checked again. Finished lists are never modified, so a list with the
+// same backing array is the same list. After an endpoint-only change a
+// proxy keeps its listener, route and cluster lists, and its endpoint
+// lists keep their names: nothing is walked again but those names. A nil
+// prev checks everything.
+func (r *Resources) ConsistentSince(base, prev, prevBase *Resources) error {
 	if base == nil {
 		base = &Resources{}
 	}
-	for _, x := range r.Listeners {
-		l := x.(*listenerv3.Listener)
-		for _, name := range rdsNames(l) {
-			if !holds(r.Routes, name) && !holds(base.Routes, name) {
-				return fmt.Errorf("listener %q names route configuration %q, which is missing", l.GetName(), name)
+	if prevBase == nil {
+		prevBase = &Resources{}
+	}
+	sameRoutes := prev != nil && sameList(r.Routes, prev.Routes) && sameList(base.Routes, prevBase.Routes)
+	if !sameRoutes || !sameList(r.Listeners, prev.Listeners) {
+		for _, x := range r.Listeners {
+			l := x.(*listenerv3.Listener)
+			for _, name := range rdsNames(l) {
+				if !holds(r.Routes, name) && !holds(base.Routes, name) {
+					return fmt.Errorf("listener %q names route configuration %q, which is missing", l.GetName(), name)
+				}
 			}
 		}
 	}
-	for _, x := range r.VirtualHosts {
-		name := cachev3.GetResourceName(x)
-		rc, ok := meshname.VHDSRouteConfig(name)
-		if !ok || !holdsVHDS(r.Routes, rc) && !holdsVHDS(base.Routes, rc) {
-			return fmt.Errorf("virtual host %q names no route configuration with vhds", name)
+	if !sameRoutes || !sameList(r.VirtualHosts, prev.VirtualHosts) {
+		for _, x := range r.VirtualHosts {
+			name := cachev3.GetResourceName(x)
+			rc, ok := meshname.VHDSRouteConfig(name)
+			if !ok || !holdsVHDS(r.Routes, rc) && !holdsVHDS(base.Routes, rc) {
+				return fmt.Errorf("virtual host %q names no route configuration with vhds", name)
+			}
 		}
+	}
+	if prev != nil && sameList(r.Clusters, prev.Clusters) && sameNames(r.Endpoints, prev.Endpoints) && sameNames(base.Endpoints, prevBase.Endpoints) {
+		return nil
 	}
 	for _, x := range r.Clusters {
 		c := x.(*clusterv3.Cluster)
@@ -54,6 +76,28 @@ func (r *Resources) ConsistentWith(base *Resources) error {
 		}
 	}
 	return nil
+}
+
+// sameList reports whether a and b are the same list: the same length and
+// backing array.
+func sameList(a, b []types.Resource) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// sameNames reports whether a and b name the same resources, in order.
+func sameNames(a, b []types.Resource) bool {
+	if sameList(a, b) {
+		return true
+	}
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if cachev3.GetResourceName(a[i]) != cachev3.GetResourceName(b[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // holds reports whether a list sorted by name has a resource named name.

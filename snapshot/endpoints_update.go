@@ -100,9 +100,16 @@ func (b *Builder) carryOverResultsLocked(next *Builder, hosts []string) {
 	}
 }
 
+// unaffected reports whether a proxy's result stands in v: none of its IPs
+// is an endpoint of a changed host, and its workloads are the same (the
+// registry keeps an unchanged workload's pointer, so most are compared by
+// pointer alone).
 func unaffected(r *proxyResult, affected map[string]bool, v registry.View) bool {
 	for i, ip := range r.ips {
-		if affected[ip] || !reflect.DeepEqual(r.workloads[i], v.WorkloadByIP(ip)) {
+		if affected[ip] {
+			return false
+		}
+		if w := v.WorkloadByIP(ip); w != r.workloads[i] && !reflect.DeepEqual(r.workloads[i], w) {
 			return false
 		}
 	}

@@ -86,7 +86,7 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain")
 	f.StringSliceVar(&o.extraSANs, "extra-san", nil, "extra DNS names or IPs in the TLS serving certificate (e.g. the gateway address VMs dial)")
 	f.DurationVar(&o.secretRecheck, "gateway-secret-recheck", time.Minute, "how long a gateway's access to Secrets (SubjectAccessReview) is remembered; gateways refused a credential are rechecked this often")
-	f.DurationVar(&o.debounce, "debounce", 100*time.Millisecond, "how long changes in quick succession are gathered before a push (a lone change after a quiet spell is pushed after 3ms)")
+	f.DurationVar(&o.debounce, "debounce", 100*time.Millisecond, "how long changes in quick succession are gathered before a push (a lone change after a quiet spell is pushed at once; a steady stream is pushed at least every 500ms, or every --debounce if longer)")
 	f.DurationVar(&o.configSettle, "config-settle", 20*time.Millisecond, "how long --config-dir must be quiet after a file event before the files are read")
 	f.Int64Var(&o.configMaxBytes, "config-max-file-bytes", yamldir.DefaultMaxFileBytes, "largest file read from --config-dir; a larger one is reported and its last good objects stay")
 	f.DurationVar(&o.shutdownGrace, "shutdown-grace", 5*time.Second, "on SIGTERM, how long calls in flight (CA requests) may take to finish after every connection got a GOAWAY and the xDS streams ended; then the server stops hard")
