@@ -4,7 +4,7 @@ CONFIG_DIR ?= examples/library
 DATA_DIR ?= ./data
 TOOLS_ENV := .cache-tools.env
 
-.PHONY: run build test unit tools testdata bench bench-l soak fuzz image vet
+.PHONY: run build test unit tools testdata bench bench-istiod bench-l soak fuzz image vet
 
 ## run: serve the example mesh from the YAML directory, CA state in ./data; the status page is on 15014
 run:
@@ -41,6 +41,14 @@ bench: tools
 	$(GO) run ./cmd/loadtest -scenario scoped -baseline=false -out bench-results-scoped.json
 	. ./$(TOOLS_ENV) && $(GO) run ./cmd/loadtest -cold-start -out bench-results-coldstart.json
 	$(GO) test -run '^$$' -bench . ./certauthority/
+
+## bench-istiod: istiod as a peer (builds pilot-discovery once, ~3.5 min): issue 20's HTTP ServiceEntries at BENCH_ISTIOD_PROXIES x BENCH_ISTIOD_SERVICES through a real kube-apiserver, servers pinned to CPU 0, the load client to CPU 1
+BENCH_ISTIOD_PROXIES ?= 300
+BENCH_ISTIOD_SERVICES ?= 200
+bench-istiod:
+	./hack/install-tools.sh --istiod > $(TOOLS_ENV)
+	. ./$(TOOLS_ENV) && $(GO) run ./cmd/loadtest -scenario http -proxies $(BENCH_ISTIOD_PROXIES) -services $(BENCH_ISTIOD_SERVICES) \
+		-istiod-bin "$$CONTROLPLANE_TOOLS_BIN/pilot-discovery" -istiod-crds "$$CONTROLPLANE_TOOLS_BIN/istio-crds.yaml" -out bench-results-istiod.json
 
 ## bench-l: scenario L (10,000 services, 2,000 proxies; our server only): RSS and convergence at scale
 bench-l:

@@ -51,6 +51,10 @@ type options struct {
 	coldStartRuns int
 	// the load client
 	clientMemLimitGB float64
+	// istiod as a peer
+	istiodBin  string
+	istiodCRDs string
+	pin        bool
 }
 
 func main() {
@@ -78,7 +82,13 @@ func main() {
 	flag.StringVar(&o.profileDir, "profile-dir", "", "save our server's heap profile (after connecting) and CPU profile (of the changes) here")
 	flag.BoolVar(&o.soak, "soak", false, "soak (make soak): the scenario, then -duration of 10 changes/s while proxies churn, NACK and read slowly")
 	flag.DurationVar(&o.duration, "duration", 5*time.Minute, "with -soak: how long the changes go on")
+	flag.StringVar(&o.istiodBin, "istiod-bin", "", "also measure istiod: this pilot-discovery (hack/install-tools.sh --istiod builds it), fed the scenario through etcd and kube-apiserver (KUBEBUILDER_ASSETS)")
+	flag.StringVar(&o.istiodCRDs, "istiod-crds", "", "with -istiod-bin: Istio's CRDs, one YAML file (hack/install-tools.sh --istiod writes istio-crds.yaml)")
+	flag.BoolVar(&o.pin, "pin", false, "pin every server to CPU 0 with GOMAXPROCS=1 and the load client to CPU 1 (default true with -istiod-bin)")
 	flag.Parse()
+	if o.istiodBin != "" && !flagSet("pin") {
+		o.pin = true
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
@@ -148,7 +158,11 @@ func run(ctx context.Context, o options) error {
 		defer os.RemoveAll(work)
 	}
 	cfg := loadtest.Config{Scenario: sc, WorkDir: work, ServerBin: o.serverBin, Modes: strings.Split(o.modes, ","),
-		BaselineChanges: o.baselineChanges, OursOff: o.oursOff, BaselineUnshared: o.unshared, Progress: os.Stderr, Timeout: o.timeout, ProfileDir: o.profileDir}
+		BaselineChanges: o.baselineChanges, OursOff: o.oursOff, BaselineUnshared: o.unshared, Progress: os.Stderr, Timeout: o.timeout, ProfileDir: o.profileDir,
+		IstiodBin: o.istiodBin, IstiodCRDs: o.istiodCRDs, Pin: o.pin}
+	if (cfg.IstiodBin == "") != (cfg.IstiodCRDs == "") {
+		return fmt.Errorf("-istiod-bin and -istiod-crds go together")
+	}
 	if cfg.ServerBin == "" {
 		if cfg.ServerBin, err = buildServer(ctx, work); err != nil {
 			return err
@@ -163,6 +177,12 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.floor && !o.oursOff {
 		cfg.FloorBin = self
+	}
+	if cfg.Pin {
+		// After the build above, which had both cores.
+		if err := loadtest.PinSelf(loadtest.ClientCPU); err != nil {
+			return err
+		}
 	}
 	start := time.Now()
 	rep, err := loadtest.Run(ctx, cfg)
@@ -217,6 +237,13 @@ func runColdStart(ctx context.Context, o options) error {
 	}
 	fmt.Printf("report: %s\n", o.out)
 	return nil
+}
+
+// flagSet reports whether the named flag was given.
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // scenario returns the named scenario.

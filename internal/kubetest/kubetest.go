@@ -79,6 +79,17 @@ func Start() (*Env, error) { return StartWith(nil) }
 // dashes -> value), e.g. a service-cluster-ip-range that holds more than
 // envtest's 254 addresses.
 func StartWith(apiServerFlags map[string]string) (*Env, error) {
+	crds, err := CRDDir()
+	if err != nil {
+		return nil, err
+	}
+	return StartWithCRDs(apiServerFlags, crds)
+}
+
+// StartWithCRDs is StartWith with the CRDs of crds (a folder or a YAML
+// file) instead of the module's deploy/crds, e.g. all of Istio's for a
+// real istiod.
+func StartWithCRDs(apiServerFlags map[string]string, crds string) (*Env, error) {
 	begin := time.Now()
 	ctrllog.SetLogger(logr.Discard()) // envtest logs through controller-runtime's global logger
 	assets, err := AssetsDir()
@@ -86,10 +97,6 @@ func StartWith(apiServerFlags map[string]string) (*Env, error) {
 		return nil, err
 	}
 	if err := findBinaries(assets); err != nil {
-		return nil, err
-	}
-	crds, err := CRDDir()
-	if err != nil {
 		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "kubetest-")

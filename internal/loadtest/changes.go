@@ -78,6 +78,6 @@ func (m *mesh) newService(n int) change {
 	}
 	host := []byte(d.Name + ".default.svc.cluster.local")
 	return change{kind: newServiceChange, what: "new " + kind + " " + d.Name,
-		apply:   func() error { return writeTemplate(m.dir, d.Name+".yaml", tmpl, d) },
+		apply:   func() error { return m.write(d.Name+".yaml", tmpl, d) },
 		markers: []marker{{resourcev3.ClusterType, host}, {resourcev3.EndpointType, host}, {routeMarker, host}}, seenBy: m.seenBy(-1)}
 }

@@ -108,7 +108,7 @@ func startTimes(ctx context.Context, cfg ColdStartConfig, source string, args []
 		}
 		all := append([]string{"serve", "--data-dir", filepath.Join(base, "data"), "--grpc-addr", "127.0.0.1:0", "--secure-grpc-addr", "",
 			"--inject-addr", "", "--http-addr", "127.0.0.1:0"}, args...)
-		p, err := startProcess(ctx, cfg.ServerBin, all, filepath.Join(base, "server.log"))
+		p, err := startProcess(ctx, cfg.ServerBin, all, filepath.Join(base, "server.log"), unpinned)
 		if err != nil {
 			return out, fmt.Errorf("cold start from %s: %w", source, err)
 		}
@@ -245,21 +245,31 @@ func readFolder(dir string) ([]*unstructured.Unstructured, error) {
 		if err != nil {
 			return nil, err
 		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-		for {
-			o := &unstructured.Unstructured{}
-			if err := dec.Decode(&o.Object); err != nil {
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				return nil, fmt.Errorf("%s: %w", name, err)
-			}
-			if len(o.Object) > 0 {
-				out = append(out, o)
-			}
+		objs, err := decodeObjects(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
+		out = append(out, objs...)
 	}
 	return out, nil
+}
+
+// decodeObjects decodes every object of a YAML (or JSON) stream.
+func decodeObjects(b []byte) ([]*unstructured.Unstructured, error) {
+	var out []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	for {
+		o := &unstructured.Unstructured{}
+		if err := dec.Decode(&o.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return nil, err
+		}
+		if len(o.Object) > 0 {
+			out = append(out, o)
+		}
+	}
 }
 
 // WriteTable prints the median and slowest start of each source against

@@ -241,7 +241,7 @@ func runFloor(ctx context.Context, cfg Config, specs []ProxySpec, recs []recorde
 		return nil, err
 	}
 	fmt.Fprintf(cfg.Progress, "%s sotw: starting the bytes floor (log %s)\n", Floor, filepath.Join(base, "server.log"))
-	p, err := startProcess(ctx, cfg.FloorBin, FloorArgs(), filepath.Join(base, "server.log"))
+	p, err := startProcess(ctx, cfg.FloorBin, FloorArgs(), filepath.Join(base, "server.log"), cfg.launch())
 	if err != nil {
 		return nil, err
 	}

@@ -21,7 +21,8 @@ type process struct {
 	cmd                *exec.Cmd
 	grpcAddr, httpAddr string
 	done               chan struct{}
-	// startup is exec to the first /readyz 200.
+	// started is the exec; startup is exec to the first /readyz 200.
+	started time.Time
 	startup time.Duration
 
 	mu   sync.Mutex
@@ -30,34 +31,64 @@ type process struct {
 
 var servingLine = regexp.MustCompile(`msg="serving (gRPC|HTTP)" addr=(\S+)`)
 
+// launch says how a server process is started.
+type launch struct {
+	// cpu, when 0 or more, pins the process to that CPU with GOMAXPROCS=1
+	// (see pin.go); -1 leaves it unpinned.
+	cpu int
+	env []string // added to the load client's environment
+	dir string   // working folder ("": the load client's)
+}
+
+// unpinned is how a server starts outside a pinned run.
+var unpinned = launch{cpu: -1}
+
 // startProcess runs bin with args, logging to logPath, and waits until it
 // serves gRPC and HTTP and /readyz answers 200.
-func startProcess(ctx context.Context, bin string, args []string, logPath string) (*process, error) {
-	logFile, err := os.Create(logPath)
+func startProcess(ctx context.Context, bin string, args []string, logPath string, l launch) (*process, error) {
+	p, addrs, err := spawn(bin, args, logPath, l)
 	if err != nil {
-		return nil, fmt.Errorf("server log: %w", err)
-	}
-	p := &process{cmd: exec.Command(bin, args...), done: make(chan struct{})}
-	// The server dies with the load test, even when it is killed.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		logFile.Close()
 		return nil, err
 	}
-	start := time.Now()
-	if err := p.cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	addrs := make(chan [2]string, 4)
-	go p.read(stderr, logFile, addrs)
 	if err := p.waitServing(ctx, addrs); err != nil {
 		p.stop()
 		return nil, err
 	}
-	p.startup = time.Since(start)
+	p.startup = time.Since(p.started)
 	return p, nil
+}
+
+// spawn starts bin with args, its stderr (and stdout) going to logPath,
+// and returns the addresses it logs serving on.
+func spawn(bin string, args []string, logPath string, l launch) (*process, <-chan [2]string, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("server log: %w", err)
+	}
+	p := &process{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	// The server dies with the load test, even when it is killed.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p.cmd.Dir = l.dir
+	if len(l.env) > 0 || l.cpu >= 0 {
+		p.cmd.Env = append(os.Environ(), l.env...)
+		if l.cpu >= 0 {
+			p.cmd.Env = append(p.cmd.Env, "GOMAXPROCS=1")
+		}
+	}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		logFile.Close()
+		return nil, nil, err
+	}
+	p.cmd.Stdout = p.cmd.Stderr // one pipe: istiod logs to stdout
+	p.started = time.Now()
+	if err := startOn(p.cmd, l.cpu); err != nil {
+		logFile.Close()
+		return nil, nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	addrs := make(chan [2]string, 4)
+	go p.read(stderr, logFile, addrs)
+	return p, addrs, nil
 }
 
 func (p *process) read(r io.Reader, log *os.File, addrs chan<- [2]string) {
@@ -75,7 +106,10 @@ func (p *process) read(r io.Reader, log *os.File, addrs chan<- [2]string) {
 		}
 		p.mu.Unlock()
 		if m := servingLine.FindStringSubmatch(line); m != nil {
-			addrs <- [2]string{m[1], m[2]}
+			select {
+			case addrs <- [2]string{m[1], m[2]}:
+			default: // a server that logs no such lines is waited for otherwise
+			}
 		}
 	}
 	_ = p.cmd.Wait()

@@ -135,8 +135,8 @@ var rows = []row{
 const clientBound = 0.5
 
 // WriteTable prints, per mode, our server, the baseline and the ratio
-// baseline/ours (how many times better ours is; higher is better) and,
-// where it ran, the bytes floor and ours/floor (how many times the floor's
+// baseline/ours (how many times better ours is; higher is better), where
+// it ran istiod and istiod/ours (likewise) and, where it ran, the bytes floor and ours/floor (how many times the floor's
 // cost ours is; 1 is the floor). Figures measured while the load client
 // was busy for most of a change window are marked client-bound.
 func (r *Report) WriteTable(w io.Writer) error {
@@ -151,14 +151,20 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	var notes []string
 	for _, mode := range modes {
-		ours, base, floor := r.find(Ours, mode), r.find(Baseline, mode), r.find(Floor, mode)
-		if floor == nil {
-			fmt.Fprintf(tw, "\n%s\tours\tbaseline\tbaseline/ours\t\n", mode)
-		} else {
-			fmt.Fprintf(tw, "\n%s\tours\tbaseline\tbaseline/ours\tbytes floor\tours/floor\t\n", mode)
+		ours, base, floor, istiod := r.find(Ours, mode), r.find(Baseline, mode), r.find(Floor, mode), r.find(Istiod, mode)
+		fmt.Fprintf(tw, "\n%s\tours\tbaseline\tbaseline/ours\t", mode)
+		if istiod != nil {
+			fmt.Fprint(tw, "istiod\tistiod/ours\t")
 		}
+		if floor != nil {
+			fmt.Fprint(tw, "bytes floor\tours/floor\t")
+		}
+		fmt.Fprintln(tw)
 		for _, rw := range rows {
 			fmt.Fprintf(tw, "%s (%s)\t%s\t%s\t%s\t", rw.label, rw.unit, cellValue(ours, rw), cellValue(base, rw), ratio(ours, base, rw))
+			if istiod != nil {
+				fmt.Fprintf(tw, "%s\t%s\t", cellValue(istiod, rw), ratio(ours, istiod, rw))
+			}
 			if floor != nil {
 				f := floor
 				if !rw.floor {
@@ -168,7 +174,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			}
 			fmt.Fprintln(tw)
 		}
-		for _, res := range []*Result{ours, base, floor} {
+		for _, res := range []*Result{ours, base, istiod, floor} {
 			if res != nil {
 				notes = append(notes, clientBoundNotes(res)...)
 			}

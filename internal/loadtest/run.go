@@ -35,6 +35,22 @@ type Config struct {
 	// ProfileDir, when set, receives our server's heap profile after the
 	// proxies connect and a CPU profile of the changes (SERVER-MODE-*.pb.gz).
 	ProfileDir string
+	// IstiodBin (pilot-discovery) and IstiodCRDs (Istio's CRDs, one YAML
+	// file), when set, add istiod as a peer: per mode it gets its own etcd
+	// and kube-apiserver holding the scenario (see istiod.go).
+	IstiodBin  string
+	IstiodCRDs string
+	// Pin runs every server on ServerCPU with GOMAXPROCS=1; the caller
+	// pins the load client itself to ClientCPU (PinSelf).
+	Pin bool
+}
+
+// launch is how cfg starts a server.
+func (cfg Config) launch() launch {
+	if cfg.Pin {
+		return launch{cpu: ServerCPU}
+	}
+	return unpinned
 }
 
 // Servers under test.
@@ -42,6 +58,7 @@ const (
 	Ours     = "controlplane"
 	Baseline = "baseline"
 	Floor    = "floor"
+	Istiod   = "istiod"
 )
 
 // BaselineArgs are the arguments that make BaselineBin serve dir.
@@ -68,6 +85,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		if cfg.BaselineBin != "" {
 			servers = append(servers, Baseline)
+		}
+		if cfg.IstiodBin != "" {
+			servers = append(servers, Istiod)
 		}
 		for _, server := range servers {
 			r, err := runMode(ctx, cfg, server, mode)
@@ -108,13 +128,25 @@ func runMode(ctx context.Context, cfg Config, server, mode string) (*Result, err
 	if err != nil {
 		return nil, err
 	}
-	bin, args := cfg.serverArgs(server, dir, filepath.Join(base, "data"))
 	fmt.Fprintf(cfg.Progress, "%s %s: starting server (log %s)\n", server, mode, filepath.Join(base, "server.log"))
-	p, err := startProcess(ctx, bin, args, filepath.Join(base, "server.log"))
-	if err != nil {
-		return nil, err
+	var p *process
+	if server == Istiod {
+		var stop func()
+		p, stop, err = startIstiod(ctx, cfg, base, m)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+	} else {
+		bin, args := cfg.serverArgs(server, dir, filepath.Join(base, "data"))
+		if p, err = startProcess(ctx, bin, args, filepath.Join(base, "server.log"), cfg.launch()); err != nil {
+			return nil, err
+		}
+		defer p.stop()
 	}
-	defer p.stop()
+	if cfg.Pin {
+		fmt.Fprintf(cfg.Progress, "%s %s: server on CPUs %s, load client on CPUs %s\n", server, mode, cpusAllowed(p.cmd.Process.Pid), cpusAllowed(os.Getpid()))
+	}
 	r := &Result{Server: server, Mode: mode, Proxies: cfg.Scenario.Proxies, Services: cfg.Scenario.Services,
 		ColdStartSeconds: p.startup.Seconds(), specs: m.proxies()}
 	fmt.Fprintf(cfg.Progress, "%s %s: exec to /readyz 200 in %.3fs\n", server, mode, r.ColdStartSeconds)

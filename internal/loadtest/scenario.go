@@ -85,6 +85,9 @@ type mesh struct {
 	sc   Scenario
 	pods [][]string // per Kubernetes service, its pod IPs
 	vms  [][]string // per ServiceEntry, its VM IPs
+	// apply, when set, makes changes through an API server (istiod's
+	// source) instead of the folder: it applies the objects of a file.
+	apply func(yaml []byte) error
 }
 
 func podIP(svc, j int) string { return fmt.Sprintf("10.%d.%d.%d", 8+j, svc/250, svc%250+1) }
@@ -134,7 +137,7 @@ type serviceData struct {
 func (m *mesh) writeService(i int) error {
 	d := serviceData{Name: fmt.Sprintf("svc-%d", i), VIP: fmt.Sprintf("10.96.%d.%d", i/250, i%250+1), Port: 8000 + i%50, IPs: m.pods[i],
 		Group: m.groupLabel(i)}
-	return writeTemplate(m.dir, d.Name+".yaml", serviceTmpl, d)
+	return m.write(d.Name+".yaml", serviceTmpl, d)
 }
 
 func (m *mesh) writeEntry(i int) error {
@@ -142,9 +145,25 @@ func (m *mesh) writeEntry(i int) error {
 		Group: m.groupLabel(i)}
 	if m.sc.HTTPEntries {
 		d.VIP, d.Port = "", httpEntryPort
-		return writeTemplate(m.dir, d.Name+".yaml", httpEntryTmpl, d)
+		return m.write(d.Name+".yaml", httpEntryTmpl, d)
 	}
-	return writeTemplate(m.dir, d.Name+".yaml", entryTmpl, d)
+	return m.write(d.Name+".yaml", entryTmpl, d)
+}
+
+// write renders a file of the mesh into its folder or, once the mesh is
+// served from an API server, applies its objects there.
+func (m *mesh) write(name string, t *template.Template, data any) error {
+	if m.apply == nil {
+		return writeTemplate(m.dir, name, t, data)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, data); err != nil {
+		return fmt.Errorf("render %s: %w", name, err)
+	}
+	if err := m.apply(b.Bytes()); err != nil {
+		return fmt.Errorf("apply %s: %w", name, err)
+	}
+	return nil
 }
 
 // writeTemplate renders into a temporary file outside the watched folder

@@ -88,7 +88,7 @@ func RunSoak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 	bin, args := Config{ServerBin: cfg.ServerBin}.serverArgs(Ours, dir, filepath.Join(cfg.WorkDir, "data"))
 	logPath := filepath.Join(cfg.WorkDir, "server.log")
 	fmt.Fprintf(cfg.Progress, "soak: starting server (log %s)\n", logPath)
-	p, err := startProcess(ctx, bin, args, logPath)
+	p, err := startProcess(ctx, bin, args, logPath, unpinned)
 	if err != nil {
 		return nil, err
 	}
