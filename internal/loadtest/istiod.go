@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -131,29 +130,6 @@ func startIstiod(ctx context.Context, cfg Config, base string, m *mesh) (*proces
 	time.Sleep(2 * time.Second)
 	fmt.Fprintf(cfg.Progress, "istiod: settled (every ServiceEntry without addresses allocated one) in %.1fs\n", time.Since(begin).Seconds())
 	return p, stop, nil
-}
-
-// waitReady waits until url answers 200.
-func (p *process) waitReady(ctx context.Context, url string) error {
-	timeout := time.After(2 * time.Minute)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("server exited before ready:\n%s", p.logTail())
-		case <-timeout:
-			return fmt.Errorf("server not ready within 2m:\n%s", p.logTail())
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 // freeLoopbackAddrs returns n loopback addresses whose ports were free a

@@ -139,8 +139,15 @@ func (p *process) waitServing(ctx context.Context, addrs <-chan [2]string) error
 			return ctx.Err()
 		}
 	}
+	return p.waitReady(ctx, "http://"+p.httpAddr+"/readyz")
+}
+
+// waitReady waits until url answers 200, polling every 5 ms (the cold
+// start is timed to it).
+func (p *process) waitReady(ctx context.Context, url string) error {
+	timeout := time.After(2 * time.Minute)
 	for {
-		resp, err := http.Get("http://" + p.httpAddr + "/readyz")
+		resp, err := http.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -148,6 +155,8 @@ func (p *process) waitServing(ctx context.Context, addrs <-chan [2]string) error
 			}
 		}
 		select {
+		case <-p.done:
+			return fmt.Errorf("server exited before ready:\n%s", p.logTail())
 		case <-timeout:
 			return fmt.Errorf("server not ready within 2m:\n%s", p.logTail())
 		case <-ctx.Done():
