@@ -162,7 +162,7 @@ func (a *ads) newStream(st grpcStream, delta bool, typeURL string) *xdsStream {
 
 // serve runs a stream: requests are read on their own goroutine, and
 // requests and pushes are handled here, one at a time.
-func (a *ads) serve(s *xdsStream, recv func() (*request, error)) error {
+func (a *ads) serve(s *xdsStream, recv func() (*request, error)) (err error) {
 	reqs := make(chan *request)
 	errc := make(chan error, 1)
 	go func() {
@@ -179,7 +179,7 @@ func (a *ads) serve(s *xdsStream, recv func() (*request, error)) error {
 			}
 		}
 	}()
-	defer a.close(s)
+	defer func() { a.close(s, err) }()
 	var wake chan struct{} // the conn's, once the first request made it
 	for {
 		var err error
@@ -254,14 +254,19 @@ func (a *ads) newConn(px *snapshot.Proxy, node *corev3.Node, delta bool, caller 
 	}
 }
 
-// close drops a stream's connection.
-func (a *ads) close(s *xdsStream) {
+// close drops a stream's connection; err is why the stream ended (nil: the
+// proxy closed it).
+func (a *ads) close(s *xdsStream, err error) {
 	if s.c == nil {
 		return
 	}
 	a.pusher.disconnect(s.c)
 	if s.c.autoreg != nil {
 		s.c.autoreg.Close()
+	}
+	if err != nil {
+		a.log.Info("proxy disconnected", "conn", s.c.id, "reason", err)
+		return
 	}
 	a.log.Info("proxy disconnected", "conn", s.c.id)
 }

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
 	"maps"
 	"slices"
@@ -33,13 +34,14 @@ func (f *fleet) runSotW(ctx context.Context, cc *grpc.ClientConn, i int) error {
 	}
 	s := newProxyState()
 	last := map[string]*sotwResponse{} // per type, the last response (version and nonce)
+	wire := map[string][]byte{}        // per type, the wanted names encoded (s.wantList)
 	for {
 		resp := &sotwResponse{}
 		if err := st.RecvMsg(resp); err != nil {
 			return err
 		}
 		if rec := f.record.Load(); rec != nil && rec.proxy == i {
-			rec.add(resp.raw)
+			rec.add(bytes.Clone(resp.raw))
 		}
 		t := resp.typeURL
 		last[t] = &sotwResponse{versionInfo: resp.versionInfo, nonce: resp.nonce}
@@ -49,19 +51,20 @@ func (f *fleet) runSotW(ctx context.Context, cc *grpc.ClientConn, i int) error {
 		}
 		if changed {
 			s.wantList[dep] = slices.Sorted(maps.Keys(s.want(dep)))
-			req := &discoveryv3.DiscoveryRequest{TypeUrl: dep, ResourceNames: s.wantList[dep]}
+			wire[dep] = encodeNames(s.wantList[dep])
+			req := &sotwACK{typeURL: dep, names: wire[dep]}
 			if prev := last[dep]; prev != nil {
-				req.VersionInfo, req.ResponseNonce = prev.versionInfo, prev.nonce
+				req.versionInfo, req.nonce = prev.versionInfo, prev.nonce
 			}
-			if err := st.Send(req); err != nil {
+			if err := st.SendMsg(req); err != nil {
 				return err
 			}
 		}
-		ack := &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: resp.versionInfo, ResponseNonce: resp.nonce}
+		ack := &sotwACK{typeURL: t, versionInfo: resp.versionInfo, nonce: resp.nonce}
 		if t == edsType || t == rdsType {
-			ack.ResourceNames = s.wantList[t] // as Envoy does, every ACK names them all
+			ack.names = wire[t] // as Envoy does, every ACK names them all
 		}
-		if err := st.Send(ack); err != nil {
+		if err := st.SendMsg(ack); err != nil {
 			return err
 		}
 		f.acked(i, s, t, func(yield func([]byte) bool) {
@@ -71,6 +74,9 @@ func (f *fleet) runSotW(ctx context.Context, cc *grpc.ClientConn, i int) error {
 				}
 			}
 		})
+		if resp.release != nil {
+			resp.release()
+		}
 	}
 }
 

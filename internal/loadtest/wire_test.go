@@ -90,3 +90,33 @@ func FuzzDecodeSotWResponse(f *testing.F) {
 		sameAsProto(t, b)
 	})
 }
+
+// TestSotWACKEncoding checks that the client's own encoding of a request
+// is proto's.
+func TestSotWACKEncoding(t *testing.T) {
+	tests := []struct {
+		name string
+		req  *discoveryv3.DiscoveryRequest
+	}{
+		{"empty", &discoveryv3.DiscoveryRequest{}},
+		{"first request", &discoveryv3.DiscoveryRequest{TypeUrl: edsType, ResourceNames: []string{"a", "outbound|8080||b.default.svc.cluster.local"}}},
+		{"ack", &discoveryv3.DiscoveryRequest{VersionInfo: "v7", TypeUrl: edsType, ResponseNonce: "n9", ResourceNames: []string{"a", "", "c"}}},
+		{"ack without names", &discoveryv3.DiscoveryRequest{VersionInfo: "v1", TypeUrl: cdsType, ResponseNonce: "1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want, err := proto.MarshalOptions{Deterministic: true}.Marshal(tt.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := &sotwACK{versionInfo: tt.req.VersionInfo, typeURL: tt.req.TypeUrl, nonce: tt.req.ResponseNonce, names: encodeNames(tt.req.ResourceNames)}
+			got, err := newClientCodec().Marshal(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b := got.Materialize(); !bytes.Equal(b, want) || r.size() != len(want) {
+				t.Errorf("encoded %x (size %d), proto encodes %x", b, r.size(), want)
+			}
+		})
+	}
+}
