@@ -182,7 +182,6 @@ func (a *ads) serve(s *xdsStream, recv func() (*request, error)) (err error) {
 	defer func() { a.close(s, err) }()
 	var wake chan struct{} // the conn's, once the first request made it
 	for {
-		var err error
 		select {
 		case <-s.ctx.Done():
 			return s.ctx.Err()
@@ -264,11 +263,11 @@ func (a *ads) close(s *xdsStream, err error) {
 	if s.c.autoreg != nil {
 		s.c.autoreg.Close()
 	}
+	attrs := []any{"conn", s.c.id}
 	if err != nil {
-		a.log.Info("proxy disconnected", "conn", s.c.id, "reason", err)
-		return
+		attrs = append(attrs, "reason", err)
 	}
-	a.log.Info("proxy disconnected", "conn", s.c.id)
+	a.log.Info("proxy disconnected", attrs...)
 }
 
 // handle takes in one request.

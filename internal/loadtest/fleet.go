@@ -114,10 +114,11 @@ type proxyState struct {
 	vhdsWant       map[string]bool            // route configurations whose virtual hosts are subscribed
 	have           map[string]map[string]bool // type -> names
 	wantList       map[string][]string        // type -> wanted names, sorted (SotW requests)
+	wantWire       map[string][]byte          // type -> wantList encoded (encodeNames), for the bench's SotW ACKs
 }
 
 func newProxyState() *proxyState {
-	return &proxyState{edsWant: map[string]bool{}, rdsWant: map[string]bool{}, have: map[string]map[string]bool{}, wantList: map[string][]string{}}
+	return &proxyState{edsWant: map[string]bool{}, rdsWant: map[string]bool{}, have: map[string]map[string]bool{}, wantList: map[string][]string{}, wantWire: map[string][]byte{}}
 }
 
 func (s *proxyState) complete() bool {

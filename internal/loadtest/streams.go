@@ -34,7 +34,6 @@ func (f *fleet) runSotW(ctx context.Context, cc *grpc.ClientConn, i int) error {
 	}
 	s := newProxyState()
 	last := map[string]*sotwResponse{} // per type, the last response (version and nonce)
-	wire := map[string][]byte{}        // per type, the wanted names encoded (s.wantList)
 	for {
 		resp := &sotwResponse{}
 		if err := st.RecvMsg(resp); err != nil {
@@ -51,8 +50,8 @@ func (f *fleet) runSotW(ctx context.Context, cc *grpc.ClientConn, i int) error {
 		}
 		if changed {
 			s.wantList[dep] = slices.Sorted(maps.Keys(s.want(dep)))
-			wire[dep] = encodeNames(s.wantList[dep])
-			req := &sotwACK{typeURL: dep, names: wire[dep]}
+			s.wantWire[dep] = encodeNames(s.wantList[dep])
+			req := &sotwACK{typeURL: dep, names: s.wantWire[dep]}
 			if prev := last[dep]; prev != nil {
 				req.versionInfo, req.nonce = prev.versionInfo, prev.nonce
 			}
@@ -62,7 +61,7 @@ func (f *fleet) runSotW(ctx context.Context, cc *grpc.ClientConn, i int) error {
 		}
 		ack := &sotwACK{typeURL: t, versionInfo: resp.versionInfo, nonce: resp.nonce}
 		if t == edsType || t == rdsType {
-			ack.names = wire[t] // as Envoy does, every ACK names them all
+			ack.names = s.wantWire[t] // as Envoy does, every ACK names them all
 		}
 		if err := st.SendMsg(ack); err != nil {
 			return err
