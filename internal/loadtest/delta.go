@@ -2,33 +2,100 @@ package loadtest
 
 import (
 	"context"
+	"iter"
 	"slices"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 )
 
-// deltaState is what a delta stream tracks beyond proxyState: each
-// cluster's EDS name, each listener's RDS names and whether each route
-// configuration takes its virtual hosts over VHDS, how many of them need
-// each EDS, RDS and VHDS name, and the subscription changes a response
-// called for. It is kept incrementally: a response of one new cluster
-// costs one name, not a walk of every cluster (which at 10,000 services
-// made the client, not the server, the bottleneck of a new service).
+// deltaState is what a delta stream tracks: each cluster's EDS name, each
+// listener's RDS names and whether each route configuration takes its
+// virtual hosts over VHDS, how many of them need each EDS, RDS and VHDS
+// name, the subscription changes a response called for, and, until the
+// proxy is configured, which EDS and RDS resources it has. It is kept
+// incrementally: a response of one new cluster costs one name, not a walk
+// of every cluster (which at 10,000 services made the client, not the
+// server, the bottleneck of a new service). What the proxy is subscribed
+// to is not kept apart: it is the names needed, less the changes not yet
+// asked for (see subscribed), one map of 10,000 names per proxy fewer.
 type deltaState struct {
-	*proxyState
-	clusters  map[string]string
-	listeners map[string][]string
-	routes    map[string]bool
-	refs      map[string]map[string]int  // dependent type -> name -> resources needing it
-	pending   map[string]map[string]bool // dependent type -> name -> subscribe (true) or unsubscribe
+	gotCDS, gotLDS bool
+	gotVHDS        bool                       // a VHDS response came (route configurations with vhds)
+	settled        bool                       // configured: have is not kept
+	clusters       map[string]string          // EDS cluster -> its EDS name
+	listeners      map[string][]string        // listener -> its RDS names, if any
+	routes         map[string]bool            // route configurations with vhds
+	refs           map[string]map[string]int  // dependent type -> name -> resources needing it
+	pending        map[string]map[string]bool // dependent type -> name -> subscribe (true) or unsubscribe
+	have           map[string]map[string]bool // EDS or RDS -> names held
 }
 
 func newDeltaState() *deltaState {
-	s := &deltaState{proxyState: newProxyState(), clusters: map[string]string{}, listeners: map[string][]string{}, routes: map[string]bool{},
-		refs: map[string]map[string]int{}, pending: map[string]map[string]bool{}}
-	s.vhdsWant = map[string]bool{}
-	return s
+	return &deltaState{clusters: map[string]string{}, listeners: map[string][]string{}, routes: map[string]bool{},
+		refs: map[string]map[string]int{}, pending: map[string]map[string]bool{},
+		have: map[string]map[string]bool{edsType: {}, rdsType: {}}}
+}
+
+// subscribed returns the names of type dep the proxy is subscribed to: a
+// name is needed and its subscription asked for, or no longer needed and
+// its unsubscription not yet asked for.
+func (s *deltaState) subscribed(dep string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for n := range s.refs[dep] {
+			if s.pending[dep][n] { // its subscription is still to be asked for
+				continue
+			}
+			if !yield(n) {
+				return
+			}
+		}
+		for n, subscribe := range s.pending[dep] {
+			if !subscribe && !yield(n) {
+				return
+			}
+		}
+	}
+}
+
+func (s *deltaState) complete() bool {
+	if s.settled {
+		return true
+	}
+	if !s.gotCDS || !s.gotLDS {
+		return false
+	}
+	if !s.gotVHDS {
+		for range s.subscribed(vhdsType) {
+			return false
+		}
+	}
+	for _, t := range []string{edsType, rdsType} {
+		for n := range s.subscribed(t) {
+			if !s.have[t][n] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (s *deltaState) settle() {
+	s.settled, s.have = true, nil
+}
+
+// hold records that the proxy holds (or, with ok false, no longer holds)
+// the resource of type t named name.
+func (s *deltaState) hold(t, name string, ok bool) {
+	h := s.have[t]
+	if h == nil { // not kept for t, or settled
+		return
+	}
+	if ok {
+		h[name] = true
+	} else {
+		delete(h, name)
+	}
 }
 
 // ref records one more resource needing name of type dep.
@@ -69,13 +136,15 @@ func (s *deltaState) change(dep, name string, subscribe bool) {
 }
 
 // setCluster, setListener and setRoute replace (or, with ok false,
-// remove) a resource and what it needs.
+// remove) a resource and what it needs. A resource that needs nothing is
+// not kept: its removal changes nothing (at 10,000 services most
+// listeners name no route configuration).
 func (s *deltaState) setCluster(name, eds string, ok bool) {
 	if old, had := s.clusters[name]; had {
 		s.unref(edsType, old)
 	}
 	delete(s.clusters, name)
-	if ok {
+	if ok && eds != "" {
 		s.clusters[name] = eds
 		s.ref(edsType, eds)
 	}
@@ -86,7 +155,7 @@ func (s *deltaState) setListener(name string, rds []string, ok bool) {
 		s.unref(rdsType, n)
 	}
 	delete(s.listeners, name)
-	if ok {
+	if ok && len(rds) > 0 {
 		s.listeners[name] = rds
 		for _, n := range rds {
 			s.ref(rdsType, n)
@@ -99,11 +168,9 @@ func (s *deltaState) setRoute(name string, vhds, ok bool) {
 		s.unref(vhdsType, name)
 	}
 	delete(s.routes, name)
-	if ok {
-		s.routes[name] = vhds
-		if vhds {
-			s.ref(vhdsType, name)
-		}
+	if ok && vhds {
+		s.routes[name] = true
+		s.ref(vhdsType, name)
 	}
 }
 
@@ -139,7 +206,7 @@ func (f *fleet) runDelta(ctx context.Context, cc *grpc.ClientConn, i int) error 
 				return err
 			}
 		}
-		f.acked(i, s.proxyState, t, slices.Values(values))
+		f.acked(i, s, t, slices.Values(values))
 	}
 }
 
@@ -152,17 +219,21 @@ func (f *fleet) deltaApply(s *deltaState, t string, resp *discoveryv3.DeltaDisco
 		if err != nil {
 			return nil, err
 		}
+		name := r.GetName()
+		if name == p.name {
+			// The parse cache's copy, shared by every proxy, is what the
+			// maps keep, not this response's.
+			name = p.name
+		}
 		switch t {
 		case cdsType:
-			s.setCluster(r.GetName(), p.eds, true)
+			s.setCluster(name, p.eds, true)
 		case ldsType:
-			s.setListener(r.GetName(), p.rds, true)
+			s.setListener(name, p.rds, true)
 		case rdsType:
-			s.setRoute(r.GetName(), p.vhds, true)
-			s.haveLocked(t)[r.GetName()] = true
-		default:
-			s.haveLocked(t)[r.GetName()] = true
+			s.setRoute(name, p.vhds, true)
 		}
+		s.hold(t, name, true)
 	}
 	for _, n := range resp.GetRemovedResources() {
 		switch t {
@@ -172,10 +243,8 @@ func (f *fleet) deltaApply(s *deltaState, t string, resp *discoveryv3.DeltaDisco
 			s.setListener(n, nil, false)
 		case rdsType:
 			s.setRoute(n, false, false)
-			delete(s.haveLocked(t), n)
-		default:
-			delete(s.haveLocked(t), n)
 		}
+		s.hold(t, n, false)
 	}
 	switch t {
 	case cdsType:
@@ -207,15 +276,12 @@ func (s *deltaState) resubscribe(t string) *discoveryv3.DeltaDiscoveryRequest {
 	if len(changes) == 0 {
 		return nil
 	}
-	delete(s.pending, dep)
-	want := s.want(dep)
+	delete(s.pending, dep) // asked for now: subscribed follows
 	req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: dep}
 	for n, subscribe := range changes {
 		if subscribe {
-			want[n] = true
 			req.ResourceNamesSubscribe = append(req.ResourceNamesSubscribe, n)
 		} else {
-			delete(want, n)
 			req.ResourceNamesUnsubscribe = append(req.ResourceNamesUnsubscribe, n)
 		}
 	}

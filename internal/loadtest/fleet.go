@@ -49,6 +49,7 @@ type fleet struct {
 	specs []ProxySpec
 	delta bool
 	parse *parseCache
+	sets  *nameSets // the SotW proxies' subscriptions
 	probe atomic.Pointer[probe]
 	bytes atomic.Int64 // proto bytes received
 	// record, while set, keeps what one proxy receives (SotW), for the
@@ -64,7 +65,7 @@ type fleet struct {
 }
 
 func newFleet(specs []ProxySpec, delta bool) *fleet {
-	return &fleet{specs: specs, delta: delta, parse: newParseCache(),
+	return &fleet{specs: specs, delta: delta, parse: newParseCache(), sets: newNameSets(),
 		configured: make([]time.Time, len(specs)), allReady: make(chan struct{})}
 }
 
@@ -104,46 +105,19 @@ func (f *fleet) fail(err error) {
 	f.errOnce.Do(func() { f.err = err })
 }
 
-// proxyState is what one proxy holds: the EDS and RDS names its clusters
-// and listeners need, and which of them it has.
-type proxyState struct {
-	gotCDS, gotLDS bool
-	gotVHDS        bool // a VHDS response came (delta, route configurations with vhds)
-	edsWant        map[string]bool
-	rdsWant        map[string]bool
-	vhdsWant       map[string]bool            // route configurations whose virtual hosts are subscribed
-	have           map[string]map[string]bool // type -> names
-	wantList       map[string][]string        // type -> wanted names, sorted (SotW requests)
-	wantWire       map[string][]byte          // type -> wantList encoded (encodeNames), for the bench's SotW ACKs
-}
-
-func newProxyState() *proxyState {
-	return &proxyState{edsWant: map[string]bool{}, rdsWant: map[string]bool{}, have: map[string]map[string]bool{}, wantList: map[string][]string{}, wantWire: map[string][]byte{}}
-}
-
-func (s *proxyState) complete() bool {
-	if !s.gotCDS || !s.gotLDS || len(s.vhdsWant) > 0 && !s.gotVHDS {
-		return false
-	}
-	for _, want := range []struct {
-		names map[string]bool
-		have  map[string]bool
-	}{{s.edsWant, s.have[edsType]}, {s.rdsWant, s.have[rdsType]}} {
-		for n := range want.names {
-			if !want.have[n] {
-				return false
-			}
-		}
-	}
-	return true
+// readiness is what acked asks of a proxy's state.
+type readiness interface {
+	complete() bool // everything the proxy wants has arrived
+	settle()        // the proxy is configured: what arrives need not be recorded any more
 }
 
 // acked is called after proxy i ACKed a response of typeURL: it records
 // when the proxy became fully configured and which probe markers it saw.
-func (f *fleet) acked(i int, s *proxyState, typeURL string, resources iter.Seq[[]byte]) {
+func (f *fleet) acked(i int, s readiness, typeURL string, resources iter.Seq[[]byte]) {
 	now := time.Now()
 	if f.configured[i].IsZero() && s.complete() {
 		f.configured[i] = now
+		s.settle()
 		if f.configuredN.Add(1) == int64(len(f.specs)) {
 			close(f.allReady)
 		}

@@ -56,7 +56,7 @@ func (c *SoakConfig) setDefaults() {
 type soak struct {
 	cfg     SoakConfig
 	parse   *parseCache
-	fl      *fleet // for its delta parsing
+	fl      *fleet // for its delta parsing and SotW subscriptions
 	proxies []*soakProxy
 	churn   atomic.Bool // churners disconnect now and then
 	start   time.Time   // of the changes
@@ -109,7 +109,7 @@ func RunSoak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 
 func newSoak(cfg SoakConfig, specs []ProxySpec) *soak {
 	parse := newParseCache()
-	sk := &soak{cfg: cfg, parse: parse, fl: &fleet{parse: parse}, allReady: make(chan struct{}),
+	sk := &soak{cfg: cfg, parse: parse, fl: &fleet{parse: parse, sets: newNameSets()}, allReady: make(chan struct{}),
 		lat: map[int][]float64{}, changes: map[int]int{}}
 	for i, s := range specs {
 		sk.proxies = append(sk.proxies, newSoakProxy(i, s, i%2 == 1))

@@ -23,10 +23,9 @@ func (p *soakProxy) deltaStart() []*discoveryv3.DeltaDiscoveryRequest {
 	for _, t := range []string{cdsType, ldsType, edsType, rdsType} {
 		req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, InitialResourceVersions: maps.Clone(p.held[t])}
 		if t == edsType || t == rdsType {
-			if len(p.st.want(t)) == 0 {
+			if req.ResourceNamesSubscribe = slices.Sorted(p.ds.subscribed(t)); len(req.ResourceNamesSubscribe) == 0 {
 				continue
 			}
-			req.ResourceNamesSubscribe = slices.Sorted(maps.Keys(p.st.want(t)))
 		}
 		out = append(out, req)
 	}
@@ -71,7 +70,7 @@ func (p *soakProxy) deltaResponse(sk *soak, resp *discoveryv3.DeltaDiscoveryResp
 		return []*discoveryv3.DeltaDiscoveryRequest{{TypeUrl: t, ResponseNonce: resp.GetNonce(),
 			ErrorDetail: &status.Status{Code: int32(codes.InvalidArgument), Message: "soak: rejected on purpose"}}}, errNacked
 	}
-	if _, err := sk.fl.deltaApply(p.st, t, resp); err != nil {
+	if _, err := sk.fl.deltaApply(p.ds, t, resp); err != nil {
 		return nil, err
 	}
 	anys := make([]*anypb.Any, 0, len(resp.GetResources()))
@@ -80,7 +79,7 @@ func (p *soakProxy) deltaResponse(sk *soak, resp *discoveryv3.DeltaDiscoveryResp
 	}
 	p.hold(t, resp)
 	out := []*discoveryv3.DeltaDiscoveryRequest{{TypeUrl: t, ResponseNonce: resp.GetNonce()}}
-	if sub := p.st.resubscribe(t); sub != nil {
+	if sub := p.ds.resubscribe(t); sub != nil {
 		for _, n := range sub.ResourceNamesUnsubscribe {
 			delete(p.held[sub.TypeUrl], n) // dropped, as Envoy drops them
 		}

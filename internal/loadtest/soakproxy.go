@@ -3,8 +3,6 @@ package loadtest
 import (
 	"context"
 	"errors"
-	"maps"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +27,8 @@ type soakProxy struct {
 	// response during the changes.
 	churner, nacker bool
 
-	st       *deltaState                  // wanted names and, for delta, each cluster's and listener's dependents
+	ss       *sotwState                   // SotW: the subscriptions
+	ds       *deltaState                  // delta: each cluster's and listener's dependents, the subscriptions
 	versions map[string]string            // SotW: type -> last ACKed version
 	held     map[string]map[string]string // delta: type -> name -> version
 	hosts    map[string]int               // delta: service host -> clusters held for it
@@ -41,9 +40,22 @@ type soakProxy struct {
 }
 
 func newSoakProxy(i int, spec ProxySpec, delta bool) *soakProxy {
-	return &soakProxy{i: i, spec: spec, delta: delta,
-		st:       newDeltaState(),
+	p := &soakProxy{i: i, spec: spec, delta: delta,
 		versions: map[string]string{}, held: map[string]map[string]string{}, hosts: map[string]int{}}
+	if delta {
+		p.ds = newDeltaState()
+	} else {
+		p.ss = &sotwState{}
+	}
+	return p
+}
+
+// state is the proxy's state, SotW or delta.
+func (p *soakProxy) state() readiness {
+	if p.delta {
+		return p.ds
+	}
+	return p.ss
 }
 
 // errNacked marks a response the proxy rejected on purpose.
@@ -71,10 +83,9 @@ func (p *soakProxy) sotwStart() []*discoveryv3.DiscoveryRequest {
 	for _, t := range []string{cdsType, ldsType, edsType, rdsType} {
 		req := &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: p.versions[t]}
 		if t == edsType || t == rdsType {
-			if len(p.st.wantList[t]) == 0 {
+			if req.ResourceNames = p.ss.names(t); len(req.ResourceNames) == 0 {
 				continue
 			}
-			req.ResourceNames = p.st.wantList[t]
 		}
 		out = append(out, req)
 	}
@@ -120,7 +131,7 @@ func (p *soakProxy) sotwResponse(sk *soak, resp *discoveryv3.DiscoveryResponse, 
 	if p.nack.CompareAndSwap(true, false) {
 		p.nacked.Add(1)
 		return []*discoveryv3.DiscoveryRequest{{TypeUrl: t, VersionInfo: p.versions[t], ResponseNonce: resp.GetNonce(),
-			ResourceNames: p.st.wantList[t], ErrorDetail: &status.Status{Code: int32(codes.InvalidArgument), Message: "soak: rejected on purpose"}}}, errNacked
+			ResourceNames: p.ss.names(t), ErrorDetail: &status.Status{Code: int32(codes.InvalidArgument), Message: "soak: rejected on purpose"}}}, errNacked
 	}
 	rs := resp.GetResources()
 	parsed := make([]*parsed, len(rs))
@@ -131,51 +142,25 @@ func (p *soakProxy) sotwResponse(sk *soak, resp *discoveryv3.DiscoveryResponse, 
 		}
 	}
 	var out []*discoveryv3.DiscoveryRequest
-	if dep, changed := p.sotwApply(t, parsed); changed {
-		p.st.wantList[dep] = slices.Sorted(maps.Keys(p.st.want(dep)))
-		out = append(out, &discoveryv3.DiscoveryRequest{TypeUrl: dep, ResourceNames: p.st.wantList[dep],
+	if dep, changed := p.sotwApply(sk.fl.sets, t, parsed); changed {
+		out = append(out, &discoveryv3.DiscoveryRequest{TypeUrl: dep, ResourceNames: p.ss.names(dep),
 			VersionInfo: p.versions[dep], ResponseNonce: nonces[dep]})
 	}
-	ack := &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
-	if t == edsType || t == rdsType {
-		ack.ResourceNames = p.st.wantList[t]
-	}
+	ack := &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce(),
+		ResourceNames: p.ss.names(t)}
 	p.versions[t] = resp.GetVersionInfo()
 	sk.acked(p, t, rs, parsed, nil)
 	return append(out, ack), nil
 }
 
 // sotwApply is sotwApply of the fleet on parsed resources.
-func (p *soakProxy) sotwApply(t string, rs []*parsed) (string, bool) {
-	s := p.st.proxyState
-	names := map[string]bool{}
+func (p *soakProxy) sotwApply(sets *nameSets, t string, rs []*parsed) (string, bool) {
+	names := sets.getScratch()
+	defer sets.putScratch(names)
 	for _, r := range rs {
-		switch t {
-		case cdsType:
-			if r.eds != "" {
-				names[r.eds] = true
-			}
-		case ldsType:
-			for _, n := range r.rds {
-				names[n] = true
-			}
-		default:
-			s.haveLocked(t)[r.name] = true
-		}
+		*names = p.ss.take(t, r, *names)
 	}
-	switch t {
-	case cdsType:
-		s.gotCDS = true
-		changed := !maps.Equal(names, s.edsWant)
-		s.edsWant = names
-		return edsType, changed
-	case ldsType:
-		s.gotLDS = true
-		changed := !maps.Equal(names, s.rdsWant)
-		s.rdsWant = names
-		return rdsType, changed
-	}
-	return "", false
+	return p.ss.end(sets, t, *names)
 }
 
 // pause is a slow reader's pause before reading.

@@ -60,8 +60,9 @@ func (c *soakChange) matches(name string, a *anypb.Any) bool {
 // which holds every cluster).
 func (sk *soak) acked(p *soakProxy, t string, anys []*anypb.Any, parsed []*parsed, hasHost func(string) bool) {
 	now := time.Now().UnixNano()
-	if !p.configured.Load() && p.st.complete() {
+	if !p.configured.Load() && p.state().complete() {
 		p.configured.Store(true)
+		p.state().settle()
 		if sk.configuredN.Add(1) == int64(len(sk.proxies)) {
 			close(sk.allReady)
 		}

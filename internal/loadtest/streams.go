@@ -3,8 +3,6 @@ package loadtest
 import (
 	"bytes"
 	"context"
-	"maps"
-	"slices"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -32,7 +30,7 @@ func (f *fleet) runSotW(ctx context.Context, cc *grpc.ClientConn, i int) error {
 			return err
 		}
 	}
-	s := newProxyState()
+	s := &sotwState{}
 	last := map[string]*sotwResponse{} // per type, the last response (version and nonce)
 	for {
 		resp := &sotwResponse{}
@@ -49,9 +47,7 @@ func (f *fleet) runSotW(ctx context.Context, cc *grpc.ClientConn, i int) error {
 			return err
 		}
 		if changed {
-			s.wantList[dep] = slices.Sorted(maps.Keys(s.want(dep)))
-			s.wantWire[dep] = encodeNames(s.wantList[dep])
-			req := &sotwACK{typeURL: dep, names: s.wantWire[dep]}
+			req := &sotwACK{typeURL: dep, names: s.sub(dep).set.encoded()}
 			if prev := last[dep]; prev != nil {
 				req.versionInfo, req.nonce = prev.versionInfo, prev.nonce
 			}
@@ -60,8 +56,8 @@ func (f *fleet) runSotW(ctx context.Context, cc *grpc.ClientConn, i int) error {
 			}
 		}
 		ack := &sotwACK{typeURL: t, versionInfo: resp.versionInfo, nonce: resp.nonce}
-		if t == edsType || t == rdsType {
-			ack.names = s.wantWire[t] // as Envoy does, every ACK names them all
+		if sub := s.sub(t); sub != nil {
+			ack.names = sub.set.encoded() // as Envoy does, every ACK names them all
 		}
 		if err := st.SendMsg(ack); err != nil {
 			return err
@@ -79,58 +75,88 @@ func (f *fleet) runSotW(ctx context.Context, cc *grpc.ClientConn, i int) error {
 	}
 }
 
-func (s *proxyState) want(t string) map[string]bool {
+// sotwState is what a SotW proxy holds: whether the full-state types
+// came, and its EDS and RDS subscriptions.
+type sotwState struct {
+	gotCDS, gotLDS bool
+	eds, rds       subscription
+}
+
+// sub returns the subscription of type t, nil for a type not subscribed
+// by name.
+func (s *sotwState) sub(t string) *subscription {
 	switch t {
 	case edsType:
-		return s.edsWant
-	case vhdsType:
-		return s.vhdsWant
+		return &s.eds
+	case rdsType:
+		return &s.rds
 	}
-	return s.rdsWant
+	return nil
+}
+
+// names returns the names the proxy wants of type t, sorted.
+func (s *sotwState) names(t string) []string {
+	if sub := s.sub(t); sub != nil {
+		return sub.set.names()
+	}
+	return nil
+}
+
+func (s *sotwState) complete() bool {
+	return s.gotCDS && s.gotLDS && s.eds.complete() && s.rds.complete()
+}
+
+func (s *sotwState) settle() {
+	s.eds.settle()
+	s.rds.settle()
+}
+
+// take takes in one resource of a SotW response of type t, appending to
+// names the names it makes the proxy want.
+func (s *sotwState) take(t string, p *parsed, names []string) []string {
+	switch t {
+	case cdsType:
+		if p.eds != "" {
+			names = append(names, p.eds)
+		}
+	case ldsType:
+		names = append(names, p.rds...)
+	case edsType, rdsType:
+		s.sub(t).got(p.name)
+	}
+	return names
+}
+
+// end ends a SotW response of type t, given the names its resources made
+// the proxy want (reordered). For CDS and LDS (full state) it returns the
+// dependent type and whether its names changed.
+func (s *sotwState) end(sets *nameSets, t string, names []string) (string, bool) {
+	switch t {
+	case cdsType:
+		s.gotCDS = true
+		return edsType, s.eds.want(sets.intern(names))
+	case ldsType:
+		s.gotLDS = true
+		return rdsType, s.rds.want(sets.intern(names))
+	}
+	return "", false
 }
 
 // sotwApply takes in a SotW response. For CDS and LDS (full state) it
 // returns the dependent type and whether its names changed.
-func (f *fleet) sotwApply(s *proxyState, t string, rs []wireAny) (string, bool, error) {
-	names := map[string]bool{}
+func (f *fleet) sotwApply(s *sotwState, t string, rs []wireAny) (string, bool, error) {
+	if sub := s.sub(t); sub != nil && sub.settled {
+		return "", false, nil // nothing an EDS or RDS resource would tell is read any more
+	}
+	names := f.sets.getScratch()
+	defer f.sets.putScratch(names)
 	for _, r := range rs {
 		p, err := f.parse.parse(r.typeURL, r.value)
 		if err != nil {
 			return "", false, err
 		}
-		switch t {
-		case cdsType:
-			if p.eds != "" {
-				names[p.eds] = true
-			}
-		case ldsType:
-			for _, n := range p.rds {
-				names[n] = true
-			}
-		default:
-			s.haveLocked(t)[p.name] = true
-		}
+		*names = s.take(t, p, *names)
 	}
-	switch t {
-	case cdsType:
-		s.gotCDS = true
-		changed := !maps.Equal(names, s.edsWant)
-		s.edsWant = names
-		return edsType, changed, nil
-	case ldsType:
-		s.gotLDS = true
-		changed := !maps.Equal(names, s.rdsWant)
-		s.rdsWant = names
-		return rdsType, changed, nil
-	}
-	return "", false, nil
-}
-
-func (s *proxyState) haveLocked(t string) map[string]bool {
-	h := s.have[t]
-	if h == nil {
-		h = map[string]bool{}
-		s.have[t] = h
-	}
-	return h
+	dep, changed := s.end(f.sets, t, *names)
+	return dep, changed, nil
 }
