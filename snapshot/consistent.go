@@ -93,7 +93,11 @@ func sameNames(a, b []types.Resource) bool {
 		return false
 	}
 	for i := range a {
-		if cachev3.GetResourceName(a[i]) != cachev3.GetResourceName(b[i]) {
+		// The same proto has the same name. After an endpoint change the
+		// lists share all but the changed protos, and every proxy's own part
+		// is checked against its shared part this way: the identity check
+		// spares 10,000 name lookups per proxy at 10,000 services.
+		if a[i] != b[i] && cachev3.GetResourceName(a[i]) != cachev3.GetResourceName(b[i]) {
 			return false
 		}
 	}

@@ -32,6 +32,7 @@ type options struct {
 	oursOff         bool
 	unshared        bool
 	baselineChanges int
+	conns           int
 	keep            bool
 	profileDir      string
 	timeout         time.Duration
@@ -62,6 +63,7 @@ func main() {
 	flag.StringVar(&o.scenario, "scenario", "full", "full (S: 1000 services x 1000 proxies), small (50 x 50), scoped (full with each proxy's Sidecar limiting it to 10 services), small-scoped (small, 5 services), http (full, every service an HTTP ServiceEntry on 8080 without addresses) or l (L: 10,000 services x 2,000 proxies)")
 	flag.IntVar(&o.proxies, "proxies", 0, "proxies, instead of the scenario's")
 	flag.IntVar(&o.services, "services", 0, "services, instead of the scenario's")
+	flag.IntVar(&o.conns, "conns", 0, "gRPC connections the proxies' streams share (default 1 per 100 proxies; as many as -proxies for one each, as real Envoys have)")
 	flag.StringVar(&o.modes, "modes", "sotw,delta", "xDS modes to run, comma separated")
 	flag.StringVar(&o.out, "out", "bench-results.json", "JSON report path")
 	flag.StringVar(&o.serverBin, "server-bin", "", "controlplane binary (default: go build ./cmd/controlplane)")
@@ -159,7 +161,7 @@ func run(ctx context.Context, o options) error {
 	}
 	cfg := loadtest.Config{Scenario: sc, WorkDir: work, ServerBin: o.serverBin, Modes: strings.Split(o.modes, ","),
 		BaselineChanges: o.baselineChanges, OursOff: o.oursOff, BaselineUnshared: o.unshared, Progress: os.Stderr, Timeout: o.timeout, ProfileDir: o.profileDir,
-		IstiodBin: o.istiodBin, IstiodCRDs: o.istiodCRDs, Pin: o.pin}
+		IstiodBin: o.istiodBin, IstiodCRDs: o.istiodCRDs, Pin: o.pin, Conns: o.conns}
 	if (cfg.IstiodBin == "") != (cfg.IstiodCRDs == "") {
 		return fmt.Errorf("-istiod-bin and -istiod-crds go together")
 	}

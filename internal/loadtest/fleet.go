@@ -59,6 +59,9 @@ type fleet struct {
 	configured  []time.Time
 	configuredN atomic.Int64
 	allReady    chan struct{}
+	// gate, when set, holds a slot for each proxy connecting and not yet
+	// configured (Scenario.ConnectConcurrency).
+	gate chan struct{}
 
 	errOnce sync.Once
 	err     error
@@ -87,11 +90,21 @@ func (f *fleet) run(ctx context.Context, addr string, conns int) ([]*grpc.Client
 	for i := range f.specs {
 		cc := ccs[i%len(ccs)]
 		go func() {
+			if f.gate != nil {
+				select {
+				case f.gate <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+			}
 			var err error
 			if f.delta {
 				err = f.runDelta(ctx, cc, i)
 			} else {
 				err = f.runSotW(ctx, cc, i)
+			}
+			if f.gate != nil && f.configured[i].IsZero() {
+				<-f.gate // the stream ended before it was configured
 			}
 			if err != nil && ctx.Err() == nil {
 				f.fail(fmt.Errorf("proxy %s: %w", f.specs[i].ID, err))
@@ -118,6 +131,9 @@ func (f *fleet) acked(i int, s readiness, typeURL string, resources iter.Seq[[]b
 	if f.configured[i].IsZero() && s.complete() {
 		f.configured[i] = now
 		s.settle()
+		if f.gate != nil {
+			<-f.gate // the next proxy may connect
+		}
 		if f.configuredN.Add(1) == int64(len(f.specs)) {
 			close(f.allReady)
 		}

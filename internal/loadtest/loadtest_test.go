@@ -67,3 +67,35 @@ func TestSmallScenario(t *testing.T) {
 	}
 	t.Logf("\n%s", table.String())
 }
+
+// TestConnectConcurrencyAndSotWEndpointOnly runs the small scenario with
+// L's settings: proxies connect a few at a time, and SotW proxies get only
+// endpoint changes. Every proxy must still be configured.
+func TestConnectConcurrencyAndSotWEndpointOnly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the server")
+	}
+	sc := ScenarioSmall()
+	sc.ConnectConcurrency, sc.SotWEndpointChangesOnly = 3, true
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var progress strings.Builder
+	rep, err := Run(ctx, Config{Scenario: sc, WorkDir: t.TempDir(), ServerBin: e2e.Binary(t),
+		Modes: []string{"sotw", "delta"}, Timeout: time.Minute, Progress: &progress})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	sotw, delta := rep.find(Ours, "sotw"), rep.find(Ours, "delta")
+	if sotw == nil || delta == nil {
+		t.Fatalf("results %+v, want ours in SotW and delta", rep.Results)
+	}
+	if sotw.ConnectSeconds <= 0 || delta.ConnectSeconds <= 0 {
+		t.Errorf("connect not measured: SotW %v s, delta %v s", sotw.ConnectSeconds, delta.ConnectSeconds)
+	}
+	if sotw.Endpoint.Changes != sc.EndpointChanges || sotw.NewService.Changes != 0 {
+		t.Errorf("SotW: %d endpoint and %d new-service changes, want %d and 0", sotw.Endpoint.Changes, sotw.NewService.Changes, sc.EndpointChanges)
+	}
+	if delta.Endpoint.Changes != sc.EndpointChanges || delta.NewService.Changes != sc.NewServiceChanges {
+		t.Errorf("delta: %d endpoint and %d new-service changes, want %d and %d", delta.Endpoint.Changes, delta.NewService.Changes, sc.EndpointChanges, sc.NewServiceChanges)
+	}
+}

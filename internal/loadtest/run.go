@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -153,6 +154,9 @@ func runMode(ctx context.Context, cfg Config, server, mode string) (*Result, err
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	f := newFleet(r.specs, mode == "delta")
+	if n := cfg.Scenario.ConnectConcurrency; n > 0 {
+		f.gate = make(chan struct{}, n)
+	}
 	if err := r.connect(sctx, cfg, p, f); err != nil {
 		return r, err
 	}
@@ -166,6 +170,9 @@ func runMode(ctx context.Context, cfg Config, server, mode string) (*Result, err
 	changes := m.changes()
 	if server == Baseline {
 		changes = limitChanges(changes, cfg.BaselineChanges)
+	}
+	if mode == "sotw" && cfg.Scenario.SotWEndpointChangesOnly {
+		changes = slices.DeleteFunc(changes, func(c change) bool { return c.kind == newServiceChange })
 	}
 	record := server == Ours && mode == "sotw" && cfg.FloorBin != "" && cfg.Scenario.ScopeSize == 0
 	if err := r.change(ctx, cfg, p, f, changes, record); err != nil {

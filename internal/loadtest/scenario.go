@@ -37,9 +37,20 @@ type Scenario struct {
 	// VM sidecar of one (issue 20's case): one listener, 0.0.0.0_8080, and
 	// one route configuration, 8080, that holds every virtual host. New
 	// services are such entries too.
-	HTTPEntries        bool `json:",omitempty"`
-	podsPerService     int
-	vmsPerServiceEntry int
+	HTTPEntries bool `json:",omitempty"`
+	// ConnectConcurrency, when set, is how many proxies connect at a time:
+	// a proxy opens its stream once fewer than that many are connecting
+	// and not yet configured. At L every proxy is sent every cluster and
+	// endpoint set (about 30 MB); all 2,000 at once would make the load
+	// client hold 60 GB and starve its connections' readers.
+	ConnectConcurrency int `json:",omitempty"`
+	// SotWEndpointChangesOnly leaves out the new services in SotW mode:
+	// at L one sends every proxy every cluster again (10 MB each, 20 GB a
+	// change), more than the load client can take in at once. Delta mode
+	// still gets them.
+	SotWEndpointChangesOnly bool `json:",omitempty"`
+	podsPerService          int
+	vmsPerServiceEntry      int
 }
 
 // ScenarioS is issue 7's scenario: 1000 services, 1000 proxies, 20
@@ -51,7 +62,8 @@ func ScenarioS() Scenario {
 // ScenarioL is issue 20's scale scenario: 10,000 services (the mix of S),
 // 2,000 proxies; the server's RSS must stay within 1 GB.
 func ScenarioL() Scenario {
-	return Scenario{Services: 10000, Proxies: 2000, EndpointChanges: 10, NewServiceChanges: 3}
+	return Scenario{Services: 10000, Proxies: 2000, EndpointChanges: 10, NewServiceChanges: 3,
+		ConnectConcurrency: 16, SotWEndpointChangesOnly: true}
 }
 
 // ScenarioSmall is the version `make test` runs.
