@@ -232,10 +232,12 @@ func floorStreams(p *process) (int, error) {
 	return n, nil
 }
 
-// runFloor starts the floor server, connects a SotW fleet of specs to it
-// and, for each recorded change, has it send the recorded responses to
-// every stream, measured as runMode measures our server.
-func runFloor(ctx context.Context, cfg Config, specs []ProxySpec, recs []recordedChange) (*Result, error) {
+// runFloor starts the floor server, connects a SotW fleet of specs to it,
+// configures every proxy with what one of ours got until it was configured
+// (connected), so the floor's proxies subscribe to as many names and ACK
+// with as many, and, for each recorded change, has it send the recorded
+// responses to every stream, measured as runMode measures our server.
+func runFloor(ctx context.Context, cfg Config, specs []ProxySpec, connected [][]byte, recs []recordedChange) (*Result, error) {
 	base := filepath.Join(cfg.WorkDir, Floor+"-sotw")
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return nil, err
@@ -257,6 +259,19 @@ func runFloor(ctx context.Context, cfg Config, specs []ProxySpec, recs []recorde
 	}
 	if err := waitStreams(ctx, p, len(specs), cfg.Timeout); err != nil {
 		return r, err
+	}
+	if err := floorPush(p, encodeBatch(connected), len(specs)); err != nil {
+		return r, err
+	}
+	select {
+	case <-f.allReady:
+	case <-time.After(cfg.Timeout):
+		return r, fmt.Errorf("floor: only %d of %d proxies configured by the recorded responses after %v", f.configuredN.Load(), len(specs), cfg.Timeout)
+	case <-ctx.Done():
+		return r, ctx.Err()
+	}
+	if f.err != nil {
+		return r, f.err
 	}
 	changes := make([]change, len(recs))
 	for k, rc := range recs {

@@ -51,7 +51,11 @@ type Result struct {
 	ColdStartSeconds float64 `json:"cold_start_seconds"`
 
 	recorded []recordedChange // SotW, ours: what one proxy got per change
-	specs    []ProxySpec
+	// connected is what that proxy got until it was configured (SotW,
+	// ours): the floor sends it to every stream first, so the floor's
+	// proxies hold the same subscriptions and ACK with as many names.
+	connected [][]byte
+	specs     []ProxySpec
 }
 
 // Report is a whole run.

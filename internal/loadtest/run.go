@@ -97,7 +97,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			rep.Results = append(rep.Results, *r)
 			if len(r.recorded) > 0 {
-				fr, err := runFloor(ctx, cfg, r.specs, r.recorded)
+				fr, err := runFloor(ctx, cfg, r.specs, r.connected, r.recorded)
 				if err != nil {
 					return rep, fmt.Errorf("floor %s: %w", mode, err)
 				}
@@ -157,8 +157,20 @@ func runMode(ctx context.Context, cfg Config, server, mode string) (*Result, err
 	if n := cfg.Scenario.ConnectConcurrency; n > 0 {
 		f.gate = make(chan struct{}, n)
 	}
+	record := server == Ours && mode == "sotw" && cfg.FloorBin != "" && cfg.Scenario.ScopeSize == 0
+	var connecting *recording
+	if record {
+		connecting = &recording{proxy: 0}
+		f.record.Store(connecting)
+	}
 	if err := r.connect(sctx, cfg, p, f); err != nil {
 		return r, err
+	}
+	if connecting != nil {
+		f.record.Store(nil)
+		connecting.mu.Lock()
+		r.connected = connecting.msgs
+		connecting.mu.Unlock()
 	}
 	if cfg.ProfileDir != "" {
 		prefix := filepath.Join(cfg.ProfileDir, server+"-"+mode)
@@ -174,7 +186,6 @@ func runMode(ctx context.Context, cfg Config, server, mode string) (*Result, err
 	if mode == "sotw" && cfg.Scenario.SotWEndpointChangesOnly {
 		changes = slices.DeleteFunc(changes, func(c change) bool { return c.kind == newServiceChange })
 	}
-	record := server == Ours && mode == "sotw" && cfg.FloorBin != "" && cfg.Scenario.ScopeSize == 0
 	if err := r.change(ctx, cfg, p, f, changes, record); err != nil {
 		return r, err
 	}
