@@ -39,6 +39,10 @@ func (b *Builder) WithEndpointChanges(view registry.View, hosts []string) *Build
 	if len(b.problems) > 0 || b.grpcAutoMTLSChangedLocked(view, hosts) { // something was left out, or a cluster's TLS changes: build it all again
 		return next
 	}
+	// Most of what b holds carries over: sized once, not grown.
+	next.cla = make(map[string]*endpointv3.ClusterLoadAssignment, len(b.cla))
+	next.claSrc = make(map[string]claSource, len(b.claSrc))
+	next.results = make(map[string]*proxyResult, len(b.results))
 	stale := map[*endpointv3.ClusterLoadAssignment]claSource{}
 	for key, src := range b.claSrc {
 		if slices.Contains(hosts, src.host) {
