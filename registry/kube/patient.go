@@ -37,17 +37,21 @@ func (p *patientTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if req.Method != http.MethodGet {
 		return p.next.RoundTrip(req)
 	}
+	var dialErr error // the last failed dial, reported if the context ends during a retry's dial
 	for {
 		resp, err := p.next.RoundTrip(req)
 		switch {
 		case err == nil && p.starting(resp):
 			drain(resp)
+		case err != nil && dialErr != nil && req.Context().Err() != nil:
+			return nil, dialErr
 		case err == nil || !dialFailed(err):
 			if err == nil && p.down.CompareAndSwap(true, false) {
 				p.logger.Info("kube source: API server reachable again", "host", req.URL.Host)
 			}
 			return resp, err
 		default:
+			dialErr = err
 			p.lastDown.Store(time.Now().UnixNano())
 			if p.down.CompareAndSwap(false, true) {
 				p.logger.Warn("kube source: API server unreachable; serving the last known state and retrying",

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -184,5 +185,37 @@ func outage(t *testing.T, p *patientTransport, addr string) {
 	cancel()
 	if err := <-done; !dialFailed(err) {
 		t.Fatalf("GET to a closed port: err = %v", err)
+	}
+}
+
+// roundTripFunc is an http.RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A retry whose dial the request's deadline interrupts reports the dial
+// error seen before, not the bare deadline: the caller learns why.
+func TestPatientTransportDeadlineDuringRetry(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+	var calls atomic.Int32
+	p := &patientTransport{interval: time.Millisecond, logger: slog.New(slog.DiscardHandler),
+		next: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if calls.Add(1) == 1 {
+				return nil, refused
+			}
+			<-r.Context().Done() // the second dial outlasts the deadline
+			return nil, r.Context().Err()
+		})}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	get, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:1/api", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.RoundTrip(get); !errors.Is(err, refused) {
+		t.Errorf("err = %v, want the refused dial", err)
+	}
+	if calls.Load() != 2 {
+		t.Errorf("%d dials, want 2", calls.Load())
 	}
 }
