@@ -172,6 +172,13 @@ type recording struct {
 	msgs  [][]byte
 }
 
+// messages returns the responses kept so far.
+func (r *recording) messages() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.msgs
+}
+
 // add keeps an encoded response (b is not written to afterwards).
 func (r *recording) add(b []byte) {
 	r.mu.Lock()

@@ -133,9 +133,7 @@ func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, c
 		time.Sleep(quiet)
 		if rec != nil {
 			f.record.Store(nil)
-			rec.mu.Lock()
-			r.recorded = append(r.recorded, recordedChange{change: c, msgs: rec.msgs})
-			rec.mu.Unlock()
+			r.recorded = append(r.recorded, recordedChange{change: c, msgs: rec.messages()})
 		}
 		cpu1, err := p.cpuSeconds()
 		if err != nil {

@@ -168,9 +168,7 @@ func runMode(ctx context.Context, cfg Config, server, mode string) (*Result, err
 	}
 	if connecting != nil {
 		f.record.Store(nil)
-		connecting.mu.Lock()
-		r.connected = connecting.msgs
-		connecting.mu.Unlock()
+		r.connected = connecting.messages()
 	}
 	if cfg.ProfileDir != "" {
 		prefix := filepath.Join(cfg.ProfileDir, server+"-"+mode)
