@@ -11,6 +11,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
 	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/registry"
@@ -67,6 +68,10 @@ type Builder struct {
 	// (see WithServiceChanges); set before the Builder is used, then only read.
 	owns     map[string]*Resources
 	rules    map[string]*registry.DestinationRule // by proxy namespace and host (destinationRuleLocked)
+	clusters map[string]*builtCluster             // by clusterKey (serviceClusterLocked)
+	// valid holds the protos of shared parts known to pass ValidateAll
+	// (finish skips them): found so here, or carried over with them.
+	valid    map[types.Resource]struct{}
 	problems []error
 }
 
@@ -123,6 +128,8 @@ func NewBuilder(view registry.View, opts Options) *Builder {
 		cla:            map[string]*endpointv3.ClusterLoadAssignment{},
 		claSrc:         map[string]claSource{},
 		results:        map[string]*proxyResult{},
+		clusters:       map[string]*builtCluster{},
+		valid:          map[types.Resource]struct{}{},
 	}
 }
 
@@ -287,7 +294,7 @@ func (b *Builder) sharedLocked(m map[string]*memo, sc *scope, build func(sc *sco
 	}
 	res, err := build(sc)
 	if err == nil {
-		b.problemLocked(res.finish())
+		b.problemLocked(res.finish(b.valid))
 	}
 	m[sc.key] = &memo{res: res, err: err}
 	return res, err

@@ -63,11 +63,33 @@ func (b *Builder) destinationRuleLocked(ns string, svc *registry.Service) *regis
 // proxies: the whole service (subset nil) or one subset, shaped by the
 // DestinationRule dr (nil for none); its endpoints are seen from the
 // scope's client when a locality rule applies.
+//
+// Clusters are memoized (see builtCluster): proxies of every scope of a
+// namespace, SotW and delta, share one proto per cluster, and
+// WithServiceChanges carries those of unchanged hosts over.
 func (b *Builder) serviceClusterLocked(sc *scope, svc *registry.Service, port registry.Port, dr *registry.DestinationRule, subset *registry.Subset, f clusterFlavor) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
 	ns := sc.ns
 	name := meshname.OutboundCluster(port.Number, subsetName(subset), svc.Hostname)
 	pol := clusterPolicy(dr, subset, port.Number)
 	loc := localityRuleFor(pol)
+	key := clusterKey(f, ns, name, subset, loc, sc.client, b.priorityLabels)
+	eps := endpointsOf(b.view.Endpoints(svc.Hostname))
+	if m, ok := b.clusters[key]; ok && m.stands(svc, dr, eps) {
+		var cla *endpointv3.ClusterLoadAssignment
+		if m.eds {
+			cla = b.loadAssignmentLocked(svc, port, subset, loc, sc.client)
+		}
+		return m.cluster, cla
+	}
+	c, cla := b.newServiceClusterLocked(sc, svc, port, pol, loc, subset, f, name)
+	b.clusters[key] = &builtCluster{cluster: c, eds: cla != nil, svc: svc, dr: dr, eps: eps}
+	return c, cla
+}
+
+// newServiceClusterLocked builds what serviceClusterLocked returns, under
+// the DestinationRule's policy pol for the cluster and its locality rule loc.
+func (b *Builder) newServiceClusterLocked(sc *scope, svc *registry.Service, port registry.Port, pol registry.TrafficPolicy, loc *localityRule, subset *registry.Subset, f clusterFlavor, name string) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
+	ns := sc.ns
 	o := clusterOptions{HTTP2: f == envoyClusters && port.Protocol.IsHTTP2()}
 	o.TLS = b.clusterTransportSocket(ns, svc, port, subsetName(subset), pol.TLS, f)
 	b.applyAutoMTLS(&o, svc, port, pol.TLS, subset, f)
@@ -149,6 +171,6 @@ func (b *Builder) loadAssignmentLocked(svc *registry.Service, port registry.Port
 		return cla
 	}
 	cla := localityLoadAssignment(name, port, subsetEndpoints(b.view.Endpoints(svc.Hostname), subset), loc, c)
-	b.cla[key], b.claSrc[key] = cla, claSource{host: svc.Hostname, port: port, subset: subset, locality: loc, client: c}
+	b.cla[key], b.claSrc[key] = cla, claSource{host: svc.Hostname, port: port, subset: subset, locality: loc, client: c, eps: endpointsOf(b.view.Endpoints(svc.Hostname))}
 	return cla
 }

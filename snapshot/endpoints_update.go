@@ -18,6 +18,7 @@ type claSource struct {
 	subset   *registry.Subset // nil for the whole service
 	locality *localityRule    // nil for none
 	client   client           // whose view of the endpoints it is, under locality
+	eps      endpointsID      // the host's endpoints it was built from
 }
 
 // WithEndpointChanges returns a Builder for view, the next model revision,
@@ -50,7 +51,9 @@ func (b *Builder) WithEndpointChanges(view registry.View, hosts []string) *Build
 			continue
 		}
 		next.cla[key], next.claSrc[key] = b.cla[key], src
+		next.keepValid(b, b.cla[key])
 	}
+	b.carryOverClustersLocked(next, hostSet(hosts))
 	for _, pair := range [][2]map[string]*memo{{b.sidecarOut, next.sidecarOut}, {b.vmOut, next.vmOut}, {b.grpcOut, next.grpcOut}, {b.gatewayOut, next.gatewayOut}} {
 		for ns, m := range pair[0] {
 			if m.err != nil {
@@ -140,6 +143,7 @@ func (b *Builder) refreshEndpointsLocked(list []types.Resource, stale map[*endpo
 			b.problemLocked(fmt.Errorf("%T %q is invalid and left out: %w", cla, cla.GetClusterName(), err))
 			continue
 		}
+		b.valid[cla] = struct{}{}
 		out = append(out, cla)
 	}
 	return out

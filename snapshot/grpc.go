@@ -71,6 +71,6 @@ func (b *Builder) buildGRPCInbound(w *registry.Workload) (*Resources, error) {
 			}
 		}
 	}
-	b.problem(r.finish())
+	b.problem(r.finish(nil))
 	return r, nil
 }

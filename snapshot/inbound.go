@@ -41,7 +41,7 @@ func (b *Builder) buildPodInbound(w *registry.Workload) (*Resources, error) {
 		UseOriginalDst:   wrapperspb.Bool(true),
 		FilterChains:     chains,
 	})
-	b.problem(r.finish())
+	b.problem(r.finish(nil))
 	return r, nil
 }
 
@@ -68,7 +68,7 @@ func (b *Builder) buildVMInbound(w *registry.Workload) (*Resources, error) {
 		r.Listeners = append(r.Listeners, l)
 		r.Clusters = append(r.Clusters, inboundCluster(ip))
 	}
-	b.problem(r.finish())
+	b.problem(r.finish(nil))
 	return r, nil
 }
 

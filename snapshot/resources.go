@@ -20,7 +20,9 @@ func (r *Resources) lists() []*[]types.Resource {
 // finish sorts every list by name, drops later duplicates, and validates
 // each resource. An invalid resource is left out, so one bad service does not
 // take the rest of the config with it; the error names every one left out.
-func (r *Resources) finish() error {
+// Resources in valid (nil for none) passed before and are not validated
+// again; those that pass are added to it.
+func (r *Resources) finish(valid map[types.Resource]struct{}) error {
 	var errs []error
 	for _, l := range r.lists() {
 		slices.SortStableFunc(*l, func(a, b types.Resource) int {
@@ -30,11 +32,17 @@ func (r *Resources) finish() error {
 			return cachev3.GetResourceName(a) == cachev3.GetResourceName(b)
 		})
 		*l = slices.DeleteFunc(*l, func(res types.Resource) bool {
-			err := res.(validator).ValidateAll()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%T %q is invalid and left out: %w", res, cachev3.GetResourceName(res), err))
+			if _, ok := valid[res]; ok {
+				return false
 			}
-			return err != nil
+			if err := res.(validator).ValidateAll(); err != nil {
+				errs = append(errs, fmt.Errorf("%T %q is invalid and left out: %w", res, cachev3.GetResourceName(res), err))
+				return true
+			}
+			if valid != nil {
+				valid[res] = struct{}{}
+			}
+			return false
 		})
 	}
 	return errors.Join(errs...)

@@ -2,10 +2,13 @@ package snapshot
 
 import (
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/librarymesh/controlplane/meshname"
@@ -24,7 +27,13 @@ func withNewService(v *indexedView, name string, addrs ...string) (*indexedView,
 	for _, a := range addrs {
 		tv.endpoints = append(tv.endpoints, &registry.Endpoint{Hostname: host, Namespace: "default", Address: a, Ready: true})
 	}
-	return newIndexedView(&tv), host
+	next := newIndexedView(&tv)
+	for h, eps := range v.byHost { // the registry keeps an unchanged host's list
+		if h != host {
+			next.byHost[h] = eps
+		}
+	}
+	return next, host
 }
 
 func sameResources(a, b []types.Resource) bool {
@@ -137,5 +146,72 @@ func BenchmarkNewServiceScenarioS(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// withEndpoints is v with a new endpoint list for host.
+func withEndpoints(v *indexedView, host string, addrs ...string) *indexedView {
+	next := *v
+	next.byHost = maps.Clone(v.byHost)
+	var eps []*registry.Endpoint
+	for _, a := range addrs {
+		eps = append(eps, &registry.Endpoint{Hostname: host, Namespace: "default", Address: a, Ready: true})
+	}
+	next.byHost[host] = eps
+	return &next
+}
+
+// TestWithServiceChangesKeepsClusters: a Builder carried over after a
+// service change gives a proxy what a fresh one gives, reusing the cluster
+// and assignment protos of the hosts the change left alone and building
+// those of the changed hosts again, including a host whose endpoints
+// changed though the caller did not name it.
+func TestWithServiceChangesKeepsClusters(t *testing.T) {
+	v, proxies := scenarioS()
+	p := proxies[0]
+	prev := NewBuilder(v, Options{})
+	before, _, err := prev.BuildParts(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const named, unnamed = "svc-2.default.svc.cluster.local", "svc-1.default.svc.cluster.local"
+	v2, host := withNewService(v, "new-svc", "10.99.0.1")
+	v2 = withEndpoints(withEndpoints(v2, named, "10.99.2.1"), unnamed, "10.99.1.1")
+	next := prev.WithServiceChanges(v2, Options{}, []string{host, named})
+	after, _, err := next.BuildParts(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, _, err := NewBuilder(v2, Options{}).BuildParts(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameResources(after.Clusters, fresh.Clusters) || !sameResources(after.Endpoints, fresh.Endpoints) {
+		t.Fatal("clusters or endpoints differ from a fresh build")
+	}
+	old := map[string]types.Resource{}
+	for _, r := range append(slices.Clone(before.Clusters), before.Endpoints...) {
+		old[fmt.Sprintf("%T %s", r, cachev3.GetResourceName(r))] = r
+	}
+	changed := []string{host, named, unnamed}
+	kept := 0
+	for _, r := range append(slices.Clone(after.Clusters), after.Endpoints...) {
+		name := cachev3.GetResourceName(r)
+		if !strings.HasPrefix(name, "outbound|") {
+			continue
+		}
+		same := old[fmt.Sprintf("%T %s", r, name)] == r
+		isChanged := slices.ContainsFunc(changed, func(h string) bool { return strings.HasSuffix(name, "|"+h) })
+		switch {
+		case isChanged && same:
+			t.Errorf("%T %s of a changed host was carried over", r, name)
+		case !isChanged && !same:
+			t.Errorf("%T %s of an unchanged host was built again", r, name)
+		case same:
+			kept++
+		}
+	}
+	if kept < 1000 {
+		t.Errorf("%d clusters and assignments carried over, want at least 1000", kept)
 	}
 }
