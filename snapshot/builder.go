@@ -69,6 +69,10 @@ type Builder struct {
 	owns     map[string]*Resources
 	rules    map[string]*registry.DestinationRule // by proxy namespace and host (destinationRuleLocked)
 	clusters map[string]*builtCluster             // by clusterKey (serviceClusterLocked)
+	// listeners and vhosts are a service port's (see builtListeners), by
+	// servicePortKey.
+	listeners map[string]*builtListeners
+	vhosts    map[string]*builtVirtualHost
 	// valid holds the protos of shared parts known to pass ValidateAll
 	// (finish skips them): found so here, or carried over with them.
 	valid    map[types.Resource]struct{}
@@ -129,6 +133,8 @@ func NewBuilder(view registry.View, opts Options) *Builder {
 		claSrc:         map[string]claSource{},
 		results:        map[string]*proxyResult{},
 		clusters:       map[string]*builtCluster{},
+		listeners:      map[string]*builtListeners{},
+		vhosts:         map[string]*builtVirtualHost{},
 		valid:          map[types.Resource]struct{}{},
 	}
 }

@@ -1,13 +1,17 @@
 package snapshot
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
+	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/registry"
 )
 
@@ -96,5 +100,88 @@ func (b *Builder) carryOverAssignmentsLocked(next *Builder, changed map[string]b
 func (b *Builder) keepValid(from *Builder, r types.Resource) {
 	if _, ok := from.valid[r]; ok {
 		b.valid[r] = struct{}{}
+	}
+}
+
+// builtListeners are a service port's captured outbound listeners, and
+// builtVirtualHost its virtual host, memoized as builtCluster is. They are
+// kept only when no VirtualService applies to the service (routes then
+// depend on other services too) and, for listeners, when none of the
+// port's routes injects faults and the service has addresses (a wildcard
+// listener is shared with other services); so the service, its rule and,
+// for a virtual host, its domains (a domain goes to the first service on
+// the port that claims it) are all they are made from.
+type builtListeners struct {
+	listeners []*listenerv3.Listener
+	svc       *registry.Service
+	dr        *registry.DestinationRule
+}
+
+type builtVirtualHost struct {
+	vhost   *routev3.VirtualHost
+	svc     *registry.Service
+	dr      *registry.DestinationRule
+	domains []string
+}
+
+// servicePortKey names a service port for proxies in ns; flag tells a
+// virtual host over VHDS, or a loopback listener, from the others.
+func servicePortKey(ns, host string, port uint32, flag bool) string {
+	return ns + "\x00" + host + "\x00" + strconv.FormatUint(uint64(port), 10) + "\x00" + strconv.FormatBool(flag)
+}
+
+// serviceListenersLocked are the outbound listeners of a service port,
+// built for target: the service itself (captured), or a copy bound on its
+// loopback address. They come from the memo when they stand.
+func (b *Builder) serviceListenersLocked(vc *vsContext, sc *scope, svc, target *registry.Service, port registry.Port, loopback bool) []*listenerv3.Listener {
+	plain := vc.virtualService(svc.Hostname) == nil && (port.Protocol.IsHTTP() && vc.httpFilters(port.Number) == nil || !port.Protocol.IsHTTP() && len(target.Addresses) > 0)
+	dr := b.destinationRuleLocked(sc.ns, svc)
+	key := servicePortKey(sc.ns, svc.Hostname, port.Number, loopback)
+	if m, ok := b.listeners[key]; ok && plain && m.svc == svc && m.dr == dr {
+		return m.listeners
+	}
+	ls := vc.listeners(target, port, outboundListeners(target, port, b.tcpHashPoliciesLocked(sc.ns, svc, port.Number), loopback))
+	if plain {
+		b.listeners[key] = &builtListeners{listeners: ls, svc: svc, dr: dr}
+	}
+	return ls
+}
+
+// outboundVirtualHostLocked is a service port's virtual host for the
+// scope's proxies, from the memo when it stands.
+func (b *Builder) outboundVirtualHostLocked(vc *vsContext, sc *scope, svc *registry.Service, port registry.Port, domains []string) *routev3.VirtualHost {
+	plain := vc.virtualService(svc.Hostname) == nil
+	dr := b.destinationRuleLocked(sc.ns, svc)
+	key := servicePortKey(sc.ns, svc.Hostname, port.Number, sc.vhds)
+	if m, ok := b.vhosts[key]; ok && plain && m.svc == svc && m.dr == dr && slices.Equal(m.domains, domains) {
+		return m.vhost
+	}
+	vh := VirtualHost(sc.outboundVirtualHostName(svc.Hostname, port.Number), domains,
+		vc.httpRoutes(svc, port, withHashPolicy(RouteToCluster(meshname.DefaultRoute, meshname.OutboundCluster(port.Number, "", svc.Hostname)),
+			b.hashPoliciesLocked(sc.ns, svc, port.Number, "")))...)
+	if plain {
+		b.vhosts[key] = &builtVirtualHost{vhost: vh, svc: svc, dr: dr, domains: domains}
+	}
+	return vh
+}
+
+// carryOverServicePortsLocked gives next the listeners and virtual hosts b
+// built for hosts other than changed (each is checked again when used).
+func (b *Builder) carryOverServicePortsLocked(next *Builder, changed map[string]bool) {
+	next.listeners = make(map[string]*builtListeners, len(b.listeners))
+	for key, m := range b.listeners {
+		if !changed[m.svc.Hostname] {
+			next.listeners[key] = m
+			for _, l := range m.listeners {
+				next.keepValid(b, l)
+			}
+		}
+	}
+	next.vhosts = make(map[string]*builtVirtualHost, len(b.vhosts))
+	for key, m := range b.vhosts {
+		if !changed[m.svc.Hostname] {
+			next.vhosts[key] = m
+			next.keepValid(b, m.vhost)
+		}
 	}
 }

@@ -53,7 +53,9 @@ func (b *Builder) WithEndpointChanges(view registry.View, hosts []string) *Build
 		next.cla[key], next.claSrc[key] = b.cla[key], src
 		next.keepValid(b, b.cla[key])
 	}
-	b.carryOverClustersLocked(next, hostSet(hosts))
+	changed := hostSet(hosts)
+	b.carryOverClustersLocked(next, changed)
+	b.carryOverServicePortsLocked(next, changed)
 	for _, pair := range [][2]map[string]*memo{{b.sidecarOut, next.sidecarOut}, {b.vmOut, next.vmOut}, {b.grpcOut, next.grpcOut}, {b.gatewayOut, next.gatewayOut}} {
 		for ns, m := range pair[0] {
 			if m.err != nil {

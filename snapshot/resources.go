@@ -6,11 +6,54 @@ import (
 	"fmt"
 	"slices"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 type validator interface{ ValidateAll() error }
+
+// validate is res.ValidateAll, except that the virtual hosts of a route
+// configuration found in valid (nil for none) are not validated again, and
+// those that pass are added: a RouteConfiguration's rules on its virtual
+// hosts are each virtual host's own, so the configuration without them and
+// each of them passing is the whole passing. Failing, it returns the whole
+// configuration's error, as Envoy's rules word it.
+func validate(res types.Resource, valid map[types.Resource]struct{}) error {
+	rc, ok := res.(*routev3.RouteConfiguration)
+	if !ok || valid == nil || len(rc.GetVirtualHosts()) == 0 {
+		return res.(validator).ValidateAll()
+	}
+	for _, vh := range rc.GetVirtualHosts() {
+		if _, ok := valid[vh]; ok {
+			continue
+		}
+		if vh.ValidateAll() != nil {
+			return rc.ValidateAll()
+		}
+		valid[vh] = struct{}{}
+	}
+	if withoutVirtualHosts(rc).ValidateAll() != nil {
+		return rc.ValidateAll()
+	}
+	return nil
+}
+
+// withoutVirtualHosts is a shallow copy of rc (sharing its fields' values)
+// with no virtual hosts.
+func withoutVirtualHosts(rc *routev3.RouteConfiguration) *routev3.RouteConfiguration {
+	src := rc.ProtoReflect()
+	dst := src.New()
+	vhosts := src.Descriptor().Fields().ByName("virtual_hosts")
+	src.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd != vhosts {
+			dst.Set(fd, v)
+		}
+		return true
+	})
+	return dst.Interface().(*routev3.RouteConfiguration)
+}
 
 // lists returns the six lists in a fixed order.
 func (r *Resources) lists() []*[]types.Resource {
@@ -35,7 +78,7 @@ func (r *Resources) finish(valid map[types.Resource]struct{}) error {
 			if _, ok := valid[res]; ok {
 				return false
 			}
-			if err := res.(validator).ValidateAll(); err != nil {
+			if err := validate(res, valid); err != nil {
 				errs = append(errs, fmt.Errorf("%T %q is invalid and left out: %w", res, cachev3.GetResourceName(res), err))
 				return true
 			}

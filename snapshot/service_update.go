@@ -27,6 +27,7 @@ func (b *Builder) WithServiceChanges(view registry.View, opts Options, hosts []s
 	next.valid = make(map[types.Resource]struct{}, len(b.valid))
 	b.carryOverClustersLocked(next, changed)
 	b.carryOverAssignmentsLocked(next, changed)
+	b.carryOverServicePortsLocked(next, changed)
 	affected := map[string]bool{}
 	for _, h := range hosts {
 		for _, v := range []registry.View{b.view, view} {

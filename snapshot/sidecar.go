@@ -80,10 +80,7 @@ func (b *Builder) buildOutbound(sc *scope, mode outboundMode) *Resources {
 				if len(domains) == 0 {
 					continue
 				}
-				vhostsByPort[port.Number] = append(vhostsByPort[port.Number], VirtualHost(
-					sc.outboundVirtualHostName(svc.Hostname, port.Number), domains,
-					vc.httpRoutes(svc, port, withHashPolicy(RouteToCluster(meshname.DefaultRoute, meshname.OutboundCluster(port.Number, "", svc.Hostname)),
-						b.hashPoliciesLocked(ns, svc, port.Number, "")))...))
+				vhostsByPort[port.Number] = append(vhostsByPort[port.Number], b.outboundVirtualHostLocked(vc, sc, svc, port, domains))
 			}
 		}
 	}
@@ -113,9 +110,8 @@ type loopbackOwner struct {
 // loopback listener: two hosts sharing an address on a TCP port is a
 // problem (the first by host name keeps it). Called with b.mu held.
 func (b *Builder) modeListenersLocked(vc *vsContext, sc *scope, svc *registry.Service, port registry.Port, mode outboundMode, owners map[string]loopbackOwner) []*listenerv3.Listener {
-	hash := b.tcpHashPoliciesLocked(sc.ns, svc, port.Number)
 	if mode == captured {
-		return vc.listeners(svc, port, outboundListeners(svc, port, hash, false))
+		return b.serviceListenersLocked(vc, sc, svc, svc, port, false)
 	}
 	if strings.HasPrefix(svc.Hostname, "*") || svc.Resolution == registry.ResolutionNone {
 		return nil
@@ -131,7 +127,7 @@ func (b *Builder) modeListenersLocked(vc *vsContext, sc *scope, svc *registry.Se
 		return nil
 	}
 	owners[name] = loopbackOwner{host: svc.Hostname, http: port.Protocol.IsHTTP()}
-	return vc.listeners(&local, port, outboundListeners(&local, port, hash, true))
+	return b.serviceListenersLocked(vc, sc, svc, &local, port, true)
 }
 
 // outboundVirtualHostName is a service port's virtual host name in the
