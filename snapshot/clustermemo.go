@@ -185,3 +185,16 @@ func (b *Builder) carryOverServicePortsLocked(next *Builder, changed map[string]
 		}
 	}
 }
+
+// handOverMemosLocked moves what b memoized across proxies (assignments,
+// the service ports' clusters, listeners and virtual hosts, and which
+// protos passed validation) to next, leaving b empty memos: b still builds
+// correctly, only without them. Entries stand for next as long as the
+// checks made when they are used pass; the caller drops what it knows
+// changed.
+func (b *Builder) handOverMemosLocked(next *Builder) {
+	next.cla, next.claSrc, next.clusters, next.listeners, next.vhosts, next.valid = b.cla, b.claSrc, b.clusters, b.listeners, b.vhosts, b.valid
+	b.cla, b.claSrc = map[string]*endpointv3.ClusterLoadAssignment{}, map[string]claSource{}
+	b.clusters, b.listeners, b.vhosts = map[string]*builtCluster{}, map[string]*builtListeners{}, map[string]*builtVirtualHost{}
+	b.valid = map[types.Resource]struct{}{}
+}

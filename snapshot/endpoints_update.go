@@ -40,22 +40,22 @@ func (b *Builder) WithEndpointChanges(view registry.View, hosts []string) *Build
 	if len(b.problems) > 0 || b.grpcAutoMTLSChangedLocked(view, hosts) { // something was left out, or a cluster's TLS changes: build it all again
 		return next
 	}
-	// Most of what b holds carries over: sized once, not grown.
-	next.cla = make(map[string]*endpointv3.ClusterLoadAssignment, len(b.cla))
-	next.claSrc = make(map[string]claSource, len(b.claSrc))
+	// What b memoized is handed over, not copied (b keeps empty memos):
+	// next drops the changed hosts' assignments, and checks each service
+	// port's entry against its view when it uses it (see builtCluster).
 	next.results = make(map[string]*proxyResult, len(b.results))
+	b.handOverMemosLocked(next)
 	stale := map[*endpointv3.ClusterLoadAssignment]claSource{}
-	for key, src := range b.claSrc {
+	for key, src := range next.claSrc {
 		if slices.Contains(hosts, src.host) {
-			stale[b.cla[key]] = src
-			continue
+			stale[next.cla[key]] = src
+			delete(next.cla, key)
+			delete(next.claSrc, key)
 		}
-		next.cla[key], next.claSrc[key] = b.cla[key], src
-		next.keepValid(b, b.cla[key])
 	}
-	changed := hostSet(hosts)
-	b.carryOverClustersLocked(next, changed)
-	b.carryOverServicePortsLocked(next, changed)
+	for cla := range stale {
+		delete(next.valid, cla)
+	}
 	for _, pair := range [][2]map[string]*memo{{b.sidecarOut, next.sidecarOut}, {b.vmOut, next.vmOut}, {b.grpcOut, next.grpcOut}, {b.gatewayOut, next.gatewayOut}} {
 		for ns, m := range pair[0] {
 			if m.err != nil {

@@ -108,6 +108,22 @@ func checkFastPath(t *testing.T, beforeView, after *testView, host, reused strin
 		}
 		out = append(out, got)
 	}
+	// b handed its memos over to next; it still builds what it had not.
+	px := mustProxy(t, podNodeID, nil)
+	px.DeltaADS = true
+	got, err := b.Build(px)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := NewBuilder(beforeView, Options{}).Build(px)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for typ, data := range renderGolden(t, "x.delta", want) {
+		if string(renderGolden(t, "x.delta", got)[typ]) != string(data) {
+			t.Errorf("%s over delta: %s from the Builder carried over from differs from a full build", px.ID, typ)
+		}
+	}
 	return out
 }
 
