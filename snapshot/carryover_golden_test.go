@@ -122,7 +122,10 @@ func serviceObjects(t *testing.T, meshFile string) []serviceObject {
 	return out
 }
 
-// loadStore is loadMesh's store, and the origin its objects came from.
+// loadStore reads one mesh file with the YAML directory source into a
+// store, and returns it with the origin of the file's objects. The file is
+// copied to a directory of its own, since the source reads every YAML file
+// in a directory and a golden case's directory also holds proxies and outputs.
 func loadStore(t *testing.T, meshFile string) (*registry.Store, string) {
 	t.Helper()
 	data, err := os.ReadFile(meshFile)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -21,7 +20,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/librarymesh/controlplane/registry"
-	"github.com/librarymesh/controlplane/registry/yamldir"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/*/out")
@@ -247,22 +245,11 @@ func checkConsistent(t *testing.T, node string, res *Resources, proxyless bool) 
 	}
 }
 
-// loadMesh reads one mesh file with the YAML directory source and returns
-// the model and the problems the store reports. The file is copied to a
-// directory of its own, since the source reads every YAML file in a
-// directory and the case directory also holds proxies and outputs.
+// loadMesh returns the model of a mesh file and the problems the store
+// reports (see loadStore).
 func loadMesh(t *testing.T, meshFile string) (registry.View, []registry.Problem) {
 	t.Helper()
-	data, err := os.ReadFile(meshFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "mesh.yaml"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	store := registry.NewStore(slog.New(slog.DiscardHandler))
-	yamldir.Load(dir, store)
+	store, _ := loadStore(t, meshFile)
 	return store.View(), store.Problems()
 }
 
