@@ -42,6 +42,9 @@ const (
 // sub-slices of it.
 func decodeSotWResponse(b []byte) (*sotwResponse, error) {
 	r := &sotwResponse{raw: b}
+	if n := countResources(b); n > 0 {
+		r.resources = make([]wireAny, 0, n)
+	}
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -65,7 +68,7 @@ func decodeSotWResponse(b []byte) (*sotwResponse, error) {
 		case respVersionInfo:
 			r.versionInfo = string(v)
 		case respTypeURL:
-			r.typeURL = string(v)
+			r.typeURL = typeURLString(v)
 		case respNonce:
 			r.nonce = string(v)
 		case respResources:
@@ -77,6 +80,50 @@ func decodeSotWResponse(b []byte) (*sotwResponse, error) {
 		}
 	}
 	return r, nil
+}
+
+// countResources counts the resources of the encoded DiscoveryResponse b,
+// so decodeSotWResponse makes their slice once (a CDS response of scenario
+// S has 1000; growing the slice to them cost the client more than reading
+// them). It stops at the first malformed field, which decodeSotWResponse
+// then reports.
+func countResources(b []byte) int {
+	n := 0
+	for len(b) > 0 {
+		num, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return n
+		}
+		b = b[l:]
+		l = protowire.ConsumeFieldValue(num, typ, b)
+		if l < 0 {
+			return n
+		}
+		b = b[l:]
+		if num == respResources && typ == protowire.BytesType {
+			n++
+		}
+	}
+	return n
+}
+
+// typeURLString returns v as a string, without a copy for the types the
+// client subscribes to: every resource repeats its type URL, and copying
+// it was the client's largest cost of a SotW response.
+func typeURLString(v []byte) string {
+	switch string(v) { // compared in place, not copied
+	case cdsType:
+		return cdsType
+	case ldsType:
+		return ldsType
+	case edsType:
+		return edsType
+	case rdsType:
+		return rdsType
+	case vhdsType:
+		return vhdsType
+	}
+	return string(v)
 }
 
 // decodeWireAny reads an encoded Any.
@@ -102,7 +149,7 @@ func decodeWireAny(b []byte) (wireAny, error) {
 		}
 		b = b[n:]
 		if num == anyTypeURL {
-			a.typeURL = string(v)
+			a.typeURL = typeURLString(v)
 		} else {
 			a.value = v
 		}

@@ -120,3 +120,23 @@ func TestSotWACKEncoding(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkDecodeSotWResponse reads a CDS response of 1000 clusters, the
+// size a proxy of scenario S gets on every new service in SotW.
+func BenchmarkDecodeSotWResponse(b *testing.B) {
+	resp := &discoveryv3.DiscoveryResponse{VersionInfo: "v1", TypeUrl: cdsType, Nonce: "n1"}
+	for range 1000 {
+		resp.Resources = append(resp.Resources, &anypb.Any{TypeUrl: cdsType, Value: bytes.Repeat([]byte{'c'}, 600)})
+	}
+	msg, err := proto.Marshal(resp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeSotWResponse(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
