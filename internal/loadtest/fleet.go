@@ -52,6 +52,7 @@ type fleet struct {
 	sets  *nameSets // the SotW proxies' subscriptions
 	probe atomic.Pointer[probe]
 	bytes atomic.Int64 // proto bytes received
+	up    atomic.Int64 // proto bytes sent (requests, ACKs)
 	// record, while set, keeps what one proxy receives (SotW), for the
 	// bytes floor.
 	record atomic.Pointer[recording]
@@ -79,7 +80,7 @@ func (f *fleet) run(ctx context.Context, addr string, conns int) ([]*grpc.Client
 	codec := newClientCodec()
 	for range conns {
 		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithStatsHandler(byteCounter{&f.bytes}),
+			grpc.WithStatsHandler(byteCounter{in: &f.bytes, out: &f.up}),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.ForceCodecV2(codec)),
 			grpc.WithInitialWindowSize(4<<20), grpc.WithInitialConnWindowSize(16<<20))
 		if err != nil {
@@ -186,13 +187,16 @@ func (r *recording) add(b []byte) {
 	r.msgs = append(r.msgs, b)
 }
 
-// byteCounter counts the proto bytes the client receives.
-type byteCounter struct{ n *atomic.Int64 }
+// byteCounter counts the proto bytes the client receives and sends.
+type byteCounter struct{ in, out *atomic.Int64 }
 
 func (b byteCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
 func (b byteCounter) HandleRPC(_ context.Context, s stats.RPCStats) {
-	if p, ok := s.(*stats.InPayload); ok {
-		b.n.Add(int64(p.Length))
+	switch p := s.(type) {
+	case *stats.InPayload:
+		b.in.Add(int64(p.Length))
+	case *stats.OutPayload:
+		b.out.Add(int64(p.Length))
 	}
 }
 func (b byteCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }

@@ -53,6 +53,15 @@ func TestSmallScenario(t *testing.T) {
 			r.RSSAfterMB <= 0 || r.HeapAfterMB <= 0 || r.BytesPerProxyPerChange <= 0 {
 			t.Errorf("%s %s: incomplete result %+v", r.Server, r.Mode, r)
 		}
+		if r.UpBytesPerProxyEndpoint <= 0 || r.UpBytesPerProxyNewService <= 0 {
+			t.Errorf("%s %s: no bytes back (ACKs) counted: %+v", r.Server, r.Mode, r)
+		}
+	}
+	// A SotW ACK names every endpoint set the proxy subscribes to; a delta
+	// ACK names none.
+	if delta := rep.find(Ours, "delta"); delta.UpBytesPerProxyEndpoint >= ours.UpBytesPerProxyEndpoint {
+		t.Errorf("bytes back per proxy for an endpoint change: delta %.0f, SotW %.0f; want delta's fewer",
+			delta.UpBytesPerProxyEndpoint, ours.UpBytesPerProxyEndpoint)
 	}
 	var table strings.Builder
 	if err := rep.WriteTable(&table); err != nil {

@@ -79,7 +79,7 @@ type recordedChange struct {
 // received for it, for the bytes floor.
 func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, changes []change, record bool) error {
 	lat, count := map[string][]float64{}, map[string]int{}
-	clientShare, bytesOf := map[string][]float64{}, map[string]float64{}
+	clientShare, bytesOf, upOf := map[string][]float64{}, map[string]float64{}, map[string]float64{}
 	var cpu, bytes float64
 	for _, c := range changes {
 		time.Sleep(quiet)
@@ -87,7 +87,7 @@ func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, c
 		if err != nil {
 			return err
 		}
-		b0 := f.bytes.Load()
+		b0, up0 := f.bytes.Load(), f.up.Load()
 		pr := newProbe(f.specs, c.markers, c.seenBy)
 		var rec *recording
 		if record {
@@ -142,9 +142,10 @@ func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, c
 		cpu += cpu1 - cpu0
 		bytes += float64(f.bytes.Load() - b0)
 		bytesOf[c.kind] += float64(f.bytes.Load() - b0)
+		upOf[c.kind] += float64(f.up.Load() - up0)
 		count[c.kind]++
-		fmt.Fprintf(cfg.Progress, "%s %s: %s: all %d proxies it reaches ACKed in %.0f ms (the first in %.0f ms); %d bytes to all %d; load client busy %.0f%% of a core (%.0f ms CPU)\n",
-			r.Server, r.Mode, c.what, n, all, first, f.bytes.Load()-b0, len(f.specs), share*100, (client1-client0)*1000)
+		fmt.Fprintf(cfg.Progress, "%s %s: %s: all %d proxies it reaches ACKed in %.0f ms (the first in %.0f ms); %d bytes to all %d, %d back; load client busy %.0f%% of a core (%.0f ms CPU)\n",
+			r.Server, r.Mode, c.what, n, all, first, f.bytes.Load()-b0, len(f.specs), f.up.Load()-up0, share*100, (client1-client0)*1000)
 	}
 	if f.err != nil {
 		return f.err
@@ -156,9 +157,11 @@ func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, c
 	r.NewService = summarize(lat[newServiceChange], count[newServiceChange])
 	if k := count[endpointChange]; k > 0 {
 		r.BytesPerProxyEndpoint = bytesOf[endpointChange] / float64(k) / float64(len(f.specs))
+		r.UpBytesPerProxyEndpoint = upOf[endpointChange] / float64(k) / float64(len(f.specs))
 	}
 	if k := count[newServiceChange]; k > 0 {
 		r.BytesPerProxyNewService = bytesOf[newServiceChange] / float64(k) / float64(len(f.specs))
+		r.UpBytesPerProxyNewService = upOf[newServiceChange] / float64(k) / float64(len(f.specs))
 	}
 	r.ClientCPUEndpoint = mean(clientShare[endpointChange])
 	r.ClientCPUNewService = mean(clientShare[newServiceChange])

@@ -40,6 +40,10 @@ type Result struct {
 	BytesPerProxyPerChange  float64     `json:"bytes_per_proxy_per_change"`
 	BytesPerProxyEndpoint   float64     `json:"bytes_per_proxy_endpoint_change"`
 	BytesPerProxyNewService float64     `json:"bytes_per_proxy_new_service"`
+	// Up: what the proxies send back (ACKs and new subscriptions); a SotW
+	// ACK names every resource the proxy subscribes to, as Envoy's do.
+	UpBytesPerProxyEndpoint   float64 `json:"up_bytes_per_proxy_endpoint_change"`
+	UpBytesPerProxyNewService float64 `json:"up_bytes_per_proxy_new_service"`
 	// ClientCPUEndpoint and ClientCPUNewService are the load client's CPU
 	// time over the wall time of a change's window (written to every proxy
 	// ACKed), averaged over the changes of the kind: 1 is one core busy
@@ -127,6 +131,8 @@ var rows = []row{
 	{label: "bytes sent per proxy per change", get: func(r *Result) float64 { return r.BytesPerProxyPerChange }, unit: "B", floor: true},
 	{label: "bytes per proxy, endpoint change", get: func(r *Result) float64 { return r.BytesPerProxyEndpoint }, unit: "B", floor: true},
 	{label: "bytes per proxy, new service", get: func(r *Result) float64 { return r.BytesPerProxyNewService }, unit: "B", floor: true},
+	{label: "bytes back per proxy (ACKs), endpoint change", get: func(r *Result) float64 { return r.UpBytesPerProxyEndpoint }, unit: "B", floor: true},
+	{label: "bytes back per proxy (ACKs), new service", get: func(r *Result) float64 { return r.UpBytesPerProxyNewService }, unit: "B", floor: true},
 	{label: "load client CPU, endpoint change window", get: func(r *Result) float64 { return r.ClientCPUEndpoint }, unit: "cores", floor: true, noRatio: true},
 	{label: "load client CPU, new service window", get: func(r *Result) float64 { return r.ClientCPUNewService }, unit: "cores", floor: true, noRatio: true},
 	{label: "exec to /readyz 200 (mesh in folder)", get: func(r *Result) float64 { return r.ColdStartSeconds }, unit: "s"},
