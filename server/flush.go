@@ -147,6 +147,24 @@ func (t *typeState) pickChanges(s *xdsStream, p *picked) (removed []string) {
 			}
 		}
 		return removed
+	case !s.delta && t.namesOnly():
+		// SotW, names added or dropped: the proxy holds held's content
+		// of the names both subscriptions have, and none of those added
+		// (a name dropped and asked for again was dropped by the proxy
+		// too). The shared diff and the sets' difference tell what it
+		// lacks, without walking the whole subscription.
+		changed, _ := s.a.diffs.snapshots(t.held, ts)
+		for _, n := range changed {
+			if tr, i, ok := ts.find(n); ok && t.sub.has(n) && t.heldSub.has(n) {
+				p.add(tr, i)
+			}
+		}
+		for _, n := range s.a.diffs.addedNames(t.heldSub.set, t.sub.set) {
+			if tr, i, ok := ts.find(n); ok {
+				p.add(tr, i)
+			}
+		}
+		return nil
 	}
 	t.eachSubscribed(ts, func(tr *typeResources, i int) {
 		if t.lacks(tr.names[i], tr.vers[i]) {
@@ -157,6 +175,13 @@ func (t *typeState) pickChanges(s *xdsStream, p *picked) (removed []string) {
 		removed = t.gone(ts)
 	}
 	return removed
+}
+
+// namesOnly reports whether the subscription and heldSub both name their
+// resources, and nothing else: no wildcard, no VHDS namespaces.
+func (t *typeState) namesOnly() bool {
+	return !t.sub.wildcard && !t.heldSub.wildcard && !t.sub.namespaces && !t.heldSub.namespaces &&
+		t.sub.set != nil && t.heldSub.set != nil
 }
 
 // namesAddedForced reports whether every name the subscription covers now

@@ -123,6 +123,72 @@ func TestDeltaPicksAfterSubscriptionChange(t *testing.T) {
 	}
 }
 
+// TestSotWPicksAfterSubscriptionChange: a SotW stream whose EDS request
+// names other resources than the proxy holds is sent what it lacks: the
+// changed content of names it kept, and the names it added (even unchanged
+// ones it held before it dropped them), but nothing it holds.
+func TestSotWPicksAfterSubscriptionChange(t *testing.T) {
+	cla := func(name string, weight uint32) types.Resource {
+		return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{
+			{LoadBalancingWeight: wrapperspb.UInt32(weight)},
+		}}
+	}
+	h := newHasher()
+	ts := func(list ...types.Resource) *typeSnapshot {
+		tr, err := h.list(list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := h.pair(tr, emptyType)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	held := ts(cla("a", 1), cla("b", 1), cla("c", 1), cla("gone", 1), cla("x", 1))
+	cur := ts(cla("a", 2), cla("b", 1), cla("c", 2), cla("d", 1), cla("e", 1), cla("x", 1))
+	m, err := newMetrics(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newADS(slog.New(slog.DiscardHandler), m, func(float64) {})
+	for _, tc := range []struct {
+		name         string
+		held, now    []string // the names subscribed when held was ACKed, and now
+		wantSent     []string
+		heldWildcard bool
+	}{
+		{name: "added a name", held: []string{"a", "b", "c", "gone"}, now: []string{"a", "b", "c", "gone", "d"}, wantSent: []string{"a", "c", "d"}},
+		{name: "added a name not there", held: []string{"a", "b"}, now: []string{"a", "b", "nowhere"}, wantSent: []string{"a"}},
+		{name: "dropped a changed name", held: []string{"a", "b", "c"}, now: []string{"a", "b"}, wantSent: []string{"a"}},
+		{name: "re-added an unchanged name", held: []string{"a", "c"}, now: []string{"a", "b", "c"}, wantSent: []string{"a", "b", "c"}},
+		{name: "named what it held, unchanged", held: []string{"b", "gone"}, now: []string{"b", "x"}, wantSent: []string{"x"}},
+		{name: "from a wildcard", heldWildcard: true, now: []string{"b", "d"}, wantSent: []string{"d"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := a.newConn(&snapshot.Proxy{ID: "sidecar~10.0.0.1~app.default~default.svc.cluster.local"}, nil, false, nil)
+			c.snap = &nodeSnapshot{}
+			s := &xdsStream{a: a, c: c, send: func(any) error { return nil }}
+			heldSub := subscription{wildcard: tc.heldWildcard}
+			if !tc.heldWildcard {
+				heldSub.set = a.subs.of(tc.held)
+			}
+			st := &typeState{index: typeIndex(resourcev3.EndpointType), requested: true, sub: heldSub, held: held, heldSub: heldSub}
+			s.handleSotW(st, &request{typeURL: resourcev3.EndpointType, names: tc.now})
+			p := &picked{ts: cur}
+			st.pickChanges(s, p)
+			var got []string
+			for _, i := range p.shared {
+				got = append(got, cur.shared.names[i])
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tc.wantSent) || p.sharedAll || p.whole {
+				t.Errorf("sent %v (all: %v); want %v", got, p.sharedAll || p.whole, tc.wantSent)
+			}
+		})
+	}
+}
+
 // TestRecentSamplesDropOld: samples older than the window are not counted,
 // and a bound reached many times over keeps the newest.
 func TestRecentSamplesDropOld(t *testing.T) {

@@ -24,10 +24,14 @@ func (t *typeState) wireVersion(ts *typeSnapshot) string {
 	if t.sub.wildcard || t.sub.set == nil {
 		return ts.version
 	}
-	if t.namesOf != t.sub.set {
-		t.namesOf, t.namesHash = t.sub.set, namesHash(t.sub.set.list)
-	}
-	return ts.version + "." + strconv.FormatUint(t.namesHash, 16)
+	return ts.version + "." + strconv.FormatUint(t.sub.set.namesHash(), 16)
+}
+
+// namesHash hashes the set's names, whatever their order. It is made on
+// first use and shared by every stream of the set.
+func (s *nameSet) namesHash() uint64 {
+	s.hashOnce.Do(func() { s.hash = namesHash(s.list) })
+	return s.hash
 }
 
 // namesHash hashes a set of distinct names, whatever their order.

@@ -94,9 +94,7 @@ type typeState struct {
 	nacked    *typeSnapshot // rejected: not sent again
 
 	// SotW only
-	presented string   // the version the first request said the proxy holds (see resume)
-	namesOf   *nameSet // the set namesHash is of
-	namesHash uint64
+	presented string // the version the first request said the proxy holds (see resume)
 
 	// delta only
 	initial map[string]string // versions named by the first request, until the first response

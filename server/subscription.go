@@ -57,6 +57,8 @@ type nameSet struct {
 
 	encodeOnce sync.Once
 	encoded    []byte // see wire
+	hashOnce   sync.Once
+	hash       uint64 // see namesHash
 }
 
 // maxDerived bounds a set's derived entries; past it they start over.
@@ -405,6 +407,7 @@ func (s *nameSet) holdsExactly(names []string) bool {
 type diffCache struct {
 	mu    sync.Mutex
 	pairs *generations[[2]*typeResources, *listDiff]
+	added *generations[[2]*nameSet, []string] // see addedNames
 }
 
 // listDiff is what changed from one list to another: names new or with
@@ -412,7 +415,7 @@ type diffCache struct {
 type listDiff struct{ changed, removed []string }
 
 func newDiffCache() *diffCache {
-	return &diffCache{pairs: newGenerations[[2]*typeResources, *listDiff]()}
+	return &diffCache{pairs: newGenerations[[2]*typeResources, *listDiff](), added: newGenerations[[2]*nameSet, []string]()}
 }
 
 // rotate starts a new generation; call it once per push.
@@ -420,6 +423,26 @@ func (c *diffCache) rotate() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pairs.rotate()
+	c.added.rotate()
+}
+
+// addedNames returns the names of set to that from lacks, once per pair of
+// sets: the thousand SotW sidecars that add a new service's endpoints to
+// their subscription all move from one interned set to the same other.
+func (c *diffCache) addedNames(from, to *nameSet) []string {
+	k := [2]*nameSet{from, to}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	added, ok := c.added.get(k)
+	if !ok {
+		for _, n := range to.list {
+			if !from.has(n) {
+				added = append(added, n)
+			}
+		}
+		c.added.put(k, added)
+	}
+	return added
 }
 
 // lists returns the diff of two shared lists.
