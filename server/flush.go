@@ -118,11 +118,7 @@ func (t *typeState) pickChanges(s *xdsStream, p *picked) (removed []string) {
 		return nil
 	case t.sub.same(t.heldSub):
 		changed, gone := s.a.diffs.snapshots(t.held, ts)
-		for _, n := range changed {
-			if tr, i, ok := ts.find(n); ok && t.sub.has(n) {
-				p.add(tr, i)
-			}
-		}
+		t.pickNamed(p, changed, false)
 		for _, n := range gone {
 			if s.delta && t.sub.has(n) {
 				removed = append(removed, n)
@@ -136,11 +132,7 @@ func (t *typeState) pickChanges(s *xdsStream, p *picked) (removed []string) {
 		// whole subscription (a new service's endpoints, subscribed by a
 		// thousand sidecars, would otherwise cost each a walk of them all).
 		changed, gone := s.a.diffs.snapshots(t.held, ts)
-		for _, n := range changed {
-			if tr, i, ok := ts.find(n); ok && t.sub.has(n) {
-				p.add(tr, i)
-			}
-		}
+		t.pickNamed(p, changed, false)
 		for _, n := range gone {
 			if t.sub.has(n) && t.heldSub.has(n) {
 				removed = append(removed, n)
@@ -154,16 +146,8 @@ func (t *typeState) pickChanges(s *xdsStream, p *picked) (removed []string) {
 		// too). The shared diff and the sets' difference tell what it
 		// lacks, without walking the whole subscription.
 		changed, _ := s.a.diffs.snapshots(t.held, ts)
-		for _, n := range changed {
-			if tr, i, ok := ts.find(n); ok && t.sub.has(n) && t.heldSub.has(n) {
-				p.add(tr, i)
-			}
-		}
-		for _, n := range s.a.diffs.addedNames(t.heldSub.set, t.sub.set) {
-			if tr, i, ok := ts.find(n); ok {
-				p.add(tr, i)
-			}
-		}
+		t.pickNamed(p, changed, true)
+		t.pickNamed(p, s.a.diffs.addedNames(t.heldSub.set, t.sub.set), false)
 		return nil
 	}
 	t.eachSubscribed(ts, func(tr *typeResources, i int) {
@@ -175,6 +159,16 @@ func (t *typeState) pickChanges(s *xdsStream, p *picked) (removed []string) {
 		removed = t.gone(ts)
 	}
 	return removed
+}
+
+// pickNamed picks the resources of p.ts named in names that the
+// subscription covers; with kept, only those heldSub covered too.
+func (t *typeState) pickNamed(p *picked, names []string, kept bool) {
+	for _, n := range names {
+		if tr, i, ok := p.ts.find(n); ok && t.sub.has(n) && (!kept || t.heldSub.has(n)) {
+			p.add(tr, i)
+		}
+	}
 }
 
 // namesOnly reports whether the subscription and heldSub both name their

@@ -50,7 +50,10 @@ func TestUpdateRemembersDerivedSets(t *testing.T) {
 // subscription changed, it is sent what changed of the names it kept, the
 // names it added whatever it holds, and nothing of the names it dropped;
 // a subscription that became a wildcard gets everything it lacks.
-func TestDeltaPicksAfterSubscriptionChange(t *testing.T) {
+// pickFixture is the endpoints a proxy holds (held) and those it would be
+// sent now (cur): a and c changed, b and x did not, gone went, d and e came.
+func pickFixture(t *testing.T) (a *ads, held, cur *typeSnapshot) {
+	t.Helper()
 	cla := func(name string, weight uint32) types.Resource {
 		return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{
 			{LoadBalancingWeight: wrapperspb.UInt32(weight)},
@@ -68,14 +71,18 @@ func TestDeltaPicksAfterSubscriptionChange(t *testing.T) {
 		}
 		return s
 	}
-	// x is in both but not subscribed to.
-	held := ts(cla("a", 1), cla("b", 1), cla("c", 1), cla("gone", 1), cla("x", 1))
-	cur := ts(cla("a", 2), cla("b", 1), cla("c", 2), cla("d", 1), cla("e", 1), cla("x", 1))
+	held = ts(cla("a", 1), cla("b", 1), cla("c", 1), cla("gone", 1), cla("x", 1))
+	cur = ts(cla("a", 2), cla("b", 1), cla("c", 2), cla("d", 1), cla("e", 1), cla("x", 1))
 	m, err := newMetrics(nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := newADS(slog.New(slog.DiscardHandler), m, func(float64) {})
+	return newADS(slog.New(slog.DiscardHandler), m, func(float64) {}), held, cur
+}
+
+func TestDeltaPicksAfterSubscriptionChange(t *testing.T) {
+	a, held, cur := pickFixture(t)
+	// x is in both but not subscribed to.
 	heldSet := a.subs.of([]string{"a", "b", "c", "gone"})
 	for _, tc := range []struct {
 		name                   string
@@ -128,30 +135,7 @@ func TestDeltaPicksAfterSubscriptionChange(t *testing.T) {
 // changed content of names it kept, and the names it added (even unchanged
 // ones it held before it dropped them), but nothing it holds.
 func TestSotWPicksAfterSubscriptionChange(t *testing.T) {
-	cla := func(name string, weight uint32) types.Resource {
-		return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{
-			{LoadBalancingWeight: wrapperspb.UInt32(weight)},
-		}}
-	}
-	h := newHasher()
-	ts := func(list ...types.Resource) *typeSnapshot {
-		tr, err := h.list(list)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := h.pair(tr, emptyType)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	held := ts(cla("a", 1), cla("b", 1), cla("c", 1), cla("gone", 1), cla("x", 1))
-	cur := ts(cla("a", 2), cla("b", 1), cla("c", 2), cla("d", 1), cla("e", 1), cla("x", 1))
-	m, err := newMetrics(nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := newADS(slog.New(slog.DiscardHandler), m, func(float64) {})
+	a, held, cur := pickFixture(t)
 	for _, tc := range []struct {
 		name         string
 		held, now    []string // the names subscribed when held was ACKed, and now
