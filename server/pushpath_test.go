@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"log/slog"
 	"slices"
 	"testing"
@@ -46,10 +47,6 @@ func TestUpdateRemembersDerivedSets(t *testing.T) {
 	}
 }
 
-// TestDeltaPicksAfterSubscriptionChange: after a delta stream's
-// subscription changed, it is sent what changed of the names it kept, the
-// names it added whatever it holds, and nothing of the names it dropped;
-// a subscription that became a wildcard gets everything it lacks.
 // pickFixture is the endpoints a proxy holds (held) and those it would be
 // sent now (cur): a and c changed, b and x did not, gone went, d and e came.
 func pickFixture(t *testing.T) (a *ads, held, cur *typeSnapshot) {
@@ -80,6 +77,10 @@ func pickFixture(t *testing.T) (a *ads, held, cur *typeSnapshot) {
 	return newADS(slog.New(slog.DiscardHandler), m, func(float64) {}), held, cur
 }
 
+// TestDeltaPicksAfterSubscriptionChange: after a delta stream's
+// subscription changed, it is sent what changed of the names it kept, the
+// names it added whatever it holds, and nothing of the names it dropped;
+// a subscription that became a wildcard gets everything it lacks.
 func TestDeltaPicksAfterSubscriptionChange(t *testing.T) {
 	a, held, cur := pickFixture(t)
 	// x is in both but not subscribed to.
@@ -170,6 +171,25 @@ func TestSotWPicksAfterSubscriptionChange(t *testing.T) {
 				t.Errorf("sent %v (all: %v); want %v", got, p.sharedAll || p.whole, tc.wantSent)
 			}
 		})
+	}
+}
+
+// TestAddedNamesBounded: pairs of sets made from requests, each naming
+// other resources, do not pile up in the diff cache between pushes, and
+// what it answers is the names added.
+func TestAddedNamesBounded(t *testing.T) {
+	a, _, _ := pickFixture(t)
+	from := a.subs.of([]string{"a", "b"})
+	var keep []*nameSet // the interner holds sets weakly
+	for i := range 4 * maxAddedPairs {
+		to := a.subs.of([]string{"a", "b", fmt.Sprint("n", i)})
+		keep = append(keep, to)
+		if got := a.diffs.addedNames(from, to); !slices.Equal(got, []string{fmt.Sprint("n", i)}) {
+			t.Fatalf("added from %v to %v: %v", from.list, to.list, got)
+		}
+	}
+	if n := len(a.diffs.added.cur) + len(a.diffs.added.prev); n > 2*maxAddedPairs {
+		t.Errorf("%d pairs kept after %d requests; want at most %d", n, len(keep), 2*maxAddedPairs)
 	}
 }
 

@@ -426,6 +426,13 @@ func (c *diffCache) rotate() {
 	c.added.rotate()
 }
 
+// maxAddedPairs bounds the pairs of sets addedNames keeps per generation:
+// the sets come from requests, and a client that names other resources in
+// every request must not grow the cache until the next push. Past it the
+// cache starts a new generation early; a pair dropped is only worked out
+// again.
+const maxAddedPairs = 256
+
 // addedNames returns the names of set to that from lacks, once per pair of
 // sets: the thousand SotW sidecars that add a new service's endpoints to
 // their subscription all move from one interned set to the same other.
@@ -439,6 +446,9 @@ func (c *diffCache) addedNames(from, to *nameSet) []string {
 			if !from.has(n) {
 				added = append(added, n)
 			}
+		}
+		if len(c.added.cur) >= maxAddedPairs {
+			c.added.rotate()
 		}
 		c.added.put(k, added)
 	}
