@@ -174,6 +174,58 @@ func TestSotWPicksAfterSubscriptionChange(t *testing.T) {
 	}
 }
 
+// FuzzSotWPick checks the SotW pick after a subscription change against
+// its definition: of the names subscribed now that exist, those the proxy
+// did not subscribe to when it ACKed held, or whose content changed since.
+// Each byte pair of the input is a name's place in the held and the new
+// subscription.
+func FuzzSotWPick(f *testing.F) {
+	f.Add([]byte{1, 1, 1, 1, 1, 1, 1, 0, 0, 1})
+	f.Add([]byte{1, 0, 0, 1, 1, 1, 0, 1})
+	f.Add([]byte{})
+	universe := []string{"a", "b", "c", "d", "e", "gone", "x", "nowhere"}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, held, cur := pickFixture(t)
+		var was, now []string
+		for i := 0; i+1 < len(b) && i/2 < len(universe); i += 2 {
+			if b[i]&1 == 1 {
+				was = append(was, universe[i/2])
+			}
+			if b[i+1]&1 == 1 {
+				now = append(now, universe[i/2])
+			}
+		}
+		if len(was) == 0 || len(now) == 0 {
+			return // a subscription of no names is a wildcard in SotW
+		}
+		c := a.newConn(&snapshot.Proxy{ID: "sidecar~10.0.0.1~app.default~default.svc.cluster.local"}, nil, false, nil)
+		s := &xdsStream{a: a, c: c, send: func(any) error { return nil }}
+		heldSub := subscription{set: a.subs.of(was)}
+		st := &typeState{index: typeIndex(resourcev3.EndpointType), requested: true, sub: heldSub, held: held, heldSub: heldSub}
+		s.handleSotW(st, &request{typeURL: resourcev3.EndpointType, names: now})
+		p := &picked{ts: cur}
+		st.pickChanges(s, p)
+		var got, want []string
+		for _, i := range p.shared {
+			got = append(got, cur.shared.names[i])
+		}
+		for _, n := range now {
+			v, ok := cur.versionOf(n)
+			if !ok {
+				continue
+			}
+			if hv, held := held.versionOf(n); !slices.Contains(was, n) || !held || hv != v {
+				want = append(want, n)
+			}
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) || p.sharedAll || p.whole {
+			t.Fatalf("held %v, now %v: sent %v (all: %v), want %v", was, now, got, p.sharedAll || p.whole, want)
+		}
+	})
+}
+
 // TestAddedNamesBounded: pairs of sets made from requests, each naming
 // other resources, do not pile up in the diff cache between pushes, and
 // what it answers is the names added.
