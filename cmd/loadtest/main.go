@@ -68,7 +68,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench-results.json", "JSON report path")
 	flag.StringVar(&o.serverBin, "server-bin", "", "controlplane binary (default: go build ./cmd/controlplane)")
 	flag.BoolVar(&o.baseline, "baseline", true, "also run the baseline server")
-	flag.BoolVar(&o.floor, "floor", true, "after our SotW run, measure the bytes floor: the same responses sent to as many streams by a server that translates nothing")
+	flag.BoolVar(&o.floor, "floor", true, "after each of our runs (SotW, delta), measure the bytes floor: the same responses sent to as many streams by a server that translates nothing")
 	flag.BoolVar(&o.floorServer, "floor-server", false, "serve as the bytes floor (used by the load test itself)")
 	flag.BoolVar(&o.coldStart, "cold-start", false, "measure only the cold start: exec to /readyz 200 with the scenario in a YAML folder and (-cold-start-kube) in a real kube-apiserver")
 	flag.BoolVar(&o.coldStartKube, "cold-start-kube", true, "with -cold-start: also from a kube-apiserver (built by make tools; KUBEBUILDER_ASSETS)")

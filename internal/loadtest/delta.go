@@ -7,6 +7,7 @@ import (
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 )
 
 // deltaState is what a delta stream tracks: each cluster's EDS name, each
@@ -192,6 +193,13 @@ func (f *fleet) runDelta(ctx context.Context, cc *grpc.ClientConn, i int) error 
 		resp, err := st.Recv()
 		if err != nil {
 			return err
+		}
+		if rec := f.record.Load(); rec != nil && rec.proxy == i {
+			b, err := proto.Marshal(resp) // one proxy's, for the bytes floor
+			if err != nil {
+				return err
+			}
+			rec.add(b)
 		}
 		t := resp.GetTypeUrl()
 		values, err := f.deltaApply(s, t, resp)

@@ -53,8 +53,8 @@ type fleet struct {
 	probe atomic.Pointer[probe]
 	bytes atomic.Int64 // proto bytes received
 	up    atomic.Int64 // proto bytes sent (requests, ACKs)
-	// record, while set, keeps what one proxy receives (SotW), for the
-	// bytes floor.
+	// record, while set, keeps what one proxy receives (SotW or delta),
+	// for the bytes floor.
 	record atomic.Pointer[recording]
 
 	configured  []time.Time

@@ -21,11 +21,14 @@ import (
 )
 
 // The bytes floor is the cheapest way to move a change's bytes: a server
-// that translates nothing and holds pre-encoded DiscoveryResponses (the
-// ones one proxy got from our server for that change), which it writes to
-// every open ADS stream when told to. The same load client measures it as
-// it measures our server, so ours/floor says how much of a SotW push is
-// more than moving its bytes.
+// that translates nothing and holds pre-encoded responses (the ones one
+// proxy got from our server for that change, SotW or delta), which it
+// writes to every open ADS stream when told to. The same load client
+// measures it as it measures our server, so ours/floor says how much of a
+// push is more than moving its bytes (and its ACKs) between two processes
+// on this machine. It answers no request, so a change that our server
+// sends as round trips (a new cluster, then the endpoints the proxy asks
+// for) reaches the floor's proxies in one burst.
 
 // FloorConfig configures the floor server.
 type FloorConfig struct {
@@ -36,8 +39,11 @@ type FloorConfig struct {
 // FloorArgs are the arguments that make a loadtest binary serve the floor.
 func FloorArgs() []string { return []string{"-floor-server"} }
 
-// adsStreamMethod is the SotW ADS method, the only one the floor serves.
-const adsStreamMethod = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+// The ADS methods, SotW and delta: the only ones the floor serves.
+const (
+	adsStreamMethod = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+	adsDeltaMethod  = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+)
 
 // floor is the floor server's state: a queue per open stream.
 type floor struct {
@@ -116,11 +122,12 @@ func (fl *floor) push(msgs [][]byte) int {
 	return len(fl.streams)
 }
 
-// serve holds one ADS stream: it reads (and drops) the client's requests
-// and writes what is pushed.
+// serve holds one ADS stream, SotW or delta: it reads (and drops) the
+// client's requests and writes what is pushed (responses of the stream's
+// kind: a run pushes what its mode's streams got from our server).
 func (fl *floor) serve(_ any, st grpc.ServerStream) error {
-	if m, _ := grpc.MethodFromServerStream(st); m != adsStreamMethod {
-		return fmt.Errorf("floor serves only %s, not %s", adsStreamMethod, m)
+	if m, _ := grpc.MethodFromServerStream(st); m != adsStreamMethod && m != adsDeltaMethod {
+		return fmt.Errorf("floor serves only %s and %s, not %s", adsStreamMethod, adsDeltaMethod, m)
 	}
 	q := make(chan [][]byte, 64)
 	fl.mu.Lock()
@@ -232,26 +239,27 @@ func floorStreams(p *process) (int, error) {
 	return n, nil
 }
 
-// runFloor starts the floor server, connects a SotW fleet of specs to it,
-// configures every proxy with what one of ours got until it was configured
-// (connected), so the floor's proxies subscribe to as many names and ACK
-// with as many, and, for each recorded change, has it send the recorded
-// responses to every stream, measured as runMode measures our server.
-func runFloor(ctx context.Context, cfg Config, specs []ProxySpec, connected [][]byte, recs []recordedChange) (*Result, error) {
-	base := filepath.Join(cfg.WorkDir, Floor+"-sotw")
+// runFloor starts the floor server, connects a fleet of specs to it in
+// mode (sotw or delta), configures every proxy with what one of ours got
+// until it was configured (connected), so the floor's proxies subscribe to
+// as many names and ACK with as many, and, for each recorded change, has
+// it send the recorded responses to every stream, measured as runMode
+// measures our server.
+func runFloor(ctx context.Context, cfg Config, mode string, specs []ProxySpec, connected [][]byte, recs []recordedChange) (*Result, error) {
+	base := filepath.Join(cfg.WorkDir, Floor+"-"+mode)
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(cfg.Progress, "%s sotw: starting the bytes floor (log %s)\n", Floor, filepath.Join(base, "server.log"))
+	fmt.Fprintf(cfg.Progress, "%s %s: starting the bytes floor (log %s)\n", Floor, mode, filepath.Join(base, "server.log"))
 	p, err := startProcess(ctx, cfg.FloorBin, FloorArgs(), filepath.Join(base, "server.log"), cfg.launch())
 	if err != nil {
 		return nil, err
 	}
 	defer p.stop()
-	r := &Result{Server: Floor, Mode: "sotw", Proxies: cfg.Scenario.Proxies, Services: cfg.Scenario.Services, ColdStartSeconds: p.startup.Seconds()}
+	r := &Result{Server: Floor, Mode: mode, Proxies: cfg.Scenario.Proxies, Services: cfg.Scenario.Services, ColdStartSeconds: p.startup.Seconds()}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	f := newFleet(specs, false)
+	f := newFleet(specs, mode == "delta")
 	ccs, err := f.run(sctx, p.grpcAddr, cfg.Conns)
 	go func() { <-sctx.Done(); closeAll(ccs) }()
 	if err != nil {

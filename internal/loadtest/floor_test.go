@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -80,8 +81,9 @@ func FuzzDecodeBatch(f *testing.F) {
 
 var floorAddr = regexp.MustCompile(`msg="serving (gRPC|HTTP)" addr=(\S+)`)
 
-// TestFloorSendsToEveryStream runs the floor server and three ADS
-// streams: one push reaches each stream whole and in order.
+// TestFloorSendsToEveryStream runs the floor server and three SotW ADS
+// streams: one push reaches each stream whole and in order. A delta ADS
+// stream is served the same way; other services are refused.
 func TestFloorSendsToEveryStream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -160,13 +162,36 @@ func TestFloorSendsToEveryStream(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "length 5, only 3 bytes left") {
 		t.Errorf("bad push body: %s %s", resp.Status, body)
 	}
-	// A delta stream is refused.
+	// A delta ADS stream gets a push as a SotW one does.
 	dst, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := dst.Recv(); err == nil || !strings.Contains(err.Error(), "floor serves only") {
-		t.Errorf("delta stream: %v", err)
+	if err := dst.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: cdsType}); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitStreams(ctx, p, n+1, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	wantDelta := &discoveryv3.DeltaDiscoveryResponse{TypeUrl: edsType, SystemVersionInfo: "3", Nonce: "c",
+		Resources: []*discoveryv3.Resource{{Name: "outbound|80||a.default.svc.cluster.local", Version: "v1"}}}
+	b, err := proto.Marshal(wantDelta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := floorPush(p, encodeBatch([][]byte{b}), n+1); err != nil { // the SotW streams' copies go unread
+		t.Fatal(err)
+	}
+	if got, err := dst.Recv(); err != nil || !proto.Equal(got, wantDelta) {
+		t.Errorf("delta stream: got %v, %v; want %v", got, err, wantDelta)
+	}
+	// A per-type service's stream is refused.
+	cst, err := clusterv3.NewClusterDiscoveryServiceClient(cc).StreamClusters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cst.Recv(); err == nil || !strings.Contains(err.Error(), "floor serves only") {
+		t.Errorf("CDS stream: %v", err)
 	}
 }
 

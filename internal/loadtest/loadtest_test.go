@@ -13,7 +13,7 @@ import (
 
 // TestSmallScenario runs the benchmark harness end to end on the small
 // scenario (our server and the baseline, SotW and delta, and the bytes
-// floor after our SotW run), so `make bench` cannot rot.
+// floor after each of our runs), so `make bench` cannot rot.
 func TestSmallScenario(t *testing.T) {
 	baselineBin := filepath.Join(t.TempDir(), "loadtest")
 	build := exec.Command("go", "build", "-o", baselineBin, "./cmd/loadtest")
@@ -29,19 +29,23 @@ func TestSmallScenario(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, progress.String())
 	}
-	if len(rep.Results) != 5 {
-		t.Fatalf("got %d results, want 5 (ours and baseline, SotW and delta, and the floor)", len(rep.Results))
+	if len(rep.Results) != 6 {
+		t.Fatalf("got %d results, want 6 (ours, baseline and the floor, SotW and delta)", len(rep.Results))
 	}
-	ours, floor := rep.find(Ours, "sotw"), rep.find(Floor, "sotw")
-	if floor == nil {
-		t.Fatal("no bytes floor result")
+	for _, mode := range []string{"sotw", "delta"} {
+		ours, floor := rep.find(Ours, mode), rep.find(Floor, mode)
+		if floor == nil {
+			t.Fatalf("no %s bytes floor result", mode)
+		}
+		// The floor sends one proxy's responses to every proxy: the same
+		// bytes, give or take what differs between pod and VM sidecars.
+		if floor.NewService.P99Ms <= 0 || floor.Endpoint.P99Ms <= 0 || floor.BytesPerProxyNewService < ours.BytesPerProxyNewService/2 ||
+			floor.BytesPerProxyNewService > ours.BytesPerProxyNewService*2 || floor.ClientCPUNewService <= 0 ||
+			floor.UpBytesPerProxyEndpoint <= 0 {
+			t.Errorf("%s floor: incomplete result %+v (ours: %+v)", mode, *floor, *ours)
+		}
 	}
-	// The floor sends one proxy's responses to every proxy: the same bytes,
-	// give or take what differs between pod and VM sidecars.
-	if floor.NewService.P99Ms <= 0 || floor.Endpoint.P99Ms <= 0 || floor.BytesPerProxyNewService < ours.BytesPerProxyNewService/2 ||
-		floor.BytesPerProxyNewService > ours.BytesPerProxyNewService*2 || floor.ClientCPUNewService <= 0 {
-		t.Errorf("floor: incomplete result %+v (ours: %+v)", *floor, *ours)
-	}
+	ours := rep.find(Ours, "sotw")
 	for _, r := range rep.Results {
 		if r.Server == Floor {
 			continue
@@ -68,7 +72,7 @@ func TestSmallScenario(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.Contains(table.String(), "endpoint change convergence p99") || !strings.Contains(table.String(), "x") ||
-		!strings.Contains(table.String(), "ours/floor") {
+		strings.Count(table.String(), "ours/floor") != 2 {
 		t.Errorf("table lacks rows or ratios:\n%s", table.String())
 	}
 	if err := rep.WriteJSON(filepath.Join(t.TempDir(), "report.json")); err != nil {

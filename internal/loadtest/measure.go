@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -75,13 +76,18 @@ type recordedChange struct {
 }
 
 // change applies each change and records convergence, CPU and bytes. With
-// record set (SotW), it also keeps what the first proxy each change reaches
+// record set, it also keeps what the first proxy each change reaches
 // received for it, for the bytes floor.
 func (r *Result) change(ctx context.Context, cfg Config, p *process, f *fleet, changes []change, record bool) error {
 	lat, count := map[string][]float64{}, map[string]int{}
 	clientShare, bytesOf, upOf := map[string][]float64{}, map[string]float64{}, map[string]float64{}
 	var cpu, bytes float64
 	for _, c := range changes {
+		// The load client collects its garbage now, not in the window: a
+		// collection of its large heap (every proxy's state) started by
+		// the change's allocations would stall its streams' reads and
+		// ACKs, on the cores the server is measured on.
+		runtime.GC()
 		time.Sleep(quiet)
 		cpu0, err := p.cpuSeconds()
 		if err != nil {

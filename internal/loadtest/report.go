@@ -54,9 +54,9 @@ type Result struct {
 	// already in its folder.
 	ColdStartSeconds float64 `json:"cold_start_seconds"`
 
-	recorded []recordedChange // SotW, ours: what one proxy got per change
-	// connected is what that proxy got until it was configured (SotW,
-	// ours): the floor sends it to every stream first, so the floor's
+	recorded []recordedChange // ours: what one proxy got per change
+	// connected is what that proxy got until it was configured (ours):
+	// the floor sends it to every stream first, so the floor's
 	// proxies hold the same subscriptions and ACK with as many names.
 	connected [][]byte
 	specs     []ProxySpec

@@ -97,7 +97,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			rep.Results = append(rep.Results, *r)
 			if len(r.recorded) > 0 {
-				fr, err := runFloor(ctx, cfg, r.specs, r.connected, r.recorded)
+				fr, err := runFloor(ctx, cfg, mode, r.specs, r.connected, r.recorded)
 				if err != nil {
 					return rep, fmt.Errorf("floor %s: %w", mode, err)
 				}
@@ -157,7 +157,7 @@ func runMode(ctx context.Context, cfg Config, server, mode string) (*Result, err
 	if n := cfg.Scenario.ConnectConcurrency; n > 0 {
 		f.gate = make(chan struct{}, n)
 	}
-	record := server == Ours && mode == "sotw" && cfg.FloorBin != "" && cfg.Scenario.ScopeSize == 0
+	record := server == Ours && cfg.FloorBin != "" && cfg.Scenario.ScopeSize == 0
 	var connecting *recording
 	if record {
 		connecting = &recording{proxy: 0}
