@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/stats"
 )
 
@@ -82,7 +83,10 @@ func (f *fleet) run(ctx context.Context, addr string, conns int) ([]*grpc.Client
 		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithStatsHandler(byteCounter{in: &f.bytes, out: &f.up}),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.ForceCodecV2(codec)),
-			grpc.WithInitialWindowSize(4<<20), grpc.WithInitialConnWindowSize(16<<20))
+			grpc.WithInitialWindowSize(4<<20), grpc.WithInitialConnWindowSize(16<<20),
+			// The transport's frames too, which pile up in every stream's
+			// receive buffer while a new service's SotW responses arrive.
+			experimental.WithBufferPool(codec.pool))
 		if err != nil {
 			return ccs, fmt.Errorf("dial %s: %w", addr, err)
 		}

@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"bytes"
+	"runtime"
 	"testing"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -138,5 +139,41 @@ func BenchmarkDecodeSotWResponse(b *testing.B) {
 		if _, err := decodeSotWResponse(msg); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestKeepPool checks the client's buffer pool: a buffer comes back from
+// its tier at the size asked for, stays pooled across garbage collections,
+// and sizes past the largest tier, or buffers the pool did not make, are
+// not pooled.
+func TestKeepPool(t *testing.T) {
+	p := newKeepPool(8, 12, 4<<10) // 256 B .. 4 KB, 16 buffers a tier
+	for _, tc := range []struct{ size, capacity int }{
+		{0, 256}, {1, 256}, {256, 256}, {257, 512}, {4096, 4096}, {4097, 4097},
+	} {
+		b := p.Get(tc.size)
+		if len(*b) != tc.size || cap(*b) != tc.capacity {
+			t.Errorf("Get(%d): len %d cap %d, want len %d cap %d", tc.size, len(*b), cap(*b), tc.size, tc.capacity)
+		}
+	}
+	b := p.Get(300)
+	(*b)[0] = 7
+	p.Put(b)
+	runtime.GC()
+	runtime.GC() // a sync.Pool would have dropped it by now
+	if got := p.Get(400); got != b || len(*got) != 400 || (*got)[0] != 7 {
+		t.Errorf("Get(400) after Put and two collections: %p (len %d), want the 512 B buffer put back (%p)", got, len(*got), b)
+	}
+	other := make([]byte, 300) // not a tier's capacity
+	p.Put(&other)
+	if got := p.Get(300); got == &other {
+		t.Error("a buffer the pool did not make was pooled")
+	}
+	for range 20 { // more than a 4 KB tier keeps (16): the rest are dropped
+		buf := make([]byte, 4096)
+		p.Put(&buf)
+	}
+	if n := len(p.tiers[4]); n != cap(p.tiers[4]) || n != 16 {
+		t.Errorf("4 KB tier holds %d buffers (capacity %d), want 16", n, cap(p.tiers[4]))
 	}
 }
