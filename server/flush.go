@@ -369,7 +369,7 @@ func (p *picked) sotw() (anys []*anypb.Any, encoded [][]byte) {
 		}
 	}
 	if p.whole {
-		return anys, append(encoded, p.ts.own.sotwEncoded())
+		return anys, append(encoded, p.ts.own.sotwEncoding())
 	}
 	for _, i := range p.own {
 		anys = append(anys, p.ts.own.anys[i])
@@ -387,7 +387,7 @@ func (p *picked) delta() (res []*discoveryv3.Resource, encoded [][]byte) {
 		}
 	}
 	if p.whole {
-		return res, append(encoded, p.ts.own.deltaEncoded())
+		return res, append(encoded, p.ts.own.deltaEncoding())
 	}
 	for _, i := range p.own {
 		res = append(res, p.ts.own.deltaResource(i))

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -8,8 +9,10 @@ import (
 	"time"
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/librarymesh/controlplane/snapshot"
@@ -304,5 +307,53 @@ func TestHasherSharesEqualContent(t *testing.T) {
 	}
 	if got := c.resources()["inbound|8080||a"].(*endpointv3.ClusterLoadAssignment).GetEndpoints()[0].GetLoadBalancingWeight().GetValue(); got != 2 {
 		t.Errorf("the third proxy's own resource has weight %d, want 2", got)
+	}
+}
+
+// TestWholeOwnListNotKept: a response with every resource of a type sends
+// the shared list's encoding, made once and kept for the other proxies,
+// and the proxy's own list encoded for this response only: it is not kept
+// with the list (per-proxy memory). What is sent decodes to every resource.
+func TestWholeOwnListNotKept(t *testing.T) {
+	cla := func(name string) types.Resource { return &endpointv3.ClusterLoadAssignment{ClusterName: name} }
+	h := newHasher()
+	shared, err := h.list([]types.Resource{cla("s1"), cla("s2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := h.list([]types.Resource{cla("own")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := h.pair(shared, own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &picked{ts: ts, whole: true}
+	_, sotw := p.sotw()
+	_, delta := p.delta()
+	if own.sotwEnc != nil || own.deltaEnc != nil {
+		t.Errorf("the own list keeps its encodings (SotW %d B, delta %d B)", len(own.sotwEnc), len(own.deltaEnc))
+	}
+	if shared.sotwEnc == nil || shared.deltaEnc == nil {
+		t.Error("the shared list's encodings are not kept")
+	}
+	var sresp discoveryv3.DiscoveryResponse
+	if err := proto.Unmarshal(bytes.Join(sotw, nil), &sresp); err != nil || len(sresp.GetResources()) != 3 {
+		t.Errorf("SotW: %d resources, %v; want 3", len(sresp.GetResources()), err)
+	}
+	var dresp discoveryv3.DeltaDiscoveryResponse
+	if err := proto.Unmarshal(bytes.Join(delta, nil), &dresp); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range dresp.GetResources() {
+		names = append(names, r.GetName())
+		if r.GetVersion() == "" || r.GetResource() == nil {
+			t.Errorf("delta resource %q without version or content", r.GetName())
+		}
+	}
+	if !slices.Equal(names, []string{"s1", "s2", "own"}) {
+		t.Errorf("delta sent %v, want [s1 s2 own]", names)
 	}
 }

@@ -176,25 +176,35 @@ type typeResources struct {
 }
 
 // sotwEncoded returns every resource as the resources field of a SotW
-// response, encoded once.
+// response, encoded once: for a shared list, sent to many proxies.
 func (tr *typeResources) sotwEncoded() []byte {
-	tr.sotwEncOnce.Do(func() {
-		tr.sotwEnc, _ = proto.Marshal(&discoveryv3.DiscoveryResponse{Resources: tr.anys})
-	})
+	tr.sotwEncOnce.Do(func() { tr.sotwEnc = tr.sotwEncoding() })
 	return tr.sotwEnc
 }
 
-// deltaEncoded returns every resource as the resources field of a delta
-// response, encoded once.
+// deltaEncoded is sotwEncoded for delta responses.
 func (tr *typeResources) deltaEncoded() []byte {
-	tr.deltaEncOnce.Do(func() {
-		res := make([]*discoveryv3.Resource, len(tr.names))
-		for i := range res {
-			res[i] = tr.deltaResource(i)
-		}
-		tr.deltaEnc, _ = proto.Marshal(&discoveryv3.DeltaDiscoveryResponse{Resources: res})
-	})
+	tr.deltaEncOnce.Do(func() { tr.deltaEnc = tr.deltaEncoding() })
 	return tr.deltaEnc
+}
+
+// sotwEncoding encodes every resource as the resources field of a SotW
+// response, without keeping it: a proxy's own list is sent whole to that
+// proxy once, and a copy kept with the list for as long as the proxy holds
+// it would be per-proxy memory for nothing.
+func (tr *typeResources) sotwEncoding() []byte {
+	b, _ := proto.Marshal(&discoveryv3.DiscoveryResponse{Resources: tr.anys})
+	return b
+}
+
+// deltaEncoding is sotwEncoding for delta responses.
+func (tr *typeResources) deltaEncoding() []byte {
+	res := make([]*discoveryv3.Resource, len(tr.names))
+	for i := range res {
+		res[i] = &discoveryv3.Resource{Name: tr.names[i], Version: tr.vers[i], Resource: tr.anys[i]}
+	}
+	b, _ := proto.Marshal(&discoveryv3.DeltaDiscoveryResponse{Resources: res})
+	return b
 }
 
 func newTypeResources(h *hasher, list []types.Resource) (*typeResources, error) {
