@@ -199,12 +199,17 @@ func (tr *typeResources) sotwEncoding() []byte {
 
 // deltaEncoding is sotwEncoding for delta responses.
 func (tr *typeResources) deltaEncoding() []byte {
+	b, _ := proto.Marshal(&discoveryv3.DeltaDiscoveryResponse{Resources: tr.deltaResources()})
+	return b
+}
+
+// deltaResources makes the delta Resource of every list index.
+func (tr *typeResources) deltaResources() []*discoveryv3.Resource {
 	res := make([]*discoveryv3.Resource, len(tr.names))
 	for i := range res {
 		res[i] = &discoveryv3.Resource{Name: tr.names[i], Version: tr.vers[i], Resource: tr.anys[i]}
 	}
-	b, _ := proto.Marshal(&discoveryv3.DeltaDiscoveryResponse{Resources: res})
-	return b
+	return res
 }
 
 func newTypeResources(h *hasher, list []types.Resource) (*typeResources, error) {
@@ -263,12 +268,7 @@ func (tr *typeResources) lookup(name string) (int, bool) {
 
 // deltaResource returns the delta Resource of list index i, made once.
 func (tr *typeResources) deltaResource(i int) *discoveryv3.Resource {
-	tr.deltaOnce.Do(func() {
-		tr.delta = make([]*discoveryv3.Resource, len(tr.names))
-		for j := range tr.names {
-			tr.delta[j] = &discoveryv3.Resource{Name: tr.names[j], Version: tr.vers[j], Resource: tr.anys[j]}
-		}
-	})
+	tr.deltaOnce.Do(func() { tr.delta = tr.deltaResources() })
 	return tr.delta[i]
 }
 
