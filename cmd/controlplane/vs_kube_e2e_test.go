@@ -56,8 +56,19 @@ func TestKubeVirtualServiceRoutes(t *testing.T) {
 		_, err := whichWithHeader(cc, "x-fault", "abort")
 		return status.Code(err) == codes.Aborted
 	})
-	if st, err := whichWithHeader(cc, "x-canary", "yes"); err != nil || st != healthpb.HealthCheckResponse_NOT_SERVING {
-		t.Fatalf("x-canary: yes reached %v (%v), want subset v2 (NOT_SERVING)", st, err)
+	// grpc-go applies a new route table (its config selector) before its
+	// cluster manager has a child for a cluster the table names first: an
+	// RPC in between fails with "unknown cluster selected for RPC". The
+	// abort above shows the table, not the child, so the subset gets a
+	// moment to appear and must then take every x-canary RPC.
+	e2e.Eventually(t, "x-canary: yes to reach subset v2 (NOT_SERVING)", 5*time.Second, func() bool {
+		st, err := whichWithHeader(cc, "x-canary", "yes")
+		return err == nil && st == healthpb.HealthCheckResponse_NOT_SERVING
+	})
+	for i := range 20 {
+		if st, err := whichWithHeader(cc, "x-canary", "yes"); err != nil || st != healthpb.HealthCheckResponse_NOT_SERVING {
+			t.Fatalf("RPC %d with x-canary: yes reached %v (%v), want subset v2 (NOT_SERVING)", i, st, err)
+		}
 	}
 	seen := map[healthpb.HealthCheckResponse_ServingStatus]int{}
 	for range 200 {
