@@ -115,13 +115,23 @@ func (s *identityStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	// Every xDS request (SotW, delta, and the server's lazily decoded SotW
-	// request) carries its node this way.
+	// The xDS server reads its requests undecoded: the node is checked
+	// when it decodes them.
+	if raw, ok := m.(*rawMsg); ok {
+		raw.checkNode = s.check
+		return nil
+	}
+	// A decoded xDS request (SotW or delta) carries its node this way.
 	req, ok := m.(interface{ GetNode() *corev3.Node })
 	if !ok {
 		return nil
 	}
-	node := req.GetNode()
+	return s.check(req.GetNode())
+}
+
+// check vets the first node a stream's requests carry; the verdict holds
+// for the rest of the stream.
+func (s *identityStream) check(node *corev3.Node) error {
 	if node == nil {
 		return nil // later requests on a stream may omit the node
 	}

@@ -1,0 +1,6 @@
+//go:build race
+
+package server
+
+// raceEnabled: built with -race, whose instrumentation deepens every stack.
+const raceEnabled = true
