@@ -10,8 +10,10 @@
 //	             version changed, handed to its conn, which wakes its stream.
 //	conn.go      conn: one stream's proxy and all the server keeps of it
 //	             (snapshot, kind, sent/ACKed/NACKed per type, convergence).
-//	stream.go    the stream's goroutine reads requests (codec.go decodes them,
-//	             subscription.go interns their names) and, on a request or a
-//	             wake, flush.go picks what the proxy lacks and responds.
+//	stream.go    a stream's two goroutines wait, one for requests, one for
+//	             requests read and wakes; the work of each runs on a goroutine
+//	             of its own, one at a time (onOwnStack): the request is
+//	             decoded (codec.go; subscription.go interns its names) and
+//	             handled, and flush.go picks what the proxy lacks and responds.
 //	             The proxy's ACK or NACK comes back to stream.go's answered.
 package server

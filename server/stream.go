@@ -56,7 +56,8 @@ type request struct {
 }
 
 // xdsStream is one stream: its connection and, per type, where the
-// protocol stands. Only the stream's goroutine uses it.
+// protocol stands. The stream's work uses it, one piece at a time (see
+// serve).
 type xdsStream struct {
 	a           *ads
 	ctx         context.Context
