@@ -13,20 +13,20 @@ import (
 	"google.golang.org/grpc"
 )
 
-// memory reads RSS and Go heap of the server.
-func memory(p *process) (rss, heap float64, err error) {
-	if rss, err = p.rssBytes(); err != nil {
-		return 0, 0, err
+// memory reads RSS, its anonymous part and Go heap of the server.
+func memory(p *process) (rss, anon, heap float64, err error) {
+	if rss, anon, err = p.rssParts(); err != nil {
+		return 0, 0, 0, err
 	}
 	heap, err = p.metric("go_memstats_heap_inuse_bytes")
-	return rss, heap, err
+	return rss, anon, heap, err
 }
 
 // connect measures memory, connects the fleet, waits until every proxy is
 // fully configured and measures memory again.
 func (r *Result) connect(ctx context.Context, cfg Config, p *process, f *fleet) error {
 	time.Sleep(time.Second)
-	rss0, heap0, err := memory(p)
+	rss0, anon0, heap0, err := memory(p)
 	if err != nil {
 		return err
 	}
@@ -47,14 +47,14 @@ func (r *Result) connect(ctx context.Context, cfg Config, p *process, f *fleet) 
 	r.ConnectSeconds = slices.MaxFunc(f.configured, func(a, b time.Time) int { return a.Compare(b) }).Sub(start).Seconds()
 	fmt.Fprintf(cfg.Progress, "%s %s: %d proxies configured in %.2fs\n", r.Server, r.Mode, len(f.specs), r.ConnectSeconds)
 	time.Sleep(2 * time.Second)
-	rss1, heap1, err := memory(p)
+	rss1, anon1, heap1, err := memory(p)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(cfg.Progress, "%s %s: after connect: %s\n", r.Server, r.Mode, memoryDetail(p))
 	n := float64(len(f.specs))
 	r.RSSBeforeMB, r.RSSAfterMB, r.HeapBeforeMB, r.HeapAfterMB = rss0/1e6, rss1/1e6, heap0/1e6, heap1/1e6
-	r.RSSPerProxyKB, r.HeapPerProxyKB = (rss1-rss0)/1e3/n, (heap1-heap0)/1e3/n
+	r.RSSPerProxyKB, r.AnonRSSPerProxyKB, r.HeapPerProxyKB = (rss1-rss0)/1e3/n, (anon1-anon0)/1e3/n, (heap1-heap0)/1e3/n
 	return nil
 }
 

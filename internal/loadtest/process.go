@@ -179,17 +179,39 @@ func (p *process) stop() {
 
 // rssBytes reads the server's resident set size from /proc.
 func (p *process) rssBytes() (float64, error) {
+	rss, _, err := p.rssParts()
+	return rss, err
+}
+
+// rssParts reads the server's resident set size and its anonymous part
+// (heap, stacks: what the server allocated; the rest is mostly the
+// binary's pages, shared and evictable) from /proc.
+func (p *process) rssParts() (rss, anon float64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {
-		return 0, fmt.Errorf("read RSS: %w", err)
+		return 0, 0, fmt.Errorf("read RSS: %w", err)
 	}
+	var found int
 	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, err := strconv.ParseFloat(f[1], 64)
-			return kb * 1024, err
+		f := strings.Fields(line)
+		if len(f) < 2 || (f[0] != "VmRSS:" && f[0] != "RssAnon:") {
+			continue
 		}
+		kb, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("read RSS: %s: %w", f[0], err)
+		}
+		if f[0] == "VmRSS:" {
+			rss = kb * 1024
+		} else {
+			anon = kb * 1024
+		}
+		found++
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", p.cmd.Process.Pid)
+	if found != 2 {
+		return 0, 0, fmt.Errorf("no VmRSS or RssAnon in /proc/%d/status", p.cmd.Process.Pid)
+	}
+	return rss, anon, nil
 }
 
 // clockTicks is USER_HZ, 100 on Linux.

@@ -23,16 +23,19 @@ type Convergence struct {
 
 // Result is one server in one mode.
 type Result struct {
-	Server                  string      `json:"server"`
-	Mode                    string      `json:"mode"`
-	Proxies                 int         `json:"proxies"`
-	Services                int         `json:"services"`
-	ConnectSeconds          float64     `json:"connect_and_configure_seconds"`
-	RSSBeforeMB             float64     `json:"rss_before_mb"`
-	RSSAfterMB              float64     `json:"rss_after_mb"`
-	HeapBeforeMB            float64     `json:"heap_before_mb"`
-	HeapAfterMB             float64     `json:"heap_after_mb"`
-	RSSPerProxyKB           float64     `json:"rss_per_proxy_kb"`
+	Server         string  `json:"server"`
+	Mode           string  `json:"mode"`
+	Proxies        int     `json:"proxies"`
+	Services       int     `json:"services"`
+	ConnectSeconds float64 `json:"connect_and_configure_seconds"`
+	RSSBeforeMB    float64 `json:"rss_before_mb"`
+	RSSAfterMB     float64 `json:"rss_after_mb"`
+	HeapBeforeMB   float64 `json:"heap_before_mb"`
+	HeapAfterMB    float64 `json:"heap_after_mb"`
+	RSSPerProxyKB  float64 `json:"rss_per_proxy_kb"`
+	// AnonRSSPerProxyKB is RSSPerProxyKB without the pages of files (the
+	// binary's code and data, first touched by connecting proxies).
+	AnonRSSPerProxyKB       float64     `json:"anon_rss_per_proxy_kb"`
 	HeapPerProxyKB          float64     `json:"heap_per_proxy_kb"`
 	Endpoint                Convergence `json:"endpoint_change"`
 	NewService              Convergence `json:"new_service_change"`
@@ -124,6 +127,7 @@ var rows = []row{
 	{label: "server RSS before connect", get: func(r *Result) float64 { return r.RSSBeforeMB }, unit: "MB"},
 	{label: "server RSS after connect", get: func(r *Result) float64 { return r.RSSAfterMB }, unit: "MB"},
 	{label: "server RSS per proxy", get: func(r *Result) float64 { return r.RSSPerProxyKB }, unit: "KB"},
+	{label: "of it anonymous (not the binary's pages)", get: func(r *Result) float64 { return r.AnonRSSPerProxyKB }, unit: "KB"},
 	{label: "Go heap before connect", get: func(r *Result) float64 { return r.HeapBeforeMB }, unit: "MB"},
 	{label: "Go heap after connect", get: func(r *Result) float64 { return r.HeapAfterMB }, unit: "MB"},
 	{label: "Go heap per proxy", get: func(r *Result) float64 { return r.HeapPerProxyKB }, unit: "KB"},

@@ -166,7 +166,7 @@ func (sk *soak) dropped() int64 {
 // sample reads the server's memory, goroutines and CPU time.
 func (sk *soak) sample(p *process) (SoakSample, error) {
 	s := SoakSample{Minutes: time.Since(sk.start).Minutes()}
-	rss, heap, err := memory(p)
+	rss, _, heap, err := memory(p)
 	if err != nil {
 		return s, err
 	}
