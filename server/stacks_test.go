@@ -32,7 +32,7 @@ func TestStreamStacksStayShallow(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector's instrumentation deepens every stack")
 	}
-	const streams = 200
+	const streams = 400
 	s := startServer(t, newFakeRegistry(defaultWorld()))
 	cc := dial(t, s)
 	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(cc)
