@@ -177,12 +177,6 @@ func (p *process) stop() {
 	}
 }
 
-// rssBytes reads the server's resident set size from /proc.
-func (p *process) rssBytes() (float64, error) {
-	rss, _, err := p.rssParts()
-	return rss, err
-}
-
 // rssParts reads the server's resident set size and its anonymous part
 // (heap, stacks: what the server allocated; the rest is mostly the
 // binary's pages, shared and evictable) from /proc.

@@ -23,19 +23,17 @@ type Convergence struct {
 
 // Result is one server in one mode.
 type Result struct {
-	Server         string  `json:"server"`
-	Mode           string  `json:"mode"`
-	Proxies        int     `json:"proxies"`
-	Services       int     `json:"services"`
-	ConnectSeconds float64 `json:"connect_and_configure_seconds"`
-	RSSBeforeMB    float64 `json:"rss_before_mb"`
-	RSSAfterMB     float64 `json:"rss_after_mb"`
-	HeapBeforeMB   float64 `json:"heap_before_mb"`
-	HeapAfterMB    float64 `json:"heap_after_mb"`
-	RSSPerProxyKB  float64 `json:"rss_per_proxy_kb"`
-	// AnonRSSPerProxyKB is RSSPerProxyKB without the pages of files (the
-	// binary's code and data, first touched by connecting proxies).
-	AnonRSSPerProxyKB       float64     `json:"anon_rss_per_proxy_kb"`
+	Server                  string      `json:"server"`
+	Mode                    string      `json:"mode"`
+	Proxies                 int         `json:"proxies"`
+	Services                int         `json:"services"`
+	ConnectSeconds          float64     `json:"connect_and_configure_seconds"`
+	RSSBeforeMB             float64     `json:"rss_before_mb"`
+	RSSAfterMB              float64     `json:"rss_after_mb"`
+	HeapBeforeMB            float64     `json:"heap_before_mb"`
+	HeapAfterMB             float64     `json:"heap_after_mb"`
+	RSSPerProxyKB           float64     `json:"rss_per_proxy_kb"`
+	AnonRSSPerProxyKB       float64     `json:"anon_rss_per_proxy_kb"` // RSSPerProxyKB without file pages (the binary's code and data)
 	HeapPerProxyKB          float64     `json:"heap_per_proxy_kb"`
 	Endpoint                Convergence `json:"endpoint_change"`
 	NewService              Convergence `json:"new_service_change"`
