@@ -73,7 +73,7 @@ func TestPushPathScale(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.pusher.connect(s.ads.newConn(px, n, false, nil))
+		s.pusher.connect(s.ads.newConn(px, nil, false, nil))
 	}
 	t.Logf("connect %d proxies (%d services): %v, heap %.0f KB/proxy", proxies, services, time.Since(start), float64(heapInUse()-heap0)/1024/proxies)
 

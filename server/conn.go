@@ -5,6 +5,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/librarymesh/controlplane/registry/autoregister"
 	"github.com/librarymesh/controlplane/snapshot"
@@ -20,9 +21,12 @@ import (
 // The stream goroutine owns the per-type protocol state (xdsStream); conn
 // holds what the push loop, CSDS and the debug views also read, under mu.
 type conn struct {
-	id          string // node ID "-" counter, unique per server
-	proxy       *snapshot.Proxy
-	node        *corev3.Node
+	id    string // node ID "-" counter, unique per server
+	proxy *snapshot.Proxy
+	// node is the node the proxy sent, encoded: only CSDS and debug views
+	// read it, and decoded it is several times larger (an Istio sidecar's
+	// metadata is a few hundred nested values).
+	node        []byte
 	delta       bool
 	connectedAt time.Time
 	caller      *Identity             // proven on the TLS port; nil on plaintext
@@ -70,7 +74,7 @@ type pendingPush struct {
 // connStatus is a copy of a connection's state for CSDS and debug views.
 type connStatus struct {
 	id          string
-	node        *corev3.Node
+	node        []byte // encoded; see decodedNode
 	proxy       *snapshot.Proxy
 	caller      *Identity
 	delta       bool
@@ -90,6 +94,15 @@ func (c *conn) status() connStatus {
 		id: c.id, node: c.node, proxy: c.proxy, caller: c.caller, delta: c.delta, connectedAt: c.connectedAt,
 		kind: c.kind, snap: c.snap, buildErr: c.buildErr, types: c.types, trustBundle: c.trustBundle,
 	}
+}
+
+// decodedNode returns the connection's node, decoded afresh: the caller
+// may change it.
+func (st connStatus) decodedNode() *corev3.Node {
+	n := &corev3.Node{}
+	// The bytes were encoded from a node by this process.
+	_ = proto.Unmarshal(st.node, n)
+	return n
 }
 
 // snapshot returns the snapshot last set.

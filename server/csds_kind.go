@@ -2,7 +2,6 @@ package server
 
 import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -19,7 +18,7 @@ const (
 // annotatedNode returns a copy of a connection's node whose metadata names
 // its kind and connection ID.
 func annotatedNode(st connStatus) *corev3.Node {
-	c := proto.Clone(st.node).(*corev3.Node)
+	c := st.decodedNode()
 	if c.Metadata == nil {
 		c.Metadata = &structpb.Struct{}
 	}

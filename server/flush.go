@@ -372,7 +372,7 @@ func (p *picked) sotw() (anys []*anypb.Any, encoded [][]byte) {
 		return anys, append(encoded, p.ts.own.sotwEncoding())
 	}
 	for _, i := range p.own {
-		anys = append(anys, p.ts.own.anys[i])
+		anys = append(anys, p.ts.own.anyAt(i))
 	}
 	return anys, encoded
 }

@@ -181,8 +181,9 @@ func (d *istioDebug) syncz(caller *Identity, operator bool) ([]debugResource, er
 // own keys stay out).
 func istioNode(st connStatus) *corev3.Node {
 	md := &structpb.Struct{Fields: map[string]*structpb.Value{}}
+	node := st.decodedNode()
 	for _, k := range []string{"CLUSTER_ID", "NAMESPACE", "ISTIO_VERSION"} {
-		if v, ok := st.node.GetMetadata().GetFields()[k]; ok && v.GetStringValue() != "" {
+		if v, ok := node.GetMetadata().GetFields()[k]; ok && v.GetStringValue() != "" {
 			md.Fields[k] = structpb.NewStringValue(v.GetStringValue())
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	statusv3 "github.com/envoyproxy/go-control-plane/envoy/service/status/v3"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/librarymesh/controlplane/snapshot"
@@ -26,7 +27,11 @@ func debugFixture(t testing.TB) *istioDebug {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st := connStatus{id: id + "-1", node: node, proxy: px}
+		wire, err := proto.Marshal(node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := connStatus{id: id + "-1", node: wire, proxy: px}
 		st.types[0] = TypeStatus{TypeURL: xdsTypes[0], Sent: "v1", Acked: "v1", Responses: 1}
 		sts = append(sts, st)
 	}

@@ -106,7 +106,7 @@ func BenchmarkRebuildEndpointChange(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		s.pusher.connect(s.ads.newConn(px, n, false, nil))
+		s.pusher.connect(s.ads.newConn(px, nil, false, nil))
 	}
 	gen := 0
 	b.ReportAllocs()
@@ -175,7 +175,7 @@ func BenchmarkRebuildNewService(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		c := s.ads.newConn(px, n, false, nil)
+		c := s.ads.newConn(px, nil, false, nil)
 		s.pusher.connect(c)
 		if c.snapshot().types[typeIndex(resourcev3.ListenerType)].own.names != nil {
 			own++

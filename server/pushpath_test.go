@@ -2,6 +2,8 @@ package server
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -270,8 +272,9 @@ func TestRecentSamplesDropOld(t *testing.T) {
 }
 
 // TestHasherSharesEqualContent: two proxies whose own parts are equal but
-// built separately (a service's replicas) share one encoding per resource
-// and one list; a proxy whose own part differs shares nothing of it.
+// built separately (a service's replicas) share one list; a proxy whose own
+// part differs shares nothing of it. Own lists keep no encodings: each is
+// made again when sent, the same bytes the version was hashed from.
 func TestHasherSharesEqualContent(t *testing.T) {
 	cla := func(name string, weight uint32) *endpointv3.ClusterLoadAssignment {
 		return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{
@@ -299,11 +302,22 @@ func TestHasherSharesEqualContent(t *testing.T) {
 	if a.own == c.own || a.version == c.version {
 		t.Fatal("a different own part was taken for the same")
 	}
-	if a.own.anys[1] != c.own.anys[1] {
-		t.Error("an equal resource in different lists was encoded twice")
+	if a.own.anys != nil || c.own.anys != nil {
+		t.Error("own lists keep their encodings")
 	}
-	if a.own.anys[0] == c.own.anys[0] || c.own.vers[0] == a.own.vers[0] {
-		t.Error("different resources share an encoding")
+	if a.own.vers[1] != c.own.vers[1] {
+		t.Error("equal resources in different lists have different versions")
+	}
+	if c.own.vers[0] == a.own.vers[0] {
+		t.Error("different resources have one version")
+	}
+	for _, tr := range []*typeResources{a.own, c.own} {
+		for i := range tr.names {
+			sum := sha256.Sum256(tr.anyAt(i).GetValue())
+			if v := hex.EncodeToString(sum[:8]); v != tr.vers[i] {
+				t.Errorf("%s is sent as bytes of version %s, its version is %s", tr.names[i], v, tr.vers[i])
+			}
+		}
 	}
 	if got := c.resources()["inbound|8080||a"].(*endpointv3.ClusterLoadAssignment).GetEndpoints()[0].GetLoadBalancingWeight().GetValue(); got != 2 {
 		t.Errorf("the third proxy's own resource has weight %d, want 2", got)
@@ -321,7 +335,7 @@ func TestWholeOwnListNotKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	own, err := h.list([]types.Resource{cla("own")})
+	own, err := h.ownList([]types.Resource{cla("own")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,8 +346,8 @@ func TestWholeOwnListNotKept(t *testing.T) {
 	p := &picked{ts: ts, whole: true}
 	_, sotw := p.sotw()
 	_, delta := p.delta()
-	if own.sotwEnc != nil || own.deltaEnc != nil {
-		t.Errorf("the own list keeps its encodings (SotW %d B, delta %d B)", len(own.sotwEnc), len(own.deltaEnc))
+	if own.sotwEnc != nil || own.deltaEnc != nil || own.anys != nil {
+		t.Errorf("the own list keeps its encodings (SotW %d B, delta %d B, %d resources)", len(own.sotwEnc), len(own.deltaEnc), len(own.anys))
 	}
 	if shared.sotwEnc == nil || shared.deltaEnc == nil {
 		t.Error("the shared list's encodings are not kept")

@@ -13,6 +13,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/librarymesh/controlplane/registry/autoregister"
 	"github.com/librarymesh/controlplane/snapshot"
@@ -251,7 +252,11 @@ func (a *ads) open(s *xdsStream, node *corev3.Node) error {
 	}
 	// VHDS needs delta xDS on the ADS stream (Envoy refuses it otherwise).
 	px.DeltaADS = s.delta && s.defaultType == ""
-	c := a.newConn(px, node, s.delta, caller)
+	wire, err := proto.Marshal(node)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "node %s: %v", px.ID, err)
+	}
+	c := a.newConn(px, wire, s.delta, caller)
 	if c.autoreg, err = a.autoRegister(s.ctx, px, node, caller); err != nil {
 		return err
 	}
@@ -262,7 +267,7 @@ func (a *ads) open(s *xdsStream, node *corev3.Node) error {
 }
 
 // newConn makes the connection of a proxy; caller is nil on the plaintext port.
-func (a *ads) newConn(px *snapshot.Proxy, node *corev3.Node, delta bool, caller *Identity) *conn {
+func (a *ads) newConn(px *snapshot.Proxy, node []byte, delta bool, caller *Identity) *conn {
 	return &conn{
 		id: px.ID + "-" + strconv.FormatUint(a.ids.Add(1), 10), proxy: px, node: node, delta: delta,
 		connectedAt: time.Now(), caller: caller, wake: make(chan struct{}, 1), observe: a.observe,

@@ -30,8 +30,12 @@ import (
 //
 // Equal content is also shared when it comes as different protos, as each
 // proxy's own part does (the inbound config of a service's replicas is the
-// same): a resource's encoding, and a list's typeResources, are looked up
-// by content, so replicas hold one copy instead of one each.
+// same): a shared resource's encoding, and a list's typeResources, are
+// looked up by content, so replicas hold one copy instead of one each.
+//
+// A proxy's own resources are hashed but their encodings are not kept (see
+// ownList): the protos are kept anyway (the snapshot Builder carries them
+// over between builds), and they are encoded again on the rare sends.
 type hasher struct {
 	hashes *generations[types.Resource, hashed]
 	lists  *generations[listKey, *typeResources]
@@ -41,15 +45,17 @@ type hasher struct {
 	contents  *generations[contentKey, *typeResources] // by sum and length
 }
 
-// contentKey identifies a list by content: its sum and length. A list
-// found by it is still compared name by name and version by version.
+// contentKey identifies a list by content: its sum and length, and
+// whether it is an own list (encodings not kept). A list found by it is
+// still compared name by name and version by version.
 type contentKey struct {
 	sum uint64
 	n   int
+	own bool
 }
 
 // emptyType is every empty list.
-var emptyType, _ = newTypeResources(nil, nil)
+var emptyType, _ = newTypeResources(nil, nil, false)
 
 // listKey identifies a resource list by its backing array.
 type listKey struct {
@@ -80,6 +86,19 @@ func (h *hasher) rotate() {
 // list returns the typeResources of a list, shared by every proxy given
 // the same list.
 func (h *hasher) list(list []types.Resource) (*typeResources, error) {
+	return h.typeResources(list, false)
+}
+
+// ownList is list for a list of one proxy's own resources (or of a few
+// replicas'). Their encodings are not kept: sent when the proxy connects
+// or they change (and, over SotW, with every response of their type),
+// they cost less to encode again than to keep for as long as the proxy is
+// connected, about 2.5 KB a proxy.
+func (h *hasher) ownList(list []types.Resource) (*typeResources, error) {
+	return h.typeResources(list, true)
+}
+
+func (h *hasher) typeResources(list []types.Resource, own bool) (*typeResources, error) {
 	if len(list) == 0 {
 		return emptyType, nil
 	}
@@ -87,11 +106,11 @@ func (h *hasher) list(list []types.Resource) (*typeResources, error) {
 	if tr, ok := h.lists.get(k); ok {
 		return tr, nil
 	}
-	tr, err := newTypeResources(h, list)
+	tr, err := newTypeResources(h, list, own)
 	if err != nil {
 		return nil, err
 	}
-	ck := contentKey{tr.sum, len(tr.names)}
+	ck := contentKey{tr.sum, len(tr.names), own}
 	if same, ok := h.contents.get(ck); ok && slices.Equal(same.names, tr.names) && slices.Equal(same.vers, tr.vers) {
 		tr = same
 	} else {
@@ -117,7 +136,7 @@ func (h *hasher) pair(shared, own *typeResources) (*typeSnapshot, error) {
 }
 
 // hashed is a resource marshaled once: its content hash and its bytes,
-// ready to send.
+// ready to send (any is nil for an own resource, see ownList).
 type hashed struct {
 	name    string
 	version string
@@ -125,17 +144,20 @@ type hashed struct {
 	any     *anypb.Any
 }
 
+// encode is how every resource is encoded, for its hash and to be sent.
+var encode = proto.MarshalOptions{Deterministic: true}
+
 // hash marshals r, a proto that is never modified, once per generation.
 func (h *hasher) hash(r types.Resource) (hashed, error) {
 	if v, ok := h.hashes.get(r); ok {
 		return v, nil
 	}
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+	b, err := encode.Marshal(r)
 	if err != nil {
 		return hashed{}, fmt.Errorf("marshal %s: %w", cache.GetResourceName(r), err)
 	}
 	sum := sha256.Sum256(b)
-	typeURL := "type.googleapis.com/" + string(proto.MessageName(r))
+	typeURL := anyTypeURL(r)
 	n := binary.BigEndian.Uint64(sum[:8])
 	if v, ok := h.encodings.get(n); ok && v.any.GetTypeUrl() == typeURL && bytes.Equal(v.any.GetValue(), b) {
 		h.hashes.put(r, v)
@@ -152,6 +174,22 @@ func (h *hasher) hash(r types.Resource) (hashed, error) {
 	return v, nil
 }
 
+// hashOwn is hash for an own resource: neither its encoding nor the
+// resource is kept.
+func hashOwn(r types.Resource) (hashed, error) {
+	b, err := encode.Marshal(r)
+	if err != nil {
+		return hashed{}, fmt.Errorf("marshal %s: %w", cache.GetResourceName(r), err)
+	}
+	sum := sha256.Sum256(b)
+	return hashed{name: cache.GetResourceName(r), version: hex.EncodeToString(sum[:8]), sum: binary.BigEndian.Uint64(sum[:8])}, nil
+}
+
+// anyTypeURL is the type URL of r in an Any.
+func anyTypeURL(r types.Resource) string {
+	return "type.googleapis.com/" + string(proto.MessageName(r))
+}
+
 // typeResources is one list of resources of a type, versioned and
 // marshaled. It is shared between proxies and never modified; the index
 // by name and the delta Resources are made on first use.
@@ -160,7 +198,7 @@ type typeResources struct {
 	list  []types.Resource // as built (sorted by name)
 	names []string         // by list index
 	vers  []string         // content hash, by list index
-	anys  []*anypb.Any     // marshaled resources, by list index
+	anys  []*anypb.Any     // marshaled resources, by list index; nil for an own list (see anyAt)
 
 	indexOnce sync.Once
 	index     map[string]int // name -> list index
@@ -193,8 +231,27 @@ func (tr *typeResources) deltaEncoded() []byte {
 // proxy once, and a copy kept with the list for as long as the proxy holds
 // it would be per-proxy memory for nothing.
 func (tr *typeResources) sotwEncoding() []byte {
-	b, _ := proto.Marshal(&discoveryv3.DiscoveryResponse{Resources: tr.anys})
+	anys := tr.anys
+	if anys == nil {
+		anys = make([]*anypb.Any, len(tr.list))
+		for i := range anys {
+			anys[i] = tr.anyAt(i)
+		}
+	}
+	b, _ := proto.Marshal(&discoveryv3.DiscoveryResponse{Resources: anys})
 	return b
+}
+
+// anyAt returns list index i, marshaled: kept for a shared list, encoded
+// again for an own list (the same bytes its version was hashed from).
+func (tr *typeResources) anyAt(i int) *anypb.Any {
+	if tr.anys != nil {
+		return tr.anys[i]
+	}
+	r := tr.list[i]
+	// It was marshaled once already, when hashed; protos are never changed.
+	b, _ := encode.Marshal(r)
+	return &anypb.Any{TypeUrl: anyTypeURL(r), Value: b}
 }
 
 // deltaEncoding is sotwEncoding for delta responses.
@@ -207,26 +264,37 @@ func (tr *typeResources) deltaEncoding() []byte {
 func (tr *typeResources) deltaResources() []*discoveryv3.Resource {
 	res := make([]*discoveryv3.Resource, len(tr.names))
 	for i := range res {
-		res[i] = &discoveryv3.Resource{Name: tr.names[i], Version: tr.vers[i], Resource: tr.anys[i]}
+		res[i] = &discoveryv3.Resource{Name: tr.names[i], Version: tr.vers[i], Resource: tr.anyAt(i)}
 	}
 	return res
 }
 
-func newTypeResources(h *hasher, list []types.Resource) (*typeResources, error) {
+func newTypeResources(h *hasher, list []types.Resource, own bool) (*typeResources, error) {
 	tr := &typeResources{
 		list:  list,
 		names: make([]string, len(list)),
 		vers:  make([]string, len(list)),
-		anys:  make([]*anypb.Any, len(list)),
+	}
+	if !own {
+		tr.anys = make([]*anypb.Any, len(list))
 	}
 	sum := fnvOffset
 	sorted := true
 	for i, r := range list {
-		v, err := h.hash(r)
+		var v hashed
+		var err error
+		if own {
+			v, err = hashOwn(r)
+		} else {
+			v, err = h.hash(r)
+		}
 		if err != nil {
 			return nil, err
 		}
-		tr.names[i], tr.vers[i], tr.anys[i] = v.name, v.version, v.any
+		tr.names[i], tr.vers[i] = v.name, v.version
+		if !own {
+			tr.anys[i] = v.any
+		}
 		if i > 0 && v.name <= tr.names[i-1] {
 			sorted = false
 		}
@@ -266,8 +334,12 @@ func (tr *typeResources) lookup(name string) (int, bool) {
 	return i, ok
 }
 
-// deltaResource returns the delta Resource of list index i, made once.
+// deltaResource returns the delta Resource of list index i, made once
+// for a shared list, made afresh for an own list (see ownList).
 func (tr *typeResources) deltaResource(i int) *discoveryv3.Resource {
+	if tr.anys == nil {
+		return &discoveryv3.Resource{Name: tr.names[i], Version: tr.vers[i], Resource: tr.anyAt(i)}
+	}
 	tr.deltaOnce.Do(func() { tr.delta = tr.deltaResources() })
 	return tr.delta[i]
 }
@@ -377,7 +449,7 @@ func newNodeSnapshot(h *hasher, shared, own *snapshot.Resources) (*nodeSnapshot,
 		str, err := h.list(sl[i])
 		if err == nil {
 			var otr *typeResources
-			if otr, err = h.list(ol[i]); err == nil {
+			if otr, err = h.ownList(ol[i]); err == nil {
 				s.types[i], err = h.pair(str, otr)
 			}
 		}

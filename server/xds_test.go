@@ -7,12 +7,15 @@ import (
 	"time"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statusv3 "github.com/envoyproxy/go-control-plane/envoy/service/status/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/librarymesh/controlplane/registry"
 )
@@ -315,5 +318,47 @@ func TestDeltaNackIsNotResent(t *testing.T) {
 	reg.set(w, registry.Change{All: true})
 	if _, err := rx.next(5 * time.Second); err != nil {
 		t.Fatalf("changed CDS was not sent after a delta NACK: %v", err)
+	}
+}
+
+// TestCSDSReportsTheNodeAsSent: the server keeps a proxy's node encoded,
+// and CSDS gives it back whole (nested metadata, locality, user agent),
+// with only the kind and connection ID added.
+func TestCSDSReportsTheNodeAsSent(t *testing.T) {
+	s := startServer(t, newFakeRegistry(defaultWorld()))
+	md, err := structpb.NewStruct(map[string]any{
+		"NAMESPACE": "default", "LABELS": map[string]any{"app": "inventory", "version": "v1"},
+		"PROXY_CONFIG": map[string]any{"concurrency": 2.0, "tracing": map[string]any{"zipkin": map[string]any{"address": "zipkin:9411"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := &corev3.Node{Id: podNodeID, Cluster: "inventory.default", Metadata: md, UserAgentName: "envoy",
+		Locality: &corev3.Locality{Region: "us-east1", Zone: "b"}}
+	st, rx := sotwStream(t, s)
+	if err := st.Send(&discoveryv3.DiscoveryRequest{Node: sent, TypeUrl: resourcev3.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rx.next(5 * time.Second); err != nil {
+		t.Fatalf("no CDS response: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := statusv3.NewClientStatusDiscoveryServiceClient(dial(t, s)).FetchClientStatus(ctx, &statusv3.ClientStatusRequest{})
+	if err != nil {
+		t.Fatalf("CSDS: %v", err)
+	}
+	if len(resp.GetConfig()) != 1 {
+		t.Fatalf("CSDS gave %d configs, want 1", len(resp.GetConfig()))
+	}
+	got := resp.GetConfig()[0].GetNode()
+	fields := got.GetMetadata().GetFields()
+	if fields[KindMetadataKey].GetStringValue() == "" || !strings.HasPrefix(fields[ConnectionMetadataKey].GetStringValue(), podNodeID+"-") {
+		t.Errorf("CSDS node lacks the kind or connection ID: %v", fields)
+	}
+	delete(fields, KindMetadataKey)
+	delete(fields, ConnectionMetadataKey)
+	if !proto.Equal(got, sent) {
+		t.Errorf("CSDS node differs from the node sent:\ngot  %v\nwant %v", got, sent)
 	}
 }
