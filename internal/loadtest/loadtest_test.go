@@ -57,6 +57,9 @@ func TestSmallScenario(t *testing.T) {
 			r.RSSAfterMB <= 0 || r.HeapAfterMB <= 0 || r.BytesPerProxyPerChange <= 0 {
 			t.Errorf("%s %s: incomplete result %+v", r.Server, r.Mode, r)
 		}
+		if r.Server == Ours && r.LiveHeapPerProxyKB <= 0 {
+			t.Errorf("%s %s: no live heap per proxy (the server's /debug/pprof/heap?gc=1): %+v", r.Server, r.Mode, r)
+		}
 		if r.UpBytesPerProxyEndpoint <= 0 || r.UpBytesPerProxyNewService <= 0 {
 			t.Errorf("%s %s: no bytes back (ACKs) counted: %+v", r.Server, r.Mode, r)
 		}

@@ -3,7 +3,9 @@ package loadtest
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"runtime"
 	"slices"
 	"strings"
@@ -22,14 +24,39 @@ func memory(p *process) (rss, anon, heap float64, err error) {
 	return rss, anon, heap, err
 }
 
+// liveHeap has the server collect its garbage and returns the heap its
+// objects still use: what the server keeps, without the garbage that RSS
+// and heap_inuse hold until the next collection, a swing of ±10 KB a proxy
+// at S with the collector's phase. It reports false when the server has no
+// pprof handler to ask (/debug/pprof/heap?gc=1 runs runtime.GC, which
+// returns once the heap is swept). Two collections: what sync.Pools hold
+// (gRPC's read buffers, several KB a proxy after a connect) survives one.
+func liveHeap(p *process) (float64, bool) {
+	for range 2 {
+		resp, err := http.Get("http://" + p.httpAddr + "/debug/pprof/heap?gc=1")
+		if err != nil {
+			return 0, false
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return 0, false
+		}
+	}
+	live, err := p.metric("go_memstats_heap_alloc_bytes")
+	return live, err == nil
+}
+
 // connect measures memory, connects the fleet, waits until every proxy is
-// fully configured and measures memory again.
+// fully configured and measures memory again. The live heap is read after
+// the other figures, each time: the collection it forces would change them.
 func (r *Result) connect(ctx context.Context, cfg Config, p *process, f *fleet) error {
 	time.Sleep(time.Second)
 	rss0, anon0, heap0, err := memory(p)
 	if err != nil {
 		return err
 	}
+	live0, ok0 := liveHeap(p)
 	start := time.Now()
 	ccs, err := f.run(ctx, p.grpcAddr, cfg.Conns)
 	go func() { <-ctx.Done(); closeAll(ccs) }()
@@ -55,6 +82,9 @@ func (r *Result) connect(ctx context.Context, cfg Config, p *process, f *fleet) 
 	n := float64(len(f.specs))
 	r.RSSBeforeMB, r.RSSAfterMB, r.HeapBeforeMB, r.HeapAfterMB = rss0/1e6, rss1/1e6, heap0/1e6, heap1/1e6
 	r.RSSPerProxyKB, r.AnonRSSPerProxyKB, r.HeapPerProxyKB = (rss1-rss0)/1e3/n, (anon1-anon0)/1e3/n, (heap1-heap0)/1e3/n
+	if live1, ok1 := liveHeap(p); ok0 && ok1 {
+		r.LiveHeapPerProxyKB = (live1 - live0) / 1e3 / n
+	}
 	return nil
 }
 

@@ -35,6 +35,7 @@ type Result struct {
 	RSSPerProxyKB           float64     `json:"rss_per_proxy_kb"`
 	AnonRSSPerProxyKB       float64     `json:"anon_rss_per_proxy_kb"` // RSSPerProxyKB without file pages (the binary's code and data)
 	HeapPerProxyKB          float64     `json:"heap_per_proxy_kb"`
+	LiveHeapPerProxyKB      float64     `json:"live_heap_per_proxy_kb,omitempty"` // after a collection; 0: the server could not be asked
 	Endpoint                Convergence `json:"endpoint_change"`
 	NewService              Convergence `json:"new_service_change"`
 	CPUPerChangeSeconds     float64     `json:"cpu_seconds_per_change"`
@@ -112,6 +113,8 @@ type row struct {
 	floor bool
 	// noRatio marks figures of the load client, not of the server.
 	noRatio bool
+	// optional marks figures a server may not give: 0 is shown as "-".
+	optional bool
 }
 
 var rows = []row{
@@ -129,6 +132,7 @@ var rows = []row{
 	{label: "Go heap before connect", get: func(r *Result) float64 { return r.HeapBeforeMB }, unit: "MB"},
 	{label: "Go heap after connect", get: func(r *Result) float64 { return r.HeapAfterMB }, unit: "MB"},
 	{label: "Go heap per proxy", get: func(r *Result) float64 { return r.HeapPerProxyKB }, unit: "KB"},
+	{label: "Go live heap per proxy (after a collection)", get: func(r *Result) float64 { return r.LiveHeapPerProxyKB }, unit: "KB", optional: true},
 	{label: "server CPU per change", get: func(r *Result) float64 { return r.CPUPerChangeSeconds }, unit: "s", floor: true},
 	{label: "bytes sent per proxy per change", get: func(r *Result) float64 { return r.BytesPerProxyPerChange }, unit: "B", floor: true},
 	{label: "bytes per proxy, endpoint change", get: func(r *Result) float64 { return r.BytesPerProxyEndpoint }, unit: "B", floor: true},
@@ -225,7 +229,7 @@ func httpNote(sc Scenario) string {
 }
 
 func cellValue(r *Result, rw row) string {
-	if r == nil {
+	if r == nil || rw.optional && rw.get(r) == 0 {
 		return "-"
 	}
 	return fmt.Sprintf("%.2f", rw.get(r))
