@@ -167,6 +167,10 @@ func (a *ads) newStream(st grpcStream, delta bool, typeURL string) *xdsStream {
 func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request, error)) (err error) {
 	reqs := make(chan *rawMsg)
 	errc := make(chan error, 1)
+	// Done once: gRPC's stream context is a chain of values, and Done walks
+	// it on every call (perf: 2% of the server's CPU during endpoint changes
+	// is in that walk, ours and gRPC's).
+	ctxDone := s.ctx.Done()
 	go func() {
 		for {
 			raw := new(rawMsg)
@@ -176,7 +180,7 @@ func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request,
 			}
 			select {
 			case reqs <- raw:
-			case <-s.ctx.Done():
+			case <-ctxDone:
 				raw.buf.Free()
 				return
 			}
@@ -186,7 +190,7 @@ func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request,
 	var wake chan struct{} // the conn's, once the first request made it
 	for {
 		select {
-		case <-s.ctx.Done():
+		case <-ctxDone:
 			return s.ctx.Err()
 		case <-a.done:
 			return status.Error(codes.Unavailable, "control plane is shutting down")
