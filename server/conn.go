@@ -42,7 +42,7 @@ type conn struct {
 	kind     string
 	snap     *nodeSnapshot
 	buildErr error
-	types    [numTypes]TypeStatus
+	types    [numTypes]typeRecord
 	sentMask typeMask    // types sent at least once
 	pending  pendingPush // versions pushed for a change and not ACKed yet
 	// refusedSecrets are the gateway credentials left out, with why (logged once).
@@ -61,6 +61,38 @@ type TypeStatus struct {
 	SentAt     time.Time `json:"sentAt,omitzero"`
 	AnsweredAt time.Time `json:"answeredAt,omitzero"`
 	Responses  int       `json:"responses"`
+}
+
+// typeRecord is a TypeStatus as a connection keeps it: 64 bytes instead of
+// 136, so a proxy's six types take 430 B less (a rejection is rare, and
+// times need no monotonic reading).
+type typeRecord struct {
+	sent, acked        string
+	sentAt, answeredAt int64 // Unix nanoseconds; 0 for never
+	responses          int
+	nack               *nackRecord // the version last rejected and why; nil for none
+}
+
+type nackRecord struct{ version, err string }
+
+// status is the record as a TypeStatus of type i.
+func (r *typeRecord) status(i int) TypeStatus {
+	ts := TypeStatus{Sent: r.sent, Acked: r.acked, SentAt: unixTime(r.sentAt), AnsweredAt: unixTime(r.answeredAt), Responses: r.responses}
+	if r.sent != "" {
+		ts.TypeURL = xdsTypes[i]
+	}
+	if r.nack != nil {
+		ts.Nacked, ts.NackError = r.nack.version, r.nack.err
+	}
+	return ts
+}
+
+// unixTime is the time of Unix nanoseconds n; zero for 0.
+func unixTime(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
 }
 
 // pendingPush is what a connection has yet to ACK of the changes pushed
@@ -90,10 +122,14 @@ type connStatus struct {
 func (c *conn) status() connStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return connStatus{
+	st := connStatus{
 		id: c.id, node: c.node, proxy: c.proxy, caller: c.caller, delta: c.delta, connectedAt: c.connectedAt,
-		kind: c.kind, snap: c.snap, buildErr: c.buildErr, types: c.types, trustBundle: c.trustBundle,
+		kind: c.kind, snap: c.snap, buildErr: c.buildErr, trustBundle: c.trustBundle,
 	}
+	for i := range c.types {
+		st.types[i] = c.types[i].status(i)
+	}
+	return st
 }
 
 // decodedNode returns the connection's node, decoded afresh: the caller
@@ -154,12 +190,11 @@ func (c *conn) sent(i int, version string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ts := &c.types[i]
-	ts.TypeURL = xdsTypes[i]
-	ts.Sent, ts.SentAt = version, time.Now()
-	ts.Responses++
+	ts.sent, ts.sentAt = version, time.Now().UnixNano()
+	ts.responses++
 	c.sentMask |= 1 << i
-	if ts.Nacked != "" && ts.Nacked != version {
-		ts.Nacked, ts.NackError = "", "" // a new version replaces the rejected one
+	if ts.nack != nil && ts.nack.version != version {
+		ts.nack = nil // a new version replaces the rejected one
 	}
 }
 
@@ -170,13 +205,15 @@ func (c *conn) answered(i int, version, errText string, isErr bool) (newNack boo
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ts := &c.types[i]
-	ts.AnsweredAt = time.Now()
+	ts.answeredAt = time.Now().UnixNano()
 	if isErr {
-		newNack = ts.Nacked != version || ts.NackError != errText
-		ts.Nacked, ts.NackError = version, errText
+		newNack = ts.nack == nil || ts.nack.version != version || ts.nack.err != errText
+		if newNack {
+			ts.nack = &nackRecord{version: version, err: errText}
+		}
 		return newNack
 	}
-	ts.Acked, ts.Nacked, ts.NackError = version, "", ""
+	ts.acked, ts.nack = version, nil
 	if c.pending.versions[i] == version {
 		c.pending.versions[i] = ""
 		if c.pending.versions.empty() {

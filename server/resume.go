@@ -65,7 +65,6 @@ func (c *conn) resumed(i int, version string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ts := &c.types[i]
-	ts.TypeURL = xdsTypes[i]
-	ts.Sent, ts.Acked = version, version
+	ts.sent, ts.acked = version, version
 	c.sentMask |= 1 << i
 }
