@@ -152,37 +152,36 @@ func (h *hasher) hash(r types.Resource) (hashed, error) {
 	if v, ok := h.hashes.get(r); ok {
 		return v, nil
 	}
-	b, err := encode.Marshal(r)
+	v, b, err := marshalHashed(r)
 	if err != nil {
-		return hashed{}, fmt.Errorf("marshal %s: %w", cache.GetResourceName(r), err)
+		return hashed{}, err
 	}
-	sum := sha256.Sum256(b)
 	typeURL := anyTypeURL(r)
-	n := binary.BigEndian.Uint64(sum[:8])
-	if v, ok := h.encodings.get(n); ok && v.any.GetTypeUrl() == typeURL && bytes.Equal(v.any.GetValue(), b) {
-		h.hashes.put(r, v)
-		return v, nil
+	if same, ok := h.encodings.get(v.sum); ok && same.any.GetTypeUrl() == typeURL && bytes.Equal(same.any.GetValue(), b) {
+		h.hashes.put(r, same)
+		return same, nil
 	}
-	v := hashed{
-		name:    cache.GetResourceName(r),
-		version: hex.EncodeToString(sum[:8]),
-		sum:     n,
-		any:     &anypb.Any{TypeUrl: typeURL, Value: b},
-	}
+	v.any = &anypb.Any{TypeUrl: typeURL, Value: b}
 	h.hashes.put(r, v)
-	h.encodings.put(n, v)
+	h.encodings.put(v.sum, v)
 	return v, nil
 }
 
 // hashOwn is hash for an own resource: neither its encoding nor the
 // resource is kept.
 func hashOwn(r types.Resource) (hashed, error) {
+	v, _, err := marshalHashed(r)
+	return v, err
+}
+
+// marshalHashed marshals r and versions it by its bytes (any is unset).
+func marshalHashed(r types.Resource) (hashed, []byte, error) {
 	b, err := encode.Marshal(r)
 	if err != nil {
-		return hashed{}, fmt.Errorf("marshal %s: %w", cache.GetResourceName(r), err)
+		return hashed{}, nil, fmt.Errorf("marshal %s: %w", cache.GetResourceName(r), err)
 	}
 	sum := sha256.Sum256(b)
-	return hashed{name: cache.GetResourceName(r), version: hex.EncodeToString(sum[:8]), sum: binary.BigEndian.Uint64(sum[:8])}, nil
+	return hashed{name: cache.GetResourceName(r), version: hex.EncodeToString(sum[:8]), sum: binary.BigEndian.Uint64(sum[:8])}, b, nil
 }
 
 // anyTypeURL is the type URL of r in an Any.
