@@ -58,7 +58,7 @@ func TestSmallScenario(t *testing.T) {
 			t.Errorf("%s %s: incomplete result %+v", r.Server, r.Mode, r)
 		}
 		if r.Server == Ours && r.LiveHeapPerProxyKB <= 0 {
-			t.Errorf("%s %s: no live heap per proxy (the server's /debug/pprof/heap?gc=1): %+v", r.Server, r.Mode, r)
+			t.Errorf("%s %s: no live heap per proxy (connected against disconnected, after /debug/pprof/heap?gc=1): %+v", r.Server, r.Mode, r)
 		}
 		if r.UpBytesPerProxyEndpoint <= 0 || r.UpBytesPerProxyNewService <= 0 {
 			t.Errorf("%s %s: no bytes back (ACKs) counted: %+v", r.Server, r.Mode, r)

@@ -31,6 +31,10 @@ func memory(p *process) (rss, anon, heap float64, err error) {
 // pprof handler to ask (/debug/pprof/heap?gc=1 runs runtime.GC, which
 // returns once the heap is swept). Two collections: what sync.Pools hold
 // (gRPC's read buffers, several KB a proxy after a connect) survives one.
+//
+// Forced collections change what the runtime keeps resident (it may hand
+// back the pages of the mesh's loading), so it is called only once RSS is
+// measured: at the end of a run.
 func liveHeap(p *process) (float64, bool) {
 	for range 2 {
 		resp, err := http.Get("http://" + p.httpAddr + "/debug/pprof/heap?gc=1")
@@ -47,16 +51,47 @@ func liveHeap(p *process) (float64, bool) {
 	return live, err == nil
 }
 
+// proxyLiveHeap sets LiveHeapPerProxyKB, at the end of a run: the live heap
+// with the fleet connected, then closes every proxy's connection (close),
+// waits for the server to count none and reads it again. The difference is
+// what the server frees when the proxies go: their connections and streams.
+// What stays is not counted: the mesh's config built for them, and what
+// our caches keep of a proxy's own config until the next change (the
+// snapshot Builder's results, the versioned lists). Left 0 for a server
+// that cannot be asked (pprof, the connected-proxies gauge).
+func (r *Result) proxyLiveHeap(p *process, close func(), n int) {
+	connected, ok := liveHeap(p)
+	if !ok {
+		return
+	}
+	close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		left, err := p.connectedProxies()
+		if err != nil {
+			return
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if none, ok := liveHeap(p); ok {
+		r.LiveHeapPerProxyKB = (connected - none) / 1e3 / float64(n)
+	}
+}
+
 // connect measures memory, connects the fleet, waits until every proxy is
-// fully configured and measures memory again. The live heap is read after
-// the other figures, each time: the collection it forces would change them.
+// fully configured and measures memory again.
 func (r *Result) connect(ctx context.Context, cfg Config, p *process, f *fleet) error {
 	time.Sleep(time.Second)
 	rss0, anon0, heap0, err := memory(p)
 	if err != nil {
 		return err
 	}
-	live0, ok0 := liveHeap(p)
 	start := time.Now()
 	ccs, err := f.run(ctx, p.grpcAddr, cfg.Conns)
 	go func() { <-ctx.Done(); closeAll(ccs) }()
@@ -82,9 +117,6 @@ func (r *Result) connect(ctx context.Context, cfg Config, p *process, f *fleet) 
 	n := float64(len(f.specs))
 	r.RSSBeforeMB, r.RSSAfterMB, r.HeapBeforeMB, r.HeapAfterMB = rss0/1e6, rss1/1e6, heap0/1e6, heap1/1e6
 	r.RSSPerProxyKB, r.AnonRSSPerProxyKB, r.HeapPerProxyKB = (rss1-rss0)/1e3/n, (anon1-anon0)/1e3/n, (heap1-heap0)/1e3/n
-	if live1, ok1 := liveHeap(p); ok0 && ok1 {
-		r.LiveHeapPerProxyKB = (live1 - live0) / 1e3 / n
-	}
 	return nil
 }
 

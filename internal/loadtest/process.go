@@ -247,6 +247,35 @@ func (p *process) metric(name string) (float64, error) {
 	return 0, fmt.Errorf("/metrics has no %s", name)
 }
 
+// connectedProxies sums our server's controlplane_xds_connected_proxies
+// gauge (by kind); an error when the server has no such gauge.
+func (p *process) connectedProxies() (float64, error) {
+	resp, err := http.Get("http://" + p.httpAddr + "/metrics")
+	if err != nil {
+		return 0, fmt.Errorf("get /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var sum float64
+	found := false
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 || !strings.HasPrefix(f[0], "controlplane_xds_connected_proxies") {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", f[0], err)
+		}
+		sum, found = sum+v, true
+	}
+	if !found {
+		return 0, fmt.Errorf("/metrics has no controlplane_xds_connected_proxies")
+	}
+	return sum, sc.Err()
+}
+
 // metricsText returns the /metrics lines that start with prefix, for
 // error messages.
 func (p *process) metricsText(prefix string) string {

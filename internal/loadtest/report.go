@@ -35,7 +35,7 @@ type Result struct {
 	RSSPerProxyKB           float64     `json:"rss_per_proxy_kb"`
 	AnonRSSPerProxyKB       float64     `json:"anon_rss_per_proxy_kb"` // RSSPerProxyKB without file pages (the binary's code and data)
 	HeapPerProxyKB          float64     `json:"heap_per_proxy_kb"`
-	LiveHeapPerProxyKB      float64     `json:"live_heap_per_proxy_kb,omitempty"` // after a collection; 0: the server could not be asked
+	LiveHeapPerProxyKB      float64     `json:"live_heap_per_proxy_kb,omitempty"` // held by the connected proxies (see proxyLiveHeap); 0: the server could not be asked
 	Endpoint                Convergence `json:"endpoint_change"`
 	NewService              Convergence `json:"new_service_change"`
 	CPUPerChangeSeconds     float64     `json:"cpu_seconds_per_change"`
@@ -132,7 +132,7 @@ var rows = []row{
 	{label: "Go heap before connect", get: func(r *Result) float64 { return r.HeapBeforeMB }, unit: "MB"},
 	{label: "Go heap after connect", get: func(r *Result) float64 { return r.HeapAfterMB }, unit: "MB"},
 	{label: "Go heap per proxy", get: func(r *Result) float64 { return r.HeapPerProxyKB }, unit: "KB"},
-	{label: "Go live heap per proxy (after a collection)", get: func(r *Result) float64 { return r.LiveHeapPerProxyKB }, unit: "KB", optional: true},
+	{label: "Go live heap a connected proxy holds", get: func(r *Result) float64 { return r.LiveHeapPerProxyKB }, unit: "KB", optional: true},
 	{label: "server CPU per change", get: func(r *Result) float64 { return r.CPUPerChangeSeconds }, unit: "s", floor: true},
 	{label: "bytes sent per proxy per change", get: func(r *Result) float64 { return r.BytesPerProxyPerChange }, unit: "B", floor: true},
 	{label: "bytes per proxy, endpoint change", get: func(r *Result) float64 { return r.BytesPerProxyEndpoint }, unit: "B", floor: true},

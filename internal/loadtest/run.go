@@ -193,6 +193,7 @@ func runMode(ctx context.Context, cfg Config, server, mode string) (*Result, err
 			return r, err
 		}
 	}
+	r.proxyLiveHeap(p, cancel, len(r.specs))
 	return r, nil
 }
 
