@@ -232,48 +232,46 @@ func (p *process) cpuSeconds() (float64, error) {
 
 // metric reads one unlabelled sample from /metrics.
 func (p *process) metric(name string) (float64, error) {
-	resp, err := http.Get("http://" + p.httpAddr + "/metrics")
-	if err != nil {
-		return 0, fmt.Errorf("get /metrics: %w", err)
+	v, n, err := p.sumMetric(func(sample string) bool { return sample == name })
+	if err == nil && n == 0 {
+		err = fmt.Errorf("/metrics has no %s", name)
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
-			return strconv.ParseFloat(f[1], 64)
-		}
-	}
-	return 0, fmt.Errorf("/metrics has no %s", name)
+	return v, err
 }
 
 // connectedProxies sums our server's controlplane_xds_connected_proxies
 // gauge (by kind); an error when the server has no such gauge.
 func (p *process) connectedProxies() (float64, error) {
+	const gauge = "controlplane_xds_connected_proxies"
+	v, n, err := p.sumMetric(func(sample string) bool { return sample == gauge || strings.HasPrefix(sample, gauge+"{") })
+	if err == nil && n == 0 {
+		err = fmt.Errorf("/metrics has no %s", gauge)
+	}
+	return v, err
+}
+
+// sumMetric sums the /metrics samples whose name (with labels) match
+// wants, and counts them.
+func (p *process) sumMetric(wants func(sample string) bool) (sum float64, n int, err error) {
 	resp, err := http.Get("http://" + p.httpAddr + "/metrics")
 	if err != nil {
-		return 0, fmt.Errorf("get /metrics: %w", err)
+		return 0, 0, fmt.Errorf("get /metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	var sum float64
-	found := false
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) != 2 || !strings.HasPrefix(f[0], "controlplane_xds_connected_proxies") {
+		if len(f) != 2 || !wants(f[0]) {
 			continue
 		}
 		v, err := strconv.ParseFloat(f[1], 64)
 		if err != nil {
-			return 0, fmt.Errorf("%s: %w", f[0], err)
+			return 0, 0, fmt.Errorf("%s: %w", f[0], err)
 		}
-		sum, found = sum+v, true
+		sum, n = sum+v, n+1
 	}
-	if !found {
-		return 0, fmt.Errorf("/metrics has no controlplane_xds_connected_proxies")
-	}
-	return sum, sc.Err()
+	return sum, n, sc.Err()
 }
 
 // metricsText returns the /metrics lines that start with prefix, for
