@@ -53,7 +53,16 @@ func TestTwoInstancesOnOneAddress(t *testing.T) {
 	srv := e2e.Serve(t, "--config-dir", dir, "--debounce", "20ms")
 	cc := e2e.ProxylessClient(t, srv.GRPCAddr, grpcNode, "test", echoTarget)
 
-	seen := countBackends(t, cc, 20)
+	// Round robin picks among the subchannels that are ready: right after
+	// the endpoints arrive one of the two may still be connecting, and a
+	// first burst of RPCs all go to the other. Give it a few seconds.
+	var seen map[healthpb.HealthCheckResponse_ServingStatus]int
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		seen = countBackends(t, cc, 20)
+		if seen[healthpb.HealthCheckResponse_SERVING] > 0 && seen[healthpb.HealthCheckResponse_NOT_SERVING] > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if seen[healthpb.HealthCheckResponse_SERVING] == 0 || seen[healthpb.HealthCheckResponse_NOT_SERVING] == 0 {
 		t.Errorf("RPCs per backend = %v, want both backends (first on :%d, second on :%d) reached", seen, first, second)
 	}
