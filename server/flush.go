@@ -358,14 +358,15 @@ func (p *picked) subscribed(t *typeState) {
 	}
 }
 
-// sotw returns the picked resources as Anys to encode, and pieces encoded
-// already.
+// sotw returns the picked resources of the proxy's own list as Anys to
+// encode, and the shared ones as pieces encoded already (the whole list, or
+// each resource as a field; see sotwField).
 func (p *picked) sotw() (anys []*anypb.Any, encoded [][]byte) {
 	if p.allShared() {
 		encoded = [][]byte{p.ts.shared.sotwEncoded()}
 	} else {
 		for _, i := range p.shared {
-			anys = append(anys, p.ts.shared.anys[i])
+			encoded = append(encoded, p.ts.shared.sotwField(i))
 		}
 	}
 	if p.whole {
@@ -383,14 +384,14 @@ func (p *picked) delta() (res []*discoveryv3.Resource, encoded [][]byte) {
 		encoded = [][]byte{p.ts.shared.deltaEncoded()}
 	} else {
 		for _, i := range p.shared {
-			res = append(res, p.ts.shared.deltaResource(i))
+			encoded = append(encoded, p.ts.shared.deltaField(i))
 		}
 	}
 	if p.whole {
 		return res, append(encoded, p.ts.own.deltaEncoding())
 	}
 	for _, i := range p.own {
-		res = append(res, p.ts.own.deltaResource(i))
+		res = append(res, p.ts.own.ownDeltaResource(i))
 	}
 	return res, encoded
 }

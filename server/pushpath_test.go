@@ -371,3 +371,93 @@ func TestWholeOwnListNotKept(t *testing.T) {
 		t.Errorf("delta sent %v, want [s1 s2 own]", names)
 	}
 }
+
+// TestSharedResourceEncodedOnceAlone: a resource of a shared list sent
+// without the rest (an endpoint change's one ClusterLoadAssignment) is
+// encoded once, and every stream sends those bytes; what is sent decodes to
+// the picked resources with their versions and content.
+func TestSharedResourceEncodedOnceAlone(t *testing.T) {
+	cla := func(name string, port uint32) types.Resource {
+		return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{snapshot.LbEndpoint("10.0.0.1", port, 1)},
+		}}}
+	}
+	h := newHasher()
+	shared, err := h.list([]types.Resource{cla("s1", 1), cla("s2", 2), cla("s3", 3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := h.ownList([]types.Resource{cla("own", 4)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := h.pair(shared, own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pick := func() *picked { return &picked{ts: ts, shared: []int{1}, own: []int{0}} }
+	built := func(name string) types.Resource {
+		tr, i, ok := ts.find(name)
+		if !ok {
+			t.Fatalf("no %s in the snapshot", name)
+		}
+		return tr.list[i]
+	}
+
+	anys, sotw1 := pick().sotw()
+	_, sotw2 := pick().sotw()
+	if len(sotw1) != 1 || &sotw1[0][0] != &sotw2[0][0] {
+		t.Fatalf("two streams got %d and %d pieces, not the same bytes", len(sotw1), len(sotw2))
+	}
+	head, err := proto.Marshal(&discoveryv3.DiscoveryResponse{Resources: anys, Nonce: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sresp discoveryv3.DiscoveryResponse
+	if err := proto.Unmarshal(append(head, sotw1[0]...), &sresp); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range sresp.GetResources() {
+		var c endpointv3.ClusterLoadAssignment
+		if err := a.UnmarshalTo(&c); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, c.GetClusterName())
+		if want := built(c.GetClusterName()); !proto.Equal(&c, want) {
+			t.Errorf("SotW sent %v for %s, want %v", &c, c.GetClusterName(), want)
+		}
+	}
+	if !slices.Equal(got, []string{"own", "s2"}) || sresp.GetNonce() != "1" {
+		t.Errorf("SotW sent %v (nonce %q), want [own s2] (nonce 1)", got, sresp.GetNonce())
+	}
+
+	res, delta1 := pick().delta()
+	_, delta2 := pick().delta()
+	if len(delta1) != 1 || &delta1[0][0] != &delta2[0][0] {
+		t.Fatalf("two delta streams got %d and %d pieces, not the same bytes", len(delta1), len(delta2))
+	}
+	head, err = proto.Marshal(&discoveryv3.DeltaDiscoveryResponse{Resources: res, Nonce: "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dresp discoveryv3.DeltaDiscoveryResponse
+	if err := proto.Unmarshal(append(head, delta1[0]...), &dresp); err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	for _, r := range dresp.GetResources() {
+		got = append(got, r.GetName())
+		tr, i, ok := ts.find(r.GetName())
+		if !ok || r.GetVersion() != tr.vers[i] {
+			t.Errorf("delta sent %s at version %q, want %q", r.GetName(), r.GetVersion(), tr.vers[i])
+		}
+		var c endpointv3.ClusterLoadAssignment
+		if err := r.GetResource().UnmarshalTo(&c); err != nil || !proto.Equal(&c, built(r.GetName())) {
+			t.Errorf("delta sent %v for %s (%v)", &c, r.GetName(), err)
+		}
+	}
+	if !slices.Equal(got, []string{"own", "s2"}) || dresp.GetNonce() != "2" {
+		t.Errorf("delta sent %v (nonce %q), want [own s2] (nonce 2)", got, dresp.GetNonce())
+	}
+}

@@ -9,11 +9,13 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -202,8 +204,12 @@ type typeResources struct {
 	indexOnce sync.Once
 	index     map[string]int // name -> list index
 
-	deltaOnce sync.Once
-	delta     []*discoveryv3.Resource // by list index
+	// A shared list's resources one at a time, each encoded as the
+	// resources field of a response (SotW, delta) when first sent without
+	// the rest of the list, then shared by every proxy it goes to: an
+	// endpoint change sends one ClusterLoadAssignment to every sidecar.
+	fieldsOnce              [2]sync.Once
+	sotwFields, deltaFields []atomic.Pointer[[]byte] // by list index
 
 	hostsOnce sync.Once
 	hosts     map[string]bool // see serviceHosts
@@ -333,14 +339,42 @@ func (tr *typeResources) lookup(name string) (int, bool) {
 	return i, ok
 }
 
-// deltaResource returns the delta Resource of list index i, made once
-// for a shared list, made afresh for an own list (see ownList).
-func (tr *typeResources) deltaResource(i int) *discoveryv3.Resource {
-	if tr.anys == nil {
-		return &discoveryv3.Resource{Name: tr.names[i], Version: tr.vers[i], Resource: tr.anyAt(i)}
+// ownDeltaResource returns the delta Resource of index i of an own list,
+// made afresh (see ownList).
+func (tr *typeResources) ownDeltaResource(i int) *discoveryv3.Resource {
+	return &discoveryv3.Resource{Name: tr.names[i], Version: tr.vers[i], Resource: tr.anyAt(i)}
+}
+
+// resourcesField is the number of the resources field, in DiscoveryResponse
+// and DeltaDiscoveryResponse alike.
+const resourcesField protowire.Number = 2
+
+// sotwField returns index i of a shared list as the resources field of a
+// SotW response, encoded once.
+func (tr *typeResources) sotwField(i int) []byte {
+	return tr.field(&tr.fieldsOnce[0], &tr.sotwFields, i, func() proto.Message { return tr.anys[i] })
+}
+
+// deltaField is sotwField for delta responses.
+func (tr *typeResources) deltaField(i int) []byte {
+	return tr.field(&tr.fieldsOnce[1], &tr.deltaFields, i, func() proto.Message {
+		return &discoveryv3.Resource{Name: tr.names[i], Version: tr.vers[i], Resource: tr.anys[i]}
+	})
+}
+
+// field returns (*fields)[i], encoding msg() as a resources field first if
+// no stream has yet. Two streams may encode it at once; both get the same
+// bytes, and one encoding is kept.
+func (tr *typeResources) field(once *sync.Once, fields *[]atomic.Pointer[[]byte], i int, msg func() proto.Message) []byte {
+	once.Do(func() { *fields = make([]atomic.Pointer[[]byte], len(tr.list)) })
+	f := &(*fields)[i]
+	if b := f.Load(); b != nil {
+		return *b
 	}
-	tr.deltaOnce.Do(func() { tr.delta = tr.deltaResources() })
-	return tr.delta[i]
+	v, _ := proto.Marshal(msg()) // the Any holds bytes encoded already
+	b := protowire.AppendBytes(protowire.AppendTag(make([]byte, 0, len(v)+8), resourcesField, protowire.BytesType), v)
+	f.CompareAndSwap(nil, &b)
+	return *f.Load()
 }
 
 // serviceHosts returns the service hosts named by the resources' names
