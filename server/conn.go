@@ -30,7 +30,7 @@ type conn struct {
 	delta       bool
 	connectedAt time.Time
 	caller      *Identity             // proven on the TLS port; nil on plaintext
-	wake        chan struct{}         // one slot: a new snapshot was set
+	wake        chan streamEvent      // the stream's events (see serve), told of each new snapshot; nil without a stream
 	observe     func(seconds float64) // convergence histogram
 	autoreg     *autoregister.Session // the WorkloadGroup registration; nil for other proxies
 	// checked are the parts (shared, own) last found consistent; the
@@ -165,7 +165,7 @@ func (c *conn) setSnapshot(snap *nodeSnapshot, changed typeValues, since time.Ti
 	}
 	c.mu.Unlock()
 	select {
-	case c.wake <- struct{}{}:
+	case c.wake <- streamEvent{}:
 	default:
 	}
 }

@@ -70,7 +70,8 @@ type xdsStream struct {
 	types       [numTypes]*typeState
 	nonce       uint64
 
-	send func(m any) error // the stream's SendMsg
+	send   func(m any) error // the stream's SendMsg
+	events chan streamEvent  // see serve
 }
 
 // grpcStream is what every xDS service's stream offers (SotW and delta).
@@ -160,47 +161,69 @@ func (a *ads) newStream(st grpcStream, delta bool, typeURL string) *xdsStream {
 	return &xdsStream{a: a, ctx: st.Context(), delta: delta, defaultType: typeURL, send: st.SendMsg}
 }
 
+// streamEvent is what wakes a stream's goroutine: a request (raw), the
+// error that ended reading (err), or neither: a new snapshot (see
+// conn.setSnapshot).
+type streamEvent struct {
+	raw *rawMsg
+	err error
+}
+
 // serve runs a stream. Requests are read on a goroutine of their own, and
 // decoded and handled here, one at a time, as are pushes. Both goroutines
 // only wait: reading (RecvMsg) and the work (decoding, handling, sending)
 // happen where they do not grow the waiting stacks (see onOwnStack).
+//
+// One channel of one slot brings requests, the reader's end and pushes, so
+// the wait is a select of two cases, not five: on a push to a thousand
+// proxies each stream passes through it twice (the push, the ACK), and
+// select's cost grows with its cases (perf, delta endpoint changes at S:
+// 9% of the server's CPU was in serve's select). A push that finds the
+// slot taken by a request is not lost: every request is followed by a
+// flush, and the snapshot was set before the push tried.
 func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request, error)) (err error) {
-	reqs := make(chan *rawMsg)
-	errc := make(chan error, 1)
-	// Done once: gRPC's stream context is a chain of values, and Done walks
-	// it on every call (perf: 2% of the server's CPU during endpoint changes
-	// is in that walk, ours and gRPC's).
-	ctxDone := s.ctx.Done()
+	s.events = make(chan streamEvent, 1)
+	quit := make(chan struct{}) // closed when serve returns: nothing more is read from events
+	defer close(quit)
 	go func() {
 		for {
 			raw := new(rawMsg)
+			ev := streamEvent{raw: raw}
 			if err := st.RecvMsg(raw); err != nil {
-				errc <- err
-				return
+				// The context's end comes here too: RecvMsg returns.
+				ev = streamEvent{err: err}
 			}
 			select {
-			case reqs <- raw:
-			case <-ctxDone:
-				raw.buf.Free()
+			case s.events <- ev:
+			case <-quit:
+				if ev.raw != nil {
+					ev.raw.buf.Free()
+				}
+				return
+			}
+			if ev.err != nil {
 				return
 			}
 		}
 	}()
 	defer func() { a.close(s, err) }()
-	var wake chan struct{} // the conn's, once the first request made it
+	done := make(chan error, 1) // onOwnStack's, reused: one piece of work at a time
 	for {
+		var ev streamEvent
 		select {
-		case <-ctxDone:
-			return s.ctx.Err()
 		case <-a.done:
 			return status.Error(codes.Unavailable, "control plane is shutting down")
-		case err = <-errc:
-			if errors.Is(err, io.EOF) {
+		case ev = <-s.events:
+		}
+		switch {
+		case ev.err != nil:
+			if errors.Is(ev.err, io.EOF) {
 				return nil
 			}
-			return err
-		case raw := <-reqs:
-			err = onOwnStack(func() error {
+			return ev.err
+		case ev.raw != nil:
+			raw := ev.raw
+			err = onOwnStack(done, func() error {
 				r, err := decode(raw)
 				if err != nil {
 					return err
@@ -210,11 +233,8 @@ func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request,
 				}
 				return s.flush()
 			})
-			if s.c != nil {
-				wake = s.c.wake
-			}
-		case <-wake:
-			err = onOwnStack(s.flush)
+		default:
+			err = onOwnStack(done, s.flush)
 		}
 		if err != nil {
 			return err
@@ -222,18 +242,18 @@ func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request,
 	}
 }
 
-// onOwnStack runs fn on a goroutine of its own and waits for it. A
-// stream's goroutine waits in serve about 2.2 KB deep, 1.4 KB of it gRPC's
-// frames; handling a request or sending a response nests deeper (building,
-// encoding, gRPC's send path). Run there, that work would grow the stack to
-// 8 KB or more, and the stack would keep that size for as long as the proxy
-// stays connected: at a collection the runtime halves a stack only when
-// under a quarter of it is in use. Run here, it takes a stack only while it
-// runs, and the waiting goroutine keeps 4 KB.
-func onOwnStack(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() { errc <- fn() }()
-	return <-errc
+// onOwnStack runs fn on a goroutine of its own and waits for it on done
+// (one slot, empty). A stream's goroutine waits in serve about 2.2 KB deep,
+// 1.4 KB of it gRPC's frames; handling a request or sending a response
+// nests deeper (building, encoding, gRPC's send path). Run there, that
+// work would grow the stack to 8 KB or more, and the stack would keep that
+// size for as long as the proxy stays connected: at a collection the
+// runtime halves a stack only when under a quarter of it is in use. Run
+// here, it takes a stack only while it runs, and the waiting goroutine
+// keeps 4 KB.
+func onOwnStack(done chan error, fn func() error) error {
+	go func() { done <- fn() }()
+	return <-done
 }
 
 // open makes the connection of a stream's first request: it checks the
@@ -261,6 +281,7 @@ func (a *ads) open(s *xdsStream, node *corev3.Node) error {
 		return status.Errorf(codes.InvalidArgument, "node %s: %v", px.ID, err)
 	}
 	c := a.newConn(px, wire, s.delta, caller)
+	c.wake = s.events // before the pusher knows c
 	if c.autoreg, err = a.autoRegister(s.ctx, px, node, caller); err != nil {
 		return err
 	}
@@ -274,7 +295,7 @@ func (a *ads) open(s *xdsStream, node *corev3.Node) error {
 func (a *ads) newConn(px *snapshot.Proxy, node []byte, delta bool, caller *Identity) *conn {
 	return &conn{
 		id: px.ID + "-" + strconv.FormatUint(a.ids.Add(1), 10), proxy: px, node: node, delta: delta,
-		connectedAt: time.Now(), caller: caller, wake: make(chan struct{}, 1), observe: a.observe,
+		connectedAt: time.Now(), caller: caller, observe: a.observe,
 	}
 }
 
