@@ -10,9 +10,10 @@
 //	             version changed, handed to its conn, which wakes its stream.
 //	conn.go      conn: one stream's proxy and all the server keeps of it
 //	             (snapshot, kind, sent/ACKed/NACKed per type, convergence).
-//	stream.go    a stream's two goroutines wait, one for requests, one for
-//	             requests read and wakes; the work of each runs on a goroutine
-//	             of its own, one at a time (onOwnStack): the request is
+//	stream.go    a stream's two goroutines wait, one for requests, one on a
+//	             single channel for requests read, wakes and the reader's end;
+//	             the work of each runs on a goroutine of its own, one at a
+//	             time (onOwnStack): the request is
 //	             decoded (codec.go; subscription.go interns its names) and
 //	             handled, and flush.go picks what the proxy lacks and responds.
 //	             The proxy's ACK or NACK comes back to stream.go's answered.
