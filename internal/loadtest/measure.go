@@ -60,6 +60,10 @@ func liveHeap(p *process) (float64, bool) {
 // snapshot Builder's results, the versioned lists). Left 0 for a server
 // that cannot be asked (pprof, the connected-proxies gauge).
 func (r *Result) proxyLiveHeap(p *process, close func(), n int) {
+	// The proxies have ACKed, but the server may still be reading their
+	// ACKs: at L a SotW ACK names 10,000 clusters (about 500 KB), and the
+	// bytes waiting in gRPC's buffers would count as what a proxy holds.
+	waitIdle(p, 30*time.Second)
 	connected, ok := liveHeap(p)
 	if !ok {
 		return
@@ -81,6 +85,24 @@ func (r *Result) proxyLiveHeap(p *process, close func(), n int) {
 	}
 	if none, ok := liveHeap(p); ok {
 		r.LiveHeapPerProxyKB = (connected - none) / 1e3 / float64(n)
+	}
+}
+
+// waitIdle waits, at most max, until the server uses under 2% of a core
+// over a quarter of a second.
+func waitIdle(p *process, max time.Duration) {
+	const window = 250 * time.Millisecond
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		cpu0, err := p.cpuSeconds()
+		if err != nil {
+			return
+		}
+		time.Sleep(window)
+		cpu1, err := p.cpuSeconds()
+		if err != nil || cpu1-cpu0 < 0.02*window.Seconds() {
+			return
+		}
 	}
 }
 
