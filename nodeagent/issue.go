@@ -29,7 +29,7 @@ import (
 func (a *Agent) renew(ctx context.Context) error {
 	err := a.renewOnce(ctx)
 	if err != nil && ctx.Err() == nil {
-		a.m.certificate(err, time.Time{})
+		a.m.failed()
 	}
 	return err
 }
@@ -183,7 +183,7 @@ func newIssued(chainPEM, keyPEM []byte) (*issued, error) {
 func (a *Agent) install(got *issued, usedToken bool) {
 	// Counted before Renewals moves, so a scrape after N renewals sees N
 	// issued (a test caught the metric one behind).
-	a.m.certificate(nil, got.leaf.NotAfter)
+	a.m.issued(got.leaf.NotAfter)
 	now := a.cfg.Now()
 	a.mu.Lock()
 	a.cur = got

@@ -55,14 +55,14 @@ func newMetrics() *metrics {
 	return m
 }
 
-func (m *metrics) certificate(err error, expiry time.Time) {
-	if err != nil {
-		m.certs.WithLabelValues("failed").Inc()
-		return
-	}
+// issued counts a certificate the CA issued, which expires at expiry.
+func (m *metrics) issued(expiry time.Time) {
 	m.certs.WithLabelValues("issued").Inc()
 	m.certExpiry.Set(float64(expiry.Unix()))
 }
+
+// failed counts a renewal that got no certificate.
+func (m *metrics) failed() { m.certs.WithLabelValues("failed").Inc() }
 
 func (m *metrics) probed(ok bool) {
 	if ok {

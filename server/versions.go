@@ -208,8 +208,7 @@ type typeResources struct {
 	// resources field of a response (SotW, delta) when first sent without
 	// the rest of the list, then shared by every proxy it goes to: an
 	// endpoint change sends one ClusterLoadAssignment to every sidecar.
-	fieldsOnce              [2]sync.Once
-	sotwFields, deltaFields []atomic.Pointer[[]byte] // by list index
+	sotwFields, deltaFields fieldCache
 
 	hostsOnce sync.Once
 	hosts     map[string]bool // see serviceHosts
@@ -352,22 +351,29 @@ const resourcesField protowire.Number = 2
 // sotwField returns index i of a shared list as the resources field of a
 // SotW response, encoded once.
 func (tr *typeResources) sotwField(i int) []byte {
-	return tr.field(&tr.fieldsOnce[0], &tr.sotwFields, i, func() proto.Message { return tr.anys[i] })
+	return tr.sotwFields.get(len(tr.list), i, func() proto.Message { return tr.anys[i] })
 }
 
 // deltaField is sotwField for delta responses.
 func (tr *typeResources) deltaField(i int) []byte {
-	return tr.field(&tr.fieldsOnce[1], &tr.deltaFields, i, func() proto.Message {
+	return tr.deltaFields.get(len(tr.list), i, func() proto.Message {
 		return &discoveryv3.Resource{Name: tr.names[i], Version: tr.vers[i], Resource: tr.anys[i]}
 	})
 }
 
-// field returns (*fields)[i], encoding msg() as a resources field first if
-// no stream has yet. Two streams may encode it at once; both get the same
-// bytes, and one encoding is kept.
-func (tr *typeResources) field(once *sync.Once, fields *[]atomic.Pointer[[]byte], i int, msg func() proto.Message) []byte {
-	once.Do(func() { *fields = make([]atomic.Pointer[[]byte], len(tr.list)) })
-	f := &(*fields)[i]
+// fieldCache holds a list's resources encoded one at a time as a
+// response's resources field, by list index, each made when first asked.
+type fieldCache struct {
+	once sync.Once
+	enc  []atomic.Pointer[[]byte]
+}
+
+// get returns index i of a list of n, encoding msg() as a resources field
+// first if no stream has yet. Two streams may encode it at once; both get
+// the same bytes, and one encoding is kept.
+func (c *fieldCache) get(n, i int, msg func() proto.Message) []byte {
+	c.once.Do(func() { c.enc = make([]atomic.Pointer[[]byte], n) })
+	f := &c.enc[i]
 	if b := f.Load(); b != nil {
 		return *b
 	}
