@@ -2,12 +2,14 @@ package certauthority
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"math/big"
 	"net/url"
 	"os"
@@ -18,7 +20,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 	securityv1alpha1 "istio.io/api/security/v1alpha1"
 )
 
@@ -26,14 +30,18 @@ import (
 // loopback (one caller, calls in sequence) against a CA server in a child process, and,
 // interleaved with the calls (a batch of each in turn, so all see the same machine), Go's
 // x509.CreateCertificate of an ECDSA P-256 leaf like ours (issued by a P-256 CA, SPIFFE
-// URI, serial, usages) and the ceiling: that leaf plus the check of a CSR's signature,
-// which is all a perfect server must do. It reports:
+// URI, serial, usages), the ceiling: that leaf plus the check of a CSR's signature,
+// which is all a perfect server must do, and an empty call. It reports:
 //
 //   - calls/s, go-leaf/s and e2e-%-of-go-leaf (issue 20's target: at least 50);
 //   - server-cpu-%-of-go-leaf: calls per second of the server process's CPU (all its
 //     threads, from /proc/PID/task/*/schedstat), against go-leaf/s, so the client's CPU
 //     (its TLS, its half of the handshake) does not count;
-//   - ceiling-%-of-go-leaf.
+//   - ceiling-%-of-go-leaf;
+//   - empty-call-us: a call of the case (its connection, credentials and request) to a
+//     method nobody serves, answered Unimplemented at once: the transport's floor;
+//   - floor-%-of-go-leaf: the rate of an empty call followed by the ceiling's work, the
+//     best a CA behind this transport could do on this machine.
 //
 // The cases: a bootstrap token or a client certificate (renewal) on one kept connection,
 // the same on a fresh connection per call (a TLS handshake per call), and a distinct
@@ -55,59 +63,73 @@ func BenchmarkCreateCertificate(b *testing.B) {
 	}
 }
 
-// benchCase makes the caller of one case; next prepares a call (untimed), call makes it.
+// benchCase makes the caller of one case.
 type benchCase struct {
 	name      string
 	newCaller func(b *testing.B, s *benchServer) benchCaller
 }
 
+// benchCaller makes the calls of one case: next prepares a call (untimed), invoke makes
+// one RPC to a method, the way the case makes its calls (its connection, its credentials).
 type benchCaller struct {
-	next func()
-	call func(*securityv1alpha1.IstioCertificateRequest) error
+	next   func()
+	invoke func(method string, req *securityv1alpha1.IstioCertificateRequest) error
+}
+
+func (c benchCaller) call(req *securityv1alpha1.IstioCertificateRequest) error {
+	return c.invoke(securityv1alpha1.IstioCertificateService_CreateCertificate_FullMethodName, req)
+}
+
+// emptyMethod is served by nobody: the server answers Unimplemented at once. A call to
+// it, with the same request, is what a call costs both processes in gRPC, HTTP/2, TLS,
+// the loopback and the scheduler without any of the CA's work: the transport floor.
+const emptyMethod = "/controlplane.bench.Floor/Empty"
+
+func (c benchCaller) empty(req *securityv1alpha1.IstioCertificateRequest) error {
+	if err := c.invoke(emptyMethod, req); status.Code(err) != codes.Unimplemented {
+		return fmt.Errorf("call to %s: want Unimplemented, got %v", emptyMethod, err)
+	}
+	return nil
+}
+
+// invokeOn makes one RPC on conn.
+func invokeOn(ctx context.Context, conn grpc.ClientConnInterface, method string, req *securityv1alpha1.IstioCertificateRequest) error {
+	return conn.Invoke(ctx, method, req, new(securityv1alpha1.IstioCertificateResponse))
 }
 
 var benchCases = []benchCase{
 	{"token_reused_conn", func(b *testing.B, s *benchServer) benchCaller {
-		client := s.dial(b, nil)
+		conn := s.dial(b, nil)
 		ctx := withBearer(b.Context(), s.token(b))
-		return benchCaller{call: func(req *securityv1alpha1.IstioCertificateRequest) error {
-			_, err := client.CreateCertificate(ctx, req)
-			return err
+		return benchCaller{invoke: func(method string, req *securityv1alpha1.IstioCertificateRequest) error {
+			return invokeOn(ctx, conn, method, req)
 		}}
 	}},
 	{"renewal_reused_conn", func(b *testing.B, s *benchServer) benchCaller {
-		client := s.dial(b, s.clientCert(b))
-		return benchCaller{call: func(req *securityv1alpha1.IstioCertificateRequest) error {
-			_, err := client.CreateCertificate(b.Context(), req)
-			return err
+		conn := s.dial(b, s.clientCert(b))
+		return benchCaller{invoke: func(method string, req *securityv1alpha1.IstioCertificateRequest) error {
+			return invokeOn(b.Context(), conn, method, req)
 		}}
 	}},
 	{"token_fresh_conn", func(b *testing.B, s *benchServer) benchCaller {
 		ctx := withBearer(b.Context(), s.token(b))
-		return benchCaller{call: func(req *securityv1alpha1.IstioCertificateRequest) error {
-			return s.callOnce(func(client securityv1alpha1.IstioCertificateServiceClient) error {
-				_, err := client.CreateCertificate(ctx, req)
-				return err
-			}, nil)
+		return benchCaller{invoke: func(method string, req *securityv1alpha1.IstioCertificateRequest) error {
+			return s.callOnce(nil, func(conn grpc.ClientConnInterface) error { return invokeOn(ctx, conn, method, req) })
 		}}
 	}},
 	{"renewal_fresh_conn", func(b *testing.B, s *benchServer) benchCaller {
 		cert := s.clientCert(b)
-		return benchCaller{call: func(req *securityv1alpha1.IstioCertificateRequest) error {
-			return s.callOnce(func(client securityv1alpha1.IstioCertificateServiceClient) error {
-				_, err := client.CreateCertificate(b.Context(), req)
-				return err
-			}, cert)
+		return benchCaller{invoke: func(method string, req *securityv1alpha1.IstioCertificateRequest) error {
+			return s.callOnce(cert, func(conn grpc.ClientConnInterface) error { return invokeOn(b.Context(), conn, method, req) })
 		}}
 	}},
 	{"token_distinct", func(b *testing.B, s *benchServer) benchCaller {
-		client := s.dial(b, nil)
+		conn := s.dial(b, nil)
 		ctx := b.Context()
 		return benchCaller{
 			next: func() { ctx = withBearer(b.Context(), s.token(b)) },
-			call: func(req *securityv1alpha1.IstioCertificateRequest) error {
-				_, err := client.CreateCertificate(ctx, req)
-				return err
+			invoke: func(method string, req *securityv1alpha1.IstioCertificateRequest) error {
+				return invokeOn(ctx, conn, method, req)
 			},
 		}
 	}},
@@ -196,13 +218,17 @@ func benchCalls(b *testing.B, sides []*benchSide) {
 	ours := sides[0]
 	leaf := newLeafSigner(b)
 	csr := ours.req.Csr
-	var leaves, ceilings int
-	var leafTime, ceilingTime time.Duration
+	var refN int // of each reference: leaves, ceilings, empty calls
+	var leafTime, ceilingTime, emptyTime time.Duration
 	refs := func() {
 		leafTime += timeN(benchBatch, func() { leaf.sign(b) })
 		ceilingTime += timeN(benchBatch, func() { ceiling(b, leaf, csr) })
-		leaves += benchBatch
-		ceilings += benchBatch
+		emptyTime += timeN(benchBatch, func() {
+			if err := ours.c.empty(ours.req); err != nil {
+				b.Fatal(err)
+			}
+		})
+		refN += benchBatch
 	}
 	ours.open(b)
 	for b.Loop() {
@@ -229,10 +255,12 @@ func benchCalls(b *testing.B, sides []*benchSide) {
 		ours.close(b)
 		refs()
 	}
-	leafRate := float64(leaves) / leafTime.Seconds()
+	leafRate := float64(refN) / leafTime.Seconds()
 	b.ReportMetric(leafRate, "go-leaf/s")
 	b.ReportMetric(1e6/leafRate, "go-leaf-us")
-	b.ReportMetric(100*float64(ceilings)/ceilingTime.Seconds()/leafRate, "ceiling-%-of-go-leaf")
+	b.ReportMetric(100*float64(refN)/ceilingTime.Seconds()/leafRate, "ceiling-%-of-go-leaf")
+	b.ReportMetric(float64(emptyTime.Microseconds())/float64(refN), "empty-call-us")
+	b.ReportMetric(100*float64(refN)/(emptyTime+ceilingTime).Seconds()/leafRate, "floor-%-of-go-leaf")
 	ours.report(b, "", leafRate)
 	for _, other := range sides[1:] {
 		other.report(b, "base-", leafRate)
@@ -330,18 +358,23 @@ func (s *benchServer) creds(cert *tls.Certificate) credentials.TransportCredenti
 }
 
 // dial is a kept connection.
-func (s *benchServer) dial(b *testing.B, cert *tls.Certificate) securityv1alpha1.IstioCertificateServiceClient {
-	return dial(b, s.addr, s.creds(cert))
+func (s *benchServer) dial(b *testing.B, cert *tls.Certificate) *grpc.ClientConn {
+	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(s.creds(cert)))
+	if err != nil {
+		b.Fatalf("dial %s: %v", s.addr, err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 // callOnce makes one call on a fresh connection.
-func (s *benchServer) callOnce(call func(securityv1alpha1.IstioCertificateServiceClient) error, cert *tls.Certificate) error {
+func (s *benchServer) callOnce(cert *tls.Certificate, call func(grpc.ClientConnInterface) error) error {
 	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(s.creds(cert)))
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	return call(securityv1alpha1.NewIstioCertificateServiceClient(conn))
+	return call(conn)
 }
 
 // cpu is the CPU time the server process has used.
