@@ -17,7 +17,6 @@ func (s *Server) pushLoop(ctx context.Context) {
 	defer cancel()
 	s.push(time.Now()) // changes between New and Subscribe
 	lastPush := time.Now()
-	gc := newIdleGC()
 	idle := time.NewTimer(idleGCAfter)
 	defer idle.Stop()
 	for {
@@ -25,7 +24,14 @@ func (s *Server) pushLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-idle.C:
-			gc.maybe()
+			s.idleGC.maybe()
+			continue
+		case <-s.pusher.connected:
+			// A connection's first build and stream leave garbage as a
+			// push does; after many (a fleet connecting), the heap is
+			// often near the runtime's trigger, and the first change
+			// would pay for the collection. The quiet spell starts now.
+			idle.Reset(idleGCAfter)
 			continue
 		case <-signal:
 		}

@@ -7,10 +7,12 @@ import (
 	"time"
 )
 
-// idleGCAfter is how long the push loop must be quiet before idleGC runs.
+// idleGCAfter is how long the push loop must be quiet (no push, no proxy
+// connecting) before idleGC runs.
 const idleGCAfter = 200 * time.Millisecond
 
-// idleGC starts a garbage collection in a quiet spell after a push, when
+// idleGC starts a garbage collection in a quiet spell after a push or a
+// proxy's connection (a fleet connecting leaves garbage too), when
 // the heap is past halfway from its live size to the goal that triggers the
 // next collection. That collection would come soon anyway, and if it came
 // during a push it would slow that push (on two cores a cycle of a 100 MB
@@ -19,6 +21,7 @@ const idleGCAfter = 200 * time.Millisecond
 // collects as usual.
 type idleGC struct {
 	running atomic.Bool
+	checks  atomic.Int64 // calls of maybe: quiet spells seen
 	samples []rtmetrics.Sample
 }
 
@@ -33,6 +36,7 @@ func newIdleGC() *idleGC {
 // maybe starts a collection if the heap is past halfway to its goal. It
 // reports whether it started one.
 func (g *idleGC) maybe() bool {
+	g.checks.Add(1)
 	if g.running.Load() {
 		return false
 	}

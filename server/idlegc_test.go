@@ -4,6 +4,9 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 )
 
 var sink [][]byte
@@ -40,5 +43,30 @@ func TestIdleGCCollectsOnlyPastHalfway(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if after.NumGC <= before.NumGC {
 		t.Errorf("NumGC %d -> %d: the started collection did not run", before.NumGC, after.NumGC)
+	}
+}
+
+// TestIdleGCCheckedAfterConnect: a proxy connecting starts a quiet spell, as
+// a push does, after which the push loop looks at the heap. A fleet that
+// connects without any change leaves the heap near the runtime's trigger,
+// and without the check the first change would pay for the collection.
+func TestIdleGCCheckedAfterConnect(t *testing.T) {
+	s := startServer(t, newFakeRegistry(defaultWorld()))
+	waitFor(t, "the quiet spell after the first push", func() bool { return s.idleGC.checks.Load() == 1 })
+	time.Sleep(2 * idleGCAfter)
+	if n := s.idleGC.checks.Load(); n != 1 {
+		t.Fatalf("%d heap checks with nothing happening, want 1 (the one after the first push)", n)
+	}
+	st, rx := sotwStream(t, s)
+	if err := st.Send(&discoveryv3.DiscoveryRequest{Node: node(podNodeID), TypeUrl: resourcev3.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rx.next(5 * time.Second); err != nil {
+		t.Fatalf("no CDS response: %v", err)
+	}
+	waitFor(t, "the quiet spell after the connection", func() bool { return s.idleGC.checks.Load() == 2 })
+	time.Sleep(2 * idleGCAfter)
+	if n := s.idleGC.checks.Load(); n != 2 {
+		t.Fatalf("%d heap checks, want 2: one after the first push, one after the connection", n)
 	}
 }

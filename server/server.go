@@ -31,6 +31,7 @@ type Server struct {
 	metrics *metrics
 	pusher  *pusher
 	ads     *ads
+	idleGC  *idleGC
 	health  *health.Server
 
 	grpcLis, httpLis net.Listener
@@ -73,6 +74,7 @@ func New(cfg Config) (*Server, error) {
 		startedAt: time.Now(), recent: newRecentSamples(recentWindow, recentMax)}
 	s.ads = newADS(cfg.Logger, s.metrics, s.observeConvergence)
 	s.pusher = newPusher(&s.cfg, s.metrics, s.ads.diffs)
+	s.idleGC = newIdleGC()
 	s.ads.pusher = s.pusher
 	s.ads.autoreg = cfg.AutoRegister
 	s.ads.debug = newIstioDebug(s.debugMux(), s.statuses, cfg.SnapshotOptions.RootNamespace)
