@@ -10,6 +10,7 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -140,6 +141,37 @@ func TestDeltaRequestUsesInternedSubscription(t *testing.T) {
 	if second.req.GetResponseNonce() != "3" || !slices.Equal(second.req.GetResourceNamesUnsubscribe(), []string{"x"}) || second.GetNode() != nil {
 		t.Errorf("other fields: %v", &second.req)
 	}
+
+	// The other fields before, between and after the names, as an encoder
+	// may order them: each run is decoded where it lies.
+	tail, err := proto.Marshal(&discoveryv3.DeltaDiscoveryRequest{ResponseNonce: "9", InitialResourceVersions: map[string]string{"a": "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := protowire.AppendTag(nil, 1, protowire.BytesType) // node
+	b = protowire.AppendBytes(b, must(proto.Marshal(node(podNodeID))))
+	b = protowire.AppendTag(b, subscribeField, protowire.BytesType)
+	b = protowire.AppendString(b, names[1])
+	b = protowire.AppendTag(b, 2, protowire.BytesType) // type_url
+	b = protowire.AppendString(b, resourcev3.EndpointType)
+	b = protowire.AppendTag(b, subscribeField, protowire.BytesType)
+	b = protowire.AppendString(b, names[0])
+	b = append(b, tail...)
+	m := &deltaRequest{seed: in.seed, interned: in.lookup}
+	if err := m.unmarshal(b); err != nil {
+		t.Fatal(err)
+	}
+	if m.set != set || m.req.GetResourceNamesSubscribe() != nil || m.GetNode().GetId() != podNodeID || m.req.GetTypeUrl() != resourcev3.EndpointType ||
+		m.req.GetResponseNonce() != "9" || m.req.GetInitialResourceVersions()["a"] != "1" {
+		t.Errorf("interleaved: set %p (want %p), fields %v", m.set, set, &m.req)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 func TestInternerSharesSets(t *testing.T) {

@@ -85,6 +85,8 @@ func FuzzDeltaRequest(f *testing.F) {
 		&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: fuzzNames[0]},
 		&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: fuzzNames[0][:1], ResourceNamesUnsubscribe: fuzzNames[0][1:]},
 		&discoveryv3.DeltaDiscoveryRequest{InitialResourceVersions: map[string]string{"a": "1"}, ResourceNamesSubscribe: []string{"a", "a"}},
+		&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "n"}, TypeUrl: resourcev3.EndpointType, ResponseNonce: "1",
+			InitialResourceVersions: map[string]string{"x": "2"}, ResourceNamesSubscribe: fuzzNames[0]},
 	)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in := newInterner()
