@@ -143,13 +143,17 @@ func TestDeltaRequestUsesInternedSubscription(t *testing.T) {
 	}
 
 	// The other fields before, between and after the names, as an encoder
-	// may order them: each run is decoded where it lies.
+	// may order them, are all decoded.
 	tail, err := proto.Marshal(&discoveryv3.DeltaDiscoveryRequest{ResponseNonce: "9", InitialResourceVersions: map[string]string{"a": "1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	nodeBytes, err := proto.Marshal(node(podNodeID))
+	if err != nil {
+		t.Fatal(err)
+	}
 	b := protowire.AppendTag(nil, 1, protowire.BytesType) // node
-	b = protowire.AppendBytes(b, must(proto.Marshal(node(podNodeID))))
+	b = protowire.AppendBytes(b, nodeBytes)
 	b = protowire.AppendTag(b, subscribeField, protowire.BytesType)
 	b = protowire.AppendString(b, names[1])
 	b = protowire.AppendTag(b, 2, protowire.BytesType) // type_url
@@ -165,13 +169,6 @@ func TestDeltaRequestUsesInternedSubscription(t *testing.T) {
 		m.req.GetResponseNonce() != "9" || m.req.GetInitialResourceVersions()["a"] != "1" {
 		t.Errorf("interleaved: set %p (want %p), fields %v", m.set, set, &m.req)
 	}
-}
-
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
 }
 
 func TestInternerSharesSets(t *testing.T) {
