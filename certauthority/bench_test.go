@@ -359,12 +359,7 @@ func (s *benchServer) creds(cert *tls.Certificate) credentials.TransportCredenti
 
 // dial is a kept connection.
 func (s *benchServer) dial(b *testing.B, cert *tls.Certificate) *grpc.ClientConn {
-	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(s.creds(cert)))
-	if err != nil {
-		b.Fatalf("dial %s: %v", s.addr, err)
-	}
-	b.Cleanup(func() { conn.Close() })
-	return conn
+	return dialConn(b, s.addr, s.creds(cert))
 }
 
 // callOnce makes one call on a fresh connection.

@@ -107,12 +107,18 @@ func dialTLS(t testing.TB, addr string, ca *CA, clientCert *tls.Certificate) sec
 
 func dial(t testing.TB, addr string, creds credentials.TransportCredentials) securityv1alpha1.IstioCertificateServiceClient {
 	t.Helper()
+	return securityv1alpha1.NewIstioCertificateServiceClient(dialConn(t, addr, creds))
+}
+
+// dialConn is a connection closed when the test ends.
+func dialConn(t testing.TB, addr string, creds credentials.TransportCredentials) *grpc.ClientConn {
+	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return securityv1alpha1.NewIstioCertificateServiceClient(conn)
+	return conn
 }
 
 func withBearer(ctx context.Context, token string) context.Context {
