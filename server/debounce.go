@@ -17,25 +17,18 @@ func (s *Server) pushLoop(ctx context.Context) {
 	defer cancel()
 	s.push(time.Now()) // changes between New and Subscribe
 	lastPush := time.Now()
-	idle := time.NewTimer(idleGCAfter)
+	s.idleGC.pushed()
+	idle := time.NewTicker(idleGCAfter)
 	defer idle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-idle.C:
-			s.idleGC.maybe()
-			continue
-		case <-s.pusher.connected:
-			// A connection's first build and stream leave garbage as a
-			// push does; after many (a fleet connecting), the heap is
-			// often near the runtime's trigger, and the first change
-			// would pay for the collection. The quiet spell starts now.
-			idle.Reset(idleGCAfter)
+			s.idleGC.tick()
 			continue
 		case <-signal:
 		}
-		idle.Stop()
 		first := time.Now()
 		if !s.debounce(ctx, signal, first, first.Sub(lastPush) > s.cfg.Debounce) {
 			return
@@ -43,6 +36,7 @@ func (s *Server) pushLoop(ctx context.Context) {
 		s.metrics.debounce.Observe(time.Since(first).Seconds())
 		s.push(first)
 		lastPush = time.Now()
+		s.idleGC.pushed()
 		idle.Reset(idleGCAfter)
 	}
 }

@@ -12,7 +12,7 @@ import (
 var sink [][]byte
 
 func TestIdleGCCollectsOnlyPastHalfway(t *testing.T) {
-	g := newIdleGC()
+	g := newIdleGC(func() uint64 { return 0 })
 	runtime.GC()
 	if g.maybe() {
 		t.Fatal("started a collection right after one (the heap is at its live size)")
@@ -46,27 +46,44 @@ func TestIdleGCCollectsOnlyPastHalfway(t *testing.T) {
 	}
 }
 
-// TestIdleGCCheckedAfterConnect: a proxy connecting starts a quiet spell, as
-// a push does, after which the push loop looks at the heap. A fleet that
-// connects without any change leaves the heap near the runtime's trigger,
-// and without the check the first change would pay for the collection.
-func TestIdleGCCheckedAfterConnect(t *testing.T) {
+// TestIdleGCCheckedInQuietSpells: the heap is checked once per quiet spell,
+// and a spell is quiet only once no request came for a tick: a proxy
+// connecting (no push at all) gets a check after it, and requests that keep
+// coming put the check off. A fleet that connects without any change
+// leaves the heap near the runtime's trigger, its first responses and ACKs
+// go on after the last connection, and without the check the first change
+// would pay for the collection.
+func TestIdleGCCheckedInQuietSpells(t *testing.T) {
 	s := startServer(t, newFakeRegistry(defaultWorld()))
-	waitFor(t, "the quiet spell after the first push", func() bool { return s.idleGC.checks.Load() == 1 })
-	time.Sleep(2 * idleGCAfter)
-	if n := s.idleGC.checks.Load(); n != 1 {
+	checks := func() int64 { return s.idleGC.checks.Load() }
+	waitFor(t, "the quiet spell after the first push", func() bool { return checks() == 1 })
+	time.Sleep(3 * idleGCAfter)
+	if n := checks(); n != 1 {
 		t.Fatalf("%d heap checks with nothing happening, want 1 (the one after the first push)", n)
 	}
 	st, rx := sotwStream(t, s)
-	if err := st.Send(&discoveryv3.DiscoveryRequest{Node: node(podNodeID), TypeUrl: resourcev3.ClusterType}); err != nil {
+	req := &discoveryv3.DiscoveryRequest{Node: node(podNodeID), TypeUrl: resourcev3.ClusterType}
+	if err := st.Send(req); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rx.next(5 * time.Second); err != nil {
+	resp, err := rx.next(5 * time.Second)
+	if err != nil {
 		t.Fatalf("no CDS response: %v", err)
 	}
-	waitFor(t, "the quiet spell after the connection", func() bool { return s.idleGC.checks.Load() == 2 })
-	time.Sleep(2 * idleGCAfter)
-	if n := s.idleGC.checks.Load(); n != 2 {
-		t.Fatalf("%d heap checks, want 2: one after the first push, one after the connection", n)
+	// ACKs every quarter tick for six ticks: no spell is quiet meanwhile.
+	ack := &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
+	for range 24 {
+		if err := st.Send(ack); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(idleGCAfter / 4)
+	}
+	if n := checks(); n != 1 {
+		t.Fatalf("%d heap checks while requests kept coming, want still 1", n)
+	}
+	waitFor(t, "the quiet spell after the requests", func() bool { return checks() == 2 })
+	time.Sleep(3 * idleGCAfter)
+	if n := checks(); n != 2 {
+		t.Fatalf("%d heap checks, want 2: one after the first push, one after the requests", n)
 	}
 }

@@ -35,18 +35,13 @@ type pusher struct {
 
 	connsMu sync.Mutex
 	conns   map[*conn]struct{}
-
-	// connected has a value after a proxy connected (see pushLoop's idle
-	// collection).
-	connected chan struct{}
 }
 
 func newPusher(cfg *Config, m *metrics, diffs *diffCache) *pusher {
 	p := &pusher{
 		log: cfg.Logger, reg: cfg.Registry, newB: cfg.NewBuilder, opts: cfg.SnapshotOptions,
 		metrics: m, diffs: diffs, hashes: newHasher(), conns: map[*conn]struct{}{}, secrets: cfg.SecretAuthorizer,
-		checked:   newGenerations[[2]*snapshot.Resources, error](),
-		connected: make(chan struct{}, 1),
+		checked: newGenerations[[2]*snapshot.Resources, error](),
 	}
 	p.view = p.reg.View()
 	p.builder = p.newB(p.view, p.opts)
@@ -64,10 +59,6 @@ func (p *pusher) connect(c *conn) {
 	p.connsMu.Lock()
 	p.conns[c] = struct{}{}
 	p.connsMu.Unlock()
-	select {
-	case p.connected <- struct{}{}:
-	default:
-	}
 }
 
 // disconnect drops a connection whose stream ended.

@@ -74,7 +74,7 @@ func New(cfg Config) (*Server, error) {
 		startedAt: time.Now(), recent: newRecentSamples(recentWindow, recentMax)}
 	s.ads = newADS(cfg.Logger, s.metrics, s.observeConvergence)
 	s.pusher = newPusher(&s.cfg, s.metrics, s.ads.diffs)
-	s.idleGC = newIdleGC()
+	s.idleGC = newIdleGC(s.ads.requests.Load)
 	s.ads.pusher = s.pusher
 	s.ads.autoreg = cfg.AutoRegister
 	s.ads.debug = newIstioDebug(s.debugMux(), s.statuses, cfg.SnapshotOptions.RootNamespace)

@@ -31,7 +31,10 @@ type ads struct {
 	diffs *diffCache
 	subs  *interner
 	ids   atomic.Uint64 // connection counter
-	debug *istioDebug   // answers debug clients (istioctl)
+	// requests counts the requests every stream has read (idleGC's
+	// activity).
+	requests atomic.Uint64
+	debug    *istioDebug // answers debug clients (istioctl)
 	// autoreg registers WorkloadGroup workloads (nil: refused).
 	autoreg *autoregister.Controller
 }
@@ -222,6 +225,7 @@ func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request,
 			}
 			return ev.err
 		case ev.raw != nil:
+			a.requests.Add(1)
 			raw := ev.raw
 			err = onOwnStack(done, func() error {
 				r, err := decode(raw)
