@@ -27,13 +27,13 @@ type idleGC struct {
 	running atomic.Bool
 	checks  atomic.Int64 // calls of maybe: quiet spells seen
 
-	requests func() uint64 // requests handled so far, by every stream
+	requests func() uint64 // requests read so far, by every stream
 	seen     uint64        // requests at the last tick
 	checked  bool          // the current quiet spell was checked
 	samples  []rtmetrics.Sample
 }
 
-// newIdleGC returns an idleGC that learns of requests from requests.
+// newIdleGC returns an idleGC that counts the proxies' requests with requests.
 func newIdleGC(requests func() uint64) *idleGC {
 	return &idleGC{requests: requests, samples: []rtmetrics.Sample{
 		{Name: "/gc/heap/live:bytes"},
