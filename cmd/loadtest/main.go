@@ -15,7 +15,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -81,7 +80,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "longest wait for the proxies to be configured or to ACK one change")
 	flag.BoolVar(&o.baselineServer, "baseline-server", false, "serve as the baseline (used by the load test itself)")
 	flag.StringVar(&o.configDir, "config-dir", "", "with -baseline-server: the YAML folder")
-	flag.StringVar(&o.profileDir, "profile-dir", "", "save our server's heap profile (after connecting) and CPU profile (of the changes) here")
+	flag.StringVar(&o.profileDir, "profile-dir", "", "save the server's heap profiles (before and after connecting, after the changes) and CPU profile of the changes, and the load client's CPU profile of the changes, here")
 	flag.BoolVar(&o.soak, "soak", false, "soak (make soak): the scenario, then -duration of 10 changes/s while proxies churn, NACK and read slowly")
 	flag.DurationVar(&o.duration, "duration", 5*time.Minute, "with -soak: how long the changes go on")
 	flag.StringVar(&o.istiodBin, "istiod-bin", "", "also measure istiod: this pilot-discovery (hack/install-tools.sh --istiod builds it), fed the scenario through etcd and kube-apiserver (KUBEBUILDER_ASSETS)")
@@ -106,17 +105,6 @@ func main() {
 		// client past 13 GB. Past this limit it collects more often instead.
 		debug.SetMemoryLimit(int64(o.clientMemLimitGB * (1 << 30)))
 	}
-	if o.profileDir != "" && !o.baselineServer && !o.floorServer {
-		// The load client's own CPU profile: it shares the cores with the server.
-		f, perr := os.Create(filepath.Join(o.profileDir, "client-cpu.pb.gz"))
-		if perr == nil {
-			perr = pprof.StartCPUProfile(f)
-		}
-		if perr != nil {
-			fmt.Fprintln(os.Stderr, "loadtest:", perr)
-			os.Exit(1)
-		}
-	}
 	if o.floorServer {
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		err = loadtest.RunFloor(ctx, loadtest.FloorConfig{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: logger})
@@ -129,9 +117,6 @@ func main() {
 		err = runSoak(ctx, o)
 	} else {
 		err = run(ctx, o)
-	}
-	if o.profileDir != "" {
-		pprof.StopCPUProfile()
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)

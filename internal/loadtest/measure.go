@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -114,6 +115,13 @@ func (r *Result) connect(ctx context.Context, cfg Config, p *process, f *fleet) 
 	if err != nil {
 		return err
 	}
+	if cfg.ProfileDir != "" {
+		// Live objects before the fleet connects, after RSS is read (the
+		// profile collects first): the -base for the one after connecting.
+		if err := p.saveProfile("heap?gc=1", filepath.Join(cfg.ProfileDir, r.Server+"-"+r.Mode+"-heap-before.pb.gz")); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
 	ccs, err := f.run(ctx, p.grpcAddr, cfg.Conns)
 	go func() { <-ctx.Done(); closeAll(ccs) }()
@@ -135,6 +143,10 @@ func (r *Result) connect(ctx context.Context, cfg Config, p *process, f *fleet) 
 	if err != nil {
 		return err
 	}
+	if r.PeakRSSMB, err = p.peakRSS(); err != nil {
+		return err
+	}
+	r.PeakRSSMB /= 1e6
 	fmt.Fprintf(cfg.Progress, "%s %s: after connect: %s\n", r.Server, r.Mode, memoryDetail(p))
 	n := float64(len(f.specs))
 	r.RSSBeforeMB, r.RSSAfterMB, r.HeapBeforeMB, r.HeapAfterMB = rss0/1e6, rss1/1e6, heap0/1e6, heap1/1e6

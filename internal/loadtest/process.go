@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -181,31 +182,51 @@ func (p *process) stop() {
 // (heap, stacks: what the server allocated; the rest is mostly the
 // binary's pages, shared and evictable) from /proc.
 func (p *process) rssParts() (rss, anon float64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	v, err := p.status("VmRSS:", "RssAnon:")
 	if err != nil {
 		return 0, 0, fmt.Errorf("read RSS: %w", err)
 	}
+	return v[0], v[1], nil
+}
+
+// peakRSS reads the most the server has held resident so far (VmHWM).
+func (p *process) peakRSS() (float64, error) {
+	v, err := p.status("VmHWM:")
+	if err != nil {
+		return 0, fmt.Errorf("read peak RSS: %w", err)
+	}
+	return v[0], nil
+}
+
+// status reads the server's /proc status fields named (each in kB), in
+// bytes.
+func (p *process) status(names ...string) ([]float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float64, len(names))
 	var found int
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
-		if len(f) < 2 || (f[0] != "VmRSS:" && f[0] != "RssAnon:") {
+		if len(f) < 2 {
+			continue
+		}
+		i := slices.Index(names, f[0])
+		if i < 0 {
 			continue
 		}
 		kb, err := strconv.ParseFloat(f[1], 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("read RSS: %s: %w", f[0], err)
+			return nil, fmt.Errorf("%s: %w", f[0], err)
 		}
-		if f[0] == "VmRSS:" {
-			rss = kb * 1024
-		} else {
-			anon = kb * 1024
-		}
+		out[i] = kb * 1024
 		found++
 	}
-	if found != 2 {
-		return 0, 0, fmt.Errorf("no VmRSS or RssAnon in /proc/%d/status", p.cmd.Process.Pid)
+	if found != len(names) {
+		return nil, fmt.Errorf("not every one of %v in /proc/%d/status", names, p.cmd.Process.Pid)
 	}
-	return rss, anon, nil
+	return out, nil
 }
 
 // clockTicks is USER_HZ, 100 on Linux.

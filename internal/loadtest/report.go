@@ -30,6 +30,7 @@ type Result struct {
 	ConnectSeconds          float64     `json:"connect_and_configure_seconds"`
 	RSSBeforeMB             float64     `json:"rss_before_mb"`
 	RSSAfterMB              float64     `json:"rss_after_mb"`
+	PeakRSSMB               float64     `json:"peak_rss_mb"` // the most the server held resident (VmHWM) by the time RSSAfterMB is read: loading the mesh, the fleet's connecting
 	HeapBeforeMB            float64     `json:"heap_before_mb"`
 	HeapAfterMB             float64     `json:"heap_after_mb"`
 	RSSPerProxyKB           float64     `json:"rss_per_proxy_kb"`
@@ -127,6 +128,7 @@ var rows = []row{
 	{label: "new service convergence max", get: func(r *Result) float64 { return r.NewService.MaxMs }, unit: "ms", floor: true},
 	{label: "server RSS before connect", get: func(r *Result) float64 { return r.RSSBeforeMB }, unit: "MB"},
 	{label: "server RSS after connect", get: func(r *Result) float64 { return r.RSSAfterMB }, unit: "MB"},
+	{label: "server peak RSS up to then (VmHWM)", get: func(r *Result) float64 { return r.PeakRSSMB }, unit: "MB"},
 	{label: "server RSS per proxy", get: func(r *Result) float64 { return r.RSSPerProxyKB }, unit: "KB"},
 	{label: "of it anonymous (not the binary's pages)", get: func(r *Result) float64 { return r.AnonRSSPerProxyKB }, unit: "KB"},
 	{label: "Go heap before connect", get: func(r *Result) float64 { return r.HeapBeforeMB }, unit: "MB"},

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"time"
 )
@@ -33,8 +34,11 @@ type Config struct {
 	Conns            int           // gRPC connections the streams share (default 1 per 100 proxies)
 	Timeout          time.Duration // per wait (connect, each change); default 3m
 	Progress         io.Writer
-	// ProfileDir, when set, receives our server's heap profile after the
-	// proxies connect and a CPU profile of the changes (SERVER-MODE-*.pb.gz).
+	// ProfileDir, when set, receives the server's heap profiles (before and
+	// after the proxies connect, after the changes) and CPU profile of the
+	// changes (SERVER-MODE-*.pb.gz), and the load client's own CPU profile
+	// of the changes (client-SERVER-MODE-cpu.pb.gz): it shares the cores
+	// with the server.
 	ProfileDir string
 	// IstiodBin (pilot-discovery) and IstiodCRDs (Istio's CRDs, one YAML
 	// file), when set, add istiod as a peer: per mode it gets its own etcd
@@ -184,7 +188,13 @@ func runMode(ctx context.Context, cfg Config, server, mode string) (*Result, err
 	if mode == "sotw" && cfg.Scenario.SotWEndpointChangesOnly {
 		changes = slices.DeleteFunc(changes, func(c change) bool { return c.kind == newServiceChange })
 	}
-	if err := r.change(ctx, cfg, p, f, changes, record); err != nil {
+	stopProfile, err := cfg.profileClient(server, mode)
+	if err != nil {
+		return r, err
+	}
+	err = r.change(ctx, cfg, p, f, changes, record)
+	stopProfile()
+	if err != nil {
 		return r, err
 	}
 	if cfg.ProfileDir != "" {
@@ -195,6 +205,26 @@ func runMode(ctx context.Context, cfg Config, server, mode string) (*Result, err
 	}
 	r.proxyLiveHeap(p, cancel, len(r.specs))
 	return r, nil
+}
+
+// profileClient starts the load client's CPU profile of a run's changes,
+// with cfg.ProfileDir set, and returns what stops it.
+func (cfg Config) profileClient(server, mode string) (stop func(), err error) {
+	if cfg.ProfileDir == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(filepath.Join(cfg.ProfileDir, "client-"+server+"-"+mode+"-cpu.pb.gz"))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("load client CPU profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // limitChanges keeps the first n changes of each kind (all when n is 0).
