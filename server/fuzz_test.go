@@ -9,6 +9,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -53,6 +54,7 @@ func FuzzSotWRequest(f *testing.F) {
 		known := map[string]*nameSet{resourcev3.EndpointType: keep[1]}
 		m := &sotwRequest{seed: in.seed, known: known, interned: in.lookup}
 		got := m.unmarshal(b)
+		samePieces(t, b, got, m, func() *sotwRequest { return &sotwRequest{seed: in.seed, known: known, interned: in.lookup} })
 		want := &discoveryv3.DiscoveryRequest{}
 		wantErr := proto.Unmarshal(b, want)
 		if got != nil {
@@ -77,6 +79,28 @@ func FuzzSotWRequest(f *testing.F) {
 		}
 		runtime.KeepAlive(keep)
 	})
+}
+
+// samePieces checks that b, cut into pieces as gRPC hands over a message
+// of several HTTP/2 frames, decodes as it did whole (err, into whole).
+func samePieces(t *testing.T, b []byte, err error, whole *sotwRequest, fresh func() *sotwRequest) {
+	t.Helper()
+	cut := 1 + len(b)%5
+	var data mem.BufferSlice
+	for rest := b; len(rest) > 0; rest = rest[min(cut, len(rest)):] {
+		data = append(data, mem.SliceBuffer(rest[:min(cut, len(rest))]))
+	}
+	raw := rawMsg{data: data, pool: mem.DefaultBufferPool()}
+	m := fresh()
+	perr := raw.decode(m)
+	switch {
+	case (perr == nil) != (err == nil):
+		t.Fatalf("in pieces of %d bytes: error %v, whole: %v", cut, perr, err)
+	case err != nil:
+	case m.set != whole.set || !slices.Equal(m.names, whole.names) || !proto.Equal(&m.req, &whole.req):
+		t.Fatalf("in pieces of %d bytes: set %p, names %q, fields %v; whole: set %p, names %q, fields %v",
+			cut, m.set, m.names, &m.req, whole.set, whole.names, &whole.req)
+	}
 }
 
 // FuzzDeltaRequest is FuzzSotWRequest for the delta decoder.

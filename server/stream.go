@@ -200,7 +200,7 @@ func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request,
 			case s.events <- ev:
 			case <-quit:
 				if ev.raw != nil {
-					ev.raw.buf.Free()
+					ev.raw.free()
 				}
 				return
 			}
