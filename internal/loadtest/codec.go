@@ -58,6 +58,18 @@ func (c clientCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		r.release = func() { c.pool.Put(buf) }
 		return nil
 	}
+	if r, ok := v.(*deltaResponse); ok { // as a sotwResponse
+		buf := c.pool.Get(data.Len())
+		data.CopyTo(*buf)
+		d, err := decodeDeltaResponse(*buf)
+		if err != nil {
+			c.pool.Put(buf)
+			return err
+		}
+		*r = *d
+		r.release = func() { c.pool.Put(buf) }
+		return nil
+	}
 	m, ok := v.(proto.Message)
 	if !ok {
 		return fmt.Errorf("cannot decode into %T", v)

@@ -1,13 +1,13 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
 	"iter"
 	"slices"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 )
 
 // deltaState is what a delta stream tracks: each cluster's EDS name, each
@@ -190,23 +190,18 @@ func (f *fleet) runDelta(ctx context.Context, cc *grpc.ClientConn, i int) error 
 	}
 	s := newDeltaState()
 	for {
-		resp, err := st.Recv()
-		if err != nil {
+		resp := &deltaResponse{}
+		if err := st.RecvMsg(resp); err != nil {
 			return err
 		}
 		if rec := f.record.Load(); rec != nil && rec.proxy == i {
-			b, err := proto.Marshal(resp) // one proxy's, for the bytes floor
-			if err != nil {
-				return err
-			}
-			rec.add(b)
+			rec.add(bytes.Clone(resp.raw)) // one proxy's, for the bytes floor
 		}
-		t := resp.GetTypeUrl()
-		values, err := f.deltaApply(s, t, resp)
-		if err != nil {
+		t := resp.typeURL
+		if err := f.deltaApply(s, t, resp); err != nil {
 			return err
 		}
-		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}); err != nil {
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResponseNonce: resp.nonce}); err != nil {
 			return err
 		}
 		if sub := s.resubscribe(t); sub != nil {
@@ -214,24 +209,29 @@ func (f *fleet) runDelta(ctx context.Context, cc *grpc.ClientConn, i int) error 
 				return err
 			}
 		}
-		f.acked(i, s, t, slices.Values(values))
+		f.acked(i, s, t, func(yield func([]byte) bool) {
+			for _, r := range resp.resources {
+				if !yield(r.any.value) {
+					return
+				}
+			}
+		})
+		resp.release()
 	}
 }
 
-// deltaApply takes in a delta response and returns its resources' encodings.
-func (f *fleet) deltaApply(s *deltaState, t string, resp *discoveryv3.DeltaDiscoveryResponse) ([][]byte, error) {
-	values := make([][]byte, 0, len(resp.GetResources()))
-	for _, r := range resp.GetResources() {
-		values = append(values, r.GetResource().GetValue())
-		p, err := f.parse.parse(r.GetResource().GetTypeUrl(), r.GetResource().GetValue())
+// deltaApply takes in a delta response.
+func (f *fleet) deltaApply(s *deltaState, t string, resp *deltaResponse) error {
+	for _, r := range resp.resources {
+		p, err := f.parse.parse(r.any.typeURL, r.any.value)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		name := r.GetName()
-		if name == p.name {
-			// The parse cache's copy, shared by every proxy, is what the
-			// maps keep, not this response's.
-			name = p.name
+		// The parse cache's copy of the name, shared by every proxy, is
+		// what the maps keep, not a copy of this response's.
+		name := p.name
+		if string(r.name) != p.name {
+			name = string(r.name)
 		}
 		switch t {
 		case cdsType:
@@ -243,7 +243,7 @@ func (f *fleet) deltaApply(s *deltaState, t string, resp *discoveryv3.DeltaDisco
 		}
 		s.hold(t, name, true)
 	}
-	for _, n := range resp.GetRemovedResources() {
+	for _, n := range resp.removed {
 		switch t {
 		case cdsType:
 			s.setCluster(n, "", false)
@@ -262,7 +262,7 @@ func (f *fleet) deltaApply(s *deltaState, t string, resp *discoveryv3.DeltaDisco
 	case vhdsType:
 		s.gotVHDS = true
 	}
-	return values, nil
+	return nil
 }
 
 // resubscribe returns the EDS, RDS or VHDS subscription change that a CDS,

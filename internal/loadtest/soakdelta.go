@@ -70,7 +70,7 @@ func (p *soakProxy) deltaResponse(sk *soak, resp *discoveryv3.DeltaDiscoveryResp
 		return []*discoveryv3.DeltaDiscoveryRequest{{TypeUrl: t, ResponseNonce: resp.GetNonce(),
 			ErrorDetail: &status.Status{Code: int32(codes.InvalidArgument), Message: "soak: rejected on purpose"}}}, errNacked
 	}
-	if _, err := sk.fl.deltaApply(p.ds, t, resp); err != nil {
+	if err := sk.fl.deltaApply(p.ds, t, deltaResponseOf(resp)); err != nil {
 		return nil, err
 	}
 	anys := make([]*anypb.Any, 0, len(resp.GetResources()))
@@ -87,6 +87,16 @@ func (p *soakProxy) deltaResponse(sk *soak, resp *discoveryv3.DeltaDiscoveryResp
 	}
 	sk.acked(p, t, anys, nil, func(host string) bool { return p.hosts[host] > 0 })
 	return out, nil
+}
+
+// deltaResponseOf is a decoded response as the fleet's wire reader reads it.
+func deltaResponseOf(resp *discoveryv3.DeltaDiscoveryResponse) *deltaResponse {
+	d := &deltaResponse{typeURL: resp.GetTypeUrl(), nonce: resp.GetNonce(), removed: resp.GetRemovedResources()}
+	for _, r := range resp.GetResources() {
+		d.resources = append(d.resources, deltaResource{name: []byte(r.GetName()),
+			any: wireAny{typeURL: r.GetResource().GetTypeUrl(), value: r.GetResource().GetValue()}})
+	}
+	return d
 }
 
 // hold records the versions a delta response leaves the proxy with, and

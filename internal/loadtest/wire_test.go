@@ -3,6 +3,7 @@ package loadtest
 import (
 	"bytes"
 	"runtime"
+	"slices"
 	"testing"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -176,4 +177,87 @@ func TestKeepPool(t *testing.T) {
 	if n := len(p.tiers[4]); n != cap(p.tiers[4]) || n != 16 {
 		t.Errorf("4 KB tier holds %d buffers (capacity %d), want 16", n, cap(p.tiers[4]))
 	}
+}
+
+// sameDeltaAsProto checks that decodeDeltaResponse reads b as
+// proto.Unmarshal does, for the fields the load client uses.
+func sameDeltaAsProto(t *testing.T, b []byte) {
+	t.Helper()
+	var want discoveryv3.DeltaDiscoveryResponse
+	if err := proto.Unmarshal(b, &want); err != nil {
+		t.Fatalf("proto.Unmarshal(%x): %v", b, err)
+	}
+	got, err := decodeDeltaResponse(b)
+	if err != nil {
+		t.Fatalf("decodeDeltaResponse(%x): %v, proto reads it", b, err)
+	}
+	if got.typeURL != want.GetTypeUrl() || got.nonce != want.GetNonce() || !slices.Equal(got.removed, want.GetRemovedResources()) {
+		t.Errorf("got type %q nonce %q removed %q, want %q %q %q", got.typeURL, got.nonce, got.removed,
+			want.GetTypeUrl(), want.GetNonce(), want.GetRemovedResources())
+	}
+	if len(got.resources) != len(want.GetResources()) {
+		t.Fatalf("got %d resources, want %d", len(got.resources), len(want.GetResources()))
+	}
+	for i, r := range want.GetResources() {
+		g := got.resources[i]
+		if string(g.name) != r.GetName() || g.any.typeURL != r.GetResource().GetTypeUrl() || !bytes.Equal(g.any.value, r.GetResource().GetValue()) {
+			t.Errorf("resource %d: got %q %q %x, want %q %q %x", i, g.name, g.any.typeURL, g.any.value,
+				r.GetName(), r.GetResource().GetTypeUrl(), r.GetResource().GetValue())
+		}
+	}
+	if !bytes.Equal(got.raw, b) {
+		t.Error("raw is not the message")
+	}
+}
+
+func TestDecodeDeltaResponse(t *testing.T) {
+	tests := []struct {
+		name string
+		resp *discoveryv3.DeltaDiscoveryResponse
+	}{
+		{"empty", &discoveryv3.DeltaDiscoveryResponse{}},
+		{"removed only", &discoveryv3.DeltaDiscoveryResponse{TypeUrl: cdsType, Nonce: "n1", RemovedResources: []string{"a", "b"}}},
+		{"resources and fields the client skips", &discoveryv3.DeltaDiscoveryResponse{SystemVersionInfo: "v2", TypeUrl: edsType, Nonce: "n2",
+			Resources: []*discoveryv3.Resource{
+				{Name: "first", Version: "1", Aliases: []string{"x"}, Resource: &anypb.Any{TypeUrl: edsType, Value: []byte("first")}},
+				{Name: "no resource"},
+				{Resource: &anypb.Any{Value: []byte{0, 1, 2}}},
+			}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := proto.Marshal(tt.resp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameDeltaAsProto(t, b)
+		})
+	}
+	// A Resource's Any in two fields is merged, as proto merges it.
+	b := []byte{0x12, 10, 0x12, 3, 0x0a, 1, 'a', 0x12, 3, 0x12, 1, 'v'}
+	sameDeltaAsProto(t, b)
+	for _, bad := range [][]byte{{0x12, 5, 0x0a}, {0x12, 2, 0x12, 9}, {0x32}} {
+		if _, err := decodeDeltaResponse(bad); err == nil {
+			t.Errorf("decodeDeltaResponse(%x) took a truncated message", bad)
+		}
+	}
+}
+
+func FuzzDecodeDeltaResponse(f *testing.F) {
+	for _, r := range []*discoveryv3.DeltaDiscoveryResponse{
+		{TypeUrl: cdsType, Nonce: "n1", Resources: []*discoveryv3.Resource{{Name: "c", Version: "1", Resource: &anypb.Any{TypeUrl: cdsType, Value: []byte("x")}}}},
+		{RemovedResources: []string{"gone"}, SystemVersionInfo: "v"},
+	} {
+		b, _ := proto.Marshal(r)
+		f.Add(b)
+	}
+	f.Add([]byte{0x12, 10, 0x12, 3, 0x0a, 1, 'a', 0x12, 3, 0x12, 1, 'v'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var want discoveryv3.DeltaDiscoveryResponse
+		if proto.Unmarshal(b, &want) != nil {
+			_, _ = decodeDeltaResponse(b) // must not panic
+			return
+		}
+		sameDeltaAsProto(t, b)
+	})
 }
