@@ -30,6 +30,11 @@ type deltaState struct {
 	refs           map[string]map[string]int  // dependent type -> name -> resources needing it
 	pending        map[string]map[string]bool // dependent type -> name -> subscribe (true) or unsubscribe
 	have           map[string]map[string]bool // EDS or RDS -> names held
+	// hint is the size of the response being taken in: maps made for it
+	// are made that large (a first CDS response of scenario S names 1000
+	// clusters, and growing five maps a thousand times over took a fifth
+	// of the client's CPU while the fleet connected).
+	hint int
 }
 
 func newDeltaState() *deltaState {
@@ -85,6 +90,18 @@ func (s *deltaState) settle() {
 	s.settled, s.have = true, nil
 }
 
+// presize readies s for a response of n resources of type t: the maps it
+// fills, while empty, are made to hold them at once.
+func (s *deltaState) presize(t string, n int) {
+	s.hint = n
+	if h := s.have[t]; h != nil && len(h) == 0 && n > 8 {
+		s.have[t] = make(map[string]bool, n)
+	}
+	if t == cdsType && len(s.clusters) == 0 && n > 8 {
+		s.clusters = make(map[string]string, n)
+	}
+}
+
 // hold records that the proxy holds (or, with ok false, no longer holds)
 // the resource of type t named name.
 func (s *deltaState) hold(t, name string, ok bool) {
@@ -105,7 +122,7 @@ func (s *deltaState) ref(dep, name string) {
 		return
 	}
 	if s.refs[dep] == nil {
-		s.refs[dep] = map[string]int{}
+		s.refs[dep] = make(map[string]int, s.hint)
 	}
 	if s.refs[dep][name]++; s.refs[dep][name] == 1 {
 		s.change(dep, name, true)
@@ -127,7 +144,7 @@ func (s *deltaState) unref(dep, name string) {
 // cancels it.
 func (s *deltaState) change(dep, name string, subscribe bool) {
 	if s.pending[dep] == nil {
-		s.pending[dep] = map[string]bool{}
+		s.pending[dep] = make(map[string]bool, s.hint)
 	}
 	if prev, ok := s.pending[dep][name]; ok && prev != subscribe {
 		delete(s.pending[dep], name)
@@ -222,6 +239,7 @@ func (f *fleet) runDelta(ctx context.Context, cc *grpc.ClientConn, i int) error 
 
 // deltaApply takes in a delta response.
 func (f *fleet) deltaApply(s *deltaState, t string, resp *deltaResponse) error {
+	s.presize(t, len(resp.resources))
 	for _, r := range resp.resources {
 		p, err := f.parse.parse(r.any.typeURL, r.any.value)
 		if err != nil {

@@ -248,6 +248,9 @@ const (
 // sub-slices of it.
 func decodeDeltaResponse(b []byte) (*deltaResponse, error) {
 	r := &deltaResponse{raw: b}
+	if n := countResources(b); n > 0 { // the same field number as a SotW response's
+		r.resources = make([]deltaResource, 0, n)
+	}
 	err := eachBytesField(b, func(num protowire.Number, v []byte) error {
 		switch num {
 		case deltaRespTypeURL:
