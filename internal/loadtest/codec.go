@@ -40,35 +40,26 @@ func (c clientCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.NewBuffer(buf, c.pool)}, nil
 }
 
-func (c clientCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	if r, ok := v.(*sotwResponse); ok {
-		// The response keeps sub-slices of its bytes, in a buffer of the
-		// pool that the caller hands back (release) once done with them:
-		// a fresh buffer per response (up to MBs for a full CDS) costs
-		// page faults and clearing, which made copying in the client's
-		// largest cost.
-		buf := c.pool.Get(data.Len())
-		data.CopyTo(*buf)
-		d, err := decodeSotWResponse(*buf)
-		if err != nil {
-			c.pool.Put(buf)
+func (c clientCodec) Unmarshal(data mem.BufferSlice, v any) (err error) {
+	switch r := v.(type) {
+	case *sotwResponse:
+		r.release, err = c.pooled(data, func(b []byte) error {
+			d, err := decodeSotWResponse(b)
+			if err == nil {
+				*r = *d
+			}
 			return err
-		}
-		*r = *d
-		r.release = func() { c.pool.Put(buf) }
-		return nil
-	}
-	if r, ok := v.(*deltaResponse); ok { // as a sotwResponse
-		buf := c.pool.Get(data.Len())
-		data.CopyTo(*buf)
-		d, err := decodeDeltaResponse(*buf)
-		if err != nil {
-			c.pool.Put(buf)
+		})
+		return err
+	case *deltaResponse:
+		r.release, err = c.pooled(data, func(b []byte) error {
+			d, err := decodeDeltaResponse(b)
+			if err == nil {
+				*r = *d
+			}
 			return err
-		}
-		*r = *d
-		r.release = func() { c.pool.Put(buf) }
-		return nil
+		})
+		return err
 	}
 	m, ok := v.(proto.Message)
 	if !ok {
@@ -77,6 +68,21 @@ func (c clientCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	buf := data.MaterializeToBuffer(c.pool)
 	defer buf.Free()
 	return proto.Unmarshal(buf.ReadOnlyData(), m)
+}
+
+// pooled copies data into a buffer of the pool and decodes it there with
+// decode, for a response that keeps sub-slices of its bytes; release hands
+// the buffer back once the caller is done with them. A fresh buffer per
+// response (up to MBs for a full CDS) costs page faults and clearing,
+// which made copying in the client's largest cost.
+func (c clientCodec) pooled(data mem.BufferSlice, decode func([]byte) error) (release func(), err error) {
+	buf := c.pool.Get(data.Len())
+	data.CopyTo(*buf)
+	if err := decode(*buf); err != nil {
+		c.pool.Put(buf)
+		return nil, err
+	}
+	return func() { c.pool.Put(buf) }, nil
 }
 
 // keepPool is a buffer pool with a tier per power of two from 1<<minExp

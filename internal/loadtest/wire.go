@@ -45,25 +45,7 @@ func decodeSotWResponse(b []byte) (*sotwResponse, error) {
 	if n := countResources(b); n > 0 {
 		r.resources = make([]wireAny, 0, n)
 	}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, fmt.Errorf("discovery response: %w", protowire.ParseError(n))
-		}
-		b = b[n:]
-		if typ != protowire.BytesType || num != respVersionInfo && num != respResources && num != respTypeURL && num != respNonce {
-			n = protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return nil, fmt.Errorf("discovery response field %d: %w", num, protowire.ParseError(n))
-			}
-			b = b[n:]
-			continue
-		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return nil, fmt.Errorf("discovery response field %d: %w", num, protowire.ParseError(n))
-		}
-		b = b[n:]
+	err := eachBytesField(b, func(num protowire.Number, v []byte) error {
 		switch num {
 		case respVersionInfo:
 			r.versionInfo = string(v)
@@ -74,10 +56,14 @@ func decodeSotWResponse(b []byte) (*sotwResponse, error) {
 		case respResources:
 			a, err := decodeWireAny(v)
 			if err != nil {
-				return nil, fmt.Errorf("discovery response resource %d: %w", len(r.resources), err)
+				return fmt.Errorf("resource %d: %w", len(r.resources), err)
 			}
 			r.resources = append(r.resources, a)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("discovery response: %w", err)
 	}
 	return r, nil
 }
@@ -131,32 +117,21 @@ func typeURLString(v []byte) string {
 // decodeWireAny reads an encoded Any.
 func decodeWireAny(b []byte) (wireAny, error) {
 	var a wireAny
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return a, protowire.ParseError(n)
-		}
-		b = b[n:]
-		if typ != protowire.BytesType || num != anyTypeURL && num != anyValue {
-			n = protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return a, protowire.ParseError(n)
-			}
-			b = b[n:]
-			continue
-		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return a, protowire.ParseError(n)
-		}
-		b = b[n:]
-		if num == anyTypeURL {
+	return a, mergeWireAny(&a, b)
+}
+
+// mergeWireAny reads an encoded Any into a, as proto merges one: each field
+// present replaces a's.
+func mergeWireAny(a *wireAny, b []byte) error {
+	return eachBytesField(b, func(num protowire.Number, v []byte) error {
+		switch num {
+		case anyTypeURL:
 			a.typeURL = typeURLString(v)
-		} else {
+		case anyValue:
 			a.value = v
 		}
-	}
-	return a, nil
+		return nil
+	})
 }
 
 // DiscoveryRequest field numbers.
@@ -284,15 +259,7 @@ func decodeDeltaResource(b []byte) (deltaResource, error) {
 		case resourceName:
 			r.name = v
 		case resourceResource:
-			return eachBytesField(v, func(num protowire.Number, v []byte) error {
-				switch num {
-				case anyTypeURL:
-					r.any.typeURL = typeURLString(v)
-				case anyValue:
-					r.any.value = v
-				}
-				return nil
-			})
+			return mergeWireAny(&r.any, v)
 		}
 		return nil
 	})
