@@ -211,11 +211,17 @@ func (r *sotwRequest) scan(b []byte) (n int, err error) {
 
 // knownAt returns the set the stream knows whose encoding b starts with.
 func (r *sotwRequest) knownAt(b []byte) *nameSet {
+	return r.knownBy(func(w []byte) bool { return bytes.HasPrefix(b, w) })
+}
+
+// knownBy returns the set the stream knows (none empty) whose encoding
+// holds says the message has where its names start.
+func (r *sotwRequest) knownBy(holds func(w []byte) bool) *nameSet {
 	for _, set := range r.known {
 		if set == nil {
 			continue
 		}
-		if w := set.wire(); len(w) <= len(b) && bytes.Equal(b[:len(w)], w) {
+		if w := set.wire(); len(w) > 0 && holds(w) {
 			return set
 		}
 	}
@@ -287,15 +293,7 @@ func (r *sotwRequest) unmarshalPieces(p pieces) error {
 // knownIn is knownAt for a message in pieces: the set the stream knows
 // whose encoding the message holds at i.
 func (r *sotwRequest) knownIn(p pieces, i int) *nameSet {
-	for _, set := range r.known {
-		if set == nil {
-			continue
-		}
-		if w := set.wire(); len(w) > 0 && p.equalAt(i, w) {
-			return set
-		}
-	}
-	return nil
+	return r.knownBy(func(w []byte) bool { return p.equalAt(i, w) })
 }
 
 // pieces is a message in the buffers it came in, read where it lies.
