@@ -84,6 +84,8 @@ func TestApplyAllIsApplyInTurn(t *testing.T) {
 			t.Fatalf("step %d: Problems\nApplyAll      %v\nApply in turn %v", step, g, w)
 		}
 		checkOneChange(t, step, all, before, gotView)
+		checkTables(t, all)
+		checkTables(t, inTurn)
 	}
 	if inTurn.view.Load().revision <= all.view.Load().revision {
 		t.Errorf("Apply in turn made %d revisions, ApplyAll %d: want fewer for ApplyAll", inTurn.view.Load().revision, all.view.Load().revision)

@@ -10,14 +10,19 @@ import (
 // The memdb schema. Every API object a source writes is one objectRow
 // (keyed by origin, kind, namespace and name, so "kube" and a file may both
 // define an object); what it contributes to the model are derived rows in
-// the other tables, all carrying the objectRow's ID (index "object") and
-// origin (index "origin"), replaced together in one transaction:
+// the other tables, all carrying the objectRow's ID and origin (for the
+// problems they name), replaced together in one transaction through the
+// objectRow's record:
 //
-//	services   one row per host of a Service or ServiceEntry; by hostname, namespace,
-//	           and namespace of a workloadSelector
+//	services   one row per host of a Service or ServiceEntry; by hostname and
+//	           namespace of a workloadSelector
 //	endpoints  EndpointSlice and ServiceEntry endpoints; by hostname, address, pod
 //	workloads  Pods, WorkloadEntries and ServiceEntry IP endpoints; by address, namespace, pod
-//	policies   PeerAuthentications and DestinationRules; by namespace
+//	policies   PeerAuthentications, DestinationRules and the other policy kinds
+//
+// A table has only the indexes some read uses: each index entry costs a few
+// hundred bytes of radix tree, which at 10,000 services was most of the
+// server's heap.
 //
 // Merging (a Service and ServiceEntries of one host, workloadSelector
 // picks, pod identities) happens when a view is built, for the hosts a
@@ -32,8 +37,7 @@ const (
 	tablePolicies  = "policies"  // PeerAuthentications and DestinationRules (policyRow)
 
 	indexID        = "id"
-	indexOrigin    = "origin"
-	indexObject    = "object"
+	indexOrigin    = "origin" // objects only
 	indexHostname  = "hostname"
 	indexNamespace = "namespace"
 	indexAddress   = "address"
@@ -151,20 +155,14 @@ func schema() *memdb.DBSchema {
 	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
 		tableObjects: table(tableObjects, fieldIndex(indexOrigin, "Origin")),
 		tableServices: table(tableServices,
-			fieldIndex(indexObject, "Object"), fieldIndex(indexOrigin, "Origin"),
-			fieldIndex(indexHostname, "Hostname"), fieldIndex(indexNamespace, "Namespace"),
-			fieldIndex(indexSelector, "SelectorNamespace")),
+			fieldIndex(indexHostname, "Hostname"), fieldIndex(indexSelector, "SelectorNamespace")),
 		tableEndpoints: table(tableEndpoints,
-			fieldIndex(indexObject, "Object"), fieldIndex(indexOrigin, "Origin"),
 			fieldIndex(indexHostname, "Hostname"), fieldIndex(indexAddress, "Address"),
 			fieldIndex(indexPod, "PodRef")),
 		tableWorkloads: table(tableWorkloads,
-			fieldIndex(indexObject, "Object"), fieldIndex(indexOrigin, "Origin"),
 			fieldIndex(indexNamespace, "Namespace"), fieldIndex(indexPod, "PodRef"),
 			&memdb.IndexSchema{Name: indexAddress, AllowMissing: true, Indexer: &memdb.StringSliceFieldIndex{Field: "Addresses"}}),
-		tablePolicies: table(tablePolicies,
-			fieldIndex(indexObject, "Object"), fieldIndex(indexOrigin, "Origin"),
-			fieldIndex(indexNamespace, "Namespace")),
+		tablePolicies: table(tablePolicies),
 	}}
 }
 

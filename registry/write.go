@@ -213,7 +213,7 @@ func (s *Store) putLocked(txn *memdb.Txn, origin string, key ObjectKey, source s
 			}
 			return false
 		}
-		s.deleteDerivedLocked(txn, id)
+		deleteDerivedLocked(txn, old.(*objectRow).Rec)
 	}
 	must(txn.Insert(tableObjects, &objectRow{ID: id, Origin: origin, Key: key, Source: source, Rec: rec}))
 	for _, r := range rec.Services {
@@ -249,19 +249,33 @@ func stampRecord(rec *record, id, origin string) {
 }
 
 func (s *Store) deleteLocked(txn *memdb.Txn, id string) bool {
-	n, err := txn.DeleteAll(tableObjects, indexID, id)
+	old, err := txn.First(tableObjects, indexID, id)
 	must(err)
-	if n == 0 {
+	if old == nil {
 		return false
 	}
-	s.deleteDerivedLocked(txn, id)
+	must(txn.Delete(tableObjects, old))
+	deleteDerivedLocked(txn, old.(*objectRow).Rec)
 	return true
 }
 
-func (s *Store) deleteDerivedLocked(txn *memdb.Txn, id string) {
-	for _, t := range []string{tableServices, tableEndpoints, tableWorkloads, tablePolicies} {
-		_, err := txn.DeleteAll(t, indexObject, id)
-		must(err)
+// deleteDerivedLocked deletes the rows an object's record put in the
+// derived tables: its objectRow holds the very rows putLocked inserted.
+func deleteDerivedLocked(txn *memdb.Txn, rec *record) {
+	if rec == nil {
+		return
+	}
+	for _, r := range rec.Services {
+		must(txn.Delete(tableServices, r))
+	}
+	for _, r := range rec.Endpoints {
+		must(txn.Delete(tableEndpoints, r))
+	}
+	for _, r := range rec.Workloads {
+		must(txn.Delete(tableWorkloads, r))
+	}
+	for _, r := range rec.Policies {
+		must(txn.Delete(tablePolicies, r))
 	}
 }
 
