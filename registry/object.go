@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"iter"
 	"reflect"
 
 	corev1 "k8s.io/api/core/v1"
@@ -66,6 +67,36 @@ type record struct {
 	Endpoints []*endpointRow
 	Workloads []*workloadRow
 	Policies  []*policyRow
+}
+
+// rows yields each row of the record with the table it goes in; none for
+// a nil record.
+func (r *record) rows() iter.Seq2[string, any] {
+	return func(yield func(string, any) bool) {
+		if r == nil {
+			return
+		}
+		for _, row := range r.Services {
+			if !yield(tableServices, row) {
+				return
+			}
+		}
+		for _, row := range r.Endpoints {
+			if !yield(tableEndpoints, row) {
+				return
+			}
+		}
+		for _, row := range r.Workloads {
+			if !yield(tableWorkloads, row) {
+				return
+			}
+		}
+		for _, row := range r.Policies {
+			if !yield(tablePolicies, row) {
+				return
+			}
+		}
+	}
 }
 
 // converter turns API objects into records. It holds the store's settings.

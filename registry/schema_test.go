@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 
@@ -26,31 +27,12 @@ func tablesConsistent(txn *memdb.Txn) error {
 		return err
 	}
 	for obj := it.Next(); obj != nil; obj = it.Next() {
-		rec := obj.(*objectRow).Rec
-		if rec == nil {
-			continue
-		}
-		for _, r := range rec.Services {
-			want[tableServices][r] = true
-		}
-		for _, r := range rec.Endpoints {
-			want[tableEndpoints][r] = true
-		}
-		for _, r := range rec.Workloads {
-			want[tableWorkloads][r] = true
-		}
-		for _, r := range rec.Policies {
-			want[tablePolicies][r] = true
+		for table, r := range obj.(*objectRow).Rec.rows() {
+			want[table][r] = true
 		}
 	}
 	sch := schema()
-	for _, table := range slices.Sorted(func(yield func(string) bool) {
-		for name := range sch.Tables {
-			if !yield(name) {
-				return
-			}
-		}
-	}) {
+	for _, table := range slices.Sorted(maps.Keys(sch.Tables)) {
 		ts := sch.Tables[table]
 		rows, err := all(txn, table, indexID)
 		if err != nil {

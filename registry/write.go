@@ -216,17 +216,8 @@ func (s *Store) putLocked(txn *memdb.Txn, origin string, key ObjectKey, source s
 		deleteDerivedLocked(txn, old.(*objectRow).Rec)
 	}
 	must(txn.Insert(tableObjects, &objectRow{ID: id, Origin: origin, Key: key, Source: source, Rec: rec}))
-	for _, r := range rec.Services {
-		must(txn.Insert(tableServices, r))
-	}
-	for _, r := range rec.Endpoints {
-		must(txn.Insert(tableEndpoints, r))
-	}
-	for _, r := range rec.Workloads {
-		must(txn.Insert(tableWorkloads, r))
-	}
-	for _, r := range rec.Policies {
-		must(txn.Insert(tablePolicies, r))
+	for table, r := range rec.rows() {
+		must(txn.Insert(table, r))
 	}
 	return true
 }
@@ -262,20 +253,8 @@ func (s *Store) deleteLocked(txn *memdb.Txn, id string) bool {
 // deleteDerivedLocked deletes the rows an object's record put in the
 // derived tables: its objectRow holds the very rows putLocked inserted.
 func deleteDerivedLocked(txn *memdb.Txn, rec *record) {
-	if rec == nil {
-		return
-	}
-	for _, r := range rec.Services {
-		must(txn.Delete(tableServices, r))
-	}
-	for _, r := range rec.Endpoints {
-		must(txn.Delete(tableEndpoints, r))
-	}
-	for _, r := range rec.Workloads {
-		must(txn.Delete(tableWorkloads, r))
-	}
-	for _, r := range rec.Policies {
-		must(txn.Delete(tablePolicies, r))
+	for table, r := range rec.rows() {
+		must(txn.Delete(table, r))
 	}
 }
 
