@@ -58,8 +58,15 @@ type ObjectKey struct {
 func (k ObjectKey) String() string { return k.Kind + " " + k.Namespace + "/" + k.Name }
 
 func objectID(origin string, k ObjectKey) string {
-	return origin + "\x1f" + k.Kind + "\x1f" + k.Namespace + "\x1f" + k.Name
+	return originPrefix(origin) + k.Kind + "\x1f" + k.Namespace + "\x1f" + k.Name
 }
+
+// originPrefix begins the ID of every object of origin, and the IDs of
+// other origins only when such an origin begins with it (an origin with
+// the separator in it): a scan of the ID index by this prefix, keeping the
+// rows of the origin, lists the origin's objects without an index of its
+// own.
+func originPrefix(origin string) string { return origin + "\x1f" }
 
 // record is what one API object contributes to the model.
 type record struct {

@@ -37,7 +37,6 @@ const (
 	tablePolicies  = "policies"  // PeerAuthentications and DestinationRules (policyRow)
 
 	indexID        = "id"
-	indexOrigin    = "origin" // objects only
 	indexHostname  = "hostname"
 	indexNamespace = "namespace"
 	indexAddress   = "address"
@@ -153,7 +152,7 @@ func table(name string, extra ...*memdb.IndexSchema) *memdb.TableSchema {
 
 func schema() *memdb.DBSchema {
 	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
-		tableObjects: table(tableObjects, fieldIndex(indexOrigin, "Origin")),
+		tableObjects: table(tableObjects), // by origin: a prefix of the ID (originPrefix)
 		tableServices: table(tableServices,
 			fieldIndex(indexHostname, "Hostname"), fieldIndex(indexSelector, "SelectorNamespace")),
 		tableEndpoints: table(tableEndpoints,

@@ -154,3 +154,25 @@ func TestUpsertNilObject(t *testing.T) {
 		t.Errorf("problems = %v", ps)
 	}
 }
+
+// TestReplaceOriginKeepsOtherOrigins empties one origin among origins that
+// begin with it: only its own objects go.
+func TestReplaceOriginKeepsOtherOrigins(t *testing.T) {
+	origins := []string{"a", "a\x1fb", "a\x1f", "ab", "kube", "dir/a.yaml"}
+	host := func(i int) string { return fmt.Sprintf("db-%d.default.svc.cluster.local", i) }
+	for emptied := range origins {
+		s := registry.NewStore(nil)
+		for i, origin := range origins {
+			// The same object key in every origin: each is an object of its own.
+			if ps := s.ReplaceOrigin(origin, []runtime.Object{makeEntry("db", host(i), "10.0.0.1")}); len(ps) > 0 {
+				t.Fatalf("origin %q: %v", origin, ps)
+			}
+		}
+		s.ReplaceOrigin(origins[emptied], nil)
+		for i, origin := range origins {
+			if got, want := s.View().Service(host(i)) != nil, i != emptied; got != want {
+				t.Errorf("after emptying origin %q: service of origin %q present = %v, want %v", origins[emptied], origin, got, want)
+			}
+		}
+	}
+}

@@ -183,14 +183,14 @@ func (s *Store) applyItemLocked(txn *memdb.Txn, origin string, it Item, keep map
 }
 
 func (s *Store) deleteOthersLocked(txn *memdb.Txn, origin string, keep map[string]bool) bool {
-	it, err := txn.Get(tableObjects, indexOrigin, origin)
+	it, err := txn.Get(tableObjects, indexID+"_prefix", originPrefix(origin))
 	if err != nil {
 		s.logger.Error("registry: list origin", "origin", origin, "error", err)
 		return false
 	}
 	var stale []string
 	for obj := it.Next(); obj != nil; obj = it.Next() {
-		if row := obj.(*objectRow); !keep[row.ID] {
+		if row := obj.(*objectRow); row.Origin == origin && !keep[row.ID] {
 			stale = append(stale, row.ID)
 		}
 	}
