@@ -72,7 +72,7 @@ func main() {
 	flag.BoolVar(&o.coldStart, "cold-start", false, "measure only the cold start: exec to /readyz 200 with the scenario in a YAML folder and (-cold-start-kube) in a real kube-apiserver")
 	flag.BoolVar(&o.coldStartKube, "cold-start-kube", true, "with -cold-start: also from a kube-apiserver (built by make tools; KUBEBUILDER_ASSETS)")
 	flag.IntVar(&o.coldStartRuns, "cold-start-runs", 3, "with -cold-start: starts per source")
-	flag.Float64Var(&o.clientMemLimitGB, "client-mem-limit", 4, "the load client's soft memory limit in GiB (GOMEMLIMIT; 0: none): it collects garbage more often near it")
+	flag.Float64Var(&o.clientMemLimitGB, "client-mem-limit", loadtest.DefaultClientMemLimitGiB(), "the load client's soft memory limit in GiB (GOMEMLIMIT; 0: none; default half the machine's memory, at least 4): it collects garbage more often near it")
 	flag.BoolVar(&o.oursOff, "baseline-only", false, "run only the baseline server")
 	flag.BoolVar(&o.unshared, "baseline-unshared", false, "baseline: a snapshot.Builder per proxy per change (nothing shared; slow at scale)")
 	flag.IntVar(&o.baselineChanges, "baseline-changes", 2, "changes of each kind the baseline is driven through (0: all)")
