@@ -83,27 +83,19 @@ func (r *record) rows() iter.Seq2[string, any] {
 		if r == nil {
 			return
 		}
-		for _, row := range r.Services {
-			if !yield(tableServices, row) {
-				return
-			}
-		}
-		for _, row := range r.Endpoints {
-			if !yield(tableEndpoints, row) {
-				return
-			}
-		}
-		for _, row := range r.Workloads {
-			if !yield(tableWorkloads, row) {
-				return
-			}
-		}
-		for _, row := range r.Policies {
-			if !yield(tablePolicies, row) {
-				return
-			}
+		_ = yieldRows(yield, tableServices, r.Services) && yieldRows(yield, tableEndpoints, r.Endpoints) &&
+			yieldRows(yield, tableWorkloads, r.Workloads) && yieldRows(yield, tablePolicies, r.Policies)
+	}
+}
+
+// yieldRows yields rows with their table; false once yield said stop.
+func yieldRows[T any](yield func(string, any) bool, table string, rows []T) bool {
+	for _, row := range rows {
+		if !yield(table, row) {
+			return false
 		}
 	}
+	return true
 }
 
 // converter turns API objects into records. It holds the store's settings.

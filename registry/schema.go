@@ -34,7 +34,7 @@ const (
 	tableServices  = "services"  // one row per (object, host) (serviceRow)
 	tableEndpoints = "endpoints" // EndpointSlice and ServiceEntry endpoints (endpointRow)
 	tableWorkloads = "workloads" // Pods, WorkloadEntries, ServiceEntry endpoints (workloadRow)
-	tablePolicies  = "policies"  // PeerAuthentications and DestinationRules (policyRow)
+	tablePolicies  = "policies"  // PeerAuthentications, DestinationRules and the other policy kinds (policyRow)
 
 	indexID        = "id"
 	indexHostname  = "hostname"

@@ -201,7 +201,13 @@ func (p *process) peakRSS() (float64, error) {
 // status reads the server's /proc status fields named (each in kB), in
 // bytes.
 func (p *process) status(names ...string) ([]float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	return procFields(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid), names...)
+}
+
+// procFields reads the fields named (each "Name: N kB") of a /proc file
+// such as /proc/PID/status or /proc/meminfo, in bytes.
+func procFields(path string, names ...string) ([]float64, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +230,7 @@ func (p *process) status(names ...string) ([]float64, error) {
 		found++
 	}
 	if found != len(names) {
-		return nil, fmt.Errorf("not every one of %v in /proc/%d/status", names, p.cmd.Process.Pid)
+		return nil, fmt.Errorf("not every one of %v in %s", names, path)
 	}
 	return out, nil
 }
