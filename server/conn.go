@@ -36,6 +36,9 @@ type conn struct {
 	// checked are the parts (shared, own) last found consistent; the
 	// pusher's, under its mu.
 	checked [2]*snapshot.Resources
+	// built is what the last snapshot built was made from (the pusher's,
+	// under its mu): the next build keeps its unchanged types.
+	built built
 
 	mu       sync.Mutex
 	closed   bool

@@ -3,16 +3,25 @@ package server
 import (
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/yaml"
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
+	"github.com/librarymesh/controlplane/internal/loadtest"
+	"github.com/librarymesh/controlplane/registry"
+	"github.com/librarymesh/controlplane/registry/yamldir"
 	"github.com/librarymesh/controlplane/snapshot"
 )
 
@@ -117,6 +126,86 @@ func BenchmarkRebuildEndpointChange(b *testing.B) {
 			b.Fatalf("%d of %d sidecars got a new snapshot", changed, services)
 		}
 	}
+}
+
+// BenchmarkRebuildEndpointChangeScenarioS is the push loop's work for the
+// load test's endpoint change at scenario S: its YAML folder (1000 services
+// under mesh-wide mTLS, Services with Pods and ServiceEntries with VMs) and
+// its 800 pod and 200 VM sidecars, all on delta ADS, and a pod of svc-3
+// moving to a new address, as the load test moves it (the file rewritten,
+// here applied to the store as the folder source applies it). Every sidecar
+// reaches svc-3, so each is rebuilt. BenchmarkRebuildEndpointChange, with
+// its simpler mesh, measures a third of this.
+func BenchmarkRebuildEndpointChangeScenarioS(b *testing.B) {
+	dir := b.TempDir()
+	specs, err := loadtest.WriteForBench(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	store := registry.NewStore(nil)
+	if ps := yamldir.Load(dir, store); len(ps) > 0 {
+		b.Fatal(ps)
+	}
+	path := filepath.Join(dir, "svc-3.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const from, to = "10.11.0.4", "10.200.0.1" // svc-3's pod 3 (see the file)
+	if !strings.Contains(string(data), from) {
+		b.Fatalf("%s does not hold %s:\n%s", path, from, data)
+	}
+	versions := [2][]runtime.Object{decodeObjects(b, string(data)), decodeObjects(b, strings.ReplaceAll(string(data), from, to))}
+	s, err := New(Config{GRPCAddr: "127.0.0.1:0", Registry: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, sp := range specs {
+		px, err := snapshot.ParseProxy(sp.Node)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.pusher.connect(s.ads.newConn(px, nil, true, nil))
+	}
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		n++
+		if ps := store.ReplaceOrigin(path, versions[n%2]); len(ps) > 0 {
+			b.Fatal(ps)
+		}
+		if _, changed := s.pusher.rebuild(time.Now()); changed != len(specs) {
+			b.Fatalf("%d of %d sidecars got a new snapshot", changed, len(specs))
+		}
+	}
+}
+
+// decodeObjects decodes the Services, EndpointSlices and Pods of a YAML
+// file of the load test's mesh.
+func decodeObjects(b *testing.B, data string) []runtime.Object {
+	var out []runtime.Object
+	for _, doc := range strings.Split(data, "\n---\n") {
+		var tm metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &tm); err != nil {
+			b.Fatal(err)
+		}
+		var obj runtime.Object
+		switch tm.Kind {
+		case "Service":
+			obj = &corev1.Service{}
+		case "EndpointSlice":
+			obj = &discoveryv1.EndpointSlice{}
+		case "Pod":
+			obj = &corev1.Pod{}
+		default:
+			b.Fatalf("unexpected kind %q in:\n%s", tm.Kind, doc)
+		}
+		if err := yaml.Unmarshal([]byte(doc), obj); err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, obj)
+	}
+	return out
 }
 
 // BenchmarkRecentSamplesFull is recording one proxy's convergence time

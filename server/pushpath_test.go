@@ -289,7 +289,7 @@ func TestHasherSharesEqualContent(t *testing.T) {
 	eds := typeIndex(resourcev3.EndpointType)
 	snaps := make([]*nodeSnapshot, 3)
 	for i, w := range []uint32{1, 1, 2} {
-		s, err := newNodeSnapshot(h, shared, own(w))
+		s, err := newNodeSnapshot(h, shared, own(w), built{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -460,4 +460,110 @@ func TestSharedResourceEncodedOnceAlone(t *testing.T) {
 	if !slices.Equal(got, []string{"own", "s2"}) || dresp.GetNonce() != "2" {
 		t.Errorf("delta sent %v (nonce %q), want [own s2] (nonce 2)", got, dresp.GetNonce())
 	}
+}
+
+// TestRebuildKeepsUnchangedTypes: after endpoint changes a proxy keeps the
+// typeSnapshots of the types that did not change (the same ones, not
+// looked up again) and gets new ones for EDS; its snapshot is the one a
+// fresh build gives. A proxy connecting after several such changes is given
+// the very lists the others hold, not a second versioning of them.
+func TestRebuildKeepsUnchangedTypes(t *testing.T) {
+	const services = 20
+	store := meshStore(t, services)
+	s, err := New(Config{GRPCAddr: "127.0.0.1:0", Registry: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect := func(i int) *conn {
+		t.Helper()
+		n := node(fmt.Sprintf("sidecar~10.10.%d.%d~pod-%d.default~default.svc.cluster.local", i/250, i%250, i))
+		px, err := snapshot.ParseProxy(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := s.ads.newConn(px, nil, false, nil)
+		s.pusher.connect(c)
+		return c
+	}
+	conns := []*conn{connect(0), connect(1), connect(2)}
+	eds := typeIndex(resourcev3.EndpointType)
+	for gen := 1; gen <= 5; gen++ { // more rotations than the caches keep unused entries
+		before := make([]*nodeSnapshot, len(conns))
+		for i, c := range conns {
+			before[i] = c.snapshot()
+		}
+		store.Upsert("test", endpointSlice("svc-7", 7, gen%2+1))
+		if _, changed := s.pusher.rebuild(time.Now()); changed != len(conns) {
+			t.Fatalf("change %d: %d of %d proxies got a new snapshot", gen, changed, len(conns))
+		}
+		for i, c := range conns {
+			after := c.snapshot()
+			for ti := range after.types {
+				kept := after.types[ti] == before[i].types[ti]
+				if ti == eds && kept {
+					t.Errorf("change %d, proxy %d: EDS kept its typeSnapshot", gen, i)
+				}
+				if ti != eds && !kept {
+					t.Errorf("change %d, proxy %d: %s changed (version %s -> %s)", gen, i, shortTypes[ti], before[i].types[ti].version, after.types[ti].version)
+				}
+			}
+			// What a build from scratch gives.
+			shared, own, err := buildParts(s.pusher.builder, c.proxy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fresh, err := newNodeSnapshot(newHasher(), shared, own, built{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for ti := range fresh.types {
+				if got, want := after.types[ti].version, fresh.types[ti].version; got != want {
+					t.Errorf("change %d, proxy %d: %s version %s, a fresh build gives %s", gen, i, shortTypes[ti], got, want)
+				}
+			}
+		}
+	}
+	late := connect(3)
+	for ti, ts := range late.snapshot().types {
+		if len(ts.shared.names) > 0 && ts.shared != conns[0].snapshot().types[ti].shared {
+			t.Errorf("%s: the proxy connecting late got its own versioning of the shared list", shortTypes[ti])
+		}
+	}
+}
+
+// TestDiffOfSameListsIsEmpty: two typeSnapshots of the same two lists (a
+// proxy that kept its own while the pair left the cache, and a proxy given
+// it again later) differ in nothing.
+func TestDiffOfSameListsIsEmpty(t *testing.T) {
+	h := newHasher()
+	shared, err := h.list([]types.Resource{&endpointv3.ClusterLoadAssignment{ClusterName: "outbound|80||a.default.svc.cluster.local"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, own := range []*typeResources{emptyType, mustOwnList(t, h, "inbound|80||")} {
+		a, err := newTypeSnapshot(shared, own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := newTypeSnapshot(shared, own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if changed, removed := newDiffCache().snapshots(a, b); len(changed)+len(removed) > 0 {
+			t.Errorf("own %v: changed %v, removed %v; want nothing", own.names, changed, removed)
+		}
+	}
+}
+
+func mustOwnList(t *testing.T, h *hasher, names ...string) *typeResources {
+	t.Helper()
+	var list []types.Resource
+	for _, n := range names {
+		list = append(list, &endpointv3.ClusterLoadAssignment{ClusterName: n})
+	}
+	tr, err := h.ownList(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
 }

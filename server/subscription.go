@@ -501,6 +501,8 @@ func (c *diffCache) snapshots(from, to *typeSnapshot) (changed, removed []string
 		od = diffLists(from.own, to.own)
 	}
 	switch {
+	case sd == nil && od == nil:
+		return nil, nil // two typeSnapshots of the same lists (one made after the other left the cache)
 	case od == nil:
 		return sd.changed, sd.removed
 	case sd == nil:

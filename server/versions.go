@@ -45,6 +45,8 @@ type hasher struct {
 
 	encodings *generations[uint64, hashed]             // by sum
 	contents  *generations[contentKey, *typeResources] // by sum and length
+
+	gen uint64 // counts rotations (see keep)
 }
 
 // contentKey identifies a list by content: its sum and length, and
@@ -73,6 +75,7 @@ func newHasher() *hasher {
 
 		encodings: newGenerations[uint64, hashed](),
 		contents:  newGenerations[contentKey, *typeResources](),
+		gen:       1,
 	}
 }
 
@@ -83,6 +86,22 @@ func (h *hasher) rotate() {
 	h.pairs.rotate()
 	h.encodings.rotate()
 	h.contents.rotate()
+	h.gen++
+}
+
+// keep keeps a shared list's entries for this generation, as a lookup of
+// the list would, for a proxy that keeps its typeSnapshot without one (see
+// newNodeSnapshot). A proxy connecting later with the same list finds it
+// versioned and marshaled, not again (and its encodings twice in memory).
+// A proxy's own list is left to go: a few resources, versioned again if
+// needed.
+func (h *hasher) keep(list []types.Resource, tr *typeResources) {
+	if len(list) == 0 || tr.gen == h.gen {
+		return
+	}
+	tr.gen = h.gen
+	h.lists.get(listKey{&list[0], len(list)})
+	h.contents.get(contentKey{tr.sum, len(tr.names), false})
 }
 
 // list returns the typeResources of a list, shared by every proxy given
@@ -195,6 +214,7 @@ func anyTypeURL(r types.Resource) string {
 // marshaled. It is shared between proxies and never modified; the index
 // by name and the delta Resources are made on first use.
 type typeResources struct {
+	gen   uint64 // the hasher's generation that last kept it (see keep); the pusher's, under its mu
 	sum   uint64
 	list  []types.Resource // as built (sorted by name)
 	names []string         // by list index
@@ -474,29 +494,76 @@ type nodeSnapshot struct {
 }
 
 // newNodeSnapshot versions a proxy's shared and own resources with h (own
-// may be nil).
-func newNodeSnapshot(h *hasher, shared, own *snapshot.Resources) (*nodeSnapshot, error) {
-	if own == nil {
-		own = &snapshot.Resources{}
+// may be nil). prev is the proxy's last build (none: the zero built). A
+// list that is the very list prev was made from (the same backing array, so
+// the same protos) keeps prev's versioning without a lookup, and a type
+// whose two lists both are keeps prev's typeSnapshot: after an endpoint
+// change that is every type but EDS, for each of a thousand proxies, and
+// after a new service every proxy's own lists.
+func newNodeSnapshot(h *hasher, shared, own *snapshot.Resources, prev built) (*nodeSnapshot, error) {
+	sl, ol := typeLists(shared), typeLists(own)
+	var pl [2][numTypes][]types.Resource
+	if prev.snap != nil {
+		pl = [2][numTypes][]types.Resource{typeLists(prev.parts[0]), typeLists(prev.parts[1])}
 	}
-	listsOf := func(r *snapshot.Resources) [numTypes][]types.Resource {
-		return [numTypes][]types.Resource{r.Clusters, r.Endpoints, r.Listeners, r.Routes, r.Secrets, r.VirtualHosts}
-	}
-	sl, ol := listsOf(shared), listsOf(own)
 	s := &nodeSnapshot{}
 	for i, typeURL := range xdsTypes {
-		str, err := h.list(sl[i])
+		var was *typeSnapshot
+		if prev.snap != nil {
+			was = prev.snap.types[i]
+		}
+		sameShared := was != nil && sameList(sl[i], pl[0][i])
+		sameOwn := was != nil && sameList(ol[i], pl[1][i])
+		if sameShared {
+			h.keep(sl[i], was.shared)
+		}
+		if sameShared && sameOwn {
+			s.types[i] = was
+			continue
+		}
+		var str, otr *typeResources
+		var err error
+		if sameShared {
+			str = was.shared
+		} else {
+			str, err = h.list(sl[i])
+		}
 		if err == nil {
-			var otr *typeResources
-			if otr, err = h.ownList(ol[i]); err == nil {
-				s.types[i], err = h.pair(str, otr)
+			if sameOwn {
+				otr = was.own
+			} else {
+				otr, err = h.ownList(ol[i])
 			}
+		}
+		if err == nil {
+			s.types[i], err = h.pair(str, otr)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", shortType(typeURL), err)
 		}
 	}
 	return s, nil
+}
+
+// built is what a proxy's snapshot was last made from: its parts (own may
+// be nil) and the snapshot they gave.
+type built struct {
+	parts [2]*snapshot.Resources
+	snap  *nodeSnapshot
+}
+
+// typeLists returns a part's lists by typeIndex (nil for none).
+func typeLists(r *snapshot.Resources) [numTypes][]types.Resource {
+	if r == nil {
+		return [numTypes][]types.Resource{}
+	}
+	return [numTypes][]types.Resource{r.Clusters, r.Endpoints, r.Listeners, r.Routes, r.Secrets, r.VirtualHosts}
+}
+
+// sameList reports whether two lists are one: the same backing array and
+// length (two empty lists are one too).
+func sameList(a, b []types.Resource) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // get returns a type, or nil for a type not served.

@@ -236,8 +236,18 @@ type proxyResult struct {
 	workloads []*registry.Workload // view.WorkloadByIP of each IP
 }
 
-// proxyKey names everything of a Proxy that Build reads.
+// proxyKey names everything of a Proxy that Build reads. It is made once
+// per Proxy: a Proxy is not changed once it is built for.
 func proxyKey(p *Proxy) string {
+	if k := p.key.Load(); k != nil {
+		return *k
+	}
+	k := makeProxyKey(p)
+	p.key.Store(&k)
+	return k
+}
+
+func makeProxyKey(p *Proxy) string {
 	return string(p.Type) + "|" + p.Metadata.Generator + "|" + p.Metadata.InterceptionMode + "|" + p.Namespace + "|" + strings.Join(p.IPs, ",") + "|" + labelsKey(p.Metadata.Labels) + "|" + p.Locality + "|" + strconv.FormatBool(p.DeltaADS)
 }
 

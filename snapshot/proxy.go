@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -60,6 +61,10 @@ type Proxy struct {
 	// in delta xDS. Proxyless gRPC clients (one route configuration per
 	// host already) and gateways are not affected.
 	DeltaADS bool
+
+	// key is proxyKey's result, made by the first build: every change
+	// rebuilds a thousand proxies, and the key sorts each one's labels.
+	key atomic.Pointer[string]
 }
 
 // IsProxylessGRPC reports whether the node is a grpc-go xDS client rather than Envoy.
