@@ -1,6 +1,8 @@
 package loadtest
 
-// WriteForBench writes scenario S into dir and returns its proxies (temporary).
+// WriteForBench writes scenario S into dir and returns its proxies, for
+// benchmarks of the push path on the load test's own mesh (the server's
+// BenchmarkRebuildEndpointChangeScenarioS).
 func WriteForBench(dir string) ([]ProxySpec, error) {
 	m, err := writeMesh(dir, ScenarioS())
 	if err != nil {
