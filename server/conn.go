@@ -33,11 +33,9 @@ type conn struct {
 	wake        chan streamEvent      // the stream's events (see serve), told of each new snapshot; nil without a stream
 	observe     func(seconds float64) // convergence histogram
 	autoreg     *autoregister.Session // the WorkloadGroup registration; nil for other proxies
-	// checked are the parts (shared, own) last found consistent; the
-	// pusher's, under its mu.
-	checked [2]*snapshot.Resources
-	// built is what the last snapshot built was made from (the pusher's,
-	// under its mu): the next build keeps its unchanged types.
+	// built is what the last snapshot built was made from, its parts found
+	// consistent (the pusher's, under its mu): the next build keeps its
+	// unchanged types and checks only what changed.
 	built built
 
 	mu       sync.Mutex

@@ -148,11 +148,11 @@ func (p *pusher) setLocked(c *conn, snap *nodeSnapshot, since time.Time) bool {
 // consistentLocked reports a listener or cluster of a proxy's parts that
 // names a route configuration or endpoint set they lack. A shared part, and
 // an own part with its shared part, is checked once per rebuild, however
-// many proxies it is given to, and only in what changed since the parts c
-// had when last found consistent (after an endpoint-only change, only the
-// endpoints' names).
+// many proxies it is given to, and only in what changed since the parts
+// c's last snapshot was built from, found consistent then (after an
+// endpoint-only change, only the endpoints' names).
 func (p *pusher) consistentLocked(c *conn, shared, own *snapshot.Resources) error {
-	prev := c.checked
+	prev := c.built.parts
 	err, ok := p.checked.get([2]*snapshot.Resources{shared, nil})
 	if !ok {
 		err = shared.ConsistentSince(nil, prev[0], nil)
@@ -168,7 +168,6 @@ func (p *pusher) consistentLocked(c *conn, shared, own *snapshot.Resources) erro
 	if err != nil {
 		return fmt.Errorf("inconsistent snapshot: %w", err)
 	}
-	c.checked = [2]*snapshot.Resources{shared, own}
 	return nil
 }
 
