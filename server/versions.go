@@ -67,6 +67,14 @@ type listKey struct {
 	n     int
 }
 
+// keyOf returns a list's listKey; every empty list has the zero one.
+func keyOf(list []types.Resource) listKey {
+	if len(list) == 0 {
+		return listKey{}
+	}
+	return listKey{&list[0], len(list)}
+}
+
 func newHasher() *hasher {
 	return &hasher{
 		hashes: newGenerations[types.Resource, hashed](),
@@ -100,7 +108,7 @@ func (h *hasher) keep(list []types.Resource, tr *typeResources) {
 		return
 	}
 	tr.gen = h.gen
-	h.lists.get(listKey{&list[0], len(list)})
+	h.lists.get(keyOf(list))
 	h.contents.get(contentKey{tr.sum, len(tr.names), false})
 }
 
@@ -123,7 +131,7 @@ func (h *hasher) typeResources(list []types.Resource, own bool) (*typeResources,
 	if len(list) == 0 {
 		return emptyType, nil
 	}
-	k := listKey{&list[0], len(list)}
+	k := keyOf(list)
 	if tr, ok := h.lists.get(k); ok {
 		return tr, nil
 	}
@@ -562,9 +570,7 @@ func typeLists(r *snapshot.Resources) [numTypes][]types.Resource {
 
 // sameList reports whether two lists are one: the same backing array and
 // length (two empty lists are one too).
-func sameList(a, b []types.Resource) bool {
-	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
-}
+func sameList(a, b []types.Resource) bool { return keyOf(a) == keyOf(b) }
 
 // get returns a type, or nil for a type not served.
 func (s *nodeSnapshot) get(typeURL string) *typeSnapshot {
