@@ -165,6 +165,12 @@ func (c *conn) setSnapshot(snap *nodeSnapshot, changed typeValues, since time.Ti
 		c.pushedLocked(since, changed)
 	}
 	c.mu.Unlock()
+	c.wakeStream()
+}
+
+// wakeStream tells the stream a response may be due; a wake already
+// waiting is enough.
+func (c *conn) wakeStream() {
 	select {
 	case c.wake <- streamEvent{}:
 	default:

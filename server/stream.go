@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -75,6 +76,12 @@ type xdsStream struct {
 
 	send   func(m any) error // the stream's SendMsg
 	events chan streamEvent  // see serve
+
+	// mu is held by whichever of serve's work and read's answer uses the
+	// stream's state (everything above but events).
+	mu     sync.Mutex
+	queued int  // requests read and left to serve, not yet handled there
+	ended  bool // serve returned: read hands everything to it (to be dropped)
 }
 
 // grpcStream is what every xDS service's stream offers (SotW and delta).
@@ -169,47 +176,35 @@ func (a *ads) newStream(st grpcStream, delta bool, typeURL string) *xdsStream {
 // conn.setSnapshot).
 type streamEvent struct {
 	raw *rawMsg
+	req *request // raw decoded already (see xdsStream.answer)
 	err error
 }
 
-// serve runs a stream. Requests are read on a goroutine of their own, and
-// decoded and handled here, one at a time, as are pushes. Both goroutines
-// only wait: reading (RecvMsg) and the work (decoding, handling, sending)
-// happen where they do not grow the waiting stacks (see onOwnStack).
+// serve runs a stream. Requests are read on a goroutine of their own (see
+// read), which takes in a proxy's answers to responses itself; anything
+// else it reads (a stream's first request, a debug client's, a request
+// needing a response) is decoded and handled here, one at a time, as are
+// pushes. Both goroutines mostly wait: the work of sending happens where it
+// does not grow the waiting stacks (see onOwnStack). mu keeps the two from
+// touching the stream's state at once.
 //
 // One channel of one slot brings requests, the reader's end and pushes, so
 // the wait is a select of two cases, not five: on a push to a thousand
-// proxies each stream passes through it twice (the push, the ACK), and
-// select's cost grows with its cases (perf, delta endpoint changes at S:
-// 9% of the server's CPU was in serve's select). A push that finds the
-// slot taken by a request is not lost: every request is followed by a
-// flush, and the snapshot was set before the push tried.
+// proxies each stream passes through it once (the push), and select's cost
+// grows with its cases. A push that finds the slot taken by a request is
+// not lost: every request handled here is followed by a flush, and the
+// snapshot was set before the push tried.
 func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request, error)) (err error) {
 	s.events = make(chan streamEvent, 1)
 	quit := make(chan struct{}) // closed when serve returns: nothing more is read from events
 	defer close(quit)
-	go func() {
-		for {
-			raw := new(rawMsg)
-			ev := streamEvent{raw: raw}
-			if err := st.RecvMsg(raw); err != nil {
-				// The context's end comes here too: RecvMsg returns.
-				ev = streamEvent{err: err}
-			}
-			select {
-			case s.events <- ev:
-			case <-quit:
-				if ev.raw != nil {
-					ev.raw.free()
-				}
-				return
-			}
-			if ev.err != nil {
-				return
-			}
-		}
+	go s.read(st, decode, quit)
+	defer func() {
+		s.mu.Lock()
+		s.ended = true
+		s.mu.Unlock()
+		a.close(s, err)
 	}()
-	defer func() { a.close(s, err) }()
 	done := make(chan error, 1) // onOwnStack's, reused: one piece of work at a time
 	for {
 		var ev streamEvent
@@ -224,13 +219,18 @@ func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request,
 				return nil
 			}
 			return ev.err
-		case ev.raw != nil:
-			a.requests.Add(1)
-			raw := ev.raw
+		case ev.raw != nil || ev.req != nil:
 			err = onOwnStack(done, func() error {
-				r, err := decode(raw)
-				if err != nil {
-					return err
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				s.queued--
+				a.requests.Add(1)
+				r := ev.req
+				if r == nil {
+					var err error
+					if r, err = decode(ev.raw); err != nil {
+						return err
+					}
 				}
 				if err := s.handle(r); err != nil || s.c == nil { // a debug client has no conn
 					return err
@@ -238,12 +238,85 @@ func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request,
 				return s.flush()
 			})
 		default:
-			err = onOwnStack(done, s.flush)
+			err = onOwnStack(done, func() error {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return s.flush()
+			})
 		}
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// read reads the stream's requests until it ends. A proxy's answer to a
+// response (an ACK or a NACK, the subscription unchanged) is decoded and
+// handled here, and serve is woken only if a response is due after it: on
+// a push to a thousand proxies, a thousand answers come back, and handing
+// each to serve cost two goroutine switches and a third goroutine (perf,
+// delta endpoint changes at S: the answers' handoffs used more of the
+// server's CPU than building the push). Everything else goes to serve, in
+// the order read.
+func (s *xdsStream) read(st grpcStream, decode func(*rawMsg) (*request, error), quit <-chan struct{}) {
+	for {
+		raw := new(rawMsg)
+		ev := streamEvent{raw: raw}
+		if err := st.RecvMsg(raw); err != nil {
+			// The context's end comes here too: RecvMsg returns.
+			ev = streamEvent{err: err}
+		} else if handled, r, err := s.answer(raw, decode); handled {
+			switch {
+			case err != nil:
+				ev = streamEvent{err: err}
+			case r == nil:
+				continue
+			default:
+				ev = streamEvent{req: r}
+			}
+		}
+		select {
+		case s.events <- ev:
+		case <-quit:
+			if ev.raw != nil {
+				ev.raw.free()
+			}
+			return
+		}
+		if ev.err != nil {
+			return
+		}
+	}
+}
+
+// answer decodes raw here once the stream is open and serve has no request
+// of it waiting; otherwise it reports false, having changed nothing, and
+// serve takes raw, queued behind the rest. A decoded request that answers
+// a response and leaves the subscription as it is, is handled here, and
+// serve is woken only if a response is due after it; any other goes to
+// serve decoded (r), or ends the stream (err).
+func (s *xdsStream) answer(raw *rawMsg, decode func(*rawMsg) (*request, error)) (handled bool, r *request, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.c == nil || s.queued > 0 || s.ended {
+		s.queued++
+		return false, nil, nil
+	}
+	r, err = decode(raw)
+	if err != nil {
+		return true, nil, err
+	}
+	t := s.answerOnly(r)
+	if t == nil {
+		s.queued++
+		return true, r, nil
+	}
+	s.a.requests.Add(1)
+	s.answered(t, r)
+	if s.due(t) {
+		s.c.wakeStream()
+	}
+	return true, nil, nil
 }
 
 // onOwnStack runs fn on a goroutine of its own and waits for it on done
@@ -359,6 +432,60 @@ func (s *xdsStream) handle(r *request) error {
 		s.handleSotW(t, r)
 	}
 	return nil
+}
+
+// answerOnly returns the type whose pending response r answers, when r
+// is an ACK (not a NACK: its log and metrics are serve's) that leaves the
+// subscription as it is; otherwise nil.
+func (s *xdsStream) answerOnly(r *request) *typeState {
+	typeURL := r.typeURL
+	if typeURL == "" {
+		typeURL = s.defaultType
+	}
+	if r.isErr || r.nonce == "" || s.defaultType != "" && typeURL != s.defaultType {
+		return nil
+	}
+	i := typeIndex(typeURL)
+	if i < 0 {
+		return nil
+	}
+	t := s.types[i]
+	if t == nil || !t.requested || t.pending == nil || r.nonce != t.pending.nonce {
+		return nil
+	}
+	if s.delta {
+		if len(r.subscribe) > 0 || r.set != nil || len(r.unsubscribe) > 0 || len(r.initial) > 0 {
+			return nil
+		}
+		return t
+	}
+	// handleSotW's subscription, unchanged: the same names (interned, so
+	// the same set), or none on a legacy wildcard.
+	switch {
+	case r.set != nil:
+		if t.legacy || t.sub != (subscription{set: r.set}) {
+			return nil
+		}
+	case len(r.names) > 0:
+		return nil
+	case !t.legacy || t.sub != (subscription{wildcard: true}):
+		return nil
+	}
+	return t
+}
+
+// due reports whether a response of t may be due: anything but the proxy
+// holding, as it subscribes to it, the content of t's current snapshot.
+// (serve's flush decides; this only saves waking it.)
+func (s *xdsStream) due(t *typeState) bool {
+	snap := s.c.snapshot()
+	if snap == nil {
+		return false
+	}
+	ts := snap.types[t.index]
+	held := t.nacked == nil && t.presented == "" && len(t.force) == 0 && !t.answer && t.initial == nil &&
+		t.held != nil && t.held.version == ts.version && t.sub.same(t.heldSub)
+	return !held
 }
 
 // handleSotW takes in a SotW request: the answer to the last response and
