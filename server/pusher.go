@@ -93,12 +93,14 @@ func (p *pusher) connections() []*conn {
 	return p.sorted
 }
 
-// buildLocked builds c's snapshot and sets it if any type's version
-// changed. since is when the change being pushed was observed (zero for a
-// first build). It reports whether the snapshot changed.
+// buildLocked builds c's snapshot, classifies c again (its kind moves with
+// the model) and sets the snapshot if any type's version changed. since is
+// when the change being pushed was observed (zero for a first build). It
+// reports whether the snapshot changed.
 func (p *pusher) buildLocked(c *conn, since time.Time) bool {
 	start := time.Now()
-	shared, own, err := buildParts(p.builder, c.proxy)
+	kind, shared, own, err := buildKindParts(p.builder, c.proxy)
+	p.reclassifyLocked(c, kind)
 	if err == nil {
 		shared, own = p.authorizeSecrets(c, shared, own)
 		err = p.consistentLocked(c, shared, own)
@@ -174,11 +176,22 @@ func (p *pusher) consistentLocked(c *conn, shared, own *snapshot.Resources) erro
 // buildParts builds a proxy's resources as the part shared with other
 // proxies and its own part (nil when the Builder does not split them).
 func buildParts(b Builder, px *snapshot.Proxy) (shared, own *snapshot.Resources, err error) {
-	if pb, ok := b.(PartsBuilder); ok {
-		return pb.BuildParts(px)
+	_, shared, own, err = buildKindParts(b, px)
+	return shared, own, err
+}
+
+// buildKindParts is buildParts, with the proxy's kind when the Builder
+// names it with the parts ("" when it does not, or on an error).
+func buildKindParts(b Builder, px *snapshot.Proxy) (kind string, shared, own *snapshot.Resources, err error) {
+	switch pb := b.(type) {
+	case kindPartsBuilder:
+		return pb.BuildKindParts(px)
+	case PartsBuilder:
+		shared, own, err = pb.BuildParts(px)
+		return "", shared, own, err
 	}
 	shared, err = b.Build(px)
-	return shared, nil, err
+	return "", shared, nil, err
 }
 
 // rebuild moves to the registry's current view and rebuilds the
@@ -202,7 +215,6 @@ func (p *pusher) rebuild(since time.Time) (built, changed int) {
 		if !affected.matches(c) {
 			continue
 		}
-		p.reclassifyLocked(c)
 		built++
 		if p.buildLocked(c, since) {
 			changed++
@@ -211,9 +223,12 @@ func (p *pusher) rebuild(since time.Time) (built, changed int) {
 	return built, changed
 }
 
-// reclassifyLocked updates a connection's kind after a model change.
-func (p *pusher) reclassifyLocked(c *conn) {
-	kind := p.builder.Kind(c.proxy)
+// reclassifyLocked updates a connection's kind after a model change to
+// kind, or to what the Builder says when kind is "".
+func (p *pusher) reclassifyLocked(c *conn, kind string) {
+	if kind == "" {
+		kind = p.builder.Kind(c.proxy)
+	}
 	c.mu.Lock()
 	old := c.kind
 	c.kind = kind

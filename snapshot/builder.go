@@ -209,19 +209,26 @@ func (b *Builder) Build(p *Proxy) (*Resources, error) {
 // when it has none). The names in the two differ. A proxy built before from
 // this Builder (or carried over by WithEndpointChanges) gets the same parts.
 func (b *Builder) BuildParts(p *Proxy) (shared, own *Resources, err error) {
+	_, shared, own, err = b.BuildKindParts(p)
+	return shared, own, err
+}
+
+// BuildKindParts is BuildParts, and the proxy's Classify as its parts were
+// built for (so a caller that needs both looks the proxy up once).
+func (b *Builder) BuildKindParts(p *Proxy) (kind Kind, shared, own *Resources, err error) {
 	key := proxyKey(p)
 	b.mu.Lock()
 	r, ok := b.results[key]
 	b.mu.Unlock()
 	if !ok {
 		if r, err = b.build(p, key); err != nil {
-			return nil, nil, fmt.Errorf("proxy %s: %w", p.ID, err)
+			return 0, nil, nil, fmt.Errorf("proxy %s: %w", p.ID, err)
 		}
 		b.mu.Lock()
 		b.results[key] = r
 		b.mu.Unlock()
 	}
-	return r.shared, r.own, nil
+	return r.kind, r.shared, r.own, nil
 }
 
 // proxyResult is a proxy's resources and what they were built from.
