@@ -467,7 +467,44 @@ type deltaRequest struct {
 // GetNode returns the request's node (RequireIdentity checks it).
 func (r *deltaRequest) GetNode() *corev3.Node { return r.req.GetNode() }
 
+// Field numbers of a DeltaDiscoveryRequest that an answer to a response
+// (an ACK) carries, and nothing else.
+const (
+	deltaTypeURLField = 2
+	deltaNonceField   = 6
+)
+
+// unmarshalAnswer decodes b, as proto.Unmarshal would, when it holds a
+// type URL and a response nonce only (valid UTF-8, the last of a repeated
+// field winning), which is what a proxy's ACK holds: a thousand of them
+// come back after each push. For anything else it reports false, having
+// changed nothing.
+func (r *deltaRequest) unmarshalAnswer(b []byte) bool {
+	var typeURL, nonce []byte
+	for in := b; len(in) > 0; {
+		num, typ, n := protowire.ConsumeTag(in)
+		if n < 0 || typ != protowire.BytesType || num != deltaTypeURLField && num != deltaNonceField {
+			return false
+		}
+		v, m := protowire.ConsumeBytes(in[n:])
+		if m < 0 || !utf8.Valid(v) {
+			return false
+		}
+		if num == deltaTypeURLField {
+			typeURL = v
+		} else {
+			nonce = v
+		}
+		in = in[n+m:]
+	}
+	r.req.TypeUrl, r.req.ResponseNonce = string(typeURL), string(nonce)
+	return true
+}
+
 func (r *deltaRequest) unmarshal(b []byte) error {
+	if r.unmarshalAnswer(b) {
+		return nil
+	}
 	var rest []byte
 	var key setKey
 	for in := b; len(in) > 0; {

@@ -292,8 +292,8 @@ func (s *xdsStream) respond(t *typeState, ts *typeSnapshot, n int, encoded [][]b
 	t.lastNonce = nonce
 	s.c.sent(t.index, ts.version)
 	short := shortTypes[t.index]
-	s.a.metrics.pushes.WithLabelValues(short).Inc()
-	s.a.metrics.resources.WithLabelValues(short).Add(float64(n))
+	s.a.metrics.pushesOf[t.index].Inc()
+	s.a.metrics.resourcesOf[t.index].Add(float64(n))
 	b, err := proto.Marshal(head(nonce))
 	if err != nil {
 		return status.Errorf(codes.Internal, "encode %s response: %v", short, err)

@@ -9,6 +9,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 )
@@ -111,7 +112,14 @@ func FuzzDeltaRequest(f *testing.F) {
 		&discoveryv3.DeltaDiscoveryRequest{InitialResourceVersions: map[string]string{"a": "1"}, ResourceNamesSubscribe: []string{"a", "a"}},
 		&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "n"}, TypeUrl: resourcev3.EndpointType, ResponseNonce: "1",
 			InitialResourceVersions: map[string]string{"x": "2"}, ResourceNamesSubscribe: fuzzNames[0]},
+		// ACKs (see unmarshalAnswer).
+		&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResponseNonce: "17"},
+		&discoveryv3.DeltaDiscoveryRequest{ResponseNonce: "17"},
+		&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: "3", ErrorDetail: &rpcstatus.Status{Message: "no"}},
 	)
+	// A repeated nonce (the last wins), and one that is not UTF-8.
+	f.Add([]byte("\x32\x01a\x32\x01b\x12\x01t"))
+	f.Add([]byte("\x32\x01\xff"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in := newInterner()
 		var keep []*nameSet

@@ -22,6 +22,10 @@ type metrics struct {
 	debounce     prometheus.Histogram   // first change -> rebuild start
 	convergence  prometheus.Histogram   // change observed -> proxy ACKed it
 	rejected     *prometheus.CounterVec // reason (malformed node)
+
+	// pushes and resources by typeIndex, resolved once: a push to a
+	// thousand proxies would otherwise hash the label twice per response.
+	pushesOf, resourcesOf [numTypes]prometheus.Counter
 }
 
 const ns = "controlplane"
@@ -46,6 +50,9 @@ func newMetrics(reg *prometheus.Registry, model Registry) (*metrics, error) {
 	m.debounce = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "debounce_wait_seconds", Help: "Time from the first change of a batch to the start of its rebuild.", Buckets: buckets})
 	m.convergence = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "convergence_seconds", Help: "Time from a registry change being observed to an affected proxy ACKing the version containing it.", Buckets: buckets})
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "xds_streams_rejected_total", Help: "xDS streams ended by the server, by reason."}, []string{"reason"})
+	for i, short := range shortTypes {
+		m.pushesOf[i], m.resourcesOf[i] = m.pushes.WithLabelValues(short), m.resources.WithLabelValues(short)
+	}
 	for _, c := range []prometheus.Collector{m.proxies, m.pushes, m.resources, m.nacks, m.builds, m.buildErrors,
 		m.buildSeconds, m.pushSeconds, m.debounce, m.convergence, m.rejected, newRegistryCollector(model)} {
 		if err := reg.Register(c); err != nil {
