@@ -1,8 +1,13 @@
 package yamldir_test
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/librarymesh/controlplane/internal/loadtest"
 	"github.com/librarymesh/controlplane/registry"
@@ -34,3 +39,64 @@ func BenchmarkLoadScenario(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWatchedEdit is what a lone edit of a watched folder waits
+// before the model has it: a ServiceEntry renamed into place (as editors
+// and atomic writers do) until the store's revision moves. The proxies'
+// push starts from there.
+func BenchmarkWatchedEdit(b *testing.B) {
+	dir := b.TempDir()
+	file := filepath.Join(dir, "pg.yaml")
+	write := func(addr string) {
+		tmp := filepath.Join(dir, ".tmp-pg.yaml")
+		if err := os.WriteFile(tmp, []byte(strings.Replace(benchEntry, "ADDR", addr, 1)), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.Rename(tmp, file); err != nil {
+			b.Fatal(err)
+		}
+	}
+	write("10.128.0.1")
+	s := registry.NewStore(nil)
+	d := yamldir.New(dir, s, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Start(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	<-d.Ready()
+	changed, unsubscribe := s.Subscribe()
+	defer unsubscribe()
+	b.ResetTimer()
+	for i := range b.N {
+		rev := s.View().Revision()
+		write(fmt.Sprintf("10.128.%d.%d", i/250%250, i%250+2))
+		for s.View().Revision() == rev {
+			select {
+			case <-changed:
+			case <-time.After(5 * time.Second):
+				b.Fatal("the edit was not read")
+			}
+		}
+	}
+}
+
+const benchEntry = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: postgres-1-vm
+  namespace: default
+spec:
+  hosts:
+  - postgres-1-vm.default.svc.cluster.local
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - number: 5432
+    name: tcp
+    protocol: TCP
+  endpoints:
+  - address: ADDR
+`

@@ -76,7 +76,7 @@ func (d *Dir) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w, err := fsnotify.NewWatcher()
+	w, err := fsnotify.NewBufferedWatcher(eventBuffer)
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", d.dir, err)
 	}
@@ -90,9 +90,9 @@ func (d *Dir) Start(ctx context.Context) error {
 	return d.loop(ctx, w, dec)
 }
 
-// quickRead is the wait after events that only created YAML files: a file
-// renamed into place (how tools write atomically) is already whole.
-const quickRead = time.Millisecond
+// eventBuffer is how many file events the watcher queues: a tool renaming
+// several files in one go gets them read together (see loop).
+const eventBuffer = 1024
 
 func (d *Dir) loop(ctx context.Context, w *fsnotify.Watcher, dec *decoder) error {
 	timer := time.NewTimer(time.Hour)
@@ -107,13 +107,36 @@ func (d *Dir) loop(ctx context.Context, w *fsnotify.Watcher, dec *decoder) error
 			if !ok {
 				return nil
 			}
-			pending[ev.Name] = true
-			quick = quick && quickEvent(ev)
-			if quick {
-				timer.Reset(quickRead)
-			} else {
-				timer.Reset(d.settle)
+			// With the events queued behind it: a tool's renames of
+			// several files come in one read of the kernel's queue.
+			for more := true; ok && more; {
+				pending[ev.Name] = true
+				quick = quick && quickEvent(ev)
+				select {
+				case ev, ok = <-w.Events:
+				default:
+					more = false
+				}
 			}
+			if !ok {
+				return nil
+			}
+			if !quick {
+				timer.Reset(d.settle)
+				continue
+			}
+			// Files renamed into place (how tools write atomically) are
+			// whole: read them now. (A timer here waits a millisecond or
+			// two at least, most of a lone edit's way to the model.)
+			timer.Stop()
+			if !d.applyWhole(dec, pending) {
+				// A created file that does not read cleanly may still be
+				// being written: read it again once the folder settles.
+				quick = false
+				timer.Reset(d.settle)
+				continue
+			}
+			clear(pending)
 		case err, ok := <-w.Errors:
 			if !ok {
 				return nil
@@ -123,16 +146,7 @@ func (d *Dir) loop(ctx context.Context, w *fsnotify.Watcher, dec *decoder) error
 			quick = false
 			timer.Reset(d.settle)
 		case <-timer.C:
-			switch {
-			case !quick:
-				d.applyEvents(w, dec, pending)
-			case !d.applyWhole(dec, pending):
-				// A created file that does not read cleanly may still be
-				// being written: read it again once the folder settles.
-				quick = false
-				timer.Reset(d.settle)
-				continue
-			}
+			d.applyEvents(w, dec, pending)
 			clear(pending)
 			quick = true
 		}
