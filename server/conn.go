@@ -149,10 +149,11 @@ func (c *conn) snapshot() *nodeSnapshot {
 	return c.snap
 }
 
-// setSnapshot stores a new snapshot and wakes the stream. changed holds
-// the versions that differ from the last snapshot; when since is set (a
-// registry change, not the first build) the proxy is expected to ACK those
-// of the types it was ever sent, and convergence is measured until it has.
+// setSnapshot stores a new snapshot; the caller wakes the stream. changed
+// holds the versions that differ from the last snapshot; when since is set
+// (a registry change, not the first build) the proxy is expected to ACK
+// those of the types it was ever sent, and convergence is measured until
+// it has.
 func (c *conn) setSnapshot(snap *nodeSnapshot, changed typeValues, since time.Time) {
 	c.mu.Lock()
 	c.snap, c.buildErr = snap, nil
@@ -165,7 +166,6 @@ func (c *conn) setSnapshot(snap *nodeSnapshot, changed typeValues, since time.Ti
 		c.pushedLocked(since, changed)
 	}
 	c.mu.Unlock()
-	c.wakeStream()
 }
 
 // wakeStream tells the stream a response may be due; a wake already

@@ -33,6 +33,8 @@ type pusher struct {
 	hashes  *hasher
 	checked *generations[[2]*snapshot.Resources, error] // Consistent() of (shared, own) parts
 
+	wakes *waker // of a rebuild's streams
+
 	connsMu sync.Mutex
 	conns   map[*conn]struct{}
 	sorted  []*conn // conns ordered by ID, nil when one came or went since
@@ -41,7 +43,7 @@ type pusher struct {
 func newPusher(cfg *Config, m *metrics, diffs *diffCache) *pusher {
 	p := &pusher{
 		log: cfg.Logger, reg: cfg.Registry, newB: cfg.NewBuilder, opts: cfg.SnapshotOptions,
-		metrics: m, diffs: diffs, hashes: newHasher(), conns: map[*conn]struct{}{}, secrets: cfg.SecretAuthorizer,
+		metrics: m, diffs: diffs, hashes: newHasher(), conns: map[*conn]struct{}{}, secrets: cfg.SecretAuthorizer, wakes: newWaker(),
 		checked: newGenerations[[2]*snapshot.Resources, error](),
 	}
 	p.view = p.reg.View()
@@ -144,6 +146,7 @@ func (p *pusher) setLocked(c *conn, snap *nodeSnapshot, since time.Time) bool {
 		return false
 	}
 	c.setSnapshot(snap, changed, since)
+	p.wakes.wake(c)
 	return true
 }
 

@@ -200,6 +200,10 @@ func (s *Server) Start(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error {
+		s.pusher.wakes.run(gctx)
+		return nil
+	})
+	g.Go(func() error {
 		s.pushLoop(gctx)
 		return nil
 	})
