@@ -31,6 +31,7 @@ type conn struct {
 	connectedAt time.Time
 	caller      *Identity             // proven on the TLS port; nil on plaintext
 	wake        chan streamEvent      // the stream's events (see serve), told of each new snapshot; nil without a stream
+	push        func() bool           // the stream's pushInline; nil without a stream
 	observe     func(seconds float64) // convergence histogram
 	autoreg     *autoregister.Session // the WorkloadGroup registration; nil for other proxies
 	// built is what the last snapshot built was made from, its parts found

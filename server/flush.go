@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"strconv"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -11,8 +12,12 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// flush sends each type's response the proxy lacks.
+// flush sends each type's response the proxy lacks, or returns the error
+// a send from the waker failed with.
 func (s *xdsStream) flush() error {
+	if s.sendErr != nil {
+		return s.sendErr
+	}
 	snap := s.c.snapshot()
 	if snap == nil {
 		return nil
@@ -286,19 +291,71 @@ func (t *typeState) pickInitial(p *picked) (removed []string) {
 // records it and sends it: head (made with the nonce) encoded here, then
 // the pieces encoded already.
 func (s *xdsStream) respond(t *typeState, ts *typeSnapshot, n int, encoded [][]byte, head func(nonce string) proto.Message) error {
-	s.nonce++
-	nonce := strconv.FormatUint(s.nonce, 10)
-	t.pending = &sentResponse{nonce: nonce, ts: ts, sub: t.sub}
-	t.lastNonce = nonce
-	s.c.sent(t.index, ts.version)
+	nonce := strconv.FormatUint(s.nonce+1, 10)
 	short := shortTypes[t.index]
-	s.a.metrics.pushesOf[t.index].Inc()
-	s.a.metrics.resourcesOf[t.index].Add(float64(n))
 	b, err := proto.Marshal(head(nonce))
 	if err != nil {
 		return status.Errorf(codes.Internal, "encode %s response: %v", short, err)
 	}
-	return s.send(&encodedMsg{parts: append([][]byte{b}, encoded...)})
+	if s.inline {
+		size := len(b)
+		for _, e := range encoded {
+			size += len(e)
+		}
+		if size > s.budget {
+			return errOverBudget
+		}
+		s.budget -= size
+	}
+	s.nonce++
+	t.pending = &sentResponse{nonce: nonce, ts: ts, sub: t.sub}
+	t.lastNonce = nonce
+	s.c.sent(t.index, ts.version)
+	s.a.metrics.pushesOf[t.index].Inc()
+	s.a.metrics.resourcesOf[t.index].Add(float64(n))
+	err = s.send(&encodedMsg{parts: append([][]byte{b}, encoded...)})
+	if err != nil && s.inline {
+		s.sendErr = err // for serve to end the stream with
+	}
+	return err
+}
+
+// errOverBudget is respond's answer, having changed nothing, when a push
+// sent from the waker (see pushInline) would send more than its budget.
+var errOverBudget = errors.New("response over the inline budget")
+
+// inlineBudget is the most a push sent from the waker sends on a stream:
+// under gRPC's write quota of a stream (64 KB), so that with nothing of the
+// stream's unanswered (its bytes all read), the send cannot block.
+const inlineBudget = 32 << 10
+
+// pushInline sends, on the calling goroutine (the waker's), what a new
+// snapshot brings a stream that is steady: idle, every response answered,
+// nothing forced, held back or resumed. It reports false, having sent
+// nothing or only part, when the stream's own goroutine must flush
+// instead (or finish: a send failed).
+//
+// Woken, a stream's goroutine starts a goroutine to flush on (see
+// onOwnStack) and waits for it: two goroutine switches and a goroutine per
+// stream per push, where most pushes to a steady stream are one small
+// response.
+func (s *xdsStream) pushInline() bool {
+	if !s.mu.TryLock() {
+		return false
+	}
+	defer s.mu.Unlock()
+	if s.ended || s.queued > 0 || s.c == nil || s.sendErr != nil {
+		return false
+	}
+	for _, t := range s.types {
+		if t != nil && (t.pending != nil || t.nacked != nil || len(t.force) > 0 || t.initial != nil || t.answer || t.presented != "") {
+			return false
+		}
+	}
+	s.inline, s.budget = true, inlineBudget
+	err := s.flush()
+	s.inline = false
+	return err == nil
 }
 
 // picked is the resources chosen for one response, by list index. When

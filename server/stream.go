@@ -82,6 +82,11 @@ type xdsStream struct {
 	mu     sync.Mutex
 	queued int  // requests read and left to serve, not yet handled there
 	ended  bool // serve returned: read hands everything to it (to be dropped)
+
+	// A push sent from the waker (see pushInline).
+	inline  bool  // the flush under way is one: respond keeps to budget
+	budget  int   // bytes it may still send
+	sendErr error // its send failed: serve ends the stream with it
 }
 
 // grpcStream is what every xDS service's stream offers (SotW and delta).
@@ -358,7 +363,7 @@ func (a *ads) open(s *xdsStream, node *corev3.Node) error {
 		return status.Errorf(codes.InvalidArgument, "node %s: %v", px.ID, err)
 	}
 	c := a.newConn(px, wire, s.delta, caller)
-	c.wake = s.events // before the pusher knows c
+	c.wake, c.push = s.events, s.pushInline // before the pusher knows c
 	if c.autoreg, err = a.autoRegister(s.ctx, px, node, caller); err != nil {
 		return err
 	}

@@ -62,7 +62,9 @@ func (w *waker) run(ctx context.Context) {
 		batch, w.queue = w.queue, batch[:0]
 		w.mu.Unlock()
 		for _, c := range batch {
-			c.wakeStream()
+			if c.push == nil || !c.push() {
+				c.wakeStream()
+			}
 		}
 		clear(batch)
 	}
