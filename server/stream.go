@@ -77,8 +77,9 @@ type xdsStream struct {
 	send   func(m any) error // the stream's SendMsg
 	events chan streamEvent  // see serve
 
-	// mu is held by whichever of serve's work and read's answer uses the
-	// stream's state (everything above but events).
+	// mu is held by whichever of serve's work, read's answer and the
+	// waker's pushInline uses the stream's state (everything above but
+	// events).
 	mu     sync.Mutex
 	queued int  // requests read and left to serve, not yet handled there
 	ended  bool // serve returned: read hands everything to it (to be dropped)
@@ -186,11 +187,12 @@ type streamEvent struct {
 }
 
 // serve runs a stream. Requests are read on a goroutine of their own (see
-// read), which takes in a proxy's answers to responses itself; anything
-// else it reads (a stream's first request, a debug client's, a request
-// needing a response) is decoded and handled here, one at a time, as are
-// pushes. Both goroutines mostly wait: the work of sending happens where it
-// does not grow the waiting stacks (see onOwnStack). mu keeps the two from
+// read), which takes in a proxy's ACKs itself; anything else it reads (a
+// stream's first request, a debug client's, a NACK, a change of
+// subscription) is decoded and handled here, one at a time, as are the
+// pushes the waker does not send itself (see pushInline). Both goroutines
+// mostly wait: the work of sending happens where it does not grow the
+// waiting stacks (see onOwnStack). mu keeps them, and the waker, from
 // touching the stream's state at once.
 //
 // One channel of one slot brings requests, the reader's end and pushes, so
@@ -255,9 +257,9 @@ func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request,
 	}
 }
 
-// read reads the stream's requests until it ends. A proxy's answer to a
-// response (an ACK or a NACK, the subscription unchanged) is decoded and
-// handled here, and serve is woken only if a response is due after it: on
+// read reads the stream's requests until it ends. A proxy's ACK (of the
+// response pending, the subscription unchanged) is decoded and handled
+// here, and serve is woken only if a response is due after it: on
 // a push to a thousand proxies, a thousand answers come back, and handing
 // each to serve cost two goroutine switches and a third goroutine (perf,
 // delta endpoint changes at S: the answers' handoffs used more of the

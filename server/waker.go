@@ -12,6 +12,7 @@ import (
 // ms) it waited behind hundreds of them: at S, delta, a rebuild of 1000
 // sidecars took 6-22 ms for the same work. Woken from here, they queue on
 // this goroutine's processor and the rebuild keeps its own (4-10 ms).
+// A steady stream's push it sends itself (see xdsStream.pushInline).
 type waker struct {
 	mu      sync.Mutex
 	running bool    // run is: wake queues, else it wakes at once
@@ -21,7 +22,7 @@ type waker struct {
 
 func newWaker() *waker { return &waker{signal: make(chan struct{}, 1)} }
 
-// wake has c's stream woken (see conn.wakeStream).
+// wake has c's push sent (conn.push) or its stream woken (conn.wakeStream).
 func (w *waker) wake(c *conn) {
 	w.mu.Lock()
 	if !w.running {
@@ -37,7 +38,8 @@ func (w *waker) wake(c *conn) {
 	}
 }
 
-// run wakes the queued streams until ctx ends; then wake wakes at once.
+// run pushes to or wakes the queued streams until ctx ends; then wake
+// wakes at once.
 func (w *waker) run(ctx context.Context) {
 	w.mu.Lock()
 	w.running = true
