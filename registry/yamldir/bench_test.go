@@ -3,9 +3,7 @@ package yamldir_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -47,15 +45,7 @@ func BenchmarkLoadScenario(b *testing.B) {
 func BenchmarkWatchedEdit(b *testing.B) {
 	dir := b.TempDir()
 	file := filepath.Join(dir, "pg.yaml")
-	write := func(addr string) {
-		tmp := filepath.Join(dir, ".tmp-pg.yaml")
-		if err := os.WriteFile(tmp, []byte(strings.Replace(benchEntry, "ADDR", addr, 1)), 0o644); err != nil {
-			b.Fatal(err)
-		}
-		if err := os.Rename(tmp, file); err != nil {
-			b.Fatal(err)
-		}
-	}
+	write := func(addr string) { writeFile(b, file, entryYAML(addr, 5432)) }
 	write("10.128.0.1")
 	s := registry.NewStore(nil)
 	d := yamldir.New(dir, s, nil)
@@ -82,21 +72,3 @@ func BenchmarkWatchedEdit(b *testing.B) {
 		}
 	}
 }
-
-const benchEntry = `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: postgres-1-vm
-  namespace: default
-spec:
-  hosts:
-  - postgres-1-vm.default.svc.cluster.local
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports:
-  - number: 5432
-    name: tcp
-    protocol: TCP
-  endpoints:
-  - address: ADDR
-`
