@@ -1,7 +1,6 @@
 package yamldir_test
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -47,16 +46,7 @@ func BenchmarkWatchedEdit(b *testing.B) {
 	file := filepath.Join(dir, "pg.yaml")
 	write := func(addr string) { writeFile(b, file, entryYAML(addr, 5432)) }
 	write("10.128.0.1")
-	s := registry.NewStore(nil)
-	d := yamldir.New(dir, s, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Start(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	<-d.Ready()
+	s := startDir(b, dir)
 	changed, unsubscribe := s.Subscribe()
 	defer unsubscribe()
 	b.ResetTimer()

@@ -78,7 +78,7 @@ func endpointAddr(s *registry.Store) string {
 	return eps[0].Address
 }
 
-func startDir(t *testing.T, dir string) *registry.Store {
+func startDir(t testing.TB, dir string) *registry.Store {
 	t.Helper()
 	s := registry.NewStore(nil)
 	d := yamldir.New(dir, s, nil, yamldir.WithSettle(20*time.Millisecond))
