@@ -348,7 +348,7 @@ func (s *xdsStream) pushInline() bool {
 		return false
 	}
 	for _, t := range s.types {
-		if t != nil && (t.pending != nil || t.nacked != nil || len(t.force) > 0 || t.initial != nil || t.answer || t.presented != "") {
+		if t != nil && !t.steady() {
 			return false
 		}
 	}

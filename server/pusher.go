@@ -176,15 +176,10 @@ func (p *pusher) consistentLocked(c *conn, shared, own *snapshot.Resources) erro
 	return nil
 }
 
-// buildParts builds a proxy's resources as the part shared with other
-// proxies and its own part (nil when the Builder does not split them).
-func buildParts(b Builder, px *snapshot.Proxy) (shared, own *snapshot.Resources, err error) {
-	_, shared, own, err = buildKindParts(b, px)
-	return shared, own, err
-}
-
-// buildKindParts is buildParts, with the proxy's kind when the Builder
-// names it with the parts ("" when it does not, or on an error).
+// buildKindParts builds a proxy's resources as the part shared with other
+// proxies and its own part (nil when the Builder does not split them), with
+// the proxy's kind when the Builder names it with the parts ("" when it
+// does not, or on an error).
 func buildKindParts(b Builder, px *snapshot.Proxy) (kind string, shared, own *snapshot.Resources, err error) {
 	switch pb := b.(type) {
 	case kindPartsBuilder:

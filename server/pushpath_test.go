@@ -508,7 +508,7 @@ func TestRebuildKeepsUnchangedTypes(t *testing.T) {
 				}
 			}
 			// What a build from scratch gives.
-			shared, own, err := buildParts(s.pusher.builder, c.proxy)
+			_, shared, own, err := buildKindParts(s.pusher.builder, c.proxy)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -490,9 +490,14 @@ func (s *xdsStream) due(t *typeState) bool {
 		return false
 	}
 	ts := snap.types[t.index]
-	held := t.nacked == nil && t.presented == "" && len(t.force) == 0 && !t.answer && t.initial == nil &&
-		t.held != nil && t.held.version == ts.version && t.sub.same(t.heldSub)
+	held := t.steady() && t.held != nil && t.held.version == ts.version && t.sub.same(t.heldSub)
 	return !held
+}
+
+// steady reports whether nothing but a new snapshot can make t's next
+// response: none pending, rejected, forced, first or resumed.
+func (t *typeState) steady() bool {
+	return t.pending == nil && t.nacked == nil && len(t.force) == 0 && t.initial == nil && !t.answer && t.presented == ""
 }
 
 // handleSotW takes in a SotW request: the answer to the last response and
