@@ -429,8 +429,8 @@ func (p *picked) sotw() (anys []*anypb.Any, encoded [][]byte) {
 	if p.whole {
 		return anys, append(encoded, p.ts.own.sotwEncoding())
 	}
-	for _, i := range p.own {
-		anys = append(anys, p.ts.own.anyAt(i))
+	if len(p.own) > 0 {
+		anys = p.ts.own.ownAnys(p.own)
 	}
 	return anys, encoded
 }
@@ -447,8 +447,8 @@ func (p *picked) delta() (res []*discoveryv3.Resource, encoded [][]byte) {
 	if p.whole {
 		return res, append(encoded, p.ts.own.deltaEncoding())
 	}
-	for _, i := range p.own {
-		res = append(res, p.ts.own.ownDeltaResource(i))
+	if len(p.own) > 0 {
+		res = p.ts.own.ownDeltaResources(p.own)
 	}
 	return res, encoded
 }

@@ -5,10 +5,18 @@ import (
 	"fmt"
 	"runtime"
 	rtmetrics "runtime/metrics"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -20,6 +28,22 @@ func stackBytes() uint64 {
 	s := []rtmetrics.Sample{{Name: "/memory/classes/heap/stacks:bytes"}}
 	rtmetrics.Read(s)
 	return s[0].Value.Uint64()
+}
+
+// settledStackBytes is stackBytes once the goroutines of earlier tests
+// (their servers' streams, ending) have gone: the number of goroutines
+// held still for 300 ms, or 5 s passed.
+func settledStackBytes() uint64 {
+	last, still := runtime.NumGoroutine(), 0
+	for deadline := time.Now().Add(5 * time.Second); still < 3 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		if n := runtime.NumGoroutine(); n == last {
+			still++
+		} else {
+			last, still = n, 0
+		}
+	}
+	return stackBytes()
 }
 
 // TestStreamStacksStayShallow: a connected proxy's stream keeps two
@@ -89,5 +113,120 @@ func TestStreamStacksStayShallow(t *testing.T) {
 	t.Logf("stacks: %d KB before, %d KB after %d streams: %.1f KB a stream", before>>10, after>>10, streams, perStream)
 	if perStream > 14 {
 		t.Errorf("%.1f KB of goroutine stacks a stream, want at most 14 (the server's two goroutines of 4 KB, the client's own, some slack)", perStream)
+	}
+}
+
+// TestWaitingResponsesKeepShallowStacks: when a fleet connects at once and
+// the proxies read their config slowly, responses wait for their proxies
+// to read them, each on a goroutine of its stream's, and each of those
+// keeps the 4 KB stack waiting needs: what grows stacks (decoding a node,
+// building, encoding a proxy's own resources) ran on stacks of their own.
+// Measured alone: 14.4 KB a stream, its three goroutines and the client's.
+func TestWaitingResponsesKeepShallowStacks(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation deepens every stack")
+	}
+	const streams = 200
+	s, store := startLibrary(t)
+	// Clusters of about 700 KB: more than a stream's flow control window
+	// (64 KB, fixed below) and gRPC's write quota (64 KB) together.
+	se := httpEntry("many")
+	se.Spec.Hosts = nil
+	for i := range 1000 {
+		se.Spec.Hosts = append(se.Spec.Hosts, fmt.Sprintf("host-%03d-with-a-long-name.example.internal", i))
+	}
+	if ps := store.Upsert("test", se); len(ps) > 0 {
+		t.Fatalf("upsert: %v", ps)
+	}
+	// Fixed windows: gRPC's client would otherwise grow them as it reads.
+	cc, err := grpc.NewClient(s.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(1<<30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(cc)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	before := settledStackBytes()
+	for range streams {
+		st, err := ads.DeltaAggregatedResources(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Clusters and listeners asked for, then nothing read. gRPC sends
+		// a stream's first message whatever its size (the quota may go
+		// below zero); the second waits for the proxy.
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node(podNodeID), TypeUrl: resourcev3.ClusterType}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ListenerType}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "a response of every stream waiting for its proxy", func() bool { return waitingSends() == streams })
+	after := stackBytes()
+	perStream := (float64(after) - float64(before)) / streams / 1024
+	t.Logf("stacks: %d KB before, %d KB with %d responses waiting: %.1f KB a stream", before>>10, after>>10, streams, perStream)
+	if perStream > 17.5 {
+		t.Errorf("%.1f KB of goroutine stacks a stream whose response waits, want at most 17.5 (the server's three goroutines of 4 KB, the client's own, some slack)", perStream)
+	}
+}
+
+// waitingSends counts the goroutines waiting in gRPC's send for a stream's
+// write quota: the server's responses that wait for their proxy to read.
+func waitingSends() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "(*writeQuota).get(")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// TestOwnEncodingLeavesTheCallersStack: a proxy's own resources are
+// encoded again for each response that carries them, on a goroutine of
+// their own, so the flush that sends them, which may then wait for the
+// proxy to read, keeps the stack it started with. A cluster whose metadata
+// nests 40 deep stands for a listener's 20 messages: encoded on the
+// callers' goroutines, it grew each to 16 KB.
+func TestOwnEncodingLeavesTheCallersStack(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation deepens every stack")
+	}
+	v := structpb.NewStringValue("leaf")
+	for range 40 {
+		v = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{"in": v}})
+	}
+	c := &clusterv3.Cluster{Name: "deep", Metadata: &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": v.GetStructValue()}}}
+	tr, err := newHasher().ownList([]types.Resource{c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const callers = 1000
+	before := settledStackBytes()
+	var ready sync.WaitGroup
+	release := make(chan struct{})
+	ready.Add(callers)
+	for range callers {
+		go func() {
+			sotw := tr.sotwEncoding()
+			delta := tr.ownDeltaResources([]int{0})
+			if len(sotw) == 0 || len(delta) != 1 {
+				t.Error("nothing encoded")
+			}
+			ready.Done()
+			<-release // as a flush waits for its proxy
+		}()
+	}
+	ready.Wait()
+	after := stackBytes()
+	close(release)
+	perCaller := (float64(after) - float64(before)) / callers / 1024
+	t.Logf("stacks: %d KB before, %d KB with %d callers waiting: %.1f KB a caller", before>>10, after>>10, callers, perCaller)
+	if perCaller > 4.5 {
+		t.Errorf("%.1f KB of stack a caller after encoding, want at most 4.5 (the 4 KB it started with)", perCaller)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -31,7 +32,10 @@ type ads struct {
 
 	diffs *diffCache
 	subs  *interner
-	ids   atomic.Uint64 // connection counter
+	// opening holds a slot per stream taking in its first request (see
+	// openSlot).
+	opening chan struct{}
+	ids     atomic.Uint64 // connection counter
 	// requests counts the requests every stream has read (idleGC's
 	// activity).
 	requests atomic.Uint64
@@ -41,7 +45,10 @@ type ads struct {
 }
 
 func newADS(log *slog.Logger, m *metrics, observe func(float64)) *ads {
-	return &ads{log: log, metrics: m, observe: observe, done: make(chan struct{}), diffs: newDiffCache(), subs: newInterner()}
+	return &ads{
+		log: log, metrics: m, observe: observe, done: make(chan struct{}), diffs: newDiffCache(), subs: newInterner(),
+		opening: make(chan struct{}, runtime.GOMAXPROCS(0)),
+	}
 }
 
 // stop ends every stream.
@@ -227,7 +234,16 @@ func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request,
 			}
 			return ev.err
 		case ev.raw != nil || ev.req != nil:
+			opening := s.c == nil
+			if opening {
+				if err := a.openSlot(s.ctx); err != nil {
+					return err
+				}
+			}
 			err = onOwnStack(done, func() error {
+				if opening {
+					defer func() { <-a.opening }()
+				}
 				s.mu.Lock()
 				defer s.mu.Unlock()
 				s.queued--
@@ -239,11 +255,21 @@ func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request,
 						return err
 					}
 				}
-				if err := s.handle(r); err != nil || s.c == nil { // a debug client has no conn
-					return err
-				}
-				return s.flush()
+				return s.handle(r)
 			})
+			if err == nil && s.c != nil { // a debug client has no conn
+				// The responses go out from a stack of their own too:
+				// taking in a request can grow a stack to 8 KB (decoding a
+				// first request's node), and a response may wait for the
+				// proxy to read it (a fleet connecting at once: about 700
+				// of 1000 first responses wait), on whatever stack sent
+				// it. Sent from a new one, they wait on 4 KB.
+				err = onOwnStack(done, func() error {
+					s.mu.Lock()
+					defer s.mu.Unlock()
+					return s.flush()
+				})
+			}
 		default:
 			err = onOwnStack(done, func() error {
 				s.mu.Lock()
@@ -254,6 +280,25 @@ func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request,
 		if err != nil {
 			return err
 		}
+	}
+}
+
+// openSlot waits until fewer than opening's capacity of streams are
+// taking in their first request (decoding the node, building the proxy's
+// first snapshot under the pusher's lock), then takes a slot, given back
+// before the first response goes out. A fleet connecting at once would
+// otherwise have a goroutine per stream waiting for the pusher's lock, each
+// on the stack the node's decoding grew (1000 sidecars at S: about 970 at
+// once). Waiting here, the stream's own goroutine waits, as it does for its
+// next event, on the stack it keeps anyway.
+func (a *ads) openSlot(ctx context.Context) error {
+	select {
+	case a.opening <- struct{}{}:
+		return nil
+	case <-a.done:
+		return status.Error(codes.Unavailable, "control plane is shutting down")
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
 	}
 }
 

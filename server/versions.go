@@ -265,10 +265,7 @@ func (tr *typeResources) deltaEncoded() []byte {
 func (tr *typeResources) sotwEncoding() []byte {
 	anys := tr.anys
 	if anys == nil {
-		anys = make([]*anypb.Any, len(tr.list))
-		for i := range anys {
-			anys[i] = tr.anyAt(i)
-		}
+		anys = tr.ownAnys(nil)
 	}
 	b, _ := proto.Marshal(&discoveryv3.DiscoveryResponse{Resources: anys})
 	return b
@@ -286,6 +283,31 @@ func (tr *typeResources) anyAt(i int) *anypb.Any {
 	return &anypb.Any{TypeUrl: anyTypeURL(r), Value: b}
 }
 
+// ownAnys encodes list indexes idx (nil: all) of an own list again, on a
+// goroutine of its own. Encoding a listener recurses about 20 messages deep
+// and grows the stack it runs on to 8 KB; the flush it is part of may then
+// wait for the proxy to read, holding that stack (a fleet connecting at
+// once: hundreds of flushes waiting). On its own goroutine, the flush keeps
+// 4 KB.
+func (tr *typeResources) ownAnys(idx []int) []*anypb.Any {
+	if idx == nil {
+		idx = make([]int, len(tr.list))
+		for i := range idx {
+			idx[i] = i
+		}
+	}
+	anys := make([]*anypb.Any, len(idx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for j, i := range idx {
+			anys[j] = tr.anyAt(i)
+		}
+	}()
+	<-done
+	return anys
+}
+
 // deltaEncoding is sotwEncoding for delta responses.
 func (tr *typeResources) deltaEncoding() []byte {
 	b, _ := proto.Marshal(&discoveryv3.DeltaDiscoveryResponse{Resources: tr.deltaResources()})
@@ -294,9 +316,13 @@ func (tr *typeResources) deltaEncoding() []byte {
 
 // deltaResources makes the delta Resource of every list index.
 func (tr *typeResources) deltaResources() []*discoveryv3.Resource {
+	anys := tr.anys
+	if anys == nil {
+		anys = tr.ownAnys(nil)
+	}
 	res := make([]*discoveryv3.Resource, len(tr.names))
 	for i := range res {
-		res[i] = &discoveryv3.Resource{Name: tr.names[i], Version: tr.vers[i], Resource: tr.anyAt(i)}
+		res[i] = &discoveryv3.Resource{Name: tr.names[i], Version: tr.vers[i], Resource: anys[i]}
 	}
 	return res
 }
@@ -366,10 +392,15 @@ func (tr *typeResources) lookup(name string) (int, bool) {
 	return i, ok
 }
 
-// ownDeltaResource returns the delta Resource of index i of an own list,
-// made afresh (see ownList).
-func (tr *typeResources) ownDeltaResource(i int) *discoveryv3.Resource {
-	return &discoveryv3.Resource{Name: tr.names[i], Version: tr.vers[i], Resource: tr.anyAt(i)}
+// ownDeltaResources returns the delta Resources of list indexes idx of an
+// own list, made afresh (see ownList).
+func (tr *typeResources) ownDeltaResources(idx []int) []*discoveryv3.Resource {
+	anys := tr.ownAnys(idx)
+	res := make([]*discoveryv3.Resource, len(idx))
+	for j, i := range idx {
+		res[j] = &discoveryv3.Resource{Name: tr.names[i], Version: tr.vers[i], Resource: anys[j]}
+	}
+	return res
 }
 
 // resourcesField is the number of the resources field, in DiscoveryResponse
