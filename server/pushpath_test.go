@@ -269,6 +269,9 @@ func TestRecentSamplesDropOld(t *testing.T) {
 	if got := r.summary(time.Minute).All; got.Count != 10 || got.P50 != 994 || got.P99 != 998 {
 		t.Errorf("1000 samples into 10: count %d p50 %v p99 %v, want 10, 994, 998", got.Count, got.P50, got.P99)
 	}
+	if n := cap(r.ring); n > 10 {
+		t.Errorf("room for %d samples kept, want at most the bound (10)", n)
+	}
 }
 
 // TestHasherSharesEqualContent: two proxies whose own parts are equal but

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"cmp"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -13,47 +15,51 @@ import (
 type recentSamples struct {
 	window time.Duration
 	max    int
+	base   time.Time // samples' times are offsets from it
 
-	mu      sync.Mutex
-	samples []sample // oldest first, from head on
-	head    int      // samples before it are dropped
+	mu   sync.Mutex
+	ring []sample // at most max, oldest at next once full
+	next int      // where the next sample goes, once ring is full
 }
 
+// sample is one convergence time, 16 bytes: a push to 1000 proxies makes
+// 1000, and a time.Time and a float64 took twice that.
 type sample struct {
-	at      time.Time
-	seconds float64
+	at     time.Duration // since base
+	micros uint32        // the time converging, in microseconds (at most 71 minutes)
 }
 
 func newRecentSamples(window time.Duration, max int) *recentSamples {
-	return &recentSamples{window: window, max: max}
+	return &recentSamples{window: window, max: max, base: time.Now()}
 }
 
-// add records one observation made now.
+// add records one observation made now. Once max are kept, each replaces
+// the oldest.
 func (r *recentSamples) add(seconds float64) {
-	now := time.Now()
+	s := sample{at: time.Since(r.base), micros: uint32(min(max(math.Round(seconds*1e6), 0), math.MaxUint32))}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.samples = append(r.samples, sample{now, seconds})
-	r.dropLocked(now)
+	if len(r.ring) < r.max {
+		if len(r.ring) == cap(r.ring) {
+			// Grown by hand: append would pass max.
+			r.ring = slices.Grow(r.ring, min(max(2*len(r.ring), 64), r.max)-len(r.ring))
+		}
+		r.ring = append(r.ring, s)
+		return
+	}
+	r.ring[r.next] = s
+	r.next = (r.next + 1) % r.max
 }
 
-// dropLocked forgets samples older than the window and beyond max. They
-// are skipped, and the slice compacted only once half of it is skipped, so
-// a sample costs O(1) even when one leaves for every one that comes (a
-// full buffer, or a steady rate over the window).
-func (r *recentSamples) dropLocked(now time.Time) {
-	for r.head < len(r.samples) && now.Sub(r.samples[r.head].at) > r.window {
-		r.head++
-	}
-	r.head = max(r.head, len(r.samples)-r.max)
-	if r.head > 0 && r.head >= len(r.samples)/2 {
-		n := copy(r.samples, r.samples[r.head:])
-		r.samples, r.head = r.samples[:n], 0
-	}
+// live returns a copy of the samples of the last window, oldest first.
+func (r *recentSamples) live(now time.Duration) []sample {
+	r.mu.Lock()
+	out := make([]sample, 0, len(r.ring))
+	out = append(append(out, r.ring[r.next:]...), r.ring[:r.next]...)
+	r.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(out, now-r.window, func(s sample, t time.Duration) int { return cmp.Compare(s.at, t) })
+	return out[i:]
 }
-
-// liveLocked returns the samples kept.
-func (r *recentSamples) liveLocked() []sample { return r.samples[r.head:] }
 
 // Quantiles are convergence times (seconds) observed over a span.
 type Quantiles struct {
@@ -74,15 +80,14 @@ type Convergence struct {
 // summary computes Convergence with spans of step.
 func (r *recentSamples) summary(step time.Duration) Convergence {
 	now := time.Now()
-	r.mu.Lock()
-	r.dropLocked(now)
-	samples := slices.Clone(r.liveLocked())
-	r.mu.Unlock()
+	since := now.Sub(r.base)
+	samples := r.live(since)
 	start := now.Add(-r.window)
 	out := Convergence{Window: r.window, All: quantiles(start, samples)}
 	for t := start; t.Before(now); t = t.Add(step) {
-		lo, _ := slices.BinarySearchFunc(samples, t, func(s sample, t time.Time) int { return s.at.Compare(t) })
-		hi, _ := slices.BinarySearchFunc(samples, t.Add(step), func(s sample, t time.Time) int { return s.at.Compare(t) })
+		from := t.Sub(r.base)
+		lo, _ := slices.BinarySearchFunc(samples, from, func(s sample, t time.Duration) int { return cmp.Compare(s.at, t) })
+		hi, _ := slices.BinarySearchFunc(samples, from+step, func(s sample, t time.Duration) int { return cmp.Compare(s.at, t) })
 		out.Steps = append(out.Steps, quantiles(t, samples[lo:hi]))
 	}
 	return out
@@ -95,7 +100,7 @@ func quantiles(start time.Time, samples []sample) Quantiles {
 	}
 	v := make([]float64, len(samples))
 	for i, s := range samples {
-		v[i] = s.seconds
+		v[i] = float64(s.micros) / 1e6
 	}
 	slices.Sort(v)
 	q.P50 = v[(len(v)-1)*50/100]
