@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -569,4 +572,21 @@ func mustOwnList(t *testing.T, h *hasher, names ...string) *typeResources {
 		t.Fatal(err)
 	}
 	return tr
+}
+
+// TestAnyTypeURL: the type URL of a served type, and of any other message.
+func TestAnyTypeURL(t *testing.T) {
+	for _, tc := range []struct {
+		r    types.Resource
+		want string
+	}{
+		{&clusterv3.Cluster{}, resourcev3.ClusterType},
+		{&endpointv3.ClusterLoadAssignment{}, resourcev3.EndpointType},
+		{&routev3.VirtualHost{}, resourcev3.VirtualHostType},
+		{&corev3.Node{}, "type.googleapis.com/envoy.config.core.v3.Node"},
+	} {
+		if got := anyTypeURL(tc.r); got != tc.want {
+			t.Errorf("anyTypeURL(%T) = %q, want %q", tc.r, got, tc.want)
+		}
+	}
 }

@@ -213,10 +213,21 @@ func marshalHashed(r types.Resource) (hashed, []byte, error) {
 	return hashed{name: cache.GetResourceName(r), version: hex.EncodeToString(sum[:8]), sum: binary.BigEndian.Uint64(sum[:8])}, b, nil
 }
 
-// anyTypeURL is the type URL of r in an Any.
+// anyTypeURL is the type URL of r in an Any: one of xdsTypes' strings for
+// the types served (each of a snapshot's Anys carries it: made for each,
+// at S they held 0.3 MB), made afresh for any other.
 func anyTypeURL(r types.Resource) string {
-	return "type.googleapis.com/" + string(proto.MessageName(r))
+	name := string(proto.MessageName(r))
+	for _, t := range xdsTypes {
+		if len(t) == len(typeURLPrefix)+len(name) && t[len(typeURLPrefix):] == name {
+			return t
+		}
+	}
+	return typeURLPrefix + name
 }
+
+// typeURLPrefix is what a type URL adds to a message's full name.
+const typeURLPrefix = "type.googleapis.com/"
 
 // typeResources is one list of resources of a type, versioned and
 // marshaled. It is shared between proxies and never modified; the index
