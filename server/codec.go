@@ -467,6 +467,12 @@ type deltaRequest struct {
 // GetNode returns the request's node (RequireIdentity checks it).
 func (r *deltaRequest) GetNode() *corev3.Node { return r.req.GetNode() }
 
+// reset readies r for the next request.
+func (r *deltaRequest) reset() {
+	proto.Reset(&r.req)
+	r.set = nil
+}
+
 // Field numbers of a DeltaDiscoveryRequest that an answer to a response
 // (an ACK) carries, and nothing else.
 const (
@@ -497,8 +503,18 @@ func (r *deltaRequest) unmarshalAnswer(b []byte) bool {
 		}
 		in = in[n+m:]
 	}
-	r.req.TypeUrl, r.req.ResponseNonce = string(typeURL), string(nonce)
+	r.req.TypeUrl, r.req.ResponseNonce = internType(typeURL), string(nonce)
 	return true
+}
+
+// internType returns typeURL as a string, xdsTypes' own when it is one.
+func internType(typeURL []byte) string {
+	for _, t := range xdsTypes {
+		if t == string(typeURL) {
+			return t
+		}
+	}
+	return string(typeURL)
 }
 
 func (r *deltaRequest) unmarshal(b []byte) error {

@@ -165,8 +165,12 @@ func (a *ads) streamSotW(st grpcStream, typeURL string) error {
 // streamDelta serves a delta stream; typeURL as for streamSotW.
 func (a *ads) streamDelta(st grpcStream, typeURL string) error {
 	s := a.newStream(st, true, typeURL)
+	// One for the stream: requests are decoded one at a time (under the
+	// stream's mu), and a request keeps nothing of it but what decoding
+	// made anew. A thousand ACKs come back after each push.
+	m := &deltaRequest{seed: a.subs.seed, interned: a.subs.lookup}
 	return a.serve(s, st, func(raw *rawMsg) (*request, error) {
-		m := &deltaRequest{seed: a.subs.seed, interned: a.subs.lookup}
+		m.reset()
 		if err := raw.decode(m); err != nil {
 			return nil, err
 		}
