@@ -265,9 +265,9 @@ func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request,
 				// The responses go out from a stack of their own too:
 				// taking in a request can grow a stack to 8 KB (decoding a
 				// first request's node), and a response may wait for the
-				// proxy to read it (a fleet connecting at once: about 700
-				// of 1000 first responses wait), on whatever stack sent
-				// it. Sent from a new one, they wait on 4 KB.
+				// proxy to read it, on whatever stack sent it (a fleet of
+				// 1000 connecting at once: about 700 wait at a time). Sent
+				// from a new one, they wait on 4 KB.
 				err = onOwnStack(done, func() error {
 					s.mu.Lock()
 					defer s.mu.Unlock()
