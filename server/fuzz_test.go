@@ -120,6 +120,16 @@ func FuzzDeltaRequest(f *testing.F) {
 	// A repeated nonce (the last wins), and one that is not UTF-8.
 	f.Add([]byte("\x32\x01a\x32\x01b\x12\x01t"))
 	f.Add([]byte("\x32\x01\xff"))
+	// A request before, decoded into the same deltaRequest: a stream keeps
+	// one (see streamDelta), and what one request set must not reach the
+	// next.
+	before, err := proto.Marshal(&discoveryv3.DeltaDiscoveryRequest{
+		Node: &corev3.Node{Id: "n"}, TypeUrl: resourcev3.ClusterType, ResponseNonce: "9", ResourceNamesSubscribe: fuzzNames[0],
+		ResourceNamesUnsubscribe: []string{"u"}, InitialResourceVersions: map[string]string{"i": "1"}, ErrorDetail: &rpcstatus.Status{Message: "before"},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in := newInterner()
 		var keep []*nameSet
@@ -127,6 +137,10 @@ func FuzzDeltaRequest(f *testing.F) {
 			keep = append(keep, in.of(names))
 		}
 		m := &deltaRequest{seed: in.seed, interned: in.lookup}
+		if err := m.unmarshal(before); err != nil {
+			t.Fatal(err)
+		}
+		m.reset()
 		got := m.unmarshal(b)
 		want := &discoveryv3.DeltaDiscoveryRequest{}
 		if wantErr := proto.Unmarshal(b, want); (got == nil) != (wantErr == nil) {

@@ -308,14 +308,12 @@ func (tr *typeResources) ownAnys(idx []int) []*anypb.Any {
 		}
 	}
 	anys := make([]*anypb.Any, len(idx))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	onOwnStack(make(chan error, 1), func() error {
 		for j, i := range idx {
 			anys[j] = tr.anyAt(i)
 		}
-	}()
-	<-done
+		return nil
+	})
 	return anys
 }
 
