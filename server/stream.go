@@ -90,6 +90,7 @@ type xdsStream struct {
 	mu     sync.Mutex
 	queued int  // requests read and left to serve, not yet handled there
 	ended  bool // serve returned: read hands everything to it (to be dropped)
+	slot   bool // the stream holds an opening slot (see openSlot)
 
 	// A push sent from the waker (see pushInline).
 	inline  bool  // the flush under way is one: respond keeps to budget
@@ -238,18 +239,16 @@ func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request,
 			}
 			return ev.err
 		case ev.raw != nil || ev.req != nil:
-			opening := s.c == nil
-			if opening {
+			if s.c == nil {
 				if err := a.openSlot(s.ctx); err != nil {
 					return err
 				}
+				s.slot = true
 			}
 			err = onOwnStack(done, func() error {
-				if opening {
-					defer func() { <-a.opening }()
-				}
 				s.mu.Lock()
 				defer s.mu.Unlock()
+				defer s.releaseSlot()
 				s.queued--
 				a.requests.Add(1)
 				r := ev.req
@@ -290,7 +289,8 @@ func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request,
 // openSlot waits until fewer than opening's capacity of streams are
 // taking in their first request (decoding the node, building the proxy's
 // first snapshot under the pusher's lock), then takes a slot, given back
-// before the first response goes out. A fleet connecting at once would
+// before the first response goes out (see releaseSlot), or before the
+// stream waits on anything but the CPU: a WorkloadGroup's registration. A fleet connecting at once would
 // otherwise have a goroutine per stream waiting for the pusher's lock, each
 // on the stack the node's decoding grew (1000 sidecars at S: about 970 at
 // once). Waiting here, the stream's own goroutine waits, as it does for its
@@ -303,6 +303,14 @@ func (a *ads) openSlot(ctx context.Context) error {
 		return status.Error(codes.Unavailable, "control plane is shutting down")
 	case <-ctx.Done():
 		return status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+// releaseSlot gives back the stream's opening slot, if it holds one.
+func (s *xdsStream) releaseSlot() {
+	if s.slot {
+		s.slot = false
+		<-s.a.opening
 	}
 }
 
@@ -415,6 +423,11 @@ func (a *ads) open(s *xdsStream, node *corev3.Node) error {
 	}
 	c := a.newConn(px, wire, s.delta, caller)
 	c.wake, c.push = s.events, s.pushInline // before the pusher knows c
+	if px.Metadata.AutoRegisterGroup != "" {
+		// Registering waits for the registry's backend (the Kubernetes
+		// API): not while holding a slot every connecting proxy needs.
+		s.releaseSlot()
+	}
 	if c.autoreg, err = a.autoRegister(s.ctx, px, node, caller); err != nil {
 		return err
 	}
