@@ -6,14 +6,12 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 	networkingapi "istio.io/api/networking/v1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -75,12 +73,7 @@ func TestStalledRegistrationsHoldUpNoOtherProxy(t *testing.T) {
 		return Identity{Namespace: "default", ServiceAccount: "postgres"}, nil
 	})))
 	run(t, s)
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(cc)
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(dialAddr(t, lis.Addr().String()))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	md, err := structpb.NewStruct(map[string]any{"NAMESPACE": "default", "SERVICE_ACCOUNT": "postgres", "AUTO_REGISTER_GROUP": "pg", "INTERCEPTION_MODE": "NONE"})
@@ -98,24 +91,12 @@ func TestStalledRegistrationsHoldUpNoOtherProxy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "every VM's registration waiting for the backend", func() bool { return stalledCreates() == runtime.GOMAXPROCS(0)+2 })
+	waitFor(t, "every VM's registration waiting for the backend", func() bool { return goroutinesIn("stalledBackend.Create(") == runtime.GOMAXPROCS(0)+2 })
 	st, rx := deltaStream(t, s)
 	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node(podNodeID), TypeUrl: resourcev3.ClusterType}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := rx.next(2 * time.Second); err != nil {
 		t.Fatalf("a sidecar behind %d stalled registrations: %v", runtime.GOMAXPROCS(0)+2, err)
-	}
-}
-
-// stalledCreates counts the goroutines waiting in stalledBackend.Create.
-func stalledCreates() int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			return strings.Count(string(buf[:n]), "stalledBackend.Create(")
-		}
-		buf = make([]byte, 2*len(buf))
 	}
 }

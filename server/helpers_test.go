@@ -6,6 +6,8 @@ import (
 	"flag"
 	"log/slog"
 	"os"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,7 +69,14 @@ func run(t *testing.T, s *Server) {
 // dial connects a plain gRPC client to the server.
 func dial(t *testing.T, s *Server) *grpc.ClientConn {
 	t.Helper()
-	cc, err := grpc.NewClient(s.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return dialAddr(t, s.GRPCAddr().String())
+}
+
+// dialAddr connects a plain gRPC client, with opts, to addr; the test's
+// end closes it.
+func dialAddr(t *testing.T, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -184,3 +193,17 @@ func value(t *testing.T, m prometheus.Metric) float64 {
 }
 
 var scale = flag.Bool("scale", false, "run the push path scale test")
+
+// goroutinesIn counts the goroutines whose stack has frame (a function's
+// name and its opening parenthesis): how many wait there, for a test to
+// wait on instead of sleeping.
+func goroutinesIn(frame string) int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), frame)
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"runtime"
 	rtmetrics "runtime/metrics"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -139,13 +137,8 @@ func TestWaitingResponsesKeepShallowStacks(t *testing.T) {
 		t.Fatalf("upsert: %v", ps)
 	}
 	// Fixed windows: gRPC's client would otherwise grow them as it reads.
-	cc, err := grpc.NewClient(s.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(1<<30))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(cc)
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(dialAddr(t, s.GRPCAddr().String(),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(1<<30)))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	before := settledStackBytes()
@@ -164,25 +157,12 @@ func TestWaitingResponsesKeepShallowStacks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "a response of every stream waiting for its proxy", func() bool { return waitingSends() == streams })
+	waitFor(t, "a response of every stream waiting for its proxy", func() bool { return goroutinesIn("(*writeQuota).get(") == streams })
 	after := stackBytes()
 	perStream := (float64(after) - float64(before)) / streams / 1024
 	t.Logf("stacks: %d KB before, %d KB with %d responses waiting: %.1f KB a stream", before>>10, after>>10, streams, perStream)
 	if perStream > 17.5 {
 		t.Errorf("%.1f KB of goroutine stacks a stream whose response waits, want at most 17.5 (the server's three goroutines of 4 KB, the client's own, some slack)", perStream)
-	}
-}
-
-// waitingSends counts the goroutines waiting in gRPC's send for a stream's
-// write quota: the server's responses that wait for their proxy to read.
-func waitingSends() int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			return strings.Count(string(buf[:n]), "(*writeQuota).get(")
-		}
-		buf = make([]byte, 2*len(buf))
 	}
 }
 
