@@ -239,7 +239,7 @@ func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request,
 			}
 			return ev.err
 		case ev.raw != nil || ev.req != nil:
-			if s.c == nil {
+			if s.c == nil && s.debugType == "" {
 				if err := a.openSlot(s.ctx); err != nil {
 					return err
 				}
@@ -290,7 +290,8 @@ func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request,
 // taking in their first request (decoding the node, building the proxy's
 // first snapshot under the pusher's lock), then takes a slot, given back
 // before the first response goes out (see releaseSlot), or before the
-// stream waits on anything but the CPU: a WorkloadGroup's registration. A fleet connecting at once would
+// stream waits on anything but the CPU: a WorkloadGroup's registration, a
+// debug client's answer. A fleet connecting at once would
 // otherwise have a goroutine per stream waiting for the pusher's lock, each
 // on the stack the node's decoding grew (1000 sidecars at S: about 970 at
 // once). Waiting here, the stream's own goroutine waits, as it does for its
@@ -469,6 +470,10 @@ func (s *xdsStream) handle(r *request) error {
 			s.debugType = r.typeURL
 			s.a.log.Debug("debug client", "node", r.node.GetId(), "type", r.typeURL)
 		}
+		// A debug client is answered here, and its answer may wait for
+		// it to read: not while holding a slot every connecting proxy
+		// needs (it takes none for its later requests, see serve).
+		s.releaseSlot()
 		return s.handleDebug(r)
 	}
 	if s.c == nil {

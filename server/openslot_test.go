@@ -100,3 +100,54 @@ func TestStalledRegistrationsHoldUpNoOtherProxy(t *testing.T) {
 		t.Fatalf("a sidecar behind %d stalled registrations: %v", runtime.GOMAXPROCS(0)+2, err)
 	}
 }
+
+// TestUnreadDebugAnswersHoldUpNoProxy: debug clients (istioctl) that ask
+// for big answers and read none of them wait for themselves; a proxy
+// connecting behind more of them than the server takes in first requests
+// at a time still gets its config at once.
+func TestUnreadDebugAnswersHoldUpNoProxy(t *testing.T) {
+	s, store := startLibrary(t)
+	se := httpEntry("many")
+	se.Spec.Hosts = nil
+	for i := range 1000 {
+		se.Spec.Hosts = append(se.Spec.Hosts, fmt.Sprintf("host-%03d-with-a-long-name.example.internal", i))
+	}
+	if ps := store.Upsert("test", se); len(ps) > 0 {
+		t.Fatalf("upsert: %v", ps)
+	}
+	// A sidecar whose config dump (about 700 KB) the debug clients ask for.
+	st, rx := deltaStream(t, s)
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node(podNodeID), TypeUrl: resourcev3.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rx.next(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Fixed windows: gRPC's client would otherwise grow them.
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(dialAddr(t, s.GRPCAddr().String(),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(1<<30)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clients := runtime.GOMAXPROCS(0) + 2
+	for i := range clients {
+		debug, err := ads.DeltaAggregatedResources(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// gRPC sends the first answer whatever its size; the second waits.
+		for range 2 {
+			if err := debug.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node(fmt.Sprintf("istioctl-%d", i)), TypeUrl: istioConfigDump,
+				ResourceNamesSubscribe: []string{podNodeID}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor(t, "every debug client's answer waiting for it", func() bool { return goroutinesIn("(*writeQuota).get(") == clients })
+	vm, vmrx := deltaStream(t, s)
+	if err := vm.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node(vmNodeID), TypeUrl: resourcev3.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vmrx.next(2 * time.Second); err != nil {
+		t.Fatalf("a sidecar behind %d debug clients that do not read: %v", clients, err)
+	}
+}
