@@ -1,7 +1,6 @@
 package server
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -52,11 +51,7 @@ func TestPushOverInlineBudgetIsSentWhole(t *testing.T) {
 	answer("first CDS", func() bool { return len(have) > 0 })
 	before := len(have)
 
-	se := httpEntry("many")
-	se.Spec.Hosts = nil
-	for i := range 300 {
-		se.Spec.Hosts = append(se.Spec.Hosts, fmt.Sprintf("host-%03d-with-a-long-name.example.internal", i))
-	}
+	se := manyHosts(300)
 	se.Spec.Endpoints = []*networkingapi.WorkloadEntry{{Address: "10.40.0.7"}}
 	if ps := store.Upsert("test", se); len(ps) > 0 {
 		t.Fatalf("upsert: %v", ps)

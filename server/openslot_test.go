@@ -107,11 +107,7 @@ func TestStalledRegistrationsHoldUpNoOtherProxy(t *testing.T) {
 // at a time still gets its config at once.
 func TestUnreadDebugAnswersHoldUpNoProxy(t *testing.T) {
 	s, store := startLibrary(t)
-	se := httpEntry("many")
-	se.Spec.Hosts = nil
-	for i := range 1000 {
-		se.Spec.Hosts = append(se.Spec.Hosts, fmt.Sprintf("host-%03d-with-a-long-name.example.internal", i))
-	}
+	se := manyHosts(1000)
 	if ps := store.Upsert("test", se); len(ps) > 0 {
 		t.Fatalf("upsert: %v", ps)
 	}

@@ -128,11 +128,7 @@ func TestWaitingResponsesKeepShallowStacks(t *testing.T) {
 	s, store := startLibrary(t)
 	// Clusters of about 700 KB: more than a stream's flow control window
 	// (64 KB, fixed below) and gRPC's write quota (64 KB) together.
-	se := httpEntry("many")
-	se.Spec.Hosts = nil
-	for i := range 1000 {
-		se.Spec.Hosts = append(se.Spec.Hosts, fmt.Sprintf("host-%03d-with-a-long-name.example.internal", i))
-	}
+	se := manyHosts(1000)
 	if ps := store.Upsert("test", se); len(ps) > 0 {
 		t.Fatalf("upsert: %v", ps)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -60,6 +61,18 @@ func httpEntry(name string) *networkingv1.ServiceEntry {
 			Location:  networkingapi.ServiceEntry_MESH_INTERNAL,
 			Ports:     []*networkingapi.ServicePort{{Number: 8080, Name: "http", Protocol: "HTTP"}},
 			Endpoints: []*networkingapi.WorkloadEntry{{Address: "10.40.0.1"}}}}
+}
+
+// manyHosts is httpEntry("many") with n hosts of long names instead of
+// its one: config of a size a test needs (300 hosts: about 100 KB of
+// clusters).
+func manyHosts(n int) *networkingv1.ServiceEntry {
+	se := httpEntry("many")
+	se.Spec.Hosts = nil
+	for i := range n {
+		se.Spec.Hosts = append(se.Spec.Hosts, fmt.Sprintf("host-%03d-with-a-long-name.example.internal", i))
+	}
+	return se
 }
 
 // TestDeltaSidecarGetsVirtualHostsOverVHDS: an Envoy sidecar on a delta
