@@ -12,6 +12,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/librarymesh/controlplane/meshname"
 	"github.com/librarymesh/controlplane/registry"
@@ -77,6 +78,11 @@ type Builder struct {
 	// (finish skips them): found so here, or carried over with them.
 	valid    map[types.Resource]struct{}
 	problems []error
+
+	// local holds, by port, the one endpoint on 127.0.0.1 of the inbound
+	// clusters to that port, shared by all of them (see localEndpoints);
+	// matches, the virtual inbound chains' matches (see portMatch).
+	local, matches sync.Map
 }
 
 type memo struct {
@@ -93,6 +99,12 @@ type pieces struct {
 	virtualInboundFilters []*listenerv3.ListenerFilter
 	inboundPassthrough    *listenerv3.Filter
 	trustMeta             *corev3.Metadata // see trustBundleMetadata
+	virtualInboundAddress *corev3.Address
+	useOriginalDst        *wrapperspb.BoolValue
+	// catchAll is the virtual inbound listener's catch-all chains by mTLS
+	// mode, passing traffic through unchecked: every pod no authorization
+	// policy selects has the same (see NewBuilder).
+	catchAll [registry.MTLSStrict + 1][]*listenerv3.FilterChain
 }
 
 func newPieces(opts Options) pieces {
@@ -104,6 +116,8 @@ func newPieces(opts Options) pieces {
 		virtualInboundFilters: []*listenerv3.ListenerFilter{OriginalDst(), TLSInspector()},
 		inboundPassthrough:    TCPProxyFilter(meshname.InboundPassthroughCluster, meshname.InboundPassthroughCluster),
 		trustMeta:             trustBundleMetadata(opts.TrustBundle),
+		virtualInboundAddress: SocketAddress(wildcardAddress, VirtualInboundPort),
+		useOriginalDst:        wrapperspb.Bool(true),
 	}
 }
 
@@ -119,7 +133,7 @@ func NewBuilder(view registry.View, opts Options) *Builder {
 		opts.AccessLogPath = DefaultAccessLogPath
 	}
 	aware, labels := localityUse(view.DestinationRules())
-	return &Builder{
+	b := &Builder{
 		view:           view,
 		opts:           opts,
 		pieces:         newPieces(opts),
@@ -137,6 +151,13 @@ func NewBuilder(view registry.View, opts Options) *Builder {
 		vhosts:         map[string]*builtVirtualHost{},
 		valid:          map[types.Resource]struct{}{},
 	}
+	// Made once here and shared by every pod's own part, as the other
+	// pieces are: a pod's own protos stay in memory for as long as it is
+	// connected (see WithServiceChanges).
+	for mode := range b.pieces.catchAll {
+		b.pieces.catchAll[mode] = b.inboundFilterChains(registry.MTLSMode(mode), virtualInboundCatchAll, []*listenerv3.Filter{b.pieces.inboundPassthrough})
+	}
+	return b
 }
 
 // Revision is the model revision the Builder translates.

@@ -6,6 +6,7 @@ import (
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -21,24 +22,24 @@ func (b *Builder) buildPodInbound(w *registry.Workload) (*Resources, error) {
 	authz := b.authzFor(w)
 	for _, ip := range b.inboundPorts(w) {
 		spec := chainSpec{
-			name: func(tls bool) string { return meshname.InboundFilterChain(ip.target, tls) },
-			match: func(transport string) *listenerv3.FilterChainMatch {
-				return &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(ip.target), TransportProtocol: transport}
-			},
+			name:  func(tls bool) string { return meshname.InboundFilterChain(ip.target, tls) },
+			match: func(transport string) *listenerv3.FilterChainMatch { return b.portMatch(ip.target, transport) },
 		}
 		chains = append(chains, b.inboundFilterChains(ip.mode, spec, b.inboundFilters(ip, authz))...)
-		r.Clusters = append(r.Clusters, inboundCluster(ip))
+		r.Clusters = append(r.Clusters, b.inboundCluster(ip))
 	}
 	mode := InboundMTLSMode(b.view.PeerAuthentications(), b.opts.RootNamespace, w.Namespace, w.Labels, 0)
-	catchAll := chainSpec{name: meshname.VirtualInboundCatchAllChain, match: transportMatch}
-	passthrough := append(networkRBACFilters(b.inboundRBAC(authzTarget{policies: authz, tcp: true})), b.pieces.inboundPassthrough)
-	chains = append(chains, b.inboundFilterChains(mode, catchAll, passthrough)...)
+	if rbac := networkRBACFilters(b.inboundRBAC(authzTarget{policies: authz, tcp: true})); len(rbac) > 0 {
+		chains = append(chains, b.inboundFilterChains(mode, virtualInboundCatchAll, append(rbac, b.pieces.inboundPassthrough))...)
+	} else {
+		chains = append(chains, b.pieces.catchAll[mode]...)
+	}
 	r.Listeners = append(r.Listeners, &listenerv3.Listener{
 		Name:             meshname.VirtualInboundListener,
-		Address:          SocketAddress(wildcardAddress, VirtualInboundPort),
+		Address:          b.pieces.virtualInboundAddress,
 		TrafficDirection: corev3.TrafficDirection_INBOUND,
 		ListenerFilters:  b.pieces.virtualInboundFilters,
-		UseOriginalDst:   wrapperspb.Bool(true),
+		UseOriginalDst:   b.pieces.useOriginalDst,
 		FilterChains:     chains,
 	})
 	b.problem(r.finish(nil))
@@ -66,11 +67,15 @@ func (b *Builder) buildVMInbound(w *registry.Workload) (*Resources, error) {
 			l.ListenerFilters = b.pieces.tlsInspector
 		}
 		r.Listeners = append(r.Listeners, l)
-		r.Clusters = append(r.Clusters, inboundCluster(ip))
+		r.Clusters = append(r.Clusters, b.inboundCluster(ip))
 	}
 	b.problem(r.finish(nil))
 	return r, nil
 }
+
+// virtualInboundCatchAll names and matches the virtual inbound listener's
+// catch-all chains.
+var virtualInboundCatchAll = chainSpec{name: meshname.VirtualInboundCatchAllChain, match: transportMatch}
 
 // transportMatch matches only on the transport protocol, if any.
 func transportMatch(transport string) *listenerv3.FilterChainMatch {
@@ -159,6 +164,35 @@ func (b *Builder) inboundFilterChains(mode registry.MTLSMode, spec chainSpec, fs
 }
 
 // inboundCluster is the STATIC cluster to the app on 127.0.0.1.
-func inboundCluster(ip inboundPort) *clusterv3.Cluster {
-	return StaticCluster(LocalClusterLoadAssignment(ip.cluster(), ip.target), clusterOptions{HTTP2: ip.port.Protocol.IsHTTP2()})
+func (b *Builder) inboundCluster(ip inboundPort) *clusterv3.Cluster {
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: ip.cluster(), Endpoints: b.localEndpoints(ip.target)}
+	return StaticCluster(cla, clusterOptions{HTTP2: ip.port.Protocol.IsHTTP2()})
+}
+
+// portMatch matches a virtual inbound chain to port and transport, made
+// once per Builder and shared as localEndpoints is.
+func (b *Builder) portMatch(port uint32, transport string) *listenerv3.FilterChainMatch {
+	k := portTransport{port, transport}
+	if m, ok := b.matches.Load(k); ok {
+		return m.(*listenerv3.FilterChainMatch)
+	}
+	m, _ := b.matches.LoadOrStore(k, &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port), TransportProtocol: transport})
+	return m.(*listenerv3.FilterChainMatch)
+}
+
+type portTransport struct {
+	port      uint32
+	transport string
+}
+
+// localEndpoints returns LocalClusterLoadAssignment's endpoints for port,
+// made once per Builder and shared by every inbound cluster to the port: a
+// proxy's own protos stay in memory while it is connected, and a thousand
+// sidecars' inbound clusters to one port need one endpoint between them.
+func (b *Builder) localEndpoints(port uint32) []*endpointv3.LocalityLbEndpoints {
+	if e, ok := b.local.Load(port); ok {
+		return e.([]*endpointv3.LocalityLbEndpoints)
+	}
+	e, _ := b.local.LoadOrStore(port, LocalClusterLoadAssignment("", port).Endpoints)
+	return e.([]*endpointv3.LocalityLbEndpoints)
 }
