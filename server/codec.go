@@ -21,11 +21,15 @@ import (
 )
 
 // encodedMsg is a message already encoded, in pieces that concatenate to
-// its wire form (protobuf merges repeated fields across pieces). Pieces may
-// be shared between streams: gRPC writes them out without copying, so a
-// thousand proxies sent the same cluster list hold one copy of its bytes
-// while their responses wait for flow control.
-type encodedMsg struct{ parts [][]byte }
+// its wire form (protobuf merges repeated fields across pieces): head, then
+// parts. Pieces may be shared between streams: gRPC writes them out without
+// copying, so a thousand proxies sent the same cluster list hold one copy of
+// its bytes while their responses wait for flow control. The head is apart
+// so that a response's own fields need no new slice of pieces.
+type encodedMsg struct {
+	head  []byte
+	parts [][]byte
+}
 
 // codec is gRPC's proto codec with three changes for xDS:
 //   - encodedMsgs are sent as they are;
@@ -45,7 +49,10 @@ func newCodec(pool mem.BufferPool) codec {
 // Marshal encodes v; an encodedMsg's pieces are handed over unchanged.
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	if m, ok := v.(*encodedMsg); ok {
-		out := make(mem.BufferSlice, 0, len(m.parts))
+		out := make(mem.BufferSlice, 0, 1+len(m.parts))
+		if len(m.head) > 0 {
+			out = append(out, mem.SliceBuffer(m.head))
+		}
 		for _, p := range m.parts {
 			if len(p) > 0 {
 				out = append(out, mem.SliceBuffer(p))
@@ -115,6 +122,41 @@ var errWhole = errors.New("decode the message whole")
 type xdsRequest interface {
 	unmarshal([]byte) error
 	GetNode() *corev3.Node
+	// keepNodeWire keeps the node as it came (see nodeField).
+	keepNodeWire([]byte)
+}
+
+// nodeFieldNumber is the node's field, in DiscoveryRequest and
+// DeltaDiscoveryRequest alike.
+const nodeFieldNumber protowire.Number = 1
+
+// nodeField returns a copy of the node of the encoded request b as it came,
+// or nil if b holds the node in more than one field (protobuf merges them:
+// only the decoded node, encoded again, is the whole node). A connection
+// keeps its node encoded (see conn.node); encoding the decoded node again
+// sorted its metadata's maps by reflection, for every proxy connecting.
+func nodeField(b []byte) []byte {
+	var node []byte
+	found := false
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return nil
+		}
+		if num == nodeFieldNumber {
+			if found || typ != protowire.BytesType {
+				return nil
+			}
+			node, _ = protowire.ConsumeBytes(b[n:])
+			found = true
+		}
+		b = b[n+m:]
+	}
+	return bytes.Clone(node)
 }
 
 // decode decodes the message into req, frees its bytes and has the node
@@ -128,7 +170,10 @@ func (m *rawMsg) decode(req xdsRequest) error {
 	}
 	if err == errWhole {
 		buf := m.data.MaterializeToBuffer(m.pool)
-		err = req.unmarshal(buf.ReadOnlyData())
+		b := buf.ReadOnlyData()
+		if err = req.unmarshal(b); err == nil && req.GetNode() != nil {
+			req.keepNodeWire(nodeField(b))
+		}
 		buf.Free()
 	}
 	if err != nil {
@@ -164,10 +209,14 @@ type sotwRequest struct {
 	match *nameSet // the known set whose encoding the first names are
 	set   *nameSet // the known set, when the names are the same
 	names []string // otherwise, the names
+
+	nodeWire []byte // the node as it came, when kept (see nodeField)
 }
 
 // GetNode returns the request's node (RequireIdentity checks it).
 func (r *sotwRequest) GetNode() *corev3.Node { return r.req.GetNode() }
+
+func (r *sotwRequest) keepNodeWire(b []byte) { r.nodeWire = b }
 
 func (r *sotwRequest) unmarshal(b []byte) error {
 	n, err := r.scan(b)
@@ -461,16 +510,19 @@ type deltaRequest struct {
 	seed     maphash.Seed
 	interned func(setKey) *nameSet
 
-	set *nameSet // the subscribed names, when interned already
+	set      *nameSet // the subscribed names, when interned already
+	nodeWire []byte   // the node as it came, when kept (see nodeField)
 }
 
 // GetNode returns the request's node (RequireIdentity checks it).
 func (r *deltaRequest) GetNode() *corev3.Node { return r.req.GetNode() }
 
+func (r *deltaRequest) keepNodeWire(b []byte) { r.nodeWire = b }
+
 // reset readies r for the next request.
 func (r *deltaRequest) reset() {
 	proto.Reset(&r.req)
-	r.set = nil
+	r.set, r.nodeWire = nil, nil
 }
 
 // Field numbers of a DeltaDiscoveryRequest that an answer to a response

@@ -226,9 +226,7 @@ func (s *xdsStream) flushSotW(t *typeState, ts *typeSnapshot) error {
 // sendSotW sends the picked resources.
 func (s *xdsStream) sendSotW(t *typeState, p *picked) error {
 	anys, encoded := p.sotw()
-	return s.respond(t, p.ts, p.len(), encoded, func(nonce string) proto.Message {
-		return &discoveryv3.DiscoveryResponse{VersionInfo: t.wireVersion(p.ts), Resources: anys, TypeUrl: t.typeURL(), Nonce: nonce}
-	})
+	return s.respond(t, p.ts, p.len(), encoded, responseHead{version: t.wireVersion(p.ts), anys: anys})
 }
 
 // flushDelta sends a delta response with what changed of the subscribed
@@ -263,11 +261,7 @@ func (s *xdsStream) flushDelta(t *typeState, ts *typeSnapshot) error {
 		return nil
 	}
 	res, encoded := p.delta()
-	return s.respond(t, ts, p.len(), encoded, func(nonce string) proto.Message {
-		return &discoveryv3.DeltaDiscoveryResponse{
-			SystemVersionInfo: ts.version, Resources: res, TypeUrl: t.typeURL(), RemovedResources: removed, Nonce: nonce,
-		}
-	})
+	return s.respond(t, ts, p.len(), encoded, responseHead{version: ts.version, res: res, removed: removed})
 }
 
 // pickInitial picks, for a delta stream's first response, what differs
@@ -287,13 +281,43 @@ func (t *typeState) pickInitial(p *picked) (removed []string) {
 	return removed
 }
 
+// responseHead is what a response holds besides its pieces encoded
+// already: its version, the resources encoded with it, and (delta) the
+// names removed.
+type responseHead struct {
+	version string
+	anys    []*anypb.Any            // SotW
+	res     []*discoveryv3.Resource // delta
+	removed []string                // delta
+}
+
+// encode encodes h as the head of a response of t's type with nonce, in a
+// message from the ads' pool: a push makes one per proxy, each garbage
+// once encoded.
+func (h responseHead) encode(a *ads, delta bool, t *typeState, nonce string) ([]byte, error) {
+	if delta {
+		m := a.deltaHeads.Get().(*discoveryv3.DeltaDiscoveryResponse)
+		m.SystemVersionInfo, m.Resources, m.TypeUrl, m.RemovedResources, m.Nonce = h.version, h.res, t.typeURL(), h.removed, nonce
+		b, err := proto.Marshal(m)
+		m.Reset()
+		a.deltaHeads.Put(m)
+		return b, err
+	}
+	m := a.sotwHeads.Get().(*discoveryv3.DiscoveryResponse)
+	m.VersionInfo, m.Resources, m.TypeUrl, m.Nonce = h.version, h.anys, t.typeURL(), nonce
+	b, err := proto.Marshal(m)
+	m.Reset()
+	a.sotwHeads.Put(m)
+	return b, err
+}
+
 // respond numbers a response of n resources of ts, marks it pending,
-// records it and sends it: head (made with the nonce) encoded here, then
-// the pieces encoded already.
-func (s *xdsStream) respond(t *typeState, ts *typeSnapshot, n int, encoded [][]byte, head func(nonce string) proto.Message) error {
+// records it and sends it: head (with the nonce) encoded here, then the
+// pieces encoded already.
+func (s *xdsStream) respond(t *typeState, ts *typeSnapshot, n int, encoded [][]byte, head responseHead) error {
 	nonce := strconv.FormatUint(s.nonce+1, 10)
 	short := shortTypes[t.index]
-	b, err := proto.Marshal(head(nonce))
+	b, err := head.encode(s.a, s.delta, t, nonce)
 	if err != nil {
 		return status.Errorf(codes.Internal, "encode %s response: %v", short, err)
 	}
@@ -310,10 +334,10 @@ func (s *xdsStream) respond(t *typeState, ts *typeSnapshot, n int, encoded [][]b
 	s.nonce++
 	t.pending = &sentResponse{nonce: nonce, ts: ts, sub: t.sub}
 	t.lastNonce = nonce
-	s.c.sent(t.index, ts.version)
+	s.c.sent(int(t.index), ts.version)
 	s.a.metrics.pushesOf[t.index].Inc()
 	s.a.metrics.resourcesOf[t.index].Add(float64(n))
-	err = s.send(&encodedMsg{parts: append([][]byte{b}, encoded...)})
+	err = s.send(&encodedMsg{head: b, parts: encoded})
 	if err != nil && s.inline {
 		s.sendErr = err // for serve to end the stream with
 	}

@@ -177,3 +177,57 @@ func sameNames(a, b []string) bool {
 	}
 	return maps.Equal(set(a), set(b))
 }
+
+// FuzzNodeField checks the node a connection keeps as it came (see
+// nodeField) against the node proto decodes from the same request: when
+// nodeField keeps one, it decodes to exactly that node.
+func FuzzNodeField(f *testing.F) {
+	node := &corev3.Node{Id: "sidecar~10.8.0.1~inventory-1.default~default.svc.cluster.local", Cluster: "inventory.default"}
+	fuzzSeeds(f,
+		&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType},
+		&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResourceNames: fuzzNames[0]},
+		&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: "1"},
+	)
+	// The node in two fields, which protobuf merges.
+	f.Add([]byte("\x0a\x03\x0a\x01a\x12\x01t\x0a\x03\x12\x01c"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, req := range []interface {
+			proto.Message
+			GetNode() *corev3.Node
+		}{&discoveryv3.DeltaDiscoveryRequest{}, &discoveryv3.DiscoveryRequest{}} {
+			if proto.Unmarshal(b, req) != nil || req.GetNode() == nil {
+				continue
+			}
+			kept := nodeField(b)
+			if kept == nil {
+				continue
+			}
+			got := &corev3.Node{}
+			if err := proto.Unmarshal(kept, got); err != nil {
+				t.Fatalf("kept node does not decode: %v", err)
+			}
+			if !proto.Equal(got, req.GetNode()) {
+				t.Fatalf("kept node %v, request's node %v", got, req.GetNode())
+			}
+		}
+	})
+}
+
+func TestNodeFieldRefusesASplitNode(t *testing.T) {
+	whole, err := proto.Marshal(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "a", Cluster: "c"}, TypeUrl: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := nodeField(whole); got == nil {
+		t.Fatal("a request's one node field was not kept")
+	}
+	// The same node in two fields: protobuf merges them into the node above.
+	split := []byte("\x0a\x03\x0a\x01a\x12\x01t\x0a\x03\x12\x01c")
+	req := &discoveryv3.DeltaDiscoveryRequest{}
+	if err := proto.Unmarshal(split, req); err != nil || req.GetNode().GetId() != "a" || req.GetNode().GetCluster() != "c" {
+		t.Fatalf("split request decodes to %v, %v", req, err)
+	}
+	if got := nodeField(split); got != nil {
+		t.Fatalf("a node in two fields was kept as %q, only part of it", got)
+	}
+}

@@ -119,7 +119,7 @@ func (s *xdsStream) sendOne(typeURL string, resp proto.Message) error {
 	if err != nil {
 		return status.Errorf(codes.Internal, "encode %s response: %v", typeURL, err)
 	}
-	return s.send(&encodedMsg{parts: [][]byte{b}})
+	return s.send(&encodedMsg{head: b})
 }
 
 type debugResource struct {

@@ -79,7 +79,7 @@ func BenchmarkDeltaSubscribeNewService(b *testing.B) {
 		c := a.newConn(&snapshot.Proxy{ID: "sidecar~10.0.0.1~app.default~default.svc.cluster.local"}, nil, true, nil)
 		c.snap = snap
 		s := &xdsStream{a: a, delta: true, c: c, send: func(any) error { sent++; return nil }}
-		t := &typeState{index: typeIndex(resourcev3.EndpointType), requested: true,
+		t := &typeState{index: int32(typeIndex(resourcev3.EndpointType)), requested: true,
 			sub: subscription{set: set}, held: old, heldSub: subscription{set: set}}
 		s.handleDelta(t, &request{typeURL: resourcev3.EndpointType, subscribe: []string{added}})
 		if err := s.flushDelta(t, cur); err != nil {

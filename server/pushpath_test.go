@@ -111,7 +111,7 @@ func TestDeltaPicksAfterSubscriptionChange(t *testing.T) {
 			c.snap = &nodeSnapshot{}
 			s := &xdsStream{a: a, delta: true, c: c, send: func(any) error { return nil }}
 			sub := subscription{set: heldSet, wildcard: tc.wildcard}
-			st := &typeState{index: typeIndex(resourcev3.EndpointType), requested: true, sub: sub, held: held, heldSub: sub}
+			st := &typeState{index: int32(typeIndex(resourcev3.EndpointType)), requested: true, sub: sub, held: held, heldSub: sub}
 			s.handleDelta(st, &request{typeURL: resourcev3.EndpointType, subscribe: tc.subscribe, unsubscribe: tc.unsubscribe})
 			p := &picked{ts: cur}
 			if len(st.force) > 0 {
@@ -166,7 +166,7 @@ func TestSotWPicksAfterSubscriptionChange(t *testing.T) {
 			if !tc.heldWildcard {
 				heldSub.set = a.subs.of(tc.held)
 			}
-			st := &typeState{index: typeIndex(resourcev3.EndpointType), requested: true, sub: heldSub, held: held, heldSub: heldSub}
+			st := &typeState{index: int32(typeIndex(resourcev3.EndpointType)), requested: true, sub: heldSub, held: held, heldSub: heldSub}
 			s.handleSotW(st, &request{typeURL: resourcev3.EndpointType, names: tc.now})
 			p := &picked{ts: cur}
 			st.pickChanges(s, p)
@@ -209,7 +209,7 @@ func FuzzSotWPick(f *testing.F) {
 		c := a.newConn(&snapshot.Proxy{ID: "sidecar~10.0.0.1~app.default~default.svc.cluster.local"}, nil, false, nil)
 		s := &xdsStream{a: a, c: c, send: func(any) error { return nil }}
 		heldSub := subscription{set: a.subs.of(was)}
-		st := &typeState{index: typeIndex(resourcev3.EndpointType), requested: true, sub: heldSub, held: held, heldSub: heldSub}
+		st := &typeState{index: int32(typeIndex(resourcev3.EndpointType)), requested: true, sub: heldSub, held: held, heldSub: heldSub}
 		s.handleSotW(st, &request{typeURL: resourcev3.EndpointType, names: now})
 		p := &picked{ts: cur}
 		st.pickChanges(s, p)
@@ -352,10 +352,10 @@ func TestWholeOwnListNotKept(t *testing.T) {
 	p := &picked{ts: ts, whole: true}
 	_, sotw := p.sotw()
 	_, delta := p.delta()
-	if own.sotwEnc != nil || own.deltaEnc != nil || own.anys != nil {
-		t.Errorf("the own list keeps its encodings (SotW %d B, delta %d B, %d resources)", len(own.sotwEnc), len(own.deltaEnc), len(own.anys))
+	if m := own.made.Load(); m != nil && (m.sotwEnc != nil || m.deltaEnc != nil) || own.anys != nil {
+		t.Errorf("the own list keeps its encodings (%+v, %d resources)", m, len(own.anys))
 	}
-	if shared.sotwEnc == nil || shared.deltaEnc == nil {
+	if m := shared.made.Load(); m == nil || m.sotwEnc == nil || m.deltaEnc == nil {
 		t.Error("the shared list's encodings are not kept")
 	}
 	var sresp discoveryv3.DiscoveryResponse
@@ -587,6 +587,32 @@ func TestAnyTypeURL(t *testing.T) {
 	} {
 		if got := anyTypeURL(tc.r); got != tc.want {
 			t.Errorf("anyTypeURL(%T) = %q, want %q", tc.r, got, tc.want)
+		}
+	}
+}
+
+// TestLookup: a list finds each of its names at its index and no other
+// name, whether short (searched name by name) or long (indexed).
+func TestLookup(t *testing.T) {
+	for _, n := range []int{1, shortList, shortList + 1, 40} {
+		list := make([]types.Resource, n)
+		for i := range list {
+			list[i] = &endpointv3.ClusterLoadAssignment{ClusterName: fmt.Sprintf("outbound|%d||svc.default.svc.cluster.local", 1000+i)}
+		}
+		tr, err := newHasher().list(list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, name := range tr.names {
+			if j, ok := tr.lookup(name); !ok || j != i {
+				t.Errorf("%d names: lookup(%q) = %d, %v; want %d", n, name, j, ok, i)
+			}
+		}
+		if j, ok := tr.lookup("outbound|1||other.default.svc.cluster.local"); ok {
+			t.Errorf("%d names: an absent name found at %d", n, j)
+		}
+		if indexed := tr.made.Load() != nil && tr.made.Load().index != nil; indexed != (n > shortList) {
+			t.Errorf("%d names: indexed %v, want %v", n, indexed, n > shortList)
 		}
 	}
 }

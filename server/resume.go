@@ -55,7 +55,7 @@ func (s *xdsStream) resume(t *typeState, ts *typeSnapshot) bool {
 		return false
 	}
 	t.synced(ts)
-	s.c.resumed(t.index, ts.version)
+	s.c.resumed(int(t.index), ts.version)
 	return true
 }
 

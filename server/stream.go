@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -42,13 +43,31 @@ type ads struct {
 	debug    *istioDebug // answers debug clients (istioctl)
 	// autoreg registers WorkloadGroup workloads (nil: refused).
 	autoreg *autoregister.Controller
+	// reqs holds decoded requests for reuse (see newRequest); sotwHeads
+	// and deltaHeads, response messages (see responseHead.encode).
+	reqs, sotwHeads, deltaHeads sync.Pool
 }
 
 func newADS(log *slog.Logger, m *metrics, observe func(float64)) *ads {
 	return &ads{
 		log: log, metrics: m, observe: observe, done: make(chan struct{}), diffs: newDiffCache(), subs: newInterner(),
-		opening: make(chan struct{}, runtime.GOMAXPROCS(0)),
+		opening:    make(chan struct{}, runtime.GOMAXPROCS(0)),
+		reqs:       sync.Pool{New: func() any { return new(request) }},
+		sotwHeads:  sync.Pool{New: func() any { return new(discoveryv3.DiscoveryResponse) }},
+		deltaHeads: sync.Pool{New: func() any { return new(discoveryv3.DeltaDiscoveryResponse) }},
 	}
+}
+
+// newRequest returns a request to decode into. Requests are handled one at
+// a time and nothing keeps one once handled (only what its fields point
+// to), so each goes back to the pool then (freeRequest): after a push, a
+// thousand ACKs come in, each a request of about 180 bytes.
+func (a *ads) newRequest() *request { return a.reqs.Get().(*request) }
+
+// freeRequest gives r back for reuse, cleared.
+func (a *ads) freeRequest(r *request) {
+	*r = request{}
+	a.reqs.Put(r)
 }
 
 // stop ends every stream.
@@ -57,6 +76,7 @@ func (a *ads) stop() { close(a.done) }
 // request is a SotW or delta request.
 type request struct {
 	node                   *corev3.Node
+	nodeWire               []byte // node as it came, if kept (see nodeField)
 	typeURL, nonce         string
 	version                string // SotW: the version_info
 	isErr                  bool
@@ -107,10 +127,13 @@ type grpcStream interface {
 
 // typeState is what a stream knows of one type.
 type typeState struct {
-	index     int
+	// index, the flags and (delta) answer share a word: a proxy has a
+	// typeState per type it asks for, kept while it is connected.
+	index     int32
 	requested bool
-	sub       subscription // what the proxy asks for now
 	legacy    bool         // SotW: wildcard because the first request named nothing
+	answer    bool         // delta: no response yet: a wildcard subscription is answered even if empty
+	sub       subscription // what the proxy asks for now
 
 	// The proxy holds what heldSub selects of held (nothing when held is nil).
 	held    *typeSnapshot
@@ -126,7 +149,6 @@ type typeState struct {
 	// delta only
 	initial map[string]string // versions named by the first request, until the first response
 	force   []string          // names subscribed since the last response: sent whatever is held
-	answer  bool              // no response yet: a wildcard subscription is answered even if empty
 }
 
 func (t *typeState) typeURL() string { return xdsTypes[t.index] }
@@ -148,10 +170,11 @@ func (a *ads) streamSotW(st grpcStream, typeURL string) error {
 			return nil, err
 		}
 		r := &m.req
-		out := &request{
+		out := a.newRequest()
+		*out = request{
 			node: r.GetNode(), typeURL: r.GetTypeUrl(), nonce: r.GetResponseNonce(), version: r.GetVersionInfo(),
 			isErr: r.GetErrorDetail() != nil, errMsg: r.GetErrorDetail().GetMessage(),
-			set: m.set, names: m.names,
+			set: m.set, names: m.names, nodeWire: m.nodeWire,
 		}
 		if out.set == nil && len(out.names) > 0 && !slices.Contains(out.names, "*") {
 			out.set, out.names = a.subs.of(out.names), nil
@@ -176,12 +199,14 @@ func (a *ads) streamDelta(st grpcStream, typeURL string) error {
 			return nil, err
 		}
 		r := &m.req
-		return &request{
+		out := a.newRequest()
+		*out = request{
 			node: r.GetNode(), typeURL: r.GetTypeUrl(), nonce: r.GetResponseNonce(),
 			isErr: r.GetErrorDetail() != nil, errMsg: r.GetErrorDetail().GetMessage(),
 			subscribe: r.GetResourceNamesSubscribe(), set: m.set, unsubscribe: r.GetResourceNamesUnsubscribe(),
-			initial: r.GetInitialResourceVersions(),
-		}, nil
+			initial: r.GetInitialResourceVersions(), nodeWire: m.nodeWire,
+		}
+		return out, nil
 	})
 }
 
@@ -258,6 +283,7 @@ func (a *ads) serve(s *xdsStream, st grpcStream, decode func(*rawMsg) (*request,
 						return err
 					}
 				}
+				defer a.freeRequest(r)
 				return s.handle(r)
 			})
 			if err == nil && s.c != nil { // a debug client has no conn
@@ -378,6 +404,7 @@ func (s *xdsStream) answer(raw *rawMsg, decode func(*rawMsg) (*request, error)) 
 	}
 	s.a.requests.Add(1)
 	s.answered(t, r)
+	s.a.freeRequest(r)
 	if s.due(t) {
 		s.c.wakeStream()
 	}
@@ -400,8 +427,9 @@ func onOwnStack(done chan error, fn func() error) error {
 
 // open makes the connection of a stream's first request: it checks the
 // node (and, on the TLS port, that the caller owns it) and builds the
-// proxy's first snapshot, so the request is answered at once.
-func (a *ads) open(s *xdsStream, node *corev3.Node) error {
+// proxy's first snapshot, so the request is answered at once. nodeWire is
+// the node as it came, nil if the decoder did not keep it.
+func (a *ads) open(s *xdsStream, node *corev3.Node, nodeWire []byte) error {
 	px, err := snapshot.ParseProxy(node)
 	if err != nil {
 		a.metrics.rejected.WithLabelValues("MalformedNodeID").Inc()
@@ -418,9 +446,11 @@ func (a *ads) open(s *xdsStream, node *corev3.Node) error {
 	}
 	// VHDS needs delta xDS on the ADS stream (Envoy refuses it otherwise).
 	px.DeltaADS = s.delta && s.defaultType == ""
-	wire, err := proto.Marshal(node)
-	if err != nil {
-		return status.Errorf(codes.InvalidArgument, "node %s: %v", px.ID, err)
+	wire := nodeWire
+	if wire == nil {
+		if wire, err = proto.Marshal(node); err != nil {
+			return status.Errorf(codes.InvalidArgument, "node %s: %v", px.ID, err)
+		}
 	}
 	c := a.newConn(px, wire, s.delta, caller)
 	c.wake, c.push = s.events, s.pushInline // before the pusher knows c
@@ -477,7 +507,7 @@ func (s *xdsStream) handle(r *request) error {
 		return s.handleDebug(r)
 	}
 	if s.c == nil {
-		if err := s.a.open(s, r.node); err != nil {
+		if err := s.a.open(s, r.node, r.nodeWire); err != nil {
 			return err
 		}
 	}
@@ -497,7 +527,7 @@ func (s *xdsStream) handle(r *request) error {
 	}
 	t := s.types[i]
 	if t == nil {
-		t = &typeState{index: i}
+		t = &typeState{index: int32(i)}
 		s.types[i] = t
 	}
 	if s.delta {
@@ -650,7 +680,7 @@ func (s *xdsStream) handleDelta(t *typeState, r *request) {
 func (s *xdsStream) answered(t *typeState, r *request) {
 	p := t.pending
 	t.pending = nil
-	newNack := s.c.answered(t.index, p.ts.version, r.errMsg, r.isErr)
+	newNack := s.c.answered(int(t.index), p.ts.version, r.errMsg, r.isErr)
 	if !r.isErr {
 		t.held, t.heldSub, t.nacked = p.ts, p.sub, nil
 		return

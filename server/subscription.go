@@ -16,8 +16,8 @@ import (
 // subscription is what a stream asks for of one type: every resource
 // (wildcard) and/or the named ones.
 type subscription struct {
-	wildcard bool
 	set      *nameSet // explicit names; nil for none
+	wildcard bool
 	// namespaces: a name of the set also covers every resource named
 	// NAME/REST, as Envoy's VHDS subscribes to a route configuration's
 	// virtual hosts by the route configuration's name.

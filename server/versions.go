@@ -230,8 +230,8 @@ func anyTypeURL(r types.Resource) string {
 const typeURLPrefix = "type.googleapis.com/"
 
 // typeResources is one list of resources of a type, versioned and
-// marshaled. It is shared between proxies and never modified; the index
-// by name and the delta Resources are made on first use.
+// marshaled. It is shared between proxies and never modified; what is made
+// from it on first use is in its made.
 type typeResources struct {
 	gen   uint64 // the hasher's generation that last kept it (see keep); the pusher's, under its mu
 	sum   uint64
@@ -240,6 +240,13 @@ type typeResources struct {
 	vers  []string         // content hash, by list index
 	anys  []*anypb.Any     // marshaled resources, by list index; nil for an own list (see anyAt)
 
+	made atomic.Pointer[madeFrom] // see madeFrom
+}
+
+// madeFrom is what a typeResources makes on first use. Apart, it costs a
+// list nothing until then: a proxy's own lists (one or two per sidecar,
+// kept while it is connected) never need most of it.
+type madeFrom struct {
 	indexOnce sync.Once
 	index     map[string]int // name -> list index
 
@@ -256,17 +263,28 @@ type typeResources struct {
 	sotwEnc, deltaEnc         []byte // every resource, encoded as response fields
 }
 
+// madeFrom returns tr's madeFrom, made on first use.
+func (tr *typeResources) madeFrom() *madeFrom {
+	if m := tr.made.Load(); m != nil {
+		return m
+	}
+	tr.made.CompareAndSwap(nil, new(madeFrom))
+	return tr.made.Load()
+}
+
 // sotwEncoded returns every resource as the resources field of a SotW
 // response, encoded once: for a shared list, sent to many proxies.
 func (tr *typeResources) sotwEncoded() []byte {
-	tr.sotwEncOnce.Do(func() { tr.sotwEnc = tr.sotwEncoding() })
-	return tr.sotwEnc
+	m := tr.madeFrom()
+	m.sotwEncOnce.Do(func() { m.sotwEnc = tr.sotwEncoding() })
+	return m.sotwEnc
 }
 
 // deltaEncoded is sotwEncoded for delta responses.
 func (tr *typeResources) deltaEncoded() []byte {
-	tr.deltaEncOnce.Do(func() { tr.deltaEnc = tr.deltaEncoding() })
-	return tr.deltaEnc
+	m := tr.madeFrom()
+	m.deltaEncOnce.Do(func() { m.deltaEnc = tr.deltaEncoding() })
+	return m.deltaEnc
 }
 
 // sotwEncoding encodes every resource as the resources field of a SotW
@@ -389,17 +407,30 @@ func checkDuplicates(names []string) error {
 	return nil
 }
 
-// lookup returns the list index of a named resource.
+// lookup returns the list index of a named resource. A short list (a
+// proxy's own, most often) is searched name by name, without an index.
 func (tr *typeResources) lookup(name string) (int, bool) {
-	tr.indexOnce.Do(func() {
-		tr.index = make(map[string]int, len(tr.names))
+	if len(tr.names) <= shortList {
 		for i, n := range tr.names {
-			tr.index[n] = i
+			if n == name {
+				return i, true
+			}
+		}
+		return 0, false
+	}
+	m := tr.madeFrom()
+	m.indexOnce.Do(func() {
+		m.index = make(map[string]int, len(tr.names))
+		for i, n := range tr.names {
+			m.index[n] = i
 		}
 	})
-	i, ok := tr.index[name]
+	i, ok := m.index[name]
 	return i, ok
 }
+
+// shortList is the longest list lookup searches without an index.
+const shortList = 8
 
 // ownDeltaResources returns the delta Resources of list indexes idx of an
 // own list, made afresh (see ownList).
@@ -419,12 +450,12 @@ const resourcesField protowire.Number = 2
 // sotwField returns index i of a shared list as the resources field of a
 // SotW response, encoded once.
 func (tr *typeResources) sotwField(i int) []byte {
-	return tr.sotwFields.get(len(tr.list), i, func() proto.Message { return tr.anys[i] })
+	return tr.madeFrom().sotwFields.get(len(tr.list), i, func() proto.Message { return tr.anys[i] })
 }
 
 // deltaField is sotwField for delta responses.
 func (tr *typeResources) deltaField(i int) []byte {
-	return tr.deltaFields.get(len(tr.list), i, func() proto.Message {
+	return tr.madeFrom().deltaFields.get(len(tr.list), i, func() proto.Message {
 		return &discoveryv3.Resource{Name: tr.names[i], Version: tr.vers[i], Resource: tr.anys[i]}
 	})
 }
@@ -455,15 +486,16 @@ func (c *fieldCache) get(n, i int, msg func() proto.Message) []byte {
 // (service cluster names, see meshname.ClusterHost), computed once per
 // shared list.
 func (tr *typeResources) serviceHosts() map[string]bool {
-	tr.hostsOnce.Do(func() {
-		tr.hosts = make(map[string]bool, len(tr.names))
+	m := tr.madeFrom()
+	m.hostsOnce.Do(func() {
+		m.hosts = make(map[string]bool, len(tr.names))
 		for _, name := range tr.names {
 			if host, ok := meshname.ClusterHost(name); ok {
-				tr.hosts[host] = true
+				m.hosts[host] = true
 			}
 		}
 	})
-	return tr.hosts
+	return m.hosts
 }
 
 // typeSnapshot is one type of a proxy's snapshot: the part it shares with
