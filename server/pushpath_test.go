@@ -352,8 +352,8 @@ func TestWholeOwnListNotKept(t *testing.T) {
 	p := &picked{ts: ts, whole: true}
 	_, sotw := p.sotw()
 	_, delta := p.delta()
-	if m := own.made.Load(); m != nil && (m.sotwEnc != nil || m.deltaEnc != nil) || own.anys != nil {
-		t.Errorf("the own list keeps its encodings (%+v, %d resources)", m, len(own.anys))
+	if m := own.made.Load(); m != nil && (m.sotwEnc != nil || m.deltaEnc != nil) || own.anys != nil || own.first.Load() != nil {
+		t.Errorf("the own list keeps its encodings (%+v, %d resources, first %v)", m, len(own.anys), own.first.Load())
 	}
 	if m := shared.made.Load(); m == nil || m.sotwEnc == nil || m.deltaEnc == nil {
 		t.Error("the shared list's encodings are not kept")
@@ -613,6 +613,36 @@ func TestLookup(t *testing.T) {
 		}
 		if indexed := tr.made.Load() != nil && tr.made.Load().index != nil; indexed != (n > shortList) {
 			t.Errorf("%d names: indexed %v, want %v", n, indexed, n > shortList)
+		}
+	}
+}
+
+// TestOwnListSentFromItsHashing: an own list's first response sends the
+// encodings its hashing made, without encoding it again, and keeps none of
+// them; later responses encode it again, to the same bytes.
+func TestOwnListSentFromItsHashing(t *testing.T) {
+	own, err := newHasher().ownList([]types.Resource{
+		&endpointv3.ClusterLoadAssignment{ClusterName: "inbound|8080||a"},
+		&endpointv3.ClusterLoadAssignment{ClusterName: "inbound|9090||a"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := own.first.Load()
+	if first == nil || len(*first) != 2 {
+		t.Fatalf("the own list holds no encodings from its hashing: %v", first)
+	}
+	sent := own.ownAnys([]int{1})
+	if len(sent) != 1 || sent[0] != (*first)[1] {
+		t.Errorf("the first response encoded the list again instead of sending its hashing's encodings")
+	}
+	if own.first.Load() != nil {
+		t.Error("the own list keeps its encodings after its first response")
+	}
+	again := own.ownAnys(nil)
+	for i, a := range again {
+		if a == (*first)[i] || !proto.Equal(a, (*first)[i]) {
+			t.Errorf("resource %d: sent again as %v, first as %v; want the same bytes, encoded again", i, a, (*first)[i])
 		}
 	}
 }

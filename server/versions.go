@@ -119,10 +119,11 @@ func (h *hasher) list(list []types.Resource) (*typeResources, error) {
 }
 
 // ownList is list for a list of one proxy's own resources (or of a few
-// replicas'). Their encodings are not kept: sent when the proxy connects
-// or they change (and, over SotW, with every response of their type),
-// they cost less to encode again than to keep for as long as the proxy is
-// connected, about 2.5 KB a proxy.
+// replicas'). Their encodings are not kept past the first response that
+// sends them (see ownAnys): sent when the proxy connects or they change
+// (and, over SotW, with every response of their type), they cost less to
+// encode again than to keep for as long as the proxy is connected, about
+// 2.5 KB a proxy.
 func (h *hasher) ownList(list []types.Resource) (*typeResources, error) {
 	return h.typeResources(list, true)
 }
@@ -165,7 +166,7 @@ func (h *hasher) pair(shared, own *typeResources) (*typeSnapshot, error) {
 }
 
 // hashed is a resource marshaled once: its content hash and its bytes,
-// ready to send (any is nil for an own resource, see ownList).
+// ready to send (for an own resource, kept only until sent: see ownList).
 type hashed struct {
 	name    string
 	version string
@@ -196,10 +197,13 @@ func (h *hasher) hash(r types.Resource) (hashed, error) {
 	return v, nil
 }
 
-// hashOwn is hash for an own resource: neither its encoding nor the
-// resource is kept.
+// hashOwn is hash for an own resource: nothing of it is kept, its
+// encoding is returned in v.any.
 func hashOwn(r types.Resource) (hashed, error) {
-	v, _, err := marshalHashed(r)
+	v, b, err := marshalHashed(r)
+	if err == nil {
+		v.any = &anypb.Any{TypeUrl: anyTypeURL(r), Value: b}
+	}
 	return v, err
 }
 
@@ -239,6 +243,11 @@ type typeResources struct {
 	names []string         // by list index
 	vers  []string         // content hash, by list index
 	anys  []*anypb.Any     // marshaled resources, by list index; nil for an own list (see anyAt)
+	// first is an own list's encodings as hashed, until a response takes
+	// them (see ownAnys): its first send follows its making, and encoding
+	// it again then was a second encoding of every proxy's own resources as
+	// a fleet connected.
+	first atomic.Pointer[[]*anypb.Any]
 
 	made atomic.Pointer[madeFrom] // see madeFrom
 }
@@ -318,7 +327,20 @@ func (tr *typeResources) anyAt(i int) *anypb.Any {
 // wait for the proxy to read, holding that stack (a fleet connecting at
 // once: hundreds of flushes waiting). On its own goroutine, the flush keeps
 // 4 KB.
+//
+// The first call takes the encodings made when the list was hashed, if no
+// call took them yet, and encodes nothing.
 func (tr *typeResources) ownAnys(idx []int) []*anypb.Any {
+	if first := tr.first.Swap(nil); first != nil {
+		if idx == nil {
+			return *first
+		}
+		anys := make([]*anypb.Any, len(idx))
+		for j, i := range idx {
+			anys[j] = (*first)[i]
+		}
+		return anys
+	}
 	if idx == nil {
 		idx = make([]int, len(tr.list))
 		for i := range idx {
@@ -360,8 +382,9 @@ func newTypeResources(h *hasher, list []types.Resource, own bool) (*typeResource
 		names: make([]string, len(list)),
 		vers:  make([]string, len(list)),
 	}
+	anys := make([]*anypb.Any, len(list))
 	if !own {
-		tr.anys = make([]*anypb.Any, len(list))
+		tr.anys = anys
 	}
 	sum := fnvOffset
 	sorted := true
@@ -376,10 +399,7 @@ func newTypeResources(h *hasher, list []types.Resource, own bool) (*typeResource
 		if err != nil {
 			return nil, err
 		}
-		tr.names[i], tr.vers[i] = v.name, v.version
-		if !own {
-			tr.anys[i] = v.any
-		}
+		tr.names[i], tr.vers[i], anys[i] = v.name, v.version, v.any
 		if i > 0 && v.name <= tr.names[i-1] {
 			sorted = false
 		}
@@ -392,6 +412,9 @@ func newTypeResources(h *hasher, list []types.Resource, own bool) (*typeResource
 		}
 	}
 	tr.sum = sum
+	if own {
+		tr.first.Store(&anys)
+	}
 	return tr, nil
 }
 
