@@ -257,3 +257,59 @@ func TestGRPCServerListenerAddresses(t *testing.T) {
 		}
 	}
 }
+
+// TestPodsShareInboundPieces: two pods of one service get their own
+// virtual inbound listener and inbound cluster, but what is alike in them
+// (the catch-all chains, the listener's address, the 127.0.0.1 endpoint,
+// the port chains' matches) is one proto between them: a pod's own part
+// stays in memory for as long as it is connected.
+func TestPodsShareInboundPieces(t *testing.T) {
+	v := libraryView(nil, nil)
+	v.workloads = append(v.workloads, &registry.Workload{Kind: "Pod", Namespace: "default", Name: "inventory-def", Address: "10.8.0.6",
+		ServiceAccount: "inventory", Labels: map[string]string{"app": "inventory"}})
+	b := NewBuilder(v, Options{})
+	var listeners []*listenerv3.Listener
+	var clusters []*clusterv3.Cluster
+	for _, id := range []string{podNodeID, "sidecar~10.8.0.6~inventory-def.default~default.svc.cluster.local"} {
+		r, err := b.Build(mustProxy(t, id, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		listeners = append(listeners, find[*listenerv3.Listener](t, r.Listeners, meshname.VirtualInboundListener))
+		for _, c := range r.Clusters {
+			if strings.HasPrefix(cachev3.GetResourceName(c), "inbound|") {
+				clusters = append(clusters, c.(*clusterv3.Cluster))
+				break
+			}
+		}
+	}
+	if len(clusters) != 2 {
+		t.Fatalf("%d inbound clusters, want one a pod", len(clusters))
+	}
+	a, c := listeners[0], listeners[1]
+	if a == c || clusters[0] == clusters[1] {
+		t.Fatal("two pods got the same own listener or cluster: each needs its own")
+	}
+	if a.GetAddress() != c.GetAddress() || a.GetUseOriginalDst() != c.GetUseOriginalDst() {
+		t.Error("the pods' virtual inbound listeners have an address or use_original_dst each")
+	}
+	chains := a.GetFilterChains()
+	if len(chains) != len(c.GetFilterChains()) || len(chains) < 3 {
+		t.Fatalf("filter chains: %d and %d", len(chains), len(c.GetFilterChains()))
+	}
+	for i, ch := range chains {
+		other := c.GetFilterChains()[i]
+		switch {
+		case strings.HasPrefix(ch.GetName(), meshname.VirtualInboundCatchAllChain(false)), strings.HasPrefix(ch.GetName(), meshname.VirtualInboundCatchAllChain(true)):
+			if ch != other {
+				t.Errorf("chain %s: one a pod, want one between them", ch.GetName())
+			}
+		case ch.GetFilterChainMatch().GetDestinationPort() != nil && ch.GetFilterChainMatch() != other.GetFilterChainMatch():
+			t.Errorf("chain %s: a match each, want one between them", ch.GetName())
+		}
+	}
+	e0, e1 := clusters[0].GetLoadAssignment().GetEndpoints(), clusters[1].GetLoadAssignment().GetEndpoints()
+	if len(e0) != 1 || len(e1) != 1 || e0[0] != e1[0] {
+		t.Error("the pods' inbound clusters have a 127.0.0.1 endpoint each")
+	}
+}
