@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"strconv"
+	"sync"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -296,18 +297,26 @@ type responseHead struct {
 // once encoded.
 func (h responseHead) encode(a *ads, delta bool, t *typeState, nonce string) ([]byte, error) {
 	if delta {
-		m := a.deltaHeads.Get().(*discoveryv3.DeltaDiscoveryResponse)
-		m.SystemVersionInfo, m.Resources, m.TypeUrl, m.RemovedResources, m.Nonce = h.version, h.res, t.typeURL(), h.removed, nonce
-		b, err := proto.Marshal(m)
-		m.Reset()
-		a.deltaHeads.Put(m)
-		return b, err
+		return marshalPooled(&a.deltaHeads, func(m *discoveryv3.DeltaDiscoveryResponse) {
+			m.SystemVersionInfo, m.Resources, m.TypeUrl, m.RemovedResources, m.Nonce = h.version, h.res, t.typeURL(), h.removed, nonce
+		})
 	}
-	m := a.sotwHeads.Get().(*discoveryv3.DiscoveryResponse)
-	m.VersionInfo, m.Resources, m.TypeUrl, m.Nonce = h.version, h.anys, t.typeURL(), nonce
+	return marshalPooled(&a.sotwHeads, func(m *discoveryv3.DiscoveryResponse) {
+		m.VersionInfo, m.Resources, m.TypeUrl, m.Nonce = h.version, h.anys, t.typeURL(), nonce
+	})
+}
+
+// marshalPooled encodes a message of pool, filled by fill, and gives it
+// back to the pool cleared.
+func marshalPooled[M interface {
+	proto.Message
+	Reset()
+}](pool *sync.Pool, fill func(M)) ([]byte, error) {
+	m := pool.Get().(M)
+	fill(m)
 	b, err := proto.Marshal(m)
 	m.Reset()
-	a.sotwHeads.Put(m)
+	pool.Put(m)
 	return b, err
 }
 

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"fmt"
+	"sync"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -172,12 +173,9 @@ func (b *Builder) inboundCluster(ip inboundPort) *clusterv3.Cluster {
 // portMatch matches a virtual inbound chain to port and transport, made
 // once per Builder and shared as localEndpoints is.
 func (b *Builder) portMatch(port uint32, transport string) *listenerv3.FilterChainMatch {
-	k := portTransport{port, transport}
-	if m, ok := b.matches.Load(k); ok {
-		return m.(*listenerv3.FilterChainMatch)
-	}
-	m, _ := b.matches.LoadOrStore(k, &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port), TransportProtocol: transport})
-	return m.(*listenerv3.FilterChainMatch)
+	return madeOnce(&b.matches, portTransport{port, transport}, func() *listenerv3.FilterChainMatch {
+		return &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port), TransportProtocol: transport}
+	})
 }
 
 type portTransport struct {
@@ -190,9 +188,18 @@ type portTransport struct {
 // proxy's own protos stay in memory while it is connected, and a thousand
 // sidecars' inbound clusters to one port need one endpoint between them.
 func (b *Builder) localEndpoints(port uint32) []*endpointv3.LocalityLbEndpoints {
-	if e, ok := b.local.Load(port); ok {
-		return e.([]*endpointv3.LocalityLbEndpoints)
+	return madeOnce(&b.local, port, func() []*endpointv3.LocalityLbEndpoints {
+		return LocalClusterLoadAssignment("", port).Endpoints
+	})
+}
+
+// madeOnce returns m's value for k, made with make and stored if m has
+// none: own parts are built concurrently, and two builds making the same
+// value at once both get the one stored.
+func madeOnce[K comparable, V any](m *sync.Map, k K, make func() V) V {
+	if v, ok := m.Load(k); ok {
+		return v.(V)
 	}
-	e, _ := b.local.LoadOrStore(port, LocalClusterLoadAssignment("", port).Endpoints)
-	return e.([]*endpointv3.LocalityLbEndpoints)
+	v, _ := m.LoadOrStore(k, make())
+	return v.(V)
 }
