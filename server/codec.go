@@ -124,30 +124,36 @@ type xdsRequest interface {
 	GetNode() *corev3.Node
 	// keepNodeWire keeps the node as it came (see nodeField).
 	keepNodeWire([]byte)
+	// nodeNumber is the number of the message's node field.
+	nodeNumber() protowire.Number
 }
 
-// nodeFieldNumber is the node's field, in DiscoveryRequest and
-// DeltaDiscoveryRequest alike.
-const nodeFieldNumber protowire.Number = 1
+// The node's field: 2 in a DiscoveryRequest (1 is its version_info), 1 in
+// a DeltaDiscoveryRequest.
+var (
+	sotwNodeField  = (&discoveryv3.DiscoveryRequest{}).ProtoReflect().Descriptor().Fields().ByName("node").Number()
+	deltaNodeField = (&discoveryv3.DeltaDiscoveryRequest{}).ProtoReflect().Descriptor().Fields().ByName("node").Number()
+)
 
-// nodeField returns a copy of the node of the encoded request b as it came,
+// nodeField returns a copy of the node (field number num) of the encoded
+// request b as it came,
 // or nil if b holds the node in more than one field (protobuf merges them:
 // only the decoded node, encoded again, is the whole node). A connection
 // keeps its node encoded (see conn.node); encoding the decoded node again
 // sorted its metadata's maps by reflection, for every proxy connecting.
-func nodeField(b []byte) []byte {
+func nodeField(b []byte, num protowire.Number) []byte {
 	var node []byte
 	found := false
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		field, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return nil
 		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		m := protowire.ConsumeFieldValue(field, typ, b[n:])
 		if m < 0 {
 			return nil
 		}
-		if num == nodeFieldNumber {
+		if field == num {
 			if found || typ != protowire.BytesType {
 				return nil
 			}
@@ -157,6 +163,42 @@ func nodeField(b []byte) []byte {
 		b = b[n+m:]
 	}
 	return bytes.Clone(node)
+}
+
+// withoutNode returns b without its node fields (number num), for a stream that has its
+// node already: only a stream's first node counts (it is the connection's,
+// and what RequireIdentity vets), so a node a later request repeats is not
+// decoded, nor checked. Envoy as Istio sets it up sends the node once
+// (set_node_on_first_message_only); a client that repeats it made the
+// server decode a sidecar's metadata (a few hundred nested values, 5 KB of
+// garbage) again for every request that carried it. b itself is returned
+// when it has no node field, or when it is malformed (the decoder then says
+// how).
+func withoutNode(b []byte, num protowire.Number) []byte {
+	var out []byte
+	for i := 0; i < len(b); {
+		field, typ, n := protowire.ConsumeTag(b[i:])
+		if n < 0 {
+			return b
+		}
+		m := protowire.ConsumeFieldValue(field, typ, b[i+n:])
+		if m < 0 {
+			return b
+		}
+		switch {
+		case field == num && typ == protowire.BytesType:
+			if out == nil {
+				out = append(make([]byte, 0, len(b)), b[:i]...)
+			}
+		case out != nil:
+			out = append(out, b[i:i+n+m]...)
+		}
+		i += n + m
+	}
+	if out == nil {
+		return b
+	}
+	return out
 }
 
 // decode decodes the message into req, frees its bytes and has the node
@@ -172,7 +214,7 @@ func (m *rawMsg) decode(req xdsRequest) error {
 		buf := m.data.MaterializeToBuffer(m.pool)
 		b := buf.ReadOnlyData()
 		if err = req.unmarshal(b); err == nil && req.GetNode() != nil {
-			req.keepNodeWire(nodeField(b))
+			req.keepNodeWire(nodeField(b, req.nodeNumber()))
 		}
 		buf.Free()
 	}
@@ -211,6 +253,7 @@ type sotwRequest struct {
 	names []string // otherwise, the names
 
 	nodeWire []byte // the node as it came, when kept (see nodeField)
+	skipNode bool   // the stream has its node: a node here is not decoded (see withoutNode)
 }
 
 // GetNode returns the request's node (RequireIdentity checks it).
@@ -218,7 +261,20 @@ func (r *sotwRequest) GetNode() *corev3.Node { return r.req.GetNode() }
 
 func (r *sotwRequest) keepNodeWire(b []byte) { r.nodeWire = b }
 
+func (r *sotwRequest) nodeNumber() protowire.Number { return sotwNodeField }
+
+// reset readies r for the stream's next request; skipNode as for
+// withoutNode. A request keeps what decoding made anew (the node, the
+// names), never r's own fields.
+func (r *sotwRequest) reset(skipNode bool) {
+	proto.Reset(&r.req)
+	r.match, r.set, r.names, r.nodeWire, r.skipNode = nil, nil, nil, nil, skipNode
+}
+
 func (r *sotwRequest) unmarshal(b []byte) error {
+	if r.skipNode {
+		b = withoutNode(b, sotwNodeField)
+	}
 	n, err := r.scan(b)
 	if err != nil || n == 0 {
 		return err
@@ -317,6 +373,9 @@ func (r *sotwRequest) unmarshalPieces(p pieces) error {
 		num, typ, next, ok := p.field(i)
 		if !ok {
 			return errWhole // malformed: the contiguous decoder says how
+		}
+		if num == sotwNodeField && r.skipNode {
+			return errWhole // rare: withoutNode takes it out of the whole message
 		}
 		if num == resourceNamesField && typ == protowire.BytesType {
 			if match != nil {
@@ -512,6 +571,7 @@ type deltaRequest struct {
 
 	set      *nameSet // the subscribed names, when interned already
 	nodeWire []byte   // the node as it came, when kept (see nodeField)
+	skipNode bool     // the stream has its node: a node here is not decoded (see withoutNode)
 }
 
 // GetNode returns the request's node (RequireIdentity checks it).
@@ -519,10 +579,13 @@ func (r *deltaRequest) GetNode() *corev3.Node { return r.req.GetNode() }
 
 func (r *deltaRequest) keepNodeWire(b []byte) { r.nodeWire = b }
 
-// reset readies r for the next request.
-func (r *deltaRequest) reset() {
+func (r *deltaRequest) nodeNumber() protowire.Number { return deltaNodeField }
+
+// reset readies r for the stream's next request; skipNode as for
+// withoutNode.
+func (r *deltaRequest) reset(skipNode bool) {
 	proto.Reset(&r.req)
-	r.set, r.nodeWire = nil, nil
+	r.set, r.nodeWire, r.skipNode = nil, nil, skipNode
 }
 
 // Field numbers of a DeltaDiscoveryRequest that an answer to a response
@@ -572,6 +635,9 @@ func internType(typeURL []byte) string {
 func (r *deltaRequest) unmarshal(b []byte) error {
 	if r.unmarshalAnswer(b) {
 		return nil
+	}
+	if r.skipNode {
+		b = withoutNode(b, deltaNodeField)
 	}
 	var rest []byte
 	var key setKey

@@ -10,6 +10,7 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
@@ -237,5 +238,72 @@ func TestDiffCacheKeepsTwoGenerations(t *testing.T) {
 	c.rotate()
 	if n := len(c.pairs.cur) + len(c.pairs.prev); n != 0 {
 		t.Errorf("%d diffs kept after two pushes without use, want 0", n)
+	}
+}
+
+// TestLaterNodeNotDecoded: once a stream has its node, a node a later
+// request repeats is stepped over, not decoded (nor checked), in SotW and
+// delta requests alike, whole or in pieces; the other fields decode as
+// before. The stream's first request decodes its node, and refuses a
+// malformed one.
+func TestLaterNodeNotDecoded(t *testing.T) {
+	in := newInterner()
+	known := in.of([]string{"outbound|8080||inventory.default.svc.cluster.local"})
+	bad := protowire.AppendTag(nil, 1, protowire.BytesType) // Node.id, not UTF-8
+	bad = protowire.AppendBytes(bad, []byte{0xff, 0xfe})
+	withNode := func(num protowire.Number, node []byte, rest proto.Message) []byte {
+		b, err := proto.Marshal(rest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = protowire.AppendTag(b, num, protowire.BytesType)
+		return protowire.AppendBytes(b, node)
+	}
+	good, err := proto.Marshal(node(podNodeID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sotwACK := &discoveryv3.DiscoveryRequest{VersionInfo: "7", TypeUrl: resourcev3.EndpointType, ResponseNonce: "3", ResourceNames: known.appendNames(nil)}
+	deltaReq := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResponseNonce: "3", ResourceNamesUnsubscribe: []string{"x"}}
+	for _, node := range [][]byte{good, bad} {
+		sotw := withNode(sotwNodeField, node, sotwACK)
+		for _, cut := range []int{len(sotw), 7} {
+			var data mem.BufferSlice
+			for rest := sotw; len(rest) > 0; rest = rest[min(cut, len(rest)):] {
+				data = append(data, mem.SliceBuffer(rest[:min(cut, len(rest))]))
+			}
+			m := &sotwRequest{seed: in.seed, interned: in.lookup, known: map[string]*nameSet{resourcev3.EndpointType: known}}
+			m.reset(true)
+			raw := rawMsg{data: data, pool: mem.DefaultBufferPool()}
+			if err := raw.decode(m); err != nil {
+				t.Fatalf("SotW, pieces of %d: %v", cut, err)
+			}
+			if m.GetNode() != nil || m.nodeWire != nil || m.set != known || m.req.GetVersionInfo() != "7" || m.req.GetResponseNonce() != "3" {
+				t.Errorf("SotW, pieces of %d: node %v, kept %q, set %p (want %p), fields %v", cut, m.GetNode(), m.nodeWire, m.set, known, &m.req)
+			}
+		}
+		d := &deltaRequest{seed: in.seed, interned: in.lookup}
+		d.reset(true)
+		if err := d.unmarshal(withNode(deltaNodeField, node, deltaReq)); err != nil {
+			t.Fatalf("delta: %v", err)
+		}
+		if d.GetNode() != nil || d.req.GetResponseNonce() != "3" || !slices.Equal(d.req.GetResourceNamesUnsubscribe(), []string{"x"}) {
+			t.Errorf("delta: node %v, fields %v", d.GetNode(), &d.req)
+		}
+	}
+	// A first request's node is decoded, and a malformed one refused.
+	m := &sotwRequest{seed: in.seed, interned: in.lookup, known: map[string]*nameSet{}}
+	m.reset(false)
+	if err := m.unmarshal(withNode(sotwNodeField, good, sotwACK)); err != nil || m.GetNode().GetId() != podNodeID {
+		t.Errorf("first SotW request: node %v, %v", m.GetNode(), err)
+	}
+	m.reset(false)
+	if err := m.unmarshal(withNode(sotwNodeField, bad, sotwACK)); err == nil {
+		t.Error("first SotW request with a malformed node: no error")
+	}
+	d := &deltaRequest{seed: in.seed, interned: in.lookup}
+	d.reset(false)
+	if err := d.unmarshal(withNode(deltaNodeField, bad, deltaReq)); err == nil {
+		t.Error("first delta request with a malformed node: no error")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -78,6 +79,24 @@ func FuzzSotWRequest(f *testing.F) {
 		if !proto.Equal(&m.req, want) {
 			t.Fatalf("fields %v, want %v", &m.req, want)
 		}
+		// A stream that has its node decodes the rest alike, and no node.
+		later := func() *sotwRequest {
+			r := &sotwRequest{seed: in.seed, known: known, interned: in.lookup}
+			r.reset(true)
+			return r
+		}
+		m2 := later()
+		if err := m2.unmarshal(b); err != nil {
+			t.Fatalf("with the node skipped: %v", err)
+		}
+		samePieces(t, b, nil, m2, later)
+		if m2.set != m.set || !slices.Equal(m2.names, m.names) {
+			t.Fatalf("with the node skipped: set %p, names %q; want set %p, names %q", m2.set, m2.names, m.set, m.names)
+		}
+		want.Node = nil
+		if !proto.Equal(&m2.req, want) {
+			t.Fatalf("with the node skipped: fields %v, want %v", &m2.req, want)
+		}
 		runtime.KeepAlive(keep)
 	})
 }
@@ -140,7 +159,7 @@ func FuzzDeltaRequest(f *testing.F) {
 		if err := m.unmarshal(before); err != nil {
 			t.Fatal(err)
 		}
-		m.reset()
+		m.reset(false)
 		got := m.unmarshal(b)
 		want := &discoveryv3.DeltaDiscoveryRequest{}
 		if wantErr := proto.Unmarshal(b, want); (got == nil) != (wantErr == nil) {
@@ -161,6 +180,26 @@ func FuzzDeltaRequest(f *testing.F) {
 		}
 		if !proto.Equal(&m.req, want) {
 			t.Fatalf("fields %v, want %v", &m.req, want)
+		}
+		// A stream that has its node decodes the rest alike, and no node.
+		m.reset(true)
+		if err := m.unmarshal(b); err != nil {
+			t.Fatalf("with the node skipped: %v", err)
+		}
+		want = &discoveryv3.DeltaDiscoveryRequest{}
+		if err := proto.Unmarshal(b, want); err != nil {
+			t.Fatal(err)
+		}
+		subscribed = m.req.GetResourceNamesSubscribe()
+		if m.set != nil {
+			subscribed = m.set.appendNames(nil)
+		}
+		if !sameNames(subscribed, want.GetResourceNamesSubscribe()) {
+			t.Fatalf("with the node skipped: subscribed %q (set %v), want %q", subscribed, m.set != nil, want.GetResourceNamesSubscribe())
+		}
+		want.Node, want.ResourceNamesSubscribe, m.req.ResourceNamesSubscribe = nil, nil, nil
+		if !proto.Equal(&m.req, want) {
+			t.Fatalf("with the node skipped: fields %v, want %v", &m.req, want)
 		}
 		runtime.KeepAlive(keep)
 	})
@@ -187,18 +226,23 @@ func FuzzNodeField(f *testing.F) {
 		&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType},
 		&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResourceNames: fuzzNames[0]},
 		&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: "1"},
+		// A reconnecting Envoy's: the version it holds (field 1) beside the node.
+		&discoveryv3.DiscoveryRequest{VersionInfo: "7", Node: node, TypeUrl: resourcev3.ClusterType},
 	)
 	// The node in two fields, which protobuf merges.
 	f.Add([]byte("\x0a\x03\x0a\x01a\x12\x01t\x0a\x03\x12\x01c"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, req := range []interface {
-			proto.Message
-			GetNode() *corev3.Node
-		}{&discoveryv3.DeltaDiscoveryRequest{}, &discoveryv3.DiscoveryRequest{}} {
-			if proto.Unmarshal(b, req) != nil || req.GetNode() == nil {
+		for _, req := range []struct {
+			msg interface {
+				proto.Message
+				GetNode() *corev3.Node
+			}
+			num protowire.Number
+		}{{&discoveryv3.DeltaDiscoveryRequest{}, deltaNodeField}, {&discoveryv3.DiscoveryRequest{}, sotwNodeField}} {
+			if proto.Unmarshal(b, req.msg) != nil || req.msg.GetNode() == nil {
 				continue
 			}
-			kept := nodeField(b)
+			kept := nodeField(b, req.num)
 			if kept == nil {
 				continue
 			}
@@ -206,8 +250,8 @@ func FuzzNodeField(f *testing.F) {
 			if err := proto.Unmarshal(kept, got); err != nil {
 				t.Fatalf("kept node does not decode: %v", err)
 			}
-			if !proto.Equal(got, req.GetNode()) {
-				t.Fatalf("kept node %v, request's node %v", got, req.GetNode())
+			if !proto.Equal(got, req.msg.GetNode()) {
+				t.Fatalf("kept node %v, request's node %v", got, req.msg.GetNode())
 			}
 		}
 	})
@@ -218,7 +262,7 @@ func TestNodeFieldRefusesASplitNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := nodeField(whole); got == nil {
+	if got := nodeField(whole, deltaNodeField); got == nil {
 		t.Fatal("a request's one node field was not kept")
 	}
 	// The same node in two fields: protobuf merges them into the node above.
@@ -227,7 +271,7 @@ func TestNodeFieldRefusesASplitNode(t *testing.T) {
 	if err := proto.Unmarshal(split, req); err != nil || req.GetNode().GetId() != "a" || req.GetNode().GetCluster() != "c" {
 		t.Fatalf("split request decodes to %v, %v", req, err)
 	}
-	if got := nodeField(split); got != nil {
+	if got := nodeField(split, deltaNodeField); got != nil {
 		t.Fatalf("a node in two fields was kept as %q, only part of it", got)
 	}
 }

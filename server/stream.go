@@ -163,9 +163,12 @@ type sentResponse struct {
 // per-type service, "" for ADS.
 func (a *ads) streamSotW(st grpcStream, typeURL string) error {
 	s := a.newStream(st, false, typeURL)
-	known := map[string]*nameSet{} // the last names by type; requests are decoded one at a time
+	// One for the stream, with the last names by type: requests are
+	// decoded one at a time (under the stream's mu), and a request keeps
+	// nothing of it but what decoding made anew.
+	m := &sotwRequest{seed: a.subs.seed, known: map[string]*nameSet{}, interned: a.subs.lookup}
 	return a.serve(s, st, func(raw *rawMsg) (*request, error) {
-		m := &sotwRequest{seed: a.subs.seed, known: known, interned: a.subs.lookup}
+		m.reset(s.c != nil)
 		if err := raw.decode(m); err != nil {
 			return nil, err
 		}
@@ -180,7 +183,7 @@ func (a *ads) streamSotW(st grpcStream, typeURL string) error {
 			out.set, out.names = a.subs.of(out.names), nil
 		}
 		if out.set != nil {
-			known[out.typeURL] = out.set
+			m.known[out.typeURL] = out.set
 		}
 		return out, nil
 	})
@@ -194,7 +197,7 @@ func (a *ads) streamDelta(st grpcStream, typeURL string) error {
 	// made anew. A thousand ACKs come back after each push.
 	m := &deltaRequest{seed: a.subs.seed, interned: a.subs.lookup}
 	return a.serve(s, st, func(raw *rawMsg) (*request, error) {
-		m.reset()
+		m.reset(s.c != nil)
 		if err := raw.decode(m); err != nil {
 			return nil, err
 		}

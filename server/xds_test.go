@@ -77,6 +77,55 @@ func TestSotWStreamReceivesAndAcks(t *testing.T) {
 	}
 }
 
+// TestReconnectingSotWProxyKeepsItsNode: an Envoy that reconnects sends
+// the version it holds in its first request, beside its node. The node the
+// connection keeps (CSDS shows it) is that node, not the version's bytes:
+// in a DiscoveryRequest the node is field 2, field 1 the version.
+func TestReconnectingSotWProxyKeepsItsNode(t *testing.T) {
+	s := startServer(t, newFakeRegistry(defaultWorld()))
+	for _, delta := range []bool{false, true} {
+		n := node(podNodeID)
+		n.Cluster = "inventory.default"
+		if delta {
+			st, rx := deltaStream(t, s)
+			if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType,
+				InitialResourceVersions: map[string]string{"outbound|8080||inventory.default.svc.cluster.local": "stale"}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := rx.next(5 * time.Second); err != nil {
+				t.Fatalf("delta: no CDS response: %v", err)
+			}
+		} else {
+			st, rx := sotwStream(t, s)
+			if err := st.Send(&discoveryv3.DiscoveryRequest{VersionInfo: "stale-version", Node: n, TypeUrl: resourcev3.ClusterType}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := rx.next(5 * time.Second); err != nil {
+				t.Fatalf("SotW: no CDS response: %v", err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		resp, err := statusv3.NewClientStatusDiscoveryServiceClient(dial(t, s)).FetchClientStatus(ctx, &statusv3.ClientStatusRequest{})
+		cancel()
+		if err != nil {
+			t.Fatalf("CSDS: %v", err)
+		}
+		found := 0
+		for _, c := range resp.GetConfig() {
+			if c.GetNode().GetId() == n.GetId() && c.GetNode().GetCluster() == n.GetCluster() {
+				found++
+			}
+		}
+		if want := map[bool]int{false: 1, true: 2}[delta]; found != want {
+			var got []string
+			for _, c := range resp.GetConfig() {
+				got = append(got, c.GetNode().String())
+			}
+			t.Fatalf("delta %v: CSDS shows the proxy's node %d times, want %d; nodes: %q", delta, found, want, got)
+		}
+	}
+}
+
 func TestDeltaStreamReceivesAndAcks(t *testing.T) {
 	reg := newFakeRegistry(defaultWorld())
 	s := startServer(t, reg)
