@@ -263,12 +263,12 @@ func (r *sotwRequest) keepNodeWire(b []byte) { r.nodeWire = b }
 
 func (r *sotwRequest) nodeNumber() protowire.Number { return sotwNodeField }
 
-// reset readies r for the stream's next request; skipNode as for
-// withoutNode. A request keeps what decoding made anew (the node, the
-// names), never r's own fields.
+// reset readies r for a stream's next request, known to be set; skipNode
+// as for withoutNode. A request keeps what decoding made anew (the node,
+// the names), never r's own fields.
 func (r *sotwRequest) reset(skipNode bool) {
 	proto.Reset(&r.req)
-	r.match, r.set, r.names, r.nodeWire, r.skipNode = nil, nil, nil, nil, skipNode
+	r.known, r.match, r.set, r.names, r.nodeWire, r.skipNode = nil, nil, nil, nil, nil, skipNode
 }
 
 func (r *sotwRequest) unmarshal(b []byte) error {

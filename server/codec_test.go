@@ -272,8 +272,9 @@ func TestLaterNodeNotDecoded(t *testing.T) {
 			for rest := sotw; len(rest) > 0; rest = rest[min(cut, len(rest)):] {
 				data = append(data, mem.SliceBuffer(rest[:min(cut, len(rest))]))
 			}
-			m := &sotwRequest{seed: in.seed, interned: in.lookup, known: map[string]*nameSet{resourcev3.EndpointType: known}}
+			m := &sotwRequest{seed: in.seed, interned: in.lookup}
 			m.reset(true)
+			m.known = map[string]*nameSet{resourcev3.EndpointType: known}
 			raw := rawMsg{data: data, pool: mem.DefaultBufferPool()}
 			if err := raw.decode(m); err != nil {
 				t.Fatalf("SotW, pieces of %d: %v", cut, err)
@@ -292,7 +293,7 @@ func TestLaterNodeNotDecoded(t *testing.T) {
 		}
 	}
 	// A first request's node is decoded, and a malformed one refused.
-	m := &sotwRequest{seed: in.seed, interned: in.lookup, known: map[string]*nameSet{}}
+	m := &sotwRequest{seed: in.seed, interned: in.lookup}
 	m.reset(false)
 	if err := m.unmarshal(withNode(sotwNodeField, good, sotwACK)); err != nil || m.GetNode().GetId() != podNodeID {
 		t.Errorf("first SotW request: node %v, %v", m.GetNode(), err)

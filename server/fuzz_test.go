@@ -47,6 +47,13 @@ func FuzzSotWRequest(f *testing.F) {
 		&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResponseNonce: "4", ResourceNames: fuzzNames[1]},
 		&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResourceNames: fuzzNames[1]},
 	)
+	before, err := proto.Marshal(&discoveryv3.DiscoveryRequest{
+		VersionInfo: "8", Node: node, TypeUrl: resourcev3.ClusterType, ResponseNonce: "9", ResourceNames: []string{"x", "y"},
+		ErrorDetail: &rpcstatus.Status{Message: "before"},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in := newInterner()
 		var keep []*nameSet
@@ -81,11 +88,19 @@ func FuzzSotWRequest(f *testing.F) {
 		}
 		// A stream that has its node decodes the rest alike, and no node.
 		later := func() *sotwRequest {
-			r := &sotwRequest{seed: in.seed, known: known, interned: in.lookup}
+			r := &sotwRequest{seed: in.seed, interned: in.lookup}
 			r.reset(true)
+			r.known = known
 			return r
 		}
+		// Decoded into a sotwRequest used before: streams reuse them from a
+		// pool, and what one request set must not reach the next.
 		m2 := later()
+		if err := m2.unmarshal(before); err != nil {
+			t.Fatal(err)
+		}
+		m2.reset(true)
+		m2.known = known
 		if err := m2.unmarshal(b); err != nil {
 			t.Fatalf("with the node skipped: %v", err)
 		}
@@ -139,9 +154,9 @@ func FuzzDeltaRequest(f *testing.F) {
 	// A repeated nonce (the last wins), and one that is not UTF-8.
 	f.Add([]byte("\x32\x01a\x32\x01b\x12\x01t"))
 	f.Add([]byte("\x32\x01\xff"))
-	// A request before, decoded into the same deltaRequest: a stream keeps
-	// one (see streamDelta), and what one request set must not reach the
-	// next.
+	// A request before, decoded into the same deltaRequest: streams reuse
+	// them from a pool (see streamSotW), and what one request set must not
+	// reach the next.
 	before, err := proto.Marshal(&discoveryv3.DeltaDiscoveryRequest{
 		Node: &corev3.Node{Id: "n"}, TypeUrl: resourcev3.ClusterType, ResponseNonce: "9", ResourceNamesSubscribe: fuzzNames[0],
 		ResourceNamesUnsubscribe: []string{"u"}, InitialResourceVersions: map[string]string{"i": "1"}, ErrorDetail: &rpcstatus.Status{Message: "before"},

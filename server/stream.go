@@ -44,18 +44,23 @@ type ads struct {
 	// autoreg registers WorkloadGroup workloads (nil: refused).
 	autoreg *autoregister.Controller
 	// reqs holds decoded requests for reuse (see newRequest); sotwHeads
-	// and deltaHeads, response messages (see responseHead.encode).
-	reqs, sotwHeads, deltaHeads sync.Pool
+	// and deltaHeads, response messages (see responseHead.encode);
+	// sotwDecoders and deltaDecoders, what requests are decoded into (see
+	// streamSotW).
+	reqs, sotwHeads, deltaHeads, sotwDecoders, deltaDecoders sync.Pool
 }
 
 func newADS(log *slog.Logger, m *metrics, observe func(float64)) *ads {
-	return &ads{
+	a := &ads{
 		log: log, metrics: m, observe: observe, done: make(chan struct{}), diffs: newDiffCache(), subs: newInterner(),
 		opening:    make(chan struct{}, runtime.GOMAXPROCS(0)),
 		reqs:       sync.Pool{New: func() any { return new(request) }},
 		sotwHeads:  sync.Pool{New: func() any { return new(discoveryv3.DiscoveryResponse) }},
 		deltaHeads: sync.Pool{New: func() any { return new(discoveryv3.DeltaDiscoveryResponse) }},
 	}
+	a.sotwDecoders.New = func() any { return &sotwRequest{seed: a.subs.seed, interned: a.subs.lookup} }
+	a.deltaDecoders.New = func() any { return &deltaRequest{seed: a.subs.seed, interned: a.subs.lookup} }
+	return a
 }
 
 // newRequest returns a request to decode into. Requests are handled one at
@@ -163,12 +168,18 @@ type sentResponse struct {
 // per-type service, "" for ADS.
 func (a *ads) streamSotW(st grpcStream, typeURL string) error {
 	s := a.newStream(st, false, typeURL)
-	// One for the stream, with the last names by type: requests are
-	// decoded one at a time (under the stream's mu), and a request keeps
-	// nothing of it but what decoding made anew.
-	m := &sotwRequest{seed: a.subs.seed, known: map[string]*nameSet{}, interned: a.subs.lookup}
+	known := map[string]*nameSet{} // the last names by type; requests are decoded one at a time (under the stream's mu)
 	return a.serve(s, st, func(raw *rawMsg) (*request, error) {
+		// A request keeps nothing of what it is decoded into but what
+		// decoding made anew (the node, new names), so that goes back to
+		// a pool shared by every stream: kept by each stream, it would
+		// hold 250 B a proxy; made for each request, it was 2 KB of
+		// garbage a sidecar connecting.
+		m := a.sotwDecoders.Get().(*sotwRequest)
+		defer a.sotwDecoders.Put(m)
+		defer m.reset(false)
 		m.reset(s.c != nil)
+		m.known = known
 		if err := raw.decode(m); err != nil {
 			return nil, err
 		}
@@ -183,7 +194,7 @@ func (a *ads) streamSotW(st grpcStream, typeURL string) error {
 			out.set, out.names = a.subs.of(out.names), nil
 		}
 		if out.set != nil {
-			m.known[out.typeURL] = out.set
+			known[out.typeURL] = out.set
 		}
 		return out, nil
 	})
@@ -192,11 +203,10 @@ func (a *ads) streamSotW(st grpcStream, typeURL string) error {
 // streamDelta serves a delta stream; typeURL as for streamSotW.
 func (a *ads) streamDelta(st grpcStream, typeURL string) error {
 	s := a.newStream(st, true, typeURL)
-	// One for the stream: requests are decoded one at a time (under the
-	// stream's mu), and a request keeps nothing of it but what decoding
-	// made anew. A thousand ACKs come back after each push.
-	m := &deltaRequest{seed: a.subs.seed, interned: a.subs.lookup}
 	return a.serve(s, st, func(raw *rawMsg) (*request, error) {
+		m := a.deltaDecoders.Get().(*deltaRequest) // as for SotW
+		defer a.deltaDecoders.Put(m)
+		defer m.reset(false)
 		m.reset(s.c != nil)
 		if err := raw.decode(m); err != nil {
 			return nil, err
