@@ -36,6 +36,7 @@ func (s *xdsStream) flush() error {
 		if err != nil {
 			return err
 		}
+		snap.types[i].firstDone()
 	}
 	return nil
 }

@@ -646,3 +646,62 @@ func TestOwnListSentFromItsHashing(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnListEncodingsNotKeptWhenNothingIsSent: a proxy that reconnects
+// holding the current version (SotW: the version it presents; delta: the
+// initial versions of every resource) is sent nothing, and its own list's
+// hash-time encodings, kept for a first response that does not come, must
+// not stay with the list for as long as the proxy is connected (fails
+// before firstDone).
+func TestOwnListEncodingsNotKeptWhenNothingIsSent(t *testing.T) {
+	for _, delta := range []bool{false, true} {
+		m, err := newMetrics(nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := newADS(slog.New(slog.DiscardHandler), m, func(float64) {})
+		h := newHasher()
+		shared, err := h.list([]types.Resource{&clusterv3.Cluster{Name: "outbound|80||s.default.svc.cluster.local"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		own, err := h.ownList([]types.Resource{&clusterv3.Cluster{Name: "inbound|8080||a.default.svc.cluster.local"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts, err := h.pair(shared, own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := typeIndex(resourcev3.ClusterType)
+		c := a.newConn(&snapshot.Proxy{ID: podNodeID}, nil, delta, nil)
+		c.snap = &nodeSnapshot{}
+		c.snap.types[i] = ts
+		sent := 0
+		s := &xdsStream{a: a, c: c, delta: delta, send: func(any) error { sent++; return nil }}
+		st := &typeState{index: int32(i), requested: true, sub: subscription{wildcard: true}}
+		if delta {
+			st.initial = map[string]string{}
+			for _, tr := range ts.parts() {
+				for j, n := range tr.names {
+					st.initial[n] = tr.vers[j]
+				}
+			}
+		} else {
+			st.presented = ts.version
+		}
+		s.types[i] = st
+		if own.first.Load() == nil {
+			t.Fatal("the own list holds no encodings from its hashing")
+		}
+		if err := s.flush(); err != nil {
+			t.Fatal(err)
+		}
+		if sent != 0 || st.held != ts {
+			t.Fatalf("delta %v: %d responses sent to a proxy holding the current version, want none", delta, sent)
+		}
+		if f := own.first.Load(); f != nil {
+			t.Errorf("delta %v: nothing was sent, yet the own list keeps %d encodings for its first response", delta, len(*f))
+		}
+	}
+}

@@ -477,7 +477,11 @@ func (a *ads) open(s *xdsStream, node *corev3.Node, nodeWire []byte) error {
 	}
 	a.pusher.connect(c)
 	s.c = c
-	a.log.Info("proxy connected", "conn", c.id, "kind", c.kind, "delta", s.delta)
+	// Once connected, c is the pusher's too: its kind is read under its mu.
+	c.mu.Lock()
+	kind := c.kind
+	c.mu.Unlock()
+	a.log.Info("proxy connected", "conn", c.id, "kind", kind, "delta", s.delta)
 	return nil
 }
 

@@ -244,9 +244,9 @@ type typeResources struct {
 	vers  []string         // content hash, by list index
 	anys  []*anypb.Any     // marshaled resources, by list index; nil for an own list (see anyAt)
 	// first is an own list's encodings as hashed, until a response takes
-	// them (see ownAnys): its first send follows its making, and encoding
-	// it again then was a second encoding of every proxy's own resources as
-	// a fleet connected.
+	// them (see ownAnys) or a flush finds none due (see firstDone): its
+	// first send follows its making, and encoding it again then was a
+	// second encoding of every proxy's own resources as a fleet connected.
 	first atomic.Pointer[[]*anypb.Any]
 
 	made atomic.Pointer[madeFrom] // see madeFrom
@@ -528,6 +528,17 @@ func (tr *typeResources) serviceHosts() map[string]bool {
 type typeSnapshot struct {
 	version     string
 	shared, own *typeResources
+}
+
+// firstDone drops the encodings the own list's first response would send
+// (see ownAnys), once a flush has looked at the type: the response went out
+// and took them, or none was due (a proxy that reconnects holding the
+// current version is sent nothing), and they would stay with the list for
+// as long as the proxy holds it.
+func (ts *typeSnapshot) firstDone() {
+	if ts != nil && ts.own != nil {
+		ts.own.first.Store(nil)
+	}
 }
 
 func newTypeSnapshot(shared, own *typeResources) (*typeSnapshot, error) {
