@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -352,6 +353,7 @@ func TestWholeOwnListNotKept(t *testing.T) {
 	p := &picked{ts: ts, whole: true}
 	_, sotw := p.sotw()
 	_, delta := p.delta()
+	ts.firstDone() // as the flush does
 	if m := own.made.Load(); m != nil && (m.sotwEnc != nil || m.deltaEnc != nil) || own.anys != nil || own.first.Load() != nil {
 		t.Errorf("the own list keeps its encodings (%+v, %d resources, first %v)", m, len(own.anys), own.first.Load())
 	}
@@ -636,8 +638,14 @@ func TestOwnListSentFromItsHashing(t *testing.T) {
 	if len(sent) != 1 || sent[0] != (*first)[1] {
 		t.Errorf("the first response encoded the list again instead of sending its hashing's encodings")
 	}
+	// A response dropped and made again (an inline push over its budget)
+	// is made from them too, until the flush is over.
+	if resent := own.ownAnys(nil); len(resent) != 2 || resent[1] != (*first)[1] {
+		t.Errorf("the first response, made again, encoded the list again")
+	}
+	(&typeSnapshot{own: own}).firstDone()
 	if own.first.Load() != nil {
-		t.Error("the own list keeps its encodings after its first response")
+		t.Error("the own list keeps its encodings after its first flush")
 	}
 	again := own.ownAnys(nil)
 	for i, a := range again {
@@ -645,6 +653,43 @@ func TestOwnListSentFromItsHashing(t *testing.T) {
 			t.Errorf("resource %d: sent again as %v, first as %v; want the same bytes, encoded again", i, a, (*first)[i])
 		}
 	}
+}
+
+// ownListStream is a stream of one requested type (CDS, wildcard) whose
+// snapshot pairs a shared list with a new own list, and the responses it
+// sends.
+func ownListStream(t *testing.T, delta bool) (*xdsStream, *typeState, *typeSnapshot, *[]*encodedMsg) {
+	t.Helper()
+	m, err := newMetrics(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newADS(slog.New(slog.DiscardHandler), m, func(float64) {})
+	h := newHasher()
+	shared, err := h.list([]types.Resource{&clusterv3.Cluster{Name: "outbound|80||s.default.svc.cluster.local"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := h.ownList([]types.Resource{&clusterv3.Cluster{Name: "inbound|8080||a.default.svc.cluster.local"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := h.pair(shared, own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own.first.Load() == nil {
+		t.Fatal("the own list holds no encodings from its hashing")
+	}
+	i := typeIndex(resourcev3.ClusterType)
+	c := a.newConn(&snapshot.Proxy{ID: podNodeID}, nil, delta, nil)
+	c.snap = &nodeSnapshot{}
+	c.snap.types[i] = ts
+	var sent []*encodedMsg
+	s := &xdsStream{a: a, c: c, delta: delta, send: func(m any) error { sent = append(sent, m.(*encodedMsg)); return nil }}
+	st := &typeState{index: int32(i), requested: true, sub: subscription{wildcard: true}}
+	s.types[i] = st
+	return s, st, ts, &sent
 }
 
 // TestOwnListEncodingsNotKeptWhenNothingIsSent: a proxy that reconnects
@@ -655,31 +700,7 @@ func TestOwnListSentFromItsHashing(t *testing.T) {
 // before firstDone).
 func TestOwnListEncodingsNotKeptWhenNothingIsSent(t *testing.T) {
 	for _, delta := range []bool{false, true} {
-		m, err := newMetrics(nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a := newADS(slog.New(slog.DiscardHandler), m, func(float64) {})
-		h := newHasher()
-		shared, err := h.list([]types.Resource{&clusterv3.Cluster{Name: "outbound|80||s.default.svc.cluster.local"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		own, err := h.ownList([]types.Resource{&clusterv3.Cluster{Name: "inbound|8080||a.default.svc.cluster.local"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts, err := h.pair(shared, own)
-		if err != nil {
-			t.Fatal(err)
-		}
-		i := typeIndex(resourcev3.ClusterType)
-		c := a.newConn(&snapshot.Proxy{ID: podNodeID}, nil, delta, nil)
-		c.snap = &nodeSnapshot{}
-		c.snap.types[i] = ts
-		sent := 0
-		s := &xdsStream{a: a, c: c, delta: delta, send: func(any) error { sent++; return nil }}
-		st := &typeState{index: int32(i), requested: true, sub: subscription{wildcard: true}}
+		s, st, ts, sent := ownListStream(t, delta)
 		if delta {
 			st.initial = map[string]string{}
 			for _, tr := range ts.parts() {
@@ -690,18 +711,69 @@ func TestOwnListEncodingsNotKeptWhenNothingIsSent(t *testing.T) {
 		} else {
 			st.presented = ts.version
 		}
-		s.types[i] = st
-		if own.first.Load() == nil {
-			t.Fatal("the own list holds no encodings from its hashing")
-		}
 		if err := s.flush(); err != nil {
 			t.Fatal(err)
 		}
-		if sent != 0 || st.held != ts {
-			t.Fatalf("delta %v: %d responses sent to a proxy holding the current version, want none", delta, sent)
+		if len(*sent) != 0 || st.held != ts {
+			t.Fatalf("delta %v: %d responses sent to a proxy holding the current version, want none", delta, len(*sent))
 		}
-		if f := own.first.Load(); f != nil {
+		if f := ts.own.first.Load(); f != nil {
 			t.Errorf("delta %v: nothing was sent, yet the own list keeps %d encodings for its first response", delta, len(*f))
+		}
+	}
+}
+
+// TestOwnListFirstEncodingsLastTheFlush: a push from the waker over its
+// budget sends nothing and leaves the response to serve's flush, which
+// still has the own list's hash-time encodings; once a response went out,
+// they are gone.
+func TestOwnListFirstEncodingsLastTheFlush(t *testing.T) {
+	for _, delta := range []bool{false, true} {
+		s, _, ts, sent := ownListStream(t, delta)
+		s.inline, s.budget = true, 8
+		if err := s.flush(); !errors.Is(err, errOverBudget) || len(*sent) != 0 {
+			t.Fatalf("delta %v: push over budget: %v, %d sent; want errOverBudget, none", delta, err, len(*sent))
+		}
+		if ts.own.first.Load() == nil {
+			t.Errorf("delta %v: the push over budget used up the own list's encodings before serve's flush sent them", delta)
+		}
+		s.inline = false
+		if err := s.flush(); err != nil || len(*sent) != 1 {
+			t.Fatalf("delta %v: flush: %v, %d sent; want one response", delta, err, len(*sent))
+		}
+		if ts.own.first.Load() != nil {
+			t.Errorf("delta %v: the own list keeps its encodings after its first response", delta)
+		}
+		var b []byte
+		b = append(b, (*sent)[0].head...)
+		for _, p := range (*sent)[0].parts {
+			b = append(b, p...)
+		}
+		var names []string
+		if delta {
+			var r discoveryv3.DeltaDiscoveryResponse
+			if err := proto.Unmarshal(b, &r); err != nil {
+				t.Fatal(err)
+			}
+			for _, res := range r.GetResources() {
+				names = append(names, res.GetName())
+			}
+		} else {
+			var r discoveryv3.DiscoveryResponse
+			if err := proto.Unmarshal(b, &r); err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range r.GetResources() {
+				var c clusterv3.Cluster
+				if err := a.UnmarshalTo(&c); err != nil {
+					t.Fatal(err)
+				}
+				names = append(names, c.GetName())
+			}
+		}
+		slices.Sort(names)
+		if want := []string{"inbound|8080||a.default.svc.cluster.local", "outbound|80||s.default.svc.cluster.local"}; !slices.Equal(names, want) {
+			t.Errorf("delta %v: sent %q, want %q", delta, names, want)
 		}
 	}
 }

@@ -243,9 +243,9 @@ type typeResources struct {
 	names []string         // by list index
 	vers  []string         // content hash, by list index
 	anys  []*anypb.Any     // marshaled resources, by list index; nil for an own list (see anyAt)
-	// first is an own list's encodings as hashed, until a response takes
-	// them (see ownAnys) or a flush finds none due (see firstDone): its
-	// first send follows its making, and encoding it again then was a
+	// first is an own list's encodings as hashed, for its first response
+	// (see ownAnys), until a flush has looked at its type (see firstDone):
+	// its first send follows its making, and encoding it again then was a
 	// second encoding of every proxy's own resources as a fleet connected.
 	first atomic.Pointer[[]*anypb.Any]
 
@@ -328,10 +328,12 @@ func (tr *typeResources) anyAt(i int) *anypb.Any {
 // once: hundreds of flushes waiting). On its own goroutine, the flush keeps
 // 4 KB.
 //
-// The first call takes the encodings made when the list was hashed, if no
-// call took them yet, and encodes nothing.
+// While the list keeps the encodings made when it was hashed, until the
+// flush of its first response is over (see firstDone), it uses those and
+// encodes nothing: a response that flush drops and sends again (an inline
+// push over its budget, sent by serve instead) uses them too.
 func (tr *typeResources) ownAnys(idx []int) []*anypb.Any {
-	if first := tr.first.Swap(nil); first != nil {
+	if first := tr.first.Load(); first != nil {
 		if idx == nil {
 			return *first
 		}
@@ -530,11 +532,11 @@ type typeSnapshot struct {
 	shared, own *typeResources
 }
 
-// firstDone drops the encodings the own list's first response would send
-// (see ownAnys), once a flush has looked at the type: the response went out
-// and took them, or none was due (a proxy that reconnects holding the
-// current version is sent nothing), and they would stay with the list for
-// as long as the proxy holds it.
+// firstDone drops the encodings the own list's first response sends (see
+// ownAnys), once a flush has looked at the type: the response went out, or
+// none was due (a proxy that reconnects holding the current version is sent
+// nothing), and they would stay with the list for as long as the proxy
+// holds it.
 func (ts *typeSnapshot) firstDone() {
 	if ts != nil && ts.own != nil {
 		ts.own.first.Store(nil)
