@@ -341,6 +341,9 @@ func (s *xdsStream) respond(t *typeState, ts *typeSnapshot, n int, encoded [][]b
 		}
 		s.budget -= size
 	}
+	// Made: the own list's first encodings are spent, and not kept while
+	// the response waits for the proxy to read it.
+	ts.firstDone()
 	s.nonce++
 	t.pending = &sentResponse{nonce: nonce, ts: ts, sub: t.sub}
 	t.lastNonce = nonce

@@ -725,8 +725,8 @@ func TestOwnListEncodingsNotKeptWhenNothingIsSent(t *testing.T) {
 
 // TestOwnListFirstEncodingsLastTheFlush: a push from the waker over its
 // budget sends nothing and leaves the response to serve's flush, which
-// still has the own list's hash-time encodings; once a response went out,
-// they are gone.
+// still has the own list's hash-time encodings; once that response is
+// made, before it is sent, they are gone.
 func TestOwnListFirstEncodingsLastTheFlush(t *testing.T) {
 	for _, delta := range []bool{false, true} {
 		s, _, ts, sent := ownListStream(t, delta)
@@ -738,6 +738,13 @@ func TestOwnListFirstEncodingsLastTheFlush(t *testing.T) {
 			t.Errorf("delta %v: the push over budget used up the own list's encodings before serve's flush sent them", delta)
 		}
 		s.inline = false
+		send := s.send
+		s.send = func(m any) error {
+			if ts.own.first.Load() != nil {
+				t.Errorf("delta %v: the own list keeps its encodings while its first response is sent (it may wait for the proxy to read)", delta)
+			}
+			return send(m)
+		}
 		if err := s.flush(); err != nil || len(*sent) != 1 {
 			t.Fatalf("delta %v: flush: %v, %d sent; want one response", delta, err, len(*sent))
 		}

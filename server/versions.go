@@ -244,7 +244,8 @@ type typeResources struct {
 	vers  []string         // content hash, by list index
 	anys  []*anypb.Any     // marshaled resources, by list index; nil for an own list (see anyAt)
 	// first is an own list's encodings as hashed, for its first response
-	// (see ownAnys), until a flush has looked at its type (see firstDone):
+	// (see ownAnys), until that is made or a flush finds none due (see
+	// firstDone):
 	// its first send follows its making, and encoding it again then was a
 	// second encoding of every proxy's own resources as a fleet connected.
 	first atomic.Pointer[[]*anypb.Any]
@@ -328,10 +329,11 @@ func (tr *typeResources) anyAt(i int) *anypb.Any {
 // once: hundreds of flushes waiting). On its own goroutine, the flush keeps
 // 4 KB.
 //
-// While the list keeps the encodings made when it was hashed, until the
-// flush of its first response is over (see firstDone), it uses those and
-// encodes nothing: a response that flush drops and sends again (an inline
-// push over its budget, sent by serve instead) uses them too.
+// While the list keeps the encodings made when it was hashed, until its
+// first response is made or a flush finds none due (see firstDone), it
+// uses those and encodes nothing: a response made and dropped before it
+// is sent (an inline push over its budget, sent by serve instead) leaves
+// them to the one sent.
 func (tr *typeResources) ownAnys(idx []int) []*anypb.Any {
 	if first := tr.first.Load(); first != nil {
 		if idx == nil {
@@ -533,10 +535,11 @@ type typeSnapshot struct {
 }
 
 // firstDone drops the encodings the own list's first response sends (see
-// ownAnys), once a flush has looked at the type: the response went out, or
-// none was due (a proxy that reconnects holding the current version is sent
-// nothing), and they would stay with the list for as long as the proxy
-// holds it.
+// ownAnys), once the response is made (before it waits for the proxy to
+// read it: a fleet connecting has hundreds waiting), or a flush has looked
+// at the type and found none due (a proxy that reconnects holding the
+// current version is sent nothing): they would stay with the list for as
+// long as the proxy holds it.
 func (ts *typeSnapshot) firstDone() {
 	if ts != nil && ts.own != nil {
 		ts.own.first.Store(nil)
