@@ -263,12 +263,12 @@ func (r *sotwRequest) keepNodeWire(b []byte) { r.nodeWire = b }
 
 func (r *sotwRequest) nodeNumber() protowire.Number { return sotwNodeField }
 
-// reset readies r for a stream's next request, known to be set; skipNode
-// as for withoutNode. A request keeps what decoding made anew (the node,
+// reset clears r for its next request (known and skipNode are that
+// request's to set). A request keeps what decoding made anew (the node,
 // the names), never r's own fields.
-func (r *sotwRequest) reset(skipNode bool) {
+func (r *sotwRequest) reset() {
 	proto.Reset(&r.req)
-	r.known, r.match, r.set, r.names, r.nodeWire, r.skipNode = nil, nil, nil, nil, nil, skipNode
+	r.known, r.match, r.set, r.names, r.nodeWire, r.skipNode = nil, nil, nil, nil, nil, false
 }
 
 func (r *sotwRequest) unmarshal(b []byte) error {
@@ -581,11 +581,10 @@ func (r *deltaRequest) keepNodeWire(b []byte) { r.nodeWire = b }
 
 func (r *deltaRequest) nodeNumber() protowire.Number { return deltaNodeField }
 
-// reset readies r for the stream's next request; skipNode as for
-// withoutNode.
-func (r *deltaRequest) reset(skipNode bool) {
+// reset clears r for its next request, as for SotW.
+func (r *deltaRequest) reset() {
 	proto.Reset(&r.req)
-	r.set, r.nodeWire, r.skipNode = nil, nil, skipNode
+	r.set, r.nodeWire, r.skipNode = nil, nil, false
 }
 
 // Field numbers of a DeltaDiscoveryRequest that an answer to a response

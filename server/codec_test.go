@@ -273,7 +273,8 @@ func TestLaterNodeNotDecoded(t *testing.T) {
 				data = append(data, mem.SliceBuffer(rest[:min(cut, len(rest))]))
 			}
 			m := &sotwRequest{seed: in.seed, interned: in.lookup}
-			m.reset(true)
+			m.reset()
+			m.skipNode = true
 			m.known = map[string]*nameSet{resourcev3.EndpointType: known}
 			raw := rawMsg{data: data, pool: mem.DefaultBufferPool()}
 			if err := raw.decode(m); err != nil {
@@ -284,7 +285,8 @@ func TestLaterNodeNotDecoded(t *testing.T) {
 			}
 		}
 		d := &deltaRequest{seed: in.seed, interned: in.lookup}
-		d.reset(true)
+		d.reset()
+		d.skipNode = true
 		if err := d.unmarshal(withNode(deltaNodeField, node, deltaReq)); err != nil {
 			t.Fatalf("delta: %v", err)
 		}
@@ -294,16 +296,16 @@ func TestLaterNodeNotDecoded(t *testing.T) {
 	}
 	// A first request's node is decoded, and a malformed one refused.
 	m := &sotwRequest{seed: in.seed, interned: in.lookup}
-	m.reset(false)
+	m.reset()
 	if err := m.unmarshal(withNode(sotwNodeField, good, sotwACK)); err != nil || m.GetNode().GetId() != podNodeID {
 		t.Errorf("first SotW request: node %v, %v", m.GetNode(), err)
 	}
-	m.reset(false)
+	m.reset()
 	if err := m.unmarshal(withNode(sotwNodeField, bad, sotwACK)); err == nil {
 		t.Error("first SotW request with a malformed node: no error")
 	}
 	d := &deltaRequest{seed: in.seed, interned: in.lookup}
-	d.reset(false)
+	d.reset()
 	if err := d.unmarshal(withNode(deltaNodeField, bad, deltaReq)); err == nil {
 		t.Error("first delta request with a malformed node: no error")
 	}

@@ -89,7 +89,8 @@ func FuzzSotWRequest(f *testing.F) {
 		// A stream that has its node decodes the rest alike, and no node.
 		later := func() *sotwRequest {
 			r := &sotwRequest{seed: in.seed, interned: in.lookup}
-			r.reset(true)
+			r.reset()
+			r.skipNode = true
 			r.known = known
 			return r
 		}
@@ -99,7 +100,8 @@ func FuzzSotWRequest(f *testing.F) {
 		if err := m2.unmarshal(before); err != nil {
 			t.Fatal(err)
 		}
-		m2.reset(true)
+		m2.reset()
+		m2.skipNode = true
 		m2.known = known
 		if err := m2.unmarshal(b); err != nil {
 			t.Fatalf("with the node skipped: %v", err)
@@ -174,7 +176,7 @@ func FuzzDeltaRequest(f *testing.F) {
 		if err := m.unmarshal(before); err != nil {
 			t.Fatal(err)
 		}
-		m.reset(false)
+		m.reset()
 		got := m.unmarshal(b)
 		want := &discoveryv3.DeltaDiscoveryRequest{}
 		if wantErr := proto.Unmarshal(b, want); (got == nil) != (wantErr == nil) {
@@ -197,7 +199,8 @@ func FuzzDeltaRequest(f *testing.F) {
 			t.Fatalf("fields %v, want %v", &m.req, want)
 		}
 		// A stream that has its node decodes the rest alike, and no node.
-		m.reset(true)
+		m.reset()
+		m.skipNode = true
 		if err := m.unmarshal(b); err != nil {
 			t.Fatalf("with the node skipped: %v", err)
 		}

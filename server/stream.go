@@ -177,9 +177,8 @@ func (a *ads) streamSotW(st grpcStream, typeURL string) error {
 		// garbage a sidecar connecting.
 		m := a.sotwDecoders.Get().(*sotwRequest)
 		defer a.sotwDecoders.Put(m)
-		defer m.reset(false)
-		m.reset(s.c != nil)
-		m.known = known
+		defer m.reset()
+		m.known, m.skipNode = known, s.c != nil
 		if err := raw.decode(m); err != nil {
 			return nil, err
 		}
@@ -206,8 +205,8 @@ func (a *ads) streamDelta(st grpcStream, typeURL string) error {
 	return a.serve(s, st, func(raw *rawMsg) (*request, error) {
 		m := a.deltaDecoders.Get().(*deltaRequest) // as for SotW
 		defer a.deltaDecoders.Put(m)
-		defer m.reset(false)
-		m.reset(s.c != nil)
+		defer m.reset()
+		m.skipNode = s.c != nil
 		if err := raw.decode(m); err != nil {
 			return nil, err
 		}
