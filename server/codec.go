@@ -135,54 +135,61 @@ var (
 	deltaNodeField = (&discoveryv3.DeltaDiscoveryRequest{}).ProtoReflect().Descriptor().Fields().ByName("node").Number()
 )
 
+// fieldAt reads the field b starts with: its number, wire type, the length
+// of its tag and its whole length; size is negative when b is malformed
+// there.
+func fieldAt(b []byte) (num protowire.Number, typ protowire.Type, tag, size int) {
+	num, typ, tag = protowire.ConsumeTag(b)
+	if tag < 0 {
+		return 0, 0, 0, -1
+	}
+	m := protowire.ConsumeFieldValue(num, typ, b[tag:])
+	if m < 0 {
+		return 0, 0, 0, -1
+	}
+	return num, typ, tag, tag + m
+}
+
 // nodeField returns a copy of the node (field number num) of the encoded
-// request b as it came,
-// or nil if b holds the node in more than one field (protobuf merges them:
-// only the decoded node, encoded again, is the whole node). A connection
-// keeps its node encoded (see conn.node); encoding the decoded node again
-// sorted its metadata's maps by reflection, for every proxy connecting.
+// request b as it came, or nil if b holds the node in more than one field
+// (protobuf merges them: only the decoded node, encoded again, is the
+// whole node). A connection keeps its node encoded (see conn.node);
+// encoding the decoded node again sorted its metadata's maps by
+// reflection, for every proxy connecting.
 func nodeField(b []byte, num protowire.Number) []byte {
 	var node []byte
 	found := false
 	for len(b) > 0 {
-		field, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil
-		}
-		m := protowire.ConsumeFieldValue(field, typ, b[n:])
-		if m < 0 {
+		field, typ, tag, size := fieldAt(b)
+		if size < 0 {
 			return nil
 		}
 		if field == num {
 			if found || typ != protowire.BytesType {
 				return nil
 			}
-			node, _ = protowire.ConsumeBytes(b[n:])
+			node, _ = protowire.ConsumeBytes(b[tag:])
 			found = true
 		}
-		b = b[n+m:]
+		b = b[size:]
 	}
 	return bytes.Clone(node)
 }
 
-// withoutNode returns b without its node fields (number num), for a stream that has its
-// node already: only a stream's first node counts (it is the connection's,
-// and what RequireIdentity vets), so a node a later request repeats is not
-// decoded, nor checked. Envoy as Istio sets it up sends the node once
-// (set_node_on_first_message_only); a client that repeats it made the
-// server decode a sidecar's metadata (a few hundred nested values, 5 KB of
-// garbage) again for every request that carried it. b itself is returned
-// when it has no node field, or when it is malformed (the decoder then says
-// how).
+// withoutNode returns b without its node fields (number num), for a stream
+// that has its node already: only a stream's first node counts (it is the
+// connection's, and what RequireIdentity vets), so a node a later request
+// repeats is not decoded, nor checked. Envoy as Istio sets it up sends the
+// node once (set_node_on_first_message_only); a client that repeats it
+// made the server decode a sidecar's metadata (a few hundred nested values,
+// 5 KB of garbage) again for every request that carried it. b itself is
+// returned when it has no node field, or when it is malformed (the decoder
+// then says how).
 func withoutNode(b []byte, num protowire.Number) []byte {
 	var out []byte
 	for i := 0; i < len(b); {
-		field, typ, n := protowire.ConsumeTag(b[i:])
-		if n < 0 {
-			return b
-		}
-		m := protowire.ConsumeFieldValue(field, typ, b[i+n:])
-		if m < 0 {
+		field, typ, _, size := fieldAt(b[i:])
+		if size < 0 {
 			return b
 		}
 		switch {
@@ -191,9 +198,9 @@ func withoutNode(b []byte, num protowire.Number) []byte {
 				out = append(make([]byte, 0, len(b)), b[:i]...)
 			}
 		case out != nil:
-			out = append(out, b[i:i+n+m]...)
+			out = append(out, b[i:i+size]...)
 		}
-		i += n + m
+		i += size
 	}
 	if out == nil {
 		return b

@@ -245,9 +245,9 @@ type typeResources struct {
 	anys  []*anypb.Any     // marshaled resources, by list index; nil for an own list (see anyAt)
 	// first is an own list's encodings as hashed, for its first response
 	// (see ownAnys), until that is made or a flush finds none due (see
-	// firstDone):
-	// its first send follows its making, and encoding it again then was a
-	// second encoding of every proxy's own resources as a fleet connected.
+	// firstDone): its first send follows its making, and encoding it again
+	// then was a second encoding of every proxy's own resources as a fleet
+	// connected.
 	first atomic.Pointer[[]*anypb.Any]
 
 	made atomic.Pointer[madeFrom] // see madeFrom
@@ -539,9 +539,12 @@ type typeSnapshot struct {
 // read it: a fleet connecting has hundreds waiting), or a flush has looked
 // at the type and found none due (a proxy that reconnects holding the
 // current version is sent nothing): they would stay with the list for as
-// long as the proxy holds it.
+// long as the proxy holds it. It only reads when they are gone already:
+// every flush calls it for each type, and many proxies may share an own
+// list (an empty one, say), so a store each time would have them write to
+// one word at once on every push.
 func (ts *typeSnapshot) firstDone() {
-	if ts != nil && ts.own != nil {
+	if ts != nil && ts.own != nil && ts.own.first.Load() != nil {
 		ts.own.first.Store(nil)
 	}
 }
